@@ -1,0 +1,108 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/*: a pinned moto venv, a background moto_server, shellcheck.
+#
+# Source it (`. "$(dirname "$0")/lib.sh"`); it changes nothing until a function is called.
+# Every function works under `set -euo pipefail`.
+#
+#   ensure_moto_venv   create/reuse ${STREAMSTACK_VENV:-.venv-moto} with moto[server]==$MOTO_VERSION
+#   free_port          print a free TCP port on 127.0.0.1
+#   start_moto         start moto_server in the background, wait until it answers, export
+#                      STREAMSTACK_MOTO_ENDPOINT; it is stopped by an EXIT trap (also on error/Ctrl-C)
+#   stop_moto          stop it now (idempotent)
+#   ensure_shellcheck  install shellcheck with apt-get when missing and running as root
+
+STREAMSTACK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MOTO_VERSION="5.2.5"
+MOTO_PID=""
+MOTO_LOG=""
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Path of the venv (relative paths are relative to the repository root).
+moto_venv_dir() {
+  local dir="${STREAMSTACK_VENV:-.venv-moto}"
+  case "$dir" in
+    /*) printf '%s\n' "$dir" ;;
+    *) printf '%s\n' "$STREAMSTACK_ROOT/$dir" ;;
+  esac
+}
+
+ensure_moto_venv() {
+  local venv
+  venv="$(moto_venv_dir)"
+  if [[ -x "$venv/bin/moto_server" ]] &&
+    [[ "$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null)" == "$MOTO_VERSION" ]]; then
+    return 0
+  fi
+  command -v python3 >/dev/null || die "python3 is needed to run moto (the AWS emulator used by the tests)"
+  log "==> installing moto[server]==$MOTO_VERSION into $venv"
+  [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv" || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" ||
+    die "pip install moto[server]==$MOTO_VERSION failed"
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+start_moto() {
+  [[ -z "$MOTO_PID" ]] || return 0
+  ensure_moto_venv
+  local venv port url deadline
+  venv="$(moto_venv_dir)"
+  port="$(free_port)"
+  url="http://127.0.0.1:$port"
+  MOTO_LOG="${MOTO_LOG_FILE:-$STREAMSTACK_ROOT/target/moto-$port.log}"
+  mkdir -p "$(dirname "$MOTO_LOG")"
+  trap stop_moto EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  MOTO_ALLOW_NONEXISTENT_REGION=true \
+    MOTO_IAM_LOAD_MANAGED_POLICIES="${MOTO_IAM_LOAD_MANAGED_POLICIES:-true}" \
+    "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$MOTO_LOG" 2>&1 </dev/null &
+  MOTO_PID=$!
+  deadline=$((SECONDS + 30))
+  until http_answers "$url/moto-api/data.json"; do
+    if ! kill -0 "$MOTO_PID" 2>/dev/null || ((SECONDS >= deadline)); then
+      log "error: moto_server did not answer on $url within 30 s; last lines of $MOTO_LOG:"
+      tail -n 20 "$MOTO_LOG" >&2 || true
+      stop_moto
+      exit 1
+    fi
+    sleep 0.2
+  done
+  export STREAMSTACK_MOTO_ENDPOINT="$url"
+  log "==> moto $MOTO_VERSION listening on $url (pid $MOTO_PID, log $MOTO_LOG)"
+}
+
+# Succeeds when URL gives any HTTP answer (python, so curl is not required).
+http_answers() {
+  python3 - "$1" <<'PY' 2>/dev/null
+import sys, urllib.request, urllib.error
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=2)
+except urllib.error.HTTPError:
+    pass
+PY
+}
+
+stop_moto() {
+  [[ -n "$MOTO_PID" ]] || return 0
+  local pid="$MOTO_PID"
+  MOTO_PID=""
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset STREAMSTACK_MOTO_ENDPOINT
+}
+
+ensure_shellcheck() {
+  command -v shellcheck >/dev/null && return 0
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    log "==> installing shellcheck"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck; } >&2 ||
+      die "apt-get install shellcheck failed"
+  else
+    die "shellcheck is not installed (apt-get install shellcheck)"
+  fi
+}

@@ -1,0 +1,11 @@
+//! streamstack: infrastructure as code for AWS Kinesis log pipelines.
+//!
+//! Data flows one way: `spec` (the user's file) → `model` (the desired world as plain data) →
+//! plan → executor → AWS. See ARCHITECTURE.md in the repository for the map.
+
+pub mod bootstrap;
+pub mod diagnostics;
+pub mod iam;
+pub mod model;
+pub mod schema;
+pub mod spec;

@@ -1,0 +1,322 @@
+//! Walks the YAML value tree into typed spec data, collecting every problem instead of stopping
+//! at the first (serde's derive stops at the first error, so we decode by hand). Each field
+//! accessor knows its path, so diagnostics point at the right line and column.
+
+use std::collections::BTreeMap;
+
+use serde_yaml::{Mapping, Value};
+
+use super::positions::{Path, Positions};
+use super::rules::{self, Violation};
+use super::template::{is_template, Templater};
+use crate::diagnostics::{Diagnostic, Diagnostics, Pos, Severity};
+
+pub(crate) struct Decoder<'a> {
+    pub file: &'a str,
+    pub positions: &'a Positions,
+    pub diags: Diagnostics,
+    pub templater: Option<Templater>,
+}
+
+/// The closest candidate to `word`, if one is close enough to suggest.
+pub fn did_you_mean<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+    let limit = (word.chars().count() / 3).max(2);
+    candidates
+        .into_iter()
+        .map(|c| (strsim::levenshtein(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Human name of a YAML value's type, for "expected X, found Y".
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a number",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+impl<'a> Decoder<'a> {
+    pub fn error_at(&mut self, pos: Pos, path: &Path, message: String, expected: Option<String>) {
+        self.diags.push(Diagnostic {
+            severity: Severity::Error,
+            file: self.file.to_string(),
+            pos,
+            path: path.to_string(),
+            message,
+            expected,
+        });
+    }
+
+    pub fn warn(&mut self, path: &Path, message: String) {
+        self.diags.push(Diagnostic {
+            severity: Severity::Warning,
+            file: self.file.to_string(),
+            pos: self.positions.value(path),
+            path: path.to_string(),
+            message,
+            expected: None,
+        });
+    }
+
+    /// An error about a value, located at the value.
+    pub fn error(&mut self, path: &Path, message: impl Into<String>, expected: Option<&str>) {
+        let pos = self.positions.value(path);
+        self.error_at(pos, path, message.into(), expected.map(str::to_string));
+    }
+
+    /// An error about a key (unknown key, bad key name), located at the key.
+    pub fn error_key(&mut self, path: &Path, message: impl Into<String>, expected: Option<String>) {
+        let pos = self.positions.key(path);
+        self.error_at(pos, path, message.into(), expected);
+    }
+
+    pub fn violation(&mut self, path: &Path, v: Violation) {
+        let pos = self.positions.value(path);
+        self.error_at(pos, path, v.message, v.expected);
+    }
+
+    pub fn check(&mut self, path: &Path, r: rules::Check) -> bool {
+        match r {
+            Ok(()) => true,
+            Err(v) => {
+                self.violation(path, v);
+                false
+            }
+        }
+    }
+
+    fn type_error(&mut self, path: &Path, v: &Value, expected: &str) {
+        self.error(
+            path,
+            format!("expected {expected}, found {}", type_name(v)),
+            None,
+        );
+    }
+
+    /// The value as a mapping, or an error.
+    pub fn mapping<'v>(&mut self, v: &'v Value, path: &Path) -> Option<&'v Mapping> {
+        match v {
+            Value::Mapping(m) => Some(m),
+            other => {
+                self.type_error(path, other, "a mapping");
+                None
+            }
+        }
+    }
+
+    /// Reports keys that are not in `allowed` (with a suggestion) and keys that are not strings.
+    pub fn known_keys(&mut self, m: &Mapping, path: &Path, allowed: &[&str]) {
+        for k in m.keys() {
+            match k {
+                Value::String(s) if allowed.contains(&s.as_str()) => {}
+                Value::String(s) => {
+                    let expected = match did_you_mean(s, allowed.iter().copied()) {
+                        Some(c) => format!("did you mean `{c}`?"),
+                        None => format!("one of: {}", allowed.join(", ")),
+                    };
+                    self.error_key(&path.key(s), format!("unknown key `{s}`"), Some(expected));
+                }
+                other => {
+                    let other = type_name(other);
+                    self.error(path, format!("keys must be strings, found {other}"), None)
+                }
+            }
+        }
+    }
+
+    /// An optional field: absent and `null` are both "not given".
+    pub fn field<'v>(m: &'v Mapping, k: &str) -> Option<&'v Value> {
+        match m.get(k) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v),
+        }
+    }
+
+    /// A required field, or an error at the mapping that lacks it.
+    pub fn required<'v>(&mut self, m: &'v Mapping, path: &Path, k: &str, expected: &str) -> Option<&'v Value> {
+        let v = Self::field(m, k);
+        if v.is_none() {
+            let pos = self.positions.key(path);
+            let p = path.key(k);
+            let msg = if m.contains_key(k) {
+                format!("`{k}` has no value")
+            } else {
+                format!("missing required field `{k}`")
+            };
+            let pos = if m.contains_key(k) { self.positions.value(&p) } else { pos };
+            self.error_at(pos, &p, msg, Some(expected.to_string()));
+        }
+        v
+    }
+
+    /// A string value, rendered through the templater.
+    pub fn string(&mut self, v: &Value, path: &Path) -> Option<String> {
+        let raw = self.raw_string(v, path)?;
+        match &self.templater {
+            Some(t) => match t.render(&raw) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    self.error(path, e, None);
+                    None
+                }
+            },
+            None => Some(raw),
+        }
+    }
+
+    /// A string value that must not be templated (`stack`, `region`, vars' names).
+    pub fn literal_string(&mut self, v: &Value, path: &Path) -> Option<String> {
+        let s = self.raw_string(v, path)?;
+        if is_template(&s) {
+            self.error(path, "templates are not allowed in this field", Some("a plain string"));
+            return None;
+        }
+        Some(s)
+    }
+
+    /// A string scalar without templating; numbers and booleans are refused so that `version: 1.0`
+    /// style surprises are caught.
+    pub fn raw_string(&mut self, v: &Value, path: &Path) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            other => {
+                self.type_error(path, other, "a string");
+                None
+            }
+        }
+    }
+
+    /// A whole number in `min..=max`; a templated string that renders to one is accepted.
+    pub fn int(&mut self, v: &Value, path: &Path, min: u64, max: u64) -> Option<u64> {
+        let expected = format!("an integer from {min} to {max}");
+        let n = match v {
+            Value::Number(n) => match n.as_u64() {
+                Some(n) => n,
+                None => {
+                    self.error(path, format!("{n} is not a whole non-negative number"), Some(&expected));
+                    return None;
+                }
+            },
+            Value::String(s) if is_template(s) => {
+                let rendered = self.string(v, path)?;
+                match rendered.trim().parse::<u64>() {
+                    Ok(n) => n,
+                    Err(_) => {
+                        self.error(path, format!("template rendered to {rendered:?}, not an integer"), Some(&expected));
+                        return None;
+                    }
+                }
+            }
+            other => {
+                self.type_error(path, other, &expected);
+                return None;
+            }
+        };
+        if n < min || n > max {
+            self.error(path, format!("{n} is out of range"), Some(&expected));
+            return None;
+        }
+        Some(n)
+    }
+
+    /// A boolean; a templated string that renders to true/false is accepted.
+    pub fn boolean(&mut self, v: &Value, path: &Path) -> Option<bool> {
+        match v {
+            Value::Bool(b) => Some(*b),
+            Value::String(s) if is_template(s) => {
+                let rendered = self.string(v, path)?;
+                match rendered.trim() {
+                    "true" => Some(true),
+                    "false" => Some(false),
+                    _ => {
+                        self.error(path, format!("template rendered to {rendered:?}"), Some("true or false"));
+                        None
+                    }
+                }
+            }
+            other => {
+                self.type_error(path, other, "true or false");
+                None
+            }
+        }
+    }
+
+    /// A string that must be one of `allowed` (exact case), with a suggestion otherwise.
+    pub fn one_of(&mut self, v: &Value, path: &Path, allowed: &[&str]) -> Option<String> {
+        let s = self.string(v, path)?;
+        if allowed.contains(&s.as_str()) {
+            return Some(s);
+        }
+        let hint = match did_you_mean(&s, allowed.iter().copied()) {
+            Some(c) => format!(" (did you mean `{c}`?)"),
+            None => String::new(),
+        };
+        let pos = self.positions.value(path);
+        self.error_at(
+            pos,
+            path,
+            format!("unknown value {s:?}{hint}"),
+            Some(format!("one of: {}", allowed.join(", "))),
+        );
+        None
+    }
+
+    /// A mapping of string → string (tags, vars), values templated when `templated`.
+    pub fn string_map(&mut self, v: &Value, path: &Path, templated: bool) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let Some(m) = self.mapping(v, path) else {
+            return out;
+        };
+        for (k, val) in m {
+            let Value::String(k) = k else {
+                let t = type_name(k);
+                self.error(path, format!("keys must be strings, found {t}"), None);
+                continue;
+            };
+            let p = path.key(k);
+            // Scalars other than strings are accepted and written as YAML would print them.
+            let s = match val {
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ if templated => self.string(val, &p),
+                _ => self.raw_string(val, &p),
+            };
+            if let Some(s) = s {
+                out.insert(k.clone(), s);
+            }
+        }
+        out
+    }
+
+    /// Iterates a keyed section (`buckets:` etc.), checking each key's syntax.
+    pub fn keyed<'v>(&mut self, v: Option<&'v Value>, path: &Path) -> Vec<(String, &'v Value, Path)> {
+        let Some(v) = v else { return Vec::new() };
+        let Some(m) = self.mapping(v, path) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, val) in m {
+            let Value::String(k) = k else {
+                let t = type_name(k);
+                self.error(path, format!("keys must be strings, found {t}"), None);
+                continue;
+            };
+            let p = path.key(k);
+            if let Err(v) = rules::resource_key(k) {
+                let pos = self.positions.key(&p);
+                self.error_at(pos, &p, v.message, v.expected);
+                continue;
+            }
+            out.push((k.clone(), val, p));
+        }
+        out
+    }
+}

@@ -1,0 +1,607 @@
+//! From text to a typed [`Spec`]: YAML syntax, structure, types, value rules and templating.
+//! Cross-references and derived names are checked in `validate.rs`, once everything is decoded.
+
+use std::collections::BTreeMap;
+
+use serde_yaml::{Mapping, Value};
+
+use super::decode::Decoder;
+use super::positions::{Path, Positions};
+use super::rules;
+use super::template::Templater;
+use super::types::*;
+use crate::diagnostics::{Diagnostic, Diagnostics, Pos, Severity};
+
+/// The keys each section accepts; the JSON Schema test checks it names the same ones.
+pub const TOP_KEYS: &[&str] = &[
+    "version",
+    "stack",
+    "region",
+    "tags",
+    "expires_after",
+    "vars",
+    "buckets",
+    "streams",
+    "deliveries",
+    "hosts",
+];
+pub const BUCKET_KEYS: &[&str] = &["name", "force_destroy", "versioning", "expire_after_days"];
+pub const STREAM_KEYS: &[&str] = &["name", "mode", "shards", "retention_hours", "encryption"];
+pub const DELIVERY_KEYS: &[&str] = &[
+    "name",
+    "from",
+    "to",
+    "prefix",
+    "error_prefix",
+    "buffering",
+    "compression",
+];
+pub const BUFFERING_KEYS: &[&str] = &["size_mb", "interval_seconds"];
+pub const HOST_KEYS: &[&str] = &[
+    "instance_type",
+    "image",
+    "subnet",
+    "ssh",
+    "flows",
+    "sample_data",
+];
+pub const SSH_KEYS: &[&str] = &["key_name", "from"];
+pub const FLOW_KEYS: &[&str] = &["files", "to", "format", "fields"];
+pub const SAMPLE_KEYS: &[&str] = &["file", "records"];
+
+/// The account id used when validating offline: 12 digits, so length rules are exact.
+pub const OFFLINE_ACCOUNT_ID: &str = "000000000000";
+
+/// What the environment contributes to loading a spec.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--var NAME=VALUE` overrides, in order.
+    pub vars: Vec<(String, String)>,
+    /// `--region`, or the SDK chain's region (AWS_REGION...), used when the spec has none.
+    pub region: Option<String>,
+    /// The live account id; [`OFFLINE_ACCOUNT_ID`] when offline.
+    pub account_id: Option<String>,
+}
+
+/// A decoded spec plus what loading learned about its environment.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub spec: Spec,
+    /// The region names are built with.
+    pub region: String,
+    pub account_id: String,
+    /// Whether the region is a stand-in because none was configured.
+    pub region_is_placeholder: bool,
+}
+
+/// When no region is known offline we still check lengths against the longest region code.
+pub const PLACEHOLDER_REGION: &str = "ap-southeast-7";
+
+pub(crate) fn load(
+    file: &str,
+    text: &str,
+    positions: &Positions,
+    opts: &LoadOptions,
+) -> (Option<Loaded>, Diagnostics) {
+    let mut d = Decoder {
+        file,
+        positions,
+        diags: Diagnostics::default(),
+        templater: None,
+    };
+    let root: Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let pos = e
+                .location()
+                .map(|l| Pos {
+                    line: l.line(),
+                    col: l.column(),
+                })
+                .unwrap_or(Pos { line: 1, col: 1 });
+            let msg = e.to_string();
+            // serde_yaml appends " at line N column M"; the position is already in front.
+            let msg = match msg.find(" at line ") {
+                Some(i) => msg[..i].to_string(),
+                None => msg,
+            };
+            d.diags.push(Diagnostic {
+                severity: Severity::Error,
+                file: file.to_string(),
+                pos,
+                path: String::new(),
+                message: format!("YAML syntax error: {msg}"),
+                expected: None,
+            });
+            return (None, d.diags);
+        }
+    };
+    let root_path = Path::root();
+    let Some(m) = (match &root {
+        Value::Null => {
+            d.error(&root_path, "the spec is empty", Some("a mapping with at least `version` and `stack`"));
+            None
+        }
+        v => d.mapping(v, &root_path),
+    }) else {
+        return (None, d.diags);
+    };
+    d.known_keys(m, &root_path, TOP_KEYS);
+
+    let version = d
+        .required(m, &root_path, "version", "version: 1")
+        .and_then(|v| d.int(v, &root_path.key("version"), 1, 1))
+        .map(|v| v as u32);
+    let stack = d
+        .required(m, &root_path, "stack", "a stack name such as weather-lab")
+        .and_then(|v| d.literal_string(v, &root_path.key("stack")));
+    if let Some(s) = &stack {
+        d.check(&root_path.key("stack"), rules::stack_name(s));
+    }
+    let spec_region = Decoder::field(m, "region").and_then(|v| d.literal_string(v, &root_path.key("region")));
+    if let Some(r) = &spec_region {
+        d.check(&root_path.key("region"), rules::region(r));
+        if let Some(cli) = &opts.region {
+            if cli != r {
+                d.error(
+                    &root_path.key("region"),
+                    format!("the spec's region {r:?} differs from the configured region {cli:?} (--region or AWS_REGION)"),
+                    Some("the same region, or no --region"),
+                );
+            }
+        }
+    }
+    let (region, region_is_placeholder) = match (&spec_region, &opts.region) {
+        (Some(r), _) => (r.clone(), false),
+        (None, Some(r)) => {
+            if let Err(v) = rules::region(r) {
+                d.error(&root_path, format!("configured region: {}", v.message), v.expected.as_deref());
+            }
+            (r.clone(), false)
+        }
+        (None, None) => (PLACEHOLDER_REGION.to_string(), true),
+    };
+    let account_id = opts
+        .account_id
+        .clone()
+        .unwrap_or_else(|| OFFLINE_ACCOUNT_ID.to_string());
+
+    // vars: defaults from the file (rendered over stack/region/account_id), then --var overrides.
+    let mut vars = BTreeMap::new();
+    let stack_for_tpl = stack.clone().unwrap_or_default();
+    if let Some(v) = Decoder::field(m, "vars") {
+        let pre = Templater::new(&stack_for_tpl, &region, &account_id, &BTreeMap::new());
+        d.templater = Some(pre);
+        vars = d.string_map(v, &root_path.key("vars"), true);
+    }
+    for (k, v) in &opts.vars {
+        vars.insert(k.clone(), v.clone());
+    }
+    d.templater = Some(Templater::new(&stack_for_tpl, &region, &account_id, &vars));
+
+    let tags = match Decoder::field(m, "tags") {
+        Some(v) => {
+            let p = root_path.key("tags");
+            let tags = d.string_map(v, &p, true);
+            for (k, val) in &tags {
+                let kp = p.key(k);
+                if let Err(e) = rules::tag_key(k) {
+                    let pos = positions.key(&kp);
+                    d.error_at(pos, &kp, e.message, e.expected);
+                }
+                d.check(&kp, rules::tag_value(val));
+            }
+            // streamstack adds streamstack:stack, streamstack:address and maybe expires-after.
+            let max = rules::TAGS_MAX - 3;
+            if tags.len() > max {
+                d.error(&p, format!("{} tags given", tags.len()), Some(&format!("at most {max} (AWS allows 50; streamstack uses 3)")));
+            }
+            tags
+        }
+        None => BTreeMap::new(),
+    };
+    let expires_after = Decoder::field(m, "expires_after").and_then(|v| {
+        let p = root_path.key("expires_after");
+        let s = d.string(v, &p)?;
+        match rules::duration(&s) {
+            Ok(seconds) => Some(Duration { seconds }),
+            Err(e) => {
+                d.violation(&p, e);
+                None
+            }
+        }
+    });
+
+    let buckets = section(&mut d, m, "buckets", bucket);
+    let streams = section(&mut d, m, "streams", stream);
+    let deliveries = section(&mut d, m, "deliveries", delivery);
+    let hosts = section(&mut d, m, "hosts", host);
+
+    let loaded = match (version, stack) {
+        (Some(version), Some(stack)) => Some(Loaded {
+            spec: Spec {
+                file: file.to_string(),
+                version,
+                stack,
+                region: spec_region,
+                tags,
+                expires_after,
+                vars,
+                buckets,
+                streams,
+                deliveries,
+                hosts,
+            },
+            region,
+            account_id,
+            region_is_placeholder,
+        }),
+        _ => None,
+    };
+    (loaded, d.diags)
+}
+
+fn section<T>(
+    d: &mut Decoder,
+    m: &Mapping,
+    name: &str,
+    each: impl Fn(&mut Decoder, &Mapping, &Path) -> Option<T>,
+) -> BTreeMap<String, T> {
+    let path = Path::root().key(name);
+    let mut out = BTreeMap::new();
+    for (key, v, p) in d.keyed(Decoder::field(m, name), &path) {
+        let item = match v {
+            // `archive:` with nothing under it means "all defaults".
+            Value::Null => Some(Mapping::new()),
+            v => d.mapping(v, &p).cloned(),
+        };
+        if let Some(item) = item {
+            if let Some(t) = each(d, &item, &p) {
+                out.insert(key, t);
+            }
+        }
+    }
+    out
+}
+
+fn opt_string(d: &mut Decoder, m: &Mapping, p: &Path, k: &str) -> Option<String> {
+    Decoder::field(m, k).and_then(|v| d.string(v, &p.key(k)))
+}
+
+fn opt_bool(d: &mut Decoder, m: &Mapping, p: &Path, k: &str, default: bool) -> bool {
+    Decoder::field(m, k)
+        .and_then(|v| d.boolean(v, &p.key(k)))
+        .unwrap_or(default)
+}
+
+fn bucket(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<BucketSpec> {
+    d.known_keys(m, p, BUCKET_KEYS);
+    let name = opt_string(d, m, p, "name");
+    Some(BucketSpec {
+        name,
+        force_destroy: opt_bool(d, m, p, "force_destroy", false),
+        versioning: opt_bool(d, m, p, "versioning", false),
+        expire_after_days: Decoder::field(m, "expire_after_days")
+            .and_then(|v| d.int(v, &p.key("expire_after_days"), 1, 36500))
+            .map(|n| n as u32),
+    })
+}
+
+fn stream(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<StreamSpec> {
+    d.known_keys(m, p, STREAM_KEYS);
+    let name = opt_string(d, m, p, "name");
+    let mode = match Decoder::field(m, "mode") {
+        Some(v) => match d.one_of(v, &p.key("mode"), &["on_demand", "provisioned"])?.as_str() {
+            "provisioned" => StreamMode::Provisioned,
+            _ => StreamMode::OnDemand,
+        },
+        None => StreamMode::OnDemand,
+    };
+    let shards = Decoder::field(m, "shards")
+        .and_then(|v| d.int(v, &p.key("shards"), 1, 10_000))
+        .map(|n| n as u32);
+    match (mode, m.contains_key("shards")) {
+        (StreamMode::Provisioned, false) => {
+            let pos = d.positions.key(p);
+            d.error_at(
+                pos,
+                &p.key("shards"),
+                "`shards` is required when mode is provisioned".into(),
+                Some("shards: 1 or more".into()),
+            );
+        }
+        (StreamMode::OnDemand, true) => d.error(
+            &p.key("shards"),
+            "`shards` is not allowed when mode is on_demand (Kinesis scales on-demand streams itself)",
+            Some("no shards, or mode: provisioned"),
+        ),
+        _ => {}
+    }
+    let retention_hours = Decoder::field(m, "retention_hours")
+        .and_then(|v| d.int(v, &p.key("retention_hours"), 24, 8760))
+        .unwrap_or(24) as u32;
+    let encryption = match Decoder::field(m, "encryption") {
+        None => StreamEncryption::AwsManaged,
+        Some(v) => {
+            let ep = p.key("encryption");
+            let s = d.string(v, &ep)?;
+            match s.as_str() {
+                "aws_managed" => StreamEncryption::AwsManaged,
+                "none" => StreamEncryption::None,
+                other => {
+                    if rules::kms_key(other).is_err() {
+                        let hint = match super::decode::did_you_mean(other, ["aws_managed", "none"]) {
+                            Some(c) => format!(" (did you mean `{c}`?)"),
+                            None => String::new(),
+                        };
+                        d.error(&ep, format!("unknown encryption {other:?}{hint}"), Some("aws_managed, none, or a KMS key ARN or alias/NAME"));
+                        return None;
+                    }
+                    StreamEncryption::Kms(other.to_string())
+                }
+            }
+        }
+    };
+    Some(StreamSpec {
+        name,
+        mode,
+        shards,
+        retention_hours,
+        encryption,
+    })
+}
+
+fn delivery(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<DeliverySpec> {
+    d.known_keys(m, p, DELIVERY_KEYS);
+    let name = opt_string(d, m, p, "name");
+    let from = d
+        .required(m, p, "from", "a key of `streams`, or `direct`")
+        .and_then(|v| d.string(v, &p.key("from")));
+    let to = d
+        .required(m, p, "to", "a key of `buckets`")
+        .and_then(|v| d.string(v, &p.key("to")));
+    let prefix = opt_string(d, m, p, "prefix");
+    let error_prefix = opt_string(d, m, p, "error_prefix");
+    for (field, v) in rules::prefixes(prefix.as_deref(), error_prefix.as_deref()) {
+        let fp = match field {
+            rules::PrefixField::Prefix => p.key("prefix"),
+            rules::PrefixField::ErrorPrefix => p.key("error_prefix"),
+        };
+        d.violation(&fp, v);
+    }
+    let mut buffering = Buffering::default();
+    if let Some(v) = Decoder::field(m, "buffering") {
+        let bp = p.key("buffering");
+        if let Some(bm) = d.mapping(v, &bp) {
+            d.known_keys(bm, &bp, BUFFERING_KEYS);
+            if let Some(n) = Decoder::field(bm, "size_mb").and_then(|v| d.int(v, &bp.key("size_mb"), 1, 128)) {
+                buffering.size_mb = n as u32;
+            }
+            if let Some(n) = Decoder::field(bm, "interval_seconds")
+                .and_then(|v| d.int(v, &bp.key("interval_seconds"), 0, 900))
+            {
+                buffering.interval_seconds = n as u32;
+            }
+        }
+    }
+    let names: Vec<&str> = Compression::ALL.iter().map(|(n, _)| *n).collect();
+    let compression = match Decoder::field(m, "compression") {
+        None => Compression::Uncompressed,
+        Some(v) => {
+            let s = d.one_of(v, &p.key("compression"), &names)?;
+            Compression::ALL
+                .iter()
+                .find(|(n, _)| *n == s)
+                .map(|(_, c)| *c)
+                .unwrap_or(Compression::Uncompressed)
+        }
+    };
+    let from = match from?.as_str() {
+        "direct" => DeliverySource::Direct,
+        s => DeliverySource::Stream(s.to_string()),
+    };
+    Some(DeliverySpec {
+        name,
+        from,
+        to: to?,
+        prefix,
+        error_prefix,
+        buffering,
+        compression,
+    })
+}
+
+fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {
+    d.known_keys(m, p, HOST_KEYS);
+    let instance_type = d
+        .required(m, p, "instance_type", "an instance type such as t3.micro")
+        .and_then(|v| d.string(v, &p.key("instance_type")));
+    if let Some(t) = &instance_type {
+        d.check(&p.key("instance_type"), rules::instance_type(t));
+    }
+    let image = match Decoder::field(m, "image") {
+        None => Some(Image::Al2023),
+        Some(v) => {
+            let ip = p.key("image");
+            d.string(v, &ip).and_then(|s| {
+                let img = match s.as_str() {
+                    "al2023" => Image::Al2023,
+                    "al2023-arm64" => Image::Al2023Arm64,
+                    s if s.starts_with("ami-") => {
+                        d.check(&ip, rules::ami_id(s)).then(|| Image::Ami(s.to_string()))?
+                    }
+                    s if s.starts_with("ssm:") => {
+                        let param = &s[4..];
+                        d.check(&ip, rules::ssm_parameter(param))
+                            .then(|| Image::Ssm(param.to_string()))?
+                    }
+                    other => {
+                        d.error(&ip, format!("unknown image {other:?}"), Some("al2023, al2023-arm64, ami-..., or ssm:/parameter/name"));
+                        return None;
+                    }
+                };
+                Some(img)
+            })
+        }
+    };
+    // The AL2023 aliases name an architecture; catch the mismatch before RunInstances does.
+    if let (Some(t), Some(img)) = (&instance_type, &image) {
+        let arm = rules::instance_type_is_arm64(t);
+        let mismatch = match img {
+            Image::Al2023 if arm => Some("al2023-arm64"),
+            Image::Al2023Arm64 if !arm => Some("al2023"),
+            _ => None,
+        };
+        if let Some(want) = mismatch {
+            d.error(
+                &p.key("image"),
+                format!("image {img} does not match the architecture of instance type {t}"),
+                Some(&format!("image: {want}")),
+            );
+        }
+    }
+    let subnet = opt_string(d, m, p, "subnet");
+    if let Some(s) = &subnet {
+        d.check(&p.key("subnet"), rules::subnet_id(s));
+    }
+    let ssh = Decoder::field(m, "ssh").and_then(|v| {
+        let sp = p.key("ssh");
+        let sm = d.mapping(v, &sp)?;
+        d.known_keys(sm, &sp, SSH_KEYS);
+        let key_name = opt_string(d, sm, &sp, "key_name");
+        if let Some(k) = &key_name {
+            d.check(&sp.key("key_name"), rules::key_pair_name(k));
+        }
+        let fp = sp.key("from");
+        let from = match d.required(sm, &sp, "from", "a CIDR block such as 203.0.113.4/32, or a list of them")? {
+            Value::Sequence(items) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(s) = d.string(item, &fp.index(i)) {
+                        if d.check(&fp.index(i), rules::cidr(&s)) {
+                            out.push(s);
+                        }
+                    }
+                }
+                if items.is_empty() {
+                    d.error(&fp, "the list is empty", Some("at least one CIDR block"));
+                }
+                out
+            }
+            v => {
+                let s = d.string(v, &fp)?;
+                if !d.check(&fp, rules::cidr(&s)) {
+                    return None;
+                }
+                if s == "0.0.0.0/0" || s == "::/0" {
+                    d.warn(&fp, "SSH is open to the whole internet".into());
+                }
+                vec![s]
+            }
+        };
+        Some(Ssh { key_name, from })
+    });
+    let fp = p.key("flows");
+    let flows = match d.required(m, p, "flows", "a list of flows (files → stream or direct delivery)") {
+        Some(Value::Sequence(items)) => {
+            if items.is_empty() {
+                d.error(&fp, "a host needs at least one flow", Some("a list of flows"));
+            }
+            let mut out = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                if let Some(f) = flow(d, item, &fp.index(i)) {
+                    out.push(f);
+                }
+            }
+            out
+        }
+        Some(other) => {
+            d.error(&fp, format!("expected a list, found {}", match other { Value::Mapping(_) => "a mapping", Value::String(_) => "a string", _ => "a scalar" }), None);
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    let sample_data = Decoder::field(m, "sample_data").and_then(|v| {
+        let sp = p.key("sample_data");
+        let sm = d.mapping(v, &sp)?;
+        d.known_keys(sm, &sp, SAMPLE_KEYS);
+        let file = d
+            .required(sm, &sp, "file", "the log file to write records to")
+            .and_then(|v| d.string(v, &sp.key("file")))?;
+        d.check(&sp.key("file"), rules::plain_file_path(&file)).then_some(())?;
+        let records = Decoder::field(sm, "records")
+            .and_then(|v| d.int(v, &sp.key("records"), 1, 1000))
+            .unwrap_or(20) as u32;
+        Some(SampleData { file, records })
+    });
+    Some(HostSpec {
+        instance_type: instance_type?,
+        image: image?,
+        subnet,
+        ssh,
+        flows,
+        sample_data,
+    })
+}
+
+fn flow(d: &mut Decoder, v: &Value, p: &Path) -> Option<Flow> {
+    let m = d.mapping(v, p)?;
+    d.known_keys(m, p, FLOW_KEYS);
+    let files = d
+        .required(m, p, "files", "an absolute file pattern such as /var/log/app/*.log")
+        .and_then(|v| d.string(v, &p.key("files")));
+    if let Some(f) = &files {
+        d.check(&p.key("files"), rules::agent_file_pattern(f));
+    }
+    let to = d
+        .required(m, p, "to", "a key of `streams`, or of a `direct` delivery")
+        .and_then(|v| d.string(v, &p.key("to")));
+    let format = match Decoder::field(m, "format") {
+        None => Some("lines".to_string()),
+        Some(v) => d.one_of(v, &p.key("format"), &Format::NAMES),
+    };
+    let fields: Option<Vec<String>> = Decoder::field(m, "fields").and_then(|v| {
+        let fp = p.key("fields");
+        match v {
+            Value::Sequence(items) => Some(
+                items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, it)| d.string(it, &fp.index(i)))
+                    .collect(),
+            ),
+            other => {
+                d.error(&fp, format!("expected a list of field names, found {}", if other.is_string() { "a string" } else { "something else" }), None);
+                None
+            }
+        }
+    });
+    let format = match format?.as_str() {
+        "csv" => match fields {
+            Some(f) if !f.is_empty() => Format::Csv { fields: f },
+            _ => {
+                d.error(&p.key("format"), "format csv needs `fields`, the column names", Some("fields: [a, b, c]"));
+                return None;
+            }
+        },
+        other => {
+            if fields.is_some() {
+                d.error(&p.key("fields"), format!("`fields` only applies to format csv, not {other}"), None);
+            }
+            match other {
+                "json" => Format::Json,
+                "apache_log" => Format::ApacheLog,
+                "apache_combined" => Format::ApacheCombined,
+                "apache_error" => Format::ApacheError,
+                "syslog" => Format::Syslog,
+                "rfc3339_syslog" => Format::Rfc3339Syslog,
+                _ => Format::Lines,
+            }
+        }
+    };
+    Some(Flow {
+        files: files?,
+        to: to?,
+        format,
+    })
+}

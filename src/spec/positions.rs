@@ -1,0 +1,270 @@
+//! Key-path → source position map.
+//!
+//! serde_yaml gives us values but forgets where they came from, so we parse the same text a
+//! second time with yaml-rust2's event parser and record, for every path, where its key and its
+//! value start. Cargo does the same for manifests (`toml_edit` spans). Paths are written the way
+//! diagnostics print them: `hosts.collector.flows[0].to`.
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+use crate::diagnostics::Pos;
+
+/// One step of a field path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// A field path such as `hosts.collector.flows[0]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Path(pub Vec<Seg>);
+
+impl Path {
+    pub fn root() -> Self {
+        Path(Vec::new())
+    }
+    pub fn key(&self, k: &str) -> Path {
+        let mut p = self.clone();
+        p.0.push(Seg::Key(k.to_string()));
+        p
+    }
+    pub fn index(&self, i: usize) -> Path {
+        let mut p = self.clone();
+        p.0.push(Seg::Index(i));
+        p
+    }
+    pub fn parent(&self) -> Path {
+        let mut p = self.clone();
+        p.0.pop();
+        p
+    }
+}
+
+impl std::fmt::Display for Path {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            match seg {
+                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a path's key and value start in the source.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Span {
+    /// Position of the mapping key (for sequence items, the item itself).
+    pub key: Pos,
+    /// Position of the value.
+    pub value: Pos,
+}
+
+#[derive(Debug, Default)]
+pub struct Positions {
+    map: HashMap<Path, Span>,
+}
+
+impl Positions {
+    /// Parses `text` and records positions. On a syntax error returns what was recorded so far;
+    /// the caller reports the syntax error itself (from serde_yaml, which has the same locations).
+    pub fn parse(text: &str) -> Positions {
+        let mut rec = Recorder::default();
+        let mut parser = Parser::new_from_str(text);
+        let _ = parser.load(&mut rec, false);
+        Positions { map: rec.map }
+    }
+
+    /// Position of a path's value, or of its nearest recorded ancestor.
+    pub fn value(&self, path: &Path) -> Pos {
+        self.lookup(path, |s| s.value)
+    }
+
+    /// Position of a path's key, or of its nearest recorded ancestor.
+    pub fn key(&self, path: &Path) -> Pos {
+        self.lookup(path, |s| s.key)
+    }
+
+    fn lookup(&self, path: &Path, pick: impl Fn(&Span) -> Pos) -> Pos {
+        let mut p = path.clone();
+        loop {
+            if let Some(span) = self.map.get(&p) {
+                return pick(span);
+            }
+            if p.0.is_empty() {
+                return Pos { line: 1, col: 1 };
+            }
+            p.0.pop();
+        }
+    }
+}
+
+enum Frame {
+    Map {
+        path: Path,
+        /// The key whose value comes next, with its position; None while expecting a key.
+        pending: Option<(String, Pos)>,
+        /// Depth of a non-scalar key being skipped (complex keys are not supported by the spec).
+        skipping: usize,
+    },
+    Seq {
+        path: Path,
+        next: usize,
+    },
+}
+
+#[derive(Default)]
+struct Recorder {
+    stack: Vec<Frame>,
+    map: HashMap<Path, Span>,
+    started: bool,
+}
+
+fn pos(m: &Marker) -> Pos {
+    Pos {
+        line: m.line(),
+        col: m.col() + 1,
+    }
+}
+
+impl Recorder {
+    /// Called for the start of every node; returns the path the node lives at, or None while
+    /// inside a skipped complex key.
+    fn node_start(&mut self, scalar: Option<&str>, at: Pos) -> Option<Path> {
+        match self.stack.last_mut() {
+            None => {
+                if self.started {
+                    return None;
+                }
+                self.started = true;
+                self.map.insert(Path::root(), Span { key: at, value: at });
+                Some(Path::root())
+            }
+            Some(Frame::Map {
+                path,
+                pending,
+                skipping,
+            }) => {
+                if *skipping > 0 {
+                    return None;
+                }
+                match pending.take() {
+                    None => {
+                        // This node is a key.
+                        match scalar {
+                            Some(k) => *pending = Some((k.to_string(), at)),
+                            None => *skipping = 1,
+                        }
+                        None
+                    }
+                    Some((k, key_pos)) => {
+                        let p = path.key(&k);
+                        self.map.insert(
+                            p.clone(),
+                            Span {
+                                key: key_pos,
+                                value: at,
+                            },
+                        );
+                        Some(p)
+                    }
+                }
+            }
+            Some(Frame::Seq { path, next }) => {
+                let p = path.index(*next);
+                *next += 1;
+                self.map.insert(p.clone(), Span { key: at, value: at });
+                Some(p)
+            }
+        }
+    }
+}
+
+impl MarkedEventReceiver for Recorder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let at = pos(&mark);
+        match ev {
+            Event::Scalar(ref v, ..) => {
+                self.node_start(Some(v), at);
+            }
+            Event::Alias(_) => {
+                self.node_start(Some(""), at);
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                if let Some(Frame::Map { skipping, .. }) = self.stack.last_mut() {
+                    if *skipping > 0 {
+                        *skipping += 1;
+                        return;
+                    }
+                }
+                let is_map = matches!(ev, Event::MappingStart(..));
+                if let Some(path) = self.node_start(None, at) {
+                    self.stack.push(if is_map {
+                        Frame::Map {
+                            path,
+                            pending: None,
+                            skipping: 0,
+                        }
+                    } else {
+                        Frame::Seq { path, next: 0 }
+                    });
+                } else if let Some(Frame::Map { skipping, .. }) = self.stack.last_mut() {
+                    // node_start marked a complex key: it set skipping to 1 for this container.
+                    let _ = skipping;
+                }
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                if let Some(Frame::Map { skipping, pending, .. }) = self.stack.last_mut() {
+                    if *skipping > 0 {
+                        *skipping -= 1;
+                        if *skipping == 0 {
+                            // The complex key is done; its value follows under a placeholder.
+                            *pending = Some(("<complex key>".to_string(), at));
+                        }
+                        return;
+                    }
+                }
+                self.stack.pop();
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_keys_values_and_items() {
+        let text = "a: 1\nb:\n  c: x\n  d:\n    - e: 2\n    - f\n";
+        let p = Positions::parse(text);
+        let b_c = Path::root().key("b").key("c");
+        assert_eq!(p.key(&b_c), Pos { line: 3, col: 3 });
+        assert_eq!(p.value(&b_c), Pos { line: 3, col: 6 });
+        let e = Path::root().key("b").key("d").index(0).key("e");
+        assert_eq!(p.value(&e), Pos { line: 5, col: 10 });
+        let f = Path::root().key("b").key("d").index(1);
+        assert_eq!(p.value(&f), Pos { line: 6, col: 7 });
+        // Unknown deeper path falls back to the nearest ancestor.
+        assert_eq!(p.value(&f.key("zzz")), Pos { line: 6, col: 7 });
+        assert_eq!(format!("{e}"), "b.d[0].e");
+    }
+
+    #[test]
+    fn flow_style_and_complex_keys_do_not_confuse_it() {
+        let text = "x: { size_mb: 5, interval_seconds: 60 }\n? [a, b]\n: 3\ny: 4\n";
+        let p = Positions::parse(text);
+        assert_eq!(
+            p.value(&Path::root().key("x").key("interval_seconds")),
+            Pos { line: 1, col: 36 }
+        );
+        assert_eq!(p.value(&Path::root().key("y")), Pos { line: 4, col: 4 });
+    }
+}

@@ -1,0 +1,227 @@
+//! moto, the AWS emulator the integration tests run against, and SDK configuration for it.
+//!
+//! [`MotoServer::shared`] gives the server of this test binary:
+//! * `STREAMSTACK_MOTO_ENDPOINT` set (as `scripts/test` and `scripts/moto run` do): that server;
+//! * otherwise a `moto_server` is started on a free port, from the project venv
+//!   (`$STREAMSTACK_VENV` or `.venv-moto`, relative to the crate root) or from `PATH`. It runs
+//!   under a tiny `sh` watchdog that kills it when the test process exits, however it exits;
+//! * neither: the test panics with instructions. Tests never pass silently without moto.
+//!
+//! Tests share one server, so each test should work in its own moto account: put a
+//! [`unique_account_id`] in a [`super::proxy::ProxyConfig`] and talk to moto through that proxy
+//! (see [`super::Sandbox`]), which adds `x-moto-account-id` to every request.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
+
+/// Environment variable naming an already running moto server (`http://127.0.0.1:PORT`).
+pub const ENDPOINT_ENV: &str = "STREAMSTACK_MOTO_ENDPOINT";
+/// The region the tests use.
+pub const REGION: &str = "eu-west-1";
+
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A moto server: either external (`STREAMSTACK_MOTO_ENDPOINT`) or a child process.
+pub struct MotoServer {
+    endpoint: String,
+    /// The process, when this server was spawned here (stopped on drop).
+    _child: Option<Spawned>,
+}
+
+struct Spawned {
+    watchdog: Child,
+    /// Closing this pipe makes the watchdog stop moto.
+    stdin: Option<ChildStdin>,
+}
+
+impl MotoServer {
+    /// The server shared by all tests of this test binary, started on first use.
+    ///
+    /// Panics (failing the test) with a clear message when moto is not available.
+    pub fn shared() -> &'static MotoServer {
+        static SHARED: OnceLock<Result<MotoServer, String>> = OnceLock::new();
+        match SHARED.get_or_init(MotoServer::start) {
+            Ok(server) => server,
+            Err(message) => panic!("{message}"),
+        }
+    }
+
+    /// `STREAMSTACK_MOTO_ENDPOINT` if set, else a new server ([`MotoServer::spawn`]).
+    pub fn start() -> Result<MotoServer, String> {
+        match std::env::var(ENDPOINT_ENV) {
+            Ok(endpoint) if !endpoint.trim().is_empty() => Ok(MotoServer {
+                endpoint: endpoint.trim().trim_end_matches('/').to_owned(),
+                _child: None,
+            }),
+            _ => MotoServer::spawn(),
+        }
+    }
+
+    /// Starts a private `moto_server` on a free port; it is stopped on drop.
+    pub fn spawn() -> Result<MotoServer, String> {
+        let program = find_moto_server().ok_or_else(|| {
+            format!(
+                "moto is not available, and the integration tests need it (they do not skip).\n\
+                 Either run them with scripts/test or `scripts/moto run -- cargo test` (these create \
+                 the venv .venv-moto), or set {ENDPOINT_ENV}=http://127.0.0.1:PORT to a running \
+                 `moto_server`, or put moto_server (pip install 'moto[server]==5.2.5') on PATH."
+            )
+        })?;
+        let port = free_port().map_err(|e| format!("no free port for moto: {e}"))?;
+        let log_path = std::env::temp_dir().join(format!("streamstack-moto-{port}.log"));
+        let log =
+            std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let log_err = log.try_clone().map_err(|e| e.to_string())?;
+        // The watchdog runs moto in the background and kills it when its stdin (a pipe held by
+        // this process) reaches EOF: on drop, or when the test process dies in any way.
+        let script = r#"exec 3<&0; "$@" </dev/null & pid=$!; (read -r line <&3; kill "$pid" 2>/dev/null) & wait "$pid""#;
+        let mut watchdog = Command::new("sh")
+            .args(["-c", script, "moto-watchdog"])
+            .arg(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_ALLOW_NONEXISTENT_REGION", "true")
+            .env(
+                "MOTO_IAM_LOAD_MANAGED_POLICIES",
+                std::env::var("MOTO_IAM_LOAD_MANAGED_POLICIES").unwrap_or_else(|_| "true".into()),
+            )
+            .stdin(Stdio::piped())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+        let stdin = watchdog.stdin.take();
+        let mut spawned = Spawned { watchdog, stdin };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while !answers(port) {
+            let exited = spawned.watchdog.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                let why = exited
+                    .map_or(format!("did not answer within {STARTUP_TIMEOUT:?}"), |s| {
+                        format!("exited ({s})")
+                    });
+                return Err(format!(
+                    "{} on port {port} {why}; last lines of {}:\n{}",
+                    program.display(),
+                    log_path.display(),
+                    tail(&log_path, 20)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(MotoServer {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            _child: Some(spawned),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.watchdog.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
+    }
+}
+
+fn find_moto_server() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = std::env::var("STREAMSTACK_VENV").unwrap_or_else(|_| ".venv-moto".into());
+    let in_venv = root.join(venv).join("bin/moto_server");
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("moto_server"));
+    std::iter::once(in_venv)
+        .chain(on_path)
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// True once something answers HTTP on `GET /moto-api/data.json`.
+fn answers(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = "GET /moto-api/data.json HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    let mut head = [0u8; 5];
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_exact(&mut head).is_ok()
+        && &head == b"HTTP/"
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A 12-digit moto account id, unique per call within this process and (with overwhelming
+/// probability) across concurrently running test processes: 7 digits derived from the pid and
+/// the start time, then 5 digits of a per-process counter. Never starts with 0.
+pub fn unique_account_id() -> String {
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        1_000_000 + splitmix64(nanos ^ (u64::from(std::process::id()) << 32)) % 9_000_000
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 100_000;
+    format!("{prefix}{n:05}")
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// SDK configuration for `endpoint` (moto or a proxy in front of it): static dummy credentials,
+/// the given region, `BehaviorVersion::latest()`, nothing read from the environment or
+/// `~/.aws`. Build any client with `aws_sdk_xxx::Client::new(&config)`; for S3 use [`s3_client`].
+pub fn sdk_config(endpoint: &str, region: &str) -> SdkConfig {
+    let credentials = Credentials::new(
+        "AKIDSTREAMSTACKTEST",
+        "streamstack-test-secret",
+        None,
+        None,
+        "tests",
+    );
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .build()
+}
+
+/// An S3 client for `config` with path-style addressing (required with an IP endpoint).
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let s3 = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(s3)
+}

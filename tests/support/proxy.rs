@@ -1,0 +1,1009 @@
+//! The realism proxy: an HTTP/1.1 reverse proxy in front of moto that makes it behave like AWS
+//! *in time*, and counts the calls made through it.
+//!
+//! moto applies every change at once: streams and delivery streams are `ACTIVE` as soon as they
+//! are created, deletions are immediate, a just-created IAM role or instance profile is usable
+//! straight away and instances are `running` on the first DescribeInstances. Real AWS is
+//! eventually consistent (see the AWS domain notes, sections 4.1-4.5), and the waiting and retry
+//! paths of the engine can only be tested if something reproduces that. Each [`ProxyConfig`]
+//! duration turns one behaviour on (zero = plain passthrough):
+//!
+//! | field | after a successful ... | for the duration ... |
+//! |---|---|---|
+//! | `stream_creating` | Kinesis CreateStream | DescribeStream[Summary] say `CREATING`; updates get `ResourceInUseException` |
+//! | `stream_updating` | retention/shard-count/encryption/mode change | as above with `UPDATING` |
+//! | `stream_deleting` | Kinesis DeleteStream | DescribeStream[Summary] answer `DELETING` (synthesised: moto already forgot the stream) |
+//! | `delivery_creating` | Firehose CreateDeliveryStream | DescribeDeliveryStream says `CREATING`; DeleteDeliveryStream/UpdateDestination get `ResourceInUseException` |
+//! | `delivery_deleting` | Firehose DeleteDeliveryStream | DescribeDeliveryStream answers `DELETING` (synthesised) |
+//! | `role_propagation` | IAM CreateRole, PutRolePolicy, AttachRolePolicy, UpdateAssumeRolePolicy | Firehose CreateDeliveryStream/UpdateDestination naming the role (`RoleARN`) get `InvalidArgumentException: Firehose is unable to assume role ...` |
+//! | `profile_propagation` | IAM CreateInstanceProfile, AddRoleToInstanceProfile | EC2 RunInstances naming the profile gets `InvalidParameterValue ... Invalid IAM Instance Profile name` |
+//! | `instance_pending` | EC2 RunInstances | DescribeInstances/DescribeInstanceStatus show the new instances `pending` (0) instead of `running` |
+//! | `instance_shutting_down` | EC2 TerminateInstances | they show `shutting-down` (32) instead of `terminated` |
+//!
+//! State is kept per proxy and keyed by resource name (one proxy per test, one account per proxy).
+//!
+//! **Account isolation**: when `ProxyConfig::account_id` is set, the proxy adds the header
+//! `x-moto-account-id: <id>` to every forwarded request, so moto keeps all state of that proxy in
+//! its own account. This works for every SDK client without touching the client; a test that
+//! creates its own proxy with [`super::moto::unique_account_id`] is isolated from all other tests
+//! sharing the same moto server (no `/moto-api/reset` needed).
+//!
+//! **Accounting**: every request received is recorded as a [`Call`]: the service from the SigV4
+//! credential scope, the action from `X-Amz-Target` (JSON protocols), the `Action` form field
+//! (query protocols: IAM, EC2, STS) or, for S3 (REST, path-style), `METHOD [key] [?flags]`
+//! (e.g. `PUT`, `GET ?tagging`, `PUT key`, `POST ?delete`, `GET /` for ListBuckets).
+//!
+//! Bodies are forwarded byte for byte (including `aws-chunked` S3 uploads) and the signed headers
+//! are left alone (moto does not check signatures). When a response body is rewritten, its
+//! `content-length` is recomputed and `x-amz-crc32`/`content-md5` are dropped. A request the proxy
+//! cannot classify is simply forwarded; parsing never panics.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::http::request::Parts;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use percent_encoding::percent_decode_str;
+use serde_json::{json, Value};
+
+/// Delays to emulate (all zero by default = passthrough) and the moto account to use.
+#[derive(Clone, Debug, Default)]
+pub struct ProxyConfig {
+    /// Sent as `x-moto-account-id` on every request (see the module docs).
+    pub account_id: Option<String>,
+    pub stream_creating: Duration,
+    pub stream_updating: Duration,
+    pub stream_deleting: Duration,
+    pub delivery_creating: Duration,
+    pub delivery_deleting: Duration,
+    pub role_propagation: Duration,
+    pub profile_propagation: Duration,
+    pub instance_pending: Duration,
+    pub instance_shutting_down: Duration,
+}
+
+impl ProxyConfig {
+    /// Passthrough in the given moto account.
+    pub fn account(account_id: impl Into<String>) -> Self {
+        Self {
+            account_id: Some(account_id.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Every delay set to `delay` ("slow AWS").
+    pub fn all_delays(delay: Duration) -> Self {
+        Self {
+            account_id: None,
+            stream_creating: delay,
+            stream_updating: delay,
+            stream_deleting: delay,
+            delivery_creating: delay,
+            delivery_deleting: delay,
+            role_propagation: delay,
+            profile_propagation: delay,
+            instance_pending: delay,
+            instance_shutting_down: delay,
+        }
+    }
+}
+
+/// One request seen by the proxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    /// SigV4 service name (`kinesis`, `firehose`, `iam`, `ec2`, `s3`, `sts`, `ssm`, ...) or `unknown`.
+    pub service: String,
+    /// `CreateStream`, `RunInstances`, `PUT ?tagging`, ...
+    pub action: String,
+    pub is_write: bool,
+    /// HTTP status returned to the client (including the proxy's own refusals).
+    pub status: u16,
+}
+
+impl fmt::Display for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.service, self.action)
+    }
+}
+
+/// A running proxy; it stops when dropped.
+pub struct Proxy {
+    endpoint: String,
+    shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Proxy {
+    /// Starts a proxy on `127.0.0.1:<free port>` forwarding to `upstream` (e.g. the moto endpoint).
+    ///
+    /// The proxy runs on its own thread and runtime, so it serves requests from async tests, from
+    /// blocking tests and from child processes (the CLI binary) alike.
+    pub fn start(upstream: &str, config: ProxyConfig) -> std::io::Result<Proxy> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let shared = Arc::new(Shared {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            account_id: config.account_id.clone(),
+            config,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            state: Mutex::default(),
+        });
+        let (shutdown, stopped) = tokio::sync::oneshot::channel();
+        let server = serve(listener, Arc::clone(&shared), stopped);
+        std::thread::Builder::new()
+            .name(format!("realism-proxy-{port}"))
+            .spawn(move || runtime.block_on(server))?;
+        Ok(Proxy {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            shared,
+            shutdown: Some(shutdown),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`, to be used as the SDK `endpoint_url`.
+    pub fn endpoint(&self) -> String {
+        self.endpoint.clone()
+    }
+
+    pub fn account_id(&self) -> Option<&str> {
+        self.shared.account_id.as_deref()
+    }
+
+    /// All calls so far, in arrival order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.shared.state().calls.clone()
+    }
+
+    /// The calls that are not reads.
+    pub fn write_calls(&self) -> Vec<Call> {
+        self.calls().into_iter().filter(|c| c.is_write).collect()
+    }
+
+    /// `service:Action` of every call so far (handy for assertions).
+    pub fn call_names(&self) -> Vec<String> {
+        self.calls().iter().map(Call::to_string).collect()
+    }
+
+    pub fn reset_calls(&self) {
+        self.shared.state().calls.clear();
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        return;
+    };
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stopped => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, Infallible>(shared.handle(req).await) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+type Body = Full<Bytes>;
+
+/// Kinesis actions that put a stream into UPDATING (and are refused unless it is ACTIVE).
+const STREAM_UPDATES: &[&str] = &[
+    "IncreaseStreamRetentionPeriod",
+    "DecreaseStreamRetentionPeriod",
+    "UpdateShardCount",
+    "StartStreamEncryption",
+    "StopStreamEncryption",
+    "UpdateStreamMode",
+];
+/// IAM actions after which a role needs time before Firehose can assume it.
+const ROLE_CHANGES: &[&str] = &[
+    "CreateRole",
+    "PutRolePolicy",
+    "AttachRolePolicy",
+    "UpdateAssumeRolePolicy",
+];
+const PROFILE_CHANGES: &[&str] = &["CreateInstanceProfile", "AddRoleToInstanceProfile"];
+const DEFAULT_ACCOUNT: &str = "123456789012";
+
+struct Shared {
+    upstream: String,
+    account_id: Option<String>,
+    config: ProxyConfig,
+    client: Client<HttpConnector, Body>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    streams: HashMap<String, Phase>,
+    deliveries: HashMap<String, Phase>,
+    delivery_types: HashMap<String, String>,
+    /// Role/profile name -> the moment it becomes usable.
+    roles: HashMap<String, Instant>,
+    profiles: HashMap<String, Instant>,
+    instances: HashMap<String, Phase>,
+    calls: Vec<Call>,
+}
+
+/// A status that overrides what moto reports until `until`.
+#[derive(Clone, Copy)]
+struct Phase {
+    status: &'static str,
+    until: Instant,
+}
+
+fn current(map: &HashMap<String, Phase>, key: &str, now: Instant) -> Option<&'static str> {
+    map.get(key).filter(|p| now < p.until).map(|p| p.status)
+}
+
+fn begin(
+    map: &mut HashMap<String, Phase>,
+    key: String,
+    status: &'static str,
+    d: Duration,
+    now: Instant,
+) {
+    if !d.is_zero() {
+        map.insert(
+            key,
+            Phase {
+                status,
+                until: now + d,
+            },
+        );
+    }
+}
+
+/// What the proxy understood of a request.
+struct Op {
+    service: String,
+    region: String,
+    action: String,
+    is_write: bool,
+    /// Parsed body of JSON-protocol requests (`Null` otherwise).
+    json: Value,
+    /// Form fields of query-protocol requests.
+    form: HashMap<String, String>,
+}
+
+impl Op {
+    fn is(&self, service: &str, actions: &[&str]) -> bool {
+        self.service == service && actions.contains(&self.action.as_str())
+    }
+
+    fn field(&self, name: &str) -> Option<&str> {
+        self.json.get(name).and_then(Value::as_str)
+    }
+
+    fn stream_name(&self) -> Option<String> {
+        let from_arn = || {
+            self.field("StreamARN")
+                .and_then(|a| a.split_once(":stream/"))
+                .map(|(_, n)| n)
+        };
+        self.field("StreamName")
+            .or_else(from_arn)
+            .map(str::to_owned)
+    }
+
+    fn delivery_name(&self) -> Option<String> {
+        self.field("DeliveryStreamName").map(str::to_owned)
+    }
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn account(&self) -> &str {
+        self.account_id.as_deref().unwrap_or(DEFAULT_ACCOUNT)
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let body = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                return plain(
+                    StatusCode::BAD_GATEWAY,
+                    format!("proxy: reading request: {e}"),
+                )
+            }
+        };
+        let op = classify(&parts, &body);
+        let response = match self.intercept(&op, Instant::now()) {
+            Some(refusal) => refusal,
+            None => match self.forward(&parts, body).await {
+                Ok(upstream) => self.observe(&op, upstream, Instant::now()),
+                Err(e) => plain(
+                    StatusCode::BAD_GATEWAY,
+                    format!("proxy: upstream {}: {e}", self.upstream),
+                ),
+            },
+        };
+        self.state().calls.push(Call {
+            service: op.service,
+            action: op.action,
+            is_write: op.is_write,
+            status: response.status().as_u16(),
+        });
+        response
+    }
+
+    /// Answers a request itself when AWS would refuse it or moto no longer knows the resource.
+    fn intercept(&self, op: &Op, now: Instant) -> Option<Response<Body>> {
+        let state = self.state();
+        let account = self.account();
+        if op.is("kinesis", &["DescribeStream", "DescribeStreamSummary"]) {
+            let name = op.stream_name()?;
+            (current(&state.streams, &name, now)? == "DELETING")
+                .then(|| json_ok(deleting_stream(&op.action, &name, &op.region, account)))
+        } else if op.is("kinesis", STREAM_UPDATES) {
+            let name = op.stream_name()?;
+            let status = current(&state.streams, &name, now)?;
+            let message = format!(
+                "Stream {name} under account {account} not ACTIVE, instead in state {status}"
+            );
+            Some(json_error("ResourceInUseException", &message))
+        } else if op.is("firehose", &["DescribeDeliveryStream"]) {
+            let name = op.delivery_name()?;
+            (current(&state.deliveries, &name, now)? == "DELETING").then(|| {
+                let kind = state
+                    .delivery_types
+                    .get(&name)
+                    .map_or("DirectPut", String::as_str);
+                json_ok(deleting_delivery(&name, kind, &op.region, account))
+            })
+        } else if op.is(
+            "firehose",
+            &[
+                "CreateDeliveryStream",
+                "UpdateDestination",
+                "DeleteDeliveryStream",
+            ],
+        ) {
+            let name = op.delivery_name()?;
+            if current(&state.deliveries, &name, now) == Some("CREATING")
+                && op.action != "CreateDeliveryStream"
+            {
+                let message = format!("Firehose {name} under account {account} is in CREATING state, wait until it is ACTIVE.");
+                return Some(json_error("ResourceInUseException", &message));
+            }
+            let mut arns = Vec::new();
+            collect_role_arns(&op.json, &mut arns);
+            let arn = arns.into_iter().find(|arn| {
+                let role = arn.rsplit('/').next().unwrap_or_default();
+                state.roles.get(role).is_some_and(|usable| now < *usable)
+            })?;
+            let message =
+                format!("Firehose is unable to assume role {arn}. Please check the role provided.");
+            Some(json_error("InvalidArgumentException", &message))
+        } else if op.is("ec2", &["RunInstances"]) {
+            let (value, param, what) = match op.form.get("IamInstanceProfile.Name") {
+                Some(name) => (name.as_str(), "name", "name"),
+                None => (
+                    op.form.get("IamInstanceProfile.Arn")?.as_str(),
+                    "arn",
+                    "ARN",
+                ),
+            };
+            let profile = value.rsplit('/').next().unwrap_or_default();
+            state
+                .profiles
+                .get(profile)
+                .filter(|usable| now < **usable)?;
+            let message = format!(
+                "Value ({value}) for parameter iamInstanceProfile.{param} is invalid. Invalid IAM Instance Profile {what}"
+            );
+            Some(ec2_error("InvalidParameterValue", &message))
+        } else {
+            None
+        }
+    }
+
+    async fn forward(&self, parts: &Parts, body: Bytes) -> Result<Upstream, String> {
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri: Uri = format!("{}{path}", self.upstream)
+            .parse()
+            .map_err(|e| format!("bad uri: {e}"))?;
+        let mut req = Request::new(Full::new(body.clone()));
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = uri;
+        let headers = req.headers_mut();
+        for (name, value) in &parts.headers {
+            if !is_hop_by_hop(name) && name != CONTENT_LENGTH {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        if !body.is_empty() || parts.headers.contains_key(CONTENT_LENGTH) {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        if let Some(account) = self
+            .account_id
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok())
+        {
+            headers.insert("x-moto-account-id", account);
+        }
+        let response = self.client.request(req).await.map_err(|e| e.to_string())?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Upstream {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Updates the emulated state from a forwarded call and rewrites what moto says if needed.
+    fn observe(&self, op: &Op, upstream: Upstream, now: Instant) -> Response<Body> {
+        if !upstream.status.is_success() {
+            return upstream.into_response(None);
+        }
+        let cfg = &self.config;
+        let mut state = self.state();
+        let state = &mut *state;
+        let mut rewritten = None;
+        match (op.service.as_str(), op.action.as_str()) {
+            ("kinesis", action) => {
+                let Some(name) = op.stream_name() else {
+                    return upstream.into_response(None);
+                };
+                match action {
+                    "CreateStream" => begin(
+                        &mut state.streams,
+                        name,
+                        "CREATING",
+                        cfg.stream_creating,
+                        now,
+                    ),
+                    "DeleteStream" => begin(
+                        &mut state.streams,
+                        name,
+                        "DELETING",
+                        cfg.stream_deleting,
+                        now,
+                    ),
+                    a if STREAM_UPDATES.contains(&a) => begin(
+                        &mut state.streams,
+                        name,
+                        "UPDATING",
+                        cfg.stream_updating,
+                        now,
+                    ),
+                    "DescribeStream" | "DescribeStreamSummary" => {
+                        if let Some(status) = current(&state.streams, &name, now) {
+                            let outer = if action == "DescribeStream" {
+                                "StreamDescription"
+                            } else {
+                                "StreamDescriptionSummary"
+                            };
+                            rewritten =
+                                set_json_status(&upstream.body, outer, "StreamStatus", status);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            ("firehose", action) => {
+                let Some(name) = op.delivery_name() else {
+                    return upstream.into_response(None);
+                };
+                match action {
+                    "CreateDeliveryStream" => {
+                        let kind = op.field("DeliveryStreamType").unwrap_or("DirectPut");
+                        state.delivery_types.insert(name.clone(), kind.to_owned());
+                        begin(
+                            &mut state.deliveries,
+                            name,
+                            "CREATING",
+                            cfg.delivery_creating,
+                            now,
+                        );
+                    }
+                    "DeleteDeliveryStream" => begin(
+                        &mut state.deliveries,
+                        name,
+                        "DELETING",
+                        cfg.delivery_deleting,
+                        now,
+                    ),
+                    "DescribeDeliveryStream" => {
+                        if let Some(status) = current(&state.deliveries, &name, now) {
+                            let outer = "DeliveryStreamDescription";
+                            rewritten = set_json_status(
+                                &upstream.body,
+                                outer,
+                                "DeliveryStreamStatus",
+                                status,
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            ("iam", action)
+                if ROLE_CHANGES.contains(&action) && !cfg.role_propagation.is_zero() =>
+            {
+                if let Some(role) = op.form.get("RoleName") {
+                    state.roles.insert(role.clone(), now + cfg.role_propagation);
+                }
+            }
+            ("iam", action)
+                if PROFILE_CHANGES.contains(&action) && !cfg.profile_propagation.is_zero() =>
+            {
+                if let Some(profile) = op.form.get("InstanceProfileName") {
+                    state
+                        .profiles
+                        .insert(profile.clone(), now + cfg.profile_propagation);
+                }
+            }
+            ("ec2", "RunInstances") => {
+                for (id, _) in instance_states(&String::from_utf8_lossy(&upstream.body)) {
+                    begin(
+                        &mut state.instances,
+                        id,
+                        "pending",
+                        cfg.instance_pending,
+                        now,
+                    );
+                }
+            }
+            ("ec2", "TerminateInstances") => {
+                for (key, id) in &op.form {
+                    if key.starts_with("InstanceId.") {
+                        let d = cfg.instance_shutting_down;
+                        begin(&mut state.instances, id.clone(), "shutting-down", d, now);
+                        if d.is_zero() {
+                            state.instances.remove(id);
+                        }
+                    }
+                }
+            }
+            ("ec2", "DescribeInstances" | "DescribeInstanceStatus")
+                if !state.instances.is_empty() =>
+            {
+                let overrides: HashMap<String, &str> = state
+                    .instances
+                    .iter()
+                    .filter(|(_, p)| now < p.until)
+                    .map(|(id, p)| (id.clone(), p.status))
+                    .collect();
+                rewritten =
+                    rewrite_instance_states(&String::from_utf8_lossy(&upstream.body), &overrides)
+                        .map(Bytes::from);
+            }
+            _ => {}
+        }
+        upstream.into_response(rewritten)
+    }
+}
+
+struct Upstream {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Upstream {
+    /// The response for the client: moto's, or moto's headers with a `rewritten` body.
+    fn into_response(self, rewritten: Option<Bytes>) -> Response<Body> {
+        let changed = rewritten.is_some();
+        let body = rewritten.unwrap_or(self.body);
+        let len = body.len();
+        let mut response = Response::new(Full::new(body));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        for (name, value) in &self.headers {
+            let stale = changed
+                && matches!(
+                    name.as_str(),
+                    "content-length" | "x-amz-crc32" | "content-md5"
+                );
+            if !is_hop_by_hop(name) && !stale {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        if changed {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        response
+    }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "expect"
+    )
+}
+
+fn classify(parts: &Parts, body: &[u8]) -> Op {
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    let query = parts.uri.query().unwrap_or_default();
+    let scope = credential_scope(header("authorization")).or_else(|| {
+        form_fields(query)
+            .remove("X-Amz-Credential")
+            .and_then(|c| scope_parts(&c))
+    });
+    let (region, service) = scope.unwrap_or_default();
+    let service = if service.is_empty() {
+        "unknown".to_owned()
+    } else {
+        service
+    };
+    let content_type = header("content-type");
+    let json = if content_type.contains("json") {
+        serde_json::from_slice(body).unwrap_or(Value::Null)
+    } else {
+        Value::Null
+    };
+    let mut form = if content_type.starts_with("application/x-www-form-urlencoded") {
+        form_fields(&String::from_utf8_lossy(body))
+    } else {
+        HashMap::new()
+    };
+    if !form.contains_key("Action") {
+        form.extend(form_fields(query));
+    }
+    let target = header("x-amz-target");
+    let (action, is_write) = if !target.is_empty() {
+        let action = target.rsplit('.').next().unwrap_or(target).to_owned();
+        let is_write = !is_read_action(&action);
+        (action, is_write)
+    } else if let Some(action) = form.get("Action") {
+        (action.clone(), !is_read_action(action))
+    } else if service == "s3" {
+        (
+            s3_action(&parts.method, parts.uri.path(), query),
+            !matches!(parts.method, Method::GET | Method::HEAD),
+        )
+    } else {
+        (
+            format!("{} {}", parts.method, parts.uri.path()),
+            !matches!(parts.method, Method::GET | Method::HEAD),
+        )
+    };
+    Op {
+        service,
+        region,
+        action,
+        is_write,
+        json,
+        form,
+    }
+}
+
+fn is_read_action(action: &str) -> bool {
+    ["Describe", "Get", "List", "Head"]
+        .iter()
+        .any(|p| action.starts_with(p))
+}
+
+/// `(region, service)` from `AWS4-HMAC-SHA256 Credential=AK/DATE/REGION/SERVICE/aws4_request, ...`.
+fn credential_scope(authorization: &str) -> Option<(String, String)> {
+    let (_, rest) = authorization.split_once("Credential=")?;
+    scope_parts(rest.split(',').next()?)
+}
+
+fn scope_parts(credential: &str) -> Option<(String, String)> {
+    let mut parts = credential.trim().split('/').skip(2);
+    Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
+}
+
+/// `a=1&b=x%20y` -> {a: 1, b: "x y"}; later duplicates win.
+fn form_fields(text: &str) -> HashMap<String, String> {
+    let decode = |s: &str| {
+        percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    text.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// `PUT`, `GET ?tagging`, `PUT key`, `POST ?delete`, `GET /` (no bucket): path-style only.
+fn s3_action(method: &Method, path: &str, query: &str) -> String {
+    let path = path.trim_start_matches('/');
+    let has_key = path.split_once('/').is_some_and(|(_, key)| !key.is_empty());
+    let mut flags: Vec<&str> = query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .filter_map(|kv| match kv.split_once('=') {
+            None | Some((_, "")) => Some(kv.trim_end_matches('=')),
+            Some(_) => None,
+        })
+        .collect();
+    flags.sort_unstable();
+    let mut action = method.to_string();
+    if path.is_empty() {
+        action.push_str(" /");
+    } else if has_key {
+        action.push_str(" key");
+    }
+    if !flags.is_empty() {
+        action.push_str(" ?");
+        action.push_str(&flags.join("&"));
+    }
+    action
+}
+
+fn collect_role_arns(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match v {
+                    Value::String(arn) if key == "RoleARN" => out.push(arn.clone()),
+                    _ => collect_role_arns(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_role_arns(v, out)),
+        _ => {}
+    }
+}
+
+/// Sets `body[outer][field] = status` in a JSON body; `None` if the body does not have that shape.
+fn set_json_status(body: &[u8], outer: &str, field: &str, status: &str) -> Option<Bytes> {
+    let mut value: Value = serde_json::from_slice(body).ok()?;
+    let slot = value.get_mut(outer)?.get_mut(field)?;
+    *slot = Value::from(status);
+    serde_json::to_vec(&value).ok().map(Bytes::from)
+}
+
+fn epoch_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A minimal DescribeStream / DescribeStreamSummary answer for a stream moto has already deleted.
+fn deleting_stream(action: &str, name: &str, region: &str, account: &str) -> Value {
+    let common = json!({
+        "StreamName": name,
+        "StreamARN": format!("arn:aws:kinesis:{region}:{account}:stream/{name}"),
+        "StreamStatus": "DELETING",
+        "RetentionPeriodHours": 24,
+        "StreamCreationTimestamp": epoch_seconds(),
+        "EnhancedMonitoring": [],
+        "EncryptionType": "NONE",
+    });
+    let (outer, extra) = if action == "DescribeStream" {
+        (
+            "StreamDescription",
+            json!({"Shards": [], "HasMoreShards": false}),
+        )
+    } else {
+        ("StreamDescriptionSummary", json!({"OpenShardCount": 0}))
+    };
+    let mut description = common;
+    if let (Some(d), Value::Object(extra)) = (description.as_object_mut(), extra) {
+        d.extend(extra);
+    }
+    json!({ outer: description })
+}
+
+/// A minimal DescribeDeliveryStream answer for a delivery stream moto has already deleted.
+fn deleting_delivery(name: &str, kind: &str, region: &str, account: &str) -> Value {
+    json!({"DeliveryStreamDescription": {
+        "DeliveryStreamName": name,
+        "DeliveryStreamARN": format!("arn:aws:firehose:{region}:{account}:deliverystream/{name}"),
+        "DeliveryStreamStatus": "DELETING",
+        "DeliveryStreamType": kind,
+        "VersionId": "1",
+        "CreateTimestamp": epoch_seconds(),
+        "Destinations": [],
+        "HasMoreDestinations": false,
+    }})
+}
+
+fn ec2_state_code(name: &str) -> u8 {
+    match name {
+        "pending" => 0,
+        "running" => 16,
+        "shutting-down" => 32,
+        "terminated" => 48,
+        "stopping" => 64,
+        _ => 80,
+    }
+}
+
+/// One instance `<item>` of an EC2 XML answer: its id and the byte range of its `<instanceState>`.
+struct InstanceItem {
+    id: String,
+    state: Option<(usize, usize)>,
+}
+
+/// Instances listed in an EC2 XML answer (`instancesSet` or `instanceStatusSet` items), with the
+/// range of their `<instanceState>...</instanceState>` element. A small tag scanner, not a full XML
+/// parser: enough for moto's and AWS's answers, and it never panics on anything else.
+fn instance_items(xml: &str) -> Vec<InstanceItem> {
+    let mut items = Vec::new();
+    // Open elements: (name, offset of its '<', offset after its '>').
+    let mut stack: Vec<(&str, usize, usize)> = Vec::new();
+    // The instance item being read and its depth in `stack`.
+    let mut current: Option<(usize, InstanceItem)> = None;
+    let mut pos = 0;
+    while let Some(start) = xml[pos..].find('<').map(|i| pos + i) {
+        let Some(end) = xml[start..].find('>').map(|i| start + i + 1) else {
+            break;
+        };
+        pos = end;
+        let tag = &xml[start + 1..end - 1];
+        if tag.starts_with(['?', '!']) || tag.ends_with('/') {
+            continue;
+        }
+        if tag.starts_with('/') {
+            let Some((name, open_start, open_end)) = stack.pop() else {
+                break;
+            };
+            match &mut current {
+                Some((depth, _)) if stack.len() == *depth => {
+                    items.extend(current.take().map(|(_, item)| item))
+                }
+                Some((depth, item)) if stack.len() == *depth + 1 => match name {
+                    "instanceId" => item.id = xml[open_end..start].trim().to_owned(),
+                    "instanceState" => item.state = Some((open_start, end)),
+                    _ => {}
+                },
+                _ => {}
+            }
+        } else {
+            let name = tag.split_whitespace().next().unwrap_or_default();
+            let in_set = stack
+                .last()
+                .is_some_and(|(n, ..)| matches!(*n, "instancesSet" | "instanceStatusSet"));
+            if name == "item" && in_set && current.is_none() {
+                current = Some((
+                    stack.len(),
+                    InstanceItem {
+                        id: String::new(),
+                        state: None,
+                    },
+                ));
+            }
+            stack.push((name, start, end));
+        }
+    }
+    items
+}
+
+/// `(instance id, byte range of its state)` pairs; used to read the ids of RunInstances answers.
+fn instance_states(xml: &str) -> Vec<(String, Option<(usize, usize)>)> {
+    instance_items(xml)
+        .into_iter()
+        .filter(|i| !i.id.is_empty())
+        .map(|i| (i.id, i.state))
+        .collect()
+}
+
+/// Replaces the `<instanceState>` of the instances in `overrides`; `None` when nothing changed.
+fn rewrite_instance_states(xml: &str, overrides: &HashMap<String, &str>) -> Option<String> {
+    let mut edits: Vec<((usize, usize), &str)> = instance_states(xml)
+        .into_iter()
+        .filter_map(|(id, range)| Some((range?, *overrides.get(&id)?)))
+        .collect();
+    if edits.is_empty() {
+        return None;
+    }
+    edits.sort_by_key(|((start, _), _)| *start);
+    let mut out = String::with_capacity(xml.len());
+    let mut pos = 0;
+    for ((start, end), status) in edits {
+        out.push_str(&xml[pos..start]);
+        out.push_str(&format!(
+            "<instanceState><code>{}</code><name>{status}</name></instanceState>",
+            ec2_state_code(status)
+        ));
+        pos = end;
+    }
+    out.push_str(&xml[pos..]);
+    Some(out)
+}
+
+fn plain(status: StatusCode, text: String) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    *response.status_mut() = status;
+    response
+}
+
+fn with_type(mut response: Response<Body>, content_type: &'static str) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(
+        "x-amzn-requestid",
+        HeaderValue::from_static("realism-proxy"),
+    );
+    response
+}
+
+fn json_ok(body: Value) -> Response<Body> {
+    with_type(
+        plain(StatusCode::OK, body.to_string()),
+        "application/x-amz-json-1.1",
+    )
+}
+
+fn json_error(kind: &str, message: &str) -> Response<Body> {
+    let body = json!({"__type": kind, "message": message}).to_string();
+    with_type(
+        plain(StatusCode::BAD_REQUEST, body),
+        "application/x-amz-json-1.1",
+    )
+}
+
+fn ec2_error(code: &str, message: &str) -> Response<Body> {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>realism-proxy</RequestID></Response>",
+        escape(code),
+        escape(message)
+    );
+    with_type(
+        plain(StatusCode::BAD_REQUEST, body),
+        "text/xml;charset=UTF-8",
+    )
+}

@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn agent_json_is_json_with_regional_endpoints() {
-        let env = Env::new("123456789012", "ap-northeast-2");
+        let env = Env::new("123456789012", "ap-northeast-2", "lab");
         let flows = vec![
             AgentFlow {
                 files: "/var/log/weather/*.log".into(),

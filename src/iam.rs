@@ -221,7 +221,7 @@ mod tests {
     use super::*;
 
     fn env() -> Env {
-        Env::new("123456789012", "eu-west-1")
+        Env::new("123456789012", "eu-west-1", "lab")
     }
 
     #[test]

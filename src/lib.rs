@@ -3,8 +3,11 @@
 //! Data flows one way: `spec` (the user's file) → `model` (the desired world as plain data) →
 //! plan → executor → AWS. See ARCHITECTURE.md in the repository for the map.
 
+pub mod aws;
 pub mod bootstrap;
 pub mod diagnostics;
+pub mod events;
+pub mod kinds;
 pub mod iam;
 pub mod model;
 pub mod schema;

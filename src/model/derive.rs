@@ -160,6 +160,11 @@ fn buckets(d: &mut Deriver) {
                 block_public_access: true,
             }),
         );
+        if b.force_destroy {
+            if let Some(r) = d.resources.get_mut(&Address::new(Kind::Bucket, key)) {
+                r.tags.insert(TAG_FORCE_DESTROY.into(), "true".into());
+            }
+        }
     }
 }
 
@@ -463,7 +468,6 @@ fn hosts(d: &mut Deriver) {
                 Props::SecurityGroup(SecurityGroupProps {
                     description: format!("streamstack {stack}: SSH to host {key}"),
                     ssh_from: from.clone(),
-                    subnet: h.subnet.clone(),
                 }),
             );
         }
@@ -497,9 +501,10 @@ fn hosts(d: &mut Deriver) {
                 Some(format!("at most {} bytes (EC2's limit)", bootstrap::USER_DATA_MAX_BYTES)),
             );
         }
+        let name = format!("{stack}-{key}");
         d.add(
-            address,
-            format!("{stack}-{key}"),
+            address.clone(),
+            name,
             deps,
             Props::Host(HostProps {
                 instance_type: h.instance_type.clone(),
@@ -512,6 +517,9 @@ fn hosts(d: &mut Deriver) {
                 http_tokens_required: true,
             }),
         );
+        if let Some(r) = d.resources.get_mut(&address) {
+            r.tags.insert(TAG_IMAGE.into(), h.image.to_string());
+        }
     }
 }
 

@@ -21,6 +21,11 @@ pub const AWS_MANAGED_KINESIS_KEY: &str = "alias/aws/kinesis";
 pub const TAG_STACK: &str = "streamstack:stack";
 pub const TAG_ADDRESS: &str = "streamstack:address";
 pub const TAG_EXPIRES_AFTER: &str = "streamstack:expires-after";
+/// On hosts: the image as the spec names it (`al2023`), so a new AMI release is not a change.
+pub const TAG_IMAGE: &str = "streamstack:image";
+/// On buckets: `true` when destroy may empty the bucket (kept on the bucket so that a bucket
+/// removed from the spec is still destroyed the way it was declared).
+pub const TAG_FORCE_DESTROY: &str = "streamstack:force-destroy";
 /// The name of the one inline policy streamstack puts on each role it derives.
 pub const INLINE_POLICY_NAME: &str = "streamstack";
 /// The CloudWatch namespace the agent publishes to (its default).
@@ -110,16 +115,24 @@ impl Serialize for Address {
     }
 }
 
+/// The IAM path of a stack's roles and instance profiles.
+pub fn iam_path(stack: &str) -> String {
+    format!("/streamstack/{stack}/")
+}
+
 /// Where the stack lives: names and ARNs depend on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Env {
     pub account_id: String,
     pub region: String,
     pub partition: String,
+    /// IAM path of every role and instance profile of the stack: `/streamstack/{stack}/`, so one
+    /// `ListRoles(PathPrefix)` finds them all, including ones no longer in the spec.
+    pub iam_path: String,
 }
 
 impl Env {
-    pub fn new(account_id: &str, region: &str) -> Self {
+    pub fn new(account_id: &str, region: &str, stack: &str) -> Self {
         let partition = if region.starts_with("cn-") {
             "aws-cn"
         } else if region.starts_with("us-gov-") {
@@ -131,6 +144,7 @@ impl Env {
             account_id: account_id.to_string(),
             region: region.to_string(),
             partition: partition.to_string(),
+            iam_path: iam_path(stack),
         }
     }
     /// DNS suffix of regional service endpoints.
@@ -157,12 +171,15 @@ impl Env {
         format!("arn:{}:s3:::{name}", self.partition)
     }
     pub fn role_arn(&self, name: &str) -> String {
-        format!("arn:{}:iam::{}:role/{name}", self.partition, self.account_id)
+        format!(
+            "arn:{}:iam::{}:role{}{name}",
+            self.partition, self.account_id, self.iam_path
+        )
     }
     pub fn instance_profile_arn(&self, name: &str) -> String {
         format!(
-            "arn:{}:iam::{}:instance-profile/{name}",
-            self.partition, self.account_id
+            "arn:{}:iam::{}:instance-profile{}{name}",
+            self.partition, self.account_id, self.iam_path
         )
     }
     pub fn log_group_arn(&self, group: &str) -> String {
@@ -234,8 +251,6 @@ pub struct SecurityGroupProps {
     pub description: String,
     /// CIDR blocks allowed to TCP port 22; nothing else is allowed in.
     pub ssh_from: Vec<String>,
-    /// The subnet whose VPC the group lives in; `None` = the default VPC.
-    pub subnet: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -118,11 +118,14 @@ impl<'a> Decoder<'a> {
             match k {
                 Value::String(s) if allowed.contains(&s.as_str()) => {}
                 Value::String(s) => {
-                    let expected = match did_you_mean(s, allowed.iter().copied()) {
-                        Some(c) => format!("did you mean `{c}`?"),
-                        None => format!("one of: {}", allowed.join(", ")),
+                    let (message, expected) = match did_you_mean(s, allowed.iter().copied()) {
+                        Some(c) => (format!("unknown key `{s}`; did you mean `{c}`?"), None),
+                        None => (
+                            format!("unknown key `{s}`"),
+                            Some(format!("one of: {}", allowed.join(", "))),
+                        ),
                     };
-                    self.error_key(&path.key(s), format!("unknown key `{s}`"), Some(expected));
+                    self.error_key(&path.key(s), message, expected);
                 }
                 other => {
                     let other = type_name(other);
@@ -256,7 +259,7 @@ impl<'a> Decoder<'a> {
             return Some(s);
         }
         let hint = match did_you_mean(&s, allowed.iter().copied()) {
-            Some(c) => format!(" (did you mean `{c}`?)"),
+            Some(c) => format!("; did you mean `{c}`?"),
             None => String::new(),
         };
         let pos = self.positions.value(path);

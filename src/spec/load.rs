@@ -192,9 +192,9 @@ pub(crate) fn load(
                 d.check(&kp, rules::tag_value(val));
             }
             // streamstack adds streamstack:stack, streamstack:address and maybe expires-after.
-            let max = rules::TAGS_MAX - 3;
+            let max = rules::TAGS_MAX - 4;
             if tags.len() > max {
-                d.error(&p, format!("{} tags given", tags.len()), Some(&format!("at most {max} (AWS allows 50; streamstack uses 3)")));
+                d.error(&p, format!("{} tags given", tags.len()), Some(&format!("at most {max} (AWS allows 50; streamstack uses up to 4)")));
             }
             tags
         }
@@ -331,7 +331,7 @@ fn stream(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<StreamSpec> {
                 other => {
                     if rules::kms_key(other).is_err() {
                         let hint = match super::decode::did_you_mean(other, ["aws_managed", "none"]) {
-                            Some(c) => format!(" (did you mean `{c}`?)"),
+                            Some(c) => format!("; did you mean `{c}`?"),
                             None => String::new(),
                         };
                         d.error(&ep, format!("unknown encryption {other:?}{hint}"), Some("aws_managed, none, or a KMS key ARN or alias/NAME"));

@@ -72,7 +72,7 @@ pub fn load_str(file: &str, text: &str, opts: &LoadOptions) -> Result<Validated,
             expected: None,
         });
     }
-    let env = Env::new(&loaded.account_id, &loaded.region);
+    let env = Env::new(&loaded.account_id, &loaded.region, &loaded.spec.stack);
     match model::derive(&loaded.spec, env) {
         Ok(model) => Ok(Validated {
             spec: loaded.spec,

@@ -20,6 +20,11 @@
 //! | `instance_pending` | EC2 RunInstances | DescribeInstances/DescribeInstanceStatus show the new instances `pending` (0) instead of `running` |
 //! | `instance_shutting_down` | EC2 TerminateInstances | they show `shutting-down` (32) instead of `terminated` |
 //!
+//! One content fix is always on: DescribeDeliveryStream answers get the S3 destination defaults
+//! AWS fills in (`CompressionFormat`, `BufferingHints`, `EncryptionConfiguration`) when moto left
+//! them out; moto only echoes what was sent, and the Rust SDK fails to parse a destination
+//! without `CompressionFormat`.
+//!
 //! State is kept per proxy and keyed by resource name (one proxy per test, one account per proxy).
 //!
 //! **Account isolation**: when `ProxyConfig::account_id` is set, the proxy adds the header
@@ -549,15 +554,8 @@ impl Shared {
                         now,
                     ),
                     "DescribeDeliveryStream" => {
-                        if let Some(status) = current(&state.deliveries, &name, now) {
-                            let outer = "DeliveryStreamDescription";
-                            rewritten = set_json_status(
-                                &upstream.body,
-                                outer,
-                                "DeliveryStreamStatus",
-                                status,
-                            );
-                        }
+                        let status = current(&state.deliveries, &name, now);
+                        rewritten = describe_delivery_stream(&upstream.body, status);
                     }
                     _ => {}
                 }
@@ -807,6 +805,54 @@ fn set_json_status(body: &[u8], outer: &str, field: &str, status: &str) -> Optio
     let slot = value.get_mut(outer)?.get_mut(field)?;
     *slot = Value::from(status);
     serde_json::to_vec(&value).ok().map(Bytes::from)
+}
+
+/// Fixes a DescribeDeliveryStream answer: the emulated `status`, if any, and the S3 destination
+/// defaults AWS always returns but moto leaves out when the create request did not set them
+/// (without `CompressionFormat` the Rust SDK rejects the whole answer).
+fn describe_delivery_stream(body: &[u8], status: Option<&str>) -> Option<Bytes> {
+    let mut value: Value = serde_json::from_slice(body).ok()?;
+    let description = value
+        .get_mut("DeliveryStreamDescription")?
+        .as_object_mut()?;
+    let mut changed = false;
+    if let Some(status) = status {
+        description.insert("DeliveryStreamStatus".into(), Value::from(status));
+        changed = true;
+    }
+    let destinations = description
+        .get_mut("Destinations")
+        .and_then(Value::as_array_mut);
+    for destination in destinations.into_iter().flatten() {
+        for kind in [
+            "S3DestinationDescription",
+            "ExtendedS3DestinationDescription",
+        ] {
+            let Some(s3) = destination.get_mut(kind).and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let defaults = [
+                ("CompressionFormat", json!("UNCOMPRESSED")),
+                (
+                    "BufferingHints",
+                    json!({"SizeInMBs": 5, "IntervalInSeconds": 300}),
+                ),
+                (
+                    "EncryptionConfiguration",
+                    json!({"NoEncryptionConfig": "NoEncryption"}),
+                ),
+            ];
+            for (key, default) in defaults {
+                if !s3.contains_key(key) {
+                    s3.insert(key.into(), default);
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed
+        .then(|| serde_json::to_vec(&value).ok().map(Bytes::from))
+        .flatten()
 }
 
 fn epoch_seconds() -> f64 {

@@ -57,11 +57,13 @@ impl Clients {
     }
 
     /// Clients over an existing SDK configuration; `custom_endpoint` turns on S3 path-style.
-    pub fn from_sdk_config(conf: &aws_config::SdkConfig, custom_endpoint: bool) -> Result<Clients, AwsError> {
-        let region = conf
-            .region()
-            .map(|r| r.to_string())
-            .ok_or_else(|| AwsError::config("no AWS region: set region: in the spec, --region, or AWS_REGION"))?;
+    pub fn from_sdk_config(
+        conf: &aws_config::SdkConfig,
+        custom_endpoint: bool,
+    ) -> Result<Clients, AwsError> {
+        let region = conf.region().map(|r| r.to_string()).ok_or_else(|| {
+            AwsError::config("no AWS region: set region: in the spec, --region, or AWS_REGION")
+        })?;
         let s3_conf = aws_sdk_s3::config::Builder::from(conf)
             .force_path_style(custom_endpoint)
             .build();
@@ -208,7 +210,8 @@ impl AwsError {
             .iter()
             .any(|p| m.contains(p)),
             Some("InvalidParameterValue") => {
-                m.contains("Invalid IAM Instance Profile") || m.contains("has no associated IAM Roles")
+                m.contains("Invalid IAM Instance Profile")
+                    || m.contains("has no associated IAM Roles")
             }
             // moto answers an unknown profile with NoSuchEntity on RunInstances.
             Some("NoSuchEntity") => self.operation == "ec2:RunInstances",
@@ -220,7 +223,11 @@ impl AwsError {
     pub fn is_busy(&self) -> bool {
         matches!(
             self.code(),
-            Some("ResourceInUseException" | "ConcurrentModificationException" | "LimitExceededException")
+            Some(
+                "ResourceInUseException"
+                    | "ConcurrentModificationException"
+                    | "LimitExceededException"
+            )
         )
     }
 }

@@ -32,7 +32,9 @@ pub fn processing_options(format: &Format) -> Option<Value> {
     let log = |fmt: &str| json!([{"optionName": "LOGTOJSON", "logFormat": fmt}]);
     match format {
         Format::Lines | Format::Json => None,
-        Format::Csv { fields } => Some(json!([{"optionName": "CSVTOJSON", "customFieldNames": fields}])),
+        Format::Csv { fields } => {
+            Some(json!([{"optionName": "CSVTOJSON", "customFieldNames": fields}]))
+        }
         Format::ApacheLog => Some(log("COMMONAPACHELOG")),
         Format::ApacheCombined => Some(log("COMBINEDAPACHELOG")),
         Format::ApacheError => Some(log("APACHEERRORLOG")),
@@ -135,13 +137,25 @@ mod tests {
         ];
         let text = agent_json(&env, &flows).expect("renders");
         let v: Value = serde_json::from_str(&text).expect("valid JSON");
-        assert_eq!(v["kinesis.endpoint"], "kinesis.ap-northeast-2.amazonaws.com");
-        assert_eq!(v["firehose.endpoint"], "firehose.ap-northeast-2.amazonaws.com");
-        assert_eq!(v["cloudwatch.endpoint"], "monitoring.ap-northeast-2.amazonaws.com");
+        assert_eq!(
+            v["kinesis.endpoint"],
+            "kinesis.ap-northeast-2.amazonaws.com"
+        );
+        assert_eq!(
+            v["firehose.endpoint"],
+            "firehose.ap-northeast-2.amazonaws.com"
+        );
+        assert_eq!(
+            v["cloudwatch.endpoint"],
+            "monitoring.ap-northeast-2.amazonaws.com"
+        );
         assert_eq!(v["flows"][0]["kinesisStream"], "lab-weather");
         assert!(v["flows"][0].get("deliveryStream").is_none());
         assert_eq!(v["flows"][1]["deliveryStream"], "lab-direct");
-        assert_eq!(v["flows"][1]["dataProcessingOptions"][0]["logFormat"], "COMBINEDAPACHELOG");
+        assert_eq!(
+            v["flows"][1]["dataProcessingOptions"][0]["logFormat"],
+            "COMBINEDAPACHELOG"
+        );
     }
 
     #[test]
@@ -152,7 +166,8 @@ mod tests {
 
 /// The agent.json embedded in a rendered user-data script (between the heredoc markers).
 pub fn extract_agent_json(user_data: &str) -> Option<&str> {
-    let start = user_data.find("<<'STREAMSTACK_AGENT_JSON'\n")? + "<<'STREAMSTACK_AGENT_JSON'\n".len();
+    let start =
+        user_data.find("<<'STREAMSTACK_AGENT_JSON'\n")? + "<<'STREAMSTACK_AGENT_JSON'\n".len();
     let end = start + user_data[start..].find("\nSTREAMSTACK_AGENT_JSON\n")?;
     Some(&user_data[start..end])
 }

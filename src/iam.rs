@@ -94,7 +94,11 @@ pub fn host_policy(env: &Env, access: &HostAccess) -> Value {
         }));
     }
     if !access.deliveries.is_empty() {
-        let arns: Vec<String> = access.deliveries.iter().map(|d| env.delivery_arn(d)).collect();
+        let arns: Vec<String> = access
+            .deliveries
+            .iter()
+            .map(|d| env.delivery_arn(d))
+            .collect();
         statements.push(json!({
             "Sid": "PutToDeliveries",
             "Effect": "Allow",
@@ -200,7 +204,9 @@ fn statement_field(policy: &Value, field: &str) -> Vec<String> {
     for st in policy["Statement"].as_array().into_iter().flatten() {
         match &st[field] {
             Value::String(s) => out.push(s.clone()),
-            Value::Array(items) => out.extend(items.iter().filter_map(|v| v.as_str().map(String::from))),
+            Value::Array(items) => {
+                out.extend(items.iter().filter_map(|v| v.as_str().map(String::from)))
+            }
             _ => {}
         }
     }
@@ -209,7 +215,11 @@ fn statement_field(policy: &Value, field: &str) -> Vec<String> {
 
 /// Size IAM counts against its quotas: characters excluding whitespace.
 pub fn policy_size(policy: &Value) -> usize {
-    policy.to_string().chars().filter(|c| !c.is_whitespace()).count()
+    policy
+        .to_string()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .count()
 }
 
 /// IAM quotas on document sizes.
@@ -236,7 +246,12 @@ mod tests {
         );
         assert_eq!(
             actions(&p),
-            ["kinesis:PutRecords", "kinesis:PutRecord", "firehose:PutRecordBatch", "cloudwatch:PutMetricData"]
+            [
+                "kinesis:PutRecords",
+                "kinesis:PutRecord",
+                "firehose:PutRecordBatch",
+                "cloudwatch:PutMetricData"
+            ]
         );
         assert_eq!(
             resources(&p),
@@ -246,7 +261,10 @@ mod tests {
                 "*"
             ]
         );
-        assert_eq!(p["Statement"][2]["Condition"]["StringEquals"]["cloudwatch:namespace"], "AWSKinesisAgent");
+        assert_eq!(
+            p["Statement"][2]["Condition"]["StringEquals"]["cloudwatch:namespace"],
+            "AWSKinesisAgent"
+        );
     }
 
     #[test]
@@ -267,7 +285,10 @@ mod tests {
         assert!(res.contains(&"arn:aws:kinesis:eu-west-1:123456789012:stream/lab-s".to_string()));
         assert!(!actions(&p).iter().any(|a| a.starts_with("kms:")));
         let t = firehose_trust_policy(&env());
-        assert_eq!(t["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"], "123456789012");
+        assert_eq!(
+            t["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"],
+            "123456789012"
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use streamstack::spec::{self, LoadOptions};
 
 fn corpus(dir: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/specs").join(dir);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/specs")
+        .join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("reading {}: {e}", root.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -31,7 +33,10 @@ fn opts() -> LoadOptions {
 
 /// Name used in diagnostics: relative, so snapshots are the same on every machine.
 fn display_name(p: &Path) -> String {
-    format!("invalid/{}", p.file_name().and_then(|n| n.to_str()).unwrap_or("?"))
+    format!(
+        "invalid/{}",
+        p.file_name().and_then(|n| n.to_str()).unwrap_or("?")
+    )
 }
 
 #[test]
@@ -52,9 +57,16 @@ fn every_invalid_spec_is_rejected_with_the_expected_diagnostics() {
         let errors: Vec<_> = diags.errors().collect();
         assert!(!errors.is_empty(), "{name}: rejected without an error");
         for e in &errors {
-            assert!(e.pos.line >= 1 && e.pos.col >= 1, "{name}: bad position in {e}");
+            assert!(
+                e.pos.line >= 1 && e.pos.col >= 1,
+                "{name}: bad position in {e}"
+            );
             let lines = text.lines().count().max(1);
-            assert!(e.pos.line <= lines + 1, "{name}: line {} beyond the file in {e}", e.pos.line);
+            assert!(
+                e.pos.line <= lines + 1,
+                "{name}: line {} beyond the file in {e}",
+                e.pos.line
+            );
         }
         let actual = diags.to_string();
         let expected_path = path.with_extension("expected");
@@ -74,7 +86,11 @@ fn every_invalid_spec_is_rejected_with_the_expected_diagnostics() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(files.len() >= 40, "the corpus has only {} specs", files.len());
+    assert!(
+        files.len() >= 40,
+        "the corpus has only {} specs",
+        files.len()
+    );
 }
 
 #[test]
@@ -89,7 +105,8 @@ fn every_valid_spec_and_example_stack_validates() {
     assert!(files.len() >= 2);
     for path in files {
         let text = std::fs::read_to_string(&path).expect("readable");
-        if let Err(d) = spec::load_str(&path.display().to_string(), &text, &LoadOptions::default()) {
+        if let Err(d) = spec::load_str(&path.display().to_string(), &text, &LoadOptions::default())
+        {
             panic!("{} was rejected:\n{d}", path.display());
         }
     }

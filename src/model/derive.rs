@@ -46,10 +46,22 @@ impl<'s> Deriver<'s> {
         });
     }
 
-    fn check(&mut self, path: Path, at_key: bool, what: &str, r: rules::Check) {
+    /// Reports a rule violation on a physical name; derived names say so and how to fix them.
+    fn check(&mut self, path: Path, at_key: bool, derived: bool, r: rules::Check) {
         if let Err(v) = r {
-            let message = format!("{what}: {}", v.message);
-            self.err(path, at_key, message, v.expected);
+            let (message, expected) = if derived {
+                let hint = "shorten the stack name or this key, or set an explicit name where the spec allows one";
+                (
+                    format!("derived {}", v.message),
+                    Some(match v.expected {
+                        Some(e) => format!("{e}; {hint}"),
+                        None => hint.to_string(),
+                    }),
+                )
+            } else {
+                (v.message, v.expected)
+            };
+            self.err(path, at_key, message, expected);
         }
     }
 
@@ -79,11 +91,19 @@ impl<'s> Deriver<'s> {
 
     fn stream_name(&self, key: &str) -> Option<String> {
         let s = self.spec.streams.get(key)?;
-        Some(s.name.clone().unwrap_or_else(|| format!("{}-{key}", self.spec.stack)))
+        Some(
+            s.name
+                .clone()
+                .unwrap_or_else(|| format!("{}-{key}", self.spec.stack)),
+        )
     }
     fn delivery_name(&self, key: &str) -> Option<String> {
         let d = self.spec.deliveries.get(key)?;
-        Some(d.name.clone().unwrap_or_else(|| format!("{}-{key}", self.spec.stack)))
+        Some(
+            d.name
+                .clone()
+                .unwrap_or_else(|| format!("{}-{key}", self.spec.stack)),
+        )
     }
     fn bucket_name(&self, key: &str) -> Option<String> {
         let b = self.spec.buckets.get(key)?;
@@ -144,10 +164,11 @@ fn name_path(section: &str, key: &str, explicit: bool) -> (Path, bool) {
 
 fn buckets(d: &mut Deriver) {
     for (key, b) in &d.spec.buckets {
-        let Some(name) = d.bucket_name(key) else { continue };
+        let Some(name) = d.bucket_name(key) else {
+            continue;
+        };
         let (path, at_key) = name_path("buckets", key, b.name.is_some());
-        let what = if b.name.is_some() { "bucket name" } else { "derived bucket name" };
-        d.check(path, at_key, what, rules::bucket_name(&name));
+        d.check(path, at_key, b.name.is_none(), rules::bucket_name(&name));
         d.add(
             Address::new(Kind::Bucket, key),
             name,
@@ -170,10 +191,11 @@ fn buckets(d: &mut Deriver) {
 
 fn streams(d: &mut Deriver) {
     for (key, s) in &d.spec.streams {
-        let Some(name) = d.stream_name(key) else { continue };
+        let Some(name) = d.stream_name(key) else {
+            continue;
+        };
         let (path, at_key) = name_path("streams", key, s.name.is_some());
-        let what = if s.name.is_some() { "stream name" } else { "derived stream name" };
-        d.check(path, at_key, what, rules::stream_name(&name));
+        d.check(path, at_key, s.name.is_none(), rules::stream_name(&name));
         let arn = d.env.stream_arn(&name);
         d.add(
             Address::new(Kind::Stream, key),
@@ -200,10 +222,16 @@ fn customer_key(enc: &StreamEncryption) -> Option<String> {
 fn deliveries(d: &mut Deriver) {
     let stack = d.spec.stack.clone();
     for (key, del) in &d.spec.deliveries {
-        let Some(name) = d.delivery_name(key) else { continue };
+        let Some(name) = d.delivery_name(key) else {
+            continue;
+        };
         let (path, at_key) = name_path("deliveries", key, del.name.is_some());
-        let what = if del.name.is_some() { "delivery name" } else { "derived delivery name" };
-        d.check(path, at_key, what, rules::delivery_name(&name));
+        d.check(
+            path,
+            at_key,
+            del.name.is_none(),
+            rules::delivery_name(&name),
+        );
         let address = Address::new(Kind::Delivery, key);
         let role_address = Address::new(Kind::DeliveryRole, key);
         let mut deps = BTreeSet::from([role_address.clone()]);
@@ -215,6 +243,7 @@ fn deliveries(d: &mut Deriver) {
                     deps.insert(Address::new(Kind::Stream, s));
                     Some((s.clone(), stream_name))
                 }
+                None if d.spec.is_undecoded("streams", s) => continue,
                 None => {
                     let expected = expected_keys(d.spec.streams.keys(), Some("direct"));
                     d.err(
@@ -228,6 +257,9 @@ fn deliveries(d: &mut Deriver) {
             },
         };
         let Some(bucket_name) = d.bucket_name(&del.to) else {
+            if d.spec.is_undecoded("buckets", &del.to) {
+                continue;
+            }
             let expected = expected_keys(d.spec.buckets.keys(), None);
             d.err(
                 p(&["deliveries", key, "to"]),
@@ -243,7 +275,7 @@ fn deliveries(d: &mut Deriver) {
         d.check(
             p(&["deliveries", key]),
             true,
-            "derived IAM role name for Firehose",
+            true,
             rules::role_name(&role_name),
         );
         let stream_kms_key = source
@@ -344,11 +376,17 @@ fn hosts(d: &mut Deriver) {
                             "delivery `{}` reads stream `{s}`, and Firehose refuses direct writes to such a delivery",
                             f.to
                         ),
-                        Some(format!("to: {s} (the stream), or a delivery with from: direct")),
+                        Some(if d.spec.streams.contains_key(s) {
+                            format!("to: {s} (the stream), or a delivery with from: direct")
+                        } else {
+                            "a stream key, or a delivery with from: direct".into()
+                        }),
                     );
                     continue;
                 }
-                let Some(delivery_name) = d.delivery_name(&f.to) else { continue };
+                let Some(delivery_name) = d.delivery_name(&f.to) else {
+                    continue;
+                };
                 deps.insert(Address::new(Kind::Delivery, &f.to));
                 access.deliveries.push(delivery_name.clone());
                 AgentFlow {
@@ -357,6 +395,10 @@ fn hosts(d: &mut Deriver) {
                     delivery_stream: Some(delivery_name),
                     format: f.format.clone(),
                 }
+            } else if d.spec.is_undecoded("streams", &f.to)
+                || d.spec.is_undecoded("deliveries", &f.to)
+            {
+                continue;
             } else {
                 let direct: Vec<&String> = d
                     .spec
@@ -383,7 +425,10 @@ fn hosts(d: &mut Deriver) {
                 d.err(
                     p(&["hosts", key, "flows"]).index(i),
                     false,
-                    format!("duplicate flow: {} → {target} is already configured", flow.files),
+                    format!(
+                        "duplicate flow: {} → {target} is already configured",
+                        flow.files
+                    ),
                     Some("each (files, to) pair once".into()),
                 );
             }
@@ -396,7 +441,8 @@ fn hosts(d: &mut Deriver) {
         access.kms_keys.sort();
         access.kms_keys.dedup();
 
-        if let Some(sample) = &h.sample_data {
+        let host_had_errors = d.spec.is_undecoded("hosts", key);
+        if let Some(sample) = h.sample_data.as_ref().filter(|_| !host_had_errors) {
             let (dir, file) = sample.file.rsplit_once('/').unwrap_or(("", &sample.file));
             let covered = h.flows.iter().any(|f| {
                 f.files
@@ -415,11 +461,11 @@ fn hosts(d: &mut Deriver) {
 
         let role_name = host_role_name(&stack, key);
         let profile_name = instance_profile_name(&stack, key);
-        d.check(p(&["hosts", key]), true, "derived IAM role name", rules::role_name(&role_name));
+        d.check(p(&["hosts", key]), true, true, rules::role_name(&role_name));
         d.check(
             p(&["hosts", key]),
             true,
-            "derived instance profile name",
+            true,
             rules::instance_profile_name(&profile_name),
         );
         let role_address = Address::new(Kind::HostRole, key);
@@ -458,7 +504,7 @@ fn hosts(d: &mut Deriver) {
             d.check(
                 p(&["hosts", key]),
                 true,
-                "derived security group name",
+                true,
                 rules::security_group_name(name),
             );
             d.add(
@@ -475,7 +521,12 @@ fn hosts(d: &mut Deriver) {
         let agent_json = match bootstrap::agent_json(&d.env, &flows) {
             Ok(j) => j,
             Err(e) => {
-                d.err(p(&["hosts", key]), true, format!("could not render agent.json: {e}"), None);
+                d.err(
+                    p(&["hosts", key]),
+                    true,
+                    format!("could not render agent.json: {e}"),
+                    None,
+                );
                 continue;
             }
         };
@@ -489,7 +540,12 @@ fn hosts(d: &mut Deriver) {
         }) {
             Ok(u) => u,
             Err(e) => {
-                d.err(p(&["hosts", key]), true, format!("could not render user-data: {e}"), None);
+                d.err(
+                    p(&["hosts", key]),
+                    true,
+                    format!("could not render user-data: {e}"),
+                    None,
+                );
                 continue;
             }
         };
@@ -498,7 +554,10 @@ fn hosts(d: &mut Deriver) {
                 p(&["hosts", key, "flows"]),
                 false,
                 format!("the rendered user-data is {} bytes", user_data.len()),
-                Some(format!("at most {} bytes (EC2's limit)", bootstrap::USER_DATA_MAX_BYTES)),
+                Some(format!(
+                    "at most {} bytes (EC2's limit)",
+                    bootstrap::USER_DATA_MAX_BYTES
+                )),
             );
         }
         let name = format!("{stack}-{key}");
@@ -544,22 +603,37 @@ fn unique_names(d: &mut Deriver) {
         }
     }
     for (addr, first, ns, name) in dups {
-        let section = match addr.kind {
+        // Point at whichever of the two has an explicit `name:`; else at this one's key.
+        let explicit_name = |a: &Address| match a.kind {
+            Kind::Bucket => d.spec.buckets.get(&a.key).is_some_and(|b| b.name.is_some()),
+            Kind::Stream => d.spec.streams.get(&a.key).is_some_and(|s| s.name.is_some()),
+            Kind::Delivery => d
+                .spec
+                .deliveries
+                .get(&a.key)
+                .is_some_and(|s| s.name.is_some()),
+            _ => false,
+        };
+        let (blame, other) = if !explicit_name(&addr) && explicit_name(&first) {
+            (first, addr)
+        } else {
+            (addr, first)
+        };
+        let section = match blame.kind {
             Kind::Bucket => "buckets",
             Kind::Stream => "streams",
             Kind::Delivery | Kind::DeliveryRole => "deliveries",
             _ => "hosts",
         };
-        let explicit = matches!(addr.kind, Kind::Bucket | Kind::Stream | Kind::Delivery);
-        let path = if explicit {
-            p(&[section, &addr.key, "name"])
+        let (path, at_key) = if explicit_name(&blame) {
+            (p(&[section, &blame.key, "name"]), false)
         } else {
-            p(&[section, &addr.key])
+            (p(&[section, &blame.key]), true)
         };
         d.err(
             path,
-            !explicit,
-            format!("{ns} name {name:?} is also used by {first}"),
+            at_key,
+            format!("{ns} name {name:?} is also used by {other}"),
             Some("unique physical names".into()),
         );
     }

@@ -31,7 +31,9 @@ pub struct Graph {
 impl Graph {
     /// Builds the graph; edges to nodes not in the graph are ignored (they are satisfied
     /// elsewhere, e.g. by live resources). Fails on a cycle.
-    pub fn new(nodes: impl IntoIterator<Item = (Address, Vec<Address>)>) -> Result<Graph, CycleError> {
+    pub fn new(
+        nodes: impl IntoIterator<Item = (Address, Vec<Address>)>,
+    ) -> Result<Graph, CycleError> {
         let raw: Vec<(Address, Vec<Address>)> = nodes.into_iter().collect();
         let names: BTreeSet<Address> = raw.iter().map(|(a, _)| a.clone()).collect();
         let mut deps: BTreeMap<Address, BTreeSet<Address>> = BTreeMap::new();
@@ -134,10 +136,16 @@ mod tests {
     #[test]
     fn orders_dependencies_first_and_reverses_for_deletion() {
         let g = Graph::new(vec![
-            (a(Kind::Host, "h"), vec![a(Kind::InstanceProfile, "h"), a(Kind::Delivery, "d")]),
+            (
+                a(Kind::Host, "h"),
+                vec![a(Kind::InstanceProfile, "h"), a(Kind::Delivery, "d")],
+            ),
             (a(Kind::InstanceProfile, "h"), vec![a(Kind::HostRole, "h")]),
             (a(Kind::HostRole, "h"), vec![]),
-            (a(Kind::Delivery, "d"), vec![a(Kind::Stream, "s"), a(Kind::Bucket, "b")]),
+            (
+                a(Kind::Delivery, "d"),
+                vec![a(Kind::Stream, "s"), a(Kind::Bucket, "b")],
+            ),
             (a(Kind::Stream, "s"), vec![]),
             (a(Kind::Bucket, "b"), vec![]),
         ])
@@ -145,8 +153,14 @@ mod tests {
         let order = g.creation_order();
         let idx = |x: &Address| order.iter().position(|o| o == x).expect("present");
         for (node, deps) in [
-            (a(Kind::Host, "h"), vec![a(Kind::InstanceProfile, "h"), a(Kind::Delivery, "d")]),
-            (a(Kind::Delivery, "d"), vec![a(Kind::Stream, "s"), a(Kind::Bucket, "b")]),
+            (
+                a(Kind::Host, "h"),
+                vec![a(Kind::InstanceProfile, "h"), a(Kind::Delivery, "d")],
+            ),
+            (
+                a(Kind::Delivery, "d"),
+                vec![a(Kind::Stream, "s"), a(Kind::Bucket, "b")],
+            ),
             (a(Kind::InstanceProfile, "h"), vec![a(Kind::HostRole, "h")]),
         ] {
             for d in deps {
@@ -158,7 +172,9 @@ mod tests {
         assert_eq!(del.len(), 6);
         assert_eq!(
             g.transitive_dependents(&a(Kind::HostRole, "h")),
-            [a(Kind::InstanceProfile, "h"), a(Kind::Host, "h")].into_iter().collect()
+            [a(Kind::InstanceProfile, "h"), a(Kind::Host, "h")]
+                .into_iter()
+                .collect()
         );
     }
 
@@ -170,7 +186,10 @@ mod tests {
             (a(Kind::Host, "free"), vec![]),
         ])
         .expect_err("cycle");
-        assert_eq!(err.involved, vec![a(Kind::Bucket, "y"), a(Kind::Stream, "x")]);
+        assert_eq!(
+            err.involved,
+            vec![a(Kind::Bucket, "y"), a(Kind::Stream, "x")]
+        );
         assert!(err.to_string().contains("stream.x"));
         // A self-edge is a cycle too.
         assert!(Graph::new(vec![(a(Kind::Host, "h"), vec![a(Kind::Host, "h")])]).is_err());

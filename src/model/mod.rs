@@ -312,6 +312,8 @@ impl Model {
         )
     }
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Resource> {
-        self.resources.values().filter(move |r| r.address.kind == kind)
+        self.resources
+            .values()
+            .filter(move |r| r.address.kind == kind)
     }
 }

@@ -19,12 +19,25 @@ pub(crate) struct Decoder<'a> {
 }
 
 /// The closest candidate to `word`, if one is close enough to suggest.
-pub fn did_you_mean<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+pub fn did_you_mean<'c>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'c str>,
+) -> Option<&'c str> {
     let limit = (word.chars().count() / 3).max(2);
+    let lower = word.to_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::levenshtein(word, c), c))
-        .filter(|(d, _)| *d <= limit)
+        .filter_map(|c| {
+            let cl = c.to_lowercase();
+            let d = if cl == lower {
+                0
+            } else if lower.len() >= 3 && cl.starts_with(&lower) {
+                1
+            } else {
+                strsim::levenshtein(&lower, &cl)
+            };
+            (d <= limit).then_some((d, c))
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -144,7 +157,13 @@ impl<'a> Decoder<'a> {
     }
 
     /// A required field, or an error at the mapping that lacks it.
-    pub fn required<'v>(&mut self, m: &'v Mapping, path: &Path, k: &str, expected: &str) -> Option<&'v Value> {
+    pub fn required<'v>(
+        &mut self,
+        m: &'v Mapping,
+        path: &Path,
+        k: &str,
+        expected: &str,
+    ) -> Option<&'v Value> {
         let v = Self::field(m, k);
         if v.is_none() {
             let pos = self.positions.key(path);
@@ -154,7 +173,11 @@ impl<'a> Decoder<'a> {
             } else {
                 format!("missing required field `{k}`")
             };
-            let pos = if m.contains_key(k) { self.positions.value(&p) } else { pos };
+            let pos = if m.contains_key(k) {
+                self.positions.key(&p)
+            } else {
+                pos
+            };
             self.error_at(pos, &p, msg, Some(expected.to_string()));
         }
         v
@@ -179,7 +202,11 @@ impl<'a> Decoder<'a> {
     pub fn literal_string(&mut self, v: &Value, path: &Path) -> Option<String> {
         let s = self.raw_string(v, path)?;
         if is_template(&s) {
-            self.error(path, "templates are not allowed in this field", Some("a plain string"));
+            self.error(
+                path,
+                "templates are not allowed in this field",
+                Some("a plain string"),
+            );
             return None;
         }
         Some(s)
@@ -204,7 +231,11 @@ impl<'a> Decoder<'a> {
             Value::Number(n) => match n.as_u64() {
                 Some(n) => n,
                 None => {
-                    self.error(path, format!("{n} is not a whole non-negative number"), Some(&expected));
+                    self.error(
+                        path,
+                        format!("{n} is not a whole non-negative number"),
+                        Some(&expected),
+                    );
                     return None;
                 }
             },
@@ -213,7 +244,11 @@ impl<'a> Decoder<'a> {
                 match rendered.trim().parse::<u64>() {
                     Ok(n) => n,
                     Err(_) => {
-                        self.error(path, format!("template rendered to {rendered:?}, not an integer"), Some(&expected));
+                        self.error(
+                            path,
+                            format!("template rendered to {rendered:?}, not an integer"),
+                            Some(&expected),
+                        );
                         return None;
                     }
                 }
@@ -240,7 +275,11 @@ impl<'a> Decoder<'a> {
                     "true" => Some(true),
                     "false" => Some(false),
                     _ => {
-                        self.error(path, format!("template rendered to {rendered:?}"), Some("true or false"));
+                        self.error(
+                            path,
+                            format!("template rendered to {rendered:?}"),
+                            Some("true or false"),
+                        );
                         None
                     }
                 }
@@ -273,7 +312,12 @@ impl<'a> Decoder<'a> {
     }
 
     /// A mapping of string → string (tags, vars), values templated when `templated`.
-    pub fn string_map(&mut self, v: &Value, path: &Path, templated: bool) -> BTreeMap<String, String> {
+    pub fn string_map(
+        &mut self,
+        v: &Value,
+        path: &Path,
+        templated: bool,
+    ) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         let Some(m) = self.mapping(v, path) else {
             return out;
@@ -300,7 +344,11 @@ impl<'a> Decoder<'a> {
     }
 
     /// Iterates a keyed section (`buckets:` etc.), checking each key's syntax.
-    pub fn keyed<'v>(&mut self, v: Option<&'v Value>, path: &Path) -> Vec<(String, &'v Value, Path)> {
+    pub fn keyed<'v>(
+        &mut self,
+        v: Option<&'v Value>,
+        path: &Path,
+    ) -> Vec<(String, &'v Value, Path)> {
         let Some(v) = v else { return Vec::new() };
         let Some(m) = self.mapping(v, path) else {
             return Vec::new();

@@ -72,6 +72,8 @@ pub struct Loaded {
     pub account_id: String,
     /// Whether the region is a stand-in because none was configured.
     pub region_is_placeholder: bool,
+    /// Stack and region are valid, so physical names can be derived and checked.
+    pub names_derivable: bool,
 }
 
 /// When no region is known offline we still check lengths against the longest region code.
@@ -89,28 +91,32 @@ pub(crate) fn load(
         diags: Diagnostics::default(),
         templater: None,
     };
+    // Duplicate keys: reported at the second occurrence, which serde_yaml cannot point at.
+    if !positions.duplicates.is_empty() {
+        for (path, pos) in &positions.duplicates {
+            let key = match path.0.last() {
+                Some(super::positions::Seg::Key(k)) => k.clone(),
+                _ => String::new(),
+            };
+            d.error_at(
+                *pos,
+                path,
+                format!("duplicate key `{key}` (it is already defined above in the same mapping)"),
+                Some("each key once".into()),
+            );
+        }
+        return (None, d.diags);
+    }
     let root: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            let pos = e
-                .location()
-                .map(|l| Pos {
-                    line: l.line(),
-                    col: l.column(),
-                })
-                .unwrap_or(Pos { line: 1, col: 1 });
-            let msg = e.to_string();
-            // serde_yaml appends " at line N column M"; the position is already in front.
-            let msg = match msg.find(" at line ") {
-                Some(i) => msg[..i].to_string(),
-                None => msg,
-            };
+            let (pos, message) = yaml_error(text, &e);
             d.diags.push(Diagnostic {
                 severity: Severity::Error,
                 file: file.to_string(),
                 pos,
                 path: String::new(),
-                message: format!("YAML syntax error: {msg}"),
+                message,
                 expected: None,
             });
             return (None, d.diags);
@@ -119,7 +125,11 @@ pub(crate) fn load(
     let root_path = Path::root();
     let Some(m) = (match &root {
         Value::Null => {
-            d.error(&root_path, "the spec is empty", Some("a mapping with at least `version` and `stack`"));
+            d.error(
+                &root_path,
+                "the spec is empty",
+                Some("a mapping with at least `version` and `stack`"),
+            );
             None
         }
         v => d.mapping(v, &root_path),
@@ -130,18 +140,34 @@ pub(crate) fn load(
 
     let version = d
         .required(m, &root_path, "version", "version: 1")
-        .and_then(|v| d.int(v, &root_path.key("version"), 1, 1))
-        .map(|v| v as u32);
+        .and_then(|v| match v {
+            Value::Number(n) if n.as_u64() == Some(1) => Some(1),
+            Value::Number(n) => {
+                d.error(
+                    &root_path.key("version"),
+                    format!("unsupported spec version {n}"),
+                    Some("1"),
+                );
+                None
+            }
+            other => {
+                let _ = d.literal_string(other, &root_path.key("version"));
+                None
+            }
+        });
     let stack = d
         .required(m, &root_path, "stack", "a stack name such as weather-lab")
         .and_then(|v| d.literal_string(v, &root_path.key("stack")));
+    let mut names_derivable = true;
     if let Some(s) = &stack {
-        d.check(&root_path.key("stack"), rules::stack_name(s));
+        names_derivable &= d.check(&root_path.key("stack"), rules::stack_name(s));
     }
-    let spec_region = Decoder::field(m, "region").and_then(|v| d.literal_string(v, &root_path.key("region")));
+    let spec_region =
+        Decoder::field(m, "region").and_then(|v| d.literal_string(v, &root_path.key("region")));
     if let Some(r) = &spec_region {
-        d.check(&root_path.key("region"), rules::region(r));
-        if let Some(cli) = &opts.region {
+        let valid = d.check(&root_path.key("region"), rules::region(r));
+        names_derivable &= valid;
+        if let Some(cli) = opts.region.as_ref().filter(|_| valid) {
             if cli != r {
                 d.error(
                     &root_path.key("region"),
@@ -155,7 +181,12 @@ pub(crate) fn load(
         (Some(r), _) => (r.clone(), false),
         (None, Some(r)) => {
             if let Err(v) = rules::region(r) {
-                d.error(&root_path, format!("configured region: {}", v.message), v.expected.as_deref());
+                names_derivable = false;
+                d.error(
+                    &root_path,
+                    format!("configured region: {}", v.message),
+                    v.expected.as_deref(),
+                );
             }
             (r.clone(), false)
         }
@@ -194,7 +225,13 @@ pub(crate) fn load(
             // streamstack adds streamstack:stack, streamstack:address and maybe expires-after.
             let max = rules::TAGS_MAX - 4;
             if tags.len() > max {
-                d.error(&p, format!("{} tags given", tags.len()), Some(&format!("at most {max} (AWS allows 50; streamstack uses up to 4)")));
+                d.error(
+                    &p,
+                    format!("{} tags given", tags.len()),
+                    Some(&format!(
+                        "at most {max} (AWS allows 50; streamstack uses up to 4)"
+                    )),
+                );
             }
             tags
         }
@@ -212,10 +249,11 @@ pub(crate) fn load(
         }
     });
 
-    let buckets = section(&mut d, m, "buckets", bucket);
-    let streams = section(&mut d, m, "streams", stream);
-    let deliveries = section(&mut d, m, "deliveries", delivery);
-    let hosts = section(&mut d, m, "hosts", host);
+    let mut undecoded = std::collections::BTreeSet::new();
+    let buckets = section(&mut d, m, "buckets", bucket, &mut undecoded);
+    let streams = section(&mut d, m, "streams", stream, &mut undecoded);
+    let deliveries = section(&mut d, m, "deliveries", delivery, &mut undecoded);
+    let hosts = section(&mut d, m, "hosts", host, &mut undecoded);
 
     let loaded = match (version, stack) {
         (Some(version), Some(stack)) => Some(Loaded {
@@ -231,14 +269,63 @@ pub(crate) fn load(
                 streams,
                 deliveries,
                 hosts,
+                undecoded,
             },
             region,
             account_id,
             region_is_placeholder,
+            names_derivable,
         }),
         _ => None,
     };
     (loaded, d.diags)
+}
+
+/// Position and message for a YAML syntax error. libyaml reports where it noticed the problem
+/// and, for unterminated constructs, where they started ("while scanning a quoted scalar at line
+/// 2 column 8"); the start is where the user must look, so it becomes the position.
+fn yaml_error(text: &str, e: &serde_yaml::Error) -> (Pos, String) {
+    let mut pos = e
+        .location()
+        .map(|l| Pos {
+            line: l.line(),
+            col: l.column(),
+        })
+        .unwrap_or(Pos { line: 1, col: 1 });
+    let raw = e.to_string();
+    let mut message = String::new();
+    let mut rest = raw.as_str();
+    // Remove every " at line N column M", remembering the last one of a "while ..." context.
+    while let Some(i) = rest.find(" at line ") {
+        let (before, after) = rest.split_at(i);
+        message.push_str(before);
+        let tail = &after[" at line ".len()..];
+        let line: String = tail.chars().take_while(|c| c.is_ascii_digit()).collect();
+        let after_line = &tail[line.len()..];
+        let col: String = after_line
+            .strip_prefix(" column ")
+            .map(|t| t.chars().take_while(|c| c.is_ascii_digit()).collect())
+            .unwrap_or_default();
+        let consumed = line.len()
+            + if col.is_empty() {
+                0
+            } else {
+                " column ".len() + col.len()
+            };
+        if before.contains("while ") {
+            if let (Ok(l), Ok(c)) = (line.parse(), col.parse()) {
+                pos = Pos { line: l, col: c };
+            }
+        }
+        rest = &tail[consumed..];
+    }
+    message.push_str(rest);
+    let mut message = format!("YAML syntax error: {message}");
+    let line_text = text.lines().nth(pos.line.saturating_sub(1)).unwrap_or("");
+    if line_text.starts_with(|c: char| c == '\t' || c == ' ') && line_text.contains('\t') {
+        message.push_str(" (tabs cannot be used for indentation in YAML; use spaces)");
+    }
+    (pos, message)
 }
 
 fn section<T>(
@@ -246,18 +333,43 @@ fn section<T>(
     m: &Mapping,
     name: &str,
     each: impl Fn(&mut Decoder, &Mapping, &Path) -> Option<T>,
+    undecoded: &mut std::collections::BTreeSet<String>,
 ) -> BTreeMap<String, T> {
     let path = Path::root().key(name);
     let mut out = BTreeMap::new();
+    match Decoder::field(m, name) {
+        Some(Value::Mapping(items)) => {
+            // Keys that fail the key syntax check are never decoded.
+            for k in items.keys().filter_map(|k| k.as_str()) {
+                if rules::resource_key(k).is_err() {
+                    undecoded.insert(format!("{name}.{k}"));
+                }
+            }
+        }
+        Some(_) => {
+            undecoded.insert(format!("{name}.*"));
+        }
+        None => {}
+    }
     for (key, v, p) in d.keyed(Decoder::field(m, name), &path) {
         let item = match v {
             // `archive:` with nothing under it means "all defaults".
             Value::Null => Some(Mapping::new()),
             v => d.mapping(v, &p).cloned(),
         };
-        if let Some(item) = item {
-            if let Some(t) = each(d, &item, &p) {
+        let errors_before = d.diags.errors().count();
+        match item.and_then(|item| each(d, &item, &p)) {
+            Some(t) if d.diags.errors().count() == errors_before => {
                 out.insert(key, t);
+            }
+            Some(t) => {
+                // Decoded with errors (e.g. one bad flow): keep it for reference checks, but
+                // skip checks that would repeat the error.
+                undecoded.insert(format!("{name}.{key}"));
+                out.insert(key, t);
+            }
+            None => {
+                undecoded.insert(format!("{name}.{key}"));
             }
         }
     }
@@ -291,7 +403,10 @@ fn stream(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<StreamSpec> {
     d.known_keys(m, p, STREAM_KEYS);
     let name = opt_string(d, m, p, "name");
     let mode = match Decoder::field(m, "mode") {
-        Some(v) => match d.one_of(v, &p.key("mode"), &["on_demand", "provisioned"])?.as_str() {
+        Some(v) => match d
+            .one_of(v, &p.key("mode"), &["on_demand", "provisioned"])?
+            .as_str()
+        {
             "provisioned" => StreamMode::Provisioned,
             _ => StreamMode::OnDemand,
         },
@@ -330,11 +445,16 @@ fn stream(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<StreamSpec> {
                 "none" => StreamEncryption::None,
                 other => {
                     if rules::kms_key(other).is_err() {
-                        let hint = match super::decode::did_you_mean(other, ["aws_managed", "none"]) {
+                        let hint = match super::decode::did_you_mean(other, ["aws_managed", "none"])
+                        {
                             Some(c) => format!("; did you mean `{c}`?"),
                             None => String::new(),
                         };
-                        d.error(&ep, format!("unknown encryption {other:?}{hint}"), Some("aws_managed, none, or a KMS key ARN or alias/NAME"));
+                        d.error(
+                            &ep,
+                            format!("unknown encryption {other:?}{hint}"),
+                            Some("aws_managed, none, or a KMS key ARN or alias/NAME"),
+                        );
                         return None;
                     }
                     StreamEncryption::Kms(other.to_string())
@@ -374,7 +494,9 @@ fn delivery(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<DeliverySpec> {
         let bp = p.key("buffering");
         if let Some(bm) = d.mapping(v, &bp) {
             d.known_keys(bm, &bp, BUFFERING_KEYS);
-            if let Some(n) = Decoder::field(bm, "size_mb").and_then(|v| d.int(v, &bp.key("size_mb"), 1, 128)) {
+            if let Some(n) =
+                Decoder::field(bm, "size_mb").and_then(|v| d.int(v, &bp.key("size_mb"), 1, 128))
+            {
                 buffering.size_mb = n as u32;
             }
             if let Some(n) = Decoder::field(bm, "interval_seconds")
@@ -427,16 +549,20 @@ fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {
                 let img = match s.as_str() {
                     "al2023" => Image::Al2023,
                     "al2023-arm64" => Image::Al2023Arm64,
-                    s if s.starts_with("ami-") => {
-                        d.check(&ip, rules::ami_id(s)).then(|| Image::Ami(s.to_string()))?
-                    }
+                    s if s.starts_with("ami-") => d
+                        .check(&ip, rules::ami_id(s))
+                        .then(|| Image::Ami(s.to_string()))?,
                     s if s.starts_with("ssm:") => {
                         let param = &s[4..];
                         d.check(&ip, rules::ssm_parameter(param))
                             .then(|| Image::Ssm(param.to_string()))?
                     }
                     other => {
-                        d.error(&ip, format!("unknown image {other:?}"), Some("al2023, al2023-arm64, ami-..., or ssm:/parameter/name"));
+                        d.error(
+                            &ip,
+                            format!("unknown image {other:?}"),
+                            Some("al2023, al2023-arm64, ami-..., or ssm:/parameter/name"),
+                        );
                         return None;
                     }
                 };
@@ -473,7 +599,12 @@ fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {
             d.check(&sp.key("key_name"), rules::key_pair_name(k));
         }
         let fp = sp.key("from");
-        let from = match d.required(sm, &sp, "from", "a CIDR block such as 203.0.113.4/32, or a list of them")? {
+        let from = match d.required(
+            sm,
+            &sp,
+            "from",
+            "a CIDR block such as 203.0.113.4/32, or a list of them",
+        )? {
             Value::Sequence(items) => {
                 let mut out = Vec::new();
                 for (i, item) in items.iter().enumerate() {
@@ -502,10 +633,19 @@ fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {
         Some(Ssh { key_name, from })
     });
     let fp = p.key("flows");
-    let flows = match d.required(m, p, "flows", "a list of flows (files → stream or direct delivery)") {
+    let flows = match d.required(
+        m,
+        p,
+        "flows",
+        "a list of flows (files → stream or direct delivery)",
+    ) {
         Some(Value::Sequence(items)) => {
             if items.is_empty() {
-                d.error(&fp, "a host needs at least one flow", Some("a list of flows"));
+                d.error(
+                    &fp,
+                    "a host needs at least one flow",
+                    Some("a list of flows"),
+                );
             }
             let mut out = Vec::new();
             for (i, item) in items.iter().enumerate() {
@@ -516,7 +656,18 @@ fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {
             out
         }
         Some(other) => {
-            d.error(&fp, format!("expected a list, found {}", match other { Value::Mapping(_) => "a mapping", Value::String(_) => "a string", _ => "a scalar" }), None);
+            d.error(
+                &fp,
+                format!(
+                    "expected a list, found {}",
+                    match other {
+                        Value::Mapping(_) => "a mapping",
+                        Value::String(_) => "a string",
+                        _ => "a scalar",
+                    }
+                ),
+                None,
+            );
             Vec::new()
         }
         None => Vec::new(),
@@ -528,7 +679,8 @@ fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {
         let file = d
             .required(sm, &sp, "file", "the log file to write records to")
             .and_then(|v| d.string(v, &sp.key("file")))?;
-        d.check(&sp.key("file"), rules::plain_file_path(&file)).then_some(())?;
+        d.check(&sp.key("file"), rules::plain_file_path(&file))
+            .then_some(())?;
         let records = Decoder::field(sm, "records")
             .and_then(|v| d.int(v, &sp.key("records"), 1, 1000))
             .unwrap_or(20) as u32;
@@ -548,7 +700,12 @@ fn flow(d: &mut Decoder, v: &Value, p: &Path) -> Option<Flow> {
     let m = d.mapping(v, p)?;
     d.known_keys(m, p, FLOW_KEYS);
     let files = d
-        .required(m, p, "files", "an absolute file pattern such as /var/log/app/*.log")
+        .required(
+            m,
+            p,
+            "files",
+            "an absolute file pattern such as /var/log/app/*.log",
+        )
         .and_then(|v| d.string(v, &p.key("files")));
     if let Some(f) = &files {
         d.check(&p.key("files"), rules::agent_file_pattern(f));
@@ -571,22 +728,43 @@ fn flow(d: &mut Decoder, v: &Value, p: &Path) -> Option<Flow> {
                     .collect(),
             ),
             other => {
-                d.error(&fp, format!("expected a list of field names, found {}", if other.is_string() { "a string" } else { "something else" }), None);
+                d.error(
+                    &fp,
+                    format!(
+                        "expected a list of field names, found {}",
+                        if other.is_string() {
+                            "a string"
+                        } else {
+                            "something else"
+                        }
+                    ),
+                    None,
+                );
                 None
             }
         }
     });
+    let fields_given = Decoder::field(m, "fields").is_some();
     let format = match format?.as_str() {
         "csv" => match fields {
             Some(f) if !f.is_empty() => Format::Csv { fields: f },
+            None if fields_given => return None,
             _ => {
-                d.error(&p.key("format"), "format csv needs `fields`, the column names", Some("fields: [a, b, c]"));
+                d.error(
+                    &p.key("format"),
+                    "format csv needs `fields`, the column names",
+                    Some("fields: [a, b, c]"),
+                );
                 return None;
             }
         },
         other => {
             if fields.is_some() {
-                d.error(&p.key("fields"), format!("`fields` only applies to format csv, not {other}"), None);
+                d.error(
+                    &p.key("fields"),
+                    format!("`fields` only applies to format csv, not {other}"),
+                    None,
+                );
             }
             match other {
                 "json" => Format::Json,

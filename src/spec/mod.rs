@@ -55,11 +55,6 @@ pub fn load_str(file: &str, text: &str, opts: &LoadOptions) -> Result<Validated,
     let Some(loaded) = loaded else {
         return Err(diags);
     };
-    if diags.has_errors() {
-        // Derivation would mostly repeat what is already reported (missing references to
-        // entries that failed to decode), so stop here.
-        return Err(diags);
-    }
     if loaded.region_is_placeholder {
         diags.push(Diagnostic {
             severity: Severity::Warning,
@@ -72,8 +67,14 @@ pub fn load_str(file: &str, text: &str, opts: &LoadOptions) -> Result<Validated,
             expected: None,
         });
     }
+    if !loaded.names_derivable {
+        // Every physical name starts with the stack (and many end with the region): checking
+        // them would only repeat the error already reported.
+        return Err(diags);
+    }
     let env = Env::new(&loaded.account_id, &loaded.region, &loaded.spec.stack);
     match model::derive(&loaded.spec, env) {
+        Ok(_) if diags.has_errors() => Err(diags),
         Ok(model) => Ok(Validated {
             spec: loaded.spec,
             model,

@@ -69,6 +69,8 @@ pub struct Span {
 #[derive(Debug, Default)]
 pub struct Positions {
     map: HashMap<Path, Span>,
+    /// Keys that appear twice in one mapping: the path and where the second one is.
+    pub duplicates: Vec<(Path, Pos)>,
 }
 
 impl Positions {
@@ -78,7 +80,10 @@ impl Positions {
         let mut rec = Recorder::default();
         let mut parser = Parser::new_from_str(text);
         let _ = parser.load(&mut rec, false);
-        Positions { map: rec.map }
+        Positions {
+            map: rec.map,
+            duplicates: rec.duplicates,
+        }
     }
 
     /// Position of a path's value, or of its nearest recorded ancestor.
@@ -123,7 +128,11 @@ enum Frame {
 struct Recorder {
     stack: Vec<Frame>,
     map: HashMap<Path, Span>,
+    duplicates: Vec<(Path, Pos)>,
     started: bool,
+    /// A container whose position is taken from its first child: libyaml-style parsers mark a
+    /// block mapping's start after its first key, which is not where a reader looks.
+    awaiting_first_child: Vec<(Path, bool)>,
 }
 
 fn pos(m: &Marker) -> Pos {
@@ -136,7 +145,23 @@ fn pos(m: &Marker) -> Pos {
 impl Recorder {
     /// Called for the start of every node; returns the path the node lives at, or None while
     /// inside a skipped complex key.
+    /// Gives every container still waiting for a position the position of this scalar (the
+    /// first one inside them).
+    fn settle(&mut self, at: Pos) {
+        for (container, is_item) in std::mem::take(&mut self.awaiting_first_child) {
+            if let Some(span) = self.map.get_mut(&container) {
+                span.value = at;
+                if is_item || container.0.is_empty() {
+                    span.key = at;
+                }
+            }
+        }
+    }
+
     fn node_start(&mut self, scalar: Option<&str>, at: Pos) -> Option<Path> {
+        if scalar.is_some() {
+            self.settle(at);
+        }
         match self.stack.last_mut() {
             None => {
                 if self.started {
@@ -165,6 +190,9 @@ impl Recorder {
                     }
                     Some((k, key_pos)) => {
                         let p = path.key(&k);
+                        if self.map.contains_key(&p) {
+                            self.duplicates.push((p.clone(), key_pos));
+                        }
                         self.map.insert(
                             p.clone(),
                             Span {
@@ -205,6 +233,8 @@ impl MarkedEventReceiver for Recorder {
                 }
                 let is_map = matches!(ev, Event::MappingStart(..));
                 if let Some(path) = self.node_start(None, at) {
+                    let is_item = matches!(path.0.last(), Some(Seg::Index(_)));
+                    self.awaiting_first_child.push((path.clone(), is_item));
                     self.stack.push(if is_map {
                         Frame::Map {
                             path,
@@ -220,7 +250,12 @@ impl MarkedEventReceiver for Recorder {
                 }
             }
             Event::MappingEnd | Event::SequenceEnd => {
-                if let Some(Frame::Map { skipping, pending, .. }) = self.stack.last_mut() {
+                // An empty container keeps its own start position.
+                self.awaiting_first_child.clear();
+                if let Some(Frame::Map {
+                    skipping, pending, ..
+                }) = self.stack.last_mut()
+                {
                     if *skipping > 0 {
                         *skipping -= 1;
                         if *skipping == 0 {
@@ -255,6 +290,23 @@ mod tests {
         // Unknown deeper path falls back to the nearest ancestor.
         assert_eq!(p.value(&f.key("zzz")), Pos { line: 6, col: 7 });
         assert_eq!(format!("{e}"), "b.d[0].e");
+    }
+
+    #[test]
+    fn containers_start_at_their_first_child_and_duplicates_are_found() {
+        let text =
+            "version: 1\nhosts:\n  h:\n    flows:\n      - files: x\n        to: y\n    flows: 2\n";
+        let p = Positions::parse(text);
+        assert_eq!(p.value(&Path::root()), Pos { line: 1, col: 1 });
+        let h = Path::root().key("hosts").key("h");
+        assert_eq!(p.value(&h), Pos { line: 4, col: 5 });
+        assert_eq!(p.key(&h), Pos { line: 3, col: 3 });
+        let item = h.key("flows").index(0);
+        assert_eq!(p.key(&item), Pos { line: 5, col: 9 });
+        assert_eq!(
+            p.duplicates,
+            vec![(h.key("flows"), Pos { line: 7, col: 5 })]
+        );
     }
 
     #[test]

@@ -19,11 +19,21 @@ fn bad(message: impl Into<String>, expected: impl Into<String>) -> Check {
     })
 }
 
+/// A value for a message: long ones are shortened.
+pub fn shown(v: &str) -> String {
+    if v.chars().count() > 48 {
+        let head: String = v.chars().take(40).collect();
+        format!("{head:?}…")
+    } else {
+        format!("{v:?}")
+    }
+}
+
 fn len_between(what: &str, v: &str, min: usize, max: usize) -> Check {
     let n = v.chars().count();
     if n < min || n > max {
         return bad(
-            format!("{what} {v:?} is {n} characters long"),
+            format!("{what} {} is {n} characters long", shown(v)),
             format!("{min} to {max} characters"),
         );
     }
@@ -43,12 +53,11 @@ pub fn stack_name(v: &str) -> Check {
         && v.len() <= 32
         && v.starts_with(|c: char| c.is_ascii_lowercase())
         && v.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !ok {
         return bad(
-            format!("invalid stack name {v:?}"),
+            format!("invalid stack name {v:?} ({} characters)", v.chars().count()),
             "2 to 32 characters: lowercase letters, digits and '-', starting with a letter and not ending with '-'",
         );
     }
@@ -58,8 +67,7 @@ pub fn stack_name(v: &str) -> Check {
 /// Keys of buckets/streams/deliveries/hosts: `[a-z][a-z0-9-]*`.
 pub fn resource_key(v: &str) -> Check {
     let ok = v.starts_with(|c: char| c.is_ascii_lowercase())
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !ok {
         return bad(
@@ -77,7 +85,12 @@ fn kinesis_name_char(c: char) -> bool {
 /// Kinesis `StreamName`: 1–128, `[a-zA-Z0-9_.-]+`.
 pub fn stream_name(v: &str) -> Check {
     len_between("stream name", v, 1, 128)?;
-    only_chars("stream name", v, kinesis_name_char, "letters, digits, '_', '.' and '-'")
+    only_chars(
+        "stream name",
+        v,
+        kinesis_name_char,
+        "letters, digits, '_', '.' and '-'",
+    )
 }
 
 /// Firehose `DeliveryStreamName`: 1–64, `[a-zA-Z0-9_.-]+`.
@@ -98,13 +111,23 @@ fn iam_char(c: char) -> bool {
 /// IAM `RoleName`: 1–64, `[\w+=,.@-]+`.
 pub fn role_name(v: &str) -> Check {
     len_between("IAM role name", v, 1, 64)?;
-    only_chars("IAM role name", v, iam_char, "letters, digits and '+=,.@_-'")
+    only_chars(
+        "IAM role name",
+        v,
+        iam_char,
+        "letters, digits and '+=,.@_-'",
+    )
 }
 
 /// IAM `InstanceProfileName`: 1–128, `[\w+=,.@-]+`.
 pub fn instance_profile_name(v: &str) -> Check {
     len_between("instance profile name", v, 1, 128)?;
-    only_chars("instance profile name", v, iam_char, "letters, digits and '+=,.@_-'")
+    only_chars(
+        "instance profile name",
+        v,
+        iam_char,
+        "letters, digits and '+=,.@_-'",
+    )
 }
 
 /// EC2 security group name: 1–255 ASCII, not starting with `sg-`.
@@ -130,7 +153,10 @@ pub fn bucket_name(v: &str) -> Check {
     const EXPECTED: &str = "3 to 63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit";
     let n = v.chars().count();
     if !(3..=63).contains(&n) {
-        return bad(format!("bucket name {v:?} is {n} characters long"), EXPECTED);
+        return bad(
+            format!("bucket name {v:?} is {n} characters long"),
+            EXPECTED,
+        );
     }
     only_chars(
         "bucket name",
@@ -146,10 +172,17 @@ pub fn bucket_name(v: &str) -> Check {
         );
     }
     if v.contains("..") {
-        return bad(format!("bucket name {v:?} has two adjacent periods"), EXPECTED);
+        return bad(
+            format!("bucket name {v:?} has two adjacent periods"),
+            EXPECTED,
+        );
     }
     let parts: Vec<&str> = v.split('.').collect();
-    if parts.len() == 4 && parts.iter().all(|p| !p.is_empty() && p.parse::<u8>().is_ok()) {
+    if parts.len() == 4
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.parse::<u8>().is_ok())
+    {
         return bad(
             format!("bucket name {v:?} is formatted as an IP address"),
             "a name that is not an IP address",
@@ -184,7 +217,10 @@ pub fn region(v: &str) -> Check {
         && parts[0].len() == 2
         && parts[parts.len() - 1].parse::<u8>().is_ok();
     if !ok {
-        return bad(format!("invalid region {v:?}"), "a region code such as eu-west-1");
+        return bad(
+            format!("invalid region {v:?}"),
+            "a region code such as eu-west-1",
+        );
     }
     Ok(())
 }
@@ -214,19 +250,32 @@ pub fn tag_key(k: &str) -> Check {
             "a key not starting with 'streamstack:'",
         );
     }
-    only_chars("tag key", k, tag_char, "letters, digits, spaces and _.:/=+-@")
+    only_chars(
+        "tag key",
+        k,
+        tag_char,
+        "letters, digits, spaces and _.:/=+-@",
+    )
 }
 
 pub fn tag_value(v: &str) -> Check {
     len_between("tag value", v, 0, TAG_VALUE_MAX)?;
-    only_chars("tag value", v, tag_char, "letters, digits, spaces and _.:/=+-@")
+    only_chars(
+        "tag value",
+        v,
+        tag_char,
+        "letters, digits, spaces and _.:/=+-@",
+    )
 }
 
 /// IPv4 CIDR such as `203.0.113.4/32`, or IPv6 CIDR.
 pub fn cidr(v: &str) -> Check {
     let expected = "an IPv4 or IPv6 CIDR block such as 203.0.113.4/32";
     let Some((addr, len)) = v.split_once('/') else {
-        return bad(format!("{v:?} is not a CIDR block (no prefix length)"), expected);
+        return bad(
+            format!("{v:?} is not a CIDR block (no prefix length)"),
+            expected,
+        );
     };
     let max = if let Ok(ip) = addr.parse::<std::net::Ipv4Addr>() {
         let _ = ip;
@@ -238,7 +287,10 @@ pub fn cidr(v: &str) -> Check {
     };
     match len.parse::<u8>() {
         Ok(n) if n <= max && !len.starts_with('+') => Ok(()),
-        _ => bad(format!("{len:?} is not a prefix length from 0 to {max}"), expected),
+        _ => bad(
+            format!("{len:?} is not a prefix length from 0 to {max}"),
+            expected,
+        ),
     }
 }
 
@@ -324,12 +376,14 @@ pub fn duration(v: &str) -> Result<u64, Violation> {
         }
     };
     match num.parse::<u64>() {
-        Ok(n) if n > 0 && !num.starts_with('+') => {
-            n.checked_mul(mult).ok_or_else(|| Violation {
-                message: format!("duration {v:?} is too long"),
-                expected: Some(expected.into()),
-            })
-        }
+        Ok(0) => Err(Violation {
+            message: format!("duration {v:?} must be greater than zero"),
+            expected: Some(expected.into()),
+        }),
+        Ok(n) if !num.starts_with('+') => n.checked_mul(mult).ok_or_else(|| Violation {
+            message: format!("duration {v:?} is too long"),
+            expected: Some(expected.into()),
+        }),
         _ => Err(Violation {
             message: format!("{v:?} is not a duration"),
             expected: Some(expected.into()),
@@ -353,7 +407,9 @@ pub fn prefix_expressions(v: &str) -> Result<Vec<(String, String)>, Violation> {
         let Some((ns, val)) = inner.split_once(':') else {
             return Err(Violation {
                 message: format!("'!{{{inner}}}' has no namespace"),
-                expected: Some("!{timestamp:FORMAT} or !{firehose:random-string|error-output-type}".into()),
+                expected: Some(
+                    "!{timestamp:FORMAT} or !{firehose:random-string|error-output-type}".into(),
+                ),
             });
         };
         match ns {
@@ -411,7 +467,9 @@ pub fn prefixes(prefix: Option<&str>, error_prefix: Option<&str>) -> Vec<(Prefix
             PrefixField::Prefix,
             Violation {
                 message: "error_prefix is required when prefix uses !{...} expressions".into(),
-                expected: Some("an error_prefix such as \"errors/!{firehose:error-output-type}/\"".into()),
+                expected: Some(
+                    "an error_prefix such as \"errors/!{firehose:error-output-type}/\"".into(),
+                ),
             },
         )),
         None => {}
@@ -467,8 +525,13 @@ pub fn agent_file_pattern(v: &str) -> Check {
             expected,
         );
     }
-    if v.contains(|c: char| c.is_control() || c == '\'' || c == '"' || c == '\\' || c == '$' || c == '`') {
-        return bad(format!("{v:?} contains a character that is unsafe in a path"), expected);
+    if v.contains(|c: char| {
+        c.is_control() || c == '\'' || c == '"' || c == '\\' || c == '$' || c == '`'
+    }) {
+        return bad(
+            format!("{v:?} contains a character that is unsafe in a path"),
+            expected,
+        );
     }
     for ext in [".gz", ".bz2", ".zip"] {
         if v.ends_with(ext) {
@@ -485,7 +548,10 @@ pub fn agent_file_pattern(v: &str) -> Check {
 pub fn plain_file_path(v: &str) -> Check {
     agent_file_pattern(v)?;
     if v.contains(['*', '?', '[', ']', '{', '}']) {
-        return bad(format!("{v:?} contains glob characters"), "a plain absolute file path");
+        return bad(
+            format!("{v:?} contains glob characters"),
+            "a plain absolute file path",
+        );
     }
     Ok(())
 }
@@ -509,7 +575,12 @@ pub fn glob_matches(pattern: &str, name: &str) -> bool {
 /// An EC2 key pair name: 1–255 ASCII.
 pub fn key_pair_name(v: &str) -> Check {
     len_between("key pair name", v, 1, 255)?;
-    only_chars("key pair name", v, |c| c.is_ascii() && !c.is_ascii_control(), "ASCII characters")
+    only_chars(
+        "key pair name",
+        v,
+        |c| c.is_ascii() && !c.is_ascii_control(),
+        "ASCII characters",
+    )
 }
 
 /// `subnet-` followed by hex digits.
@@ -518,7 +589,10 @@ pub fn subnet_id(v: &str) -> Check {
     if (hex.len() == 8 || hex.len() == 17) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
         Ok(())
     } else {
-        bad(format!("{v:?} is not a subnet id"), "subnet- followed by 8 or 17 hexadecimal digits")
+        bad(
+            format!("{v:?} is not a subnet id"),
+            "subnet- followed by 8 or 17 hexadecimal digits",
+        )
     }
 }
 

@@ -8,6 +8,8 @@ use minijinja::{Environment, UndefinedBehavior};
 pub struct Templater {
     env: Environment<'static>,
     ctx: minijinja::Value,
+    /// Every name a template may use, e.g. `stack`, `vars.instance_type`.
+    defined: Vec<String>,
 }
 
 /// Does this string hold template syntax?
@@ -16,7 +18,12 @@ pub fn is_template(s: &str) -> bool {
 }
 
 impl Templater {
-    pub fn new(stack: &str, region: &str, account_id: &str, vars: &BTreeMap<String, String>) -> Self {
+    pub fn new(
+        stack: &str,
+        region: &str,
+        account_id: &str,
+        vars: &BTreeMap<String, String>,
+    ) -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // Values are not HTML: never escape.
@@ -27,7 +34,9 @@ impl Templater {
             account_id => account_id,
             vars => vars,
         };
-        Templater { env, ctx }
+        let mut defined: Vec<String> = ["stack", "region", "account_id"].map(String::from).into();
+        defined.extend(vars.keys().map(|k| format!("vars.{k}")));
+        Templater { env, ctx, defined }
     }
 
     /// Renders `s` if it holds template syntax; returns it unchanged otherwise.
@@ -35,9 +44,37 @@ impl Templater {
         if !is_template(s) {
             return Ok(s.to_string());
         }
-        self.env
-            .render_str(s, &self.ctx)
-            .map_err(|e| describe(&e))
+        self.env.render_str(s, &self.ctx).map_err(|e| {
+            if e.kind() == minijinja::ErrorKind::UndefinedError {
+                if let Some(msg) = self.undefined(s) {
+                    return msg;
+                }
+            }
+            describe(&e)
+        })
+    }
+
+    /// Names the undefined variables of a template, and what is defined.
+    fn undefined(&self, s: &str) -> Option<String> {
+        let tmpl = self.env.template_from_str(s).ok()?;
+        let mut missing: Vec<String> = tmpl
+            .undeclared_variables(true)
+            .into_iter()
+            .filter(|v| !self.defined.contains(v) && v != "vars")
+            .collect();
+        missing.sort();
+        if missing.is_empty() {
+            return None;
+        }
+        let names = missing
+            .iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Some(format!(
+            "undefined template variable {names} (defined: {}; set vars: or --var NAME=VALUE)",
+            self.defined.join(", ")
+        ))
     }
 }
 
@@ -63,13 +100,19 @@ mod tests {
         let mut vars = BTreeMap::new();
         vars.insert("instance_type".to_string(), "t3.micro".to_string());
         let t = Templater::new("lab", "eu-west-1", "123456789012", &vars);
-        assert_eq!(t.render("{{ vars.instance_type }}").as_deref(), Ok("t3.micro"));
         assert_eq!(
-            t.render("{{ stack }}-{{ region }}-{{ account_id }}").as_deref(),
+            t.render("{{ vars.instance_type }}").as_deref(),
+            Ok("t3.micro")
+        );
+        assert_eq!(
+            t.render("{{ stack }}-{{ region }}-{{ account_id }}")
+                .as_deref(),
             Ok("lab-eu-west-1-123456789012")
         );
         assert_eq!(t.render("plain <b>").as_deref(), Ok("plain <b>"));
-        assert!(t.render("{{ vars.missing }}").is_err());
+        let err = t.render("{{ vars.missing }}").expect_err("undefined");
+        assert!(err.contains("`vars.missing`"), "{err}");
+        assert!(err.contains("vars.instance_type"), "{err}");
         assert!(t.render("{{ nope }}").is_err());
         assert!(t.render("{{ unclosed").is_err());
     }

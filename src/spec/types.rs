@@ -23,6 +23,18 @@ pub struct Spec {
     pub streams: BTreeMap<String, StreamSpec>,
     pub deliveries: BTreeMap<String, DeliverySpec>,
     pub hosts: BTreeMap<String, HostSpec>,
+    /// `section.key` of entries that failed to decode (already reported); references to them
+    /// are not reported again.
+    #[serde(skip)]
+    pub undecoded: std::collections::BTreeSet<String>,
+}
+
+impl Spec {
+    /// Was `section.key` present in the file but not decoded (its errors already reported)?
+    pub fn is_undecoded(&self, section: &str, key: &str) -> bool {
+        self.undecoded.contains(&format!("{section}.{key}"))
+            || self.undecoded.contains(&format!("{section}.*"))
+    }
 }
 
 /// A duration written as `<n>s|m|h|d`.
@@ -189,9 +201,9 @@ impl Image {
     /// The SSM parameter that resolves the image, if it is resolved through SSM.
     pub fn ssm_parameter(&self) -> Option<String> {
         match self {
-            Image::Al2023 => Some(
-                "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64".into(),
-            ),
+            Image::Al2023 => {
+                Some("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64".into())
+            }
             Image::Al2023Arm64 => {
                 Some("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64".into())
             }

@@ -10,5 +10,6 @@ pub mod events;
 pub mod iam;
 pub mod kinds;
 pub mod model;
+pub mod plan;
 pub mod schema;
 pub mod spec;

@@ -1,13 +1,14 @@
 # shellcheck shell=bash
 # Shared helpers for scripts/*: a pinned moto venv, a background moto_server, shellcheck.
 #
-# Source it (`. "$(dirname "$0")/lib.sh"`); it changes nothing until a function is called.
+# Source it (`. "$(dirname "$0")/lib.sh"`): it only defines functions and a few variables.
 # Every function works under `set -euo pipefail`.
 #
 #   ensure_moto_venv   create/reuse ${STREAMSTACK_VENV:-.venv-moto} with moto[server]==$MOTO_VERSION
 #   free_port          print a free TCP port on 127.0.0.1
 #   start_moto         start moto_server in the background, wait until it answers, export
-#                      STREAMSTACK_MOTO_ENDPOINT; it is stopped by an EXIT trap (also on error/Ctrl-C)
+#                      STREAMSTACK_MOTO_ENDPOINT; it installs EXIT/INT/TERM traps (replacing the
+#                      caller's) so the server also stops on error and Ctrl-C
 #   stop_moto          stop it now (idempotent)
 #   ensure_shellcheck  install shellcheck with apt-get when missing and running as root
 
@@ -49,7 +50,7 @@ free_port() {
 start_moto() {
   [[ -z "$MOTO_PID" ]] || return 0
   ensure_moto_venv
-  local venv port url deadline
+  local venv port url deadline why
   venv="$(moto_venv_dir)"
   port="$(free_port)"
   url="http://127.0.0.1:$port"
@@ -64,8 +65,11 @@ start_moto() {
   MOTO_PID=$!
   deadline=$((SECONDS + 30))
   until http_answers "$url/moto-api/data.json"; do
-    if ! kill -0 "$MOTO_PID" 2>/dev/null || ((SECONDS >= deadline)); then
-      log "error: moto_server did not answer on $url within 30 s; last lines of $MOTO_LOG:"
+    why=""
+    kill -0 "$MOTO_PID" 2>/dev/null || why="exited"
+    ((SECONDS < deadline)) || why="did not answer within 30 s"
+    if [[ -n "$why" ]]; then
+      log "error: moto_server on $url $why; last lines of $MOTO_LOG:"
       tail -n 20 "$MOTO_LOG" >&2 || true
       stop_moto
       exit 1

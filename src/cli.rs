@@ -29,6 +29,15 @@ pub struct Global {
     #[arg(long, global = true, value_name = "REGION")]
     pub region: Option<String>,
 
+    /// AWS shared-config profile.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Send every AWS call to this endpoint, e.g. a local emulator (also AWS_ENDPOINT_URL).
+    /// S3 then uses path-style addressing.
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
     /// Disable colours (also NO_COLOR).
     #[arg(long, global = true)]
     pub no_color: bool,
@@ -58,6 +67,51 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = What::UserData)]
         what: What,
     },
+    /// Compare the spec with what is live in AWS and show what apply would change.
+    Plan {
+        #[arg(value_name = "SPEC")]
+        spec: PathBuf,
+        /// Print the plan as JSON (shape documented in README.md).
+        #[arg(long)]
+        json: bool,
+        /// Save the plan to FILE for `apply FILE`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Make AWS match the spec (or a plan saved with `plan --out`).
+    Apply {
+        /// A spec file, or a plan file from `plan --out`.
+        #[arg(value_name = "SPEC|PLANFILE")]
+        target: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Print the plan and progress events as JSON lines.
+        #[arg(long)]
+        json: bool,
+        /// Maximum number of operations at once.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        parallelism: usize,
+    },
+    /// Delete everything the stack owns (tagged streamstack:stack), buckets included.
+    Destroy {
+        #[arg(value_name = "SPEC")]
+        spec: PathBuf,
+        #[arg(long)]
+        auto_approve: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show ids, ARNs, where data lands and how to reach the hosts.
+    Output {
+        #[arg(value_name = "SPEC")]
+        spec: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the JSON Schema of the spec (for yaml-language-server and editors).
     Schema,
 }
@@ -79,7 +133,9 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
     let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !ok {
-        return Err(format!("{name:?} is not a variable name (letters, digits, _)"));
+        return Err(format!(
+            "{name:?} is not a variable name (letters, digits, _)"
+        ));
     }
     Ok((name.to_string(), value.to_string()))
 }

@@ -69,13 +69,8 @@ impl Diagnostics {
     pub fn sorted(&self) -> Vec<&Diagnostic> {
         let mut v: Vec<&Diagnostic> = self.0.iter().collect();
         v.sort_by(|a, b| {
-            (&a.file, a.pos, a.severity, &a.path, &a.message).cmp(&(
-                &b.file,
-                b.pos,
-                b.severity,
-                &b.path,
-                &b.message,
-            ))
+            (&a.file, a.pos, a.severity, &a.path, &a.message)
+                .cmp(&(&b.file, b.pos, b.severity, &b.path, &b.message))
         });
         v.dedup();
         v

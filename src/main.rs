@@ -18,6 +18,24 @@ fn main() -> ExitCode {
         Command::Render { spec, host, what } => {
             commands::render::run(g, spec, host.as_deref(), *what)
         }
+        Command::Plan {
+            spec,
+            json,
+            out,
+            detailed_exitcode,
+        } => commands::plan::run(g, spec, *json, out.as_deref(), *detailed_exitcode),
+        Command::Apply {
+            target,
+            auto_approve,
+            json,
+            parallelism,
+        } => commands::apply::run(g, target, *auto_approve, *json, *parallelism),
+        Command::Destroy {
+            spec,
+            auto_approve,
+            json,
+        } => commands::destroy::run(g, spec, *auto_approve, *json),
+        Command::Output { spec, json } => commands::output::run(g, spec, *json),
         Command::Schema => commands::schema::run(),
     };
     match outcome {

@@ -1,5 +1,9 @@
 //! One thin file per command: glue between the CLI and the library, no AWS or spec logic.
 
+pub mod apply;
+pub mod destroy;
+pub mod output;
+pub mod plan;
 pub mod render;
 pub mod schema;
 pub mod validate;
@@ -60,4 +64,123 @@ pub fn print_diagnostics(d: &Diagnostics, color: bool) {
             eprintln!("{line}");
         }
     }
+}
+
+/// A tokio runtime for the AWS commands.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Message(format!("cannot start the async runtime: {e}")))
+}
+
+/// Test and tuning knobs from the environment: STREAMSTACK_POLL_MS (how often waits poll) and
+/// STREAMSTACK_PROGRESS_MS (how often progress is reported while waiting).
+pub fn timeouts() -> streamstack::kinds::Timeouts {
+    let mut t = streamstack::kinds::Timeouts::default();
+    let ms = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(std::time::Duration::from_millis)
+    };
+    if let Some(p) = ms("STREAMSTACK_POLL_MS") {
+        t.poll = p;
+    }
+    if let Some(p) = ms("STREAMSTACK_PROGRESS_MS") {
+        t.progress_every = p;
+    }
+    t
+}
+
+pub fn open_options(g: &Global, events: streamstack::events::Events) -> streamstack::ops::OpenOptions {
+    streamstack::ops::OpenOptions {
+        load: load_options(g),
+        aws: streamstack::aws::AwsOptions {
+            region: g.region.clone(),
+            profile: g.profile.clone(),
+            endpoint_url: g.endpoint_url.clone(),
+        },
+        events,
+        timeouts: timeouts(),
+    }
+}
+
+impl From<streamstack::ops::Error> for Failure {
+    fn from(e: streamstack::ops::Error) -> Self {
+        match e {
+            streamstack::ops::Error::Spec(d) => Failure::Spec(d),
+            other => Failure::Message(other.to_string()),
+        }
+    }
+}
+
+pub fn stdout_style(g: &Global) -> streamstack::ui::Style {
+    streamstack::ui::Style {
+        color: use_color(g, std::io::stdout().is_terminal()),
+        verbose: g.verbose > 0,
+    }
+}
+
+/// Prints events as they come (human lines, or NDJSON with `json`); returns the sender side and
+/// the printer task, which ends when every sender is dropped.
+pub fn event_printer(
+    style: streamstack::ui::Style,
+    json: bool,
+) -> (streamstack::events::Events, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            if json {
+                if let Ok(line) = serde_json::to_string(&e) {
+                    println!("{line}");
+                }
+            } else {
+                println!("{}", streamstack::ui::render_event(&e, style));
+            }
+        }
+    });
+    (streamstack::events::Events::new(tx), task)
+}
+
+/// Asks for `yes` on a terminal; refuses without one (never hangs in CI).
+pub fn confirm(question: &str) -> Result<(), Failure> {
+    use std::io::{BufRead, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::Message(
+            "refusing to make changes without confirmation: no terminal to ask on; pass --auto-approve".into(),
+        ));
+    }
+    print!("{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(Failure::Message("cancelled: the answer was not 'yes'".into()))
+    }
+}
+
+/// Prints an executor report's failures; `Ok` when everything succeeded.
+pub fn finish(report: &streamstack::executor::Report, done_line: String) -> Outcome {
+    if report.ok() {
+        println!("{done_line}");
+        return Ok(0);
+    }
+    let mut msg = format!(
+        "{} operation(s) failed, {} skipped, {} done:",
+        report.failed.len(),
+        report.skipped.len(),
+        report.done.len()
+    );
+    for (a, action, e) in &report.failed {
+        msg.push_str(&format!("\n  failed  {a} ({action:?}): {e}"));
+    }
+    for (a, because) in &report.skipped {
+        msg.push_str(&format!("\n  skipped {a} (depends on {because})"));
+    }
+    msg.push_str("\nRun apply again to continue from the live state.");
+    Err(Failure::Message(msg))
 }

@@ -13,13 +13,20 @@ pub fn run(g: &Global, path: &Path, host: Option<&str>, what: What) -> Outcome {
     let v = spec::load_file(path, &load_options(g)).map_err(Failure::Spec)?;
     print_diagnostics(&v.warnings, stderr_color(g));
     let model = &v.model;
-    let hosts: Vec<&str> = model.of_kind(Kind::Host).map(|r| r.address.key.as_str()).collect();
+    let hosts: Vec<&str> = model
+        .of_kind(Kind::Host)
+        .map(|r| r.address.key.as_str())
+        .collect();
     if let Some(h) = host {
         if !hosts.contains(&h) {
             return Err(Failure::Message(format!(
                 "no host named {h:?} in {} (hosts: {})",
                 path.display(),
-                if hosts.is_empty() { "none".to_string() } else { hosts.join(", ") }
+                if hosts.is_empty() {
+                    "none".to_string()
+                } else {
+                    hosts.join(", ")
+                }
             )));
         }
     }
@@ -27,7 +34,9 @@ pub fn run(g: &Global, path: &Path, host: Option<&str>, what: What) -> Outcome {
         What::Policies => {
             let mut out = serde_json::Map::new();
             for r in model.resources.values() {
-                let Props::Role(role) = &r.props else { continue };
+                let Props::Role(role) = &r.props else {
+                    continue;
+                };
                 if let Some(h) = host {
                     if r.address.kind != Kind::HostRole || r.address.key != h {
                         continue;

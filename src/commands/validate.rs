@@ -25,7 +25,11 @@ pub fn run(g: &Global, specs: &[std::path::PathBuf]) -> Outcome {
                 print_diagnostics(&d, color);
                 failed += 1;
                 let n = d.errors().count();
-                eprintln!("{}: {n} error{}", path.display(), if n == 1 { "" } else { "s" });
+                eprintln!(
+                    "{}: {n} error{}",
+                    path.display(),
+                    if n == 1 { "" } else { "s" }
+                );
             }
         }
     }

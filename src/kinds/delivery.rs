@@ -1,1 +1,514 @@
-//! TODO
+//! Firehose delivery streams, always to an extended S3 destination.
+//!
+//! - Read: `DescribeDeliveryStream` + `ListTagsForDeliveryStream`. moto describes the destination
+//!   twice (`ExtendedS3DestinationDescription` and `S3DestinationDescription`); the extended one
+//!   wins. An empty prefix reads as `None`.
+//! - Create: Firehose cannot assume a role created a moment ago ("is unable to assume role",
+//!   aws-domain.md §4.1), so CreateDeliveryStream is retried for the IAM propagation time; then
+//!   CREATING until ACTIVE, or CREATING_FAILED, which is terminal (§4.3).
+//! - In place: the destination (role, bucket, prefixes, buffering, compression) through
+//!   `UpdateDestination` with the current version id (optimistic concurrency), and tags.
+//! - Replace: the source. No API changes it.
+//! - `DescribeDeliveryStream` is limited to 5 TPS: waits poll at `timeouts.poll`.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_firehose::types::{
+    BufferingHints, CompressionFormat, DeliveryStreamDescription, DeliveryStreamStatus,
+    DeliveryStreamType, ExtendedS3DestinationConfiguration, ExtendedS3DestinationUpdate,
+    KinesisStreamSourceConfiguration, Tag,
+};
+use futures::future::try_join_all;
+
+use super::{address_for, owned_by, retry, tag_delta, wait_for, Cx, Live};
+use crate::aws::{AwsError, Ctx};
+use crate::model::{Address, DeliveryProps, DeliverySourceProps, Kind, Model, Props, Resource};
+use crate::spec::types::{Buffering, Compression};
+
+/// No API changes a delivery's source (aws-domain.md §4.3).
+pub const REPLACE_ON: &[&str] = &["source"];
+
+/// Tags per TagDeliveryStream/UntagDeliveryStream call.
+const TAGS_PER_CALL: usize = 50;
+
+/// Every delivery this stack has or wants: the desired names, plus any `{stack}-*` delivery
+/// tagged as ours (a delivery removed from the spec).
+pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
+    let mut names: Vec<String> = Vec::new();
+    loop {
+        let out = cx
+            .clients
+            .firehose
+            .list_delivery_streams()
+            .set_exclusive_start_delivery_stream_name(names.last().cloned())
+            .send()
+            .await
+            .op("firehose:ListDeliveryStreams")?;
+        let more = out.has_more_delivery_streams && !out.delivery_stream_names.is_empty();
+        names.extend(out.delivery_stream_names);
+        if !more {
+            break;
+        }
+    }
+    let prefix = format!("{}-", cx.stack);
+    let wanted: Vec<&str> = desired
+        .of_kind(Kind::Delivery)
+        .map(|r| r.name.as_str())
+        .collect();
+    let candidates: Vec<String> = names
+        .into_iter()
+        .filter(|n| wanted.contains(&n.as_str()) || n.starts_with(&prefix))
+        .collect();
+    let found = try_join_all(candidates.iter().map(|n| read(cx, n, desired))).await?;
+    Ok(found
+        .into_iter()
+        .flatten()
+        .filter(|l| l.ours || wanted.contains(&l.resource.name.as_str()))
+        .collect())
+}
+
+async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>, AwsError> {
+    let mut out = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let page = cx
+            .clients
+            .firehose
+            .list_tags_for_delivery_stream()
+            .delivery_stream_name(name)
+            .set_exclusive_start_tag_key(start.clone())
+            .send()
+            .await
+            .op("firehose:ListTagsForDeliveryStream")?;
+        for t in &page.tags {
+            out.insert(t.key.clone(), t.value.clone().unwrap_or_default());
+        }
+        if !page.has_more_tags || page.tags.is_empty() {
+            break;
+        }
+        start = page.tags.last().map(|t| t.key.clone());
+    }
+    Ok(out)
+}
+
+/// `DescribeDeliveryStream`; `None` if there is no such delivery.
+async fn describe(cx: &Cx, name: &str) -> Result<Option<DeliveryStreamDescription>, AwsError> {
+    match cx
+        .clients
+        .firehose
+        .describe_delivery_stream()
+        .delivery_stream_name(name)
+        .send()
+        .await
+        .op("firehose:DescribeDeliveryStream")
+    {
+        Ok(o) => Ok(o.delivery_stream_description),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The last `/`-separated segment of an ARN (a stream or role name).
+fn last_segment(arn: &str) -> String {
+    arn.rsplit('/').next().unwrap_or(arn).to_string()
+}
+
+fn non_empty(s: Option<&str>) -> Option<String> {
+    s.filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+/// The plain properties of a described delivery.
+fn props_of(d: &DeliveryStreamDescription) -> DeliveryProps {
+    let source = d
+        .source
+        .as_ref()
+        .and_then(|s| s.kinesis_stream_source_description.as_ref())
+        .and_then(|k| k.kinesis_stream_arn.clone())
+        .map(|stream_arn| DeliverySourceProps {
+            stream_name: last_segment(&stream_arn),
+            stream_arn,
+        });
+    let dest = d.destinations.first();
+    let ext = dest.and_then(|x| x.extended_s3_destination_description.as_ref());
+    let s3 = dest.and_then(|x| x.s3_destination_description.as_ref());
+    let (role_arn, bucket_arn, prefix, error_prefix, hints, compression) = match (ext, s3) {
+        (Some(e), _) => (
+            e.role_arn.clone(),
+            e.bucket_arn.clone(),
+            non_empty(e.prefix.as_deref()),
+            non_empty(e.error_output_prefix.as_deref()),
+            e.buffering_hints.as_ref(),
+            Some(&e.compression_format),
+        ),
+        (None, Some(s)) => (
+            s.role_arn.clone(),
+            s.bucket_arn.clone(),
+            non_empty(s.prefix.as_deref()),
+            non_empty(s.error_output_prefix.as_deref()),
+            s.buffering_hints.as_ref(),
+            Some(&s.compression_format),
+        ),
+        // Not an S3 delivery: nothing matches, the plan shows the difference.
+        (None, None) => (String::new(), String::new(), None, None, None, None),
+    };
+    let defaults = Buffering::default();
+    let buffering = Buffering {
+        size_mb: hints
+            .and_then(|h| h.size_in_mbs)
+            .map_or(defaults.size_mb, |n| n.max(0) as u32),
+        interval_seconds: hints
+            .and_then(|h| h.interval_in_seconds)
+            .map_or(defaults.interval_seconds, |n| n.max(0) as u32),
+    };
+    // Firehose's default; a format streamstack does not know reads as the default too.
+    let compression = compression
+        .and_then(|c| Compression::ALL.iter().find(|(n, _)| *n == c.as_str()))
+        .map_or(Compression::Uncompressed, |(_, c)| *c);
+    let bucket_name = bucket_arn
+        .split_once(":::")
+        .map_or(bucket_arn.as_str(), |(_, b)| b)
+        .to_string();
+    DeliveryProps {
+        arn: d.delivery_stream_arn.clone(),
+        source,
+        role_name: last_segment(&role_arn),
+        role_arn,
+        bucket_name,
+        bucket_arn,
+        prefix,
+        error_prefix,
+        buffering,
+        compression,
+    }
+}
+
+/// Reads one delivery by name; `None` if it does not exist or is being deleted.
+pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, AwsError> {
+    let Some(d) = describe(cx, name).await? else {
+        return Ok(None);
+    };
+    if d.delivery_stream_status == DeliveryStreamStatus::Deleting {
+        return Ok(None);
+    }
+    let tags = match tags(cx, name).await {
+        Ok(t) => t,
+        // Deleted since the describe.
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let props = props_of(&d);
+    let address = address_for(Kind::Delivery, name, &tags, desired);
+    Ok(Some(Live {
+        ours: owned_by(&tags, &cx.stack),
+        id: props.arn.clone(),
+        resource: Resource {
+            address,
+            name: d.delivery_stream_name,
+            tags,
+            depends_on: Default::default(),
+            props: Props::Delivery(props),
+        },
+    }))
+}
+
+fn props(r: &Resource) -> Result<&DeliveryProps, AwsError> {
+    match &r.props {
+        Props::Delivery(p) => Ok(p),
+        _ => Err(AwsError::other(
+            "firehose",
+            "Internal",
+            format!("{} is not a delivery", r.address),
+        )),
+    }
+}
+
+fn hints(b: &Buffering) -> BufferingHints {
+    BufferingHints::builder()
+        .size_in_mbs(b.size_mb as i32)
+        .interval_in_seconds(b.interval_seconds as i32)
+        .build()
+}
+
+fn firehose_tags(op: &str, tags: &[(String, String)]) -> Result<Vec<Tag>, AwsError> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect::<Result<_, _>>()
+        .map_err(|e| AwsError::other(op, "Build", e.to_string()))
+}
+
+/// Waits until the delivery is ACTIVE; CREATING_FAILED is an error with Firehose's reason.
+async fn wait_active(cx: &Cx, address: &Address, name: &str) -> Result<(), AwsError> {
+    wait_for(
+        cx,
+        address,
+        "delivery ACTIVE",
+        cx.timeouts.delivery,
+        || async {
+            let Some(d) = describe(cx, name).await? else {
+                return Ok(None);
+            };
+            match d.delivery_stream_status {
+                DeliveryStreamStatus::Active => Ok(Some(())),
+                DeliveryStreamStatus::CreatingFailed => {
+                    let reason = d
+                        .failure_description
+                        .map(|f| format!("{}: {}", f.r#type.as_str(), f.details))
+                        .unwrap_or_else(|| "no failure description".into());
+                    Err(AwsError::other(
+                        "firehose:CreateDeliveryStream",
+                        "CreatingFailed",
+                        format!("{address} ({name}) is CREATING_FAILED: {reason}"),
+                    ))
+                }
+                _ => Ok(None),
+            }
+        },
+    )
+    .await
+}
+
+pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<(), AwsError> {
+    let p = props(r)?;
+    let build = |e: aws_smithy_types::error::operation::BuildError| {
+        AwsError::other("firehose:CreateDeliveryStream", "Build", e.to_string())
+    };
+    let dest = ExtendedS3DestinationConfiguration::builder()
+        .role_arn(&p.role_arn)
+        .bucket_arn(&p.bucket_arn)
+        .set_prefix(p.prefix.clone())
+        .set_error_output_prefix(p.error_prefix.clone())
+        .buffering_hints(hints(&p.buffering))
+        .compression_format(CompressionFormat::from(p.compression.api_name()))
+        .build()
+        .map_err(build)?;
+    let source = match &p.source {
+        Some(s) => Some(
+            KinesisStreamSourceConfiguration::builder()
+                .kinesis_stream_arn(&s.stream_arn)
+                .role_arn(&p.role_arn)
+                .build()
+                .map_err(build)?,
+        ),
+        None => None,
+    };
+    let kind = if source.is_some() {
+        DeliveryStreamType::KinesisStreamAsSource
+    } else {
+        DeliveryStreamType::DirectPut
+    };
+    let tags: Vec<(String, String)> = r.tags.clone().into_iter().collect();
+    let tags = firehose_tags("firehose:CreateDeliveryStream", &tags)?;
+    let fh = &cx.clients.firehose;
+    let attempt = || async {
+        let created = fh
+            .create_delivery_stream()
+            .delivery_stream_name(&r.name)
+            .delivery_stream_type(kind.clone())
+            .set_kinesis_stream_source_configuration(source.clone())
+            .extended_s3_destination_configuration(dest.clone())
+            .set_tags(Some(tags.clone()))
+            .send()
+            .await
+            .op("firehose:CreateDeliveryStream");
+        match created {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ResourceInUseException") => {
+                match read(cx, &r.name, desired).await? {
+                    // Created by an earlier attempt whose answer was lost, or a previous apply.
+                    Some(live) if live.ours => Ok(()),
+                    Some(_) => Err(AwsError::other(
+                        "firehose:CreateDeliveryStream",
+                        "AlreadyExists",
+                        format!(
+                            "a delivery named {} already exists and is not this stack's",
+                            r.name
+                        ),
+                    )),
+                    // Still DELETING (a replacement): retried until the name is free.
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    };
+    retry(
+        cx,
+        &r.address,
+        cx.timeouts.delivery,
+        |e| e.code() == Some("ResourceInUseException"),
+        || {
+            retry(
+                cx,
+                &r.address,
+                cx.timeouts.iam_propagation,
+                AwsError::is_iam_propagation,
+                attempt,
+            )
+        },
+    )
+    .await?;
+    if let Err(e) = wait_active(cx, &r.address, &r.name).await {
+        if e.code() == Some("CreatingFailed") {
+            // Terminal: only deleting it helps. Do so, so that the next apply creates it again.
+            let deleted = fh
+                .delete_delivery_stream()
+                .delivery_stream_name(&r.name)
+                .allow_force_delete(false)
+                .send()
+                .await
+                .is_ok();
+            let note = if deleted {
+                "; streamstack deleted it, so the next apply creates it again"
+            } else {
+                "; delete it before applying again"
+            };
+            return Err(AwsError::other(
+                "firehose:CreateDeliveryStream",
+                "CreatingFailed",
+                format!("{}{note}", e.message()),
+            ));
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Do the destination fields differ (everything `UpdateDestination` can change)?
+fn destination_differs(p: &DeliveryProps, live: &DeliveryProps) -> bool {
+    p.role_arn != live.role_arn
+        || p.bucket_arn != live.bucket_arn
+        || p.prefix != live.prefix
+        || p.error_prefix != live.error_prefix
+        || p.buffering != live.buffering
+        || p.compression != live.compression
+}
+
+async fn update_destination(cx: &Cx, r: &Resource) -> Result<(), AwsError> {
+    let p = props(r)?;
+    // UpdateDestination merges: an absent prefix keeps the old one, so "none" is sent as "".
+    let update = ExtendedS3DestinationUpdate::builder()
+        .role_arn(&p.role_arn)
+        .bucket_arn(&p.bucket_arn)
+        .prefix(p.prefix.clone().unwrap_or_default())
+        .error_output_prefix(p.error_prefix.clone().unwrap_or_default())
+        .buffering_hints(hints(&p.buffering))
+        .compression_format(CompressionFormat::from(p.compression.api_name()))
+        .build();
+    // Not while CREATING (or after CREATING_FAILED).
+    wait_active(cx, &r.address, &r.name).await?;
+    let retryable = |e: &AwsError| {
+        e.is_iam_propagation()
+            || matches!(
+                e.code(),
+                Some("ConcurrentModificationException" | "ResourceInUseException")
+            )
+    };
+    retry(
+        cx,
+        &r.address,
+        cx.timeouts.iam_propagation,
+        retryable,
+        || async {
+            // A fresh version id on every attempt: a stale one is a ConcurrentModificationException.
+            let d = describe(cx, &r.name).await?.ok_or_else(|| {
+                AwsError::other(
+                    "firehose:DescribeDeliveryStream",
+                    "ResourceNotFoundException",
+                    format!("{} ({}) does not exist", r.address, r.name),
+                )
+            })?;
+            let destination_id = d
+                .destinations
+                .first()
+                .map(|x| x.destination_id.clone())
+                .ok_or_else(|| {
+                    AwsError::other(
+                        "firehose:DescribeDeliveryStream",
+                        "NoDestination",
+                        format!("{} ({}) has no destination", r.address, r.name),
+                    )
+                })?;
+            cx.clients
+                .firehose
+                .update_destination()
+                .delivery_stream_name(&r.name)
+                .current_delivery_stream_version_id(d.version_id)
+                .destination_id(destination_id)
+                .extended_s3_destination_update(update.clone())
+                .send()
+                .await
+                .op("firehose:UpdateDestination")
+                .map(|_| ())
+        },
+    )
+    .await
+}
+
+async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Result<(), AwsError> {
+    let (remove, set) = tag_delta(&r.tags, live);
+    let fh = &cx.clients.firehose;
+    for chunk in remove.chunks(TAGS_PER_CALL) {
+        fh.untag_delivery_stream()
+            .delivery_stream_name(&r.name)
+            .set_tag_keys(Some(chunk.to_vec()))
+            .send()
+            .await
+            .op("firehose:UntagDeliveryStream")?;
+    }
+    let set: Vec<(String, String)> = set.into_iter().collect();
+    for chunk in set.chunks(TAGS_PER_CALL) {
+        fh.tag_delivery_stream()
+            .delivery_stream_name(&r.name)
+            .set_tags(Some(firehose_tags("firehose:TagDeliveryStream", chunk)?))
+            .send()
+            .await
+            .op("firehose:TagDeliveryStream")?;
+    }
+    Ok(())
+}
+
+pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsError> {
+    let p = props(desired)?;
+    let lp = props(&live.resource)?;
+    if destination_differs(p, lp) {
+        update_destination(cx, desired).await?;
+    }
+    set_tags(cx, desired, &live.resource.tags).await
+}
+
+pub async fn delete(cx: &Cx, live: &Live) -> Result<(), AwsError> {
+    let name = &live.resource.name;
+    let address = live.address();
+    // A delivery still CREATING cannot be deleted yet (ResourceInUseException).
+    let deleted = retry(
+        cx,
+        address,
+        cx.timeouts.delivery,
+        |e| e.code() == Some("ResourceInUseException"),
+        || async {
+            cx.clients
+                .firehose
+                .delete_delivery_stream()
+                .delivery_stream_name(name)
+                .allow_force_delete(false)
+                .send()
+                .await
+                .op("firehose:DeleteDeliveryStream")
+                .map(|_| ())
+        },
+    )
+    .await;
+    match deleted {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    wait_for(
+        cx,
+        address,
+        "delivery deleted",
+        cx.timeouts.delivery,
+        || async { Ok(describe(cx, name).await?.is_none().then_some(())) },
+    )
+    .await
+}

@@ -1,1 +1,698 @@
-//! TODO
+//! EC2 instances running the Kinesis Agent.
+//!
+//! - Read: `DescribeInstances` filtered on the stack tag and the live states, plus
+//!   `DescribeInstanceAttribute(userData)` per instance. The image comes back from the
+//!   `streamstack:image` tag (the spec's name for it, so a new AMI release is not a change); the
+//!   `Name` tag is the resource name and never part of the tags.
+//! - Create: resolve the AMI (SSM for `al2023`/`ssm:`), `RunInstances` with a client token that is
+//!   stable across the retries that ride out instance-profile propagation (aws-domain.md §4.1,
+//!   §4.5), then wait for `running`.
+//! - In place: tags, IMDSv2, security group, instance profile.
+//! - Replace: instance type, image, subnet, key pair and user-data. User-data carries agent.json
+//!   and cloud-init runs it only at first boot, so a new instance is the only way it takes effect.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_sdk_ec2::types::{
+    Filter, HttpTokensState, IamInstanceProfileAssociation, IamInstanceProfileAssociationState,
+    IamInstanceProfileSpecification, Instance, InstanceAttributeName,
+    InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceStateName, InstanceType,
+    ResourceType, Tag, TagSpecification,
+};
+use base64::Engine;
+use futures::future::try_join_all;
+use sha2::{Digest, Sha256};
+
+use super::{owned_by, retry, tag_delta, tagged_address, wait_for, Cx, Live};
+use crate::aws::{AwsError, Ctx};
+use crate::model::{Address, HostProps, Kind, Model, Props, Resource, TAG_IMAGE, TAG_STACK};
+use crate::spec::types::Image;
+
+/// Attributes whose change forces a new instance.
+pub const REPLACE_ON: &[&str] = &["instance_type", "image", "subnet", "key_name", "user_data"];
+
+/// The tag EC2 consoles show as the instance name; it carries [`Resource::name`].
+const NAME_TAG: &str = "Name";
+/// States of an instance that still exists (not shutting down or terminated).
+const LIVE_STATES: &[&str] = &["pending", "running", "stopping", "stopped"];
+
+fn ec2_tags(i: &Instance) -> BTreeMap<String, String> {
+    i.tags()
+        .iter()
+        .filter_map(|t| Some((t.key.clone()?, t.value.clone().unwrap_or_default())))
+        .collect()
+}
+
+/// The image a host was launched from, as the spec names it.
+fn parse_image(tag: Option<&String>, image_id: Option<&str>) -> Image {
+    match tag.map(String::as_str) {
+        Some("al2023") => Image::Al2023,
+        Some("al2023-arm64") => Image::Al2023Arm64,
+        Some(s) if s.starts_with("ami-") => Image::Ami(s.to_string()),
+        Some(s) if s.starts_with("ssm:") => Image::Ssm(s[4..].to_string()),
+        _ => Image::Ami(image_id.unwrap_or_default().to_string()),
+    }
+}
+
+/// Every instance of this stack that is not shutting down or terminated, including several per
+/// address (an earlier apply that stopped half-way) and hosts removed from the spec.
+pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
+    let mut instances = Vec::new();
+    let mut token = None;
+    loop {
+        let out = cx
+            .clients
+            .ec2
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{TAG_STACK}"))
+                    .values(&cx.stack)
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .set_values(Some(LIVE_STATES.iter().map(|s| s.to_string()).collect()))
+                    .build(),
+            )
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .op("ec2:DescribeInstances")?;
+        for r in out.reservations.unwrap_or_default() {
+            instances.extend(r.instances.unwrap_or_default());
+        }
+        token = out.next_token.filter(|t| !t.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+    let ids: Vec<String> = instances
+        .iter()
+        .filter_map(|i| i.instance_id.clone())
+        .collect();
+    let profiles = profile_associations(cx, &ids).await?;
+    let found = try_join_all(instances.iter().map(|i| read(cx, i, &profiles, desired))).await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// Is an instance-profile association in effect (or becoming so)?
+fn association_current(a: &IamInstanceProfileAssociation) -> bool {
+    a.state().is_some_and(|s| {
+        matches!(
+            s,
+            IamInstanceProfileAssociationState::Associated
+                | IamInstanceProfileAssociationState::Associating
+        )
+    })
+}
+
+/// The instance profile each instance is associated with, by instance id.
+///
+/// Read from the associations rather than from DescribeInstances: this is where a replaced
+/// profile shows first (and moto never updates the instance after
+/// ReplaceIamInstanceProfileAssociation).
+async fn profile_associations(
+    cx: &Cx,
+    ids: &[String],
+) -> Result<BTreeMap<String, String>, AwsError> {
+    let mut out = BTreeMap::new();
+    for chunk in ids.chunks(200) {
+        let mut token = None;
+        loop {
+            let page = cx
+                .clients
+                .ec2
+                .describe_iam_instance_profile_associations()
+                .filters(
+                    Filter::builder()
+                        .name("instance-id")
+                        .set_values(Some(chunk.to_vec()))
+                        .build(),
+                )
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .op("ec2:DescribeIamInstanceProfileAssociations")?;
+            for a in page.iam_instance_profile_associations() {
+                let profile = a
+                    .iam_instance_profile()
+                    .and_then(|p| p.arn())
+                    .map(profile_name);
+                if let (true, Some(id), Some(profile)) =
+                    (association_current(a), a.instance_id(), profile)
+                {
+                    out.insert(id.to_string(), profile.to_string());
+                }
+            }
+            token = page.next_token.filter(|t| !t.is_empty());
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The name in an instance profile ARN (`arn:aws:iam::1:instance-profile/path/NAME`).
+fn profile_name(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// The decoded user-data of an instance (`""` when it has none).
+async fn user_data(cx: &Cx, id: &str) -> Result<String, AwsError> {
+    let out = cx
+        .clients
+        .ec2
+        .describe_instance_attribute()
+        .instance_id(id)
+        .attribute(InstanceAttributeName::UserData)
+        .send()
+        .await
+        .op("ec2:DescribeInstanceAttribute")?;
+    let Some(encoded) = out.user_data.and_then(|v| v.value) else {
+        return Ok(String::new());
+    };
+    match base64::engine::general_purpose::STANDARD.decode(encoded.trim()) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(_) => Ok(encoded),
+    }
+}
+
+/// One described instance as a live host; `None` without a valid address tag.
+async fn read(
+    cx: &Cx,
+    i: &Instance,
+    profiles: &BTreeMap<String, String>,
+    desired: &Model,
+) -> Result<Option<Live>, AwsError> {
+    let Some(id) = i.instance_id() else {
+        return Ok(None);
+    };
+    let mut tags = ec2_tags(i);
+    let Some(address) = tagged_address(&tags, Kind::Host) else {
+        return Ok(None);
+    };
+    let name = tags.remove(NAME_TAG).unwrap_or_else(|| id.to_string());
+    tags.retain(|k, _| !k.starts_with("aws:"));
+    let wanted = desired.get(&address).and_then(|r| match &r.props {
+        Props::Host(p) => Some(p),
+        _ => None,
+    });
+    let groups: Vec<&str> = i
+        .security_groups()
+        .iter()
+        .filter_map(|g| g.group_name())
+        .collect();
+    let security_group = wanted
+        .and_then(|w| w.security_group.as_deref())
+        .filter(|n| groups.contains(n))
+        .or_else(|| groups.iter().copied().find(|g| *g != "default"))
+        .map(str::to_string);
+    let instance_profile = profiles
+        .get(id)
+        .map(String::as_str)
+        .or_else(|| {
+            i.iam_instance_profile()
+                .and_then(|p| p.arn())
+                .map(profile_name)
+        })
+        .unwrap_or_default()
+        .to_string();
+    let props = HostProps {
+        instance_type: i
+            .instance_type()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+        image: parse_image(tags.get(TAG_IMAGE), i.image_id()),
+        subnet: match wanted {
+            Some(w) if w.subnet.is_some() => i.subnet_id().map(str::to_string),
+            _ => None,
+        },
+        key_name: i.key_name().map(str::to_string),
+        instance_profile,
+        security_group,
+        user_data: user_data(cx, id).await?,
+        http_tokens_required: i
+            .metadata_options()
+            .and_then(|m| m.http_tokens())
+            .is_some_and(|t| *t == HttpTokensState::Required),
+    };
+    Ok(Some(Live {
+        ours: owned_by(&tags, &cx.stack),
+        id: id.to_string(),
+        resource: Resource {
+            address,
+            name,
+            tags,
+            depends_on: Default::default(),
+            props: Props::Host(props),
+        },
+    }))
+}
+
+fn props(r: &Resource) -> Result<&HostProps, AwsError> {
+    match &r.props {
+        Props::Host(p) => Ok(p),
+        _ => Err(AwsError::other(
+            "host",
+            "Internal",
+            format!("{} is not a host", r.address),
+        )),
+    }
+}
+
+/// The AMI id the image stands for in this region.
+async fn resolve_image(cx: &Cx, address: &Address, image: &Image) -> Result<String, AwsError> {
+    let Some(param) = image.ssm_parameter() else {
+        return Ok(image.to_string());
+    };
+    let out = match cx
+        .clients
+        .ssm
+        .get_parameter()
+        .name(&param)
+        .send()
+        .await
+        .op("ssm:GetParameter")
+    {
+        Ok(o) => o,
+        Err(e) if e.code() == Some("ParameterNotFound") => {
+            return Err(AwsError::other(
+                "ssm:GetParameter",
+                "ParameterNotFound",
+                format!(
+                    "{address}: image {image}: SSM parameter {param} does not exist in region {}",
+                    cx.clients.region
+                ),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    out.parameter
+        .and_then(|p| p.value)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            AwsError::other(
+                "ssm:GetParameter",
+                "ParameterNotFound",
+                format!("{address}: image {image}: SSM parameter {param} has no value"),
+            )
+        })
+}
+
+/// The id of this stack's security group called `name`.
+async fn security_group_id(cx: &Cx, address: &Address, name: &str) -> Result<String, AwsError> {
+    let out = cx
+        .clients
+        .ec2
+        .describe_security_groups()
+        .filters(Filter::builder().name("group-name").values(name).build())
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{TAG_STACK}"))
+                .values(&cx.stack)
+                .build(),
+        )
+        .send()
+        .await
+        .op("ec2:DescribeSecurityGroups")?;
+    out.security_groups
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|g| g.group_id)
+        .ok_or_else(|| {
+            AwsError::other(
+                "ec2:DescribeSecurityGroups",
+                "MissingDependency",
+                format!(
+                    "{address}: security group {name} of stack {} does not exist",
+                    cx.stack
+                ),
+            )
+        })
+}
+
+/// The default security group of the VPC the instance is in.
+async fn default_group_id(
+    cx: &Cx,
+    address: &Address,
+    instance_id: &str,
+) -> Result<String, AwsError> {
+    let vpc = describe(cx, instance_id)
+        .await?
+        .and_then(|i| i.vpc_id)
+        .ok_or_else(|| {
+            AwsError::other(
+                "ec2:DescribeInstances",
+                "NotFound",
+                format!("{address}: instance {instance_id} has no VPC"),
+            )
+        })?;
+    let out = cx
+        .clients
+        .ec2
+        .describe_security_groups()
+        .filters(
+            Filter::builder()
+                .name("group-name")
+                .values("default")
+                .build(),
+        )
+        .filters(Filter::builder().name("vpc-id").values(&vpc).build())
+        .send()
+        .await
+        .op("ec2:DescribeSecurityGroups")?;
+    out.security_groups
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|g| g.group_id)
+        .ok_or_else(|| {
+            AwsError::other(
+                "ec2:DescribeSecurityGroups",
+                "MissingDependency",
+                format!("{address}: VPC {vpc} has no default security group"),
+            )
+        })
+}
+
+/// One instance by id; `None` if EC2 does not know it (yet, or any more).
+async fn describe(cx: &Cx, id: &str) -> Result<Option<Instance>, AwsError> {
+    match cx
+        .clients
+        .ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .op("ec2:DescribeInstances")
+    {
+        Ok(out) => Ok(out
+            .reservations
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|r| r.instances.unwrap_or_default())
+            .find(|i| i.instance_id() == Some(id))),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A RunInstances idempotency token (≤ 64 ASCII characters), unique to this create call.
+fn client_token(cx: &Cx, address: &Address) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let digest = Sha256::digest(format!(
+        "{}/{}/{address}/{nanos}",
+        cx.env.account_id, cx.stack
+    ));
+    format!("{digest:x}")
+}
+
+fn tag_spec(kind: ResourceType, tags: &[Tag]) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(kind)
+        .set_tags(Some(tags.to_vec()))
+        .build()
+}
+
+pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<(), AwsError> {
+    let p = props(r)?;
+    let ami = resolve_image(cx, &r.address, &p.image).await?;
+    let group = match &p.security_group {
+        Some(name) => Some(security_group_id(cx, &r.address, name).await?),
+        None => None,
+    };
+    let mut tags: Vec<Tag> = r
+        .tags
+        .iter()
+        .filter(|(k, _)| k.as_str() != NAME_TAG)
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    tags.push(Tag::builder().key(NAME_TAG).value(&r.name).build());
+    let metadata = InstanceMetadataOptionsRequest::builder()
+        .http_tokens(if p.http_tokens_required {
+            HttpTokensState::Required
+        } else {
+            HttpTokensState::Optional
+        })
+        .http_endpoint(InstanceMetadataEndpointState::Enabled)
+        .http_put_response_hop_limit(1)
+        .build();
+    let profile = IamInstanceProfileSpecification::builder()
+        .name(&p.instance_profile)
+        .build();
+    let user_data = base64::engine::general_purpose::STANDARD.encode(&p.user_data);
+    // One token for every attempt: a retry after an ambiguous failure can never start a second
+    // instance (aws-domain.md §4.5).
+    let token = client_token(cx, &r.address);
+    let ec2 = &cx.clients.ec2;
+    let out = retry(
+        cx,
+        &r.address,
+        cx.timeouts.iam_propagation,
+        AwsError::is_iam_propagation,
+        || async {
+            ec2.run_instances()
+                .image_id(&ami)
+                .instance_type(InstanceType::from(p.instance_type.as_str()))
+                .min_count(1)
+                .max_count(1)
+                .set_subnet_id(p.subnet.clone())
+                .set_key_name(p.key_name.clone())
+                .set_security_group_ids(group.clone().map(|g| vec![g]))
+                .iam_instance_profile(profile.clone())
+                .user_data(&user_data)
+                .metadata_options(metadata.clone())
+                .tag_specifications(tag_spec(ResourceType::Instance, &tags))
+                .tag_specifications(tag_spec(ResourceType::Volume, &tags))
+                .client_token(&token)
+                .send()
+                .await
+                .op("ec2:RunInstances")
+        },
+    )
+    .await?;
+    let id = out
+        .instances
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|i| i.instance_id)
+        .ok_or_else(|| {
+            AwsError::other(
+                "ec2:RunInstances",
+                "Internal",
+                format!("{}: RunInstances returned no instance", r.address),
+            )
+        })?;
+    wait_running(cx, &r.address, &id).await
+}
+
+/// Waits until the instance is `running`; fails at once if it goes away instead.
+async fn wait_running(cx: &Cx, address: &Address, id: &str) -> Result<(), AwsError> {
+    wait_for(
+        cx,
+        address,
+        "instance running",
+        cx.timeouts.instance,
+        || async {
+            // A just-started instance may not be visible yet (eventual consistency): keep waiting.
+            let Some(i) = describe(cx, id).await? else {
+                return Ok(None);
+            };
+            let state = i.state().and_then(|s| s.name());
+            match state {
+                Some(InstanceStateName::Running) => Ok(Some(())),
+                Some(
+                    s @ (InstanceStateName::ShuttingDown
+                    | InstanceStateName::Terminated
+                    | InstanceStateName::Stopping
+                    | InstanceStateName::Stopped),
+                ) => {
+                    let reason = i
+                        .state_reason()
+                        .and_then(|r| r.message())
+                        .or(i.state_transition_reason())
+                        .unwrap_or("no reason given");
+                    Err(AwsError::other(
+                        "ec2:DescribeInstances",
+                        "InstanceFailed",
+                        format!(
+                            "{address}: instance {id} went {} instead of running: {reason}",
+                            s.as_str()
+                        ),
+                    ))
+                }
+                _ => Ok(None),
+            }
+        },
+    )
+    .await
+}
+
+async fn set_tags(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsError> {
+    let (remove, mut set) = tag_delta(&desired.tags, &live.resource.tags);
+    let remove: Vec<String> = remove.into_iter().filter(|k| k != NAME_TAG).collect();
+    set.remove(NAME_TAG);
+    if desired.name != live.resource.name {
+        set.insert(NAME_TAG.to_string(), desired.name.clone());
+    }
+    let ec2 = &cx.clients.ec2;
+    if !remove.is_empty() {
+        ec2.delete_tags()
+            .resources(&live.id)
+            .set_tags(Some(
+                remove
+                    .iter()
+                    .map(|k| Tag::builder().key(k).build())
+                    .collect(),
+            ))
+            .send()
+            .await
+            .op("ec2:DeleteTags")?;
+    }
+    if !set.is_empty() {
+        ec2.create_tags()
+            .resources(&live.id)
+            .set_tags(Some(
+                set.iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect(),
+            ))
+            .send()
+            .await
+            .op("ec2:CreateTags")?;
+    }
+    Ok(())
+}
+
+/// Puts the desired instance profile on the instance, replacing the associated one if any.
+async fn set_profile(
+    cx: &Cx,
+    desired: &Resource,
+    live: &Live,
+    profile: &str,
+) -> Result<(), AwsError> {
+    let ec2 = &cx.clients.ec2;
+    let out = ec2
+        .describe_iam_instance_profile_associations()
+        .filters(
+            Filter::builder()
+                .name("instance-id")
+                .values(&live.id)
+                .build(),
+        )
+        .send()
+        .await
+        .op("ec2:DescribeIamInstanceProfileAssociations")?;
+    let current = out
+        .iam_instance_profile_associations
+        .unwrap_or_default()
+        .into_iter()
+        .filter(association_current)
+        .find_map(|a| a.association_id);
+    let spec = IamInstanceProfileSpecification::builder()
+        .name(profile)
+        .build();
+    // The profile may have been created moments ago (aws-domain.md §4.1).
+    retry(
+        cx,
+        &desired.address,
+        cx.timeouts.iam_propagation,
+        AwsError::is_iam_propagation,
+        || async {
+            match &current {
+                Some(association) => ec2
+                    .replace_iam_instance_profile_association()
+                    .association_id(association)
+                    .iam_instance_profile(spec.clone())
+                    .send()
+                    .await
+                    .op("ec2:ReplaceIamInstanceProfileAssociation")
+                    .map(|_| ()),
+                None => ec2
+                    .associate_iam_instance_profile()
+                    .instance_id(&live.id)
+                    .iam_instance_profile(spec.clone())
+                    .send()
+                    .await
+                    .op("ec2:AssociateIamInstanceProfile")
+                    .map(|_| ()),
+            }
+        },
+    )
+    .await
+}
+
+pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsError> {
+    let p = props(desired)?;
+    let lp = props(&live.resource)?;
+    let ec2 = &cx.clients.ec2;
+    if p.http_tokens_required != lp.http_tokens_required {
+        ec2.modify_instance_metadata_options()
+            .instance_id(&live.id)
+            .http_tokens(if p.http_tokens_required {
+                HttpTokensState::Required
+            } else {
+                HttpTokensState::Optional
+            })
+            .http_endpoint(InstanceMetadataEndpointState::Enabled)
+            .send()
+            .await
+            .op("ec2:ModifyInstanceMetadataOptions")?;
+    }
+    if p.security_group != lp.security_group {
+        let group = match &p.security_group {
+            Some(name) => security_group_id(cx, &desired.address, name).await?,
+            None => default_group_id(cx, &desired.address, &live.id).await?,
+        };
+        ec2.modify_instance_attribute()
+            .instance_id(&live.id)
+            .groups(group)
+            .send()
+            .await
+            .op("ec2:ModifyInstanceAttribute")?;
+    }
+    if p.instance_profile != lp.instance_profile {
+        set_profile(cx, desired, live, &p.instance_profile).await?;
+    }
+    set_tags(cx, desired, live).await
+}
+
+pub async fn delete(cx: &Cx, live: &Live) -> Result<(), AwsError> {
+    match cx
+        .clients
+        .ec2
+        .terminate_instances()
+        .instance_ids(&live.id)
+        .send()
+        .await
+        .op("ec2:TerminateInstances")
+    {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    // Wait for the end, so the security group and instance profile can go after it.
+    wait_for(
+        cx,
+        live.address(),
+        "instance terminated",
+        cx.timeouts.instance,
+        || async {
+            Ok(match describe(cx, &live.id).await? {
+                None => Some(()),
+                Some(i) => i
+                    .state()
+                    .and_then(|s| s.name())
+                    .filter(|s| **s == InstanceStateName::Terminated)
+                    .map(|_| ()),
+            })
+        },
+    )
+    .await
+}

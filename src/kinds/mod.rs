@@ -5,11 +5,14 @@
 
 pub mod bucket;
 pub mod delivery;
+mod dispatch;
 pub mod host;
 pub mod instance_profile;
 pub mod role;
 pub mod security_group;
 pub mod stream;
+
+pub use dispatch::{create, delete, discover_all, replace_on, update};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -122,7 +125,10 @@ where
             return Err(AwsError::other(
                 "wait",
                 "Timeout",
-                format!("{address}: gave up waiting for {what} after {}s", elapsed.as_secs()),
+                format!(
+                    "{address}: gave up waiting for {what} after {}s",
+                    elapsed.as_secs()
+                ),
             ));
         }
         if last_report.elapsed() >= cx.timeouts.progress_every {
@@ -163,7 +169,10 @@ where
                     error: e.to_string(),
                     elapsed: start.elapsed(),
                 });
-                tokio::time::sleep(backoff(attempt).min(cx.timeouts.poll.max(Duration::from_millis(200)))).await;
+                tokio::time::sleep(
+                    backoff(attempt).min(cx.timeouts.poll.max(Duration::from_millis(200))),
+                )
+                .await;
                 attempt += 1;
             }
             Err(e) => return Err(e),
@@ -193,3 +202,4 @@ pub fn tag_delta(
         .collect();
     (remove, set)
 }
+

@@ -1,1 +1,445 @@
-//! TODO
+//! IAM roles: the delivery roles (assumed by Firehose) and the host roles (assumed by EC2).
+//!
+//! - Every role of a stack lives under the stack's IAM path (`/streamstack/{stack}/`), so one
+//!   paginated `ListRoles(PathPrefix)` finds them all, including roles no longer in the spec.
+//! - Read: `GetRole` + `ListRoleTags` + `ListRolePolicies`/`GetRolePolicy`. IAM returns policy
+//!   documents URL-encoded; they are decoded and compared as JSON values (key order and
+//!   whitespace do not matter).
+//! - In place: trust policy, inline policies, tags. Managed policies are not part of the model;
+//!   any attached out of band are detached on delete (DeleteRole requires it, aws-domain.md §4.6).
+//! - No waiting: IAM propagation is absorbed by the consumers' retries (Firehose, EC2).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use aws_sdk_iam::types::Tag;
+use futures::future::try_join_all;
+use percent_encoding::percent_decode_str;
+use serde_json::Value;
+
+use super::{owned_by, tag_delta, tagged_address, Cx, Live};
+use crate::aws::{AwsError, Ctx};
+use crate::model::{Address, Kind, Model, Props, Resource, RoleProps};
+
+/// Trust and inline policies change in place; only a name change replaces (a new address).
+pub const REPLACE_ON: &[&str] = &[];
+
+/// The two kinds a role can serve.
+const KINDS: [Kind; 2] = [Kind::DeliveryRole, Kind::HostRole];
+
+/// Every role this stack has or wants: those under the stack's IAM path, plus any role with the
+/// name of a desired one (a same-named role elsewhere comes back with `ours: false`).
+pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
+    let mut names: Vec<String> = Vec::new();
+    let mut marker = None;
+    loop {
+        let out = cx
+            .clients
+            .iam
+            .list_roles()
+            .path_prefix(&cx.env.iam_path)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .op("iam:ListRoles")?;
+        names.extend(
+            out.roles
+                .into_iter()
+                .filter(|r| r.path.starts_with(&cx.env.iam_path))
+                .map(|r| r.role_name),
+        );
+        marker = out.marker.filter(|_| out.is_truncated);
+        if marker.is_none() {
+            break;
+        }
+    }
+    let wanted: Vec<&str> = KINDS
+        .iter()
+        .flat_map(|k| desired.of_kind(*k))
+        .map(|r| r.name.as_str())
+        .collect();
+    for w in &wanted {
+        // Role names are unique case-insensitively.
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(w)) {
+            names.push(w.to_string());
+        }
+    }
+    let found = try_join_all(names.iter().map(|n| read(cx, n, desired))).await?;
+    Ok(found
+        .into_iter()
+        .flatten()
+        .filter(|l| {
+            l.ours
+                || wanted
+                    .iter()
+                    .any(|w| w.eq_ignore_ascii_case(&l.resource.name))
+        })
+        .collect())
+}
+
+/// Decodes a policy document as IAM returns it (URL-encoded JSON). A document that is not JSON
+/// is kept as a string, so that it differs from any desired document.
+pub fn decode_policy(raw: &str) -> Value {
+    let text: Cow<str> = if raw.trim_start().starts_with('{') {
+        Cow::Borrowed(raw)
+    } else {
+        percent_decode_str(raw).decode_utf8_lossy()
+    };
+    serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.into_owned()))
+}
+
+/// Which address a found role answers to: the desired role of that name (of either role kind),
+/// else its `streamstack:address` tag, else a guess from the derived-name suffix.
+fn role_address(name: &str, tags: &BTreeMap<String, String>, desired: &Model) -> Address {
+    KINDS
+        .iter()
+        .flat_map(|k| desired.of_kind(*k))
+        .find(|r| r.name.eq_ignore_ascii_case(name))
+        .map(|r| r.address.clone())
+        .or_else(|| KINDS.iter().find_map(|k| tagged_address(tags, *k)))
+        .unwrap_or_else(|| {
+            let kind = if name.ends_with("-firehose") {
+                Kind::DeliveryRole
+            } else {
+                Kind::HostRole
+            };
+            Address::new(kind, name)
+        })
+}
+
+async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>, AwsError> {
+    let mut out = BTreeMap::new();
+    let mut marker = None;
+    loop {
+        let page = cx
+            .clients
+            .iam
+            .list_role_tags()
+            .role_name(name)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .op("iam:ListRoleTags")?;
+        for t in page.tags {
+            out.insert(t.key, t.value);
+        }
+        marker = page.marker.filter(|_| page.is_truncated);
+        if marker.is_none() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+async fn inline_policy_names(cx: &Cx, name: &str) -> Result<Vec<String>, AwsError> {
+    let mut names = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = cx
+            .clients
+            .iam
+            .list_role_policies()
+            .role_name(name)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .op("iam:ListRolePolicies")?;
+        names.extend(page.policy_names);
+        marker = page.marker.filter(|_| page.is_truncated);
+        if marker.is_none() {
+            break;
+        }
+    }
+    Ok(names)
+}
+
+async fn inline_policies(cx: &Cx, name: &str) -> Result<BTreeMap<String, Value>, AwsError> {
+    let mut out = BTreeMap::new();
+    for policy in inline_policy_names(cx, name).await? {
+        match cx
+            .clients
+            .iam
+            .get_role_policy()
+            .role_name(name)
+            .policy_name(&policy)
+            .send()
+            .await
+            .op("iam:GetRolePolicy")
+        {
+            Ok(o) => {
+                out.insert(policy, decode_policy(&o.policy_document));
+            }
+            // Deleted between the list and the get.
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Reads one role by name; `None` if it does not exist.
+pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, AwsError> {
+    let out = match cx
+        .clients
+        .iam
+        .get_role()
+        .role_name(name)
+        .send()
+        .await
+        .op("iam:GetRole")
+    {
+        Ok(o) => o,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(role) = out.role else {
+        return Ok(None);
+    };
+    let name = role.role_name;
+    let tags = tags(cx, &name).await?;
+    let trust_policy = role
+        .assume_role_policy_document
+        .as_deref()
+        .map(decode_policy)
+        .unwrap_or(Value::Null);
+    let inline_policies = inline_policies(cx, &name).await?;
+    let address = role_address(&name, &tags, desired);
+    Ok(Some(Live {
+        ours: owned_by(&tags, &cx.stack),
+        id: role.arn.clone(),
+        resource: Resource {
+            address,
+            name,
+            tags,
+            depends_on: Default::default(),
+            props: Props::Role(RoleProps {
+                arn: role.arn,
+                trust_policy,
+                inline_policies,
+            }),
+        },
+    }))
+}
+
+fn props(r: &Resource) -> Result<&RoleProps, AwsError> {
+    match &r.props {
+        Props::Role(p) => Ok(p),
+        _ => Err(AwsError::other(
+            "iam",
+            "Internal",
+            format!("{} is not a role", r.address),
+        )),
+    }
+}
+
+fn iam_tags(op: &str, tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, AwsError> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect::<Result<_, _>>()
+        .map_err(|e| AwsError::other(op, "Build", e.to_string()))
+}
+
+pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<(), AwsError> {
+    let p = props(r)?;
+    let created = cx
+        .clients
+        .iam
+        .create_role()
+        .role_name(&r.name)
+        .path(&cx.env.iam_path)
+        .assume_role_policy_document(p.trust_policy.to_string())
+        .description(format!("streamstack {}: {}", cx.stack, r.address))
+        .set_tags(Some(iam_tags("iam:CreateRole", &r.tags)?))
+        .send()
+        .await
+        .op("iam:CreateRole");
+    match created {
+        Ok(_) => {}
+        // Left over from an interrupted apply: converge it if it is ours.
+        Err(e) if e.code() == Some("EntityAlreadyExists") => {
+            return match read(cx, &r.name, desired).await? {
+                Some(live) if live.ours => update(cx, r, &live).await,
+                _ => Err(e),
+            };
+        }
+        Err(e) => return Err(e),
+    }
+    for (name, doc) in &p.inline_policies {
+        put_policy(cx, &r.name, name, doc).await?;
+    }
+    Ok(())
+}
+
+async fn put_policy(cx: &Cx, role: &str, name: &str, doc: &Value) -> Result<(), AwsError> {
+    cx.clients
+        .iam
+        .put_role_policy()
+        .role_name(role)
+        .policy_name(name)
+        .policy_document(doc.to_string())
+        .send()
+        .await
+        .op("iam:PutRolePolicy")
+        .map(|_| ())
+}
+
+async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Result<(), AwsError> {
+    let (remove, set) = tag_delta(&r.tags, live);
+    let iam = &cx.clients.iam;
+    if !remove.is_empty() {
+        iam.untag_role()
+            .role_name(&r.name)
+            .set_tag_keys(Some(remove))
+            .send()
+            .await
+            .op("iam:UntagRole")?;
+    }
+    if !set.is_empty() {
+        iam.tag_role()
+            .role_name(&r.name)
+            .set_tags(Some(iam_tags("iam:TagRole", &set)?))
+            .send()
+            .await
+            .op("iam:TagRole")?;
+    }
+    Ok(())
+}
+
+pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsError> {
+    let p = props(desired)?;
+    let lp = props(&live.resource)?;
+    let iam = &cx.clients.iam;
+    if p.trust_policy != lp.trust_policy {
+        iam.update_assume_role_policy()
+            .role_name(&desired.name)
+            .policy_document(p.trust_policy.to_string())
+            .send()
+            .await
+            .op("iam:UpdateAssumeRolePolicy")?;
+    }
+    for (name, doc) in &p.inline_policies {
+        if lp.inline_policies.get(name) != Some(doc) {
+            put_policy(cx, &desired.name, name, doc).await?;
+        }
+    }
+    for name in lp.inline_policies.keys() {
+        if !p.inline_policies.contains_key(name) {
+            delete_policy(cx, &desired.name, name).await?;
+        }
+    }
+    set_tags(cx, desired, &live.resource.tags).await
+}
+
+async fn delete_policy(cx: &Cx, role: &str, name: &str) -> Result<(), AwsError> {
+    gone_ok(
+        cx.clients
+            .iam
+            .delete_role_policy()
+            .role_name(role)
+            .policy_name(name)
+            .send()
+            .await
+            .op("iam:DeleteRolePolicy"),
+    )
+}
+
+/// Ignores "does not exist": the thing to undo is already gone.
+fn gone_ok<T>(r: Result<T, AwsError>) -> Result<(), AwsError> {
+    match r {
+        Err(e) if !e.is_not_found() => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Takes the role out of its instance profiles, deletes its inline policies, detaches managed
+/// ones, then deletes it (the order IAM requires, aws-domain.md §4.6).
+pub async fn delete(cx: &Cx, live: &Live) -> Result<(), AwsError> {
+    let name = &live.resource.name;
+    let iam = &cx.clients.iam;
+    let mut profiles = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = match iam
+            .list_instance_profiles_for_role()
+            .role_name(name)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .op("iam:ListInstanceProfilesForRole")
+        {
+            Ok(p) => p,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        profiles.extend(
+            page.instance_profiles
+                .into_iter()
+                .map(|p| p.instance_profile_name),
+        );
+        marker = page.marker.filter(|_| page.is_truncated);
+        if marker.is_none() {
+            break;
+        }
+    }
+    for profile in profiles {
+        gone_ok(
+            iam.remove_role_from_instance_profile()
+                .instance_profile_name(&profile)
+                .role_name(name)
+                .send()
+                .await
+                .op("iam:RemoveRoleFromInstanceProfile"),
+        )?;
+    }
+    let policies = match inline_policy_names(cx, name).await {
+        Ok(p) => p,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for policy in policies {
+        delete_policy(cx, name, &policy).await?;
+    }
+    let mut attached = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = match iam
+            .list_attached_role_policies()
+            .role_name(name)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .op("iam:ListAttachedRolePolicies")
+        {
+            Ok(p) => p,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        attached.extend(
+            page.attached_policies
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| p.policy_arn),
+        );
+        marker = page.marker.filter(|_| page.is_truncated);
+        if marker.is_none() {
+            break;
+        }
+    }
+    for arn in attached {
+        gone_ok(
+            iam.detach_role_policy()
+                .role_name(name)
+                .policy_arn(&arn)
+                .send()
+                .await
+                .op("iam:DetachRolePolicy"),
+        )?;
+    }
+    gone_ok(
+        iam.delete_role()
+            .role_name(name)
+            .send()
+            .await
+            .op("iam:DeleteRole"),
+    )
+}

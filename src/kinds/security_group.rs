@@ -1,1 +1,423 @@
-//! TODO
+//! EC2 security groups, one per host with `ssh`: TCP 22 from the given CIDR blocks, default
+//! egress kept (hosts install packages and reach Kinesis/Firehose).
+//!
+//! - Read: `DescribeSecurityGroups`, by the stack tag (ours, including groups of hosts removed
+//!   from the spec) and by the desired group names (same-named groups that are not ours).
+//!   `ssh_from` is every IPv4 and IPv6 range of the ingress rules on exactly TCP 22.
+//! - In place: `ssh_from` (authorize/revoke one CIDR at a time) and tags.
+//! - Replace: `description` (EC2 cannot change it); a name change is a new address.
+//! - Delete: `DependencyViolation` while a terminated instance still holds the group is retried.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use aws_sdk_ec2::types::{
+    Filter, IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup, Tag, TagSpecification,
+};
+
+use super::{address_for, owned_by, retry, tag_delta, Cx, Live};
+use crate::aws::{AwsError, Ctx};
+use crate::model::{Address, Kind, Model, Props, Resource, SecurityGroupProps, TAG_STACK};
+
+/// Attributes whose change forces a new group.
+pub const REPLACE_ON: &[&str] = &["description"];
+
+/// The description of every ingress rule streamstack adds.
+const RULE_DESCRIPTION: &str = "streamstack ssh";
+const SSH_PORT: i32 = 22;
+
+/// Every group this stack has or wants: those tagged as ours, plus any group named like a
+/// desired one (which the planner refuses to touch unless it is ours).
+pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
+    let mut groups: BTreeMap<String, SecurityGroup> = BTreeMap::new();
+    let tagged = Filter::builder()
+        .name(format!("tag:{TAG_STACK}"))
+        .values(&cx.stack)
+        .build();
+    for g in describe(cx, tagged).await? {
+        if let Some(id) = g.group_id.clone() {
+            groups.insert(id, g);
+        }
+    }
+    let names: Vec<String> = desired
+        .of_kind(Kind::SecurityGroup)
+        .map(|r| r.name.clone())
+        .collect();
+    if !names.is_empty() {
+        let named = Filter::builder()
+            .name("group-name")
+            .set_values(Some(names))
+            .build();
+        for g in describe(cx, named).await? {
+            if let Some(id) = g.group_id.clone() {
+                groups.entry(id).or_insert(g);
+            }
+        }
+    }
+    Ok(groups
+        .into_values()
+        .filter_map(|g| live(cx, g, desired))
+        .collect())
+}
+
+/// All groups matching `filter`, every page.
+async fn describe(cx: &Cx, filter: Filter) -> Result<Vec<SecurityGroup>, AwsError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = cx
+            .clients
+            .ec2
+            .describe_security_groups()
+            .filters(filter.clone())
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .op("ec2:DescribeSecurityGroups")?;
+        out.extend(page.security_groups.unwrap_or_default());
+        token = page.next_token.filter(|t| !t.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the group with this name; `None` if there is none. When several VPCs hold a group of
+/// this name, this stack's one wins.
+pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, AwsError> {
+    let filter = Filter::builder().name("group-name").values(name).build();
+    let mut found: Vec<Live> = describe(cx, filter)
+        .await?
+        .into_iter()
+        .filter_map(|g| live(cx, g, desired))
+        .collect();
+    found.sort_by_key(|l| !l.ours);
+    Ok(found.into_iter().next())
+}
+
+/// A CIDR block in a comparable form: the address as Rust prints it (lowercase, compressed
+/// IPv6), the prefix length as a number. Unparseable text is kept as it is.
+fn cidr_key(cidr: &str) -> String {
+    let Some((addr, len)) = cidr.split_once('/') else {
+        return cidr.to_string();
+    };
+    match (addr.parse::<IpAddr>(), len.parse::<u8>()) {
+        (Ok(a), Ok(n)) => format!("{a}/{n}"),
+        _ => cidr.to_string(),
+    }
+}
+
+fn cidr_set(cidrs: &[String]) -> BTreeSet<String> {
+    cidrs.iter().map(|c| cidr_key(c)).collect()
+}
+
+fn is_ipv6(cidr: &str) -> bool {
+    cidr.contains(':')
+}
+
+/// The live resource of a described group; `None` without an id or name.
+fn live(cx: &Cx, g: SecurityGroup, desired: &Model) -> Option<Live> {
+    let id = g.group_id?;
+    let name = g.group_name?;
+    let tags: BTreeMap<String, String> = g
+        .tags
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+        .collect();
+    let mut ssh_from: Vec<String> = g
+        .ip_permissions
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| {
+            p.ip_protocol.as_deref() == Some("tcp")
+                && p.from_port == Some(SSH_PORT)
+                && p.to_port == Some(SSH_PORT)
+        })
+        .flat_map(|p| {
+            let v4 = p
+                .ip_ranges
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|r| r.cidr_ip);
+            let v6 = p
+                .ipv6_ranges
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|r| r.cidr_ipv6);
+            v4.chain(v6).collect::<Vec<_>>()
+        })
+        .collect();
+    ssh_from.sort();
+    ssh_from.dedup();
+    let address = address_for(Kind::SecurityGroup, &name, &tags, desired);
+    // The spec's order is not AWS's: when the sets agree, answer in the spec's order so that
+    // an unchanged group compares equal.
+    if let Some(Props::SecurityGroup(want)) = desired.get(&address).map(|r| &r.props) {
+        if cidr_set(&want.ssh_from) == cidr_set(&ssh_from) {
+            ssh_from = want.ssh_from.clone();
+        }
+    }
+    Some(Live {
+        ours: owned_by(&tags, &cx.stack),
+        id,
+        resource: Resource {
+            address,
+            name,
+            tags,
+            depends_on: Default::default(),
+            props: Props::SecurityGroup(SecurityGroupProps {
+                description: g.description.unwrap_or_default(),
+                ssh_from,
+            }),
+        },
+    })
+}
+
+fn props(r: &Resource) -> Result<&SecurityGroupProps, AwsError> {
+    match &r.props {
+        Props::SecurityGroup(p) => Ok(p),
+        _ => Err(AwsError::other(
+            "security_group",
+            "Internal",
+            format!("{} is not a security group", r.address),
+        )),
+    }
+}
+
+/// The VPC of the host's subnet when it names one, else the default VPC.
+async fn vpc_for(cx: &Cx, r: &Resource, desired: &Model) -> Result<String, AwsError> {
+    let ec2 = &cx.clients.ec2;
+    let host = desired.get(&Address::new(Kind::Host, &r.address.key));
+    if let Some(Props::Host(h)) = host.map(|h| &h.props) {
+        if let Some(subnet) = &h.subnet {
+            let out = ec2
+                .describe_subnets()
+                .subnet_ids(subnet)
+                .send()
+                .await
+                .op("ec2:DescribeSubnets")?;
+            return out
+                .subnets
+                .unwrap_or_default()
+                .into_iter()
+                .find_map(|s| s.vpc_id)
+                .ok_or_else(|| {
+                    AwsError::other(
+                        "ec2:DescribeSubnets",
+                        "InvalidSubnetID.NotFound",
+                        format!(
+                            "subnet {subnet} (hosts.{}.subnet) was not found",
+                            r.address.key
+                        ),
+                    )
+                });
+        }
+    }
+    let default = Filter::builder().name("isDefault").values("true").build();
+    let out = ec2
+        .describe_vpcs()
+        .filters(default)
+        .send()
+        .await
+        .op("ec2:DescribeVpcs")?;
+    out.vpcs
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|v| v.vpc_id)
+        .ok_or_else(|| {
+            AwsError::other(
+                "ec2:DescribeVpcs",
+                "NoDefaultVpc",
+                format!(
+                    "no default VPC in {}; set hosts.{}.subnet",
+                    cx.env.region, r.address.key
+                ),
+            )
+        })
+}
+
+fn ec2_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+/// One TCP 22 permission for one CIDR block.
+fn ssh_permission(cidr: &str, with_description: bool) -> IpPermission {
+    let description = with_description.then(|| RULE_DESCRIPTION.to_string());
+    let p = IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(SSH_PORT)
+        .to_port(SSH_PORT);
+    if is_ipv6(cidr) {
+        p.ipv6_ranges(
+            Ipv6Range::builder()
+                .cidr_ipv6(cidr)
+                .set_description(description)
+                .build(),
+        )
+        .build()
+    } else {
+        p.ip_ranges(
+            IpRange::builder()
+                .cidr_ip(cidr)
+                .set_description(description)
+                .build(),
+        )
+        .build()
+    }
+}
+
+pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<(), AwsError> {
+    let p = props(r)?;
+    let vpc = vpc_for(cx, r, desired).await?;
+    let out = cx
+        .clients
+        .ec2
+        .create_security_group()
+        .group_name(&r.name)
+        .description(&p.description)
+        .vpc_id(vpc)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::SecurityGroup)
+                .set_tags(Some(ec2_tags(&r.tags)))
+                .build(),
+        )
+        .send()
+        .await
+        .op("ec2:CreateSecurityGroup")?;
+    let id = out.group_id.ok_or_else(|| {
+        AwsError::other(
+            "ec2:CreateSecurityGroup",
+            "Internal",
+            "CreateSecurityGroup returned no group id",
+        )
+    })?;
+    authorize(cx, r, &id, &p.ssh_from).await
+}
+
+/// Opens TCP 22 for each CIDR (one call each, so one already present does not hide the rest).
+/// A new group may not be visible yet (EC2 eventual consistency): that is retried.
+async fn authorize(cx: &Cx, r: &Resource, id: &str, cidrs: &[String]) -> Result<(), AwsError> {
+    let mut seen = BTreeSet::new();
+    for cidr in cidrs.iter().filter(|c| seen.insert(cidr_key(c))) {
+        let res = retry(
+            cx,
+            &r.address,
+            cx.timeouts.iam_propagation,
+            |e| e.code() == Some("InvalidGroup.NotFound"),
+            || async {
+                cx.clients
+                    .ec2
+                    .authorize_security_group_ingress()
+                    .group_id(id)
+                    .ip_permissions(ssh_permission(cidr, true))
+                    .send()
+                    .await
+                    .op("ec2:AuthorizeSecurityGroupIngress")
+                    .map(|_| ())
+            },
+        )
+        .await;
+        match res {
+            Err(e) if e.code() == Some("InvalidPermission.Duplicate") => {}
+            r => r?,
+        }
+    }
+    Ok(())
+}
+
+async fn revoke(cx: &Cx, id: &str, cidrs: &[String]) -> Result<(), AwsError> {
+    for cidr in cidrs {
+        match cx
+            .clients
+            .ec2
+            .revoke_security_group_ingress()
+            .group_id(id)
+            .ip_permissions(ssh_permission(cidr, false))
+            .send()
+            .await
+            .op("ec2:RevokeSecurityGroupIngress")
+        {
+            Err(e) if e.code() == Some("InvalidPermission.NotFound") => {}
+            r => {
+                r?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsError> {
+    let p = props(desired)?;
+    let lp = props(&live.resource)?;
+    let want = cidr_set(&p.ssh_from);
+    let have = cidr_set(&lp.ssh_from);
+    let missing: Vec<String> = p
+        .ssh_from
+        .iter()
+        .filter(|c| !have.contains(&cidr_key(c)))
+        .cloned()
+        .collect();
+    let extra: Vec<String> = lp
+        .ssh_from
+        .iter()
+        .filter(|c| !want.contains(&cidr_key(c)))
+        .cloned()
+        .collect();
+    // Open the new ones before closing the old ones, so a move never locks everyone out.
+    authorize(cx, desired, &live.id, &missing).await?;
+    revoke(cx, &live.id, &extra).await?;
+
+    let (remove, set) = tag_delta(&desired.tags, &live.resource.tags);
+    let ec2 = &cx.clients.ec2;
+    if !remove.is_empty() {
+        let keys = remove
+            .iter()
+            .map(|k| Tag::builder().key(k).build())
+            .collect();
+        ec2.delete_tags()
+            .resources(&live.id)
+            .set_tags(Some(keys))
+            .send()
+            .await
+            .op("ec2:DeleteTags")?;
+    }
+    if !set.is_empty() {
+        ec2.create_tags()
+            .resources(&live.id)
+            .set_tags(Some(ec2_tags(&set)))
+            .send()
+            .await
+            .op("ec2:CreateTags")?;
+    }
+    Ok(())
+}
+
+pub async fn delete(cx: &Cx, live: &Live) -> Result<(), AwsError> {
+    // A terminated instance keeps its network interface (and so the group) for a while.
+    let res = retry(
+        cx,
+        live.address(),
+        cx.timeouts.instance,
+        |e| e.code() == Some("DependencyViolation"),
+        || async {
+            cx.clients
+                .ec2
+                .delete_security_group()
+                .group_id(&live.id)
+                .send()
+                .await
+                .op("ec2:DeleteSecurityGroup")
+                .map(|_| ())
+        },
+    )
+    .await;
+    match res {
+        Err(e) if e.is_not_found() => Ok(()),
+        r => r,
+    }
+}

@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_kinesis::types::{EncryptionType, ScalingType, StreamMode as ApiMode, StreamModeDetails, StreamStatus};
+use aws_sdk_kinesis::types::{
+    EncryptionType, ScalingType, StreamMode as ApiMode, StreamModeDetails, StreamStatus,
+};
 use futures::future::try_join_all;
 
 use super::{address_for, owned_by, retry, tag_delta, wait_for, Cx, Live};
@@ -41,7 +43,10 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
         }
     }
     let prefix = format!("{}-", cx.stack);
-    let wanted: Vec<&str> = desired.of_kind(Kind::Stream).map(|r| r.name.as_str()).collect();
+    let wanted: Vec<&str> = desired
+        .of_kind(Kind::Stream)
+        .map(|r| r.name.as_str())
+        .collect();
     let candidates: Vec<String> = names
         .into_iter()
         .filter(|n| wanted.contains(&n.as_str()) || n.starts_with(&prefix))
@@ -134,7 +139,11 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, 
 fn props(r: &Resource) -> Result<&StreamProps, AwsError> {
     match &r.props {
         Props::Stream(p) => Ok(p),
-        _ => Err(AwsError::other("stream", "Internal", format!("{} is not a stream", r.address))),
+        _ => Err(AwsError::other(
+            "stream",
+            "Internal",
+            format!("{} is not a stream", r.address),
+        )),
     }
 }
 
@@ -163,11 +172,18 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), AwsError>>,
 {
-    retry(cx, &r.address, cx.timeouts.stream, |e| e.code() == Some("ResourceInUseException"), f).await?;
+    retry(
+        cx,
+        &r.address,
+        cx.timeouts.stream,
+        |e| e.code() == Some("ResourceInUseException"),
+        f,
+    )
+    .await?;
     wait_active(cx, &r.address, &r.name).await
 }
 
-pub async fn create(cx: &Cx, r: &Resource) -> Result<(), AwsError> {
+pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<(), AwsError> {
     let p = props(r)?;
     let mode = match p.mode {
         StreamMode::OnDemand => ApiMode::OnDemand,
@@ -178,17 +194,23 @@ pub async fn create(cx: &Cx, r: &Resource) -> Result<(), AwsError> {
         .build()
         .map_err(|e| AwsError::other("kinesis:CreateStream", "Build", e.to_string()))?;
     let k = &cx.clients.kinesis;
-    retry(cx, &r.address, cx.timeouts.stream, |e| e.code() == Some("LimitExceededException"), || async {
-        k.create_stream()
-            .stream_name(&r.name)
-            .stream_mode_details(details.clone())
-            .set_shard_count(p.shards.map(|n| n as i32))
-            .set_tags(Some(r.tags.clone().into_iter().collect()))
-            .send()
-            .await
-            .op("kinesis:CreateStream")
-            .map(|_| ())
-    })
+    retry(
+        cx,
+        &r.address,
+        cx.timeouts.stream,
+        |e| e.code() == Some("LimitExceededException"),
+        || async {
+            k.create_stream()
+                .stream_name(&r.name)
+                .stream_mode_details(details.clone())
+                .set_shard_count(p.shards.map(|n| n as i32))
+                .set_tags(Some(r.tags.clone().into_iter().collect()))
+                .send()
+                .await
+                .op("kinesis:CreateStream")
+                .map(|_| ())
+        },
+    )
     .await?;
     wait_active(cx, &r.address, &r.name).await?;
     // Some endpoints (moto) ignore CreateStream's Tags; setting them again is idempotent.
@@ -251,7 +273,10 @@ async fn converge(cx: &Cx, r: &Resource, live: &StreamProps) -> Result<(), AwsEr
         .await?;
     }
     if let Some(n) = p.shards {
-        if live.shards != Some(n) && p.mode == StreamMode::Provisioned && live.mode == StreamMode::Provisioned {
+        if live.shards != Some(n)
+            && p.mode == StreamMode::Provisioned
+            && live.mode == StreamMode::Provisioned
+        {
             step(cx, r, || async {
                 k.update_shard_count()
                     .stream_name(&r.name)
@@ -341,20 +366,26 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<(), AwsError> {
         Err(e) if e.is_not_found() => return Ok(()),
         Err(e) => return Err(e),
     }
-    wait_for(cx, live.address(), "stream deleted", cx.timeouts.stream, || async {
-        match cx
-            .clients
-            .kinesis
-            .describe_stream_summary()
-            .stream_name(name)
-            .send()
-            .await
-            .op("kinesis:DescribeStreamSummary")
-        {
-            Err(e) if e.is_not_found() => Ok(Some(())),
-            Err(e) => Err(e),
-            Ok(_) => Ok(None),
-        }
-    })
+    wait_for(
+        cx,
+        live.address(),
+        "stream deleted",
+        cx.timeouts.stream,
+        || async {
+            match cx
+                .clients
+                .kinesis
+                .describe_stream_summary()
+                .stream_name(name)
+                .send()
+                .await
+                .op("kinesis:DescribeStreamSummary")
+            {
+                Err(e) if e.is_not_found() => Ok(Some(())),
+                Err(e) => Err(e),
+                Ok(_) => Ok(None),
+            }
+        },
+    )
     .await
 }

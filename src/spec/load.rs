@@ -322,7 +322,7 @@ fn yaml_error(text: &str, e: &serde_yaml::Error) -> (Pos, String) {
     message.push_str(rest);
     let mut message = format!("YAML syntax error: {message}");
     let line_text = text.lines().nth(pos.line.saturating_sub(1)).unwrap_or("");
-    if line_text.starts_with(|c: char| c == '\t' || c == ' ') && line_text.contains('\t') {
+    if line_text.starts_with(['\t', ' ']) && line_text.contains('\t') {
         message.push_str(" (tabs cannot be used for indentation in YAML; use spaces)");
     }
     (pos, message)

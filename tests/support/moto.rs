@@ -48,7 +48,8 @@ impl MotoServer {
     /// Panics (failing the test) with a clear message when moto is not available.
     pub fn shared() -> &'static MotoServer {
         static SHARED: OnceLock<Result<MotoServer, String>> = OnceLock::new();
-        match SHARED.get_or_init(MotoServer::start) {
+        let start = || MotoServer::start().inspect(MotoServer::warm_up);
+        match SHARED.get_or_init(start) {
             Ok(server) => server,
             Err(message) => panic!("{message}"),
         }
@@ -82,7 +83,10 @@ impl MotoServer {
         let log_err = log.try_clone().map_err(|e| e.to_string())?;
         // The watchdog runs moto in the background and kills it when its stdin (a pipe held by
         // this process) reaches EOF: on drop, or when the test process dies in any way.
-        let script = r#"exec 3<&0; "$@" </dev/null & pid=$!; (read -r line <&3; kill "$pid" 2>/dev/null) & wait "$pid""#;
+        let script = concat!(
+            r#"exec 3<&0; "$@" </dev/null & pid=$!; "#,
+            r#"(read -r line <&3; kill "$pid" 2>/dev/null) & wait "$pid""#
+        );
         let mut watchdog = Command::new("sh")
             .args(["-c", script, "moto-watchdog"])
             .arg(&program)
@@ -125,6 +129,48 @@ impl MotoServer {
     /// `http://127.0.0.1:PORT`
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// Makes moto load its lazily built backends (the first EC2 call costs ~3 s of CPU under the
+    /// GIL, the first SSM/IAM calls ~0.5 s) before tests start timing emulated AWS delays.
+    /// Best effort: errors are ignored; a no-op on an already warm server.
+    pub fn warm_up(&self) {
+        let Some(address) = self.endpoint.strip_prefix("http://") else {
+            return;
+        };
+        let calls = [
+            ("ec2", "", "Action=DescribeInstances&Version=2016-11-15"),
+            ("iam", "", "Action=ListRoles&Version=2010-05-08"),
+            (
+                "ssm",
+                "AmazonSSM.GetParameter",
+                r#"{"Name":"/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"}"#,
+            ),
+            ("kinesis", "Kinesis_20131202.ListStreams", "{}"),
+            ("firehose", "Firehose_20150804.ListDeliveryStreams", "{}"),
+        ];
+        for (service, target, body) in calls {
+            let content_type = if target.is_empty() {
+                "application/x-www-form-urlencoded"
+            } else {
+                "application/x-amz-json-1.1"
+            };
+            let request = format!(
+                "POST / HTTP/1.0\r\nHost: {address}\r\nContent-Type: {content_type}\r\n\
+                 X-Amz-Target: {target}\r\nContent-Length: {}\r\nAuthorization: AWS4-HMAC-SHA256 \
+                 Credential=warmup/20250101/{REGION}/{service}/aws4_request, SignedHeaders=host, \
+                 Signature=0\r\n\r\n{body}",
+                body.len()
+            );
+            let Ok(mut stream) = TcpStream::connect(address) else {
+                return;
+            };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+            let mut answer = Vec::new();
+            let _ = stream
+                .write_all(request.as_bytes())
+                .and_then(|()| stream.read_to_end(&mut answer));
+        }
     }
 }
 

@@ -12,13 +12,16 @@
 //! |---|---|---|
 //! | `stream_creating` | Kinesis CreateStream | DescribeStream[Summary] say `CREATING`; updates get `ResourceInUseException` |
 //! | `stream_updating` | retention/shard-count/encryption/mode change | as above with `UPDATING` |
-//! | `stream_deleting` | Kinesis DeleteStream | DescribeStream[Summary] answer `DELETING` (synthesised: moto already forgot the stream) |
+//! | `stream_deleting` | Kinesis DeleteStream | DescribeStream[Summary] answer `DELETING` (synthesised: moto already forgot the stream); CreateStream of the name gets `ResourceInUseException` |
 //! | `delivery_creating` | Firehose CreateDeliveryStream | DescribeDeliveryStream says `CREATING`; DeleteDeliveryStream/UpdateDestination get `ResourceInUseException` |
-//! | `delivery_deleting` | Firehose DeleteDeliveryStream | DescribeDeliveryStream answers `DELETING` (synthesised) |
+//! | `delivery_deleting` | Firehose DeleteDeliveryStream | DescribeDeliveryStream answers `DELETING` (synthesised); CreateDeliveryStream of the name gets `ResourceInUseException` |
 //! | `role_propagation` | IAM CreateRole, PutRolePolicy, AttachRolePolicy, UpdateAssumeRolePolicy | Firehose CreateDeliveryStream/UpdateDestination naming the role (`RoleARN`) get `InvalidArgumentException: Firehose is unable to assume role ...` |
 //! | `profile_propagation` | IAM CreateInstanceProfile, AddRoleToInstanceProfile | EC2 RunInstances naming the profile gets `InvalidParameterValue ... Invalid IAM Instance Profile name` |
 //! | `instance_pending` | EC2 RunInstances | DescribeInstances/DescribeInstanceStatus show the new instances `pending` (0) instead of `running` |
 //! | `instance_shutting_down` | EC2 TerminateInstances | they show `shutting-down` (32) instead of `terminated` |
+//!
+//! Not emulated: `instance-state-name` filters (moto filters on its own state), Stop/Start,
+//! Kinesis tagging during CREATING, anything keyed by region (state is keyed by name only).
 //!
 //! One content fix is always on: DescribeDeliveryStream answers get the S3 destination defaults
 //! AWS fills in (`CompressionFormat`, `BufferingHints`, `EncryptionConfiguration`) when moto left
@@ -107,7 +110,7 @@ impl ProxyConfig {
 /// One request seen by the proxy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Call {
-    /// SigV4 service name (`kinesis`, `firehose`, `iam`, `ec2`, `s3`, `sts`, `ssm`, ...) or `unknown`.
+    /// SigV4 service name (`kinesis`, `firehose`, `iam`, `ec2`, `s3`, `sts`, ...) or `unknown`.
     pub service: String,
     /// `CreateStream`, `RunInstances`, `PUT ?tagging`, ...
     pub action: String,
@@ -278,24 +281,6 @@ fn current(map: &HashMap<String, Phase>, key: &str, now: Instant) -> Option<&'st
     map.get(key).filter(|p| now < p.until).map(|p| p.status)
 }
 
-fn begin(
-    map: &mut HashMap<String, Phase>,
-    key: String,
-    status: &'static str,
-    d: Duration,
-    now: Instant,
-) {
-    if !d.is_zero() {
-        map.insert(
-            key,
-            Phase {
-                status,
-                until: now + d,
-            },
-        );
-    }
-}
-
 /// What the proxy understood of a request.
 struct Op {
     service: String,
@@ -309,10 +294,6 @@ struct Op {
 }
 
 impl Op {
-    fn is(&self, service: &str, actions: &[&str]) -> bool {
-        self.service == service && actions.contains(&self.action.as_str())
-    }
-
     fn field(&self, name: &str) -> Option<&str> {
         self.json.get(name).and_then(Value::as_str)
     }
@@ -356,10 +337,13 @@ impl Shared {
             }
         };
         let op = classify(&parts, &body);
-        let response = match self.intercept(&op, Instant::now()) {
+        // Reads are answered as of the request's arrival (as AWS would), new phases start when moto
+        // has answered: slow moto answers then never eat into an emulated window.
+        let arrived = Instant::now();
+        let response = match self.intercept(&op, arrived) {
             Some(refusal) => refusal,
             None => match self.forward(&parts, body).await {
-                Ok(upstream) => self.observe(&op, upstream, Instant::now()),
+                Ok(upstream) => self.observe(&op, upstream, arrived),
                 Err(e) => plain(
                     StatusCode::BAD_GATEWAY,
                     format!("proxy: upstream {}: {e}", self.upstream),
@@ -379,70 +363,76 @@ impl Shared {
     fn intercept(&self, op: &Op, now: Instant) -> Option<Response<Body>> {
         let state = self.state();
         let account = self.account();
-        if op.is("kinesis", &["DescribeStream", "DescribeStreamSummary"]) {
-            let name = op.stream_name()?;
-            (current(&state.streams, &name, now)? == "DELETING")
-                .then(|| json_ok(deleting_stream(&op.action, &name, &op.region, account)))
-        } else if op.is("kinesis", STREAM_UPDATES) {
-            let name = op.stream_name()?;
-            let status = current(&state.streams, &name, now)?;
-            let message = format!(
-                "Stream {name} under account {account} not ACTIVE, instead in state {status}"
-            );
-            Some(json_error("ResourceInUseException", &message))
-        } else if op.is("firehose", &["DescribeDeliveryStream"]) {
-            let name = op.delivery_name()?;
-            (current(&state.deliveries, &name, now)? == "DELETING").then(|| {
-                let kind = state
-                    .delivery_types
-                    .get(&name)
-                    .map_or("DirectPut", String::as_str);
-                json_ok(deleting_delivery(&name, kind, &op.region, account))
-            })
-        } else if op.is(
-            "firehose",
-            &[
-                "CreateDeliveryStream",
-                "UpdateDestination",
-                "DeleteDeliveryStream",
-            ],
-        ) {
-            let name = op.delivery_name()?;
-            if current(&state.deliveries, &name, now) == Some("CREATING")
-                && op.action != "CreateDeliveryStream"
-            {
-                let message = format!("Firehose {name} under account {account} is in CREATING state, wait until it is ACTIVE.");
-                return Some(json_error("ResourceInUseException", &message));
+        let in_use = |message: String| Some(json_error("ResourceInUseException", &message));
+        match (op.service.as_str(), op.action.as_str()) {
+            ("kinesis", action) => {
+                let name = op.stream_name()?;
+                let status = current(&state.streams, &name, now)?;
+                match action {
+                    "DescribeStream" | "DescribeStreamSummary" if status == "DELETING" => {
+                        Some(json_ok(deleting_stream(action, &name, &op.region, account)))
+                    }
+                    "CreateStream" if status == "DELETING" => {
+                        in_use(format!("Stream {name} under account {account} already exists."))
+                    }
+                    _ if STREAM_UPDATES.contains(&action) => in_use(format!(
+                        "Stream {name} under account {account} not ACTIVE, instead in state {status}"
+                    )),
+                    _ => None,
+                }
             }
-            let mut arns = Vec::new();
-            collect_role_arns(&op.json, &mut arns);
-            let arn = arns.into_iter().find(|arn| {
-                let role = arn.rsplit('/').next().unwrap_or_default();
-                state.roles.get(role).is_some_and(|usable| now < *usable)
-            })?;
-            let message =
-                format!("Firehose is unable to assume role {arn}. Please check the role provided.");
-            Some(json_error("InvalidArgumentException", &message))
-        } else if op.is("ec2", &["RunInstances"]) {
-            let (value, param, what) = match op.form.get("IamInstanceProfile.Name") {
-                Some(name) => (name.as_str(), "name", "name"),
-                None => (
-                    op.form.get("IamInstanceProfile.Arn")?.as_str(),
-                    "arn",
-                    "ARN",
-                ),
-            };
-            let profile = value.rsplit('/').next().unwrap_or_default();
-            state
-                .profiles
-                .get(profile)
-                .filter(|usable| now < **usable)?;
-            let message = format!(
-                "Value ({value}) for parameter iamInstanceProfile.{param} is invalid. Invalid IAM Instance Profile {what}"
-            );
-            Some(ec2_error("InvalidParameterValue", &message))
-        } else {
-            None
+            ("firehose", action) => {
+                let name = op.delivery_name()?;
+                let prefix = format!("Firehose {name} under account {account}");
+                match (action, current(&state.deliveries, &name, now)) {
+                    ("DescribeDeliveryStream", Some("DELETING")) => {
+                        let kind = state.delivery_types.get(&name);
+                        let kind = kind.map_or("DirectPut", String::as_str);
+                        Some(json_ok(deleting_delivery(&name, kind, &op.region, account)))
+                    }
+                    ("CreateDeliveryStream", Some("DELETING")) => {
+                        in_use(format!("{prefix} already exists."))
+                    }
+                    ("UpdateDestination" | "DeleteDeliveryStream", Some("CREATING")) => {
+                        in_use(format!("{prefix} is CREATING; wait until it is ACTIVE."))
+                    }
+                    ("CreateDeliveryStream" | "UpdateDestination", _) => {
+                        let mut arns = Vec::new();
+                        collect_role_arns(&op.json, &mut arns);
+                        let arn = arns.into_iter().find(|arn| {
+                            let role = arn.rsplit('/').next().unwrap_or_default();
+                            state.roles.get(role).is_some_and(|usable| now < *usable)
+                        })?;
+                        let message = format!(
+                            "Firehose is unable to assume role {arn}. {}",
+                            "Please check the role provided."
+                        );
+                        Some(json_error("InvalidArgumentException", &message))
+                    }
+                    _ => None,
+                }
+            }
+            ("ec2", "RunInstances") => {
+                let (value, param, what) = match op.form.get("IamInstanceProfile.Name") {
+                    Some(name) => (name.as_str(), "name", "name"),
+                    None => (
+                        op.form.get("IamInstanceProfile.Arn")?.as_str(),
+                        "arn",
+                        "ARN",
+                    ),
+                };
+                let profile = value.rsplit('/').next().unwrap_or_default();
+                state
+                    .profiles
+                    .get(profile)
+                    .filter(|usable| now < **usable)?;
+                let message = format!(
+                    "Value ({value}) for parameter iamInstanceProfile.{param} is invalid. {}",
+                    format_args!("Invalid IAM Instance Profile {what}")
+                );
+                Some(ec2_error("InvalidParameterValue", &message))
+            }
+            _ => None,
         }
     }
 
@@ -481,13 +471,25 @@ impl Shared {
     }
 
     /// Updates the emulated state from a forwarded call and rewrites what moto says if needed.
-    fn observe(&self, op: &Op, upstream: Upstream, now: Instant) -> Response<Body> {
+    fn observe(&self, op: &Op, upstream: Upstream, arrived: Instant) -> Response<Body> {
+        let now = Instant::now();
         if !upstream.status.is_success() {
             return upstream.into_response(None);
         }
         let cfg = &self.config;
         let mut state = self.state();
         let state = &mut *state;
+        let begin = |map: &mut HashMap<String, Phase>, key: String, status, d: Duration| {
+            if !d.is_zero() {
+                map.insert(
+                    key,
+                    Phase {
+                        status,
+                        until: now + d,
+                    },
+                );
+            }
+        };
         let mut rewritten = None;
         match (op.service.as_str(), op.action.as_str()) {
             ("kinesis", action) => {
@@ -495,29 +497,17 @@ impl Shared {
                     return upstream.into_response(None);
                 };
                 match action {
-                    "CreateStream" => begin(
-                        &mut state.streams,
-                        name,
-                        "CREATING",
-                        cfg.stream_creating,
-                        now,
-                    ),
-                    "DeleteStream" => begin(
-                        &mut state.streams,
-                        name,
-                        "DELETING",
-                        cfg.stream_deleting,
-                        now,
-                    ),
-                    a if STREAM_UPDATES.contains(&a) => begin(
-                        &mut state.streams,
-                        name,
-                        "UPDATING",
-                        cfg.stream_updating,
-                        now,
-                    ),
+                    "CreateStream" => {
+                        begin(&mut state.streams, name, "CREATING", cfg.stream_creating)
+                    }
+                    "DeleteStream" => {
+                        begin(&mut state.streams, name, "DELETING", cfg.stream_deleting)
+                    }
+                    a if STREAM_UPDATES.contains(&a) => {
+                        begin(&mut state.streams, name, "UPDATING", cfg.stream_updating)
+                    }
                     "DescribeStream" | "DescribeStreamSummary" => {
-                        if let Some(status) = current(&state.streams, &name, now) {
+                        if let Some(status) = current(&state.streams, &name, arrived) {
                             let outer = if action == "DescribeStream" {
                                 "StreamDescription"
                             } else {
@@ -543,7 +533,6 @@ impl Shared {
                             name,
                             "CREATING",
                             cfg.delivery_creating,
-                            now,
                         );
                     }
                     "DeleteDeliveryStream" => begin(
@@ -551,10 +540,9 @@ impl Shared {
                         name,
                         "DELETING",
                         cfg.delivery_deleting,
-                        now,
                     ),
                     "DescribeDeliveryStream" => {
-                        let status = current(&state.deliveries, &name, now);
+                        let status = current(&state.deliveries, &name, arrived);
                         rewritten = describe_delivery_stream(&upstream.body, status);
                     }
                     _ => {}
@@ -578,24 +566,18 @@ impl Shared {
             }
             ("ec2", "RunInstances") => {
                 for (id, _) in instance_states(&String::from_utf8_lossy(&upstream.body)) {
-                    begin(
-                        &mut state.instances,
-                        id,
-                        "pending",
-                        cfg.instance_pending,
-                        now,
-                    );
+                    begin(&mut state.instances, id, "pending", cfg.instance_pending);
                 }
             }
             ("ec2", "TerminateInstances") => {
-                for (key, id) in &op.form {
-                    if key.starts_with("InstanceId.") {
-                        let d = cfg.instance_shutting_down;
-                        begin(&mut state.instances, id.clone(), "shutting-down", d, now);
-                        if d.is_zero() {
-                            state.instances.remove(id);
-                        }
-                    }
+                let ids = op
+                    .form
+                    .iter()
+                    .filter(|(key, _)| key.starts_with("InstanceId."));
+                for (_, id) in ids {
+                    state.instances.remove(id); // no longer pending, in any case
+                    let d = cfg.instance_shutting_down;
+                    begin(&mut state.instances, id.clone(), "shutting-down", d);
                 }
             }
             ("ec2", "DescribeInstances" | "DescribeInstanceStatus")
@@ -604,7 +586,7 @@ impl Shared {
                 let overrides: HashMap<String, &str> = state
                     .instances
                     .iter()
-                    .filter(|(_, p)| now < p.until)
+                    .filter(|(_, p)| arrived < p.until)
                     .map(|(id, p)| (id.clone(), p.status))
                     .collect();
                 rewritten =
@@ -1044,7 +1026,11 @@ fn ec2_error(code: &str, message: &str) -> Response<Body> {
             .replace('>', "&gt;")
     };
     let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>realism-proxy</RequestID></Response>",
+        concat!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error>",
+            "<Code>{}</Code><Message>{}</Message></Error></Errors>",
+            "<RequestID>realism-proxy</RequestID></Response>"
+        ),
         escape(code),
         escape(message)
     );

@@ -1,0 +1,33 @@
+//! `streamstack output SPEC [--json]`
+
+use std::path::Path;
+
+use streamstack::events::Events;
+use streamstack::ops;
+
+use super::{open_options, runtime, Failure, Outcome};
+use crate::cli::Global;
+
+pub fn run(g: &Global, spec: &Path, json: bool) -> Outcome {
+    runtime()?.block_on(async {
+        let s = ops::open(spec, &open_options(g, Events::none())).await?;
+        let live = s.live().await?;
+        let outputs = ops::outputs(&s, &live).await?;
+        if json {
+            let text = serde_json::to_string_pretty(&outputs).map_err(|e| Failure::Message(e.to_string()))?;
+            println!("{text}");
+            return Ok(0);
+        }
+        if outputs.is_empty() {
+            println!("Nothing of stack {} is live.", s.cx.stack);
+            return Ok(0);
+        }
+        for o in outputs {
+            println!("{} = {} ({})", o.address, o.name, o.id);
+            for (k, v) in o.details {
+                println!("    {k:<14} {v}");
+            }
+        }
+        Ok(0)
+    })
+}

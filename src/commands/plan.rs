@@ -1,0 +1,33 @@
+//! `streamstack plan SPEC [--json] [--out FILE] [--detailed-exitcode]`
+
+use std::path::Path;
+
+use streamstack::events::Events;
+use streamstack::ops::{self, PlanFile};
+
+use super::{open_options, runtime, stdout_style, Failure, Outcome};
+use crate::cli::Global;
+
+pub fn run(g: &Global, spec: &Path, json: bool, out: Option<&Path>, detailed: bool) -> Outcome {
+    runtime()?.block_on(async {
+        let s = ops::open(spec, &open_options(g, Events::none())).await?;
+        let live = s.live().await?;
+        let plan = s.plan(&live)?;
+        if json {
+            let text = serde_json::to_string_pretty(&plan).map_err(|e| Failure::Message(e.to_string()))?;
+            println!("{text}");
+        } else {
+            print!("{}", streamstack::ui::render_plan(&plan, stdout_style(g)));
+        }
+        if let Some(out) = out {
+            let file = PlanFile::new(&s, &g.vars, &plan);
+            let text = serde_json::to_string_pretty(&file).map_err(|e| Failure::Message(e.to_string()))?;
+            std::fs::write(out, text)
+                .map_err(|e| Failure::Message(format!("cannot write {}: {e}", out.display())))?;
+            if !json {
+                println!("\nSaved the plan to {}; apply it with: streamstack apply {}", out.display(), out.display());
+            }
+        }
+        Ok(if detailed && plan.has_changes() { 2 } else { 0 })
+    })
+}

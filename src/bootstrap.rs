@@ -114,6 +114,14 @@ pub fn user_data(input: &UserDataInput) -> Result<String, minijinja::Error> {
     environment().render_str(USER_DATA, ctx)
 }
 
+/// The agent.json embedded in a rendered user-data script (between the heredoc markers).
+pub fn extract_agent_json(user_data: &str) -> Option<&str> {
+    let start =
+        user_data.find("<<'STREAMSTACK_AGENT_JSON'\n")? + "<<'STREAMSTACK_AGENT_JSON'\n".len();
+    let end = start + user_data[start..].find("\nSTREAMSTACK_AGENT_JSON\n")?;
+    Some(&user_data[start..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,12 +170,4 @@ mod tests {
     fn shell_quote_survives_quotes() {
         assert_eq!(shell_quote("a'b"), r"'a'\''b'");
     }
-}
-
-/// The agent.json embedded in a rendered user-data script (between the heredoc markers).
-pub fn extract_agent_json(user_data: &str) -> Option<&str> {
-    let start =
-        user_data.find("<<'STREAMSTACK_AGENT_JSON'\n")? + "<<'STREAMSTACK_AGENT_JSON'\n".len();
-    let end = start + user_data[start..].find("\nSTREAMSTACK_AGENT_JSON\n")?;
-    Some(&user_data[start..end])
 }

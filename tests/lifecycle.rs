@@ -292,8 +292,10 @@ fn apply_rides_out_creating_states_and_iam_propagation() {
         stream_creating: secs(1.5),
         stream_updating: secs(1.0),
         delivery_creating: secs(1.5),
-        role_propagation: secs(2.5),
-        profile_propagation: secs(2.5),
+        // The host starts only after the delivery is ACTIVE (~7 s in), so the profile window
+        // must outlast the stream and delivery waits to be seen by RunInstances.
+        role_propagation: secs(6.0),
+        profile_propagation: secs(12.0),
         instance_pending: secs(1.5),
         ..ProxyConfig::default()
     });

@@ -2,8 +2,8 @@
 //!
 //! - Read: `HeadBucket`, then `GetBucketTagging`; only for a bucket tagged as ours also
 //!   versioning, lifecycle, default encryption and the public access block (concurrently).
-//!   A bucket that is not ours is returned with unknown (default) properties: the planner
-//!   refuses to touch it anyway.
+//!   A bucket that is not ours (untagged, another stack's, another account's, or in another
+//!   region) is returned with unknown (default) properties: the planner refuses to touch it.
 //! - "Not configured" answers are values, not errors: `NoSuchTagSet` → no tags,
 //!   `NoSuchLifecycleConfiguration` → no expiry, `ServerSideEncryptionConfigurationNotFoundError`
 //!   → `""`, `NoSuchPublicAccessBlockConfiguration` → not blocked.

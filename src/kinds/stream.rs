@@ -25,20 +25,20 @@ pub const REPLACE_ON: &[&str] = &[];
 /// Every stream this stack has or wants: the desired names, plus any `{stack}-*` stream
 /// tagged as ours (a stream removed from the spec).
 pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
-    let mut names = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     let mut token = None;
     loop {
-        let out = cx
-            .clients
-            .kinesis
-            .list_streams()
-            .set_next_token(token.clone())
-            .send()
-            .await
-            .op("kinesis:ListStreams")?;
+        // Both pagination styles: NextToken (current API) and HasMoreStreams with
+        // ExclusiveStartStreamName (older API, and what moto implements).
+        let mut req = cx.clients.kinesis.list_streams().set_next_token(token.clone());
+        if token.is_none() {
+            req = req.set_exclusive_start_stream_name(names.last().cloned());
+        }
+        let out = req.send().await.op("kinesis:ListStreams")?;
+        let got = out.stream_names.len();
         names.extend(out.stream_names);
         token = out.next_token;
-        if token.is_none() {
+        if token.is_none() && !(out.has_more_streams && got > 0) {
             break;
         }
     }

@@ -62,28 +62,54 @@ fn verb(action: Action, deleting: bool) -> &'static str {
 }
 
 /// Applies `plan` (computed from `desired` and `live`).
-pub async fn apply(cx: &Cx, plan: &Plan, desired: &Model, live: &[Live], parallelism: usize) -> Report {
+pub async fn apply(
+    cx: &Cx,
+    plan: &Plan,
+    desired: &Model,
+    live: &[Live],
+    parallelism: usize,
+) -> Report {
     let by_id: BTreeMap<&str, &Live> = live.iter().map(|l| (l.id.as_str(), l)).collect();
     let mut deletes: Vec<Op> = Vec::new();
     let mut builds: Vec<Op> = Vec::new();
     let mut report = Report::default();
     for c in &plan.changes {
         let Ok(address) = c.address.parse::<Address>() else {
-            report.failed.push((c.address.clone(), c.action, "not an address".into()));
+            report
+                .failed
+                .push((c.address.clone(), c.action, "not an address".into()));
             continue;
         };
         let live_one = c.live_id.as_deref().and_then(|id| by_id.get(id).copied());
         let desired_one = desired.get(&address);
         match c.action {
             Action::NoOp => {}
-            Action::Delete => deletes.push(Op { address, action: c.action, desired: None, live: live_one }),
+            Action::Delete => deletes.push(Op {
+                address,
+                action: c.action,
+                desired: None,
+                live: live_one,
+            }),
             Action::Replace => {
-                deletes.push(Op { address: address.clone(), action: c.action, desired: None, live: live_one });
-                builds.push(Op { address, action: c.action, desired: desired_one, live: None });
+                deletes.push(Op {
+                    address: address.clone(),
+                    action: c.action,
+                    desired: None,
+                    live: live_one,
+                });
+                builds.push(Op {
+                    address,
+                    action: c.action,
+                    desired: desired_one,
+                    live: None,
+                });
             }
-            Action::Create | Action::Update => {
-                builds.push(Op { address, action: c.action, desired: desired_one, live: live_one })
-            }
+            Action::Create | Action::Update => builds.push(Op {
+                address,
+                action: c.action,
+                desired: desired_one,
+                live: live_one,
+            }),
         }
     }
 
@@ -93,13 +119,20 @@ pub async fn apply(cx: &Cx, plan: &Plan, desired: &Model, live: &[Live], paralle
     // Phase 1: deletions, rank by rank (hosts, then deliveries/profiles/groups, then the rest).
     let mut failed_deletes: BTreeSet<Address> = BTreeSet::new();
     for rank in 0..=2u8 {
-        let ops: Vec<&Op> = deletes.iter().filter(|o| delete_rank(o.address.kind) == rank).collect();
+        let ops: Vec<&Op> = deletes
+            .iter()
+            .filter(|o| delete_rank(o.address.kind) == rank)
+            .collect();
         let results = join_all(ops.into_iter().map(|op| {
             let sem = sem.clone();
             let stream_sem = stream_sem.clone();
             async move {
                 let _p = sem.acquire().await;
-                let _s = if op.address.kind == Kind::Stream { Some(stream_sem.acquire().await) } else { None };
+                let _s = if op.address.kind == Kind::Stream {
+                    Some(stream_sem.acquire().await)
+                } else {
+                    None
+                };
                 let r = run(cx, op, true, desired).await;
                 (op, r)
             }
@@ -114,7 +147,9 @@ pub async fn apply(cx: &Cx, plan: &Plan, desired: &Model, live: &[Live], paralle
                 }
                 Err(e) => {
                     failed_deletes.insert(op.address.clone());
-                    report.failed.push((op.address.to_string(), Action::Delete, e));
+                    report
+                        .failed
+                        .push((op.address.to_string(), Action::Delete, e));
                 }
             }
         }
@@ -164,7 +199,10 @@ pub async fn apply(cx: &Cx, plan: &Plan, desired: &Model, live: &[Live], paralle
                     }
                 };
                 if status != Status::Ok {
-                    cx.events.send(Event::Skipped { address: op.address.clone(), because: dep.clone() });
+                    cx.events.send(Event::Skipped {
+                        address: op.address.clone(),
+                        because: dep.clone(),
+                    });
                     finish(Status::Failed);
                     return Outcome::Skipped(dep);
                 }
@@ -192,7 +230,9 @@ pub async fn apply(cx: &Cx, plan: &Plan, desired: &Model, live: &[Live], paralle
         match outcome {
             Outcome::Done => report.done.push((op.address.to_string(), op.action)),
             Outcome::Failed(e) => report.failed.push((op.address.to_string(), op.action, e)),
-            Outcome::Skipped(because) => report.skipped.push((op.address.to_string(), because.to_string())),
+            Outcome::Skipped(because) => report
+                .skipped
+                .push((op.address.to_string(), because.to_string())),
         }
     }
     report
@@ -207,7 +247,10 @@ enum Outcome {
 async fn run(cx: &Cx, op: &Op<'_>, deleting: bool, desired: &Model) -> Result<(), String> {
     let action = verb(op.action, deleting).to_string();
     let start = Instant::now();
-    cx.events.send(Event::Start { address: op.address.clone(), action: action.clone() });
+    cx.events.send(Event::Start {
+        address: op.address.clone(),
+        action: action.clone(),
+    });
     let result = if deleting {
         match op.live {
             Some(l) => kinds::delete(cx, l).await,
@@ -226,12 +269,20 @@ async fn run(cx: &Cx, op: &Op<'_>, deleting: bool, desired: &Model) -> Result<()
     };
     match result {
         Ok(()) => {
-            cx.events.send(Event::Done { address: op.address.clone(), action, elapsed: start.elapsed() });
+            cx.events.send(Event::Done {
+                address: op.address.clone(),
+                action,
+                elapsed: start.elapsed(),
+            });
             Ok(())
         }
         Err(e) => {
             let msg = e.to_string();
-            cx.events.send(Event::Failed { address: op.address.clone(), action, error: msg.clone() });
+            cx.events.send(Event::Failed {
+                address: op.address.clone(),
+                action,
+                error: msg.clone(),
+            });
             Err(msg)
         }
     }

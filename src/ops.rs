@@ -63,7 +63,10 @@ pub struct OpenOptions {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Validates the spec offline first (an invalid spec never reaches AWS), then connects, learns
@@ -73,7 +76,12 @@ pub async fn open(spec_path: &Path, opts: &OpenOptions) -> Result<Session, Error
         .map_err(|e| Error::Other(format!("cannot read {}: {e}", spec_path.display())))?;
     let offline = spec::load_file(spec_path, &opts.load).map_err(Error::Spec)?;
     let mut aws = opts.aws.clone();
-    if let Some(r) = offline.spec.region.clone().or_else(|| opts.load.region.clone()) {
+    if let Some(r) = offline
+        .spec
+        .region
+        .clone()
+        .or_else(|| opts.load.region.clone())
+    {
         aws.region = Some(r);
     }
     let clients = Clients::new(&aws).await?;
@@ -185,7 +193,11 @@ pub async fn outputs(session: &Session, live: &[Live]) -> Result<Vec<Output>, Er
                 details.insert("arn".into(), d.arn.clone());
                 details.insert(
                     "data_lands_in".into(),
-                    format!("s3://{}/{}", d.bucket_name, d.prefix.clone().unwrap_or_default()),
+                    format!(
+                        "s3://{}/{}",
+                        d.bucket_name,
+                        d.prefix.clone().unwrap_or_default()
+                    ),
                 );
             }
             Props::Role(r) => {
@@ -229,7 +241,10 @@ pub async fn outputs(session: &Session, live: &[Live]) -> Result<Vec<Output>, Er
                     ),
                 };
                 details.insert("reach".into(), reach);
-                details.insert("agent_log".into(), "/var/log/aws-kinesis-agent/aws-kinesis-agent.log".into());
+                details.insert(
+                    "agent_log".into(),
+                    "/var/log/aws-kinesis-agent/aws-kinesis-agent.log".into(),
+                );
             }
         }
         out.push(Output {

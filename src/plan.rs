@@ -113,7 +113,10 @@ impl std::fmt::Display for NotOursError {
         for n in &self.0 {
             writeln!(f, "  {} → {} ({})", n.address, n.name, n.id)?;
         }
-        write!(f, "Rename them in the spec (name:) or remove the existing resources yourself.")
+        write!(
+            f,
+            "Rename them in the spec (name:) or remove the existing resources yourself."
+        )
     }
 }
 
@@ -218,7 +221,9 @@ pub fn plan(desired: &Model, live: &[Live], replace_on: ReplaceOn) -> Result<Pla
     let mut replaced: BTreeSet<Address> = BTreeSet::new();
     let mut extra_deletes = Vec::new();
     for address in &order {
-        let Some(want) = desired.get(address) else { continue };
+        let Some(want) = desired.get(address) else {
+            continue;
+        };
         let candidates = by_address.remove(address).unwrap_or_default();
         let (current, extras): (Vec<&Live>, Vec<&Live>) = {
             let pick = candidates
@@ -241,7 +246,9 @@ pub fn plan(desired: &Model, live: &[Live], replace_on: ReplaceOn) -> Result<Pla
                 address: address.to_string(),
                 action: Action::Delete,
                 name: extra.resource.name.clone(),
-                reason: Some(format!("a second live resource for {address} (left by an interrupted apply)")),
+                reason: Some(format!(
+                    "a second live resource for {address} (left by an interrupted apply)"
+                )),
                 live_id: Some(extra.id.clone()),
                 attributes: vec![],
             });
@@ -257,7 +264,10 @@ pub fn plan(desired: &Model, live: &[Live], replace_on: ReplaceOn) -> Result<Pla
             });
             continue;
         };
-        if have.resource.name != want.name {
+        // A host's name is only its `Name` tag, which can be set in place; for every other
+        // kind the name is the resource's identity.
+        let renamed = have.resource.name != want.name;
+        if renamed && address.kind != Kind::Host {
             replaced.insert(address.clone());
             changes.push(Change {
                 address: address.to_string(),
@@ -272,7 +282,18 @@ pub fn plan(desired: &Model, live: &[Live], replace_on: ReplaceOn) -> Result<Pla
             });
             continue;
         }
-        let attrs = diff(want, &have.resource, replace_on(address.kind));
+        let mut attrs = diff(want, &have.resource, replace_on(address.kind));
+        if renamed {
+            attrs.insert(
+                0,
+                AttrChange {
+                    name: "name".into(),
+                    before: Value::String(have.resource.name.clone()),
+                    after: Value::String(want.name.clone()),
+                    forces_replacement: false,
+                },
+            );
+        }
         let cascade = want
             .depends_on
             .iter()
@@ -283,7 +304,10 @@ pub fn plan(desired: &Model, live: &[Live], replace_on: ReplaceOn) -> Result<Pla
             .map(|a| a.name.as_str())
             .collect();
         let (action, reason) = if let Some(dep) = cascade {
-            (Action::Replace, Some(format!("{dep} is replaced and {address} reads from it")))
+            (
+                Action::Replace,
+                Some(format!("{dep} is replaced and {address} reads from it")),
+            )
         } else if !forced.is_empty() {
             (
                 Action::Replace,
@@ -327,7 +351,10 @@ pub fn plan(desired: &Model, live: &[Live], replace_on: ReplaceOn) -> Result<Pla
             .iter()
             .filter(|c| matches!(c.action, Action::Create | Action::Replace))
             .count(),
-        change: changes.iter().filter(|c| c.action == Action::Update).count(),
+        change: changes
+            .iter()
+            .filter(|c| c.action == Action::Update)
+            .count(),
         destroy: changes
             .iter()
             .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
@@ -454,7 +481,14 @@ hosts:
         let m = model(SPEC);
         let p = plan(&m, &live_of(&m), replace_on).expect("plan");
         assert!(!p.has_changes(), "{:#?}", p.changes);
-        assert_eq!(p.summary, Summary { add: 0, change: 0, destroy: 0 });
+        assert_eq!(
+            p.summary,
+            Summary {
+                add: 0,
+                change: 0,
+                destroy: 0
+            }
+        );
     }
 
     #[test]
@@ -463,7 +497,12 @@ hosts:
         let p = plan(&m, &[], replace_on).expect("plan");
         assert_eq!(p.summary.add, m.resources.len());
         assert!(p.changes.iter().all(|c| c.action == Action::Create));
-        let pos = |a: &str| p.changes.iter().position(|c| c.address == a).expect("present");
+        let pos = |a: &str| {
+            p.changes
+                .iter()
+                .position(|c| c.address == a)
+                .expect("present")
+        };
         assert!(pos("stream.weather") < pos("delivery.to-s3"));
         assert!(pos("delivery_role.to-s3") < pos("delivery.to-s3"));
         assert!(pos("delivery.to-s3") < pos("host.collector"));
@@ -506,7 +545,8 @@ hosts:
                 address: "host_role.collector",
                 edit: |r| {
                     if let Props::Role(role) = &mut r.props {
-                        role.inline_policies.insert("streamstack".into(), serde_json::json!({"Statement": []}));
+                        role.inline_policies
+                            .insert("streamstack".into(), serde_json::json!({"Statement": []}));
                     }
                 },
                 action: Action::Update,
@@ -578,9 +618,18 @@ hosts:
             assert_eq!(c.action, case.action, "{}", case.name);
             assert_eq!(c.attributes.len(), 1, "{}", case.name);
             assert_eq!(c.attributes[0].name, case.attr, "{}", case.name);
-            assert_eq!(c.attributes[0].forces_replacement, case.action == Action::Replace, "{}", case.name);
+            assert_eq!(
+                c.attributes[0].forces_replacement,
+                case.action == Action::Replace,
+                "{}",
+                case.name
+            );
             if case.action == Action::Replace {
-                assert!(c.reason.as_deref().is_some_and(|r| r.contains(case.attr)), "{}", case.name);
+                assert!(
+                    c.reason.as_deref().is_some_and(|r| r.contains(case.attr)),
+                    "{}",
+                    case.name
+                );
             }
         }
     }
@@ -589,13 +638,25 @@ hosts:
     fn renamed_stream_replaces_it_and_the_delivery_reading_it() {
         let m = model(SPEC);
         let mut live = live_of(&m);
-        edit(&mut live, "stream.weather", |r| r.name = "lab-old-weather".into());
+        edit(&mut live, "stream.weather", |r| {
+            r.name = "lab-old-weather".into()
+        });
         let p = plan(&m, &live, replace_on).expect("plan");
         assert_eq!(find(&p, "stream.weather").action, Action::Replace);
         let d = find(&p, "delivery.to-s3");
         assert_eq!(d.action, Action::Replace);
-        assert!(d.reason.as_deref().is_some_and(|r| r.contains("stream.weather")));
-        assert_eq!(p.summary, Summary { add: 2, change: 0, destroy: 2 });
+        assert!(d
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("stream.weather")));
+        assert_eq!(
+            p.summary,
+            Summary {
+                add: 2,
+                change: 0,
+                destroy: 2
+            }
+        );
     }
 
     #[test]
@@ -615,7 +676,14 @@ hosts:
         let c = find(&p, "host.old");
         assert_eq!(c.action, Action::Delete);
         assert_eq!(c.live_id.as_deref(), Some("i-old"));
-        assert_eq!(p.summary, Summary { add: 0, change: 0, destroy: 1 });
+        assert_eq!(
+            p.summary,
+            Summary {
+                add: 0,
+                change: 0,
+                destroy: 1
+            }
+        );
     }
 
     #[test]

@@ -53,7 +53,11 @@ pub fn show_value(v: &Value, verbose: bool) -> String {
             if verbose || compact.chars().count() <= 72 {
                 compact
             } else {
-                format!("<{} chars of JSON, sha256:{}>", compact.len(), short_hash(&compact))
+                format!(
+                    "<{} chars of JSON, sha256:{}>",
+                    compact.len(),
+                    short_hash(&compact)
+                )
             }
         }
         other => other.to_string(),
@@ -69,7 +73,12 @@ fn attr_lines(a: &AttrChange, action: Action, style: Style, out: &mut String) {
     match (action, &a.before, &a.after) {
         (Action::Create, _, after) => {
             if !after.is_null() {
-                let _ = writeln!(out, "      {:<22} {}", a.name, show_value(after, style.verbose));
+                let _ = writeln!(
+                    out,
+                    "      {:<22} {}",
+                    a.name,
+                    show_value(after, style.verbose)
+                );
             }
         }
         (Action::Delete, _, _) => {}
@@ -79,7 +88,10 @@ fn attr_lines(a: &AttrChange, action: Action, style: Style, out: &mut String) {
             keys.sort();
             keys.dedup();
             for k in keys {
-                let (bv, av) = (b.get(k).unwrap_or(&Value::Null), af.get(k).unwrap_or(&Value::Null));
+                let (bv, av) = (
+                    b.get(k).unwrap_or(&Value::Null),
+                    af.get(k).unwrap_or(&Value::Null),
+                );
                 if bv != av {
                     let _ = writeln!(
                         out,
@@ -105,8 +117,17 @@ fn attr_lines(a: &AttrChange, action: Action, style: Style, out: &mut String) {
 
 fn change_block(c: &Change, style: Style, out: &mut String) {
     let head = format!("{:>3} {}", c.action.symbol(), c.address);
-    let id = c.live_id.as_deref().map(|i| format!(" [{i}]")).unwrap_or_default();
-    let _ = writeln!(out, "  {} ({}){id}", style.paint(action_color(c.action), &head), c.name);
+    let id = c
+        .live_id
+        .as_deref()
+        .map(|i| format!(" [{i}]"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "  {} ({}){id}",
+        style.paint(action_color(c.action), &head),
+        c.name
+    );
     if let Some(r) = &c.reason {
         let _ = writeln!(out, "      {}", style.paint("2", &format!("# {r}")));
     }
@@ -156,26 +177,50 @@ pub fn render_event(e: &Event, style: Style) -> String {
             };
             format!("{address}: {verb}")
         }
-        Event::Progress { address, waiting_for, elapsed } => {
-            format!("{address}: Still working... [{} elapsed, waiting for {waiting_for}]", secs(elapsed))
+        Event::Progress {
+            address,
+            waiting_for,
+            elapsed,
+        } => {
+            format!(
+                "{address}: Still working... [{} elapsed, waiting for {waiting_for}]",
+                secs(elapsed)
+            )
         }
-        Event::Retry { address, error, elapsed } => {
-            format!("{address}: retrying [{} elapsed] after: {error}", secs(elapsed))
+        Event::Retry {
+            address,
+            error,
+            elapsed,
+        } => {
+            format!(
+                "{address}: retrying [{} elapsed] after: {error}",
+                secs(elapsed)
+            )
         }
-        Event::Done { address, action, elapsed } => {
+        Event::Done {
+            address,
+            action,
+            elapsed,
+        } => {
             let what = match action.as_str() {
                 "create" => "Creation",
                 "update" => "Modifications",
                 "delete" => "Destruction",
                 _ => "Operation",
             };
-            style.paint("32", &format!("{address}: {what} complete after {}", secs(elapsed)))
+            style.paint(
+                "32",
+                &format!("{address}: {what} complete after {}", secs(elapsed)),
+            )
         }
-        Event::Failed { address, action, error } => {
-            style.paint("31", &format!("{address}: {action} failed: {error}"))
-        }
-        Event::Skipped { address, because } => {
-            style.paint("33", &format!("{address}: skipped because {because} did not complete"))
-        }
+        Event::Failed {
+            address,
+            action,
+            error,
+        } => style.paint("31", &format!("{address}: {action} failed: {error}")),
+        Event::Skipped { address, because } => style.paint(
+            "33",
+            &format!("{address}: skipped because {because} did not complete"),
+        ),
     }
 }

@@ -66,7 +66,12 @@ fn text(o: &Output) -> String {
 #[track_caller]
 fn ok(sb: &Sandbox, args: &[&str]) -> String {
     let o = ss(sb, args);
-    assert_eq!(o.status.code(), Some(0), "streamstack {args:?} failed:\n{}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "streamstack {args:?} failed:\n{}",
+        text(&o)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -98,7 +103,11 @@ fn remaining(sb: &Sandbox, spec: &Path) -> Vec<String> {
 
 fn plan_json(sb: &Sandbox, spec: &Path) -> serde_json::Value {
     let o = ss(sb, &["plan", "--json", "--detailed-exitcode", p(spec)]);
-    assert!(matches!(o.status.code(), Some(0 | 2)), "plan failed:\n{}", text(&o));
+    assert!(
+        matches!(o.status.code(), Some(0 | 2)),
+        "plan failed:\n{}",
+        text(&o)
+    );
     serde_json::from_slice(&o.stdout).expect("plan --json is JSON")
 }
 
@@ -122,13 +131,27 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
     let spec = spec_file(WEATHER_LAB);
     ok(&sb, &["validate", p(&spec.path)]);
     let before = ok(&sb, &["plan", p(&spec.path)]);
-    assert!(before.contains("Plan: 7 to add, 0 to change, 0 to destroy."), "{before}");
-    assert!(sb.proxy.write_calls().is_empty(), "plan wrote: {:?}", sb.proxy.write_calls());
+    assert!(
+        before.contains("Plan: 7 to add, 0 to change, 0 to destroy."),
+        "{before}"
+    );
+    assert!(
+        sb.proxy.write_calls().is_empty(),
+        "plan wrote: {:?}",
+        sb.proxy.write_calls()
+    );
 
     let started = Instant::now();
     let applied = ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
-    eprintln!("weather-lab apply: {:.2?}, {} calls", started.elapsed(), sb.proxy.calls().len());
-    assert!(applied.contains("Apply complete! Resources: 7 added"), "{applied}");
+    eprintln!(
+        "weather-lab apply: {:.2?}, {} calls",
+        started.elapsed(),
+        sb.proxy.calls().len()
+    );
+    assert!(
+        applied.contains("Apply complete! Resources: 7 added"),
+        "{applied}"
+    );
 
     // Every resource is there with the spec's properties.
     let conf = sdk(&sb, LAB_REGION);
@@ -147,7 +170,10 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
             s.stream_mode_details.map(|m| m.stream_mode),
             Some(aws_sdk_kinesis::types::StreamMode::OnDemand)
         );
-        assert_eq!(s.encryption_type, Some(aws_sdk_kinesis::types::EncryptionType::Kms));
+        assert_eq!(
+            s.encryption_type,
+            Some(aws_sdk_kinesis::types::EncryptionType::Kms)
+        );
 
         let firehose = aws_sdk_firehose::Client::new(&conf);
         let d = firehose
@@ -158,20 +184,49 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
             .expect("delivery")
             .delivery_stream_description
             .expect("description");
-        assert_eq!(d.delivery_stream_type, aws_sdk_firehose::types::DeliveryStreamType::KinesisStreamAsSource);
-        let src = d.source.and_then(|s| s.kinesis_stream_source_description).expect("kinesis source");
-        assert!(src.kinesis_stream_arn.unwrap_or_default().ends_with(":stream/weather-lab-weather"));
-        let dest = d.destinations[0].extended_s3_destination_description.clone().expect("extended s3");
+        assert_eq!(
+            d.delivery_stream_type,
+            aws_sdk_firehose::types::DeliveryStreamType::KinesisStreamAsSource
+        );
+        let src = d
+            .source
+            .and_then(|s| s.kinesis_stream_source_description)
+            .expect("kinesis source");
+        assert!(src
+            .kinesis_stream_arn
+            .unwrap_or_default()
+            .ends_with(":stream/weather-lab-weather"));
+        let dest = d.destinations[0]
+            .extended_s3_destination_description
+            .clone()
+            .expect("extended s3");
         assert_eq!(dest.prefix.as_deref(), Some("weather/"));
         assert_eq!(dest.error_output_prefix.as_deref(), Some("errors/"));
-        assert_eq!(dest.compression_format, aws_sdk_firehose::types::CompressionFormat::Gzip);
+        assert_eq!(
+            dest.compression_format,
+            aws_sdk_firehose::types::CompressionFormat::Gzip
+        );
         let hints = dest.buffering_hints.expect("buffering");
-        assert_eq!((hints.size_in_mbs, hints.interval_in_seconds), (Some(5), Some(60)));
-        assert!(dest.bucket_arn.starts_with("arn:aws:s3:::weather-lab-archive-"));
+        assert_eq!(
+            (hints.size_in_mbs, hints.interval_in_seconds),
+            (Some(5), Some(60))
+        );
+        assert!(dest
+            .bucket_arn
+            .starts_with("arn:aws:s3:::weather-lab-archive-"));
 
         let iam = aws_sdk_iam::Client::new(&conf);
-        let role = iam.get_role().role_name("weather-lab-collector-host").send().await.expect("host role");
-        let trust = role.role.expect("role").assume_role_policy_document.unwrap_or_default();
+        let role = iam
+            .get_role()
+            .role_name("weather-lab-collector-host")
+            .send()
+            .await
+            .expect("host role");
+        let trust = role
+            .role
+            .expect("role")
+            .assume_role_policy_document
+            .unwrap_or_default();
         assert!(trust.contains("ec2.amazonaws.com"), "{trust}");
         let pol = iam
             .get_role_policy()
@@ -180,25 +235,63 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
             .send()
             .await
             .expect("inline policy");
-        let doc = percent_encoding::percent_decode_str(&pol.policy_document).decode_utf8_lossy().to_string();
-        assert!(doc.contains("kinesis:PutRecords") && doc.contains("stream/weather-lab-weather"), "{doc}");
-        assert!(!doc.contains("\"*\"") || doc.contains("cloudwatch:namespace"), "{doc}");
-        let frole = iam.get_role().role_name("weather-lab-weather-to-s3-firehose").send().await.expect("delivery role");
-        let ftrust = frole.role.expect("role").assume_role_policy_document.unwrap_or_default();
-        assert!(ftrust.contains("firehose.amazonaws.com") && ftrust.contains("ExternalId"), "{ftrust}");
+        let doc = percent_encoding::percent_decode_str(&pol.policy_document)
+            .decode_utf8_lossy()
+            .to_string();
+        assert!(
+            doc.contains("kinesis:PutRecords") && doc.contains("stream/weather-lab-weather"),
+            "{doc}"
+        );
+        assert!(
+            !doc.contains("\"*\"") || doc.contains("cloudwatch:namespace"),
+            "{doc}"
+        );
+        let frole = iam
+            .get_role()
+            .role_name("weather-lab-weather-to-s3-firehose")
+            .send()
+            .await
+            .expect("delivery role");
+        let ftrust = frole
+            .role
+            .expect("role")
+            .assume_role_policy_document
+            .unwrap_or_default();
+        assert!(
+            ftrust.contains("firehose.amazonaws.com") && ftrust.contains("ExternalId"),
+            "{ftrust}"
+        );
 
         let ec2 = aws_sdk_ec2::Client::new(&conf);
         let res = ec2
             .describe_instances()
-            .filters(aws_sdk_ec2::types::Filter::builder().name("tag:streamstack:stack").values("weather-lab").build())
-            .filters(aws_sdk_ec2::types::Filter::builder().name("instance-state-name").values("running").build())
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:streamstack:stack")
+                    .values("weather-lab")
+                    .build(),
+            )
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("instance-state-name")
+                    .values("running")
+                    .build(),
+            )
             .send()
             .await
             .expect("instances");
-        let instances: Vec<_> = res.reservations().iter().flat_map(|r| r.instances()).collect();
+        let instances: Vec<_> = res
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .collect();
         assert_eq!(instances.len(), 1, "exactly one host");
         let i = instances[0];
-        assert!(i.iam_instance_profile().and_then(|p| p.arn()).unwrap_or_default().ends_with("/weather-lab-collector-host"));
+        assert!(i
+            .iam_instance_profile()
+            .and_then(|p| p.arn())
+            .unwrap_or_default()
+            .ends_with("/weather-lab-collector-host"));
         assert_eq!(
             i.metadata_options().and_then(|m| m.http_tokens()),
             Some(&aws_sdk_ec2::types::HttpTokensState::Required)
@@ -212,8 +305,16 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
             .expect("user data");
         let b64 = ud.user_data.and_then(|u| u.value).unwrap_or_default();
         use base64::Engine;
-        let script = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).expect("base64")).expect("utf-8");
-        assert!(script.contains("\"kinesisStream\": \"weather-lab-weather\""), "{script}");
+        let script = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .expect("base64"),
+        )
+        .expect("utf-8");
+        assert!(
+            script.contains("\"kinesisStream\": \"weather-lab-weather\""),
+            "{script}"
+        );
         assert!(script.contains("dnf install -y aws-kinesis-agent"));
         assert!(!script.contains("awsAccessKeyId") && !script.contains("AKID"));
 
@@ -226,16 +327,32 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
             .find(|n| n.starts_with("weather-lab-archive-"))
             .expect("bucket")
             .to_string();
-        let enc = s3.get_bucket_encryption().bucket(&bucket).send().await.expect("encryption");
+        let enc = s3
+            .get_bucket_encryption()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("encryption");
         let rule = enc.server_side_encryption_configuration.expect("sse").rules[0].clone();
         assert_eq!(
-            rule.apply_server_side_encryption_by_default.map(|d| d.sse_algorithm),
+            rule.apply_server_side_encryption_by_default
+                .map(|d| d.sse_algorithm),
             Some(aws_sdk_s3::types::ServerSideEncryption::Aes256)
         );
-        let pab = s3.get_public_access_block().bucket(&bucket).send().await.expect("pab");
+        let pab = s3
+            .get_public_access_block()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("pab");
         let c = pab.public_access_block_configuration.expect("config");
         assert_eq!(
-            (c.block_public_acls, c.ignore_public_acls, c.block_public_policy, c.restrict_public_buckets),
+            (
+                c.block_public_acls,
+                c.ignore_public_acls,
+                c.block_public_policy,
+                c.restrict_public_buckets
+            ),
             (Some(true), Some(true), Some(true), Some(true))
         );
     });
@@ -244,20 +361,38 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
     sb.proxy.reset_calls();
     let started = Instant::now();
     let o = ss(&sb, &["plan", "--detailed-exitcode", p(&spec.path)]);
-    eprintln!("weather-lab plan: {:.2?}, {} calls", started.elapsed(), sb.proxy.calls().len());
+    eprintln!(
+        "weather-lab plan: {:.2?}, {} calls",
+        started.elapsed(),
+        sb.proxy.calls().len()
+    );
     assert_eq!(o.status.code(), Some(0), "plan after apply:\n{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("No changes."));
     sb.proxy.reset_calls();
     let started = Instant::now();
     ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
     let calls = sb.proxy.calls();
-    eprintln!("weather-lab no-op apply: {:.2?}, {} calls", started.elapsed(), calls.len());
-    assert!(sb.proxy.write_calls().is_empty(), "no-op apply wrote: {:?}", sb.proxy.write_calls());
+    eprintln!(
+        "weather-lab no-op apply: {:.2?}, {} calls",
+        started.elapsed(),
+        calls.len()
+    );
+    assert!(
+        sb.proxy.write_calls().is_empty(),
+        "no-op apply wrote: {:?}",
+        sb.proxy.write_calls()
+    );
     assert!(!calls.is_empty(), "the proxy saw the reads");
 
     let out = ok(&sb, &["output", p(&spec.path)]);
-    assert!(out.contains("host.collector") && out.contains("i-"), "{out}");
-    assert!(out.contains("data_lands_in") && out.contains("/weather/"), "{out}");
+    assert!(
+        out.contains("host.collector") && out.contains("i-"),
+        "{out}"
+    );
+    assert!(
+        out.contains("data_lands_in") && out.contains("/weather/"),
+        "{out}"
+    );
 
     // Put objects in the bucket as Firehose would; destroy must empty it (force_destroy: true).
     rt().block_on(async {
@@ -268,20 +403,36 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
             s3.put_object()
                 .bucket(&bucket)
                 .key(format!("weather/2026/11/28/obj-{i}"))
-                .body(aws_sdk_s3::primitives::ByteStream::from_static(b"{\"city\":\"Seoul\"}\n"))
+                .body(aws_sdk_s3::primitives::ByteStream::from_static(
+                    b"{\"city\":\"Seoul\"}\n",
+                ))
                 .send()
                 .await
                 .expect("put");
         }
     });
     let destroyed = ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
-    assert!(destroyed.contains("Nothing of the stack remains"), "{destroyed}");
+    assert!(
+        destroyed.contains("Nothing of the stack remains"),
+        "{destroyed}"
+    );
     assert!(remaining(&sb, &spec.path).is_empty());
     rt().block_on(async {
         let s3 = support::moto::s3_client(&conf);
-        assert!(s3.list_buckets().send().await.expect("buckets").buckets().is_empty());
+        assert!(s3
+            .list_buckets()
+            .send()
+            .await
+            .expect("buckets")
+            .buckets()
+            .is_empty());
         let iam = aws_sdk_iam::Client::new(&conf);
-        let roles = iam.list_roles().path_prefix("/streamstack/").send().await.expect("roles");
+        let roles = iam
+            .list_roles()
+            .path_prefix("/streamstack/")
+            .send()
+            .await
+            .expect("roles");
         assert!(roles.roles().is_empty());
     });
 }
@@ -304,18 +455,31 @@ fn apply_rides_out_creating_states_and_iam_propagation() {
     assert!(out.contains("Apply complete!"), "{out}");
     let calls = sb.proxy.call_names();
     let count = |n: &str| calls.iter().filter(|c| c.as_str() == n).count();
-    assert!(count("firehose:CreateDeliveryStream") >= 2, "Firehose create was retried: {calls:?}");
-    assert!(count("ec2:RunInstances") >= 2, "RunInstances was retried: {calls:?}");
+    assert!(
+        count("firehose:CreateDeliveryStream") >= 2,
+        "Firehose create was retried: {calls:?}"
+    );
+    assert!(
+        count("ec2:RunInstances") >= 2,
+        "RunInstances was retried: {calls:?}"
+    );
     assert!(out.contains("retrying"), "retries are reported:\n{out}");
     assert!(out.contains("Still working"), "waits are reported:\n{out}");
     // Retention was raised after the stream became ACTIVE, and only once.
-    assert_eq!(count("kinesis:IncreaseStreamRetentionPeriod"), 1, "{calls:?}");
+    assert_eq!(
+        count("kinesis:IncreaseStreamRetentionPeriod"),
+        1,
+        "{calls:?}"
+    );
     // One instance, however many RunInstances retries.
     let conf = sdk(&sb, LAB_REGION);
     let n = rt().block_on(async {
         let ec2 = aws_sdk_ec2::Client::new(&conf);
         let res = ec2.describe_instances().send().await.expect("instances");
-        res.reservations().iter().flat_map(|r| r.instances()).count()
+        res.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .count()
     });
     assert_eq!(n, 1, "exactly one instance");
     let o = ss(&sb, &["plan", "--detailed-exitcode", p(&spec.path)]);
@@ -356,15 +520,37 @@ fn out_of_band_changes_are_planned_and_repaired() {
     });
     let plan = plan_json(&sb, &spec.path);
     let got = actions(&plan);
-    assert!(got.contains(&("stream.weather".into(), "update".into())), "{got:?}");
-    assert!(got.contains(&("host_role.collector".into(), "update".into())), "{got:?}");
+    assert!(
+        got.contains(&("stream.weather".into(), "update".into())),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("host_role.collector".into(), "update".into())),
+        "{got:?}"
+    );
     assert_eq!(got.len(), 2, "{got:?}");
-    let stream = plan["changes"].as_array().expect("changes").iter().find(|c| c["address"] == "stream.weather").expect("stream change");
-    let names: Vec<&str> = stream["attributes"].as_array().expect("attrs").iter().filter_map(|a| a["name"].as_str()).collect();
+    let stream = plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .find(|c| c["address"] == "stream.weather")
+        .expect("stream change");
+    let names: Vec<&str> = stream["attributes"]
+        .as_array()
+        .expect("attrs")
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
     assert_eq!(names, ["retention_hours", "tags"]);
     let human = ok(&sb, &["plan", p(&spec.path)]);
-    assert!(human.contains("retention_hours") && human.contains("72 → 24"), "{human}");
-    assert!(human.contains("Plan: 0 to add, 2 to change, 0 to destroy."), "{human}");
+    assert!(
+        human.contains("retention_hours") && human.contains("72 → 24"),
+        "{human}"
+    );
+    assert!(
+        human.contains("Plan: 0 to add, 2 to change, 0 to destroy."),
+        "{human}"
+    );
 
     ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
     let o = ss(&sb, &["plan", "--detailed-exitcode", p(&spec.path)]);
@@ -437,12 +623,24 @@ fn a_same_named_foreign_resource_is_refused_and_left_untouched() {
         vec!["apply", "--auto-approve", p(&spec.path)],
     ] {
         let o = ss(&sb, &args);
-        assert_eq!(o.status.code(), Some(1), "{args:?} must refuse:\n{}", text(&o));
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{args:?} must refuse:\n{}",
+            text(&o)
+        );
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains("stream.weather") && err.contains("weather-lab-weather"), "{err}");
+        assert!(
+            err.contains("stream.weather") && err.contains("weather-lab-weather"),
+            "{err}"
+        );
         assert!(err.contains("not tagged"), "{err}");
     }
-    assert!(sb.proxy.write_calls().is_empty(), "refused, yet wrote: {:?}", sb.proxy.write_calls());
+    assert!(
+        sb.proxy.write_calls().is_empty(),
+        "refused, yet wrote: {:?}",
+        sb.proxy.write_calls()
+    );
     // destroy leaves the foreign stream alone.
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
     rt().block_on(async {
@@ -452,7 +650,10 @@ fn a_same_named_foreign_resource_is_refused_and_left_untouched() {
             .send()
             .await
             .expect("still there");
-        assert_eq!(s.stream_description_summary.map(|s| s.open_shard_count), Some(1));
+        assert_eq!(
+            s.stream_description_summary.map(|s| s.open_shard_count),
+            Some(1)
+        );
     });
 }
 
@@ -464,7 +665,10 @@ fn destroy_refuses_a_non_empty_bucket_without_force_destroy() {
     let conf = sdk(&sb, LAB_REGION);
     let bucket = rt().block_on(async {
         let s3 = support::moto::s3_client(&conf);
-        let name = s3.list_buckets().send().await.expect("list").buckets()[0].name().unwrap_or_default().to_string();
+        let name = s3.list_buckets().send().await.expect("list").buckets()[0]
+            .name()
+            .unwrap_or_default()
+            .to_string();
         s3.put_object()
             .bucket(&name)
             .key("weather/keep-me")
@@ -478,10 +682,18 @@ fn destroy_refuses_a_non_empty_bucket_without_force_destroy() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let all = text(&o);
     assert!(all.contains("force_destroy"), "{all}");
-    assert_eq!(remaining(&sb, &spec.path), vec!["bucket.archive".to_string()]);
+    assert_eq!(
+        remaining(&sb, &spec.path),
+        vec!["bucket.archive".to_string()]
+    );
     rt().block_on(async {
         let s3 = support::moto::s3_client(&conf);
-        let objs = s3.list_objects_v2().bucket(&bucket).send().await.expect("list");
+        let objs = s3
+            .list_objects_v2()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("list");
         assert_eq!(objs.key_count, Some(1), "the object is untouched");
     });
 }
@@ -495,7 +707,14 @@ fn destroy_after_an_interrupted_apply_leaves_nothing() {
     });
     let spec = spec_file(WEATHER_LAB);
     let mut child = Command::new(env!("CARGO_BIN_EXE_streamstack"))
-        .args(["--endpoint-url", &sb.endpoint(), "--no-color", "apply", "--auto-approve", p(&spec.path)])
+        .args([
+            "--endpoint-url",
+            &sb.endpoint(),
+            "--no-color",
+            "apply",
+            "--auto-approve",
+            p(&spec.path),
+        ])
         .env("AWS_ACCESS_KEY_ID", "AKIDSTREAMSTACKTEST")
         .env("AWS_SECRET_ACCESS_KEY", "streamstack-test-secret")
         .env("STREAMSTACK_POLL_MS", "200")
@@ -506,16 +725,30 @@ fn destroy_after_an_interrupted_apply_leaves_nothing() {
         .spawn()
         .expect("spawn apply");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !sb.proxy.call_names().iter().any(|c| c == "firehose:CreateDeliveryStream") {
-        assert!(Instant::now() < deadline, "apply never reached the delivery");
+    while !sb
+        .proxy
+        .call_names()
+        .iter()
+        .any(|c| c == "firehose:CreateDeliveryStream")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "apply never reached the delivery"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(500));
     child.kill().expect("kill apply");
     let _ = child.wait();
     let half = remaining(&sb, &spec.path);
-    assert!(half.contains(&"stream.weather".to_string()), "half-applied: {half:?}");
-    assert!(!half.contains(&"host.collector".to_string()), "half-applied: {half:?}");
+    assert!(
+        half.contains(&"stream.weather".to_string()),
+        "half-applied: {half:?}"
+    );
+    assert!(
+        !half.contains(&"host.collector".to_string()),
+        "half-applied: {half:?}"
+    );
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
     assert!(remaining(&sb, &spec.path).is_empty());
 }
@@ -527,7 +760,11 @@ fn apply_without_a_terminal_or_approval_refuses() {
     let o = ss(&sb, &["apply", p(&spec.path)]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--auto-approve"));
-    assert!(sb.proxy.write_calls().is_empty(), "{:?}", sb.proxy.write_calls());
+    assert!(
+        sb.proxy.write_calls().is_empty(),
+        "{:?}",
+        sb.proxy.write_calls()
+    );
 }
 
 #[test]
@@ -536,9 +773,21 @@ fn saved_plan_applies_and_goes_stale_when_the_spec_changes() {
     let spec = spec_file(WEATHER_LAB);
     let dir = tempfile::tempdir().expect("tempdir");
     let planfile = dir.path().join("plan.json");
-    let o = ss(&sb, &["plan", "--detailed-exitcode", "--out", p(&planfile), p(&spec.path)]);
+    let o = ss(
+        &sb,
+        &[
+            "plan",
+            "--detailed-exitcode",
+            "--out",
+            p(&planfile),
+            p(&spec.path),
+        ],
+    );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    rewrite(&spec, &WEATHER_LAB.replace("retention_hours: 24", "retention_hours: 36"));
+    rewrite(
+        &spec,
+        &WEATHER_LAB.replace("retention_hours: 24", "retention_hours: 36"),
+    );
     let o = ss(&sb, &["apply", p(&planfile)]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("run plan again"));
@@ -554,18 +803,37 @@ fn classroom_lifecycle_at_scale() {
     let spec = spec_file(include_str!("../stacks/classroom.yaml"));
     let started = Instant::now();
     let out = ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
-    eprintln!("classroom apply: {:.2?}, {} calls", started.elapsed(), sb.proxy.calls().len());
-    assert!(out.contains("Apply complete! Resources: 181 added"), "{out}");
+    eprintln!(
+        "classroom apply: {:.2?}, {} calls",
+        started.elapsed(),
+        sb.proxy.calls().len()
+    );
+    assert!(
+        out.contains("Apply complete! Resources: 181 added"),
+        "{out}"
+    );
     sb.proxy.reset_calls();
     let started = Instant::now();
     let o = ss(&sb, &["plan", "--detailed-exitcode", p(&spec.path)]);
-    eprintln!("classroom plan: {:.2?}, {} calls", started.elapsed(), sb.proxy.calls().len());
+    eprintln!(
+        "classroom plan: {:.2?}, {} calls",
+        started.elapsed(),
+        sb.proxy.calls().len()
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     sb.proxy.reset_calls();
     let started = Instant::now();
     ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
-    eprintln!("classroom no-op apply: {:.2?}, {} calls", started.elapsed(), sb.proxy.calls().len());
-    assert!(sb.proxy.write_calls().is_empty(), "{:?}", sb.proxy.write_calls());
+    eprintln!(
+        "classroom no-op apply: {:.2?}, {} calls",
+        started.elapsed(),
+        sb.proxy.calls().len()
+    );
+    assert!(
+        sb.proxy.write_calls().is_empty(),
+        "{:?}",
+        sb.proxy.write_calls()
+    );
     let started = Instant::now();
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
     eprintln!("classroom destroy: {:.2?}", started.elapsed());

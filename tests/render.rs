@@ -31,7 +31,8 @@ fn stdout_ok(args: &[&str]) -> String {
 }
 
 fn hosts(spec: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(spec)).expect("spec");
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(spec)).expect("spec");
     let v: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
     v["hosts"]
         .as_mapping()
@@ -44,45 +45,110 @@ fn hosts(spec: &str) -> Vec<String> {
 /// Keys the Kinesis Agent reads (aws-domain.md §1.3); it silently ignores anything else, so a
 /// typo would be a silent failure on the host.
 const TOP_KEYS: &[&str] = &[
-    "flows", "cloudwatch.emitMetrics", "cloudwatch.endpoint", "cloudwatch.namespace",
-    "cloudwatch.tagInstance", "cloudwatch.metricsBufferTimeMillis", "cloudwatch.metricsQueueSize",
-    "kinesis.endpoint", "kinesis.region", "firehose.endpoint", "sts.endpoint", "assumeRoleARN",
-    "assumeRoleExternalId", "checkpointFile", "checkpointTimeToLiveDays", "log.emitMetrics",
-    "log.emitInternalMetrics", "log.statusReportingPeriodSeconds", "maxSendingThreadsPerCore",
-    "maxSendingThreads", "sendingThreadsKeepAliveMillis", "sendingThreadsMaxQueueSize",
-    "maxConnections", "connectionTimeoutMillis", "socketTimeoutMillis", "connectionTTLMillis",
-    "useTcpKeepAlive", "useHttpGzip", "shutdownTimeoutMillis", "userAgent", "userAgentOverride",
+    "flows",
+    "cloudwatch.emitMetrics",
+    "cloudwatch.endpoint",
+    "cloudwatch.namespace",
+    "cloudwatch.tagInstance",
+    "cloudwatch.metricsBufferTimeMillis",
+    "cloudwatch.metricsQueueSize",
+    "kinesis.endpoint",
+    "kinesis.region",
+    "firehose.endpoint",
+    "sts.endpoint",
+    "assumeRoleARN",
+    "assumeRoleExternalId",
+    "checkpointFile",
+    "checkpointTimeToLiveDays",
+    "log.emitMetrics",
+    "log.emitInternalMetrics",
+    "log.statusReportingPeriodSeconds",
+    "maxSendingThreadsPerCore",
+    "maxSendingThreads",
+    "sendingThreadsKeepAliveMillis",
+    "sendingThreadsMaxQueueSize",
+    "maxConnections",
+    "connectionTimeoutMillis",
+    "socketTimeoutMillis",
+    "connectionTTLMillis",
+    "useTcpKeepAlive",
+    "useHttpGzip",
+    "shutdownTimeoutMillis",
+    "userAgent",
+    "userAgentOverride",
 ];
 const FLOW_KEYS: &[&str] = &[
-    "filePattern", "kinesisStream", "deliveryStream", "partitionKeyOption", "initialPosition",
-    "maxBufferAgeMillis", "maxBufferSizeRecords", "maxBufferSizeBytes", "waitOnFullPublishQueueMillis",
-    "waitOnEmptyPublishQueueMillis", "minTimeBetweenFilePollsMillis", "maxTimeBetweenFileTrackerRefreshMillis",
-    "retryInitialBackoffMillis", "retryMaxBackoffMillis", "publishQueueCapacity", "skipHeaderLines",
-    "multiLineStartPattern", "fileFooterPattern", "truncatedRecordTerminator", "aggregatedRecordSizeBytes",
-    "dataProcessingOptions", "log.emitInternalMetrics",
+    "filePattern",
+    "kinesisStream",
+    "deliveryStream",
+    "partitionKeyOption",
+    "initialPosition",
+    "maxBufferAgeMillis",
+    "maxBufferSizeRecords",
+    "maxBufferSizeBytes",
+    "waitOnFullPublishQueueMillis",
+    "waitOnEmptyPublishQueueMillis",
+    "minTimeBetweenFilePollsMillis",
+    "maxTimeBetweenFileTrackerRefreshMillis",
+    "retryInitialBackoffMillis",
+    "retryMaxBackoffMillis",
+    "publishQueueCapacity",
+    "skipHeaderLines",
+    "multiLineStartPattern",
+    "fileFooterPattern",
+    "truncatedRecordTerminator",
+    "aggregatedRecordSizeBytes",
+    "dataProcessingOptions",
+    "log.emitInternalMetrics",
 ];
-const PROCESSING_OPTIONS: &[&str] =
-    &["ADDMETADATA", "ADDEC2METADATA", "SINGLELINE", "CSVTOJSON", "LOGTOJSON", "ADDBRACKETS", "USINGPLUGGIN"];
+const PROCESSING_OPTIONS: &[&str] = &[
+    "ADDMETADATA",
+    "ADDEC2METADATA",
+    "SINGLELINE",
+    "CSVTOJSON",
+    "LOGTOJSON",
+    "ADDBRACKETS",
+    "USINGPLUGGIN",
+];
 
 #[test]
 fn rendered_user_data_passes_shellcheck() {
-    if Command::new("shellcheck").arg("--version").output().is_err() {
-        panic!("shellcheck is not installed (scripts/test installs it: apt-get install shellcheck)");
+    if Command::new("shellcheck")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!(
+            "shellcheck is not installed (scripts/test installs it: apt-get install shellcheck)"
+        );
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let mut checked = 0;
-    for spec in STACKS.iter().copied().chain(["tests/specs/valid/provisioned-kms-csv-ssh.yaml", "tests/specs/valid/direct-delivery-explicit-names.yaml"]) {
+    for spec in STACKS.iter().copied().chain([
+        "tests/specs/valid/provisioned-kms-csv-ssh.yaml",
+        "tests/specs/valid/direct-delivery-explicit-names.yaml",
+    ]) {
         for host in hosts(spec).into_iter().take(3) {
             let script = stdout_ok(&["render", spec, "--host", &host, "--what", "user-data"]);
             assert!(script.starts_with("#!/bin/bash\n"), "{spec}/{host}");
-            assert!(script.len() <= 16 * 1024, "{spec}/{host}: {} bytes", script.len());
+            assert!(
+                script.len() <= 16 * 1024,
+                "{spec}/{host}: {} bytes",
+                script.len()
+            );
             assert!(script.contains("dnf install -y aws-kinesis-agent"));
-            assert!(!script.contains('\u{2013}'), "an en dash would break yum/dnf -y");
+            assert!(
+                !script.contains('\u{2013}'),
+                "an en dash would break yum/dnf -y"
+            );
             assert!(script.contains("groupadd -r aws-kinesis-agent-user"));
             assert!(script.contains("systemctl enable aws-kinesis-agent"));
             let path = dir.path().join(format!("{host}.sh"));
             std::fs::write(&path, &script).expect("write");
-            let out = Command::new("shellcheck").arg(&path).output().expect("shellcheck");
+            let out = Command::new("shellcheck")
+                .arg(&path)
+                .output()
+                .expect("shellcheck");
             assert!(
                 out.status.success(),
                 "{spec}/{host}: shellcheck:\n{}",
@@ -97,7 +163,9 @@ fn rendered_user_data_passes_shellcheck() {
 #[test]
 fn sample_data_is_written_after_the_agent_starts() {
     let script = stdout_ok(&["render", "stacks/weather-lab.yaml", "--what", "user-data"]);
-    let start = script.find("systemctl restart aws-kinesis-agent").expect("start");
+    let start = script
+        .find("systemctl restart aws-kinesis-agent")
+        .expect("start");
     let write = script.find(">>\"$sample_file\"").expect("sample write");
     assert!(start < write);
     assert!(script.contains("sample_file='/var/log/weather/first.log'"));
@@ -109,21 +177,33 @@ fn sample_data_is_written_after_the_agent_starts() {
 
 #[test]
 fn agent_config_uses_only_known_keys_and_no_credentials() {
-    for spec in STACKS.iter().copied().chain(["tests/specs/valid/provisioned-kms-csv-ssh.yaml", "tests/specs/valid/direct-delivery-explicit-names.yaml"]) {
+    for spec in STACKS.iter().copied().chain([
+        "tests/specs/valid/provisioned-kms-csv-ssh.yaml",
+        "tests/specs/valid/direct-delivery-explicit-names.yaml",
+    ]) {
         for host in hosts(spec).into_iter().take(2) {
             let text = stdout_ok(&["render", spec, "--host", &host, "--what", "agent-config"]);
             let v: Value = serde_json::from_str(&text).expect("agent.json is JSON");
             let top = v.as_object().expect("object");
             for k in top.keys() {
-                assert!(TOP_KEYS.contains(&k.as_str()), "{spec}/{host}: unknown agent key {k}");
+                assert!(
+                    TOP_KEYS.contains(&k.as_str()),
+                    "{spec}/{host}: unknown agent key {k}"
+                );
             }
             let flows = v["flows"].as_array().expect("flows");
             assert!(!flows.is_empty());
             for f in flows {
                 for k in f.as_object().expect("flow").keys() {
-                    assert!(FLOW_KEYS.contains(&k.as_str()), "{spec}/{host}: unknown flow key {k}");
+                    assert!(
+                        FLOW_KEYS.contains(&k.as_str()),
+                        "{spec}/{host}: unknown flow key {k}"
+                    );
                 }
-                assert!(f.get("kinesisStream").is_some() != f.get("deliveryStream").is_some(), "exactly one target");
+                assert!(
+                    f.get("kinesisStream").is_some() != f.get("deliveryStream").is_some(),
+                    "exactly one target"
+                );
                 for o in f["dataProcessingOptions"].as_array().into_iter().flatten() {
                     let name = o["optionName"].as_str().expect("optionName");
                     assert!(PROCESSING_OPTIONS.contains(&name), "{name}");
@@ -131,7 +211,9 @@ fn agent_config_uses_only_known_keys_and_no_credentials() {
             }
             let region = v["kinesis.endpoint"].as_str().expect("kinesis endpoint");
             assert!(region.starts_with("kinesis.") && region.ends_with(".amazonaws.com"));
-            assert!(v["firehose.endpoint"].as_str().is_some_and(|e| !e.contains("us-east-1") || region.contains("us-east-1")));
+            assert!(v["firehose.endpoint"]
+                .as_str()
+                .is_some_and(|e| !e.contains("us-east-1") || region.contains("us-east-1")));
             for secret in ["awsAccessKeyId", "awsSecretAccessKey", "AKIA", "aws_secret"] {
                 assert!(!text.contains(secret), "{spec}/{host}: {secret}");
             }
@@ -144,7 +226,11 @@ fn policies_have_no_wildcard_actions_and_only_the_stacks_arns() {
     for spec in STACKS {
         let text = stdout_ok(&["render", spec, "--what", "policies"]);
         let v: Value = serde_json::from_str(&text).expect("JSON");
-        let stack = if spec.contains("classroom") { "classroom" } else { "weather-lab" };
+        let stack = if spec.contains("classroom") {
+            "classroom"
+        } else {
+            "weather-lab"
+        };
         let roles = v.as_object().expect("object");
         assert!(roles.len() >= 2);
         for (name, role) in roles {
@@ -155,7 +241,10 @@ fn policies_have_no_wildcard_actions_and_only_the_stacks_arns() {
                 for st in policy["Statement"].as_array().expect("statements") {
                     let actions: Vec<String> = match &st["Action"] {
                         Value::String(s) => vec![s.clone()],
-                        Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+                        Value::Array(a) => a
+                            .iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect(),
                         other => panic!("Action {other}"),
                     };
                     for a in &actions {
@@ -164,7 +253,10 @@ fn policies_have_no_wildcard_actions_and_only_the_stacks_arns() {
                     }
                     let resources: Vec<String> = match &st["Resource"] {
                         Value::String(s) => vec![s.clone()],
-                        Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+                        Value::Array(a) => a
+                            .iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect(),
                         other => panic!("Resource {other}"),
                     };
                     for r in &resources {
@@ -172,7 +264,10 @@ fn policies_have_no_wildcard_actions_and_only_the_stacks_arns() {
                             // Only PutMetricData, which has no resource-level permissions, pinned
                             // to the agent's namespace by a condition.
                             assert_eq!(actions, ["cloudwatch:PutMetricData"], "{name}");
-                            assert_eq!(st["Condition"]["StringEquals"]["cloudwatch:namespace"], "AWSKinesisAgent");
+                            assert_eq!(
+                                st["Condition"]["StringEquals"]["cloudwatch:namespace"],
+                                "AWSKinesisAgent"
+                            );
                         } else {
                             let own = r.contains(&format!(":stream/{stack}-"))
                                 || r.contains(&format!(":deliverystream/{stack}-"))
@@ -189,7 +284,14 @@ fn policies_have_no_wildcard_actions_and_only_the_stacks_arns() {
 
 #[test]
 fn host_role_grants_only_the_streams_its_flows_write_to() {
-    let text = stdout_ok(&["render", "stacks/classroom.yaml", "--host", "student07", "--what", "policies"]);
+    let text = stdout_ok(&[
+        "render",
+        "stacks/classroom.yaml",
+        "--host",
+        "student07",
+        "--what",
+        "policies",
+    ]);
     let v: Value = serde_json::from_str(&text).expect("JSON");
     let roles = v.as_object().expect("object");
     assert_eq!(roles.len(), 1, "--host picks that host's role only");
@@ -202,11 +304,22 @@ fn host_role_grants_only_the_streams_its_flows_write_to() {
 #[test]
 fn schema_command_matches_the_checked_in_copy_and_the_loader() {
     let printed = stdout_ok(&["schema"]);
-    let checked_in = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/streamstack.schema.json")).expect("schema file");
-    assert_eq!(printed, checked_in, "run `streamstack schema > schema/streamstack.schema.json`");
+    let checked_in = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/streamstack.schema.json"),
+    )
+    .expect("schema file");
+    assert_eq!(
+        printed, checked_in,
+        "run `streamstack schema > schema/streamstack.schema.json`"
+    );
     let v: Value = serde_json::from_str(&printed).expect("JSON");
     let keys = |x: &Value| -> Vec<String> {
-        let mut k: Vec<String> = x["properties"].as_object().expect("properties").keys().cloned().collect();
+        let mut k: Vec<String> = x["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+            .cloned()
+            .collect();
         k.sort();
         k
     };
@@ -218,19 +331,38 @@ fn schema_command_matches_the_checked_in_copy_and_the_loader() {
     use streamstack::spec::*;
     assert_eq!(keys(&v), sorted(TOP_KEYS));
     let p = &v["properties"];
-    assert_eq!(keys(&p["buckets"]["additionalProperties"]), sorted(BUCKET_KEYS));
-    assert_eq!(keys(&p["streams"]["additionalProperties"]), sorted(STREAM_KEYS));
+    assert_eq!(
+        keys(&p["buckets"]["additionalProperties"]),
+        sorted(BUCKET_KEYS)
+    );
+    assert_eq!(
+        keys(&p["streams"]["additionalProperties"]),
+        sorted(STREAM_KEYS)
+    );
     let delivery = &p["deliveries"]["additionalProperties"];
     assert_eq!(keys(delivery), sorted(DELIVERY_KEYS));
-    assert_eq!(keys(&delivery["properties"]["buffering"]), sorted(BUFFERING_KEYS));
+    assert_eq!(
+        keys(&delivery["properties"]["buffering"]),
+        sorted(BUFFERING_KEYS)
+    );
     let host = &p["hosts"]["additionalProperties"];
     assert_eq!(keys(host), sorted(HOST_KEYS));
     assert_eq!(keys(&host["properties"]["ssh"]), sorted(SSH_KEYS));
-    assert_eq!(keys(&host["properties"]["flows"]["items"]), sorted(FLOW_KEYS));
-    assert_eq!(keys(&host["properties"]["sample_data"]), sorted(SAMPLE_KEYS));
+    assert_eq!(
+        keys(&host["properties"]["flows"]["items"]),
+        sorted(FLOW_KEYS)
+    );
+    assert_eq!(
+        keys(&host["properties"]["sample_data"]),
+        sorted(SAMPLE_KEYS)
+    );
     for stack in STACKS {
-        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(stack)).expect("stack");
-        assert!(text.starts_with("# yaml-language-server: $schema=../schema/streamstack.schema.json\n"), "{stack}");
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(stack))
+            .expect("stack");
+        assert!(
+            text.starts_with("# yaml-language-server: $schema=../schema/streamstack.schema.json\n"),
+            "{stack}"
+        );
     }
 }
 
@@ -253,10 +385,34 @@ fn validate_reports_all_errors_with_positions_and_exit_1_without_network() {
         .expect("run");
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains(&format!("{file}:6:22: streams.s.retention_hours: 9000 is out of range")), "{err}");
-    assert!(err.contains(&format!("{file}:7:5: streams.s.mod: unknown key `mod`; did you mean `mode`?")), "{err}");
-    assert!(err.contains(&format!("{file}:12:40: hosts.h.flows[0].to: no stream or direct delivery named `nope`")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{file}:6:22: streams.s.retention_hours: 9000 is out of range"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{file}:7:5: streams.s.mod: unknown key `mod`; did you mean `mode`?"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{file}:12:40: hosts.h.flows[0].to: no stream or direct delivery named `nope`"
+        )),
+        "{err}"
+    );
     assert!(err.contains("3 errors"), "{err}");
-    let o = ss(&["validate", "stacks/weather-lab.yaml", "stacks/classroom.yaml"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ss(&[
+        "validate",
+        "stacks/weather-lab.yaml",
+        "stacks/classroom.yaml",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

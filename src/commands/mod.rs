@@ -94,7 +94,10 @@ pub fn timeouts() -> streamstack::kinds::Timeouts {
     t
 }
 
-pub fn open_options(g: &Global, events: streamstack::events::Events) -> streamstack::ops::OpenOptions {
+pub fn open_options(
+    g: &Global,
+    events: streamstack::events::Events,
+) -> streamstack::ops::OpenOptions {
     streamstack::ops::OpenOptions {
         load: load_options(g),
         aws: streamstack::aws::AwsOptions {
@@ -159,7 +162,9 @@ pub fn confirm(question: &str) -> Result<(), Failure> {
     if answer.trim() == "yes" {
         Ok(())
     } else {
-        Err(Failure::Message("cancelled: the answer was not 'yes'".into()))
+        Err(Failure::Message(
+            "cancelled: the answer was not 'yes'".into(),
+        ))
     }
 }
 

@@ -14,7 +14,8 @@ pub fn run(g: &Global, spec: &Path, json: bool) -> Outcome {
         let live = s.live().await?;
         let outputs = ops::outputs(&s, &live).await?;
         if json {
-            let text = serde_json::to_string_pretty(&outputs).map_err(|e| Failure::Message(e.to_string()))?;
+            let text = serde_json::to_string_pretty(&outputs)
+                .map_err(|e| Failure::Message(e.to_string()))?;
             println!("{text}");
             return Ok(0);
         }

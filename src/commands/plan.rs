@@ -14,18 +14,24 @@ pub fn run(g: &Global, spec: &Path, json: bool, out: Option<&Path>, detailed: bo
         let live = s.live().await?;
         let plan = s.plan(&live)?;
         if json {
-            let text = serde_json::to_string_pretty(&plan).map_err(|e| Failure::Message(e.to_string()))?;
+            let text =
+                serde_json::to_string_pretty(&plan).map_err(|e| Failure::Message(e.to_string()))?;
             println!("{text}");
         } else {
             print!("{}", streamstack::ui::render_plan(&plan, stdout_style(g)));
         }
         if let Some(out) = out {
             let file = PlanFile::new(&s, &g.vars, &plan);
-            let text = serde_json::to_string_pretty(&file).map_err(|e| Failure::Message(e.to_string()))?;
+            let text =
+                serde_json::to_string_pretty(&file).map_err(|e| Failure::Message(e.to_string()))?;
             std::fs::write(out, text)
                 .map_err(|e| Failure::Message(format!("cannot write {}: {e}", out.display())))?;
             if !json {
-                println!("\nSaved the plan to {}; apply it with: streamstack apply {}", out.display(), out.display());
+                println!(
+                    "\nSaved the plan to {}; apply it with: streamstack apply {}",
+                    out.display(),
+                    out.display()
+                );
             }
         }
         Ok(if detailed && plan.has_changes() { 2 } else { 0 })

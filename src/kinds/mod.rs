@@ -202,4 +202,3 @@ pub fn tag_delta(
         .collect();
     (remove, set)
 }
-

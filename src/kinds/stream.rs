@@ -30,7 +30,11 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
     loop {
         // Both pagination styles: NextToken (current API) and HasMoreStreams with
         // ExclusiveStartStreamName (older API, and what moto implements).
-        let mut req = cx.clients.kinesis.list_streams().set_next_token(token.clone());
+        let mut req = cx
+            .clients
+            .kinesis
+            .list_streams()
+            .set_next_token(token.clone());
         if token.is_none() {
             req = req.set_exclusive_start_stream_name(names.last().cloned());
         }

@@ -27,7 +27,7 @@ use aws_sdk_s3::types::{
 };
 use futures::future::try_join_all;
 
-use super::{address_for, owned_by, wait_for, Cx, Live};
+use super::{address_for, owned_by, read_candidates, wait_for, Cx, Live};
 use crate::aws::{AwsError, Ctx};
 use crate::events::Event;
 use crate::model::{Address, BucketProps, Kind, Model, Props, Resource, TAG_FORCE_DESTROY};
@@ -54,35 +54,29 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
         .send()
         .await
         .op("s3:ListBuckets")?;
-    let prefix = format!("{}-", cx.stack);
+    // A stack's bucket lives in the stack's region; others would only answer with a redirect
+    // to their region (desired names are read wherever they are, to catch foreign ones).
     let wanted: Vec<&str> = desired
         .of_kind(Kind::Bucket)
         .map(|r| r.name.as_str())
         .collect();
-    let candidates: Vec<String> = out
+    let listed: Vec<String> = out
         .buckets
         .unwrap_or_default()
         .into_iter()
         .filter_map(|b| {
             let name = b.name?;
-            if wanted.contains(&name.as_str()) {
-                return Some(name);
-            }
-            // A stack's bucket lives in the stack's region; others would only answer with a
-            // redirect to their region.
             let here = b
                 .bucket_region
                 .as_deref()
                 .is_none_or(|r| r == cx.env.region);
-            (name.starts_with(&prefix) && here).then_some(name)
+            (here || wanted.contains(&name.as_str())).then_some(name)
         })
         .collect();
-    let found = try_join_all(candidates.iter().map(|n| read(cx, n, desired))).await?;
-    Ok(found
-        .into_iter()
-        .flatten()
-        .filter(|l| l.ours || wanted.contains(&l.resource.name.as_str()))
-        .collect())
+    read_candidates(cx, desired, Kind::Bucket, listed, |n| async move {
+        read(cx, &n, desired).await
+    })
+    .await
 }
 
 /// Maps a "not configured" answer (`is_not_found` codes other than a missing bucket) to `None`.

@@ -18,9 +18,8 @@ use aws_sdk_firehose::types::{
     DeliveryStreamType, ExtendedS3DestinationConfiguration, ExtendedS3DestinationUpdate,
     KinesisStreamSourceConfiguration, Tag,
 };
-use futures::future::try_join_all;
 
-use super::{address_for, owned_by, retry, tag_delta, wait_for, Cx, Live};
+use super::{address_for, owned_by, read_candidates, retry, tag_delta, wait_for, Cx, Live};
 use crate::aws::{AwsError, Ctx};
 use crate::model::{Address, DeliveryProps, DeliverySourceProps, Kind, Model, Props, Resource};
 use crate::spec::types::{Buffering, Compression};
@@ -50,21 +49,10 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
             break;
         }
     }
-    let prefix = format!("{}-", cx.stack);
-    let wanted: Vec<&str> = desired
-        .of_kind(Kind::Delivery)
-        .map(|r| r.name.as_str())
-        .collect();
-    let candidates: Vec<String> = names
-        .into_iter()
-        .filter(|n| wanted.contains(&n.as_str()) || n.starts_with(&prefix))
-        .collect();
-    let found = try_join_all(candidates.iter().map(|n| read(cx, n, desired))).await?;
-    Ok(found
-        .into_iter()
-        .flatten()
-        .filter(|l| l.ours || wanted.contains(&l.resource.name.as_str()))
-        .collect())
+    read_candidates(cx, desired, Kind::Delivery, names, |n| async move {
+        read(cx, &n, desired).await
+    })
+    .await
 }
 
 async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>, AwsError> {

@@ -100,6 +100,34 @@ pub fn address_for(
         .unwrap_or_else(|| Address::new(kind, name))
 }
 
+/// The usual discovery of a kind named in a flat per-account list (streams, deliveries,
+/// buckets): from every `listed` name, read the desired names and the `{stack}-*` ones
+/// concurrently, and keep what is ours or carries a desired name (a foreign same-named resource
+/// is kept, with `ours: false`, so the planner can refuse it).
+pub async fn read_candidates<F, Fut>(
+    cx: &Cx,
+    desired: &Model,
+    kind: Kind,
+    listed: impl IntoIterator<Item = String>,
+    read: F,
+) -> Result<Vec<Live>, AwsError>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<Option<Live>, AwsError>>,
+{
+    let prefix = format!("{}-", cx.stack);
+    let wanted: Vec<&str> = desired.of_kind(kind).map(|r| r.name.as_str()).collect();
+    let candidates = listed
+        .into_iter()
+        .filter(|n| wanted.contains(&n.as_str()) || n.starts_with(&prefix));
+    let found = futures::future::try_join_all(candidates.map(read)).await?;
+    Ok(found
+        .into_iter()
+        .flatten()
+        .filter(|l| l.ours || wanted.contains(&l.resource.name.as_str()))
+        .collect())
+}
+
 /// Polls `check` until it returns `Some`, reporting progress at least every
 /// `timeouts.progress_every`; fails after `timeout`.
 pub async fn wait_for<T, F, Fut>(

@@ -218,18 +218,6 @@ impl AwsError {
             _ => false,
         }
     }
-
-    /// The resource is busy changing state (Kinesis UPDATING, Firehose version races).
-    pub fn is_busy(&self) -> bool {
-        matches!(
-            self.code(),
-            Some(
-                "ResourceInUseException"
-                    | "ConcurrentModificationException"
-                    | "LimitExceededException"
-            )
-        )
-    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -754,6 +754,55 @@ fn destroy_after_an_interrupted_apply_leaves_nothing() {
 }
 
 #[test]
+fn a_failed_operation_skips_its_dependents_and_the_next_apply_continues() {
+    let sb = Sandbox::passthrough();
+    let spec = spec_file(WEATHER_LAB);
+    sb.proxy
+        .fail("firehose:CreateDeliveryStream", "InvalidArgumentException");
+    let o = ss(&sb, &["apply", "--auto-approve", p(&spec.path)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("failed  delivery.weather-to-s3"), "{err}");
+    assert!(
+        err.contains("injected failure"),
+        "the AWS error is shown: {err}"
+    );
+    assert!(
+        err.contains("skipped host.collector (depends on delivery.weather-to-s3)"),
+        "{err}"
+    );
+    assert!(err.contains("Run apply again"), "{err}");
+    // Independent operations finished; the host was never launched.
+    let mut half = remaining(&sb, &spec.path);
+    half.sort();
+    assert_eq!(
+        half,
+        [
+            "bucket.archive",
+            "delivery_role.weather-to-s3",
+            "host_role.collector",
+            "instance_profile.collector",
+            "stream.weather"
+        ]
+    );
+    assert!(!sb
+        .proxy
+        .call_names()
+        .contains(&"ec2:RunInstances".to_string()));
+
+    // The next apply picks up from the live state: only the two missing resources.
+    sb.proxy.clear_failures();
+    let out = ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
+    assert!(
+        out.contains("Apply complete! Resources: 2 added, 0 changed, 0 destroyed."),
+        "{out}"
+    );
+    let o = ss(&sb, &["plan", "--detailed-exitcode", p(&spec.path)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+}
+
+#[test]
 fn apply_without_a_terminal_or_approval_refuses() {
     let sb = Sandbox::passthrough();
     let spec = spec_file(WEATHER_LAB);

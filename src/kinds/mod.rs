@@ -208,11 +208,6 @@ where
     }
 }
 
-/// Tags as AWS wants them for most APIs: sorted pairs.
-pub fn tag_pairs(tags: &BTreeMap<String, String>) -> impl Iterator<Item = (&String, &String)> {
-    tags.iter()
-}
-
 /// Keys present live but not desired, and pairs desired but missing or different live.
 pub fn tag_delta(
     desired: &BTreeMap<String, String>,

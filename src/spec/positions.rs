@@ -37,11 +37,6 @@ impl Path {
         p.0.push(Seg::Index(i));
         p
     }
-    pub fn parent(&self) -> Path {
-        let mut p = self.clone();
-        p.0.pop();
-        p
-    }
 }
 
 impl std::fmt::Display for Path {

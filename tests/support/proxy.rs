@@ -190,6 +190,20 @@ impl Proxy {
     pub fn reset_calls(&self) {
         self.shared.state().calls.clear();
     }
+
+    /// From now on, answer every `service:Action` call (e.g. `firehose:CreateDeliveryStream`)
+    /// with an error of the given code, until [`Proxy::clear_failures`]. JSON-protocol services
+    /// get a JSON error, the others EC2's XML shape.
+    pub fn fail(&self, call: &str, code: &str) {
+        self.shared
+            .state()
+            .failures
+            .insert(call.to_owned(), code.to_owned());
+    }
+
+    pub fn clear_failures(&self) {
+        self.shared.state().failures.clear();
+    }
 }
 
 impl Drop for Proxy {
@@ -268,6 +282,8 @@ struct State {
     profiles: HashMap<String, Instant>,
     instances: HashMap<String, Phase>,
     calls: Vec<Call>,
+    /// `service:Action` → error code: answered with that error until cleared (fault injection).
+    failures: HashMap<String, String>,
 }
 
 /// A status that overrides what moto reports until `until`.
@@ -362,6 +378,13 @@ impl Shared {
     /// Answers a request itself when AWS would refuse it or moto no longer knows the resource.
     fn intercept(&self, op: &Op, now: Instant) -> Option<Response<Body>> {
         let state = self.state();
+        if let Some(code) = state.failures.get(&format!("{}:{}", op.service, op.action)) {
+            let message = format!("injected failure of {}:{}", op.service, op.action);
+            return Some(match op.service.as_str() {
+                "kinesis" | "firehose" | "ssm" => json_error(code, &message),
+                _ => ec2_error(code, &message),
+            });
+        }
         let account = self.account();
         let in_use = |message: String| Some(json_error("ResourceInUseException", &message));
         match (op.service.as_str(), op.action.as_str()) {

@@ -8,39 +8,20 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration, Tag, Tagging};
-use streamstack::aws::Clients;
 use streamstack::events::{Event, Events};
 use streamstack::kinds::{bucket, security_group, Cx, Live, Timeouts};
-use streamstack::model::{Address, Env, Kind, Model, Props, Resource};
-use streamstack::spec::{load_str, LoadOptions};
+use streamstack::model::{Address, Kind, Model, Props, Resource};
 use support::moto::REGION;
 use support::Sandbox;
 
 const STACK: &str = "t1";
 
 fn cx(sb: &Sandbox) -> Cx {
-    Cx {
-        clients: Clients::from_sdk_config(&sb.config, true).expect("clients"),
-        env: Env::new(&sb.account_id, REGION, STACK),
-        stack: STACK.into(),
-        events: Events::none(),
-        timeouts: Timeouts {
-            poll: Duration::from_millis(200),
-            ..Default::default()
-        },
-    }
+    sb.cx(STACK)
 }
 
 fn model(sb: &Sandbox, text: &str) -> Model {
-    let opts = LoadOptions {
-        region: Some(REGION.into()),
-        account_id: Some(sb.account_id.clone()),
-        vars: vec![],
-    };
-    match load_str("t.yaml", text, &opts) {
-        Ok(v) => v.model,
-        Err(d) => panic!("spec does not load: {d:?}"),
-    }
+    sb.model(text)
 }
 
 fn res<'m>(m: &'m Model, kind: Kind, key: &str) -> &'m Resource {

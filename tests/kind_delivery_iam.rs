@@ -6,15 +6,9 @@
 
 mod support;
 
-use std::time::Duration;
-
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
-use streamstack::aws::Clients;
-use streamstack::events::Events;
-use streamstack::kinds::{delivery, instance_profile, role, stream, Cx, Live, Timeouts};
+use streamstack::kinds::{delivery, instance_profile, role, stream, Cx, Live};
 use streamstack::model::{Address, Kind, Model, Props, Resource};
-use streamstack::spec::LoadOptions;
-use support::moto::REGION;
 use support::proxy::ProxyConfig;
 use support::{secs, Sandbox};
 
@@ -50,26 +44,8 @@ hosts:
 
 fn setup(config: ProxyConfig) -> (Sandbox, Cx, Model) {
     let sb = Sandbox::new(config);
-    let clients = Clients::from_sdk_config(&sb.config, true).expect("clients");
-    let cx = Cx {
-        clients,
-        env: streamstack::model::Env::new(&sb.account_id, REGION, STACK),
-        stack: STACK.into(),
-        events: Events::none(),
-        timeouts: Timeouts {
-            poll: Duration::from_millis(200),
-            ..Default::default()
-        },
-    };
-    let opts = LoadOptions {
-        region: Some(REGION.into()),
-        account_id: Some(sb.account_id.clone()),
-        vars: vec![],
-    };
-    let model = match streamstack::spec::load_str("t.yaml", SPEC, &opts) {
-        Ok(v) => v.model,
-        Err(d) => panic!("spec does not load: {d:?}"),
-    };
+    let cx = sb.cx(STACK);
+    let model = sb.model(SPEC);
     (sb, cx, model)
 }
 

@@ -4,15 +4,12 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_sdk_ec2::types::{Filter, HttpTokensState, InstanceStateName, Tag};
-use streamstack::aws::Clients;
-use streamstack::events::Events;
-use streamstack::kinds::{host, Cx, Live, Timeouts};
-use streamstack::model::{Address, Env, HostProps, Kind, Model, Props, Resource, TAG_STACK};
+use streamstack::kinds::{host, Cx, Live};
+use streamstack::model::{Address, HostProps, Kind, Model, Props, Resource, TAG_STACK};
 use streamstack::spec::types::Image;
-use streamstack::spec::LoadOptions;
 use support::moto::REGION;
 use support::proxy::ProxyConfig;
 use support::{secs, Sandbox};
@@ -39,28 +36,11 @@ hosts:
 "#;
 
 fn cx(sb: &Sandbox) -> Cx {
-    Cx {
-        clients: Clients::from_sdk_config(&sb.config, true).expect("clients"),
-        env: Env::new(&sb.account_id, REGION, STACK),
-        stack: STACK.into(),
-        events: Events::none(),
-        timeouts: Timeouts {
-            poll: Duration::from_millis(200),
-            ..Default::default()
-        },
-    }
+    sb.cx(STACK)
 }
 
 fn model(sb: &Sandbox, text: &str) -> Model {
-    let opts = LoadOptions {
-        region: Some(REGION.into()),
-        account_id: Some(sb.account_id.clone()),
-        vars: vec![],
-    };
-    match streamstack::spec::load_str("t.yaml", text, &opts) {
-        Ok(v) => v.model,
-        Err(d) => panic!("spec does not load: {d:?}"),
-    }
+    sb.model(text)
 }
 
 fn host_address() -> Address {

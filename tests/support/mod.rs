@@ -60,6 +60,34 @@ impl Sandbox {
         self.proxy.endpoint()
     }
 
+    /// A kinds context for `stack` in this sandbox's account and region, polling every 200 ms.
+    pub fn cx(&self, stack: &str) -> streamstack::kinds::Cx {
+        streamstack::kinds::Cx {
+            clients: streamstack::aws::Clients::from_sdk_config(&self.config, true)
+                .expect("clients"),
+            env: streamstack::model::Env::new(&self.account_id, REGION, stack),
+            stack: stack.into(),
+            events: streamstack::events::Events::none(),
+            timeouts: streamstack::kinds::Timeouts {
+                poll: Duration::from_millis(200),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// The desired model of spec `text` in this sandbox's account and region.
+    pub fn model(&self, text: &str) -> streamstack::model::Model {
+        let opts = streamstack::spec::LoadOptions {
+            region: Some(REGION.into()),
+            account_id: Some(self.account_id.clone()),
+            vars: vec![],
+        };
+        match streamstack::spec::load_str("t.yaml", text, &opts) {
+            Ok(v) => v.model,
+            Err(d) => panic!("spec does not load: {d:?}"),
+        }
+    }
+
     /// A path-style S3 client for this sandbox.
     pub fn s3(&self) -> aws_sdk_s3::Client {
         moto::s3_client(&self.config)

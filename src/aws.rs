@@ -1,15 +1,23 @@
-//! AWS access: client construction (region chain, profile, endpoint override, S3 path-style) and
-//! error classes. Errors stay typed (service error with code and message, or transport error)
-//! until they are shown to the user.
+//! AWS access: client construction (region chain, profile, endpoint override, S3 path-style),
+//! the call log every client shares, and [`AwsError`], which keeps what AWS said (service,
+//! operation, error code, HTTP status, request id) exactly as it said it.
 
-use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_types::request_id::RequestId;
 
 /// How to reach AWS, from the global flags.
 #[derive(Debug, Clone, Default)]
@@ -20,7 +28,7 @@ pub struct AwsOptions {
     pub endpoint_url: Option<String>,
 }
 
-/// One client per service, all on the same configuration.
+/// One client per service, all on the same configuration and the same call log.
 #[derive(Clone)]
 pub struct Clients {
     pub sts: aws_sdk_sts::Client,
@@ -30,12 +38,13 @@ pub struct Clients {
     pub firehose: aws_sdk_firehose::Client,
     pub s3: aws_sdk_s3::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     pub region: String,
 }
 
 impl Clients {
     /// Builds clients from the SDK's configuration chain plus the overrides in `opts`.
-    pub async fn new(opts: &AwsOptions) -> Result<Clients, AwsError> {
+    pub async fn new(opts: &AwsOptions) -> Result<Clients, crate::Error> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(RetryConfig::adaptive().with_max_attempts(5));
         if let Some(r) = &opts.region {
@@ -60,124 +69,223 @@ impl Clients {
     pub fn from_sdk_config(
         conf: &aws_config::SdkConfig,
         custom_endpoint: bool,
-    ) -> Result<Clients, AwsError> {
+    ) -> Result<Clients, crate::Error> {
         let region = conf.region().map(|r| r.to_string()).ok_or_else(|| {
-            AwsError::config("no AWS region: set region: in the spec, --region, or AWS_REGION")
+            crate::Error::Config(
+                "no AWS region: set region: in the spec, --region, or AWS_REGION".into(),
+            )
         })?;
-        let s3_conf = aws_sdk_s3::config::Builder::from(conf)
-            .force_path_style(custom_endpoint)
-            .build();
+        macro_rules! client {
+            ($sdk:ident) => {
+                $sdk::Client::from_conf(
+                    $sdk::config::Builder::from(conf)
+                        .interceptor(CallLog)
+                        .build(),
+                )
+            };
+        }
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(conf)
+                .force_path_style(custom_endpoint)
+                .interceptor(CallLog)
+                .build(),
+        );
         Ok(Clients {
-            sts: aws_sdk_sts::Client::new(conf),
-            iam: aws_sdk_iam::Client::new(conf),
-            ec2: aws_sdk_ec2::Client::new(conf),
-            kinesis: aws_sdk_kinesis::Client::new(conf),
-            firehose: aws_sdk_firehose::Client::new(conf),
-            s3: aws_sdk_s3::Client::from_conf(s3_conf),
-            ssm: aws_sdk_ssm::Client::new(conf),
+            sts: client!(aws_sdk_sts),
+            iam: client!(aws_sdk_iam),
+            ec2: client!(aws_sdk_ec2),
+            kinesis: client!(aws_sdk_kinesis),
+            firehose: client!(aws_sdk_firehose),
+            ssm: client!(aws_sdk_ssm),
+            logs: client!(aws_sdk_cloudwatchlogs),
+            s3,
             region,
         })
     }
 
     /// The account the credentials belong to.
-    pub async fn account_id(&self) -> Result<String, AwsError> {
+    pub async fn account_id(&self) -> Result<String, crate::Error> {
         let out = self
             .sts
             .get_caller_identity()
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", e))?;
-        out.account
-            .ok_or_else(|| AwsError::config("STS returned no account id"))
+            .op("sts:GetCallerIdentity")?;
+        out.account.ok_or(crate::Error::Incomplete {
+            operation: "sts:GetCallerIdentity",
+            field: "Account",
+        })
+    }
+}
+
+/// When the current attempt of an operation started (kept in the operation's config bag).
+#[derive(Debug, Clone)]
+struct AttemptStart(Instant);
+
+impl Storable for AttemptStart {
+    type Storer = StoreReplace<Self>;
+}
+
+/// Logs every attempt of every AWS call: `-v` shows each call's service, operation, status and
+/// milliseconds, and every retry with the reason the previous attempt failed.
+#[derive(Debug)]
+struct CallLog;
+
+fn operation_name(cfg: &ConfigBag) -> (String, String) {
+    cfg.load::<Metadata>()
+        .map(|m| (m.service().to_lowercase(), m.name().to_string()))
+        .unwrap_or_else(|| ("aws".into(), "unknown".into()))
+}
+
+impl Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "streamstack::CallLog"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let attempt = cfg.load::<RequestAttempts>().map_or(1, |a| a.attempts());
+        if attempt > 1 {
+            let (service, operation) = operation_name(cfg);
+            tracing::info!(
+                target: "streamstack::aws",
+                "retry {service}:{operation} (attempt {attempt})"
+            );
+        }
+        cfg.interceptor_state()
+            .store_put(AttemptStart(Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let (service, operation) = operation_name(cfg);
+        let ms = cfg
+            .load::<AttemptStart>()
+            .map_or(0, |s| s.0.elapsed().as_millis());
+        let attempt = cfg.load::<RequestAttempts>().map_or(1, |a| a.attempts());
+        let status = context.response().map(|r| r.status().as_u16());
+        match context.output_or_error() {
+            Some(Err(e)) => {
+                let why = error_chain(e);
+                match status {
+                    Some(s) => tracing::info!(
+                        target: "streamstack::aws",
+                        "{service}:{operation} -> {s} in {ms} ms (attempt {attempt}): {why}"
+                    ),
+                    None => tracing::info!(
+                        target: "streamstack::aws",
+                        "{service}:{operation} -> no answer after {ms} ms (attempt {attempt}): {why}"
+                    ),
+                }
+            }
+            _ => tracing::info!(
+                target: "streamstack::aws",
+                "{service}:{operation} -> {} in {ms} ms",
+                status.map_or_else(|| "?".to_string(), |s| s.to_string())
+            ),
+        }
+        Ok(())
     }
 }
 
 /// What went wrong talking to AWS.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AwsErrorKind {
-    /// AWS answered with an error code.
-    Service { code: String, message: String },
-    /// The request did not get an answer (network, timeout, unparseable response).
+pub enum Failure {
+    /// AWS answered with an error.
+    Service {
+        /// The error code AWS sent (`ResourceInUseException`); `None` when the answer had none
+        /// (a bare 404 from a wrong endpoint or a proxy, an unparseable body).
+        code: Option<String>,
+        message: Option<String>,
+        status: u16,
+        request_id: Option<String>,
+    },
+    /// The request got no usable answer (network, timeout, unparseable response).
     Transport(String),
-    /// Local configuration (no region, no credentials...).
-    Config(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An AWS call that failed, exactly as AWS (or the network) reported it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct AwsError {
     /// `service:Operation`, e.g. `kinesis:CreateStream`.
     pub operation: String,
-    pub kind: AwsErrorKind,
+    pub failure: Failure,
 }
 
 impl AwsError {
-    pub fn config(msg: &str) -> Self {
-        AwsError {
-            operation: String::new(),
-            kind: AwsErrorKind::Config(msg.to_string()),
-        }
-    }
-
-    /// A failure found by streamstack itself while working with a service (bad response shape,
-    /// a resource in a terminal failed state...).
-    pub fn other(operation: &str, code: &str, message: impl Into<String>) -> Self {
-        AwsError {
-            operation: operation.to_string(),
-            kind: AwsErrorKind::Service {
-                code: code.to_string(),
-                message: message.into(),
-            },
-        }
-    }
-
     pub fn from_sdk<E>(operation: &str, e: SdkError<E, HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let kind = match &e {
+        let request_id = e.request_id().map(str::to_string);
+        let failure = match &e {
             SdkError::ServiceError(ctx) => {
                 let err = ctx.err();
-                let code = err.code().unwrap_or("Unknown").to_string();
-                let status = ctx.raw().status().as_u16();
-                let code = if code == "Unknown" && status == 404 {
-                    "NotFound".to_string()
-                } else {
-                    code
-                };
-                AwsErrorKind::Service {
-                    code,
-                    message: err.message().unwrap_or("").to_string(),
+                Failure::Service {
+                    code: err.code().map(str::to_string),
+                    message: err.message().map(str::to_string),
+                    status: ctx.raw().status().as_u16(),
+                    request_id,
                 }
             }
-            other => match other.raw_response().map(|r| r.status().as_u16()) {
-                Some(404) => AwsErrorKind::Service {
-                    code: "NotFound".into(),
-                    message: String::new(),
-                },
-                _ => AwsErrorKind::Transport(error_chain(&e)),
+            SdkError::ResponseError(ctx) => Failure::Service {
+                code: None,
+                message: Some(error_chain(&e)),
+                status: ctx.raw().status().as_u16(),
+                request_id,
             },
+            _ => Failure::Transport(error_chain(&e)),
         };
         AwsError {
             operation: operation.to_string(),
-            kind,
+            failure,
         }
     }
 
+    /// The service part of the operation (`kinesis`).
+    pub fn service(&self) -> &str {
+        self.operation.split(':').next().unwrap_or_default()
+    }
+
     pub fn code(&self) -> Option<&str> {
-        match &self.kind {
-            AwsErrorKind::Service { code, .. } => Some(code),
-            _ => None,
+        match &self.failure {
+            Failure::Service { code, .. } => code.as_deref(),
+            Failure::Transport(_) => None,
         }
     }
 
     pub fn message(&self) -> &str {
-        match &self.kind {
-            AwsErrorKind::Service { message, .. } => message,
-            AwsErrorKind::Transport(m) | AwsErrorKind::Config(m) => m,
+        match &self.failure {
+            Failure::Service { message, .. } => message.as_deref().unwrap_or_default(),
+            Failure::Transport(m) => m,
         }
     }
 
-    /// The resource does not exist.
+    pub fn status(&self) -> Option<u16> {
+        match &self.failure {
+            Failure::Service { status, .. } => Some(*status),
+            Failure::Transport(_) => None,
+        }
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        match &self.failure {
+            Failure::Service { request_id, .. } => request_id.as_deref(),
+            Failure::Transport(_) => None,
+        }
+    }
+
+    /// The resource does not exist: one of the codes services use for that. A 404 without a
+    /// code is *not* "gone" (a wrong endpoint or a proxy answers that way too).
     pub fn is_not_found(&self) -> bool {
         matches!(
             self.code(),
@@ -224,41 +332,54 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let next = c.to_string();
+        if !s.contains(&next) {
+            s.push_str(": ");
+            s.push_str(&next);
+        }
         cur = c.source();
     }
     s
 }
 
-impl fmt::Display for AwsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            AwsErrorKind::Service { code, message } if message.is_empty() => {
-                write!(f, "{}: {code}", self.operation)
+impl std::fmt::Display for AwsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.failure {
+            Failure::Service {
+                code,
+                message,
+                status,
+                request_id,
+            } => {
+                write!(f, "{}: ", self.operation)?;
+                match (code, message.as_deref().filter(|m| !m.is_empty())) {
+                    (Some(c), Some(m)) => write!(f, "{c}: {m}")?,
+                    (Some(c), None) => write!(f, "{c}")?,
+                    (None, Some(m)) => write!(f, "{m}")?,
+                    (None, None) => write!(f, "HTTP {status} without an error code")?,
+                }
+                write!(f, " (HTTP {status}")?;
+                if let Some(id) = request_id {
+                    write!(f, ", request id {id}")?;
+                }
+                write!(f, ")")
             }
-            AwsErrorKind::Service { code, message } => {
-                write!(f, "{}: {code}: {message}", self.operation)
-            }
-            AwsErrorKind::Transport(m) => write!(f, "{}: could not reach AWS: {m}", self.operation),
-            AwsErrorKind::Config(m) => write!(f, "{m}"),
+            Failure::Transport(m) => write!(f, "{}: could not reach AWS: {m}", self.operation),
         }
     }
 }
 
-impl std::error::Error for AwsError {}
-
 /// Shorthand for mapping an SDK result.
 pub trait Ctx<T> {
-    fn op(self, operation: &str) -> Result<T, AwsError>;
+    fn op(self, operation: &str) -> Result<T, crate::Error>;
 }
 
 impl<T, E> Ctx<T> for Result<T, SdkError<E, HttpResponse>>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    fn op(self, operation: &str) -> Result<T, AwsError> {
-        self.map_err(|e| AwsError::from_sdk(operation, e))
+    fn op(self, operation: &str) -> Result<T, crate::Error> {
+        self.map_err(|e| crate::Error::Aws(AwsError::from_sdk(operation, e)))
     }
 }
 

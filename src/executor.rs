@@ -1,12 +1,21 @@
-//! Walks a plan: deletions first (what uses a resource before the resource), then creations and
-//! updates in dependency order, independent ones in parallel up to a bound. Each operation
-//! starts only when everything it depends on succeeded; when one fails, operations already under
-//! way finish, its dependents are skipped, and the report lists what failed and what was left.
-//! The executor knows nothing of AWS services: the kinds do the work and the waiting.
+//! Walks a plan as one graph of operations. Every change becomes one operation (a replace
+//! becomes two: delete the old resource, then create the new one), and each starts the moment
+//! everything it waits for has succeeded, with no phases or batches:
+//!
+//! - a creation or update waits for the creations and updates of what its desired resource
+//!   depends on;
+//! - a deletion waits for the deletions, and the updates that release it, of every live
+//!   resource that uses it (`ResourceKind::uses`): hosts go before their instance profile, a
+//!   delivery before its stream, and removing `ssh:` moves the instance off its group first;
+//! - the creation half of a replace waits for its deletion half.
+//!
+//! When an operation fails, those under way finish, everything waiting on it is skipped, and
+//! the report lists what failed and what was left. Concurrency is bounded overall and per kind
+//! (`ResourceKind::lifecycle_limit`). The executor knows no AWS service and no kind.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use serde::Serialize;
@@ -14,22 +23,72 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::events::Event;
 use crate::kinds::{self, Cx, Live};
-use crate::model::{Address, Kind, Model};
-use crate::plan::{delete_rank, Action, Plan};
+use crate::model::{Address, Kind, Model, Resource};
+use crate::plan::{same_namespace, Action, Plan};
+use crate::Error;
 
 /// Default bound on concurrent operations (Terraform uses 10).
 pub const DEFAULT_PARALLELISM: usize = 10;
-/// Kinesis allows at most 5 streams in CREATING or DELETING at once per account.
-const STREAM_CREATIONS: usize = 5;
+
+/// An error as the report shows it: the message, and what AWS said when it was AWS.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ErrorReport {
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl From<&Error> for ErrorReport {
+    fn from(e: &Error) -> Self {
+        let aws = e.aws();
+        ErrorReport {
+            message: e.to_string(),
+            operation: aws.map(|a| a.operation.clone()),
+            code: aws.and_then(|a| a.code()).map(str::to_string),
+            status: aws.and_then(|a| a.status()),
+            request_id: aws.and_then(|a| a.request_id()).map(str::to_string),
+        }
+    }
+}
+
+/// One operation that succeeded.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Done {
+    pub address: String,
+    /// `create`, `update` or `delete`.
+    pub operation: &'static str,
+    /// The plan's action this operation is part of.
+    pub action: Action,
+    pub elapsed_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Failed {
+    pub address: String,
+    pub operation: &'static str,
+    pub action: Action,
+    pub error: ErrorReport,
+}
+
+/// Not attempted because something it waits for did not succeed.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Skipped {
+    pub address: String,
+    pub operation: &'static str,
+    pub because: String,
+}
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Report {
-    /// Addresses and what was done to them.
-    pub done: Vec<(String, Action)>,
-    /// Address, the action tried, and the error.
-    pub failed: Vec<(String, Action, String)>,
-    /// Address and the failed (or skipped) address it depends on.
-    pub skipped: Vec<(String, String)>,
+    pub done: Vec<Done>,
+    pub failed: Vec<Failed>,
+    pub skipped: Vec<Skipped>,
 }
 
 impl Report {
@@ -45,20 +104,197 @@ enum Status {
     Failed,
 }
 
-struct Op<'a> {
-    address: Address,
-    action: Action,
-    desired: Option<&'a crate::model::Resource>,
-    live: Option<&'a Live>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Create,
+    Update,
+    Delete,
 }
 
-fn verb(action: Action, deleting: bool) -> &'static str {
-    match (action, deleting) {
-        (_, true) => "delete",
-        (Action::Create, _) | (Action::Replace, _) => "create",
-        (Action::Update, _) => "update",
-        _ => "no-op",
+impl Step {
+    fn verb(self) -> &'static str {
+        match self {
+            Step::Create => "create",
+            Step::Update => "update",
+            Step::Delete => "delete",
+        }
     }
+}
+
+struct Node<'a> {
+    address: Address,
+    action: Action,
+    step: Step,
+    desired: Option<&'a Resource>,
+    live: Option<&'a Live>,
+    /// Indexes of the nodes this one waits for.
+    waits_for: Vec<usize>,
+}
+
+/// What a live resource uses, as (kind, name) pairs.
+fn uses(kind: Kind, r: &Resource) -> Vec<(Kind, String)> {
+    kinds::handler(kind).map_or(Vec::new(), |h| h.uses(r))
+}
+
+fn refers_to(refs: &[(Kind, String)], target: &Live) -> bool {
+    refs.iter()
+        .any(|(k, n)| *n == target.resource.name && same_namespace(*k, target.address().kind))
+}
+
+/// The operations of a plan and what each waits for; changes that cannot become an operation
+/// (an address the registry does not know, a live id missing from the live set) are failures.
+fn build<'a>(
+    plan: &Plan,
+    desired: &'a Model,
+    live: &'a [Live],
+    report: &mut Report,
+) -> Vec<Node<'a>> {
+    let by_id: BTreeMap<&str, &Live> = live.iter().map(|l| (l.id.as_str(), l)).collect();
+    let mut nodes: Vec<Node> = Vec::new();
+    for c in &plan.changes {
+        let fail = |report: &mut Report, operation: &'static str, message: String| {
+            report.failed.push(Failed {
+                address: c.address.clone(),
+                operation,
+                action: c.action,
+                error: ErrorReport::from(&Error::Internal(message)),
+            });
+        };
+        let address = match c.address.parse::<Address>() {
+            Ok(a) => a,
+            Err(e) => {
+                fail(report, "apply", e);
+                continue;
+            }
+        };
+        let live_one = match c.live_id.as_deref() {
+            None => None,
+            Some(id) => match by_id.get(id) {
+                Some(l) => Some(*l),
+                None => {
+                    fail(
+                        report,
+                        "apply",
+                        format!("{address}: live id {id} is not in the live state; plan again"),
+                    );
+                    continue;
+                }
+            },
+        };
+        let desired_one = desired.get(&address);
+        let needs_desired = matches!(c.action, Action::Create | Action::Update | Action::Replace);
+        if needs_desired && desired_one.is_none() {
+            fail(
+                report,
+                "apply",
+                format!("{address} is not in the desired model"),
+            );
+            continue;
+        }
+        let needs_live = matches!(c.action, Action::Update | Action::Replace | Action::Delete);
+        if needs_live && live_one.is_none() {
+            fail(
+                report,
+                "apply",
+                format!("{address}: the plan names no live id to change"),
+            );
+            continue;
+        }
+        let node = |step, desired, live| Node {
+            address: address.clone(),
+            action: c.action,
+            step,
+            desired,
+            live,
+            waits_for: Vec::new(),
+        };
+        match c.action {
+            Action::NoOp => {}
+            Action::Delete => nodes.push(node(Step::Delete, None, live_one)),
+            Action::Create => nodes.push(node(Step::Create, desired_one, None)),
+            Action::Update => nodes.push(node(Step::Update, desired_one, live_one)),
+            Action::Replace => {
+                nodes.push(node(Step::Delete, None, live_one));
+                let delete = nodes.len() - 1;
+                let mut create = node(Step::Create, desired_one, None);
+                create.waits_for.push(delete);
+                nodes.push(create);
+            }
+        }
+    }
+    // Creations and updates wait for the creations and updates of their dependencies.
+    let builds: BTreeMap<Address, usize> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.step != Step::Delete)
+        .map(|(i, n)| (n.address.clone(), i))
+        .collect();
+    // Deletions wait for the deletion of each user, and for updates that release them: per
+    // operation on a live resource, what it uses now and (for updates) after.
+    type Refs = Vec<(Kind, String)>;
+    let users: Vec<(usize, Refs, Option<Refs>)> = nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            let l = n.live?;
+            let after = match n.step {
+                Step::Update => Some(n.desired.map_or(Vec::new(), |d| uses(n.address.kind, d))),
+                _ => None,
+            };
+            (n.step != Step::Create).then(|| (i, uses(l.address().kind, &l.resource), after))
+        })
+        .collect();
+    for (i, node) in nodes.iter_mut().enumerate() {
+        let mut waits = Vec::new();
+        if let Some(r) = node.desired.filter(|_| node.step != Step::Delete) {
+            waits.extend(r.depends_on.iter().filter_map(|d| builds.get(d).copied()));
+        }
+        if let (Step::Delete, Some(target)) = (node.step, node.live) {
+            for (u, before, after) in &users {
+                let releases = match after {
+                    None => true,
+                    Some(after) => !refers_to(after, target),
+                };
+                if *u != i && releases && refers_to(before, target) {
+                    waits.push(*u);
+                }
+            }
+        }
+        node.waits_for.extend(waits);
+        node.waits_for.sort_unstable();
+        node.waits_for.dedup();
+    }
+    nodes
+}
+
+/// Indexes of nodes on or behind a cycle (none should exist; if one does, its members fail
+/// instead of waiting forever).
+fn cyclic(nodes: &[Node]) -> Vec<usize> {
+    let mut remaining: Vec<usize> = nodes.iter().map(|n| n.waits_for.len()).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        for &w in &n.waits_for {
+            dependents[w].push(i);
+        }
+    }
+    let mut ready: Vec<usize> = (0..nodes.len()).filter(|&i| remaining[i] == 0).collect();
+    let mut seen = vec![false; nodes.len()];
+    while let Some(i) = ready.pop() {
+        seen[i] = true;
+        for &d in &dependents[i] {
+            remaining[d] -= 1;
+            if remaining[d] == 0 {
+                ready.push(d);
+            }
+        }
+    }
+    (0..nodes.len()).filter(|&i| !seen[i]).collect()
+}
+
+enum Outcome {
+    Done(Duration),
+    Failed(Error),
+    Skipped(String),
 }
 
 /// Applies `plan` (computed from `desired` and `live`).
@@ -69,126 +305,64 @@ pub async fn apply(
     live: &[Live],
     parallelism: usize,
 ) -> Report {
-    let by_id: BTreeMap<&str, &Live> = live.iter().map(|l| (l.id.as_str(), l)).collect();
-    let mut deletes: Vec<Op> = Vec::new();
-    let mut builds: Vec<Op> = Vec::new();
     let mut report = Report::default();
-    for c in &plan.changes {
-        let Ok(address) = c.address.parse::<Address>() else {
-            report
-                .failed
-                .push((c.address.clone(), c.action, "not an address".into()));
-            continue;
-        };
-        let live_one = c.live_id.as_deref().and_then(|id| by_id.get(id).copied());
-        let desired_one = desired.get(&address);
-        match c.action {
-            Action::NoOp => {}
-            Action::Delete => deletes.push(Op {
-                address,
-                action: c.action,
-                desired: None,
-                live: live_one,
-            }),
-            Action::Replace => {
-                deletes.push(Op {
-                    address: address.clone(),
-                    action: c.action,
-                    desired: None,
-                    live: live_one,
-                });
-                builds.push(Op {
-                    address,
-                    action: c.action,
-                    desired: desired_one,
-                    live: None,
-                });
-            }
-            Action::Create | Action::Update => builds.push(Op {
-                address,
-                action: c.action,
-                desired: desired_one,
-                live: live_one,
-            }),
+    let nodes = build(plan, desired, live, &mut report);
+    let cycle = cyclic(&nodes);
+    if !cycle.is_empty() {
+        for &i in &cycle {
+            let n = &nodes[i];
+            report.failed.push(Failed {
+                address: n.address.to_string(),
+                operation: n.step.verb(),
+                action: n.action,
+                error: ErrorReport::from(&Error::Internal(format!(
+                    "{}: its operations wait for each other",
+                    n.address
+                ))),
+            });
         }
     }
 
     let sem = Arc::new(Semaphore::new(parallelism.max(1)));
-    let stream_sem = Arc::new(Semaphore::new(STREAM_CREATIONS));
-
-    // Phase 1: deletions, rank by rank (hosts, then deliveries/profiles/groups, then the rest).
-    let mut failed_deletes: BTreeSet<Address> = BTreeSet::new();
-    for rank in 0..=2u8 {
-        let ops: Vec<&Op> = deletes
-            .iter()
-            .filter(|o| delete_rank(o.address.kind) == rank)
-            .collect();
-        let results = join_all(ops.into_iter().map(|op| {
-            let sem = sem.clone();
-            let stream_sem = stream_sem.clone();
-            async move {
-                let _p = sem.acquire().await;
-                let _s = if op.address.kind == Kind::Stream {
-                    Some(stream_sem.acquire().await)
-                } else {
-                    None
-                };
-                let r = run(cx, op, true, desired).await;
-                (op, r)
-            }
-        }))
-        .await;
-        for (op, r) in results {
-            match r {
-                Ok(()) => {
-                    if op.action == Action::Delete {
-                        report.done.push((op.address.to_string(), Action::Delete));
-                    }
-                }
-                Err(e) => {
-                    failed_deletes.insert(op.address.clone());
-                    report
-                        .failed
-                        .push((op.address.to_string(), Action::Delete, e));
-                }
-            }
+    let mut kind_limits: BTreeMap<Kind, Arc<Semaphore>> = BTreeMap::new();
+    for n in &nodes {
+        if let Some(limit) = kinds::handler(n.address.kind)
+            .ok()
+            .and_then(|h| h.lifecycle_limit())
+        {
+            kind_limits
+                .entry(n.address.kind)
+                .or_insert_with(|| Arc::new(Semaphore::new(limit.max(1))));
         }
     }
-
-    // Phase 2: creations and updates over the dependency graph.
-    let in_phase: BTreeSet<Address> = builds.iter().map(|o| o.address.clone()).collect();
-    let mut senders: BTreeMap<Address, watch::Sender<Status>> = BTreeMap::new();
-    let mut receivers: BTreeMap<Address, watch::Receiver<Status>> = BTreeMap::new();
-    for a in &in_phase {
-        let (tx, rx) = watch::channel(Status::Pending);
-        senders.insert(a.clone(), tx);
-        receivers.insert(a.clone(), rx);
-    }
-    let results = join_all(builds.iter().map(|op| {
-        let sem = sem.clone();
-        let stream_sem = stream_sem.clone();
-        let tx = senders.get(&op.address).cloned();
-        let deps: Vec<(Address, watch::Receiver<Status>)> = op
-            .desired
-            .map(|r| {
-                r.depends_on
-                    .iter()
-                    .filter_map(|d| receivers.get(d).map(|rx| (d.clone(), rx.clone())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let failed_deletes = &failed_deletes;
-        async move {
-            let finish = |s: Status| {
-                if let Some(tx) = &tx {
-                    let _ = tx.send(s);
-                }
+    let channels: Vec<(watch::Sender<Status>, watch::Receiver<Status>)> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            let initial = if cycle.contains(&i) {
+                Status::Failed
+            } else {
+                Status::Pending
             };
-            if failed_deletes.contains(&op.address) {
-                finish(Status::Failed);
-                return Outcome::Skipped(op.address.clone());
+            watch::channel(initial)
+        })
+        .collect();
+    let results = join_all(nodes.iter().enumerate().map(|(i, node)| {
+        let sem = sem.clone();
+        let limit = kind_limits.get(&node.address.kind).cloned();
+        let tx = channels[i].0.clone();
+        let waits: Vec<(usize, watch::Receiver<Status>)> = node
+            .waits_for
+            .iter()
+            .map(|&w| (w, channels[w].1.clone()))
+            .collect();
+        let in_cycle = cycle.contains(&i);
+        let nodes = &nodes;
+        async move {
+            if in_cycle {
+                return None;
             }
-            for (dep, mut rx) in deps {
+            for (w, mut rx) in waits {
                 let status = loop {
                     let s = *rx.borrow();
                     if s != Status::Pending {
@@ -199,91 +373,93 @@ pub async fn apply(
                     }
                 };
                 if status != Status::Ok {
+                    let because = nodes[w].address.clone();
                     cx.events.send(Event::Skipped {
-                        address: op.address.clone(),
-                        because: dep.clone(),
+                        address: node.address.clone(),
+                        because: because.clone(),
                     });
-                    finish(Status::Failed);
-                    return Outcome::Skipped(dep);
+                    let _ = tx.send(Status::Failed);
+                    return Some(Outcome::Skipped(because.to_string()));
                 }
             }
             let _p = sem.acquire().await;
-            let _s = if op.address.kind == Kind::Stream && op.action != Action::Update {
-                Some(stream_sem.acquire().await)
-            } else {
-                None
+            let _k = match (&limit, node.step) {
+                (Some(l), Step::Create | Step::Delete) => Some(l.acquire().await),
+                _ => None,
             };
-            match run(cx, op, false, desired).await {
-                Ok(()) => {
-                    finish(Status::Ok);
-                    Outcome::Done
-                }
-                Err(e) => {
-                    finish(Status::Failed);
-                    Outcome::Failed(e)
-                }
-            }
+            let outcome = run(cx, node, desired).await;
+            let _ = tx.send(match outcome {
+                Outcome::Done(_) => Status::Ok,
+                _ => Status::Failed,
+            });
+            Some(outcome)
         }
     }))
     .await;
-    for (op, outcome) in builds.iter().zip(results) {
+    for (node, outcome) in nodes.iter().zip(results) {
+        let address = node.address.to_string();
+        let operation = node.step.verb();
         match outcome {
-            Outcome::Done => report.done.push((op.address.to_string(), op.action)),
-            Outcome::Failed(e) => report.failed.push((op.address.to_string(), op.action, e)),
-            Outcome::Skipped(because) => report
-                .skipped
-                .push((op.address.to_string(), because.to_string())),
+            None => {}
+            Some(Outcome::Done(elapsed)) => report.done.push(Done {
+                address,
+                operation,
+                action: node.action,
+                elapsed_s: elapsed.as_secs_f64(),
+            }),
+            Some(Outcome::Failed(e)) => report.failed.push(Failed {
+                address,
+                operation,
+                action: node.action,
+                error: ErrorReport::from(&e),
+            }),
+            Some(Outcome::Skipped(because)) => report.skipped.push(Skipped {
+                address,
+                operation,
+                because,
+            }),
         }
     }
     report
 }
 
-enum Outcome {
-    Done,
-    Failed(String),
-    Skipped(Address),
-}
-
-async fn run(cx: &Cx, op: &Op<'_>, deleting: bool, desired: &Model) -> Result<(), String> {
-    let action = verb(op.action, deleting).to_string();
+async fn run(cx: &Cx, node: &Node<'_>, desired: &Model) -> Outcome {
+    let action = node.step.verb().to_string();
     let start = Instant::now();
     cx.events.send(Event::Start {
-        address: op.address.clone(),
+        address: node.address.clone(),
         action: action.clone(),
     });
-    let result = if deleting {
-        match op.live {
-            Some(l) => kinds::delete(cx, l).await,
-            None => Ok(()),
-        }
-    } else {
-        match (op.desired, op.live) {
-            (Some(r), Some(l)) if op.action == Action::Update => kinds::update(cx, r, l).await,
-            (Some(r), _) => kinds::create(cx, r, desired).await,
-            (None, _) => Err(crate::aws::AwsError::other(
-                "apply",
-                "Internal",
-                format!("{} is not in the desired model", op.address),
-            )),
-        }
+    let result = match kinds::handler(node.address.kind) {
+        Err(e) => Err(e),
+        Ok(h) => match (node.step, node.desired, node.live) {
+            (Step::Delete, _, Some(l)) => h.delete(cx, l).await,
+            (Step::Update, Some(r), Some(l)) => h.update(cx, r, l).await,
+            (Step::Create, Some(r), _) => h.create(cx, r, desired).await,
+            _ => Err(Error::Internal(format!(
+                "{}: {action} without the resource it needs",
+                node.address
+            ))),
+        },
     };
     match result {
         Ok(()) => {
+            let elapsed = start.elapsed();
             cx.events.send(Event::Done {
-                address: op.address.clone(),
+                address: node.address.clone(),
                 action,
-                elapsed: start.elapsed(),
+                elapsed,
             });
-            Ok(())
+            tracing::debug!(address = %node.address, ?elapsed, "done");
+            Outcome::Done(elapsed)
         }
         Err(e) => {
-            let msg = e.to_string();
             cx.events.send(Event::Failed {
-                address: op.address.clone(),
+                address: node.address.clone(),
                 action,
-                error: msg.clone(),
+                error: e.to_string(),
             });
-            Err(msg)
+            Outcome::Failed(e)
         }
     }
 }

@@ -129,16 +129,13 @@ pub fn host_policy(env: &Env, access: &HostAccess) -> Value {
 #[derive(Debug, Clone)]
 pub struct DeliveryAccess {
     pub delivery_name: String,
+    /// The CloudWatch Logs group Firehose logs delivery errors to, when error logging is on.
+    pub log_group: Option<String>,
     /// The source stream, when Firehose reads one.
     pub stream: Option<String>,
     /// The source stream's customer KMS key, if any.
     pub stream_kms_key: Option<String>,
     pub bucket: String,
-}
-
-/// The CloudWatch Logs group Firehose would log delivery errors to.
-pub fn delivery_log_group(delivery_name: &str) -> String {
-    format!("/aws/kinesisfirehose/{delivery_name}")
 }
 
 /// The delivery role's one inline policy.
@@ -179,13 +176,14 @@ pub fn delivery_policy(env: &Env, access: &DeliveryAccess) -> Value {
             ));
         }
     }
-    let group = delivery_log_group(&access.delivery_name);
-    statements.push(json!({
-        "Sid": "DeliveryErrorLogs",
-        "Effect": "Allow",
-        "Action": ["logs:PutLogEvents"],
-        "Resource": format!("{}:log-stream:*", env.log_group_arn(&group))
-    }));
+    if let Some(group) = &access.log_group {
+        statements.push(json!({
+            "Sid": "DeliveryErrorLogs",
+            "Effect": "Allow",
+            "Action": ["logs:PutLogEvents"],
+            "Resource": format!("{}:log-stream:*", env.log_group_arn(group))
+        }));
+    }
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
@@ -273,6 +271,7 @@ mod tests {
             &env(),
             &DeliveryAccess {
                 delivery_name: "lab-d".into(),
+                log_group: Some("/aws/kinesisfirehose/lab-d".into()),
                 stream: Some("lab-s".into()),
                 stream_kms_key: None,
                 bucket: "lab-b".into(),
@@ -297,6 +296,7 @@ mod tests {
             &env(),
             &DeliveryAccess {
                 delivery_name: "d".into(),
+                log_group: None,
                 stream: Some("s".into()),
                 stream_kms_key: Some("alias/mine".into()),
                 bucket: "b".into(),

@@ -6,6 +6,7 @@
 pub mod aws;
 pub mod bootstrap;
 pub mod diagnostics;
+pub mod error;
 pub mod events;
 pub mod executor;
 pub mod iam;
@@ -16,3 +17,5 @@ pub mod plan;
 pub mod schema;
 pub mod spec;
 pub mod ui;
+
+pub use error::{Error, Result};

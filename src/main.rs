@@ -11,8 +11,10 @@ use cli::{Cli, Command};
 use commands::Failure;
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     let g = &cli.global;
+    init_logs(g.verbose);
     let outcome = match &cli.command {
         Command::Validate { specs } => commands::validate::run(g, specs),
         Command::Render { spec, host, what } => {
@@ -49,4 +51,33 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Rust ignores SIGPIPE, so printing into a closed pipe (`streamstack render ... | head -1`)
+/// would panic; restore the default so the process ends quietly, as other CLI tools do.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal disposition to its default at the start of `main`, before any
+    // thread exists, has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Logs go to stderr, never into `--json` stdout. `-v` shows every AWS call (service,
+/// operation, status, ms) and every retry with its reason; `-vv` also streamstack's own debug
+/// lines and the SDK's; `RUST_LOG` overrides both.
+fn init_logs(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "warn,streamstack=info",
+        _ => "info,streamstack=debug,aws_smithy_runtime=debug,aws_config=debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }

@@ -1,49 +1,21 @@
 //! The operations behind the commands, as a library: open a session (spec + AWS), read live
-//! state, plan, apply, destroy. Commands are thin wrappers that print.
+//! state, plan, apply (a saved plan checked first), destroy (and prove nothing remains),
+//! outputs, render. Commands are thin wrappers that print and ask; nothing here names a kind.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::aws::{AwsError, AwsOptions, Clients};
-use crate::diagnostics::Diagnostics;
+use crate::aws::{AwsOptions, Clients};
 use crate::events::Events;
 use crate::executor::{self, Report};
-use crate::kinds::{self, Cx, Live, Timeouts};
+use crate::kinds::{self, Cx, Live, Render, Timeouts};
 use crate::model::Env;
-use crate::plan::{self, NotOursError, Plan};
+use crate::model::Model;
+use crate::plan::{self, Plan};
 use crate::spec::{self, LoadOptions, Validated};
-
-#[derive(Debug)]
-pub enum Error {
-    /// The spec is invalid; nothing was sent to AWS.
-    Spec(Diagnostics),
-    Aws(AwsError),
-    NotOurs(NotOursError),
-    /// A saved plan no longer matches the spec or the live state.
-    StalePlan(String),
-    Other(String),
-}
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Error::Spec(d) => write!(f, "{d}"),
-            Error::Aws(e) => write!(f, "{e}"),
-            Error::NotOurs(e) => write!(f, "{e}"),
-            Error::StalePlan(m) | Error::Other(m) => write!(f, "{m}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<AwsError> for Error {
-    fn from(e: AwsError) -> Self {
-        Error::Aws(e)
-    }
-}
+use crate::{Error, Result};
 
 /// A spec bound to an AWS account and region.
 pub struct Session {
@@ -71,9 +43,9 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Validates the spec offline first (an invalid spec never reaches AWS), then connects, learns
 /// the account id and derives the model with the real account and region.
-pub async fn open(spec_path: &Path, opts: &OpenOptions) -> Result<Session, Error> {
+pub async fn open(spec_path: &Path, opts: &OpenOptions) -> Result<Session> {
     let text = std::fs::read(spec_path)
-        .map_err(|e| Error::Other(format!("cannot read {}: {e}", spec_path.display())))?;
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", spec_path.display())))?;
     let offline = spec::load_file(spec_path, &opts.load).map_err(Error::Spec)?;
     let mut aws = opts.aws.clone();
     if let Some(r) = offline
@@ -109,17 +81,110 @@ pub async fn open(spec_path: &Path, opts: &OpenOptions) -> Result<Session, Error
 }
 
 impl Session {
-    pub async fn live(&self) -> Result<Vec<Live>, Error> {
-        Ok(kinds::discover_all(&self.cx, &self.validated.model).await?)
+    /// Everything live that belongs to the stack or has one of its names; kinds are read
+    /// concurrently.
+    pub async fn live(&self) -> Result<Vec<Live>> {
+        let desired = &self.validated.model;
+        let found = futures::future::try_join_all(
+            kinds::REGISTRY
+                .iter()
+                .map(|h| h.discover(&self.cx, desired)),
+        )
+        .await?;
+        let mut all: Vec<Live> = found.into_iter().flatten().collect();
+        all.sort_by(|a, b| (a.address(), &a.id).cmp(&(b.address(), &b.id)));
+        Ok(all)
     }
 
-    pub fn plan(&self, live: &[Live]) -> Result<Plan, Error> {
-        plan::plan(&self.validated.model, live, kinds::replace_on).map_err(Error::NotOurs)
+    pub fn plan(&self, live: &[Live]) -> Result<Plan> {
+        Ok(plan::plan(&self.validated.model, live)?)
+    }
+
+    /// The plan to apply and the live state it was computed from. With a saved plan, the spec
+    /// must be unchanged and a fresh plan must equal the saved one.
+    pub async fn plan_for_apply(&self, saved: Option<&PlanFile>) -> Result<(Plan, Vec<Live>)> {
+        let live = self.live().await?;
+        let plan = self.plan(&live)?;
+        if let Some(f) = saved {
+            f.check(self, &plan)?;
+        }
+        Ok((plan, live))
     }
 
     pub async fn apply(&self, plan: &Plan, live: &[Live], parallelism: usize) -> Report {
         executor::apply(&self.cx, plan, &self.validated.model, live, parallelism).await
     }
+
+    /// What `destroy` would delete: every live resource of the stack. Same-named resources that
+    /// are not the stack's are returned apart; they are left alone.
+    pub async fn plan_destroy(&self) -> Result<DestroyPlan> {
+        let live = self.live().await?;
+        let plan = plan::destroy_plan(&self.validated.model, &live);
+        let (_, foreign): (Vec<&Live>, Vec<&Live>) = live.iter().partition(|l| l.ours);
+        let foreign = foreign.into_iter().cloned().collect();
+        Ok(DestroyPlan {
+            plan,
+            live,
+            foreign,
+        })
+    }
+
+    /// Deletes what `plan_destroy` found, then reads again: the report and what of the stack is
+    /// still live (empty when the destroy is complete).
+    pub async fn destroy(
+        &self,
+        d: &DestroyPlan,
+        parallelism: usize,
+    ) -> Result<(Report, Vec<Live>)> {
+        let report = if d.plan.has_changes() {
+            self.apply(&d.plan, &d.live, parallelism).await
+        } else {
+            Report::default()
+        };
+        let left = self.live().await?.into_iter().filter(|l| l.ours).collect();
+        Ok((report, left))
+    }
+
+    /// Ids, ARNs and how-to-reach facts of the stack's live resources.
+    pub async fn outputs(&self, live: &[Live]) -> Result<Vec<Output>> {
+        let ours: Vec<&Live> = live.iter().filter(|l| l.ours).collect();
+        let details =
+            futures::future::try_join_all(ours.iter().map(|l| async move {
+                kinds::handler(l.address().kind)?.outputs(&self.cx, l).await
+            }))
+            .await?;
+        Ok(ours
+            .into_iter()
+            .zip(details)
+            .map(|(l, details)| Output {
+                address: l.address().to_string(),
+                name: l.resource.name.clone(),
+                id: l.id.clone(),
+                details,
+            })
+            .collect())
+    }
+}
+
+/// `destroy`'s plan and what it was computed from.
+pub struct DestroyPlan {
+    pub plan: Plan,
+    pub live: Vec<Live>,
+    /// Resources with one of the stack's names that are not the stack's: never touched.
+    pub foreign: Vec<Live>,
+}
+
+/// What `render` prints: every artefact of that sort in the model, or only `host`'s.
+pub fn render(model: &Model, what: Render, host: Option<&str>) -> Result<Vec<kinds::Rendered>> {
+    let mut out = Vec::new();
+    for r in model.resources.values() {
+        if let Some(x) = kinds::handler(r.address.kind)?.render(r, what) {
+            if host.is_none() || x.host.as_deref() == host {
+                out.push(x);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A plan saved by `plan --out`: the plan plus what it was computed from.
@@ -150,7 +215,7 @@ impl PlanFile {
     }
 
     /// Checks that the spec is unchanged and that a fresh plan equals the saved one.
-    pub fn check(&self, session: &Session, fresh: &Plan) -> Result<(), Error> {
+    pub fn check(&self, session: &Session, fresh: &Plan) -> Result<()> {
         if session.spec_sha256 != self.spec_sha256 {
             return Err(Error::StalePlan(format!(
                 "{} changed since the plan was saved; run plan again",
@@ -174,85 +239,4 @@ pub struct Output {
     pub id: String,
     /// Kind-specific facts: ARN, where data lands, how to reach a host.
     pub details: std::collections::BTreeMap<String, String>,
-}
-
-/// Ids, ARNs and how-to-reach facts of the stack's live resources.
-pub async fn outputs(session: &Session, live: &[Live]) -> Result<Vec<Output>, Error> {
-    use crate::model::Props;
-    let mut out = Vec::new();
-    for l in live.iter().filter(|l| l.ours) {
-        let mut details = std::collections::BTreeMap::new();
-        match &l.resource.props {
-            Props::Bucket(_) => {
-                details.insert("url".into(), format!("s3://{}/", l.resource.name));
-            }
-            Props::Stream(s) => {
-                details.insert("arn".into(), s.arn.clone());
-            }
-            Props::Delivery(d) => {
-                details.insert("arn".into(), d.arn.clone());
-                details.insert(
-                    "data_lands_in".into(),
-                    format!(
-                        "s3://{}/{}",
-                        d.bucket_name,
-                        d.prefix.clone().unwrap_or_default()
-                    ),
-                );
-            }
-            Props::Role(r) => {
-                details.insert("arn".into(), r.arn.clone());
-            }
-            Props::InstanceProfile(p) => {
-                details.insert("arn".into(), p.arn.clone());
-            }
-            Props::SecurityGroup(_) => {}
-            Props::Host(h) => {
-                let desc = session
-                    .cx
-                    .clients
-                    .ec2
-                    .describe_instances()
-                    .instance_ids(&l.id)
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("ec2:DescribeInstances", e))?;
-                let inst = desc
-                    .reservations()
-                    .iter()
-                    .flat_map(|r| r.instances())
-                    .next();
-                let public_ip = inst.and_then(|i| i.public_ip_address()).map(str::to_string);
-                let state = inst
-                    .and_then(|i| i.state())
-                    .and_then(|s| s.name())
-                    .map(|n| n.as_str().to_string())
-                    .unwrap_or_default();
-                details.insert("state".into(), state);
-                if let Some(ip) = &public_ip {
-                    details.insert("public_ip".into(), ip.clone());
-                }
-                let reach = match (&h.key_name, &public_ip) {
-                    (Some(key), Some(ip)) => format!("ssh -i {key}.pem ec2-user@{ip}"),
-                    (Some(_), None) => "ssh is configured but the instance has no public IP".into(),
-                    (None, _) => format!(
-                        "no inbound access (add ssh: to the host); EC2 console → Connect, or: aws ec2-instance-connect ssh --instance-id {}",
-                        l.id
-                    ),
-                };
-                details.insert("reach".into(), reach);
-                details.insert(
-                    "agent_log".into(),
-                    "/var/log/aws-kinesis-agent/aws-kinesis-agent.log".into(),
-                );
-            }
-        }
-        out.push(Output {
-            address: l.address().to_string(),
-            name: l.resource.name.clone(),
-            id: l.id.clone(),
-            details,
-        });
-    }
-    Ok(out)
 }

@@ -2,15 +2,16 @@
 //! in the order they would be applied. No AWS calls here, so every action choice is unit-tested.
 //!
 //! Attributes are compared field by field on the serialised model (the same shape for desired and
-//! live). Each kind lists the attributes whose change forces a replacement (`kinds::*::REPLACE_ON`,
-//! following AWS: see aws-domain.md §4); everything else updates in place.
+//! live). What is kind-specific (which attributes force a replacement, whether a name is an
+//! identity, which replacements cascade, what a resource uses) comes from the kind registry
+//! (`crate::kinds::handler`); nothing here names a kind.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::kinds::Live;
+use crate::kinds::{self, Live, ResourceKind};
 use crate::model::{Address, Kind, Model, Resource};
 
 /// Version of the JSON shape of a plan (`plan --json`, `plan --out`). Bumped on any change that
@@ -122,24 +123,23 @@ impl std::fmt::Display for NotOursError {
 
 impl std::error::Error for NotOursError {}
 
-/// Per kind, the attributes whose change forces a replacement.
-pub type ReplaceOn = fn(Kind) -> &'static [&'static str];
-
 /// The attributes of a resource as one flat JSON object: its props plus `tags`.
 fn attributes(r: &Resource) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    if let Ok(Value::Object(m)) = serde_json::to_value(&r.props) {
-        for (k, v) in m {
-            if k != "type" {
-                out.insert(k, v);
-            }
-        }
-    }
+    let mut out: BTreeMap<String, Value> = r.props.attributes().into_iter().collect();
     out.insert(
         "tags".into(),
         serde_json::to_value(&r.tags).unwrap_or(Value::Null),
     );
     out
+}
+
+/// The kind's implementation, when the registry has one (always, outside a bug).
+fn handler(kind: Kind) -> Option<&'static dyn ResourceKind> {
+    kinds::handler(kind).ok()
+}
+
+fn replace_on(kind: Kind) -> &'static [&'static str] {
+    handler(kind).map_or(&[], |h| h.replace_on())
 }
 
 fn diff(desired: &Resource, live: &Resource, replace_on: &[&str]) -> Vec<AttrChange> {
@@ -173,23 +173,66 @@ fn all_attrs(r: &Resource, deleting: bool) -> Vec<AttrChange> {
         .collect()
 }
 
-/// Kinds whose replacement forces the replacement of what reads from them: a Firehose delivery
-/// cannot be pointed at a new stream, so a replaced stream replaces its deliveries.
-fn cascades(dependency: Kind, dependent: Kind) -> bool {
-    matches!((dependency, dependent), (Kind::Stream, Kind::Delivery))
+/// Orders live resources for deletion: a resource comes after every resource that uses it
+/// (`ResourceKind::uses`), ties by address. Resources are matched by kind and physical name; a
+/// kind that shares its namespace with another (the two role kinds) matches either.
+pub fn deletion_order<'l>(lives: &[&'l Live]) -> Vec<&'l Live> {
+    let n = lives.len();
+    // users[i]: the resources that use lives[i].
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (u, l) in lives.iter().enumerate() {
+        for (kind, name) in handler(l.address().kind).map_or(Vec::new(), |h| h.uses(&l.resource)) {
+            for (i, other) in lives.iter().enumerate() {
+                if i != u
+                    && other.resource.name == name
+                    && same_namespace(other.address().kind, kind)
+                {
+                    users[i].push(u);
+                }
+            }
+        }
+    }
+    let mut remaining: Vec<usize> = users.iter().map(Vec::len).collect();
+    let mut used_by_me: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, us) in users.iter().enumerate() {
+        for &u in us {
+            used_by_me[u].push(i);
+        }
+    }
+    let mut ready: BTreeSet<(Address, usize)> = (0..n)
+        .filter(|&i| remaining[i] == 0)
+        .map(|i| (lives[i].address().clone(), i))
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    let mut done = vec![false; n];
+    while let Some((_, i)) = ready.pop_first() {
+        done[i] = true;
+        out.push(lives[i]);
+        for &j in &used_by_me[i] {
+            remaining[j] -= 1;
+            if remaining[j] == 0 {
+                ready.insert((lives[j].address().clone(), j));
+            }
+        }
+    }
+    // A cycle (none exists among AWS resources) keeps its members in address order at the end.
+    let mut rest: Vec<usize> = (0..n).filter(|&i| !done[i]).collect();
+    rest.sort_by_key(|&i| lives[i].address().clone());
+    out.extend(rest.into_iter().map(|i| lives[i]));
+    out
 }
 
-/// Order of deletion among kinds: what uses a resource goes before it.
-pub fn delete_rank(kind: Kind) -> u8 {
-    match kind {
-        Kind::Host => 0,
-        Kind::Delivery | Kind::SecurityGroup | Kind::InstanceProfile => 1,
-        Kind::Stream | Kind::Bucket | Kind::HostRole | Kind::DeliveryRole => 2,
-    }
+/// Do resources of kinds `a` and `b` share a name namespace (the same AWS resource type)?
+pub fn same_namespace(a: Kind, b: Kind) -> bool {
+    a == b
+        || match (handler(a), handler(b)) {
+            (Some(x), Some(y)) => std::ptr::addr_eq(x, y),
+            _ => false,
+        }
 }
 
 /// Computes the plan. Fails, changing nothing, if a same-named resource is not the stack's.
-pub fn plan(desired: &Model, live: &[Live], replace_on: ReplaceOn) -> Result<Plan, NotOursError> {
+pub fn plan(desired: &Model, live: &[Live]) -> Result<Plan, NotOursError> {
     let foreign: Vec<NotOurs> = live
         .iter()
         .filter(|l| !l.ours)
@@ -264,10 +307,10 @@ pub fn plan(desired: &Model, live: &[Live], replace_on: ReplaceOn) -> Result<Pla
             });
             continue;
         };
-        // A host's name is only its `Name` tag, which can be set in place; for every other
-        // kind the name is the resource's identity.
+        // Most kinds' name is their identity; some (hosts: a `Name` tag) rename in place.
         let renamed = have.resource.name != want.name;
-        if renamed && address.kind != Kind::Host {
+        let name_is_identity = handler(address.kind).is_none_or(|h| h.name_is_identity());
+        if renamed && name_is_identity {
             replaced.insert(address.clone());
             changes.push(Change {
                 address: address.to_string(),
@@ -294,10 +337,11 @@ pub fn plan(desired: &Model, live: &[Live], replace_on: ReplaceOn) -> Result<Pla
                 },
             );
         }
+        let replaced_with = handler(address.kind).map_or(&[][..], |h| h.replaced_with());
         let cascade = want
             .depends_on
             .iter()
-            .find(|d| replaced.contains(*d) && cascades(d.kind, address.kind));
+            .find(|d| replaced.contains(*d) && replaced_with.contains(&d.kind));
         let forced: Vec<&str> = attrs
             .iter()
             .filter(|a| a.forces_replacement)
@@ -333,9 +377,8 @@ pub fn plan(desired: &Model, live: &[Live], replace_on: ReplaceOn) -> Result<Pla
         }
     }
     // Live resources of the stack that the spec no longer has.
-    let mut removed: Vec<&Live> = by_address.into_values().flatten().collect();
-    removed.sort_by_key(|l| (delete_rank(l.address().kind), l.address().clone()));
-    for l in removed {
+    let removed: Vec<&Live> = by_address.into_values().flatten().collect();
+    for l in deletion_order(&removed) {
         changes.push(Change {
             address: l.address().to_string(),
             action: Action::Delete,
@@ -373,9 +416,8 @@ pub fn plan(desired: &Model, live: &[Live], replace_on: ReplaceOn) -> Result<Pla
 /// The plan for `destroy`: every live resource of the stack, deleted; same-named resources that
 /// are not ours are left alone (and reported by the caller).
 pub fn destroy_plan(desired: &Model, live: &[Live]) -> Plan {
-    let mut ours: Vec<&Live> = live.iter().filter(|l| l.ours).collect();
-    ours.sort_by_key(|l| (delete_rank(l.address().kind), l.address().clone()));
-    let changes: Vec<Change> = ours
+    let ours: Vec<&Live> = live.iter().filter(|l| l.ours).collect();
+    let changes: Vec<Change> = deletion_order(&ours)
         .into_iter()
         .map(|l| Change {
             address: l.address().to_string(),
@@ -406,6 +448,7 @@ mod tests {
     use super::*;
     use crate::model::{Props, TAG_STACK};
     use crate::spec::{load_str, LoadOptions};
+    use serde_json::json;
 
     const SPEC: &str = r#"
 version: 1
@@ -452,15 +495,6 @@ hosts:
             .collect()
     }
 
-    fn replace_on(kind: Kind) -> &'static [&'static str] {
-        match kind {
-            Kind::Host => &["instance_type", "image", "user_data"],
-            Kind::Delivery => &["source"],
-            Kind::SecurityGroup => &["description"],
-            _ => &[],
-        }
-    }
-
     fn find<'p>(p: &'p Plan, address: &str) -> &'p Change {
         p.changes
             .iter()
@@ -479,7 +513,7 @@ hosts:
     #[test]
     fn in_sync_means_no_changes() {
         let m = model(SPEC);
-        let p = plan(&m, &live_of(&m), replace_on).expect("plan");
+        let p = plan(&m, &live_of(&m)).expect("plan");
         assert!(!p.has_changes(), "{:#?}", p.changes);
         assert_eq!(
             p.summary,
@@ -494,7 +528,7 @@ hosts:
     #[test]
     fn nothing_live_creates_everything_in_dependency_order() {
         let m = model(SPEC);
-        let p = plan(&m, &[], replace_on).expect("plan");
+        let p = plan(&m, &[]).expect("plan");
         assert_eq!(p.summary.add, m.resources.len());
         assert!(p.changes.iter().all(|c| c.action == Action::Create));
         let pos = |a: &str| {
@@ -517,17 +551,21 @@ hosts:
         attr: &'static str,
     }
 
+    /// Sets one attribute of a resource, whatever its kind: the props become a plain JSON
+    /// object, which is all the planner looks at.
+    fn set_attr(r: &mut Resource, name: &str, f: impl FnOnce(&mut Value)) {
+        let mut attrs = r.props.attributes();
+        f(attrs.entry(name.to_string()).or_insert(Value::Null));
+        r.props = Props::new(Value::Object(attrs));
+    }
+
     #[test]
     fn action_choice_per_attribute() {
         let cases = [
             Case {
                 name: "retention changed out of band → update",
                 address: "stream.weather",
-                edit: |r| {
-                    if let Props::Stream(s) = &mut r.props {
-                        s.retention_hours = 48;
-                    }
-                },
+                edit: |r| set_attr(r, "retention_hours", |v| *v = json!(48)),
                 action: Action::Update,
                 attr: "retention_hours",
             },
@@ -544,10 +582,9 @@ hosts:
                 name: "policy edited → update",
                 address: "host_role.collector",
                 edit: |r| {
-                    if let Props::Role(role) = &mut r.props {
-                        role.inline_policies
-                            .insert("streamstack".into(), serde_json::json!({"Statement": []}));
-                    }
+                    set_attr(r, "inline_policies", |v| {
+                        v["streamstack"] = json!({"Statement": []})
+                    })
                 },
                 action: Action::Update,
                 attr: "inline_policies",
@@ -555,22 +592,14 @@ hosts:
             Case {
                 name: "buffering → update in place",
                 address: "delivery.to-s3",
-                edit: |r| {
-                    if let Props::Delivery(d) = &mut r.props {
-                        d.buffering.size_mb = 64;
-                    }
-                },
+                edit: |r| set_attr(r, "buffering", |v| v["size_mb"] = json!(64)),
                 action: Action::Update,
                 attr: "buffering",
             },
             Case {
                 name: "delivery source → replace",
                 address: "delivery.to-s3",
-                edit: |r| {
-                    if let Props::Delivery(d) = &mut r.props {
-                        d.source = None;
-                    }
-                },
+                edit: |r| set_attr(r, "source", |v| *v = Value::Null),
                 action: Action::Replace,
                 attr: "source",
             },
@@ -578,9 +607,9 @@ hosts:
                 name: "user-data (agent config) → replace",
                 address: "host.collector",
                 edit: |r| {
-                    if let Props::Host(h) = &mut r.props {
-                        h.user_data.push_str("# edited\n");
-                    }
+                    set_attr(r, "user_data", |v| {
+                        *v = json!(format!("{}# edited\n", v.as_str().unwrap_or_default()))
+                    })
                 },
                 action: Action::Replace,
                 attr: "user_data",
@@ -588,22 +617,14 @@ hosts:
             Case {
                 name: "instance type → replace",
                 address: "host.collector",
-                edit: |r| {
-                    if let Props::Host(h) = &mut r.props {
-                        h.instance_type = "t3.small".into();
-                    }
-                },
+                edit: |r| set_attr(r, "instance_type", |v| *v = json!("t3.small")),
                 action: Action::Replace,
                 attr: "instance_type",
             },
             Case {
                 name: "IMDSv2 turned off → update",
                 address: "host.collector",
-                edit: |r| {
-                    if let Props::Host(h) = &mut r.props {
-                        h.http_tokens_required = false;
-                    }
-                },
+                edit: |r| set_attr(r, "http_tokens_required", |v| *v = json!(false)),
                 action: Action::Update,
                 attr: "http_tokens_required",
             },
@@ -612,7 +633,7 @@ hosts:
         for case in cases {
             let mut live = live_of(&m);
             edit(&mut live, case.address, case.edit);
-            let p = plan(&m, &live, replace_on).expect("plan");
+            let p = plan(&m, &live).expect("plan");
             assert_eq!(p.changes.len(), 1, "{}: {:#?}", case.name, p.changes);
             let c = find(&p, case.address);
             assert_eq!(c.action, case.action, "{}", case.name);
@@ -641,7 +662,7 @@ hosts:
         edit(&mut live, "stream.weather", |r| {
             r.name = "lab-old-weather".into()
         });
-        let p = plan(&m, &live, replace_on).expect("plan");
+        let p = plan(&m, &live).expect("plan");
         assert_eq!(find(&p, "stream.weather").action, Action::Replace);
         let d = find(&p, "delivery.to-s3");
         assert_eq!(d.action, Action::Replace);
@@ -668,11 +689,11 @@ hosts:
             .find(|l| l.address().to_string() == "host.collector")
             .cloned()
             .expect("host");
-        orphan.resource.address = Address::new(Kind::Host, "old");
+        orphan.resource.address = "host.old".parse().expect("address");
         orphan.resource.name = "lab-old".into();
         orphan.id = "i-old".into();
         live.push(orphan);
-        let p = plan(&m, &live, replace_on).expect("plan");
+        let p = plan(&m, &live).expect("plan");
         let c = find(&p, "host.old");
         assert_eq!(c.action, Action::Delete);
         assert_eq!(c.live_id.as_deref(), Some("i-old"));
@@ -697,7 +718,7 @@ hosts:
             .expect("host");
         twin.id = "i-twin".into();
         live.push(twin);
-        let p = plan(&m, &live, replace_on).expect("plan");
+        let p = plan(&m, &live).expect("plan");
         assert_eq!(p.changes.len(), 1);
         assert_eq!(p.changes[0].action, Action::Delete);
     }
@@ -712,20 +733,30 @@ hosts:
             .expect("stream");
         l.ours = false;
         l.resource.tags.remove(TAG_STACK);
-        let err = plan(&m, &live, replace_on).expect_err("foreign");
+        let err = plan(&m, &live).expect_err("foreign");
         assert_eq!(err.0.len(), 1);
         assert_eq!(err.0[0].name, "lab-weather");
         assert!(err.to_string().contains("stream.weather"));
     }
 
     #[test]
-    fn destroy_deletes_only_ours_hosts_first() {
+    fn destroy_deletes_only_ours_users_before_what_they_use() {
         let m = model(SPEC);
         let mut live = live_of(&m);
         live[0].ours = false;
         let p = destroy_plan(&m, &live);
         assert_eq!(p.changes.len(), m.resources.len() - 1);
-        assert_eq!(p.changes[0].address, "host.collector");
         assert!(p.changes.iter().all(|c| c.action == Action::Delete));
+        let pos = |a: &str| {
+            p.changes
+                .iter()
+                .position(|c| c.address == a)
+                .unwrap_or_else(|| panic!("{a} missing from {:#?}", p.changes))
+        };
+        assert!(pos("host.collector") < pos("instance_profile.collector"));
+        assert!(pos("instance_profile.collector") < pos("host_role.collector"));
+        assert!(pos("delivery.to-s3") < pos("stream.weather"));
+        assert!(pos("delivery.to-s3") < pos("delivery_role.to-s3"));
+        assert!(pos("delivery.to-s3") < pos("log_group.to-s3"));
     }
 }

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::spec::types::{Compression, Format};
+use crate::spec::types::{Compression, Format, LOG_RETENTION_DAYS};
 
 const NAME_KEY: &str = "^[a-z][a-z0-9-]*$";
 
@@ -88,7 +88,20 @@ pub fn schema() -> Value {
                     "interval_seconds": templated_int(0, 900, "Buffer interval in seconds (default 300).")
                 }
             },
-            "compression": {"enum": compression, "default": "UNCOMPRESSED"}
+            "compression": {"enum": compression, "default": "UNCOMPRESSED"},
+            "error_logging": {
+                "description": "Firehose logs delivery errors to the CloudWatch Logs group /aws/kinesisfirehose/{delivery name} (default on, 14 days); false turns it off.",
+                "oneOf": [
+                    {"type": "boolean"},
+                    {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "properties": {
+                            "retention_days": {"enum": LOG_RETENTION_DAYS, "default": 14, "description": "How long the log group keeps events."}
+                        }
+                    }
+                ]
+            }
         }
     });
     let flow = json!({

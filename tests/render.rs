@@ -345,6 +345,10 @@ fn schema_command_matches_the_checked_in_copy_and_the_loader() {
         keys(&delivery["properties"]["buffering"]),
         sorted(BUFFERING_KEYS)
     );
+    assert_eq!(
+        keys(&delivery["properties"]["error_logging"]["oneOf"][1]),
+        sorted(ERROR_LOGGING_KEYS)
+    );
     let host = &p["hosts"]["additionalProperties"];
     assert_eq!(keys(host), sorted(HOST_KEYS));
     assert_eq!(keys(&host["properties"]["ssh"]), sorted(SSH_KEYS));

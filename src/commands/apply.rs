@@ -4,9 +4,7 @@ use std::path::Path;
 
 use streamstack::ops::{self, PlanFile};
 
-use super::{
-    confirm, event_printer, finish, open_options, runtime, stdout_style, Failure, Outcome,
-};
+use super::{confirm, event_printer, finish, open_options, runtime, stdout_style, Outcome};
 use crate::cli::Global;
 
 pub fn run(
@@ -17,59 +15,49 @@ pub fn run(
     parallelism: usize,
 ) -> Outcome {
     let saved = PlanFile::read(target);
-    let mut g_vars = g.vars.clone();
-    let spec = match &saved {
-        Some(f) => {
-            g_vars = f.vars.clone();
-            f.spec_path.clone()
-        }
-        None => target.to_path_buf(),
+    let (spec, vars) = match &saved {
+        Some(f) => (f.spec_path.clone(), f.vars.clone()),
+        None => (target.to_path_buf(), g.vars.clone()),
     };
     let style = stdout_style(g);
-    runtime()?
-        .block_on(async {
-            let (events, printer) = event_printer(style, json);
-            let mut opts = open_options(g, events);
-            opts.load.vars = g_vars;
-            let s = ops::open(&spec, &opts).await;
-            // The printer ends when the last event sender is gone: keep only the session's.
-            drop(opts);
-            let s = s?;
-            let live = s.live().await?;
-            let plan = s.plan(&live)?;
-            if let Some(f) = &saved {
-                f.check(&s, &plan)?;
-            }
-            if json {
-                println!("{}", serde_json::json!({"type": "planned", "plan": plan}));
-            } else {
-                print!("{}", streamstack::ui::render_plan(&plan, style));
-            }
-            if !plan.has_changes() {
-                drop(s);
-                let _ = printer.await;
-                return Ok(0);
-            }
-            // A saved plan was reviewed when it was made.
-            if !auto_approve && saved.is_none() {
-                confirm("\nDo you want to perform these actions?")?;
-            }
-            let report = s.apply(&plan, &live, parallelism).await;
+    runtime()?.block_on(async {
+        let (events, printer) = event_printer(style, json);
+        let mut opts = open_options(g, events);
+        opts.load.vars = vars;
+        let s = ops::open(&spec, &opts).await;
+        // The printer ends when the last event sender is gone: keep only the session's.
+        drop(opts);
+        let s = s?;
+        let (plan, live) = s.plan_for_apply(saved.as_ref()).await?;
+        if json {
+            println!("{}", serde_json::json!({"type": "planned", "plan": plan}));
+        } else {
+            print!("{}", streamstack::ui::render_plan(&plan, style));
+        }
+        if !plan.has_changes() {
             drop(s);
             let _ = printer.await;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"type": "report", "report": report})
-                );
-            }
-            finish(
-                &report,
-                format!(
-                    "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
-                    plan.summary.add, plan.summary.change, plan.summary.destroy
-                ),
-            )
-        })
-        .map_err(|e: Failure| e)
+            return Ok(0);
+        }
+        // A saved plan was reviewed when it was made.
+        if !auto_approve && saved.is_none() {
+            confirm("\nDo you want to perform these actions?")?;
+        }
+        let report = s.apply(&plan, &live, parallelism).await;
+        drop(s);
+        let _ = printer.await;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"type": "report", "report": report})
+            );
+        }
+        finish(
+            &report,
+            format!(
+                "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
+                plan.summary.add, plan.summary.change, plan.summary.destroy
+            ),
+        )
+    })
 }

@@ -2,10 +2,12 @@
 
 use std::path::Path;
 
+use streamstack::executor::DEFAULT_PARALLELISM;
 use streamstack::ops;
-use streamstack::plan::destroy_plan;
 
-use super::{confirm, event_printer, finish, open_options, runtime, stdout_style, Outcome};
+use super::{
+    confirm, event_printer, finish, open_options, runtime, stdout_style, Failure, Outcome,
+};
 use crate::cli::Global;
 
 pub fn run(g: &Global, spec: &Path, auto_approve: bool, json: bool) -> Outcome {
@@ -13,48 +15,50 @@ pub fn run(g: &Global, spec: &Path, auto_approve: bool, json: bool) -> Outcome {
     runtime()?.block_on(async {
         let (events, printer) = event_printer(style, json);
         let s = ops::open(spec, &open_options(g, events)).await?;
-        let live = s.live().await?;
-        let foreign: Vec<_> = live.iter().filter(|l| !l.ours).collect();
-        let plan = destroy_plan(&s.validated.model, &live);
+        let d = s.plan_destroy().await?;
         if json {
-            println!("{}", serde_json::json!({"type": "planned", "plan": plan}));
+            println!("{}", serde_json::json!({"type": "planned", "plan": d.plan}));
         } else {
-            for f in &foreign {
+            for f in &d.foreign {
                 println!(
                     "note: {} ({}) has one of this stack's names but is not the stack's; leaving it alone",
                     f.address(),
                     f.resource.name
                 );
             }
-            print!("{}", streamstack::ui::render_plan(&plan, style));
+            print!("{}", streamstack::ui::render_plan(&d.plan, style));
         }
-        if plan.has_changes() {
-            if !auto_approve {
-                confirm(&format!("\nDestroy every resource of stack {}?", s.cx.stack))?;
-            }
-            let report = s.apply(&plan, &live, streamstack::executor::DEFAULT_PARALLELISM).await;
-            if !report.ok() {
-                drop(s);
-                let _ = printer.await;
-                return finish(&report, String::new());
-            }
+        if d.plan.has_changes() && !auto_approve {
+            confirm(&format!("\nDestroy every resource of stack {}?", s.cx.stack))?;
         }
-        // Prove it: read again and list what is left.
-        let left: Vec<_> = s.live().await?.into_iter().filter(|l| l.ours).collect();
+        let (report, left) = s.destroy(&d, DEFAULT_PARALLELISM).await?;
+        let stack = s.cx.stack.clone();
         drop(s);
         let _ = printer.await;
         if json {
-            let addresses: Vec<String> = left.iter().map(|l| l.address().to_string()).collect();
-            println!("{}", serde_json::json!({"type": "remaining", "resources": addresses}));
+            let remaining: Vec<String> = left.iter().map(|l| l.address().to_string()).collect();
+            println!(
+                "{}",
+                serde_json::json!({"type": "remaining", "resources": remaining})
+            );
+        }
+        if !report.ok() {
+            return finish(&report, String::new());
         }
         if left.is_empty() {
             if !json {
-                println!("\nDestroy complete! Nothing of the stack remains.");
+                println!("\nDestroy complete! Nothing of stack {stack} remains.");
             }
             Ok(0)
         } else {
-            let names: Vec<String> = left.iter().map(|l| format!("{} ({})", l.address(), l.id)).collect();
-            Err(super::Failure::Message(format!("still present after destroy: {}", names.join(", "))))
+            let names: Vec<String> = left
+                .iter()
+                .map(|l| format!("{} ({})", l.address(), l.id))
+                .collect();
+            Err(Failure::Message(format!(
+                "still present after destroy: {}",
+                names.join(", ")
+            )))
         }
     })
 }

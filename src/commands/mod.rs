@@ -110,10 +110,10 @@ pub fn open_options(
     }
 }
 
-impl From<streamstack::ops::Error> for Failure {
-    fn from(e: streamstack::ops::Error) -> Self {
+impl From<streamstack::Error> for Failure {
+    fn from(e: streamstack::Error) -> Self {
         match e {
-            streamstack::ops::Error::Spec(d) => Failure::Spec(d),
+            streamstack::Error::Spec(d) => Failure::Spec(d),
             other => Failure::Message(other.to_string()),
         }
     }
@@ -180,11 +180,17 @@ pub fn finish(report: &streamstack::executor::Report, done_line: String) -> Outc
         report.skipped.len(),
         report.done.len()
     );
-    for (a, action, e) in &report.failed {
-        msg.push_str(&format!("\n  failed  {a} ({action:?}): {e}"));
+    for f in &report.failed {
+        msg.push_str(&format!(
+            "\n  failed  {} ({}): {}",
+            f.address, f.operation, f.error.message
+        ));
     }
-    for (a, because) in &report.skipped {
-        msg.push_str(&format!("\n  skipped {a} (depends on {because})"));
+    for s in &report.skipped {
+        msg.push_str(&format!(
+            "\n  skipped {} ({}; waits for {})",
+            s.address, s.operation, s.because
+        ));
     }
     msg.push_str("\nRun apply again to continue from the live state.");
     Err(Failure::Message(msg))

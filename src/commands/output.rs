@@ -12,7 +12,7 @@ pub fn run(g: &Global, spec: &Path, json: bool) -> Outcome {
     runtime()?.block_on(async {
         let s = ops::open(spec, &open_options(g, Events::none())).await?;
         let live = s.live().await?;
-        let outputs = ops::outputs(&s, &live).await?;
+        let outputs = s.outputs(&live).await?;
         if json {
             let text = serde_json::to_string_pretty(&outputs)
                 .map_err(|e| Failure::Message(e.to_string()))?;

@@ -27,13 +27,52 @@ use aws_sdk_s3::types::{
 };
 use futures::future::try_join_all;
 
-use super::{address_for, owned_by, read_candidates, wait_for, Cx, Live};
-use crate::aws::{AwsError, Ctx};
-use crate::events::Event;
-use crate::model::{Address, BucketProps, Kind, Model, Props, Resource, TAG_FORCE_DESTROY};
+use futures::future::BoxFuture;
+use serde::Serialize;
 
-/// Attributes whose change forces a new bucket.
-pub const REPLACE_ON: &[&str] = &[];
+use super::{address_for, owned_by, read_candidates, wait_for, Cx, Live, ResourceKind};
+use crate::aws::Ctx;
+use crate::events::Event;
+use crate::model::{Address, Kind, Model, Props, Resource, TAG_FORCE_DESTROY};
+use crate::{Error, Result};
+
+pub const KIND: Kind = Kind::new("bucket");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BucketProps {
+    pub versioning: bool,
+    pub force_destroy: bool,
+    pub expire_after_days: Option<u32>,
+    /// Default encryption; always SSE-S3.
+    pub sse_algorithm: String,
+    /// All four public-access-block flags on.
+    pub block_public_access: bool,
+}
+
+/// Everything changes in place; only a name change replaces (a new address).
+pub struct Buckets;
+
+impl ResourceKind for Buckets {
+    fn kinds(&self) -> &'static [Kind] {
+        &[KIND]
+    }
+    fn name_namespace(&self) -> Option<(&'static str, bool)> {
+        Some(("bucket", false))
+    }
+    lifecycle_from_module_fns!();
+    fn outputs<'a>(
+        &'a self,
+        _cx: &'a Cx,
+        live: &'a Live,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, String>>> {
+        Box::pin(async move {
+            Ok(BTreeMap::from([(
+                "url".to_string(),
+                format!("s3://{}/", live.resource.name),
+            )]))
+        })
+    }
+}
 
 /// The id of the one lifecycle rule streamstack manages.
 pub const LIFECYCLE_RULE_ID: &str = "streamstack-expire";
@@ -46,7 +85,7 @@ const DELETE_BATCH: usize = 1000;
 
 /// Every bucket this stack has or wants: the desired names, plus any `{stack}-*` bucket tagged
 /// as ours (a bucket removed from the spec).
-pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
+pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     let out = cx
         .clients
         .s3
@@ -56,10 +95,7 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
         .op("s3:ListBuckets")?;
     // A stack's bucket lives in the stack's region; others would only answer with a redirect
     // to their region (desired names are read wherever they are, to catch foreign ones).
-    let wanted: Vec<&str> = desired
-        .of_kind(Kind::Bucket)
-        .map(|r| r.name.as_str())
-        .collect();
+    let wanted: Vec<&str> = desired.of_kind(KIND).map(|r| r.name.as_str()).collect();
     let listed: Vec<String> = out
         .buckets
         .unwrap_or_default()
@@ -73,14 +109,14 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
             (here || wanted.contains(&name.as_str())).then_some(name)
         })
         .collect();
-    read_candidates(cx, desired, Kind::Bucket, listed, |n| async move {
+    read_candidates(cx, desired, KIND, listed, |n| async move {
         read(cx, &n, desired).await
     })
     .await
 }
 
 /// Maps a "not configured" answer (`is_not_found` codes other than a missing bucket) to `None`.
-fn unset<T>(r: Result<T, AwsError>) -> Result<Option<T>, AwsError> {
+fn unset<T>(r: Result<T>) -> Result<Option<T>> {
     match r {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.is_not_found() && !bucket_missing(&e) => Ok(None),
@@ -88,11 +124,11 @@ fn unset<T>(r: Result<T, AwsError>) -> Result<Option<T>, AwsError> {
     }
 }
 
-fn bucket_missing(e: &AwsError) -> bool {
+fn bucket_missing(e: &Error) -> bool {
     matches!(e.code(), Some("NoSuchBucket" | "NotFound"))
 }
 
-async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>, AwsError> {
+async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>> {
     let out = unset(
         cx.clients
             .s3
@@ -108,7 +144,7 @@ async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>, AwsError>
 }
 
 /// Reads one bucket by name; `None` if it does not exist.
-pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, AwsError> {
+pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> {
     let s3 = &cx.clients.s3;
     // A bucket of another account (403) or in another region (301, or a region header from
     // endpoints that answer anyway) exists, and is not something this stack may touch. HEAD
@@ -127,7 +163,7 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, 
             return Ok(Some(foreign(name, BTreeMap::new(), desired)));
         }
         Err(e) => {
-            let e = AwsError::from_sdk("s3:HeadBucket", e);
+            let e = Error::Aws(crate::aws::AwsError::from_sdk("s3:HeadBucket", e));
             return if bucket_missing(&e) { Ok(None) } else { Err(e) };
         }
     }
@@ -149,7 +185,10 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, 
                     let body = e.raw().body().bytes().unwrap_or_default();
                     Ok(String::from_utf8_lossy(body).contains("<Status>Enabled</Status>"))
                 }
-                Err(e) => Err(AwsError::from_sdk("s3:GetBucketVersioning", e)),
+                Err(e) => Err(Error::Aws(crate::aws::AwsError::from_sdk(
+                    "s3:GetBucketVersioning",
+                    e,
+                ))),
             }
         },
         async {
@@ -208,7 +247,7 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, 
             .iter()
             .all(|f| *f == Some(true))
         });
-    let address = address_for(Kind::Bucket, name, &tags, desired);
+    let address = address_for(KIND, name, &tags, desired);
     Ok(Some(Live {
         ours: true,
         id: name.to_string(),
@@ -216,7 +255,7 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, 
             address,
             name: name.to_string(),
             depends_on: Default::default(),
-            props: Props::Bucket(BucketProps {
+            props: Props::new(BucketProps {
                 versioning,
                 force_destroy: force_destroy(&tags),
                 expire_after_days,
@@ -238,10 +277,10 @@ fn foreign(name: &str, tags: BTreeMap<String, String>, desired: &Model) -> Live 
         ours: false,
         id: name.to_string(),
         resource: Resource {
-            address: address_for(Kind::Bucket, name, &tags, desired),
+            address: address_for(KIND, name, &tags, desired),
             name: name.to_string(),
             depends_on: Default::default(),
-            props: Props::Bucket(BucketProps {
+            props: Props::new(BucketProps {
                 versioning: false,
                 force_destroy: force_destroy(&tags),
                 expire_after_days: None,
@@ -253,22 +292,17 @@ fn foreign(name: &str, tags: BTreeMap<String, String>, desired: &Model) -> Live 
     }
 }
 
-fn props(r: &Resource) -> Result<&BucketProps, AwsError> {
-    match &r.props {
-        Props::Bucket(p) => Ok(p),
-        _ => Err(AwsError::other(
-            "bucket",
-            "Internal",
-            format!("{} is not a bucket", r.address),
-        )),
-    }
+fn props(r: &Resource) -> Result<&BucketProps> {
+    r.props
+        .get::<BucketProps>()
+        .ok_or_else(|| Error::Internal(format!("{} has no BucketProps", r.address)))
 }
 
-fn build_err(op: &str, e: impl std::fmt::Display) -> AwsError {
-    AwsError::other(op, "Build", e.to_string())
+fn build_err(op: &str, e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("{}: {e}", op))
 }
 
-pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<(), AwsError> {
+pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
     props(r)?;
     let s3 = &cx.clients.s3;
     // us-east-1 is the default and is not a valid LocationConstraint (aws-domain.md §2.4).
@@ -292,11 +326,11 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<(), AwsErr
             match read(cx, &r.name, desired).await? {
                 Some(live) if live.ours => Some(live),
                 _ => {
-                    return Err(AwsError::other(
-                        "s3:CreateBucket",
-                        "BucketAlreadyOwnedByYou",
+                    return Err(Error::resource(
+                        &r.address,
                         format!(
-                            "bucket {} already exists in this account and is not tagged {}={}",
+                            "bucket {} already exists in this account and is not tagged {}={}; \
+                             rename it in the spec (name:) or delete the other one",
                             r.name,
                             crate::model::TAG_STACK,
                             cx.stack
@@ -327,7 +361,7 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<(), AwsErr
 }
 
 /// Waits until HeadBucket finds the bucket (S3 is eventually consistent for new buckets).
-async fn wait_visible(cx: &Cx, address: &Address, name: &str) -> Result<(), AwsError> {
+async fn wait_visible(cx: &Cx, address: &Address, name: &str) -> Result<()> {
     wait_for(cx, address, "bucket visible", VISIBLE_TIMEOUT, || async {
         match cx
             .clients
@@ -353,7 +387,7 @@ async fn converge(
     r: &Resource,
     live: &BucketProps,
     live_tags: &BTreeMap<String, String>,
-) -> Result<(), AwsError> {
+) -> Result<()> {
     let p = props(r)?;
     let s3 = &cx.clients.s3;
     let name = &r.name;
@@ -488,18 +522,18 @@ async fn converge(
     Ok(())
 }
 
-pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsError> {
+pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
     let lp = props(&live.resource)?;
     converge(cx, desired, lp, &live.resource.tags).await
 }
 
-pub async fn delete(cx: &Cx, live: &Live) -> Result<(), AwsError> {
+pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     let name = &live.resource.name;
     let force = force_destroy(&live.resource.tags);
     if !force {
         match holds_objects(cx, name).await {
             Ok(false) => {}
-            Ok(true) => return Err(not_empty(name)),
+            Ok(true) => return Err(not_empty(live.address(), name)),
             Err(e) if bucket_missing(&e) => return Ok(()),
             Err(e) => return Err(e),
         }
@@ -526,7 +560,9 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<(), AwsError> {
             Ok(_) => break,
             Err(e) if bucket_missing(&e) => return Ok(()),
             Err(e) if e.code() == Some("BucketNotEmpty") && force && attempts < 5 => attempts += 1,
-            Err(e) if e.code() == Some("BucketNotEmpty") && !force => return Err(not_empty(name)),
+            Err(e) if e.code() == Some("BucketNotEmpty") && !force => {
+                return Err(not_empty(live.address(), name))
+            }
             Err(e) => return Err(e),
         }
     }
@@ -554,16 +590,15 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<(), AwsError> {
     .await
 }
 
-fn not_empty(name: &str) -> AwsError {
-    AwsError::other(
-        "s3:DeleteBucket",
-        "BucketNotEmpty",
+fn not_empty(address: &Address, name: &str) -> Error {
+    Error::resource(
+        address,
         format!("bucket {name} holds objects and force_destroy is not set; set force_destroy: true or empty it yourself"),
     )
 }
 
 /// Does the bucket hold any object, version or delete marker?
-async fn holds_objects(cx: &Cx, name: &str) -> Result<bool, AwsError> {
+async fn holds_objects(cx: &Cx, name: &str) -> Result<bool> {
     let out = cx
         .clients
         .s3
@@ -579,7 +614,7 @@ async fn holds_objects(cx: &Cx, name: &str) -> Result<bool, AwsError> {
 
 /// Deletes every object version, delete marker, current object and multipart upload, until a
 /// whole round finds nothing; reports progress while it works.
-async fn empty(cx: &Cx, address: &Address, name: &str) -> Result<(), AwsError> {
+async fn empty(cx: &Cx, address: &Address, name: &str) -> Result<()> {
     let s3 = &cx.clients.s3;
     let start = Instant::now();
     let mut last_report = start;
@@ -620,7 +655,7 @@ async fn empty(cx: &Cx, address: &Address, name: &str) -> Result<(), AwsError> {
             if ids.is_empty() {
                 break;
             }
-            round += delete_objects(cx, name, ids).await?;
+            round += delete_objects(cx, address, name, ids).await?;
             report(deleted + round);
         }
         loop {
@@ -640,7 +675,7 @@ async fn empty(cx: &Cx, address: &Address, name: &str) -> Result<(), AwsError> {
             if ids.is_empty() {
                 break;
             }
-            round += delete_objects(cx, name, ids).await?;
+            round += delete_objects(cx, address, name, ids).await?;
             report(deleted + round);
         }
         loop {
@@ -687,9 +722,10 @@ async fn empty(cx: &Cx, address: &Address, name: &str) -> Result<(), AwsError> {
 /// One DeleteObjects call (at most [`DELETE_BATCH`] keys, quiet); fails on any per-key error.
 async fn delete_objects(
     cx: &Cx,
+    address: &Address,
     name: &str,
     ids: Vec<(String, Option<String>)>,
-) -> Result<usize, AwsError> {
+) -> Result<usize> {
     let op = "s3:DeleteObjects";
     let mut done = 0;
     for chunk in ids.chunks(DELETE_BATCH) {
@@ -718,12 +754,12 @@ async fn delete_objects(
             .await
             .op(op)?;
         if let Some(e) = out.errors.unwrap_or_default().into_iter().next() {
-            return Err(AwsError::other(
-                op,
-                e.code.as_deref().unwrap_or("Unknown"),
+            return Err(Error::resource(
+                address,
                 format!(
-                    "bucket {name}: could not delete {}: {}",
+                    "{op}: could not delete s3://{name}/{}: {}: {}",
                     e.key.as_deref().unwrap_or("?"),
+                    e.code.as_deref().unwrap_or("(no code)"),
                     e.message.as_deref().unwrap_or("")
                 ),
             ));

@@ -14,25 +14,129 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_firehose::types::{
-    BufferingHints, CompressionFormat, DeliveryStreamDescription, DeliveryStreamStatus,
-    DeliveryStreamType, ExtendedS3DestinationConfiguration, ExtendedS3DestinationUpdate,
-    KinesisStreamSourceConfiguration, Tag,
+    BufferingHints, CloudWatchLoggingOptions, CompressionFormat, DeliveryStreamDescription,
+    DeliveryStreamStatus, DeliveryStreamType, ExtendedS3DestinationConfiguration,
+    ExtendedS3DestinationUpdate, KinesisStreamSourceConfiguration, Tag,
 };
 
-use super::{address_for, owned_by, read_candidates, retry, tag_delta, wait_for, Cx, Live};
-use crate::aws::{AwsError, Ctx};
-use crate::model::{Address, DeliveryProps, DeliverySourceProps, Kind, Model, Props, Resource};
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use super::{
+    address_for, owned_by, read_candidates, retry, tag_delta, wait_for, Cx, Live, ResourceKind,
+};
+use crate::aws::Ctx;
+use crate::kinds::{bucket, log_group, role, stream};
+use crate::model::{Address, Kind, Model, Props, Resource};
 use crate::spec::types::{Buffering, Compression};
+use crate::{Error, Result};
+
+pub const KIND: Kind = Kind::new("delivery");
 
 /// No API changes a delivery's source (aws-domain.md §4.3).
 pub const REPLACE_ON: &[&str] = &["source"];
+
+/// The log stream, inside the delivery's log group, that Firehose writes S3 delivery errors to
+/// (the name the console uses).
+pub const ERROR_LOG_STREAM: &str = "DestinationDelivery";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliverySourceProps {
+    pub stream_name: String,
+    pub stream_arn: String,
+}
+
+/// Where Firehose logs delivery errors (CloudWatchLoggingOptions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorLoggingProps {
+    pub log_group: String,
+    pub log_stream: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryProps {
+    pub arn: String,
+    /// `None` = DirectPut.
+    pub source: Option<DeliverySourceProps>,
+    pub role_name: String,
+    pub role_arn: String,
+    pub bucket_name: String,
+    pub bucket_arn: String,
+    pub prefix: Option<String>,
+    pub error_prefix: Option<String>,
+    pub buffering: Buffering,
+    pub compression: Compression,
+    /// `None` = error logging off.
+    pub error_logging: Option<ErrorLoggingProps>,
+}
+
+pub struct Deliveries;
+
+impl ResourceKind for Deliveries {
+    fn kinds(&self) -> &'static [Kind] {
+        &[KIND]
+    }
+    fn replace_on(&self) -> &'static [&'static str] {
+        REPLACE_ON
+    }
+    fn replaced_with(&self) -> &'static [Kind] {
+        &[stream::KIND]
+    }
+    fn name_namespace(&self) -> Option<(&'static str, bool)> {
+        Some(("delivery", false))
+    }
+    fn uses(&self, live: &Resource) -> Vec<(Kind, String)> {
+        let Some(p) = live.props.get::<DeliveryProps>() else {
+            return Vec::new();
+        };
+        let mut out = vec![
+            (bucket::KIND, p.bucket_name.clone()),
+            (role::DELIVERY_ROLE, p.role_name.clone()),
+        ];
+        if let Some(s) = &p.source {
+            out.push((stream::KIND, s.stream_name.clone()));
+        }
+        if let Some(l) = &p.error_logging {
+            out.push((log_group::KIND, l.log_group.clone()));
+        }
+        out
+    }
+    lifecycle_from_module_fns!();
+    fn outputs<'a>(
+        &'a self,
+        _cx: &'a Cx,
+        live: &'a Live,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, String>>> {
+        Box::pin(async move {
+            let p = props(&live.resource)?;
+            let mut out = BTreeMap::from([
+                ("arn".to_string(), p.arn.clone()),
+                (
+                    "data_lands_in".to_string(),
+                    format!(
+                        "s3://{}/{}",
+                        p.bucket_name,
+                        p.prefix.clone().unwrap_or_default()
+                    ),
+                ),
+            ]);
+            if let Some(l) = &p.error_logging {
+                out.insert(
+                    "error_log".to_string(),
+                    format!("{} / {}", l.log_group, l.log_stream),
+                );
+            }
+            Ok(out)
+        })
+    }
+}
 
 /// Tags per TagDeliveryStream/UntagDeliveryStream call.
 const TAGS_PER_CALL: usize = 50;
 
 /// Every delivery this stack has or wants: the desired names, plus any `{stack}-*` delivery
 /// tagged as ours (a delivery removed from the spec).
-pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
+pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     let mut names: Vec<String> = Vec::new();
     loop {
         let out = cx
@@ -49,13 +153,13 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
             break;
         }
     }
-    read_candidates(cx, desired, Kind::Delivery, names, |n| async move {
+    read_candidates(cx, desired, KIND, names, |n| async move {
         read(cx, &n, desired).await
     })
     .await
 }
 
-async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>, AwsError> {
+async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     let mut start = None;
     loop {
@@ -80,7 +184,7 @@ async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>, AwsError>
 }
 
 /// `DescribeDeliveryStream`; `None` if there is no such delivery.
-async fn describe(cx: &Cx, name: &str) -> Result<Option<DeliveryStreamDescription>, AwsError> {
+async fn describe(cx: &Cx, name: &str) -> Result<Option<DeliveryStreamDescription>> {
     match cx
         .clients
         .firehose
@@ -119,7 +223,8 @@ fn props_of(d: &DeliveryStreamDescription) -> DeliveryProps {
     let dest = d.destinations.first();
     let ext = dest.and_then(|x| x.extended_s3_destination_description.as_ref());
     let s3 = dest.and_then(|x| x.s3_destination_description.as_ref());
-    let (role_arn, bucket_arn, prefix, error_prefix, hints, compression) = match (ext, s3) {
+    let (role_arn, bucket_arn, prefix, error_prefix, hints, compression, logging) = match (ext, s3)
+    {
         (Some(e), _) => (
             e.role_arn.clone(),
             e.bucket_arn.clone(),
@@ -127,6 +232,7 @@ fn props_of(d: &DeliveryStreamDescription) -> DeliveryProps {
             non_empty(e.error_output_prefix.as_deref()),
             e.buffering_hints.as_ref(),
             Some(&e.compression_format),
+            e.cloud_watch_logging_options.as_ref(),
         ),
         (None, Some(s)) => (
             s.role_arn.clone(),
@@ -135,10 +241,17 @@ fn props_of(d: &DeliveryStreamDescription) -> DeliveryProps {
             non_empty(s.error_output_prefix.as_deref()),
             s.buffering_hints.as_ref(),
             Some(&s.compression_format),
+            s.cloud_watch_logging_options.as_ref(),
         ),
         // Not an S3 delivery: nothing matches, the plan shows the difference.
-        (None, None) => (String::new(), String::new(), None, None, None, None),
+        (None, None) => (String::new(), String::new(), None, None, None, None, None),
     };
+    let error_logging = logging
+        .filter(|l| l.enabled == Some(true))
+        .map(|l| ErrorLoggingProps {
+            log_group: l.log_group_name.clone().unwrap_or_default(),
+            log_stream: l.log_stream_name.clone().unwrap_or_default(),
+        });
     let defaults = Buffering::default();
     let buffering = Buffering {
         size_mb: hints
@@ -167,11 +280,12 @@ fn props_of(d: &DeliveryStreamDescription) -> DeliveryProps {
         error_prefix,
         buffering,
         compression,
+        error_logging,
     }
 }
 
 /// Reads one delivery by name; `None` if it does not exist or is being deleted.
-pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, AwsError> {
+pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> {
     let Some(d) = describe(cx, name).await? else {
         return Ok(None);
     };
@@ -185,7 +299,7 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, 
         Err(e) => return Err(e),
     };
     let props = props_of(&d);
-    let address = address_for(Kind::Delivery, name, &tags, desired);
+    let address = address_for(KIND, name, &tags, desired);
     Ok(Some(Live {
         ours: owned_by(&tags, &cx.stack),
         id: props.arn.clone(),
@@ -194,20 +308,15 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, 
             name: d.delivery_stream_name,
             tags,
             depends_on: Default::default(),
-            props: Props::Delivery(props),
+            props: Props::new(props),
         },
     }))
 }
 
-fn props(r: &Resource) -> Result<&DeliveryProps, AwsError> {
-    match &r.props {
-        Props::Delivery(p) => Ok(p),
-        _ => Err(AwsError::other(
-            "firehose",
-            "Internal",
-            format!("{} is not a delivery", r.address),
-        )),
-    }
+fn props(r: &Resource) -> Result<&DeliveryProps> {
+    r.props
+        .get::<DeliveryProps>()
+        .ok_or_else(|| Error::Internal(format!("{} has no DeliveryProps", r.address)))
 }
 
 fn hints(b: &Buffering) -> BufferingHints {
@@ -217,15 +326,16 @@ fn hints(b: &Buffering) -> BufferingHints {
         .build()
 }
 
-fn firehose_tags(op: &str, tags: &[(String, String)]) -> Result<Vec<Tag>, AwsError> {
+fn firehose_tags(op: &str, tags: &[(String, String)]) -> Result<Vec<Tag>> {
     tags.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect::<Result<_, _>>()
-        .map_err(|e| AwsError::other(op, "Build", e.to_string()))
+        .map_err(|e| Error::Internal(format!("{}: {e}", op)))
 }
 
-/// Waits until the delivery is ACTIVE; CREATING_FAILED is an error with Firehose's reason.
-async fn wait_active(cx: &Cx, address: &Address, name: &str) -> Result<(), AwsError> {
+/// Waits until the delivery is ACTIVE. CREATING_FAILED is terminal: the inner `Err` carries
+/// Firehose's reason.
+async fn wait_active(cx: &Cx, address: &Address, name: &str) -> Result<Result<(), String>> {
     wait_for(
         cx,
         address,
@@ -236,18 +346,8 @@ async fn wait_active(cx: &Cx, address: &Address, name: &str) -> Result<(), AwsEr
                 return Ok(None);
             };
             match d.delivery_stream_status {
-                DeliveryStreamStatus::Active => Ok(Some(())),
-                DeliveryStreamStatus::CreatingFailed => {
-                    let reason = d
-                        .failure_description
-                        .map(|f| format!("{}: {}", f.r#type.as_str(), f.details))
-                        .unwrap_or_else(|| "no failure description".into());
-                    Err(AwsError::other(
-                        "firehose:CreateDeliveryStream",
-                        "CreatingFailed",
-                        format!("{address} ({name}) is CREATING_FAILED: {reason}"),
-                    ))
-                }
+                DeliveryStreamStatus::Active => Ok(Some(Ok(()))),
+                DeliveryStreamStatus::CreatingFailed => Ok(Some(Err(failure_reason(&d)))),
                 _ => Ok(None),
             }
         },
@@ -255,10 +355,17 @@ async fn wait_active(cx: &Cx, address: &Address, name: &str) -> Result<(), AwsEr
     .await
 }
 
-pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<(), AwsError> {
+fn failure_reason(d: &DeliveryStreamDescription) -> String {
+    d.failure_description
+        .as_ref()
+        .map(|f| format!("{}: {}", f.r#type.as_str(), f.details))
+        .unwrap_or_else(|| "Firehose gave no failure description".into())
+}
+
+pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
     let p = props(r)?;
     let build = |e: aws_smithy_types::error::operation::BuildError| {
-        AwsError::other("firehose:CreateDeliveryStream", "Build", e.to_string())
+        Error::Internal(format!("{}: {e}", "firehose:CreateDeliveryStream"))
     };
     let dest = ExtendedS3DestinationConfiguration::builder()
         .role_arn(&p.role_arn)
@@ -267,6 +374,7 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<(), AwsErr
         .set_error_output_prefix(p.error_prefix.clone())
         .buffering_hints(hints(&p.buffering))
         .compression_format(CompressionFormat::from(p.compression.api_name()))
+        .cloud_watch_logging_options(logging_options(p))
         .build()
         .map_err(build)?;
     let source = match &p.source {
@@ -304,11 +412,11 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<(), AwsErr
                 match read(cx, &r.name, desired).await? {
                     // Created by an earlier attempt whose answer was lost, or a previous apply.
                     Some(live) if live.ours => Ok(()),
-                    Some(_) => Err(AwsError::other(
-                        "firehose:CreateDeliveryStream",
-                        "AlreadyExists",
+                    Some(_) => Err(Error::resource(
+                        &r.address,
                         format!(
-                            "a delivery named {} already exists and is not this stack's",
+                            "a delivery named {} already exists and is not tagged as this stack's; \
+                             rename it in the spec (name:) or delete the other one",
                             r.name
                         ),
                     )),
@@ -329,34 +437,30 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<(), AwsErr
                 cx,
                 &r.address,
                 cx.timeouts.iam_propagation,
-                AwsError::is_iam_propagation,
+                Error::is_iam_propagation,
                 attempt,
             )
         },
     )
     .await?;
-    if let Err(e) = wait_active(cx, &r.address, &r.name).await {
-        if e.code() == Some("CreatingFailed") {
-            // Terminal: only deleting it helps. Do so, so that the next apply creates it again.
-            let deleted = fh
-                .delete_delivery_stream()
-                .delivery_stream_name(&r.name)
-                .allow_force_delete(false)
-                .send()
-                .await
-                .is_ok();
-            let note = if deleted {
-                "; streamstack deleted it, so the next apply creates it again"
-            } else {
-                "; delete it before applying again"
-            };
-            return Err(AwsError::other(
-                "firehose:CreateDeliveryStream",
-                "CreatingFailed",
-                format!("{}{note}", e.message()),
-            ));
-        }
-        return Err(e);
+    if let Err(reason) = wait_active(cx, &r.address, &r.name).await? {
+        // Terminal: only deleting it helps. Do so, so that the next apply creates it again.
+        let deleted = fh
+            .delete_delivery_stream()
+            .delivery_stream_name(&r.name)
+            .allow_force_delete(false)
+            .send()
+            .await
+            .is_ok();
+        let note = if deleted {
+            "streamstack deleted it, so the next apply creates it again"
+        } else {
+            "delete it before applying again"
+        };
+        return Err(Error::resource(
+            &r.address,
+            format!("{} is CREATING_FAILED: {reason}; {note}", r.name),
+        ));
     }
     Ok(())
 }
@@ -369,9 +473,22 @@ fn destination_differs(p: &DeliveryProps, live: &DeliveryProps) -> bool {
         || p.error_prefix != live.error_prefix
         || p.buffering != live.buffering
         || p.compression != live.compression
+        || p.error_logging != live.error_logging
 }
 
-async fn update_destination(cx: &Cx, r: &Resource) -> Result<(), AwsError> {
+/// CloudWatchLoggingOptions for the desired error logging (explicitly off when there is none).
+fn logging_options(p: &DeliveryProps) -> CloudWatchLoggingOptions {
+    match &p.error_logging {
+        Some(l) => CloudWatchLoggingOptions::builder()
+            .enabled(true)
+            .log_group_name(&l.log_group)
+            .log_stream_name(&l.log_stream)
+            .build(),
+        None => CloudWatchLoggingOptions::builder().enabled(false).build(),
+    }
+}
+
+async fn update_destination(cx: &Cx, r: &Resource) -> Result<()> {
     let p = props(r)?;
     // UpdateDestination merges: an absent prefix keeps the old one, so "none" is sent as "".
     let update = ExtendedS3DestinationUpdate::builder()
@@ -381,10 +498,16 @@ async fn update_destination(cx: &Cx, r: &Resource) -> Result<(), AwsError> {
         .error_output_prefix(p.error_prefix.clone().unwrap_or_default())
         .buffering_hints(hints(&p.buffering))
         .compression_format(CompressionFormat::from(p.compression.api_name()))
+        .cloud_watch_logging_options(logging_options(p))
         .build();
     // Not while CREATING (or after CREATING_FAILED).
-    wait_active(cx, &r.address, &r.name).await?;
-    let retryable = |e: &AwsError| {
+    if let Err(reason) = wait_active(cx, &r.address, &r.name).await? {
+        return Err(Error::resource(
+            &r.address,
+            format!("{} is CREATING_FAILED: {reason}", r.name),
+        ));
+    }
+    let retryable = |e: &Error| {
         e.is_iam_propagation()
             || matches!(
                 e.code(),
@@ -399,22 +522,15 @@ async fn update_destination(cx: &Cx, r: &Resource) -> Result<(), AwsError> {
         || async {
             // A fresh version id on every attempt: a stale one is a ConcurrentModificationException.
             let d = describe(cx, &r.name).await?.ok_or_else(|| {
-                AwsError::other(
-                    "firehose:DescribeDeliveryStream",
-                    "ResourceNotFoundException",
-                    format!("{} ({}) does not exist", r.address, r.name),
-                )
+                Error::resource(&r.address, format!("{} no longer exists", r.name))
             })?;
             let destination_id = d
                 .destinations
                 .first()
                 .map(|x| x.destination_id.clone())
-                .ok_or_else(|| {
-                    AwsError::other(
-                        "firehose:DescribeDeliveryStream",
-                        "NoDestination",
-                        format!("{} ({}) has no destination", r.address, r.name),
-                    )
+                .ok_or(Error::Incomplete {
+                    operation: "firehose:DescribeDeliveryStream",
+                    field: "Destinations",
                 })?;
             cx.clients
                 .firehose
@@ -432,7 +548,7 @@ async fn update_destination(cx: &Cx, r: &Resource) -> Result<(), AwsError> {
     .await
 }
 
-async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Result<(), AwsError> {
+async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Result<()> {
     let (remove, set) = tag_delta(&r.tags, live);
     let fh = &cx.clients.firehose;
     for chunk in remove.chunks(TAGS_PER_CALL) {
@@ -455,7 +571,7 @@ async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Res
     Ok(())
 }
 
-pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsError> {
+pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
     let p = props(desired)?;
     let lp = props(&live.resource)?;
     if destination_differs(p, lp) {
@@ -464,7 +580,7 @@ pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsE
     set_tags(cx, desired, &live.resource.tags).await
 }
 
-pub async fn delete(cx: &Cx, live: &Live) -> Result<(), AwsError> {
+pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     let name = &live.resource.name;
     let address = live.address();
     // A delivery still CREATING cannot be deleted yet (ResourceInUseException).

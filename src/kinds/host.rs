@@ -24,10 +24,118 @@ use base64::Engine;
 use futures::future::try_join_all;
 use sha2::{Digest, Sha256};
 
-use super::{owned_by, retry, tag_delta, tagged_address, wait_for, Cx, Live};
-use crate::aws::{AwsError, Ctx};
-use crate::model::{Address, HostProps, Kind, Model, Props, Resource, TAG_IMAGE, TAG_STACK};
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use super::{
+    owned_by, retry, tag_delta, tagged_address, wait_for, Cx, Live, Render, Rendered, ResourceKind,
+};
+use crate::aws::Ctx;
+use crate::kinds::{instance_profile, security_group};
+use crate::model::{Address, Kind, Model, Props, Resource, TAG_IMAGE, TAG_STACK};
 use crate::spec::types::Image;
+use crate::{Error, Result};
+
+pub const KIND: Kind = Kind::new("host");
+
+/// Where the agent logs on the instance.
+const AGENT_LOG: &str = "/var/log/aws-kinesis-agent/aws-kinesis-agent.log";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostProps {
+    pub instance_type: String,
+    pub image: Image,
+    pub subnet: Option<String>,
+    pub key_name: Option<String>,
+    pub instance_profile: String,
+    pub security_group: Option<String>,
+    /// The exact user-data script (before base64) that carries agent.json.
+    pub user_data: String,
+    /// IMDSv2 only.
+    pub http_tokens_required: bool,
+}
+
+pub struct Hosts;
+
+impl ResourceKind for Hosts {
+    fn kinds(&self) -> &'static [Kind] {
+        &[KIND]
+    }
+    fn replace_on(&self) -> &'static [&'static str] {
+        REPLACE_ON
+    }
+    fn name_is_identity(&self) -> bool {
+        // The name is the `Name` tag, set in place.
+        false
+    }
+    fn uses(&self, live: &Resource) -> Vec<(Kind, String)> {
+        let Some(p) = live.props.get::<HostProps>() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if !p.instance_profile.is_empty() {
+            out.push((instance_profile::KIND, p.instance_profile.clone()));
+        }
+        if let Some(g) = &p.security_group {
+            out.push((security_group::KIND, g.clone()));
+        }
+        out
+    }
+    lifecycle_from_module_fns!();
+    fn outputs<'a>(
+        &'a self,
+        cx: &'a Cx,
+        live: &'a Live,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, String>>> {
+        Box::pin(outputs(cx, live))
+    }
+    fn render(&self, r: &Resource, what: Render) -> Option<Rendered> {
+        let p = r.props.get::<HostProps>()?;
+        let body = match what {
+            Render::UserData => serde_json::Value::String(p.user_data.clone()),
+            Render::AgentConfig => serde_json::Value::String(
+                crate::bootstrap::extract_agent_json(&p.user_data)?.to_string(),
+            ),
+            Render::Policies => return None,
+        };
+        Some(Rendered {
+            host: Some(r.address.key.clone()),
+            body,
+        })
+    }
+}
+
+/// State, public IP and how to reach the instance.
+async fn outputs(cx: &Cx, live: &Live) -> Result<BTreeMap<String, String>> {
+    let p = props(&live.resource)?;
+    let inst = describe(cx, &live.id).await?;
+    let public_ip = inst
+        .as_ref()
+        .and_then(|i| i.public_ip_address())
+        .map(str::to_string);
+    let state = inst
+        .as_ref()
+        .and_then(|i| i.state())
+        .and_then(|s| s.name())
+        .map(|n| n.as_str().to_string())
+        .unwrap_or_else(|| "gone".into());
+    let mut details = BTreeMap::new();
+    details.insert("state".into(), state);
+    if let Some(ip) = &public_ip {
+        details.insert("public_ip".into(), ip.clone());
+    }
+    let reach = match (&p.key_name, &public_ip) {
+        (Some(key), Some(ip)) => format!("ssh -i {key}.pem ec2-user@{ip}"),
+        (Some(_), None) => "ssh is configured but the instance has no public IP".into(),
+        (None, _) => format!(
+            "no inbound access (add ssh: to the host); EC2 console → Connect, or: aws ec2-instance-connect ssh --instance-id {}",
+            live.id
+        ),
+    };
+    details.insert("reach".into(), reach);
+    details.insert("agent_log".into(), AGENT_LOG.into());
+    Ok(details)
+}
 
 /// Attributes whose change forces a new instance.
 pub const REPLACE_ON: &[&str] = &["instance_type", "image", "subnet", "key_name", "user_data"];
@@ -57,7 +165,7 @@ fn parse_image(tag: Option<&String>, image_id: Option<&str>) -> Image {
 
 /// Every instance of this stack that is not shutting down or terminated, including several per
 /// address (an earlier apply that stopped half-way) and hosts removed from the spec.
-pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
+pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     let mut instances = Vec::new();
     let mut token = None;
     loop {
@@ -114,10 +222,7 @@ fn association_current(a: &IamInstanceProfileAssociation) -> bool {
 /// Read from the associations rather than from DescribeInstances: this is where a replaced
 /// profile shows first (and moto never updates the instance after
 /// ReplaceIamInstanceProfileAssociation).
-async fn profile_associations(
-    cx: &Cx,
-    ids: &[String],
-) -> Result<BTreeMap<String, String>, AwsError> {
+async fn profile_associations(cx: &Cx, ids: &[String]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for chunk in ids.chunks(200) {
         let mut token = None;
@@ -162,7 +267,7 @@ fn profile_name(arn: &str) -> &str {
 }
 
 /// The decoded user-data of an instance (`""` when it has none).
-async fn user_data(cx: &Cx, id: &str) -> Result<String, AwsError> {
+async fn user_data(cx: &Cx, id: &str) -> Result<String> {
     let out = cx
         .clients
         .ec2
@@ -187,20 +292,19 @@ async fn read(
     i: &Instance,
     profiles: &BTreeMap<String, String>,
     desired: &Model,
-) -> Result<Option<Live>, AwsError> {
+) -> Result<Option<Live>> {
     let Some(id) = i.instance_id() else {
         return Ok(None);
     };
     let mut tags = ec2_tags(i);
-    let Some(address) = tagged_address(&tags, Kind::Host) else {
+    let Some(address) = tagged_address(&tags, KIND) else {
         return Ok(None);
     };
     let name = tags.remove(NAME_TAG).unwrap_or_else(|| id.to_string());
     tags.retain(|k, _| !k.starts_with("aws:"));
-    let wanted = desired.get(&address).and_then(|r| match &r.props {
-        Props::Host(p) => Some(p),
-        _ => None,
-    });
+    let wanted = desired
+        .get(&address)
+        .and_then(|r| r.props.get::<HostProps>());
     let groups: Vec<&str> = i
         .security_groups()
         .iter()
@@ -248,24 +352,19 @@ async fn read(
             name,
             tags,
             depends_on: Default::default(),
-            props: Props::Host(props),
+            props: Props::new(props),
         },
     }))
 }
 
-fn props(r: &Resource) -> Result<&HostProps, AwsError> {
-    match &r.props {
-        Props::Host(p) => Ok(p),
-        _ => Err(AwsError::other(
-            "host",
-            "Internal",
-            format!("{} is not a host", r.address),
-        )),
-    }
+fn props(r: &Resource) -> Result<&HostProps> {
+    r.props
+        .get::<HostProps>()
+        .ok_or_else(|| Error::Internal(format!("{} has no HostProps", r.address)))
 }
 
 /// The AMI id the image stands for in this region.
-async fn resolve_image(cx: &Cx, address: &Address, image: &Image) -> Result<String, AwsError> {
+async fn resolve_image(cx: &Cx, address: &Address, image: &Image) -> Result<String> {
     let Some(param) = image.ssm_parameter() else {
         return Ok(image.to_string());
     };
@@ -280,11 +379,10 @@ async fn resolve_image(cx: &Cx, address: &Address, image: &Image) -> Result<Stri
     {
         Ok(o) => o,
         Err(e) if e.code() == Some("ParameterNotFound") => {
-            return Err(AwsError::other(
-                "ssm:GetParameter",
-                "ParameterNotFound",
+            return Err(Error::resource(
+                address,
                 format!(
-                    "{address}: image {image}: SSM parameter {param} does not exist in region {}",
+                    "image {image}: SSM parameter {param} does not exist in region {} ({e})",
                     cx.clients.region
                 ),
             ))
@@ -295,16 +393,15 @@ async fn resolve_image(cx: &Cx, address: &Address, image: &Image) -> Result<Stri
         .and_then(|p| p.value)
         .filter(|v| !v.is_empty())
         .ok_or_else(|| {
-            AwsError::other(
-                "ssm:GetParameter",
-                "ParameterNotFound",
-                format!("{address}: image {image}: SSM parameter {param} has no value"),
+            Error::resource(
+                address,
+                format!("image {image}: SSM parameter {param} has no value"),
             )
         })
 }
 
 /// The id of this stack's security group called `name`.
-async fn security_group_id(cx: &Cx, address: &Address, name: &str) -> Result<String, AwsError> {
+async fn security_group_id(cx: &Cx, address: &Address, name: &str) -> Result<String> {
     let out = cx
         .clients
         .ec2
@@ -324,11 +421,10 @@ async fn security_group_id(cx: &Cx, address: &Address, name: &str) -> Result<Str
         .into_iter()
         .find_map(|g| g.group_id)
         .ok_or_else(|| {
-            AwsError::other(
-                "ec2:DescribeSecurityGroups",
-                "MissingDependency",
+            Error::resource(
+                address,
                 format!(
-                    "{address}: security group {name} of stack {} does not exist",
+                    "security group {name} of stack {} does not exist; run apply again to create it",
                     cx.stack
                 ),
             )
@@ -336,21 +432,11 @@ async fn security_group_id(cx: &Cx, address: &Address, name: &str) -> Result<Str
 }
 
 /// The default security group of the VPC the instance is in.
-async fn default_group_id(
-    cx: &Cx,
-    address: &Address,
-    instance_id: &str,
-) -> Result<String, AwsError> {
+async fn default_group_id(cx: &Cx, address: &Address, instance_id: &str) -> Result<String> {
     let vpc = describe(cx, instance_id)
         .await?
         .and_then(|i| i.vpc_id)
-        .ok_or_else(|| {
-            AwsError::other(
-                "ec2:DescribeInstances",
-                "NotFound",
-                format!("{address}: instance {instance_id} has no VPC"),
-            )
-        })?;
+        .ok_or_else(|| Error::resource(address, format!("instance {instance_id} has no VPC")))?;
     let out = cx
         .clients
         .ec2
@@ -369,17 +455,11 @@ async fn default_group_id(
         .unwrap_or_default()
         .into_iter()
         .find_map(|g| g.group_id)
-        .ok_or_else(|| {
-            AwsError::other(
-                "ec2:DescribeSecurityGroups",
-                "MissingDependency",
-                format!("{address}: VPC {vpc} has no default security group"),
-            )
-        })
+        .ok_or_else(|| Error::resource(address, format!("VPC {vpc} has no default security group")))
 }
 
 /// One instance by id; `None` if EC2 does not know it (yet, or any more).
-async fn describe(cx: &Cx, id: &str) -> Result<Option<Instance>, AwsError> {
+async fn describe(cx: &Cx, id: &str) -> Result<Option<Instance>> {
     match cx
         .clients
         .ec2
@@ -420,7 +500,7 @@ fn tag_spec(kind: ResourceType, tags: &[Tag]) -> TagSpecification {
         .build()
 }
 
-pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<(), AwsError> {
+pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<()> {
     let p = props(r)?;
     let ami = resolve_image(cx, &r.address, &p.image).await?;
     let group = match &p.security_group {
@@ -455,7 +535,7 @@ pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<(), AwsEr
         cx,
         &r.address,
         cx.timeouts.iam_propagation,
-        AwsError::is_iam_propagation,
+        Error::is_iam_propagation,
         || async {
             ec2.run_instances()
                 .image_id(&ami)
@@ -482,18 +562,15 @@ pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<(), AwsEr
         .unwrap_or_default()
         .into_iter()
         .find_map(|i| i.instance_id)
-        .ok_or_else(|| {
-            AwsError::other(
-                "ec2:RunInstances",
-                "Internal",
-                format!("{}: RunInstances returned no instance", r.address),
-            )
+        .ok_or(Error::Incomplete {
+            operation: "ec2:RunInstances",
+            field: "Instances[0].InstanceId",
         })?;
     wait_running(cx, &r.address, &id).await
 }
 
 /// Waits until the instance is `running`; fails at once if it goes away instead.
-async fn wait_running(cx: &Cx, address: &Address, id: &str) -> Result<(), AwsError> {
+async fn wait_running(cx: &Cx, address: &Address, id: &str) -> Result<()> {
     wait_for(
         cx,
         address,
@@ -518,11 +595,10 @@ async fn wait_running(cx: &Cx, address: &Address, id: &str) -> Result<(), AwsErr
                         .and_then(|r| r.message())
                         .or(i.state_transition_reason())
                         .unwrap_or("no reason given");
-                    Err(AwsError::other(
-                        "ec2:DescribeInstances",
-                        "InstanceFailed",
+                    Err(Error::resource(
+                        address,
                         format!(
-                            "{address}: instance {id} went {} instead of running: {reason}",
+                            "instance {id} went {} instead of running: {reason}",
                             s.as_str()
                         ),
                     ))
@@ -534,7 +610,7 @@ async fn wait_running(cx: &Cx, address: &Address, id: &str) -> Result<(), AwsErr
     .await
 }
 
-async fn set_tags(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsError> {
+async fn set_tags(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
     let (remove, mut set) = tag_delta(&desired.tags, &live.resource.tags);
     let remove: Vec<String> = remove.into_iter().filter(|k| k != NAME_TAG).collect();
     set.remove(NAME_TAG);
@@ -571,12 +647,7 @@ async fn set_tags(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsErr
 }
 
 /// Puts the desired instance profile on the instance, replacing the associated one if any.
-async fn set_profile(
-    cx: &Cx,
-    desired: &Resource,
-    live: &Live,
-    profile: &str,
-) -> Result<(), AwsError> {
+async fn set_profile(cx: &Cx, desired: &Resource, live: &Live, profile: &str) -> Result<()> {
     let ec2 = &cx.clients.ec2;
     let out = ec2
         .describe_iam_instance_profile_associations()
@@ -603,7 +674,7 @@ async fn set_profile(
         cx,
         &desired.address,
         cx.timeouts.iam_propagation,
-        AwsError::is_iam_propagation,
+        Error::is_iam_propagation,
         || async {
             match &current {
                 Some(association) => ec2
@@ -628,7 +699,7 @@ async fn set_profile(
     .await
 }
 
-pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsError> {
+pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
     let p = props(desired)?;
     let lp = props(&live.resource)?;
     let ec2 = &cx.clients.ec2;
@@ -663,7 +734,7 @@ pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsE
     set_tags(cx, desired, live).await
 }
 
-pub async fn delete(cx: &Cx, live: &Live) -> Result<(), AwsError> {
+pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     match cx
         .clients
         .ec2

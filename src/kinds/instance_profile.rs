@@ -14,16 +14,53 @@ use std::collections::BTreeMap;
 use aws_sdk_iam::types::Tag;
 use futures::future::try_join_all;
 
-use super::{address_for, owned_by, retry, tag_delta, Cx, Live};
-use crate::aws::{AwsError, Ctx};
-use crate::model::{InstanceProfileProps, Kind, Model, Props, Resource};
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use super::{address_for, owned_by, retry, tag_delta, Cx, Live, ResourceKind};
+use crate::aws::Ctx;
+use crate::kinds::role::HOST_ROLE;
+use crate::model::{Kind, Model, Props, Resource};
+use crate::{Error, Result};
+
+pub const KIND: Kind = Kind::new("instance_profile");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstanceProfileProps {
+    pub arn: String,
+    pub role_name: String,
+}
 
 /// The role and tags change in place; only a name change replaces (a new address).
-pub const REPLACE_ON: &[&str] = &[];
+pub struct InstanceProfiles;
+
+impl ResourceKind for InstanceProfiles {
+    fn kinds(&self) -> &'static [Kind] {
+        &[KIND]
+    }
+    fn name_namespace(&self) -> Option<(&'static str, bool)> {
+        Some(("instance profile", true))
+    }
+    fn uses(&self, live: &Resource) -> Vec<(Kind, String)> {
+        live.props
+            .get::<InstanceProfileProps>()
+            .filter(|p| !p.role_name.is_empty())
+            .map(|p| vec![(HOST_ROLE, p.role_name.clone())])
+            .unwrap_or_default()
+    }
+    lifecycle_from_module_fns!();
+    fn outputs<'a>(
+        &'a self,
+        _cx: &'a Cx,
+        live: &'a Live,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, String>>> {
+        Box::pin(async move { Ok(BTreeMap::from([("arn".to_string(), live.id.clone())])) })
+    }
+}
 
 /// Every profile this stack has or wants: those under the stack's IAM path, plus any profile
 /// with the name of a desired one (elsewhere and untagged: `ours: false`).
-pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
+pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     let mut names: Vec<String> = Vec::new();
     let mut marker = None;
     loop {
@@ -47,10 +84,7 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
             break;
         }
     }
-    let wanted: Vec<&str> = desired
-        .of_kind(Kind::InstanceProfile)
-        .map(|r| r.name.as_str())
-        .collect();
+    let wanted: Vec<&str> = desired.of_kind(KIND).map(|r| r.name.as_str()).collect();
     for w in &wanted {
         if !names.iter().any(|n| n.eq_ignore_ascii_case(w)) {
             names.push(w.to_string());
@@ -70,7 +104,7 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
 }
 
 /// Reads one profile by name; `None` if it does not exist.
-pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, AwsError> {
+pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> {
     let out = match cx
         .clients
         .iam
@@ -100,7 +134,7 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, 
         .next()
         .map(|r| r.role_name)
         .unwrap_or_default();
-    let address = address_for(Kind::InstanceProfile, &name, &tags, desired);
+    let address = address_for(KIND, &name, &tags, desired);
     Ok(Some(Live {
         ours: owned_by(&tags, &cx.stack),
         id: p.arn.clone(),
@@ -109,7 +143,7 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, 
             name,
             tags,
             depends_on: Default::default(),
-            props: Props::InstanceProfile(InstanceProfileProps {
+            props: Props::new(InstanceProfileProps {
                 arn: p.arn,
                 role_name,
             }),
@@ -117,33 +151,28 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, 
     }))
 }
 
-fn props(r: &Resource) -> Result<&InstanceProfileProps, AwsError> {
-    match &r.props {
-        Props::InstanceProfile(p) => Ok(p),
-        _ => Err(AwsError::other(
-            "iam",
-            "Internal",
-            format!("{} is not an instance profile", r.address),
-        )),
-    }
+fn props(r: &Resource) -> Result<&InstanceProfileProps> {
+    r.props
+        .get::<InstanceProfileProps>()
+        .ok_or_else(|| Error::Internal(format!("{} has no InstanceProfileProps", r.address)))
 }
 
-fn iam_tags(op: &str, tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, AwsError> {
+fn iam_tags(op: &str, tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
     tags.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect::<Result<_, _>>()
-        .map_err(|e| AwsError::other(op, "Build", e.to_string()))
+        .map_err(|e| Error::Internal(format!("{}: {e}", op)))
 }
 
 /// Ignores "does not exist": the thing to undo is already gone.
-fn gone_ok<T>(r: Result<T, AwsError>) -> Result<(), AwsError> {
+fn gone_ok<T>(r: Result<T>) -> Result<()> {
     match r {
         Err(e) if !e.is_not_found() => Err(e),
         _ => Ok(()),
     }
 }
 
-pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<(), AwsError> {
+pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
     let p = props(r)?;
     let created = cx
         .clients
@@ -174,11 +203,11 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<(), AwsErr
 
 /// A role IAM does not know yet ("The role with name ... cannot be found", moto: "Role ... not
 /// found") is usually one created a moment ago.
-fn role_not_visible_yet(e: &AwsError) -> bool {
+fn role_not_visible_yet(e: &Error) -> bool {
     e.is_not_found() && e.message().to_ascii_lowercase().contains("role")
 }
 
-async fn add_role(cx: &Cx, r: &Resource, role: &str) -> Result<(), AwsError> {
+async fn add_role(cx: &Cx, r: &Resource, role: &str) -> Result<()> {
     retry(
         cx,
         &r.address,
@@ -199,7 +228,7 @@ async fn add_role(cx: &Cx, r: &Resource, role: &str) -> Result<(), AwsError> {
     .await
 }
 
-async fn remove_role(cx: &Cx, profile: &str, role: &str) -> Result<(), AwsError> {
+async fn remove_role(cx: &Cx, profile: &str, role: &str) -> Result<()> {
     gone_ok(
         cx.clients
             .iam
@@ -212,7 +241,7 @@ async fn remove_role(cx: &Cx, profile: &str, role: &str) -> Result<(), AwsError>
     )
 }
 
-async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Result<(), AwsError> {
+async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Result<()> {
     let (remove, set) = tag_delta(&r.tags, live);
     let iam = &cx.clients.iam;
     if !remove.is_empty() {
@@ -234,7 +263,7 @@ async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Res
     Ok(())
 }
 
-pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsError> {
+pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
     let p = props(desired)?;
     let lp = props(&live.resource)?;
     if p.role_name != lp.role_name {
@@ -249,7 +278,7 @@ pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsE
 }
 
 /// Takes out the role it holds (as IAM finds it now), then deletes the profile.
-pub async fn delete(cx: &Cx, live: &Live) -> Result<(), AwsError> {
+pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     let name = &live.resource.name;
     let iam = &cx.clients.iam;
     let out = match iam

@@ -1,26 +1,195 @@
-//! One module per resource kind, each holding the kind's whole lifecycle: how it is read from
-//! AWS into the plain model, which attribute changes force a replacement, how it is created,
-//! updated and deleted, and what "ready" means. Shared plumbing lives here: the context, the
-//! live-resource type, waiting and retrying with progress events.
+//! One module per resource kind, each holding the kind's whole live lifecycle: how it is read
+//! from AWS into the plain model, which attribute changes force a replacement, how it is
+//! created, updated and deleted, what "ready" means, what it depends on when deleting, and what
+//! `output` shows. Each implements [`ResourceKind`]; [`REGISTRY`] is the one list of them, and the
+//! generic layers (plan, executor, ops, commands, ui) reach every kind only through it.
+//!
+//! Shared plumbing lives here too: the context, the live-resource type, waiting and retrying
+//! with progress events.
+
+/// The four AWS operations of [`ResourceKind`], delegating to the kind module's own
+/// `discover`, `create`, `update` and `delete` functions (which tests may call directly).
+macro_rules! lifecycle_from_module_fns {
+    () => {
+        fn discover<'a>(
+            &'a self,
+            cx: &'a $crate::kinds::Cx,
+            desired: &'a $crate::model::Model,
+        ) -> futures::future::BoxFuture<'a, $crate::Result<Vec<$crate::kinds::Live>>> {
+            Box::pin(discover(cx, desired))
+        }
+        fn create<'a>(
+            &'a self,
+            cx: &'a $crate::kinds::Cx,
+            r: &'a $crate::model::Resource,
+            desired: &'a $crate::model::Model,
+        ) -> futures::future::BoxFuture<'a, $crate::Result<()>> {
+            Box::pin(create(cx, r, desired))
+        }
+        fn update<'a>(
+            &'a self,
+            cx: &'a $crate::kinds::Cx,
+            r: &'a $crate::model::Resource,
+            live: &'a $crate::kinds::Live,
+        ) -> futures::future::BoxFuture<'a, $crate::Result<()>> {
+            Box::pin(update(cx, r, live))
+        }
+        fn delete<'a>(
+            &'a self,
+            cx: &'a $crate::kinds::Cx,
+            live: &'a $crate::kinds::Live,
+        ) -> futures::future::BoxFuture<'a, $crate::Result<()>> {
+            Box::pin(delete(cx, live))
+        }
+    };
+}
 
 pub mod bucket;
 pub mod delivery;
-mod dispatch;
 pub mod host;
 pub mod instance_profile;
+pub mod log_group;
 pub mod role;
 pub mod security_group;
 pub mod stream;
-
-pub use dispatch::{create, delete, discover_all, replace_on, update};
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::aws::{backoff, AwsError, Clients};
+use futures::future::BoxFuture;
+
+use crate::aws::{backoff, Clients};
 use crate::events::{Event, Events};
 use crate::model::{Address, Env, Kind, Model, Resource, TAG_ADDRESS, TAG_STACK};
+use crate::{Error, Result};
+
+/// Every resource kind streamstack manages, in the order a reader meets them in a pipeline.
+/// Adding a kind: write `kinds/<kind>.rs` implementing [`ResourceKind`], add one line here.
+pub static REGISTRY: &[&dyn ResourceKind] = &[
+    &bucket::Buckets,
+    &stream::Streams,
+    &log_group::LogGroups,
+    &role::Roles,
+    &delivery::Deliveries,
+    &instance_profile::InstanceProfiles,
+    &security_group::SecurityGroups,
+    &host::Hosts,
+];
+
+/// The implementation that handles `kind`.
+pub fn handler(kind: Kind) -> Result<&'static dyn ResourceKind> {
+    REGISTRY
+        .iter()
+        .copied()
+        .find(|h| h.kinds().contains(&kind))
+        .ok_or_else(|| Error::Internal(format!("no implementation registered for kind {kind}")))
+}
+
+/// The registered kind with this name (`stream`).
+pub fn kind_named(name: &str) -> Option<Kind> {
+    REGISTRY
+        .iter()
+        .flat_map(|h| h.kinds().iter().copied())
+        .find(|k| k.as_str() == name)
+}
+
+/// What `render` can print for a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Render {
+    /// A host's user-data script (before base64).
+    UserData,
+    /// A host's /etc/aws-kinesis/agent.json.
+    AgentConfig,
+    /// A role's trust and inline policies.
+    Policies,
+}
+
+/// One rendered artefact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// The host (spec key) it belongs to, if any: `--host` selects by it.
+    pub host: Option<String>,
+    pub body: serde_json::Value,
+}
+
+/// The interface every kind implements. Static facts have defaults that fit most kinds; the
+/// AWS operations are boxed futures so the registry can hold the kinds as trait objects.
+pub trait ResourceKind: Send + Sync {
+    /// The kinds (address prefixes) this implementation handles: one, or several that share an
+    /// AWS resource type (IAM roles serve hosts and deliveries).
+    fn kinds(&self) -> &'static [Kind];
+
+    /// Attributes whose change forces a replacement (AWS cannot change them in place).
+    fn replace_on(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Whether the physical name is the resource's identity (a new name is a new resource).
+    /// Hosts answer false: their name is only a tag.
+    fn name_is_identity(&self) -> bool {
+        true
+    }
+
+    /// Kinds whose replacement forces the replacement of a resource of this kind that depends
+    /// on them (no API can point a Firehose delivery at a new stream).
+    fn replaced_with(&self) -> &'static [Kind] {
+        &[]
+    }
+
+    /// The namespace physical names are unique in, and whether AWS compares them
+    /// case-insensitively; `None` when names need not be unique.
+    fn name_namespace(&self) -> Option<(&'static str, bool)> {
+        None
+    }
+
+    /// At most this many creations or deletions of this kind at once (account quotas).
+    fn lifecycle_limit(&self) -> Option<usize> {
+        None
+    }
+
+    /// The other resources a live resource uses, by kind and physical name: they are deleted
+    /// only after it has been deleted or updated to stop using them.
+    fn uses(&self, _live: &Resource) -> Vec<(Kind, String)> {
+        Vec::new()
+    }
+
+    /// Everything live of these kinds that belongs to the stack or has one of its names.
+    fn discover<'a>(&'a self, cx: &'a Cx, desired: &'a Model) -> BoxFuture<'a, Result<Vec<Live>>>;
+
+    /// Creates the resource and waits until it is usable.
+    fn create<'a>(
+        &'a self,
+        cx: &'a Cx,
+        r: &'a Resource,
+        desired: &'a Model,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Brings `live` to `r` in place.
+    fn update<'a>(
+        &'a self,
+        cx: &'a Cx,
+        r: &'a Resource,
+        live: &'a Live,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Deletes the resource and waits until it is gone.
+    fn delete<'a>(&'a self, cx: &'a Cx, live: &'a Live) -> BoxFuture<'a, Result<()>>;
+
+    /// What `output` shows beside the name and id: ARNs, where data lands, how to reach a host.
+    fn outputs<'a>(
+        &'a self,
+        _cx: &'a Cx,
+        _live: &'a Live,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, String>>> {
+        Box::pin(async { Ok(BTreeMap::new()) })
+    }
+
+    /// What `render` prints for a desired resource, if this kind has that artefact.
+    fn render(&self, _r: &Resource, _what: Render) -> Option<Rendered> {
+        None
+    }
+}
 
 /// What every kind's operations get.
 #[derive(Clone)]
@@ -110,10 +279,10 @@ pub async fn read_candidates<F, Fut>(
     kind: Kind,
     listed: impl IntoIterator<Item = String>,
     read: F,
-) -> Result<Vec<Live>, AwsError>
+) -> Result<Vec<Live>, Error>
 where
     F: Fn(String) -> Fut,
-    Fut: Future<Output = Result<Option<Live>, AwsError>>,
+    Fut: Future<Output = Result<Option<Live>, Error>>,
 {
     let prefix = format!("{}-", cx.stack);
     let wanted: Vec<&str> = desired.of_kind(kind).map(|r| r.name.as_str()).collect();
@@ -136,10 +305,10 @@ pub async fn wait_for<T, F, Fut>(
     what: &str,
     timeout: Duration,
     mut check: F,
-) -> Result<T, AwsError>
+) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>, AwsError>>,
+    Fut: Future<Output = Result<Option<T>, Error>>,
 {
     let start = Instant::now();
     let mut last_report = start;
@@ -150,14 +319,11 @@ where
         }
         let elapsed = start.elapsed();
         if elapsed >= timeout {
-            return Err(AwsError::other(
-                "wait",
-                "Timeout",
-                format!(
-                    "{address}: gave up waiting for {what} after {}s",
-                    elapsed.as_secs()
-                ),
-            ));
+            return Err(Error::Timeout {
+                address: address.clone(),
+                what: what.to_string(),
+                elapsed,
+            });
         }
         if last_report.elapsed() >= cx.timeouts.progress_every {
             cx.events.send(Event::Progress {
@@ -179,12 +345,12 @@ pub async fn retry<T, F, Fut>(
     cx: &Cx,
     address: &Address,
     timeout: Duration,
-    retryable: impl Fn(&AwsError) -> bool,
+    retryable: impl Fn(&Error) -> bool,
     mut op: F,
-) -> Result<T, AwsError>
+) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, AwsError>>,
+    Fut: Future<Output = Result<T, Error>>,
 {
     let start = Instant::now();
     let mut attempt = 0;

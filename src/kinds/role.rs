@@ -14,22 +14,69 @@ use std::collections::BTreeMap;
 
 use aws_sdk_iam::types::Tag;
 use futures::future::try_join_all;
+use futures::future::BoxFuture;
 use percent_encoding::percent_decode_str;
-use serde_json::Value;
+use serde::Serialize;
+use serde_json::{json, Value};
 
-use super::{owned_by, tag_delta, tagged_address, Cx, Live};
-use crate::aws::{AwsError, Ctx};
-use crate::model::{Address, Kind, Model, Props, Resource, RoleProps};
+use super::{owned_by, tag_delta, tagged_address, Cx, Live, Render, Rendered, ResourceKind};
+use crate::aws::Ctx;
+use crate::model::{Address, Kind, Model, Props, Resource};
+use crate::{Error, Result};
 
-/// Trust and inline policies change in place; only a name change replaces (a new address).
-pub const REPLACE_ON: &[&str] = &[];
+/// The role a host's instance profile carries (assumed by EC2).
+pub const HOST_ROLE: Kind = Kind::new("host_role");
+/// The role Firehose assumes for a delivery.
+pub const DELIVERY_ROLE: Kind = Kind::new("delivery_role");
 
 /// The two kinds a role can serve.
-const KINDS: [Kind; 2] = [Kind::DeliveryRole, Kind::HostRole];
+const KINDS: [Kind; 2] = [DELIVERY_ROLE, HOST_ROLE];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoleProps {
+    pub arn: String,
+    pub trust_policy: Value,
+    /// Inline policies by name (streamstack puts exactly one, `model::INLINE_POLICY_NAME`).
+    pub inline_policies: BTreeMap<String, Value>,
+}
+
+/// Trust and inline policies change in place; only a name change replaces (a new address).
+pub struct Roles;
+
+impl ResourceKind for Roles {
+    fn kinds(&self) -> &'static [Kind] {
+        &KINDS
+    }
+    fn name_namespace(&self) -> Option<(&'static str, bool)> {
+        // Role names are unique per account, compared case-insensitively.
+        Some(("IAM role", true))
+    }
+    lifecycle_from_module_fns!();
+    fn outputs<'a>(
+        &'a self,
+        _cx: &'a Cx,
+        live: &'a Live,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, String>>> {
+        Box::pin(async move { Ok(BTreeMap::from([("arn".to_string(), live.id.clone())])) })
+    }
+    fn render(&self, r: &Resource, what: Render) -> Option<Rendered> {
+        let p = r.props.get::<RoleProps>()?;
+        (what == Render::Policies).then(|| Rendered {
+            host: (r.address.kind == HOST_ROLE).then(|| r.address.key.clone()),
+            body: json!({
+                "address": r.address.to_string(),
+                "name": r.name,
+                "arn": p.arn,
+                "trust_policy": p.trust_policy,
+                "inline_policies": p.inline_policies,
+            }),
+        })
+    }
+}
 
 /// Every role this stack has or wants: those under the stack's IAM path, plus any role with the
 /// name of a desired one (a same-named role elsewhere comes back with `ours: false`).
-pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
+pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     let mut names: Vec<String> = Vec::new();
     let mut marker = None;
     loop {
@@ -99,15 +146,15 @@ fn role_address(name: &str, tags: &BTreeMap<String, String>, desired: &Model) ->
         .or_else(|| KINDS.iter().find_map(|k| tagged_address(tags, *k)))
         .unwrap_or_else(|| {
             let kind = if name.ends_with("-firehose") {
-                Kind::DeliveryRole
+                DELIVERY_ROLE
             } else {
-                Kind::HostRole
+                HOST_ROLE
             };
             Address::new(kind, name)
         })
 }
 
-async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>, AwsError> {
+async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     let mut marker = None;
     loop {
@@ -131,7 +178,7 @@ async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>, AwsError>
     Ok(out)
 }
 
-async fn inline_policy_names(cx: &Cx, name: &str) -> Result<Vec<String>, AwsError> {
+async fn inline_policy_names(cx: &Cx, name: &str) -> Result<Vec<String>> {
     let mut names = Vec::new();
     let mut marker = None;
     loop {
@@ -153,7 +200,7 @@ async fn inline_policy_names(cx: &Cx, name: &str) -> Result<Vec<String>, AwsErro
     Ok(names)
 }
 
-async fn inline_policies(cx: &Cx, name: &str) -> Result<BTreeMap<String, Value>, AwsError> {
+async fn inline_policies(cx: &Cx, name: &str) -> Result<BTreeMap<String, Value>> {
     let mut out = BTreeMap::new();
     for policy in inline_policy_names(cx, name).await? {
         match cx
@@ -178,7 +225,7 @@ async fn inline_policies(cx: &Cx, name: &str) -> Result<BTreeMap<String, Value>,
 }
 
 /// Reads one role by name; `None` if it does not exist.
-pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, AwsError> {
+pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> {
     let out = match cx
         .clients
         .iam
@@ -212,7 +259,7 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, 
             name,
             tags,
             depends_on: Default::default(),
-            props: Props::Role(RoleProps {
+            props: Props::new(RoleProps {
                 arn: role.arn,
                 trust_policy,
                 inline_policies,
@@ -221,25 +268,20 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, 
     }))
 }
 
-fn props(r: &Resource) -> Result<&RoleProps, AwsError> {
-    match &r.props {
-        Props::Role(p) => Ok(p),
-        _ => Err(AwsError::other(
-            "iam",
-            "Internal",
-            format!("{} is not a role", r.address),
-        )),
-    }
+fn props(r: &Resource) -> Result<&RoleProps> {
+    r.props
+        .get::<RoleProps>()
+        .ok_or_else(|| Error::Internal(format!("{} has no RoleProps", r.address)))
 }
 
-fn iam_tags(op: &str, tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, AwsError> {
+fn iam_tags(op: &str, tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
     tags.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect::<Result<_, _>>()
-        .map_err(|e| AwsError::other(op, "Build", e.to_string()))
+        .map_err(|e| Error::Internal(format!("{}: {e}", op)))
 }
 
-pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<(), AwsError> {
+pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
     let p = props(r)?;
     let created = cx
         .clients
@@ -270,7 +312,7 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<(), AwsErr
     Ok(())
 }
 
-async fn put_policy(cx: &Cx, role: &str, name: &str, doc: &Value) -> Result<(), AwsError> {
+async fn put_policy(cx: &Cx, role: &str, name: &str, doc: &Value) -> Result<()> {
     cx.clients
         .iam
         .put_role_policy()
@@ -283,7 +325,7 @@ async fn put_policy(cx: &Cx, role: &str, name: &str, doc: &Value) -> Result<(), 
         .map(|_| ())
 }
 
-async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Result<(), AwsError> {
+async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Result<()> {
     let (remove, set) = tag_delta(&r.tags, live);
     let iam = &cx.clients.iam;
     if !remove.is_empty() {
@@ -305,7 +347,7 @@ async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Res
     Ok(())
 }
 
-pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsError> {
+pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
     let p = props(desired)?;
     let lp = props(&live.resource)?;
     let iam = &cx.clients.iam;
@@ -330,7 +372,7 @@ pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsE
     set_tags(cx, desired, &live.resource.tags).await
 }
 
-async fn delete_policy(cx: &Cx, role: &str, name: &str) -> Result<(), AwsError> {
+async fn delete_policy(cx: &Cx, role: &str, name: &str) -> Result<()> {
     gone_ok(
         cx.clients
             .iam
@@ -344,7 +386,7 @@ async fn delete_policy(cx: &Cx, role: &str, name: &str) -> Result<(), AwsError> 
 }
 
 /// Ignores "does not exist": the thing to undo is already gone.
-fn gone_ok<T>(r: Result<T, AwsError>) -> Result<(), AwsError> {
+fn gone_ok<T>(r: Result<T>) -> Result<()> {
     match r {
         Err(e) if !e.is_not_found() => Err(e),
         _ => Ok(()),
@@ -353,7 +395,7 @@ fn gone_ok<T>(r: Result<T, AwsError>) -> Result<(), AwsError> {
 
 /// Takes the role out of its instance profiles, deletes its inline policies, detaches managed
 /// ones, then deletes it (the order IAM requires, aws-domain.md §4.6).
-pub async fn delete(cx: &Cx, live: &Live) -> Result<(), AwsError> {
+pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     let name = &live.resource.name;
     let iam = &cx.clients.iam;
     let mut profiles = Vec::new();

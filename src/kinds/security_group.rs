@@ -15,12 +15,40 @@ use aws_sdk_ec2::types::{
     Filter, IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup, Tag, TagSpecification,
 };
 
-use super::{address_for, owned_by, retry, tag_delta, Cx, Live};
-use crate::aws::{AwsError, Ctx};
-use crate::model::{Address, Kind, Model, Props, Resource, SecurityGroupProps, TAG_STACK};
+use serde::Serialize;
+
+use super::{address_for, owned_by, retry, tag_delta, Cx, Live, ResourceKind};
+use crate::aws::Ctx;
+use crate::kinds::host::HostProps;
+use crate::model::{Address, Kind, Model, Props, Resource, TAG_STACK};
+use crate::{Error, Result};
+
+pub const KIND: Kind = Kind::new("security_group");
 
 /// Attributes whose change forces a new group.
 pub const REPLACE_ON: &[&str] = &["description"];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecurityGroupProps {
+    pub description: String,
+    /// CIDR blocks allowed to TCP port 22; nothing else is allowed in.
+    pub ssh_from: Vec<String>,
+}
+
+pub struct SecurityGroups;
+
+impl ResourceKind for SecurityGroups {
+    fn kinds(&self) -> &'static [Kind] {
+        &[KIND]
+    }
+    fn replace_on(&self) -> &'static [&'static str] {
+        REPLACE_ON
+    }
+    fn name_namespace(&self) -> Option<(&'static str, bool)> {
+        Some(("security group", false))
+    }
+    lifecycle_from_module_fns!();
+}
 
 /// The description of every ingress rule streamstack adds.
 const RULE_DESCRIPTION: &str = "streamstack ssh";
@@ -28,7 +56,7 @@ const SSH_PORT: i32 = 22;
 
 /// Every group this stack has or wants: those tagged as ours, plus any group named like a
 /// desired one (which the planner refuses to touch unless it is ours).
-pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
+pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     let mut groups: BTreeMap<String, SecurityGroup> = BTreeMap::new();
     let tagged = Filter::builder()
         .name(format!("tag:{TAG_STACK}"))
@@ -39,10 +67,7 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
             groups.insert(id, g);
         }
     }
-    let names: Vec<String> = desired
-        .of_kind(Kind::SecurityGroup)
-        .map(|r| r.name.clone())
-        .collect();
+    let names: Vec<String> = desired.of_kind(KIND).map(|r| r.name.clone()).collect();
     if !names.is_empty() {
         let named = Filter::builder()
             .name("group-name")
@@ -61,7 +86,7 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
 }
 
 /// All groups matching `filter`, every page.
-async fn describe(cx: &Cx, filter: Filter) -> Result<Vec<SecurityGroup>, AwsError> {
+async fn describe(cx: &Cx, filter: Filter) -> Result<Vec<SecurityGroup>> {
     let mut out = Vec::new();
     let mut token = None;
     loop {
@@ -85,7 +110,7 @@ async fn describe(cx: &Cx, filter: Filter) -> Result<Vec<SecurityGroup>, AwsErro
 
 /// Reads the group with this name; `None` if there is none. When several VPCs hold a group of
 /// this name, this stack's one wins.
-pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, AwsError> {
+pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> {
     let filter = Filter::builder().name("group-name").values(name).build();
     let mut found: Vec<Live> = describe(cx, filter)
         .await?
@@ -151,10 +176,13 @@ fn live(cx: &Cx, g: SecurityGroup, desired: &Model) -> Option<Live> {
         .collect();
     ssh_from.sort();
     ssh_from.dedup();
-    let address = address_for(Kind::SecurityGroup, &name, &tags, desired);
+    let address = address_for(KIND, &name, &tags, desired);
     // The spec's order is not AWS's: when the sets agree, answer in the spec's order so that
     // an unchanged group compares equal.
-    if let Some(Props::SecurityGroup(want)) = desired.get(&address).map(|r| &r.props) {
+    if let Some(want) = desired
+        .get(&address)
+        .and_then(|r| r.props.get::<SecurityGroupProps>())
+    {
         if cidr_set(&want.ssh_from) == cidr_set(&ssh_from) {
             ssh_from = want.ssh_from.clone();
         }
@@ -167,7 +195,7 @@ fn live(cx: &Cx, g: SecurityGroup, desired: &Model) -> Option<Live> {
             name,
             tags,
             depends_on: Default::default(),
-            props: Props::SecurityGroup(SecurityGroupProps {
+            props: Props::new(SecurityGroupProps {
                 description: g.description.unwrap_or_default(),
                 ssh_from,
             }),
@@ -175,22 +203,17 @@ fn live(cx: &Cx, g: SecurityGroup, desired: &Model) -> Option<Live> {
     })
 }
 
-fn props(r: &Resource) -> Result<&SecurityGroupProps, AwsError> {
-    match &r.props {
-        Props::SecurityGroup(p) => Ok(p),
-        _ => Err(AwsError::other(
-            "security_group",
-            "Internal",
-            format!("{} is not a security group", r.address),
-        )),
-    }
+fn props(r: &Resource) -> Result<&SecurityGroupProps> {
+    r.props
+        .get::<SecurityGroupProps>()
+        .ok_or_else(|| Error::Internal(format!("{} has no SecurityGroupProps", r.address)))
 }
 
 /// The VPC of the host's subnet when it names one, else the default VPC.
-async fn vpc_for(cx: &Cx, r: &Resource, desired: &Model) -> Result<String, AwsError> {
+async fn vpc_for(cx: &Cx, r: &Resource, desired: &Model) -> Result<String> {
     let ec2 = &cx.clients.ec2;
-    let host = desired.get(&Address::new(Kind::Host, &r.address.key));
-    if let Some(Props::Host(h)) = host.map(|h| &h.props) {
+    let host = desired.get(&Address::new(crate::kinds::host::KIND, &r.address.key));
+    if let Some(h) = host.and_then(|h| h.props.get::<HostProps>()) {
         if let Some(subnet) = &h.subnet {
             let out = ec2
                 .describe_subnets()
@@ -204,9 +227,8 @@ async fn vpc_for(cx: &Cx, r: &Resource, desired: &Model) -> Result<String, AwsEr
                 .into_iter()
                 .find_map(|s| s.vpc_id)
                 .ok_or_else(|| {
-                    AwsError::other(
-                        "ec2:DescribeSubnets",
-                        "InvalidSubnetID.NotFound",
+                    Error::resource(
+                        &r.address,
                         format!(
                             "subnet {subnet} (hosts.{}.subnet) was not found",
                             r.address.key
@@ -227,9 +249,8 @@ async fn vpc_for(cx: &Cx, r: &Resource, desired: &Model) -> Result<String, AwsEr
         .into_iter()
         .find_map(|v| v.vpc_id)
         .ok_or_else(|| {
-            AwsError::other(
-                "ec2:DescribeVpcs",
-                "NoDefaultVpc",
+            Error::resource(
+                &r.address,
                 format!(
                     "no default VPC in {}; set hosts.{}.subnet",
                     cx.env.region, r.address.key
@@ -270,7 +291,7 @@ fn ssh_permission(cidr: &str, with_description: bool) -> IpPermission {
     }
 }
 
-pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<(), AwsError> {
+pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
     let p = props(r)?;
     let vpc = vpc_for(cx, r, desired).await?;
     let out = cx
@@ -289,19 +310,16 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<(), AwsErr
         .send()
         .await
         .op("ec2:CreateSecurityGroup")?;
-    let id = out.group_id.ok_or_else(|| {
-        AwsError::other(
-            "ec2:CreateSecurityGroup",
-            "Internal",
-            "CreateSecurityGroup returned no group id",
-        )
+    let id = out.group_id.ok_or(Error::Incomplete {
+        operation: "ec2:CreateSecurityGroup",
+        field: "GroupId",
     })?;
     authorize(cx, r, &id, &p.ssh_from).await
 }
 
 /// Opens TCP 22 for each CIDR (one call each, so one already present does not hide the rest).
 /// A new group may not be visible yet (EC2 eventual consistency): that is retried.
-async fn authorize(cx: &Cx, r: &Resource, id: &str, cidrs: &[String]) -> Result<(), AwsError> {
+async fn authorize(cx: &Cx, r: &Resource, id: &str, cidrs: &[String]) -> Result<()> {
     let mut seen = BTreeSet::new();
     for cidr in cidrs.iter().filter(|c| seen.insert(cidr_key(c))) {
         let res = retry(
@@ -330,7 +348,7 @@ async fn authorize(cx: &Cx, r: &Resource, id: &str, cidrs: &[String]) -> Result<
     Ok(())
 }
 
-async fn revoke(cx: &Cx, id: &str, cidrs: &[String]) -> Result<(), AwsError> {
+async fn revoke(cx: &Cx, id: &str, cidrs: &[String]) -> Result<()> {
     for cidr in cidrs {
         match cx
             .clients
@@ -351,7 +369,7 @@ async fn revoke(cx: &Cx, id: &str, cidrs: &[String]) -> Result<(), AwsError> {
     Ok(())
 }
 
-pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsError> {
+pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
     let p = props(desired)?;
     let lp = props(&live.resource)?;
     let want = cidr_set(&p.ssh_from);
@@ -397,7 +415,7 @@ pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsE
     Ok(())
 }
 
-pub async fn delete(cx: &Cx, live: &Live) -> Result<(), AwsError> {
+pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     // A terminated instance keeps its network interface (and so the group) for a while.
     let res = retry(
         cx,

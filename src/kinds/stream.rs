@@ -13,17 +13,57 @@ use aws_sdk_kinesis::types::{
     EncryptionType, ScalingType, StreamMode as ApiMode, StreamModeDetails, StreamStatus,
 };
 
-use super::{address_for, owned_by, read_candidates, retry, tag_delta, wait_for, Cx, Live};
-use crate::aws::{AwsError, Ctx};
-use crate::model::{Address, Kind, Model, Props, Resource, StreamProps};
-use crate::spec::types::StreamMode;
+use futures::future::BoxFuture;
+use serde::Serialize;
 
-/// Attributes whose change forces a new stream.
-pub const REPLACE_ON: &[&str] = &[];
+use super::{
+    address_for, owned_by, read_candidates, retry, tag_delta, wait_for, Cx, Live, ResourceKind,
+};
+use crate::aws::Ctx;
+use crate::model::{Address, Kind, Model, Props, Resource};
+use crate::spec::types::StreamMode;
+use crate::{Error, Result};
+
+pub const KIND: Kind = Kind::new("stream");
+
+/// Kinesis allows at most 5 streams in CREATING or DELETING at once per account.
+const LIFECYCLE_LIMIT: usize = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamProps {
+    pub arn: String,
+    pub mode: StreamMode,
+    pub shards: Option<u32>,
+    pub retention_hours: u32,
+    /// KMS key id when encrypted; `None` means no encryption.
+    pub kms_key: Option<String>,
+}
+
+pub struct Streams;
+
+impl ResourceKind for Streams {
+    fn kinds(&self) -> &'static [Kind] {
+        &[KIND]
+    }
+    fn name_namespace(&self) -> Option<(&'static str, bool)> {
+        Some(("stream", false))
+    }
+    fn lifecycle_limit(&self) -> Option<usize> {
+        Some(LIFECYCLE_LIMIT)
+    }
+    lifecycle_from_module_fns!();
+    fn outputs<'a>(
+        &'a self,
+        _cx: &'a Cx,
+        live: &'a Live,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, String>>> {
+        Box::pin(async move { Ok(BTreeMap::from([("arn".to_string(), live.id.clone())])) })
+    }
+}
 
 /// Every stream this stack has or wants: the desired names, plus any `{stack}-*` stream
 /// tagged as ours (a stream removed from the spec).
-pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
+pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     let mut names: Vec<String> = Vec::new();
     let mut token = None;
     loop {
@@ -45,13 +85,13 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>, AwsError> {
             break;
         }
     }
-    read_candidates(cx, desired, Kind::Stream, names, |n| async move {
+    read_candidates(cx, desired, KIND, names, |n| async move {
         read(cx, &n, desired).await
     })
     .await
 }
 
-async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>, AwsError> {
+async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     let mut start = None;
     loop {
@@ -76,7 +116,7 @@ async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>, AwsError>
 }
 
 /// Reads one stream by name; `None` if it does not exist.
-pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, AwsError> {
+pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> {
     let out = match cx
         .clients
         .kinesis
@@ -105,7 +145,7 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, 
         Some(EncryptionType::Kms) => s.key_id.clone(),
         _ => None,
     };
-    let address = address_for(Kind::Stream, name, &tags, desired);
+    let address = address_for(KIND, name, &tags, desired);
     Ok(Some(Live {
         ours: owned_by(&tags, &cx.stack),
         id: s.stream_arn.clone(),
@@ -114,7 +154,7 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, 
             name: name.to_string(),
             tags,
             depends_on: Default::default(),
-            props: Props::Stream(StreamProps {
+            props: Props::new(StreamProps {
                 arn: s.stream_arn,
                 mode,
                 shards: match mode {
@@ -128,19 +168,14 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>, 
     }))
 }
 
-fn props(r: &Resource) -> Result<&StreamProps, AwsError> {
-    match &r.props {
-        Props::Stream(p) => Ok(p),
-        _ => Err(AwsError::other(
-            "stream",
-            "Internal",
-            format!("{} is not a stream", r.address),
-        )),
-    }
+fn props(r: &Resource) -> Result<&StreamProps> {
+    r.props
+        .get::<StreamProps>()
+        .ok_or_else(|| Error::Internal(format!("{} has no StreamProps", r.address)))
 }
 
 /// Waits until the stream is ACTIVE.
-async fn wait_active(cx: &Cx, address: &Address, name: &str) -> Result<(), AwsError> {
+async fn wait_active(cx: &Cx, address: &Address, name: &str) -> Result<()> {
     wait_for(cx, address, "stream ACTIVE", cx.timeouts.stream, || async {
         let out = cx
             .clients
@@ -159,10 +194,10 @@ async fn wait_active(cx: &Cx, address: &Address, name: &str) -> Result<(), AwsEr
 }
 
 /// Kinesis refuses changes while the stream is not ACTIVE; wait and retry those.
-async fn step<F, Fut>(cx: &Cx, r: &Resource, f: F) -> Result<(), AwsError>
+async fn step<F, Fut>(cx: &Cx, r: &Resource, f: F) -> Result<()>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), AwsError>>,
+    Fut: std::future::Future<Output = Result<()>>,
 {
     retry(
         cx,
@@ -175,7 +210,7 @@ where
     wait_active(cx, &r.address, &r.name).await
 }
 
-pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<(), AwsError> {
+pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<()> {
     let p = props(r)?;
     let mode = match p.mode {
         StreamMode::OnDemand => ApiMode::OnDemand,
@@ -184,7 +219,7 @@ pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<(), AwsEr
     let details = StreamModeDetails::builder()
         .stream_mode(mode)
         .build()
-        .map_err(|e| AwsError::other("kinesis:CreateStream", "Build", e.to_string()))?;
+        .map_err(|e| Error::Internal(format!("kinesis:CreateStream: {e}")))?;
     let k = &cx.clients.kinesis;
     retry(
         cx,
@@ -215,7 +250,7 @@ pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<(), AwsEr
     converge(cx, r, &created).await
 }
 
-async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Result<(), AwsError> {
+async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Result<()> {
     let (remove, set) = tag_delta(&r.tags, live);
     let k = &cx.clients.kinesis;
     if !remove.is_empty() {
@@ -241,7 +276,7 @@ async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Res
 
 /// Brings mode, shards, retention and encryption from `live` to the desired values, one change
 /// at a time.
-async fn converge(cx: &Cx, r: &Resource, live: &StreamProps) -> Result<(), AwsError> {
+async fn converge(cx: &Cx, r: &Resource, live: &StreamProps) -> Result<()> {
     let p = props(r)?;
     let k = &cx.clients.kinesis;
     if p.mode != live.mode {
@@ -252,7 +287,7 @@ async fn converge(cx: &Cx, r: &Resource, live: &StreamProps) -> Result<(), AwsEr
         let details = StreamModeDetails::builder()
             .stream_mode(mode)
             .build()
-            .map_err(|e| AwsError::other("kinesis:UpdateStreamMode", "Build", e.to_string()))?;
+            .map_err(|e| Error::Internal(format!("{}: {e}", "kinesis:UpdateStreamMode")))?;
         step(cx, r, || async {
             k.update_stream_mode()
                 .stream_arn(&p.arn)
@@ -336,13 +371,13 @@ async fn converge(cx: &Cx, r: &Resource, live: &StreamProps) -> Result<(), AwsEr
     Ok(())
 }
 
-pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<(), AwsError> {
+pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
     let lp = props(&live.resource)?;
     converge(cx, desired, lp).await?;
     set_tags(cx, desired, &live.resource.tags).await
 }
 
-pub async fn delete(cx: &Cx, live: &Live) -> Result<(), AwsError> {
+pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     let name = &live.resource.name;
     match cx
         .clients

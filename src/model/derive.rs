@@ -9,6 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::*;
 use crate::bootstrap::{self, AgentFlow, UserDataInput};
 use crate::iam;
+use crate::kinds::bucket::{self, BucketProps};
+use crate::kinds::delivery::{self, DeliveryProps, DeliverySourceProps, ErrorLoggingProps};
+use crate::kinds::host::{self, HostProps};
+use crate::kinds::instance_profile::{self, InstanceProfileProps};
+use crate::kinds::log_group::{self, LogGroupProps};
+use crate::kinds::role::{self, RoleProps};
+use crate::kinds::security_group::{self, SecurityGroupProps};
+use crate::kinds::stream::{self, StreamProps};
 use crate::spec::positions::Path;
 use crate::spec::rules::{self, Violation};
 use crate::spec::types::{DeliverySource, Spec, StreamEncryption};
@@ -170,10 +178,10 @@ fn buckets(d: &mut Deriver) {
         let (path, at_key) = name_path("buckets", key, b.name.is_some());
         d.check(path, at_key, b.name.is_none(), rules::bucket_name(&name));
         d.add(
-            Address::new(Kind::Bucket, key),
+            Address::new(bucket::KIND, key),
             name,
             BTreeSet::new(),
-            Props::Bucket(BucketProps {
+            Props::new(BucketProps {
                 versioning: b.versioning,
                 force_destroy: b.force_destroy,
                 expire_after_days: b.expire_after_days,
@@ -182,7 +190,7 @@ fn buckets(d: &mut Deriver) {
             }),
         );
         if b.force_destroy {
-            if let Some(r) = d.resources.get_mut(&Address::new(Kind::Bucket, key)) {
+            if let Some(r) = d.resources.get_mut(&Address::new(bucket::KIND, key)) {
                 r.tags.insert(TAG_FORCE_DESTROY.into(), "true".into());
             }
         }
@@ -198,10 +206,10 @@ fn streams(d: &mut Deriver) {
         d.check(path, at_key, s.name.is_none(), rules::stream_name(&name));
         let arn = d.env.stream_arn(&name);
         d.add(
-            Address::new(Kind::Stream, key),
+            Address::new(stream::KIND, key),
             name,
             BTreeSet::new(),
-            Props::Stream(StreamProps {
+            Props::new(StreamProps {
                 arn,
                 mode: s.mode,
                 shards: s.shards,
@@ -232,15 +240,15 @@ fn deliveries(d: &mut Deriver) {
             del.name.is_none(),
             rules::delivery_name(&name),
         );
-        let address = Address::new(Kind::Delivery, key);
-        let role_address = Address::new(Kind::DeliveryRole, key);
+        let address = Address::new(delivery::KIND, key);
+        let role_address = Address::new(role::DELIVERY_ROLE, key);
         let mut deps = BTreeSet::from([role_address.clone()]);
 
         let source = match &del.from {
             DeliverySource::Direct => None,
             DeliverySource::Stream(s) => match d.stream_name(s) {
                 Some(stream_name) => {
-                    deps.insert(Address::new(Kind::Stream, s));
+                    deps.insert(Address::new(stream::KIND, s));
                     Some((s.clone(), stream_name))
                 }
                 None if d.spec.is_undecoded("streams", s) => continue,
@@ -269,7 +277,7 @@ fn deliveries(d: &mut Deriver) {
             );
             continue;
         };
-        deps.insert(Address::new(Kind::Bucket, &del.to));
+        deps.insert(Address::new(bucket::KIND, &del.to));
 
         let role_name = delivery_role_name(&stack, key);
         d.check(
@@ -282,8 +290,24 @@ fn deliveries(d: &mut Deriver) {
             .as_ref()
             .and_then(|(k, _)| d.spec.streams.get(k))
             .and_then(|s| customer_key(&s.encryption));
+        let log_group_name = log_group::name_for(&name);
+        if let Some(logging) = &del.error_logging {
+            let address = Address::new(log_group::KIND, key);
+            d.add(
+                address.clone(),
+                log_group_name.clone(),
+                BTreeSet::new(),
+                Props::new(LogGroupProps {
+                    arn: d.env.log_group_arn(&log_group_name),
+                    retention_days: Some(logging.retention_days),
+                    log_stream: delivery::ERROR_LOG_STREAM.into(),
+                }),
+            );
+            deps.insert(address);
+        }
         let access = iam::DeliveryAccess {
             delivery_name: name.clone(),
+            log_group: del.error_logging.map(|_| log_group_name.clone()),
             stream: source.as_ref().map(|(_, n)| n.clone()),
             stream_kms_key,
             bucket: bucket_name.clone(),
@@ -294,7 +318,7 @@ fn deliveries(d: &mut Deriver) {
             role_address,
             role_name.clone(),
             BTreeSet::new(),
-            Props::Role(RoleProps {
+            Props::new(RoleProps {
                 arn: role_arn.clone(),
                 trust_policy: iam::firehose_trust_policy(&d.env),
                 inline_policies: BTreeMap::from([(INLINE_POLICY_NAME.to_string(), policy)]),
@@ -310,7 +334,7 @@ fn deliveries(d: &mut Deriver) {
             address,
             name,
             deps,
-            Props::Delivery(DeliveryProps {
+            Props::new(DeliveryProps {
                 arn,
                 source,
                 role_name,
@@ -321,6 +345,10 @@ fn deliveries(d: &mut Deriver) {
                 error_prefix: del.error_prefix.clone(),
                 buffering: del.buffering,
                 compression: del.compression,
+                error_logging: del.error_logging.map(|_| ErrorLoggingProps {
+                    log_group: log_group_name,
+                    log_stream: delivery::ERROR_LOG_STREAM.into(),
+                }),
             }),
         );
     }
@@ -341,7 +369,7 @@ fn expected_keys<'a>(keys: impl Iterator<Item = &'a String>, extra: Option<&str>
 fn hosts(d: &mut Deriver) {
     let stack = d.spec.stack.clone();
     for (key, h) in &d.spec.hosts {
-        let address = Address::new(Kind::Host, key);
+        let address = Address::new(host::KIND, key);
         let mut deps = BTreeSet::new();
         let mut access = iam::HostAccess::default();
         let mut flows = Vec::new();
@@ -349,12 +377,12 @@ fn hosts(d: &mut Deriver) {
         for (i, f) in h.flows.iter().enumerate() {
             let fpath = p(&["hosts", key, "flows"]).index(i).key("to");
             let flow = if let Some(stream_name) = d.stream_name(&f.to) {
-                deps.insert(Address::new(Kind::Stream, &f.to));
+                deps.insert(Address::new(stream::KIND, &f.to));
                 // Launch after every delivery reading this stream is ACTIVE: Firehose starts
                 // reading at LATEST, so earlier records would never reach S3.
                 for (dk, del) in &d.spec.deliveries {
                     if del.from == DeliverySource::Stream(f.to.clone()) {
-                        deps.insert(Address::new(Kind::Delivery, dk));
+                        deps.insert(Address::new(delivery::KIND, dk));
                     }
                 }
                 if let Some(k) = customer_key(&d.spec.streams[&f.to].encryption) {
@@ -387,7 +415,7 @@ fn hosts(d: &mut Deriver) {
                 let Some(delivery_name) = d.delivery_name(&f.to) else {
                     continue;
                 };
-                deps.insert(Address::new(Kind::Delivery, &f.to));
+                deps.insert(Address::new(delivery::KIND, &f.to));
                 access.deliveries.push(delivery_name.clone());
                 AgentFlow {
                     files: f.files.clone(),
@@ -468,15 +496,15 @@ fn hosts(d: &mut Deriver) {
             true,
             rules::instance_profile_name(&profile_name),
         );
-        let role_address = Address::new(Kind::HostRole, key);
-        let profile_address = Address::new(Kind::InstanceProfile, key);
+        let role_address = Address::new(role::HOST_ROLE, key);
+        let profile_address = Address::new(instance_profile::KIND, key);
         let policy = iam::host_policy(&d.env, &access);
         let role_arn = d.env.role_arn(&role_name);
         d.add(
             role_address.clone(),
             role_name.clone(),
             BTreeSet::new(),
-            Props::Role(RoleProps {
+            Props::new(RoleProps {
                 arn: role_arn,
                 trust_policy: iam::ec2_trust_policy(),
                 inline_policies: BTreeMap::from([(INLINE_POLICY_NAME.to_string(), policy)]),
@@ -487,7 +515,7 @@ fn hosts(d: &mut Deriver) {
             profile_address.clone(),
             profile_name.clone(),
             BTreeSet::from([role_address]),
-            Props::InstanceProfile(InstanceProfileProps {
+            Props::new(InstanceProfileProps {
                 arn: profile_arn,
                 role_name,
             }),
@@ -496,7 +524,7 @@ fn hosts(d: &mut Deriver) {
 
         let security_group = h.ssh.as_ref().map(|ssh| {
             let name = security_group_name(&stack, key);
-            let sg_address = Address::new(Kind::SecurityGroup, key);
+            let sg_address = Address::new(security_group::KIND, key);
             deps.insert(sg_address.clone());
             (sg_address, name, ssh.from.clone())
         });
@@ -511,7 +539,7 @@ fn hosts(d: &mut Deriver) {
                 sg_address.clone(),
                 name.clone(),
                 BTreeSet::new(),
-                Props::SecurityGroup(SecurityGroupProps {
+                Props::new(SecurityGroupProps {
                     description: format!("streamstack {stack}: SSH to host {key}"),
                     ssh_from: from.clone(),
                 }),
@@ -565,7 +593,7 @@ fn hosts(d: &mut Deriver) {
             address.clone(),
             name,
             deps,
-            Props::Host(HostProps {
+            Props::new(HostProps {
                 instance_type: h.instance_type.clone(),
                 image: h.image.clone(),
                 subnet: h.subnet.clone(),
@@ -582,19 +610,21 @@ fn hosts(d: &mut Deriver) {
     }
 }
 
-/// Physical names must be unique per namespace (IAM role names case-insensitively).
+/// Physical names must be unique per namespace (IAM names case-insensitively).
 fn unique_names(d: &mut Deriver) {
     let mut seen: BTreeMap<(&'static str, String), Address> = BTreeMap::new();
     let mut dups = Vec::new();
     for r in d.resources.values() {
-        let (ns, name) = match r.address.kind {
-            Kind::Bucket => ("bucket", r.name.clone()),
-            Kind::Stream => ("stream", r.name.clone()),
-            Kind::Delivery => ("delivery", r.name.clone()),
-            Kind::HostRole | Kind::DeliveryRole => ("IAM role", r.name.to_lowercase()),
-            Kind::InstanceProfile => ("instance profile", r.name.to_lowercase()),
-            Kind::SecurityGroup => ("security group", r.name.clone()),
-            Kind::Host => continue,
+        let Some((ns, case_insensitive)) = crate::kinds::handler(r.address.kind)
+            .ok()
+            .and_then(|h| h.name_namespace())
+        else {
+            continue;
+        };
+        let name = if case_insensitive {
+            r.name.to_lowercase()
+        } else {
+            r.name.clone()
         };
         if let Some(first) = seen.get(&(ns, name.clone())) {
             dups.push((r.address.clone(), first.clone(), ns, r.name.clone()));
@@ -604,26 +634,33 @@ fn unique_names(d: &mut Deriver) {
     }
     for (addr, first, ns, name) in dups {
         // Point at whichever of the two has an explicit `name:`; else at this one's key.
-        let explicit_name = |a: &Address| match a.kind {
-            Kind::Bucket => d.spec.buckets.get(&a.key).is_some_and(|b| b.name.is_some()),
-            Kind::Stream => d.spec.streams.get(&a.key).is_some_and(|s| s.name.is_some()),
-            Kind::Delivery => d
-                .spec
-                .deliveries
-                .get(&a.key)
-                .is_some_and(|s| s.name.is_some()),
-            _ => false,
+        let explicit_name = |a: &Address| {
+            if a.kind == bucket::KIND {
+                d.spec.buckets.get(&a.key).is_some_and(|b| b.name.is_some())
+            } else if a.kind == stream::KIND {
+                d.spec.streams.get(&a.key).is_some_and(|s| s.name.is_some())
+            } else if a.kind == delivery::KIND || a.kind == log_group::KIND {
+                d.spec
+                    .deliveries
+                    .get(&a.key)
+                    .is_some_and(|s| s.name.is_some())
+            } else {
+                false
+            }
         };
         let (blame, other) = if !explicit_name(&addr) && explicit_name(&first) {
             (first, addr)
         } else {
             (addr, first)
         };
-        let section = match blame.kind {
-            Kind::Bucket => "buckets",
-            Kind::Stream => "streams",
-            Kind::Delivery | Kind::DeliveryRole => "deliveries",
-            _ => "hosts",
+        let section = if blame.kind == bucket::KIND {
+            "buckets"
+        } else if blame.kind == stream::KIND {
+            "streams"
+        } else if [delivery::KIND, role::DELIVERY_ROLE, log_group::KIND].contains(&blame.kind) {
+            "deliveries"
+        } else {
+            "hosts"
         };
         let (path, at_key) = if explicit_name(&blame) {
             (p(&[section, &blame.key, "name"]), false)

@@ -137,31 +137,43 @@ mod tests {
     fn orders_dependencies_first_and_reverses_for_deletion() {
         let g = Graph::new(vec![
             (
-                a(Kind::Host, "h"),
-                vec![a(Kind::InstanceProfile, "h"), a(Kind::Delivery, "d")],
+                a(Kind::new("host"), "h"),
+                vec![
+                    a(Kind::new("instance_profile"), "h"),
+                    a(Kind::new("delivery"), "d"),
+                ],
             ),
-            (a(Kind::InstanceProfile, "h"), vec![a(Kind::HostRole, "h")]),
-            (a(Kind::HostRole, "h"), vec![]),
             (
-                a(Kind::Delivery, "d"),
-                vec![a(Kind::Stream, "s"), a(Kind::Bucket, "b")],
+                a(Kind::new("instance_profile"), "h"),
+                vec![a(Kind::new("host_role"), "h")],
             ),
-            (a(Kind::Stream, "s"), vec![]),
-            (a(Kind::Bucket, "b"), vec![]),
+            (a(Kind::new("host_role"), "h"), vec![]),
+            (
+                a(Kind::new("delivery"), "d"),
+                vec![a(Kind::new("stream"), "s"), a(Kind::new("bucket"), "b")],
+            ),
+            (a(Kind::new("stream"), "s"), vec![]),
+            (a(Kind::new("bucket"), "b"), vec![]),
         ])
         .expect("acyclic");
         let order = g.creation_order();
         let idx = |x: &Address| order.iter().position(|o| o == x).expect("present");
         for (node, deps) in [
             (
-                a(Kind::Host, "h"),
-                vec![a(Kind::InstanceProfile, "h"), a(Kind::Delivery, "d")],
+                a(Kind::new("host"), "h"),
+                vec![
+                    a(Kind::new("instance_profile"), "h"),
+                    a(Kind::new("delivery"), "d"),
+                ],
             ),
             (
-                a(Kind::Delivery, "d"),
-                vec![a(Kind::Stream, "s"), a(Kind::Bucket, "b")],
+                a(Kind::new("delivery"), "d"),
+                vec![a(Kind::new("stream"), "s"), a(Kind::new("bucket"), "b")],
             ),
-            (a(Kind::InstanceProfile, "h"), vec![a(Kind::HostRole, "h")]),
+            (
+                a(Kind::new("instance_profile"), "h"),
+                vec![a(Kind::new("host_role"), "h")],
+            ),
         ] {
             for d in deps {
                 assert!(idx(&d) < idx(&node), "{d} before {node}");
@@ -171,27 +183,40 @@ mod tests {
         assert_eq!(del.first(), order.last());
         assert_eq!(del.len(), 6);
         assert_eq!(
-            g.transitive_dependents(&a(Kind::HostRole, "h")),
-            [a(Kind::InstanceProfile, "h"), a(Kind::Host, "h")]
-                .into_iter()
-                .collect()
+            g.transitive_dependents(&a(Kind::new("host_role"), "h")),
+            [
+                a(Kind::new("instance_profile"), "h"),
+                a(Kind::new("host"), "h")
+            ]
+            .into_iter()
+            .collect()
         );
     }
 
     #[test]
     fn rejects_cycles_naming_the_nodes() {
         let err = Graph::new(vec![
-            (a(Kind::Stream, "x"), vec![a(Kind::Bucket, "y")]),
-            (a(Kind::Bucket, "y"), vec![a(Kind::Stream, "x")]),
-            (a(Kind::Host, "free"), vec![]),
+            (
+                a(Kind::new("stream"), "x"),
+                vec![a(Kind::new("bucket"), "y")],
+            ),
+            (
+                a(Kind::new("bucket"), "y"),
+                vec![a(Kind::new("stream"), "x")],
+            ),
+            (a(Kind::new("host"), "free"), vec![]),
         ])
         .expect_err("cycle");
         assert_eq!(
             err.involved,
-            vec![a(Kind::Bucket, "y"), a(Kind::Stream, "x")]
+            vec![a(Kind::new("bucket"), "y"), a(Kind::new("stream"), "x")]
         );
         assert!(err.to_string().contains("stream.x"));
         // A self-edge is a cycle too.
-        assert!(Graph::new(vec![(a(Kind::Host, "h"), vec![a(Kind::Host, "h")])]).is_err());
+        assert!(Graph::new(vec![(
+            a(Kind::new("host"), "h"),
+            vec![a(Kind::new("host"), "h")]
+        )])
+        .is_err());
     }
 }

@@ -1,19 +1,23 @@
 //! The desired world as plain data: every resource a spec implies, with its address, physical
 //! name, tags, properties and dependencies. This is what `plan` compares with live state, field
-//! by field, so everything here is `PartialEq` and serialisable, and nothing here talks to AWS.
+//! by field, so everything here is comparable and serialisable, and nothing here talks to AWS.
+//!
+//! Nothing here knows a resource kind either: a [`Kind`] is a name that `crate::kinds` registers,
+//! and [`Props`] holds each kind's own property struct (defined in its `kinds/*.rs` file) behind
+//! one type-erased interface. Generic layers see properties only as attributes (a JSON object).
 
 mod derive;
 mod graph;
 
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 pub use derive::{derive, DeriveError};
 pub use graph::{CycleError, Graph};
-
-use crate::spec::types::{Buffering, Compression, Image, StreamMode};
 
 /// The Kinesis-owned KMS key used by `encryption: aws_managed`.
 pub const AWS_MANAGED_KINESIS_KEY: &str = "alias/aws/kinesis";
@@ -31,42 +35,29 @@ pub const INLINE_POLICY_NAME: &str = "streamstack";
 /// The CloudWatch namespace the agent publishes to (its default).
 pub const AGENT_METRICS_NAMESPACE: &str = "AWSKinesisAgent";
 
-/// Resource kinds, in the order a reader meets them in a pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Bucket,
-    Stream,
-    DeliveryRole,
-    Delivery,
-    HostRole,
-    InstanceProfile,
-    SecurityGroup,
-    Host,
-}
+/// A resource kind, by the name addresses use (`stream`, `host_role`). Each `kinds/*.rs` file
+/// declares its own constant; `crate::kinds::REGISTRY` is the one list of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Kind(&'static str);
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
-        Kind::Bucket,
-        Kind::Stream,
-        Kind::DeliveryRole,
-        Kind::Delivery,
-        Kind::HostRole,
-        Kind::InstanceProfile,
-        Kind::SecurityGroup,
-        Kind::Host,
-    ];
+    pub const fn new(name: &'static str) -> Kind {
+        Kind(name)
+    }
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Bucket => "bucket",
-            Kind::Stream => "stream",
-            Kind::DeliveryRole => "delivery_role",
-            Kind::Delivery => "delivery",
-            Kind::HostRole => "host_role",
-            Kind::InstanceProfile => "instance_profile",
-            Kind::SecurityGroup => "security_group",
-            Kind::Host => "host",
-        }
+        self.0
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
     }
 }
 
@@ -88,19 +79,18 @@ impl Address {
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.kind.as_str(), self.key)
+        write!(f, "{}.{}", self.kind, self.key)
     }
 }
 
 impl std::str::FromStr for Address {
     type Err = String;
+    /// Parses `kind.key`; the kind must be one the registry knows.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (kind, key) = s
             .split_once('.')
             .ok_or_else(|| format!("{s:?} is not an address (kind.key)"))?;
-        let kind = Kind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == kind)
+        let kind = crate::kinds::kind_named(kind)
             .ok_or_else(|| format!("{kind:?} is not a resource kind"))?;
         if key.is_empty() {
             return Err(format!("{s:?} has no key"));
@@ -112,6 +102,91 @@ impl std::str::FromStr for Address {
 impl Serialize for Address {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+/// A kind's property struct, seen generically.
+trait PropsData: Any + Send + Sync + fmt::Debug {
+    fn attributes(&self) -> Map<String, Value>;
+    fn clone_box(&self) -> Box<dyn PropsData>;
+    fn eq_dyn(&self, other: &dyn PropsData) -> bool;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T> PropsData for T
+where
+    T: Serialize + Clone + PartialEq + fmt::Debug + Send + Sync + 'static,
+{
+    fn attributes(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(m)) => m,
+            Ok(other) => Map::from_iter([("value".to_string(), other)]),
+            Err(e) => Map::from_iter([("error".to_string(), Value::String(e.to_string()))]),
+        }
+    }
+    fn clone_box(&self) -> Box<dyn PropsData> {
+        Box::new(self.clone())
+    }
+    fn eq_dyn(&self, other: &dyn PropsData) -> bool {
+        other.as_any().downcast_ref::<T>() == Some(self)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// A resource's kind-specific properties: the kind's own struct, type-erased. Kinds read their
+/// struct back with [`Props::get`]; everything else sees [`Props::attributes`], the struct
+/// serialised as one JSON object (what plans diff and show).
+pub struct Props(Box<dyn PropsData>);
+
+impl Props {
+    pub fn new<T>(props: T) -> Props
+    where
+        T: Serialize + Clone + PartialEq + fmt::Debug + Send + Sync + 'static,
+    {
+        Props(Box::new(props))
+    }
+    /// The kind's struct, if these props are one.
+    pub fn get<T: 'static>(&self) -> Option<&T> {
+        self.0.as_any().downcast_ref()
+    }
+    pub fn get_mut<T: 'static>(&mut self) -> Option<&mut T> {
+        self.0.as_any_mut().downcast_mut()
+    }
+    /// The properties as one JSON object, field by field.
+    pub fn attributes(&self) -> Map<String, Value> {
+        self.0.attributes()
+    }
+}
+
+impl Clone for Props {
+    fn clone(&self) -> Self {
+        Props(self.0.clone_box())
+    }
+}
+
+impl PartialEq for Props {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_dyn(other.0.as_ref())
+    }
+}
+
+impl Eq for Props {}
+
+impl fmt::Debug for Props {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for Props {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.attributes().serialize(s)
     }
 }
 
@@ -188,96 +263,6 @@ impl Env {
             self.partition, self.region, self.account_id
         )
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BucketProps {
-    pub versioning: bool,
-    pub force_destroy: bool,
-    pub expire_after_days: Option<u32>,
-    /// Default encryption; always SSE-S3.
-    pub sse_algorithm: String,
-    /// All four public-access-block flags on.
-    pub block_public_access: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StreamProps {
-    pub arn: String,
-    pub mode: StreamMode,
-    pub shards: Option<u32>,
-    pub retention_hours: u32,
-    /// KMS key id when encrypted; `None` means no encryption.
-    pub kms_key: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeliverySourceProps {
-    pub stream_name: String,
-    pub stream_arn: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeliveryProps {
-    pub arn: String,
-    /// `None` = DirectPut.
-    pub source: Option<DeliverySourceProps>,
-    pub role_name: String,
-    pub role_arn: String,
-    pub bucket_name: String,
-    pub bucket_arn: String,
-    pub prefix: Option<String>,
-    pub error_prefix: Option<String>,
-    pub buffering: Buffering,
-    pub compression: Compression,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RoleProps {
-    pub arn: String,
-    pub trust_policy: serde_json::Value,
-    /// Inline policies by name (streamstack puts exactly one, [`INLINE_POLICY_NAME`]).
-    pub inline_policies: BTreeMap<String, serde_json::Value>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct InstanceProfileProps {
-    pub arn: String,
-    pub role_name: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SecurityGroupProps {
-    pub description: String,
-    /// CIDR blocks allowed to TCP port 22; nothing else is allowed in.
-    pub ssh_from: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HostProps {
-    pub instance_type: String,
-    pub image: Image,
-    pub subnet: Option<String>,
-    pub key_name: Option<String>,
-    pub instance_profile: String,
-    pub security_group: Option<String>,
-    /// The exact user-data script (before base64) that carries agent.json.
-    pub user_data: String,
-    /// IMDSv2 only.
-    pub http_tokens_required: bool,
-}
-
-/// A resource's kind-specific properties.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Props {
-    Bucket(BucketProps),
-    Stream(StreamProps),
-    Delivery(DeliveryProps),
-    Role(RoleProps),
-    InstanceProfile(InstanceProfileProps),
-    SecurityGroup(SecurityGroupProps),
-    Host(HostProps),
 }
 
 /// One desired resource.

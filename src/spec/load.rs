@@ -35,7 +35,9 @@ pub const DELIVERY_KEYS: &[&str] = &[
     "error_prefix",
     "buffering",
     "compression",
+    "error_logging",
 ];
+pub const ERROR_LOGGING_KEYS: &[&str] = &["retention_days"];
 pub const BUFFERING_KEYS: &[&str] = &["size_mb", "interval_seconds"];
 pub const HOST_KEYS: &[&str] = &[
     "instance_type",
@@ -518,6 +520,7 @@ fn delivery(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<DeliverySpec> {
                 .unwrap_or(Compression::Uncompressed)
         }
     };
+    let error_logging = error_logging(d, m, p);
     let from = match from?.as_str() {
         "direct" => DeliverySource::Direct,
         s => DeliverySource::Stream(s.to_string()),
@@ -530,7 +533,40 @@ fn delivery(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<DeliverySpec> {
         error_prefix,
         buffering,
         compression,
+        error_logging,
     })
+}
+
+/// `error_logging`: absent or `true` → on with the default retention, `false` → off, or a
+/// mapping `{ retention_days: N }` with one of CloudWatch Logs' retention values.
+fn error_logging(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<ErrorLogging> {
+    let on = Some(ErrorLogging::default());
+    let Some(v) = Decoder::field(m, "error_logging") else {
+        return on;
+    };
+    let lp = p.key("error_logging");
+    if let Value::Bool(b) = v {
+        return b.then_some(ErrorLogging::default());
+    }
+    let lm = d.mapping(v, &lp)?;
+    d.known_keys(lm, &lp, ERROR_LOGGING_KEYS);
+    let mut logging = ErrorLogging::default();
+    if let Some(n) = Decoder::field(lm, "retention_days")
+        .and_then(|v| d.int(v, &lp.key("retention_days"), 1, 3653))
+    {
+        let n = n as u32;
+        if LOG_RETENTION_DAYS.contains(&n) {
+            logging.retention_days = n;
+        } else {
+            let allowed: Vec<String> = LOG_RETENTION_DAYS.iter().map(u32::to_string).collect();
+            d.error(
+                &lp.key("retention_days"),
+                format!("{n} is not a retention CloudWatch Logs offers"),
+                Some(&format!("one of {}", allowed.join(", "))),
+            );
+        }
+    }
+    Some(logging)
 }
 
 fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {

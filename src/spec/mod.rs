@@ -12,8 +12,8 @@ use std::path::Path as FsPath;
 
 pub use load::{LoadOptions, OFFLINE_ACCOUNT_ID, PLACEHOLDER_REGION};
 pub use load::{
-    BUCKET_KEYS, BUFFERING_KEYS, DELIVERY_KEYS, FLOW_KEYS, HOST_KEYS, SAMPLE_KEYS, SSH_KEYS,
-    STREAM_KEYS, TOP_KEYS,
+    BUCKET_KEYS, BUFFERING_KEYS, DELIVERY_KEYS, ERROR_LOGGING_KEYS, FLOW_KEYS, HOST_KEYS,
+    SAMPLE_KEYS, SSH_KEYS, STREAM_KEYS, TOP_KEYS,
 };
 
 use crate::diagnostics::{Diagnostic, Diagnostics, Pos, Severity};

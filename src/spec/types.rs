@@ -181,6 +181,25 @@ pub struct DeliverySpec {
     pub error_prefix: Option<String>,
     pub buffering: Buffering,
     pub compression: Compression,
+    /// Firehose logs delivery errors to a CloudWatch Logs group; `None` = off.
+    pub error_logging: Option<ErrorLogging>,
+}
+
+/// The retention values CloudWatch Logs accepts (`PutRetentionPolicy`), in days.
+pub const LOG_RETENTION_DAYS: &[u32] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ErrorLogging {
+    pub retention_days: u32,
+}
+
+impl Default for ErrorLogging {
+    fn default() -> Self {
+        ErrorLogging { retention_days: 14 }
+    }
 }
 
 /// The machine image of a host.

@@ -1,0 +1,304 @@
+//! CloudWatch Logs groups that Firehose writes delivery errors to (`deliveries.KEY.error_logging`).
+//!
+//! - One group per delivery, `/aws/kinesisfirehose/{delivery name}` (the name the console uses),
+//!   holding the log stream [`delivery::ERROR_LOG_STREAM`] that the delivery's
+//!   `CloudWatchLoggingOptions` names. Firehose does not create either: without them, delivery
+//!   errors go nowhere.
+//! - Read: `DescribeLogGroups` by the prefix `/aws/kinesisfirehose/` (desired names, plus
+//!   `{stack}-*` deliveries' groups tagged as ours, i.e. groups removed from the spec), then
+//!   `ListTagsForResource` and `DescribeLogStreams` per candidate.
+//! - Create: `CreateLogGroup` with the tags (tagged at creation, so an interrupted apply never
+//!   leaves an untagged group), `PutRetentionPolicy`, `CreateLogStream`.
+//! - In place: retention, the log stream, tags. Replace: only a name change (a new address).
+
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use super::{address_for, owned_by, read_candidates, tag_delta, Cx, Live, ResourceKind};
+use crate::aws::Ctx;
+use crate::kinds::delivery;
+use crate::model::{Kind, Model, Props, Resource};
+use crate::{Error, Result};
+
+pub const KIND: Kind = Kind::new("log_group");
+
+/// Where Firehose's own log groups live.
+pub const PREFIX: &str = "/aws/kinesisfirehose/";
+
+/// The log group of a delivery.
+pub fn name_for(delivery_name: &str) -> String {
+    format!("{PREFIX}{delivery_name}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogGroupProps {
+    pub arn: String,
+    /// How long events are kept; `None` = forever (no retention policy).
+    pub retention_days: Option<u32>,
+    /// The log stream the delivery writes to ("" when it is missing).
+    pub log_stream: String,
+}
+
+pub struct LogGroups;
+
+impl ResourceKind for LogGroups {
+    fn kinds(&self) -> &'static [Kind] {
+        &[KIND]
+    }
+    fn name_namespace(&self) -> Option<(&'static str, bool)> {
+        Some(("log group", false))
+    }
+    lifecycle_from_module_fns!();
+    fn outputs<'a>(
+        &'a self,
+        _cx: &'a Cx,
+        live: &'a Live,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, String>>> {
+        Box::pin(async move {
+            let p = props(&live.resource)?;
+            Ok(BTreeMap::from([
+                ("arn".to_string(), p.arn.clone()),
+                (
+                    "retention".to_string(),
+                    p.retention_days
+                        .map_or("forever".to_string(), |d| format!("{d} days")),
+                ),
+            ]))
+        })
+    }
+}
+
+fn props(r: &Resource) -> Result<&LogGroupProps> {
+    r.props
+        .get::<LogGroupProps>()
+        .ok_or_else(|| Error::Internal(format!("{} has no LogGroupProps", r.address)))
+}
+
+/// The ARN tagging calls take: the group's ARN without the `:*` DescribeLogGroups appends.
+fn tagging_arn(arn: &str) -> &str {
+    arn.strip_suffix(":*").unwrap_or(arn)
+}
+
+/// Every Firehose log group this stack has or wants.
+pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
+    let mut groups: BTreeMap<String, (String, Option<u32>)> = BTreeMap::new();
+    let mut token = None;
+    loop {
+        let out = cx
+            .clients
+            .logs
+            .describe_log_groups()
+            .log_group_name_prefix(PREFIX)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .op("logs:DescribeLogGroups")?;
+        for g in out.log_groups.unwrap_or_default() {
+            if let Some(name) = g.log_group_name {
+                let arn = g.arn.unwrap_or_else(|| cx.env.log_group_arn(&name));
+                let retention = g.retention_in_days.map(|d| d.max(0) as u32);
+                groups.insert(name, (arn, retention));
+            }
+        }
+        token = out.next_token.filter(|t| !t.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+    // Candidates: desired names, and the groups of `{stack}-*` deliveries.
+    let stack_prefix = format!("{PREFIX}{}-", cx.stack);
+    let wanted: Vec<&str> = desired.of_kind(KIND).map(|r| r.name.as_str()).collect();
+    let listed: Vec<String> = groups
+        .keys()
+        .filter(|n| wanted.contains(&n.as_str()) || n.starts_with(&stack_prefix))
+        .cloned()
+        .collect();
+    let groups = &groups;
+    read_candidates(cx, desired, KIND, listed, |name| async move {
+        let Some((arn, retention)) = groups.get(&name) else {
+            return Ok(None);
+        };
+        read(cx, &name, arn, *retention, desired).await
+    })
+    .await
+}
+
+async fn read(
+    cx: &Cx,
+    name: &str,
+    arn: &str,
+    retention_days: Option<u32>,
+    desired: &Model,
+) -> Result<Option<Live>> {
+    let tags = match cx
+        .clients
+        .logs
+        .list_tags_for_resource()
+        .resource_arn(tagging_arn(arn))
+        .send()
+        .await
+        .op("logs:ListTagsForResource")
+    {
+        Ok(o) => o.tags.unwrap_or_default().into_iter().collect(),
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let streams = match cx
+        .clients
+        .logs
+        .describe_log_streams()
+        .log_group_name(name)
+        .log_stream_name_prefix(delivery::ERROR_LOG_STREAM)
+        .send()
+        .await
+        .op("logs:DescribeLogStreams")
+    {
+        Ok(o) => o.log_streams.unwrap_or_default(),
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let log_stream = streams
+        .into_iter()
+        .filter_map(|s| s.log_stream_name)
+        .find(|s| s == delivery::ERROR_LOG_STREAM)
+        .unwrap_or_default();
+    let address = address_for(KIND, name, &tags, desired);
+    Ok(Some(Live {
+        ours: owned_by(&tags, &cx.stack),
+        id: tagging_arn(arn).to_string(),
+        resource: Resource {
+            address,
+            name: name.to_string(),
+            tags,
+            depends_on: Default::default(),
+            props: Props::new(LogGroupProps {
+                arn: tagging_arn(arn).to_string(),
+                retention_days,
+                log_stream,
+            }),
+        },
+    }))
+}
+
+pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
+    props(r)?;
+    let created = cx
+        .clients
+        .logs
+        .create_log_group()
+        .log_group_name(&r.name)
+        .set_tags(Some(r.tags.clone().into_iter().collect()))
+        .send()
+        .await
+        .op("logs:CreateLogGroup");
+    let live_props = match created {
+        Ok(_) => LogGroupProps {
+            arn: String::new(),
+            retention_days: None,
+            log_stream: String::new(),
+        },
+        // Ours from an earlier run whose answer was lost: converge it. Anything else is not ours.
+        Err(e) if e.code() == Some("ResourceAlreadyExistsException") => {
+            let live = discover(cx, desired)
+                .await?
+                .into_iter()
+                .find(|l| l.resource.name == r.name);
+            match live {
+                Some(l) if l.ours => return update(cx, r, &l).await,
+                _ => {
+                    return Err(Error::resource(
+                        &r.address,
+                        format!(
+                            "log group {} already exists and is not tagged as this stack's; \
+                             delete it, or turn error_logging off for this delivery",
+                            r.name
+                        ),
+                    ))
+                }
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    converge(cx, r, &live_props).await
+}
+
+/// Brings retention and the log stream from `live` to the desired values.
+async fn converge(cx: &Cx, r: &Resource, live: &LogGroupProps) -> Result<()> {
+    let p = props(r)?;
+    let logs = &cx.clients.logs;
+    if p.retention_days != live.retention_days {
+        match p.retention_days {
+            Some(days) => {
+                logs.put_retention_policy()
+                    .log_group_name(&r.name)
+                    .retention_in_days(days as i32)
+                    .send()
+                    .await
+                    .op("logs:PutRetentionPolicy")?;
+            }
+            None => {
+                logs.delete_retention_policy()
+                    .log_group_name(&r.name)
+                    .send()
+                    .await
+                    .op("logs:DeleteRetentionPolicy")?;
+            }
+        }
+    }
+    if !p.log_stream.is_empty() && p.log_stream != live.log_stream {
+        match logs
+            .create_log_stream()
+            .log_group_name(&r.name)
+            .log_stream_name(&p.log_stream)
+            .send()
+            .await
+            .op("logs:CreateLogStream")
+        {
+            Err(e) if e.code() == Some("ResourceAlreadyExistsException") => {}
+            other => {
+                other?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
+    converge(cx, desired, props(&live.resource)?).await?;
+    let (remove, set) = tag_delta(&desired.tags, &live.resource.tags);
+    let logs = &cx.clients.logs;
+    if !remove.is_empty() {
+        logs.untag_resource()
+            .resource_arn(&live.id)
+            .set_tag_keys(Some(remove))
+            .send()
+            .await
+            .op("logs:UntagResource")?;
+    }
+    if !set.is_empty() {
+        logs.tag_resource()
+            .resource_arn(&live.id)
+            .set_tags(Some(set.into_iter().collect()))
+            .send()
+            .await
+            .op("logs:TagResource")?;
+    }
+    Ok(())
+}
+
+pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
+    match cx
+        .clients
+        .logs
+        .delete_log_group()
+        .log_group_name(&live.resource.name)
+        .send()
+        .await
+        .op("logs:DeleteLogGroup")
+    {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other.map(|_| ()),
+    }
+}

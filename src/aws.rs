@@ -133,7 +133,12 @@ struct CallLog;
 
 fn operation_name(cfg: &ConfigBag) -> (String, String) {
     cfg.load::<Metadata>()
-        .map(|m| (m.service().to_lowercase(), m.name().to_string()))
+        .map(|m| {
+            (
+                m.service().to_lowercase().replace(' ', ""),
+                m.name().to_string(),
+            )
+        })
         .unwrap_or_else(|| ("aws".into(), "unknown".into()))
 }
 

@@ -58,6 +58,7 @@ pub fn run(
                 "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
                 plan.summary.add, plan.summary.change, plan.summary.destroy
             ),
+            json,
         )
     })
 }

@@ -43,7 +43,7 @@ pub fn run(g: &Global, spec: &Path, auto_approve: bool, json: bool) -> Outcome {
             );
         }
         if !report.ok() {
-            return finish(&report, String::new());
+            return finish(&report, String::new(), json);
         }
         if left.is_empty() {
             if !json {

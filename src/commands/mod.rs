@@ -169,9 +169,14 @@ pub fn confirm(question: &str) -> Result<(), Failure> {
 }
 
 /// Prints an executor report's failures; `Ok` when everything succeeded.
-pub fn finish(report: &streamstack::executor::Report, done_line: String) -> Outcome {
+/// With `json`, stdout carries only JSON: the done line goes to stderr.
+pub fn finish(report: &streamstack::executor::Report, done_line: String, json: bool) -> Outcome {
     if report.ok() {
-        println!("{done_line}");
+        if json {
+            eprintln!("{done_line}");
+        } else {
+            println!("{done_line}");
+        }
         return Ok(0);
     }
     let mut msg = format!(

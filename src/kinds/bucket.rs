@@ -109,9 +109,13 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
             (here || wanted.contains(&name.as_str())).then_some(name)
         })
         .collect();
-    read_candidates(cx, desired, KIND, listed, |n| async move {
-        read(cx, &n, desired).await
-    })
+    read_candidates(
+        desired,
+        KIND,
+        &format!("{}-", cx.stack),
+        listed,
+        |n| async move { read(cx, &n, desired).await },
+    )
     .await
 }
 

@@ -47,9 +47,8 @@ impl ResourceKind for LogGroups {
     fn kinds(&self) -> &'static [Kind] {
         &[KIND]
     }
-    fn name_namespace(&self) -> Option<(&'static str, bool)> {
-        Some(("log group", false))
-    }
+    // Names are derived one to one from delivery names, which are already checked for
+    // uniqueness: a second check would only repeat that error.
     lifecycle_from_module_fns!();
     fn outputs<'a>(
         &'a self,
@@ -109,14 +108,9 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     }
     // Candidates: desired names, and the groups of `{stack}-*` deliveries.
     let stack_prefix = format!("{PREFIX}{}-", cx.stack);
-    let wanted: Vec<&str> = desired.of_kind(KIND).map(|r| r.name.as_str()).collect();
-    let listed: Vec<String> = groups
-        .keys()
-        .filter(|n| wanted.contains(&n.as_str()) || n.starts_with(&stack_prefix))
-        .cloned()
-        .collect();
+    let listed: Vec<String> = groups.keys().cloned().collect();
     let groups = &groups;
-    read_candidates(cx, desired, KIND, listed, |name| async move {
+    read_candidates(desired, KIND, &stack_prefix, listed, |name| async move {
         let Some((arn, retention)) = groups.get(&name) else {
             return Ok(None);
         };

@@ -270,13 +270,14 @@ pub fn address_for(
 }
 
 /// The usual discovery of a kind named in a flat per-account list (streams, deliveries,
-/// buckets): from every `listed` name, read the desired names and the `{stack}-*` ones
-/// concurrently, and keep what is ours or carries a desired name (a foreign same-named resource
-/// is kept, with `ours: false`, so the planner can refuse it).
+/// buckets, log groups): from every `listed` name, read the desired names and those starting
+/// with `prefix` (names the stack derives: `{stack}-`) concurrently, and keep what is ours or
+/// carries a desired name (a foreign same-named resource is kept, with `ours: false`, so the
+/// planner can refuse it).
 pub async fn read_candidates<F, Fut>(
-    cx: &Cx,
     desired: &Model,
     kind: Kind,
+    prefix: &str,
     listed: impl IntoIterator<Item = String>,
     read: F,
 ) -> Result<Vec<Live>, Error>
@@ -284,11 +285,10 @@ where
     F: Fn(String) -> Fut,
     Fut: Future<Output = Result<Option<Live>, Error>>,
 {
-    let prefix = format!("{}-", cx.stack);
     let wanted: Vec<&str> = desired.of_kind(kind).map(|r| r.name.as_str()).collect();
     let candidates = listed
         .into_iter()
-        .filter(|n| wanted.contains(&n.as_str()) || n.starts_with(&prefix));
+        .filter(|n| wanted.contains(&n.as_str()) || n.starts_with(prefix));
     let found = futures::future::try_join_all(candidates.map(read)).await?;
     Ok(found
         .into_iter()

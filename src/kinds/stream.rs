@@ -85,9 +85,13 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
             break;
         }
     }
-    read_candidates(cx, desired, KIND, names, |n| async move {
-        read(cx, &n, desired).await
-    })
+    read_candidates(
+        desired,
+        KIND,
+        &format!("{}-", cx.stack),
+        names,
+        |n| async move { read(cx, &n, desired).await },
+    )
     .await
 }
 

@@ -198,7 +198,16 @@ impl Proxy {
         self.shared
             .state()
             .failures
-            .insert(call.to_owned(), code.to_owned());
+            .insert(call.to_owned(), (code.to_owned(), None));
+    }
+
+    /// Answers the next `times` calls of `service:Action` with an error of the given code (e.g.
+    /// `ThrottlingException`), then lets them through again.
+    pub fn fail_times(&self, call: &str, code: &str, times: u32) {
+        self.shared
+            .state()
+            .failures
+            .insert(call.to_owned(), (code.to_owned(), Some(times)));
     }
 
     pub fn clear_failures(&self) {
@@ -282,8 +291,9 @@ struct State {
     profiles: HashMap<String, Instant>,
     instances: HashMap<String, Phase>,
     calls: Vec<Call>,
-    /// `service:Action` → error code: answered with that error until cleared (fault injection).
-    failures: HashMap<String, String>,
+    /// `service:Action` → error code and how many more times to answer with it (`None`: until
+    /// cleared); fault injection.
+    failures: HashMap<String, (String, Option<u32>)>,
 }
 
 /// A status that overrides what moto reports until `until`.
@@ -377,14 +387,29 @@ impl Shared {
 
     /// Answers a request itself when AWS would refuse it or moto no longer knows the resource.
     fn intercept(&self, op: &Op, now: Instant) -> Option<Response<Body>> {
-        let state = self.state();
-        if let Some(code) = state.failures.get(&format!("{}:{}", op.service, op.action)) {
+        let mut state = self.state();
+        let key = format!("{}:{}", op.service, op.action);
+        if let Some((code, remaining)) = state.failures.get_mut(&key) {
             let message = format!("injected failure of {}:{}", op.service, op.action);
-            return Some(match op.service.as_str() {
-                "kinesis" | "firehose" | "ssm" => json_error(code, &message),
+            let response = match op.service.as_str() {
+                "kinesis" | "firehose" | "ssm" | "logs" => json_error(code, &message),
                 _ => ec2_error(code, &message),
-            });
+            };
+            match remaining {
+                Some(0) => {
+                    state.failures.remove(&key);
+                }
+                Some(n) => {
+                    *n -= 1;
+                    if *n == 0 {
+                        state.failures.remove(&key);
+                    }
+                    return Some(response);
+                }
+                None => return Some(response),
+            }
         }
+        let state = state;
         let account = self.account();
         let in_use = |message: String| Some(json_error("ResourceInUseException", &message));
         match (op.service.as_str(), op.action.as_str()) {

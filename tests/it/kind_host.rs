@@ -2,17 +2,16 @@
 //! instance-profile propagation with one instance only, waits through `pending`, reads back
 //! exactly the desired resource, repairs drift in place, and delete waits for `terminated`.
 
-mod support;
-
 use std::time::Instant;
 
+use crate::support::moto::REGION;
+use crate::support::proxy::ProxyConfig;
+use crate::support::{secs, Sandbox};
 use aws_sdk_ec2::types::{Filter, HttpTokensState, InstanceStateName, Tag};
+use streamstack::kinds::host::HostProps;
 use streamstack::kinds::{host, Cx, Live};
-use streamstack::model::{Address, HostProps, Kind, Model, Props, Resource, TAG_STACK};
+use streamstack::model::{Address, Model, Resource, TAG_STACK};
 use streamstack::spec::types::Image;
-use support::moto::REGION;
-use support::proxy::ProxyConfig;
-use support::{secs, Sandbox};
 
 const STACK: &str = "t1";
 const TRUST_EC2: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
@@ -44,21 +43,15 @@ fn model(sb: &Sandbox, text: &str) -> Model {
 }
 
 fn host_address() -> Address {
-    Address::new(Kind::Host, "collector")
+    Address::new(host::KIND, "collector")
 }
 
 fn host_props(r: &Resource) -> &HostProps {
-    match &r.props {
-        Props::Host(p) => p,
-        other => panic!("not a host: {other:?}"),
-    }
+    r.props.get::<HostProps>().expect("a host")
 }
 
 fn host_props_mut(r: &mut Resource) -> &mut HostProps {
-    match &mut r.props {
-        Props::Host(p) => p,
-        other => panic!("not a host: {other:?}"),
-    }
+    r.props.get_mut::<HostProps>().expect("a host")
 }
 
 /// The role and instance profile the host needs, made directly with IAM (as role.rs and
@@ -379,7 +372,7 @@ async fn in_place_group_and_profile_subnet_and_duplicates() {
 
     // A host removed from the spec is still found (it is ours), with no subnet.
     let mut empty = desired.clone();
-    empty.resources.retain(|a, _| a.kind != Kind::Host);
+    empty.resources.retain(|a, _| a.kind != host::KIND);
     let found = host::discover(&cx, &empty).await.expect("discover");
     assert_eq!(found.len(), 2);
     assert!(found

@@ -1,4 +1,4 @@
-//! The realism proxy (tests/support/proxy.rs) against a real moto, driven by the real SDK clients:
+//! The realism proxy (tests/it/support/proxy.rs) against a real moto, driven by the real SDK clients:
 //! every emulated AWS delay, the refusals during them, and the call accounting.
 //!
 //! Each test runs in its own moto account (a `Sandbox`), so they run in parallel. Windows are
@@ -7,10 +7,11 @@
 //! hit it at once; the proxy judges a request by its arrival time), and "after" by sleeping past
 //! the window, which starts before the client sees the response.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::moto::REGION;
+use crate::support::proxy::{Call, ProxyConfig};
+use crate::support::{secs, Sandbox};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{IamInstanceProfileSpecification, InstanceStateName, InstanceType};
 use aws_sdk_firehose::types::{
@@ -19,9 +20,6 @@ use aws_sdk_firehose::types::{
 };
 use aws_sdk_kinesis::types::StreamStatus;
 use base64::Engine as _;
-use support::moto::REGION;
-use support::proxy::{Call, ProxyConfig};
-use support::{secs, Sandbox};
 
 const TRUST_FIREHOSE: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"firehose.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 const TRUST_EC2: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;

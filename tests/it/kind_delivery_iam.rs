@@ -4,13 +4,14 @@
 //! touch what changed, deletion works in either IAM order, and a same-named foreign role is
 //! found but not ours.
 
-mod support;
-
+use crate::support::proxy::ProxyConfig;
+use crate::support::{secs, Sandbox};
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
-use streamstack::kinds::{delivery, instance_profile, role, stream, Cx, Live};
-use streamstack::model::{Address, Kind, Model, Props, Resource};
-use support::proxy::ProxyConfig;
-use support::{secs, Sandbox};
+use streamstack::kinds::delivery::DeliveryProps;
+use streamstack::kinds::instance_profile::InstanceProfileProps;
+use streamstack::kinds::role::RoleProps;
+use streamstack::kinds::{bucket, delivery, instance_profile, role, stream, Cx, Live};
+use streamstack::model::{Address, Kind, Model, Resource};
 
 const STACK: &str = "t1";
 
@@ -84,7 +85,7 @@ fn count(sb: &Sandbox, service: &str, action: &str) -> usize {
 }
 
 async fn create_bucket(sb: &Sandbox, model: &Model) {
-    let name = &res(model, Kind::Bucket, "logs").name;
+    let name = &res(model, bucket::KIND, "logs").name;
     sb.s3()
         .create_bucket()
         .bucket(name)
@@ -98,19 +99,16 @@ async fn create_bucket(sb: &Sandbox, model: &Model) {
         .expect("CreateBucket");
 }
 
-fn delivery_props(r: &mut Resource) -> &mut streamstack::model::DeliveryProps {
-    match &mut r.props {
-        Props::Delivery(p) => p,
-        _ => panic!("not a delivery"),
-    }
+fn delivery_props(r: &mut Resource) -> &mut DeliveryProps {
+    r.props.get_mut::<DeliveryProps>().expect("a delivery")
 }
 
 #[tokio::test]
 async fn roles_and_profile_read_back_as_desired_and_drift_is_repaired() {
     let (sb, cx, model) = setup(ProxyConfig::default());
-    let host_role = res(&model, Kind::HostRole, "collector");
-    let delivery_role = res(&model, Kind::DeliveryRole, "archive");
-    let profile = res(&model, Kind::InstanceProfile, "collector");
+    let host_role = res(&model, role::HOST_ROLE, "collector");
+    let delivery_role = res(&model, role::DELIVERY_ROLE, "archive");
+    let profile = res(&model, instance_profile::KIND, "collector");
 
     role::create(&cx, host_role, &model)
         .await
@@ -195,9 +193,7 @@ async fn roles_and_profile_read_back_as_desired_and_drift_is_repaired() {
         "the edit shows as a difference"
     );
     assert_ne!(drifted.resource.tags, host_role.tags);
-    let Props::Role(p) = &drifted.resource.props else {
-        panic!()
-    };
+    let p = drifted.resource.props.get::<RoleProps>().expect("a role");
     assert_eq!(p.inline_policies.len(), 2);
     assert_eq!(
         p.inline_policies["streamstack"]["Statement"][0]["Action"],
@@ -242,7 +238,7 @@ async fn roles_and_profile_read_back_as_desired_and_drift_is_repaired() {
     );
 
     // The profile's role changed out of band: update puts the desired one back.
-    let other = res(&model, Kind::DeliveryRole, "archive");
+    let other = res(&model, role::DELIVERY_ROLE, "archive");
     iam.remove_role_from_instance_profile()
         .instance_profile_name(&profile.name)
         .role_name(&host_role.name)
@@ -268,8 +264,8 @@ async fn roles_and_profile_read_back_as_desired_and_drift_is_repaired() {
 #[tokio::test]
 async fn deleting_a_role_still_in_its_profile_works_in_either_order() {
     let (sb, cx, model) = setup(ProxyConfig::default());
-    let host_role = res(&model, Kind::HostRole, "collector");
-    let profile = res(&model, Kind::InstanceProfile, "collector");
+    let host_role = res(&model, role::HOST_ROLE, "collector");
+    let profile = res(&model, instance_profile::KIND, "collector");
     let iam = aws_sdk_iam::Client::new(&sb.config);
 
     // Role first, while it is in the profile and has a managed policy attached.
@@ -299,9 +295,11 @@ async fn deleting_a_role_still_in_its_profile_works_in_either_order() {
         .expect("delete role in profile");
     assert!(role::discover(&cx, &model).await.unwrap().is_empty());
     let profiles = instance_profile::discover(&cx, &model).await.unwrap();
-    let Props::InstanceProfile(p) = &find(&profiles, profile).resource.props else {
-        panic!()
-    };
+    let p = find(&profiles, profile)
+        .resource
+        .props
+        .get::<InstanceProfileProps>()
+        .expect("a profile");
     assert_eq!(p.role_name, "", "the profile lost its role");
     instance_profile::delete(&cx, find(&profiles, profile))
         .await
@@ -342,8 +340,8 @@ async fn deleting_a_role_still_in_its_profile_works_in_either_order() {
 #[tokio::test]
 async fn a_same_named_foreign_role_and_profile_are_found_but_not_ours() {
     let (sb, cx, model) = setup(ProxyConfig::default());
-    let host_role = res(&model, Kind::HostRole, "collector");
-    let profile = res(&model, Kind::InstanceProfile, "collector");
+    let host_role = res(&model, role::HOST_ROLE, "collector");
+    let profile = res(&model, instance_profile::KIND, "collector");
     let iam = aws_sdk_iam::Client::new(&sb.config);
     iam.create_role()
         .role_name(&host_role.name)
@@ -372,9 +370,7 @@ async fn a_same_named_foreign_role_and_profile_are_found_but_not_ours() {
     assert!(!foreign.ours);
     assert_eq!(foreign.resource.address, host_role.address);
     assert_eq!(foreign.resource.name, host_role.name);
-    let Props::Role(p) = &foreign.resource.props else {
-        panic!()
-    };
+    let p = foreign.resource.props.get::<RoleProps>().expect("a role");
     assert!(!p.arn.contains("/streamstack/"), "default path: {}", p.arn);
     assert_eq!(
         p.trust_policy["Statement"][0]["Principal"]["Service"],
@@ -401,15 +397,15 @@ async fn delivery_create_rides_out_role_propagation_and_creating_then_deletes() 
         ..Default::default()
     });
     create_bucket(&sb, &model).await;
-    stream::create(&cx, res(&model, Kind::Stream, "events"), &model)
+    stream::create(&cx, res(&model, stream::KIND, "events"), &model)
         .await
         .expect("stream");
-    let archive = res(&model, Kind::Delivery, "archive");
-    let direct = res(&model, Kind::Delivery, "direct");
-    role::create(&cx, res(&model, Kind::DeliveryRole, "archive"), &model)
+    let archive = res(&model, delivery::KIND, "archive");
+    let direct = res(&model, delivery::KIND, "direct");
+    role::create(&cx, res(&model, role::DELIVERY_ROLE, "archive"), &model)
         .await
         .unwrap();
-    role::create(&cx, res(&model, Kind::DeliveryRole, "direct"), &model)
+    role::create(&cx, res(&model, role::DELIVERY_ROLE, "direct"), &model)
         .await
         .unwrap();
 
@@ -468,11 +464,11 @@ async fn delivery_create_rides_out_role_propagation_and_creating_then_deletes() 
 async fn delivery_updates_in_place_only_what_changed() {
     let (sb, cx, model) = setup(ProxyConfig::default());
     create_bucket(&sb, &model).await;
-    stream::create(&cx, res(&model, Kind::Stream, "events"), &model)
+    stream::create(&cx, res(&model, stream::KIND, "events"), &model)
         .await
         .expect("stream");
-    let archive = res(&model, Kind::Delivery, "archive");
-    let direct = res(&model, Kind::Delivery, "direct");
+    let archive = res(&model, delivery::KIND, "archive");
+    let direct = res(&model, delivery::KIND, "direct");
     delivery::create(&cx, archive, &model).await.unwrap();
     delivery::create(&cx, direct, &model).await.unwrap();
     let lives = delivery::discover(&cx, &model).await.unwrap();

@@ -1,19 +1,17 @@
 //! End-to-end lifecycle tests: the real CLI binary and the real AWS SDK against moto server,
-//! through the realism proxy (tests/support/proxy.rs), one moto account per test.
+//! through the realism proxy (tests/it/support/proxy.rs), one moto account per test.
 //!
 //! Each test runs `streamstack` as a process, as a user or a CI job would, and checks the result
 //! with the SDK directly. The proxy counts every AWS call, so "no write calls" is asserted.
-
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::proxy::ProxyConfig;
-use support::{secs, Sandbox};
+use crate::support::proxy::ProxyConfig;
+use crate::support::{secs, Sandbox};
 
-const WEATHER_LAB: &str = include_str!("../stacks/weather-lab.yaml");
+const WEATHER_LAB: &str = include_str!("../../stacks/weather-lab.yaml");
 const LAB_REGION: &str = "ap-northeast-2";
 
 /// A spec file in a fresh temporary directory.
@@ -87,7 +85,7 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 fn sdk(sb: &Sandbox, region: &str) -> aws_config::SdkConfig {
-    support::moto::sdk_config(&sb.endpoint(), region)
+    crate::support::moto::sdk_config(&sb.endpoint(), region)
 }
 
 /// Addresses of everything tagged with the stack, as `output --json` sees them.
@@ -132,7 +130,7 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
     ok(&sb, &["validate", p(&spec.path)]);
     let before = ok(&sb, &["plan", p(&spec.path)]);
     assert!(
-        before.contains("Plan: 7 to add, 0 to change, 0 to destroy."),
+        before.contains("Plan: 8 to add, 0 to change, 0 to destroy."),
         "{before}"
     );
     assert!(
@@ -149,7 +147,7 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
         sb.proxy.calls().len()
     );
     assert!(
-        applied.contains("Apply complete! Resources: 7 added"),
+        applied.contains("Apply complete! Resources: 8 added"),
         "{applied}"
     );
 
@@ -214,6 +212,61 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
         assert!(dest
             .bucket_arn
             .starts_with("arn:aws:s3:::weather-lab-archive-"));
+        // Delivery errors are logged to the delivery's own log group, kept 14 days, tagged.
+        let logging = dest.cloud_watch_logging_options.expect("logging options");
+        assert_eq!(logging.enabled, Some(true));
+        let group = "/aws/kinesisfirehose/weather-lab-weather-to-s3";
+        assert_eq!(logging.log_group_name.as_deref(), Some(group));
+        assert_eq!(
+            logging.log_stream_name.as_deref(),
+            Some("DestinationDelivery")
+        );
+        let logs = aws_sdk_cloudwatchlogs::Client::new(&conf);
+        let groups = logs
+            .describe_log_groups()
+            .log_group_name_prefix(group)
+            .send()
+            .await
+            .expect("log groups")
+            .log_groups
+            .unwrap_or_default();
+        assert_eq!(groups.len(), 1, "{groups:?}");
+        assert_eq!(groups[0].retention_in_days, Some(14));
+        let arn = format!(
+            "arn:aws:logs:{LAB_REGION}:{}:log-group:{group}",
+            sb.account_id
+        );
+        let tags = logs
+            .list_tags_for_resource()
+            .resource_arn(&arn)
+            .send()
+            .await
+            .expect("log group tags")
+            .tags
+            .unwrap_or_default();
+        assert_eq!(
+            tags.get("streamstack:stack").map(String::as_str),
+            Some("weather-lab")
+        );
+        assert_eq!(
+            tags.get("streamstack:address").map(String::as_str),
+            Some("log_group.weather-to-s3")
+        );
+        assert_eq!(tags.get("project").map(String::as_str), Some("weather-lab"));
+        let streams = logs
+            .describe_log_streams()
+            .log_group_name(group)
+            .send()
+            .await
+            .expect("log streams")
+            .log_streams
+            .unwrap_or_default();
+        assert!(
+            streams
+                .iter()
+                .any(|s| s.log_stream_name.as_deref() == Some("DestinationDelivery")),
+            "{streams:?}"
+        );
 
         let iam = aws_sdk_iam::Client::new(&conf);
         let role = iam
@@ -318,7 +371,7 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
         assert!(script.contains("dnf install -y aws-kinesis-agent"));
         assert!(!script.contains("awsAccessKeyId") && !script.contains("AKID"));
 
-        let s3 = support::moto::s3_client(&conf);
+        let s3 = crate::support::moto::s3_client(&conf);
         let buckets = s3.list_buckets().send().await.expect("buckets");
         let bucket = buckets
             .buckets()
@@ -396,7 +449,7 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
 
     // Put objects in the bucket as Firehose would; destroy must empty it (force_destroy: true).
     rt().block_on(async {
-        let s3 = support::moto::s3_client(&conf);
+        let s3 = crate::support::moto::s3_client(&conf);
         let buckets = s3.list_buckets().send().await.expect("buckets");
         let bucket = buckets.buckets()[0].name().unwrap_or_default().to_string();
         for i in 0..5 {
@@ -413,12 +466,22 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
     });
     let destroyed = ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
     assert!(
-        destroyed.contains("Nothing of the stack remains"),
+        destroyed.contains("Nothing of stack weather-lab remains"),
         "{destroyed}"
     );
     assert!(remaining(&sb, &spec.path).is_empty());
     rt().block_on(async {
-        let s3 = support::moto::s3_client(&conf);
+        let logs = aws_sdk_cloudwatchlogs::Client::new(&conf);
+        let groups = logs
+            .describe_log_groups()
+            .log_group_name_prefix("/aws/kinesisfirehose/")
+            .send()
+            .await
+            .expect("log groups")
+            .log_groups
+            .unwrap_or_default();
+        assert!(groups.is_empty(), "destroy left {groups:?}");
+        let s3 = crate::support::moto::s3_client(&conf);
         assert!(s3
             .list_buckets()
             .send()
@@ -517,6 +580,13 @@ fn out_of_band_changes_are_planned_and_repaired() {
             .send()
             .await
             .expect("policy");
+        let logs = aws_sdk_cloudwatchlogs::Client::new(&conf);
+        logs.put_retention_policy()
+            .log_group_name("/aws/kinesisfirehose/weather-lab-weather-to-s3")
+            .retention_in_days(30)
+            .send()
+            .await
+            .expect("log retention");
     });
     let plan = plan_json(&sb, &spec.path);
     let got = actions(&plan);
@@ -528,7 +598,11 @@ fn out_of_band_changes_are_planned_and_repaired() {
         got.contains(&("host_role.collector".into(), "update".into())),
         "{got:?}"
     );
-    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got.contains(&("log_group.weather-to-s3".into(), "update".into())),
+        "{got:?}"
+    );
+    assert_eq!(got.len(), 3, "{got:?}");
     let stream = plan["changes"]
         .as_array()
         .expect("changes")
@@ -548,7 +622,11 @@ fn out_of_band_changes_are_planned_and_repaired() {
         "{human}"
     );
     assert!(
-        human.contains("Plan: 0 to add, 2 to change, 0 to destroy."),
+        human.contains("retention_days") && human.contains("30 → 14"),
+        "{human}"
+    );
+    assert!(
+        human.contains("Plan: 0 to add, 3 to change, 0 to destroy."),
         "{human}"
     );
 
@@ -664,7 +742,7 @@ fn destroy_refuses_a_non_empty_bucket_without_force_destroy() {
     ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
     let conf = sdk(&sb, LAB_REGION);
     let bucket = rt().block_on(async {
-        let s3 = support::moto::s3_client(&conf);
+        let s3 = crate::support::moto::s3_client(&conf);
         let name = s3.list_buckets().send().await.expect("list").buckets()[0]
             .name()
             .unwrap_or_default()
@@ -687,7 +765,7 @@ fn destroy_refuses_a_non_empty_bucket_without_force_destroy() {
         vec!["bucket.archive".to_string()]
     );
     rt().block_on(async {
-        let s3 = support::moto::s3_client(&conf);
+        let s3 = crate::support::moto::s3_client(&conf);
         let objs = s3
             .list_objects_v2()
             .bucket(&bucket)
@@ -768,7 +846,7 @@ fn a_failed_operation_skips_its_dependents_and_the_next_apply_continues() {
         "the AWS error is shown: {err}"
     );
     assert!(
-        err.contains("skipped host.collector (depends on delivery.weather-to-s3)"),
+        err.contains("skipped host.collector (create; waits for delivery.weather-to-s3)"),
         "{err}"
     );
     assert!(err.contains("Run apply again"), "{err}");
@@ -782,6 +860,7 @@ fn a_failed_operation_skips_its_dependents_and_the_next_apply_continues() {
             "delivery_role.weather-to-s3",
             "host_role.collector",
             "instance_profile.collector",
+            "log_group.weather-to-s3",
             "stream.weather"
         ]
     );
@@ -849,7 +928,7 @@ fn saved_plan_applies_and_goes_stale_when_the_spec_changes() {
 #[test]
 fn classroom_lifecycle_at_scale() {
     let sb = Sandbox::passthrough();
-    let spec = spec_file(include_str!("../stacks/classroom.yaml"));
+    let spec = spec_file(include_str!("../../stacks/classroom.yaml"));
     let started = Instant::now();
     let out = ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
     eprintln!(
@@ -858,7 +937,7 @@ fn classroom_lifecycle_at_scale() {
         sb.proxy.calls().len()
     );
     assert!(
-        out.contains("Apply complete! Resources: 181 added"),
+        out.contains("Apply complete! Resources: 211 added"),
         "{out}"
     );
     sb.proxy.reset_calls();
@@ -887,4 +966,81 @@ fn classroom_lifecycle_at_scale() {
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
     eprintln!("classroom destroy: {:.2?}", started.elapsed());
     assert!(remaining(&sb, &spec.path).is_empty());
+}
+
+#[test]
+fn verbose_apply_logs_every_aws_call_and_the_retries_through_throttling() {
+    let sb = Sandbox::passthrough();
+    let spec = spec_file("version: 1\nstack: loud\nregion: eu-west-1\nstreams:\n  events: {}\n");
+    sb.proxy
+        .fail_times("kinesis:CreateStream", "ThrottlingException", 2);
+    let o = ss(
+        &sb,
+        &["apply", "-v", "--auto-approve", "--json", p(&spec.path)],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    // Each attempt: service, operation, status, milliseconds; the throttled ones with the reason.
+    assert!(
+        err.contains("kinesis:CreateStream -> 400 in ") && err.contains("ThrottlingException"),
+        "{err}"
+    );
+    assert!(
+        err.contains("retry kinesis:CreateStream (attempt 2)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("retry kinesis:CreateStream (attempt 3)"),
+        "{err}"
+    );
+    assert!(err.contains("kinesis:CreateStream -> 200 in "), "{err}");
+    assert!(err.contains("sts:GetCallerIdentity -> 200 in "), "{err}");
+    // Logs never reach --json stdout: every line there is JSON.
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not JSON on stdout ({e}): {line}"));
+    }
+    let creates = sb
+        .proxy
+        .calls()
+        .into_iter()
+        .filter(|c| c.to_string() == "kinesis:CreateStream")
+        .count();
+    assert_eq!(
+        creates, 3,
+        "two throttled attempts and one that went through"
+    );
+    // Without -v: no call log.
+    let o = ss(&sb, &["plan", p(&spec.path)]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("DescribeStreamSummary"));
+    ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+}
+
+#[test]
+fn piping_render_into_a_closed_pipe_ends_quietly() {
+    // The classroom's policies are far more than a pipe buffer holds, so the writer meets the
+    // closed pipe whatever the timing.
+    let spec = spec_file(include_str!("../../stacks/classroom.yaml"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamstack"))
+        .args(["render", "--what", "policies", p(&spec.path)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run streamstack");
+    {
+        // Read one line, then close the pipe, as `| head -1` does.
+        use std::io::BufRead;
+        let stdout = child.stdout.take().expect("stdout");
+        let mut first = String::new();
+        std::io::BufReader::with_capacity(16, stdout)
+            .read_line(&mut first)
+            .expect("first line");
+        assert_eq!(first.trim(), "{");
+    }
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+    // Ended by SIGPIPE, like any well-behaved filter, or finished: never exit 101 (a panic).
+    assert_ne!(out.status.code(), Some(101), "{err}");
 }

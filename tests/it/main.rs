@@ -1,0 +1,20 @@
+//! The integration tests, as one test binary so the AWS SDK is linked once.
+//!
+//! - `spec_corpus`, `render`: the spec layer and rendered artefacts, offline.
+//! - `proxy`: the realism proxy itself (tests/it/support/proxy.rs) against moto.
+//! - `kind_*`: each resource kind's discover/create/update/delete against moto.
+//! - `lifecycle`: the CLI binary end to end against moto, as a user or CI job runs it.
+//!
+//! Every moto-backed test works in its own moto account through its own proxy, so they run in
+//! parallel. See `support` for the moto launcher and the proxy.
+
+mod support;
+
+mod kind_bucket_sg;
+mod kind_delivery_iam;
+mod kind_host;
+mod kind_log_group;
+mod lifecycle;
+mod proxy;
+mod render;
+mod spec_corpus;

@@ -39,14 +39,23 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub region: String,
 }
 
 impl Clients {
     /// Builds clients from the SDK's configuration chain plus the overrides in `opts`.
     pub async fn new(opts: &AwsOptions) -> Result<Clients, crate::Error> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::adaptive().with_max_attempts(5));
+        // Standard retries (exponential backoff with jitter) rather than adaptive: adaptive mode
+        // slows the whole client for seconds after one throttled answer, and streamstack keeps
+        // to the control-plane quotas itself. Eight attempts ride out bursts of throttling,
+        // 5xx and lost answers.
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(8)
+                .with_initial_backoff(Duration::from_millis(200))
+                .with_max_backoff(Duration::from_secs(5)),
+        );
         if let Some(r) = &opts.region {
             loader = loader.region(Region::new(r.clone()));
         }
@@ -98,6 +107,7 @@ impl Clients {
             firehose: client!(aws_sdk_firehose),
             ssm: client!(aws_sdk_ssm),
             logs: client!(aws_sdk_cloudwatchlogs),
+            tagging: client!(aws_sdk_resourcegroupstagging),
             s3,
             region,
         })
@@ -261,6 +271,19 @@ impl AwsError {
         self.operation.split(':').next().unwrap_or_default()
     }
 
+    /// A bare error of `operation` with a code (for tests and the error classes).
+    pub fn service_error(operation: &str, code: Option<&str>, status: u16) -> Self {
+        AwsError {
+            operation: operation.to_string(),
+            failure: Failure::Service {
+                code: code.map(str::to_string),
+                message: None,
+                status,
+                request_id: None,
+            },
+        }
+    }
+
     pub fn code(&self) -> Option<&str> {
         match &self.failure {
             Failure::Service { code, .. } => code.as_deref(),
@@ -289,25 +312,39 @@ impl AwsError {
         }
     }
 
-    /// The resource does not exist: one of the codes services use for that. A 404 without a
-    /// code is *not* "gone" (a wrong endpoint or a proxy answers that way too).
+    /// The resource does not exist: one of the codes this service uses for that, as the
+    /// service's model documents them. A 404 without a code is *not* "gone" (a wrong endpoint
+    /// or a proxy answers that way too), nor is another service's code.
     pub fn is_not_found(&self) -> bool {
-        matches!(
-            self.code(),
-            Some(
-                "ResourceNotFoundException"
-                    | "NoSuchEntity"
-                    | "NoSuchBucket"
-                    | "NotFound"
-                    | "InvalidGroup.NotFound"
+        let Some(code) = self.code() else {
+            return false;
+        };
+        match self.service() {
+            "kinesis" | "firehose" | "logs" | "tagging" => code == "ResourceNotFoundException",
+            "iam" => code == "NoSuchEntity",
+            "ssm" => code == "ParameterNotFound",
+            "ec2" => matches!(
+                code,
+                "InvalidGroup.NotFound"
                     | "InvalidInstanceID.NotFound"
-                    | "NoSuchTagSet"
-                    | "NoSuchLifecycleConfiguration"
-                    | "ServerSideEncryptionConfigurationNotFoundError"
-                    | "NoSuchPublicAccessBlockConfiguration"
-                    | "ParameterNotFound"
-            )
-        )
+                    | "InvalidSubnetID.NotFound"
+                    | "InvalidAssociationID.NotFound"
+            ),
+            "s3" => match code {
+                // HEAD answers have no body: S3's SDK names a 404 "NotFound".
+                "NotFound" => self.operation.starts_with("s3:Head"),
+                other => matches!(
+                    other,
+                    "NoSuchBucket"
+                        | "NoSuchKey"
+                        | "NoSuchTagSet"
+                        | "NoSuchLifecycleConfiguration"
+                        | "ServerSideEncryptionConfigurationNotFoundError"
+                        | "NoSuchPublicAccessBlockConfiguration"
+                ),
+            },
+            _ => false,
+        }
     }
 
     /// IAM changes have not reached the service yet (aws-domain.md §4.1); retrying helps.
@@ -392,4 +429,30 @@ where
 pub fn backoff(attempt: u32) -> Duration {
     let ms = 500u64.saturating_mul(1 << attempt.min(5));
     Duration::from_millis(ms.min(10_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_is_per_service_and_never_a_bare_404() {
+        let e = |op: &str, code: Option<&str>, status| AwsError::service_error(op, code, status);
+        assert!(e(
+            "kinesis:DescribeStreamSummary",
+            Some("ResourceNotFoundException"),
+            400
+        )
+        .is_not_found());
+        assert!(e("iam:GetRole", Some("NoSuchEntity"), 404).is_not_found());
+        assert!(e("s3:HeadBucket", Some("NotFound"), 404).is_not_found());
+        assert!(e("s3:GetBucketTagging", Some("NoSuchTagSet"), 404).is_not_found());
+        // A 404 without a code: a wrong endpoint or a proxy, not "gone".
+        assert!(!e("kinesis:DescribeStreamSummary", None, 404).is_not_found());
+        assert!(!e("s3:HeadBucket", None, 404).is_not_found());
+        // Codes of other services, or of other operations, do not count.
+        assert!(!e("kinesis:DescribeStreamSummary", Some("NoSuchEntity"), 404).is_not_found());
+        assert!(!e("s3:GetObject", Some("NotFound"), 404).is_not_found());
+        assert!(!e("iam:GetRole", Some("ResourceNotFoundException"), 404).is_not_found());
+    }
 }

@@ -72,6 +72,32 @@ impl Error {
     pub fn is_iam_propagation(&self) -> bool {
         self.aws().is_some_and(AwsError::is_iam_propagation)
     }
+    /// Worth retrying: no answer, a 5xx, or throttling.
+    pub fn is_transient(&self) -> bool {
+        let Some(a) = self.aws() else {
+            return false;
+        };
+        a.status().is_none_or(|s| s >= 500)
+            || matches!(
+                a.code(),
+                Some(
+                    "Throttling"
+                        | "ThrottlingException"
+                        | "ThrottledException"
+                        | "RequestLimitExceeded"
+                        | "RequestThrottled"
+                        | "RequestThrottledException"
+                        | "TooManyRequestsException"
+                        | "SlowDown"
+                        | "ProvisionedThroughputExceededException"
+                )
+            )
+    }
+    /// The request may have been carried out although it failed: no answer came, or a 5xx.
+    pub fn may_have_acted(&self) -> bool {
+        self.aws()
+            .is_some_and(|a| a.status().is_none_or(|s| s >= 500))
+    }
     pub fn resource(address: &Address, message: impl Into<String>) -> Self {
         Error::Resource {
             address: address.clone(),

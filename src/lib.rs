@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod executor;
 pub mod iam;
+pub mod journal;
 pub mod kinds;
 pub mod model;
 pub mod ops;

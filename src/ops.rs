@@ -47,6 +47,8 @@ pub async fn open(spec_path: &Path, opts: &OpenOptions) -> Result<Session> {
     let text = std::fs::read(spec_path)
         .map_err(|e| Error::Config(format!("cannot read {}: {e}", spec_path.display())))?;
     let offline = spec::load_file(spec_path, &opts.load).map_err(Error::Spec)?;
+    // The spec's region wins over the ambient one (AWS_REGION, the profile); --region is used
+    // when the spec has none (a differing one was refused offline).
     let mut aws = opts.aws.clone();
     if let Some(r) = offline
         .spec
@@ -59,13 +61,18 @@ pub async fn open(spec_path: &Path, opts: &OpenOptions) -> Result<Session> {
     let clients = Clients::new(&aws).await?;
     let account_id = clients.account_id().await?;
     let load = LoadOptions {
-        region: Some(clients.region.clone()).filter(|_| offline.spec.region.is_none()),
+        ambient_region: Some(clients.region.clone()),
         account_id: Some(account_id.clone()),
         ..opts.load.clone()
     };
     let validated = spec::load_file(spec_path, &load).map_err(Error::Spec)?;
     let stack = validated.spec.stack.clone();
     let env = Env::new(&account_id, &clients.region, &stack);
+    let journal = std::sync::Arc::new(crate::journal::Journal::open(
+        &account_id,
+        &env.region,
+        &stack,
+    ));
     Ok(Session {
         spec_path: spec_path.to_path_buf(),
         spec_sha256: sha256_hex(&text),
@@ -75,6 +82,8 @@ pub async fn open(spec_path: &Path, opts: &OpenOptions) -> Result<Session> {
             stack,
             events: opts.events.clone(),
             timeouts: opts.timeouts,
+            journal,
+            tagged: Default::default(),
         },
         validated,
     })
@@ -85,13 +94,31 @@ impl Session {
     /// concurrently.
     pub async fn live(&self) -> Result<Vec<Live>> {
         let desired = &self.validated.model;
-        let found = futures::future::try_join_all(
-            kinds::REGISTRY
-                .iter()
-                .map(|h| h.discover(&self.cx, desired)),
-        )
-        .await?;
+        // A fresh view of what is tagged as the stack's on every read.
+        let cx = Cx {
+            tagged: Default::default(),
+            ..self.cx.clone()
+        };
+        let found =
+            futures::future::try_join_all(kinds::REGISTRY.iter().map(|h| h.discover(&cx, desired)))
+                .await?;
         let mut all: Vec<Live> = found.into_iter().flatten().collect();
+        // An untagged resource this stack began creating (a run that died before tagging it,
+        // or an endpoint that ignores creation tags) is the stack's own: the plan tags it.
+        for l in all.iter_mut().filter(|l| !l.ours) {
+            if self
+                .cx
+                .journal
+                .created_it(l.address().kind, &l.resource.name, l.created)
+            {
+                tracing::info!(
+                    "{} ({}) is untagged but this stack began creating it: adopting it",
+                    l.address(),
+                    l.resource.name
+                );
+                l.ours = true;
+            }
+        }
         all.sort_by(|a, b| (a.address(), &a.id).cmp(&(b.address(), &b.id)));
         Ok(all)
     }
@@ -130,19 +157,50 @@ impl Session {
     }
 
     /// Deletes what `plan_destroy` found, then reads again: the report and what of the stack is
-    /// still live (empty when the destroy is complete).
+    /// still there (empty when the destroy is complete): every kind's discovery, plus a sweep of
+    /// everything tagged `streamstack:stack=<stack>` (the Resource Groups Tagging API), so that
+    /// "nothing remains" is never said of a resource discovery missed.
     pub async fn destroy(
         &self,
         d: &DestroyPlan,
         parallelism: usize,
-    ) -> Result<(Report, Vec<Live>)> {
+    ) -> Result<(Report, Vec<String>)> {
         let report = if d.plan.has_changes() {
             self.apply(&d.plan, &d.live, parallelism).await
         } else {
             Report::default()
         };
-        let left = self.live().await?.into_iter().filter(|l| l.ours).collect();
-        Ok((report, left))
+        let left: Vec<Live> = self.live().await?.into_iter().filter(|l| l.ours).collect();
+        let mut remaining: Vec<String> = left
+            .iter()
+            .map(|l| format!("{} ({})", l.address(), l.id))
+            .collect();
+        remaining.extend(self.sweep(&left).await?);
+        Ok((report, remaining))
+    }
+
+    /// ARNs tagged as the stack's that no live resource in `known` accounts for. Instances and
+    /// their volumes are left to host discovery: terminated instances keep their tags a while.
+    pub async fn sweep(&self, known: &[Live]) -> Result<Vec<String>> {
+        let cx = Cx {
+            tagged: Default::default(),
+            ..self.cx.clone()
+        };
+        let explained = |arn: &str| {
+            known.iter().any(|l| {
+                arn == l.id
+                    || arn.ends_with(&format!("/{}", l.id))
+                    || arn.ends_with(&format!(":{}", l.id))
+            })
+        };
+        Ok(cx
+            .tagged_arns()
+            .await?
+            .iter()
+            .filter(|a| !a.contains(":instance/") && !a.contains(":volume/"))
+            .filter(|a| !explained(a))
+            .map(|a| format!("{a} (tagged as the stack's)"))
+            .collect())
     }
 
     /// Ids, ARNs and how-to-reach facts of the stack's live resources.

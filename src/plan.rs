@@ -237,9 +237,14 @@ pub fn plan(desired: &Model, live: &[Live]) -> Result<Plan, NotOursError> {
         .iter()
         .filter(|l| !l.ours)
         .filter(|l| {
-            desired
-                .of_kind(l.address().kind)
-                .any(|r| r.name == l.resource.name)
+            // IAM compares names case-insensitively: `Weather-Lab-Collector-Host` takes the name.
+            let case_insensitive = handler(l.address().kind)
+                .and_then(|h| h.name_namespace())
+                .is_some_and(|(_, ci)| ci);
+            desired.of_kind(l.address().kind).any(|r| {
+                r.name == l.resource.name
+                    || (case_insensitive && r.name.eq_ignore_ascii_case(&l.resource.name))
+            })
         })
         .map(|l| NotOurs {
             address: l.address().clone(),
@@ -326,6 +331,19 @@ pub fn plan(desired: &Model, live: &[Live]) -> Result<Plan, NotOursError> {
             continue;
         }
         let mut attrs = diff(want, &have.resource, replace_on(address.kind));
+        if let Some(why) = &have.broken {
+            // A terminal failed state (a delivery CREATING_FAILED): only a new one helps.
+            replaced.insert(address.clone());
+            changes.push(Change {
+                address: address.to_string(),
+                action: Action::Replace,
+                name: want.name.clone(),
+                reason: Some(format!("{address} is broken: {why}")),
+                live_id: Some(have.id.clone()),
+                attributes: attrs,
+            });
+            continue;
+        }
         if renamed {
             attrs.insert(
                 0,
@@ -475,6 +493,7 @@ hosts:
                 region: Some("eu-west-1".into()),
                 account_id: Some("123456789012".into()),
                 vars: vec![],
+                ambient_region: None,
             },
         )
         .expect("valid spec")
@@ -485,6 +504,8 @@ hosts:
         m.resources
             .values()
             .map(|r| Live {
+                broken: None,
+                created: None,
                 resource: Resource {
                     depends_on: Default::default(),
                     ..r.clone()

@@ -36,10 +36,9 @@ pub fn run(g: &Global, spec: &Path, auto_approve: bool, json: bool) -> Outcome {
         drop(s);
         let _ = printer.await;
         if json {
-            let remaining: Vec<String> = left.iter().map(|l| l.address().to_string()).collect();
             println!(
                 "{}",
-                serde_json::json!({"type": "remaining", "resources": remaining})
+                serde_json::json!({"type": "remaining", "resources": left})
             );
         }
         if !report.ok() {
@@ -51,13 +50,9 @@ pub fn run(g: &Global, spec: &Path, auto_approve: bool, json: bool) -> Outcome {
             }
             Ok(0)
         } else {
-            let names: Vec<String> = left
-                .iter()
-                .map(|l| format!("{} ({})", l.address(), l.id))
-                .collect();
             Err(Failure::Message(format!(
                 "still present after destroy: {}",
-                names.join(", ")
+                left.join(", ")
             )))
         }
     })

@@ -28,15 +28,14 @@ pub type Outcome = Result<u8, Failure>;
 
 /// Loading options from the global flags and the environment (offline).
 pub fn load_options(g: &Global) -> LoadOptions {
-    let region = g
-        .region
-        .clone()
-        .or_else(|| std::env::var("AWS_REGION").ok())
+    let ambient_region = std::env::var("AWS_REGION")
+        .ok()
         .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
         .filter(|r| !r.is_empty());
     LoadOptions {
         vars: g.vars.clone(),
-        region,
+        region: g.region.clone().filter(|r| !r.is_empty()),
+        ambient_region,
         account_id: None,
     }
 }

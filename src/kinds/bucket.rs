@@ -30,7 +30,7 @@ use futures::future::try_join_all;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use super::{address_for, owned_by, read_candidates, wait_for, Cx, Live, ResourceKind};
+use super::{address_for, owned_by, read_candidates, retry, wait_for, Cx, Live, ResourceKind};
 use crate::aws::Ctx;
 use crate::events::Event;
 use crate::model::{Address, Kind, Model, Props, Resource, TAG_FORCE_DESTROY};
@@ -96,12 +96,18 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     // A stack's bucket lives in the stack's region; others would only answer with a redirect
     // to their region (desired names are read wherever they are, to catch foreign ones).
     let wanted: Vec<&str> = desired.of_kind(KIND).map(|r| r.name.as_str()).collect();
-    let listed: Vec<String> = out
-        .buckets
-        .unwrap_or_default()
-        .into_iter()
+    let buckets = out.buckets.unwrap_or_default();
+    let created: BTreeMap<&str, std::time::SystemTime> = buckets
+        .iter()
         .filter_map(|b| {
-            let name = b.name?;
+            let date = std::time::SystemTime::try_from(b.creation_date?).ok()?;
+            Some((b.name.as_deref()?, date))
+        })
+        .collect();
+    let listed: Vec<String> = buckets
+        .iter()
+        .filter_map(|b| {
+            let name = b.name.clone()?;
             let here = b
                 .bucket_region
                 .as_deref()
@@ -109,14 +115,45 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
             (here || wanted.contains(&name.as_str())).then_some(name)
         })
         .collect();
+    let tagged = cx
+        .tagged_names(&format!("arn:{}:s3:::", cx.env.partition))
+        .await?;
     read_candidates(
         desired,
         KIND,
         &format!("{}-", cx.stack),
+        &tagged,
         listed,
         |n| async move { read(cx, &n, desired).await },
     )
     .await
+    .map(|found| {
+        found
+            .into_iter()
+            .map(|mut l| {
+                l.created = created.get(l.resource.name.as_str()).copied();
+                l
+            })
+            .collect()
+    })
+}
+
+/// When S3 says the bucket `name` was created (from ListBuckets).
+async fn creation_date(cx: &Cx, name: &str) -> Result<Option<std::time::SystemTime>> {
+    let out = cx
+        .clients
+        .s3
+        .list_buckets()
+        .send()
+        .await
+        .op("s3:ListBuckets")?;
+    Ok(out
+        .buckets
+        .unwrap_or_default()
+        .into_iter()
+        .find(|b| b.name.as_deref() == Some(name))
+        .and_then(|b| b.creation_date)
+        .and_then(|d| std::time::SystemTime::try_from(d).ok()))
 }
 
 /// Maps a "not configured" answer (`is_not_found` codes other than a missing bucket) to `None`.
@@ -253,6 +290,8 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
         });
     let address = address_for(KIND, name, &tags, desired);
     Ok(Some(Live {
+        broken: None,
+        created: None,
         ours: true,
         id: name.to_string(),
         resource: Resource {
@@ -278,6 +317,8 @@ fn force_destroy(tags: &BTreeMap<String, String>) -> bool {
 /// A bucket that is not this stack's: only its name and tags are known.
 fn foreign(name: &str, tags: BTreeMap<String, String>, desired: &Model) -> Live {
     Live {
+        broken: None,
+        created: None,
         ours: false,
         id: name.to_string(),
         resource: Resource {
@@ -309,27 +350,68 @@ fn build_err(op: &str, e: impl std::fmt::Display) -> Error {
 pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
     props(r)?;
     let s3 = &cx.clients.s3;
-    // us-east-1 is the default and is not a valid LocationConstraint (aws-domain.md §2.4).
-    let location = (cx.env.region != "us-east-1").then(|| {
-        CreateBucketConfiguration::builder()
-            .location_constraint(BucketLocationConstraint::from(cx.env.region.as_str()))
-            .build()
-    });
-    let created = s3
-        .create_bucket()
-        .bucket(&r.name)
-        .set_create_bucket_configuration(location)
-        .send()
-        .await
-        .op("s3:CreateBucket");
+    // Tagged at creation; us-east-1 is the default and is not a valid LocationConstraint
+    // (aws-domain.md §2.4).
+    let tags = bucket_tags(&r.tags)?;
+    let configuration = CreateBucketConfiguration::builder()
+        .set_location_constraint(
+            (cx.env.region != "us-east-1")
+                .then(|| BucketLocationConstraint::from(cx.env.region.as_str())),
+        )
+        .set_tags(Some(tags))
+        .build();
+    // Endpoints that ignore creation tags (moto) leave a window until PutBucketTagging: the
+    // journal covers it (crate::journal).
+    cx.journal.begin(KIND, &r.name);
+    // The SDK's own retries are off for this call: when the name turns out taken, only this
+    // loop knows whether an earlier attempt of its own may have created the bucket.
+    let maybe_created = std::sync::atomic::AtomicBool::new(false);
+    let created = retry(
+        cx,
+        &r.address,
+        cx.timeouts.iam_propagation,
+        Error::is_transient,
+        || async {
+            let sent = s3
+                .create_bucket()
+                .bucket(&r.name)
+                .create_bucket_configuration(configuration.clone())
+                .customize()
+                .config_override(
+                    aws_sdk_s3::config::Builder::default()
+                        .retry_config(aws_config::retry::RetryConfig::disabled()),
+                )
+                .send()
+                .await
+                .op("s3:CreateBucket");
+            if let Err(e) = &sent {
+                if e.may_have_acted() {
+                    maybe_created.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            sent
+        },
+    )
+    .await;
     let baseline = match created {
         Ok(_) => None,
         Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => {
-            // Ours from an interrupted earlier run: finish configuring it. Anything else with
-            // this name is not ours to take over.
+            // Ours from an earlier attempt whose answer was lost, or from an interrupted run:
+            // finish configuring it. Anything else with this name is not ours to take over.
             match read(cx, &r.name, desired).await? {
-                Some(live) if live.ours => Some(live),
+                Some(live)
+                    if live.ours
+                        || maybe_created.load(std::sync::atomic::Ordering::SeqCst)
+                        || cx.journal.created_it(
+                            KIND,
+                            &r.name,
+                            creation_date(cx, &r.name).await?,
+                        ) =>
+                {
+                    Some(live)
+                }
                 _ => {
+                    cx.journal.end(KIND, &r.name);
                     return Err(Error::resource(
                         &r.address,
                         format!(
@@ -339,11 +421,14 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
                             crate::model::TAG_STACK,
                             cx.stack
                         ),
-                    ))
+                    ));
                 }
             }
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            cx.journal.end(KIND, &r.name);
+            return Err(e);
+        }
     };
     wait_visible(cx, &r.address, &r.name).await?;
     let (live_props, live_tags) = match &baseline {
@@ -361,7 +446,21 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
             BTreeMap::new(),
         ),
     };
-    converge(cx, r, &live_props, &live_tags).await
+    converge(cx, r, &live_props, &live_tags).await?;
+    cx.journal.end(KIND, &r.name);
+    Ok(())
+}
+
+fn bucket_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
+    tags.iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| build_err("s3:Tag", e))
+        })
+        .collect()
 }
 
 /// Waits until HeadBucket finds the bucket (S3 is eventually consistent for new buckets).
@@ -404,17 +503,7 @@ async fn converge(
                 .op("s3:DeleteBucketTagging")?;
         } else {
             let op = "s3:PutBucketTagging";
-            let tag_set = r
-                .tags
-                .iter()
-                .map(|(k, v)| {
-                    Tag::builder()
-                        .key(k)
-                        .value(v)
-                        .build()
-                        .map_err(|e| build_err(op, e))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let tag_set = bucket_tags(&r.tags)?;
             let tagging = Tagging::builder()
                 .set_tag_set(Some(tag_set))
                 .build()

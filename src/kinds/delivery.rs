@@ -153,10 +153,12 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
             break;
         }
     }
+    let tagged = cx.tagged_names(&cx.env.delivery_arn("")).await?;
     read_candidates(
         desired,
         KIND,
         &format!("{}-", cx.stack),
+        &tagged,
         names,
         |n| async move { read(cx, &n, desired).await },
     )
@@ -214,7 +216,7 @@ fn non_empty(s: Option<&str>) -> Option<String> {
 }
 
 /// The plain properties of a described delivery.
-fn props_of(d: &DeliveryStreamDescription) -> DeliveryProps {
+fn props_of(d: &DeliveryStreamDescription) -> Result<DeliveryProps> {
     let source = d
         .source
         .as_ref()
@@ -224,6 +226,14 @@ fn props_of(d: &DeliveryStreamDescription) -> DeliveryProps {
             stream_name: last_segment(&stream_arn),
             stream_arn,
         });
+    // The source forces a replacement: an answer that does not say it must not look like "no
+    // source" (that would replace a healthy delivery).
+    if source.is_none() && d.delivery_stream_type == DeliveryStreamType::KinesisStreamAsSource {
+        return Err(Error::Incomplete {
+            operation: "firehose:DescribeDeliveryStream",
+            field: "Source.KinesisStreamSourceDescription.KinesisStreamARN",
+        });
+    }
     let dest = d.destinations.first();
     let ext = dest.and_then(|x| x.extended_s3_destination_description.as_ref());
     let s3 = dest.and_then(|x| x.s3_destination_description.as_ref());
@@ -273,7 +283,7 @@ fn props_of(d: &DeliveryStreamDescription) -> DeliveryProps {
         .split_once(":::")
         .map_or(bucket_arn.as_str(), |(_, b)| b)
         .to_string();
-    DeliveryProps {
+    Ok(DeliveryProps {
         arn: d.delivery_stream_arn.clone(),
         source,
         role_name: last_segment(&role_arn),
@@ -285,7 +295,7 @@ fn props_of(d: &DeliveryStreamDescription) -> DeliveryProps {
         buffering,
         compression,
         error_logging,
-    }
+    })
 }
 
 /// Reads one delivery by name; `None` if it does not exist or is being deleted.
@@ -302,9 +312,21 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
         Err(e) if e.is_not_found() => return Ok(None),
         Err(e) => return Err(e),
     };
-    let props = props_of(&d);
+    let broken = match d.delivery_stream_status {
+        DeliveryStreamStatus::CreatingFailed | DeliveryStreamStatus::DeletingFailed => {
+            Some(format!(
+                "it is {}: {}",
+                d.delivery_stream_status.as_str(),
+                failure_reason(&d)
+            ))
+        }
+        _ => None,
+    };
+    let props = props_of(&d)?;
     let address = address_for(KIND, name, &tags, desired);
     Ok(Some(Live {
+        broken,
+        created: None,
         ours: owned_by(&tags, &cx.stack),
         id: props.arn.clone(),
         resource: Resource {

@@ -12,7 +12,6 @@
 //!   and cloud-init runs it only at first boot, so a new instance is the only way it takes effect.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_ec2::types::{
     Filter, HttpTokensState, IamInstanceProfileAssociation, IamInstanceProfileAssociationState,
@@ -277,8 +276,13 @@ async fn user_data(cx: &Cx, id: &str) -> Result<String> {
         .send()
         .await
         .op("ec2:DescribeInstanceAttribute")?;
+    // Every instance streamstack launches has user-data: an answer without it is partial, and
+    // reading it as "none" would replace a healthy instance.
     let Some(encoded) = out.user_data.and_then(|v| v.value) else {
-        return Ok(String::new());
+        return Err(Error::Incomplete {
+            operation: "ec2:DescribeInstanceAttribute",
+            field: "UserData",
+        });
     };
     match base64::engine::general_purpose::STANDARD.decode(encoded.trim()) {
         Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
@@ -325,16 +329,35 @@ async fn read(
         })
         .unwrap_or_default()
         .to_string();
-    let props = HostProps {
-        instance_type: i
-            .instance_type()
+    // Fields that force a replacement must be read, never guessed: a partial answer is an
+    // error naming the field, not a reason to terminate a healthy instance.
+    let instance_type =
+        i.instance_type()
             .map(|t| t.as_str().to_string())
-            .unwrap_or_default(),
-        image: parse_image(tags.get(TAG_IMAGE), i.image_id()),
-        subnet: match wanted {
-            Some(w) if w.subnet.is_some() => i.subnet_id().map(str::to_string),
-            _ => None,
-        },
+            .ok_or(Error::Incomplete {
+                operation: "ec2:DescribeInstances",
+                field: "InstanceType",
+            })?;
+    let image = match (tags.get(TAG_IMAGE), wanted) {
+        (Some(tag), _) => parse_image(Some(tag), i.image_id()),
+        // The tag was removed out of band: it shows as a tag change (and is put back); the
+        // image itself cannot be told from the AMI id, so it is taken as unchanged.
+        (None, Some(w)) => w.image.clone(),
+        (None, None) => parse_image(None, i.image_id()),
+    };
+    let subnet = match wanted {
+        Some(w) if w.subnet.is_some() => {
+            Some(i.subnet_id().map(str::to_string).ok_or(Error::Incomplete {
+                operation: "ec2:DescribeInstances",
+                field: "SubnetId",
+            })?)
+        }
+        _ => None,
+    };
+    let props = HostProps {
+        instance_type,
+        image,
+        subnet,
         key_name: i.key_name().map(str::to_string),
         instance_profile,
         security_group,
@@ -345,6 +368,8 @@ async fn read(
             .is_some_and(|t| *t == HttpTokensState::Required),
     };
     Ok(Some(Live {
+        broken: None,
+        created: None,
         ours: owned_by(&tags, &cx.stack),
         id: id.to_string(),
         resource: Resource {
@@ -402,33 +427,46 @@ async fn resolve_image(cx: &Cx, address: &Address, image: &Image) -> Result<Stri
 
 /// The id of this stack's security group called `name`.
 async fn security_group_id(cx: &Cx, address: &Address, name: &str) -> Result<String> {
-    let out = cx
-        .clients
-        .ec2
-        .describe_security_groups()
-        .filters(Filter::builder().name("group-name").values(name).build())
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{TAG_STACK}"))
-                .values(&cx.stack)
-                .build(),
-        )
-        .send()
-        .await
-        .op("ec2:DescribeSecurityGroups")?;
-    out.security_groups
-        .unwrap_or_default()
-        .into_iter()
-        .find_map(|g| g.group_id)
-        .ok_or_else(|| {
-            Error::resource(
-                address,
-                format!(
-                    "security group {name} of stack {} does not exist; run apply again to create it",
-                    cx.stack
-                ),
-            )
-        })
+    // A group created a moment ago may not be listed yet (EC2 is eventually consistent): an
+    // empty answer is waited out before it counts as "missing".
+    let found = wait_for(
+        cx,
+        address,
+        &format!("security group {name} to be visible"),
+        cx.timeouts.iam_propagation,
+        || async {
+            let out = cx
+                .clients
+                .ec2
+                .describe_security_groups()
+                .filters(Filter::builder().name("group-name").values(name).build())
+                .filters(
+                    Filter::builder()
+                        .name(format!("tag:{TAG_STACK}"))
+                        .values(&cx.stack)
+                        .build(),
+                )
+                .send()
+                .await
+                .op("ec2:DescribeSecurityGroups")?;
+            Ok(out
+                .security_groups
+                .unwrap_or_default()
+                .into_iter()
+                .find_map(|g| g.group_id))
+        },
+    )
+    .await;
+    match found {
+        Err(Error::Timeout { .. }) => Err(Error::resource(
+            address,
+            format!(
+                "security group {name} of stack {} does not exist; run apply again to create it",
+                cx.stack
+            ),
+        )),
+        other => other,
+    }
 }
 
 /// The default security group of the VPC the instance is in.
@@ -480,15 +518,15 @@ async fn describe(cx: &Cx, id: &str) -> Result<Option<Instance>> {
     }
 }
 
-/// A RunInstances idempotency token (≤ 64 ASCII characters), unique to this create call.
-fn client_token(cx: &Cx, address: &Address) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
+/// A RunInstances idempotency token (64 hex characters, EC2's maximum), the same for every run
+/// that launches this desired host: a retry, or a rerun after kill -9 whose launch reached AWS,
+/// gets the instance already launched instead of a second one (aws-domain.md §4.5). `salt`
+/// makes a new generation when a token's instance is gone (terminated out of band).
+fn client_token(cx: &Cx, r: &Resource, salt: &str) -> String {
+    let desired = serde_json::to_string(&r.props).unwrap_or_default();
     let digest = Sha256::digest(format!(
-        "{}/{}/{address}/{nanos}",
-        cx.env.account_id, cx.stack
+        "{}/{}/{}/{}/{desired}/{salt}",
+        cx.env.account_id, cx.env.region, cx.stack, r.address
     ));
     format!("{digest:x}")
 }
@@ -500,9 +538,64 @@ fn tag_spec(kind: ResourceType, tags: &[Tag]) -> TagSpecification {
         .build()
 }
 
+/// Without a subnet in the spec: a default subnet in an Availability Zone that offers the
+/// instance type (EC2 would otherwise pick any AZ, and not every AZ has every type). `None`
+/// leaves the choice to EC2 when the offerings cannot be told.
+async fn default_subnet(cx: &Cx, instance_type: &str) -> Result<Option<String>> {
+    let offered = cx
+        .clients
+        .ec2
+        .describe_instance_type_offerings()
+        .location_type(aws_sdk_ec2::types::LocationType::AvailabilityZone)
+        .filters(
+            Filter::builder()
+                .name("instance-type")
+                .values(instance_type)
+                .build(),
+        )
+        .send()
+        .await
+        .op("ec2:DescribeInstanceTypeOfferings")?;
+    let zones: Vec<String> = offered
+        .instance_type_offerings
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|o| o.location)
+        .collect();
+    if zones.is_empty() {
+        return Ok(None);
+    }
+    let subnets = cx
+        .clients
+        .ec2
+        .describe_subnets()
+        .filters(
+            Filter::builder()
+                .name("default-for-az")
+                .values("true")
+                .build(),
+        )
+        .send()
+        .await
+        .op("ec2:DescribeSubnets")?;
+    let mut fitting: Vec<(String, String)> = subnets
+        .subnets
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|s| Some((s.availability_zone?, s.subnet_id?)))
+        .filter(|(az, _)| zones.contains(az))
+        .collect();
+    fitting.sort();
+    Ok(fitting.into_iter().next().map(|(_, id)| id))
+}
+
 pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<()> {
     let p = props(r)?;
     let ami = resolve_image(cx, &r.address, &p.image).await?;
+    let subnet = match &p.subnet {
+        Some(s) => Some(s.clone()),
+        None => default_subnet(cx, &p.instance_type).await?,
+    };
     let group = match &p.security_group {
         Some(name) => Some(security_group_id(cx, &r.address, name).await?),
         None => None,
@@ -527,46 +620,69 @@ pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<()> {
         .name(&p.instance_profile)
         .build();
     let user_data = base64::engine::general_purpose::STANDARD.encode(&p.user_data);
-    // One token for every attempt: a retry after an ambiguous failure can never start a second
-    // instance (aws-domain.md §4.5).
-    let token = client_token(cx, &r.address);
     let ec2 = &cx.clients.ec2;
-    let out = retry(
-        cx,
-        &r.address,
-        cx.timeouts.iam_propagation,
-        Error::is_iam_propagation,
-        || async {
-            ec2.run_instances()
-                .image_id(&ami)
-                .instance_type(InstanceType::from(p.instance_type.as_str()))
-                .min_count(1)
-                .max_count(1)
-                .set_subnet_id(p.subnet.clone())
-                .set_key_name(p.key_name.clone())
-                .set_security_group_ids(group.clone().map(|g| vec![g]))
-                .iam_instance_profile(profile.clone())
-                .user_data(&user_data)
-                .metadata_options(metadata.clone())
-                .tag_specifications(tag_spec(ResourceType::Instance, &tags))
-                .tag_specifications(tag_spec(ResourceType::Volume, &tags))
-                .client_token(&token)
-                .send()
-                .await
-                .op("ec2:RunInstances")
-        },
-    )
-    .await?;
-    let id = out
-        .instances
-        .unwrap_or_default()
-        .into_iter()
-        .find_map(|i| i.instance_id)
-        .ok_or(Error::Incomplete {
+    let mut salt = String::new();
+    loop {
+        // One token for every attempt: a retry after an ambiguous failure can never start a
+        // second instance.
+        let token = client_token(cx, r, &salt);
+        let out = retry(
+            cx,
+            &r.address,
+            cx.timeouts.iam_propagation,
+            Error::is_iam_propagation,
+            || async {
+                ec2.run_instances()
+                    .image_id(&ami)
+                    .instance_type(InstanceType::from(p.instance_type.as_str()))
+                    .min_count(1)
+                    .max_count(1)
+                    .set_subnet_id(subnet.clone())
+                    .set_key_name(p.key_name.clone())
+                    .set_security_group_ids(group.clone().map(|g| vec![g]))
+                    .iam_instance_profile(profile.clone())
+                    .user_data(&user_data)
+                    .metadata_options(metadata.clone())
+                    .tag_specifications(tag_spec(ResourceType::Instance, &tags))
+                    .tag_specifications(tag_spec(ResourceType::Volume, &tags))
+                    .client_token(&token)
+                    .send()
+                    .await
+                    .op("ec2:RunInstances")
+            },
+        )
+        .await?;
+        let instance =
+            out.instances
+                .unwrap_or_default()
+                .into_iter()
+                .next()
+                .ok_or(Error::Incomplete {
+                    operation: "ec2:RunInstances",
+                    field: "Instances",
+                })?;
+        let id = instance.instance_id.clone().ok_or(Error::Incomplete {
             operation: "ec2:RunInstances",
             field: "Instances[0].InstanceId",
         })?;
-    wait_running(cx, &r.address, &id).await
+        // EC2 answers a reused token with the instance it launched then, even one terminated
+        // since: launch a new generation instead of waiting for a dead one.
+        let gone = instance.state().and_then(|s| s.name()).is_some_and(|n| {
+            matches!(
+                n,
+                InstanceStateName::ShuttingDown | InstanceStateName::Terminated
+            )
+        });
+        if gone && salt.is_empty() {
+            tracing::info!(
+                "{}: token's instance {id} is gone; launching anew",
+                r.address
+            );
+            salt = id;
+            continue;
+        }
+        return wait_running(cx, &r.address, &id).await;
+    }
 }
 
 /// Waits until the instance is `running`; fails at once if it goes away instead.

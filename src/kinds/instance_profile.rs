@@ -17,7 +17,7 @@ use futures::future::try_join_all;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use super::{address_for, owned_by, retry, tag_delta, Cx, Live, ResourceKind};
+use super::{address_for, complete_iam_names, owned_by, retry, tag_delta, Cx, Live, ResourceKind};
 use crate::aws::Ctx;
 use crate::kinds::role::HOST_ROLE;
 use crate::model::{Kind, Model, Props, Resource};
@@ -61,35 +61,9 @@ impl ResourceKind for InstanceProfiles {
 /// Every profile this stack has or wants: those under the stack's IAM path, plus any profile
 /// with the name of a desired one (elsewhere and untagged: `ours: false`).
 pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
-    let mut names: Vec<String> = Vec::new();
-    let mut marker = None;
-    loop {
-        let out = cx
-            .clients
-            .iam
-            .list_instance_profiles()
-            .path_prefix(&cx.env.iam_path)
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .op("iam:ListInstanceProfiles")?;
-        names.extend(
-            out.instance_profiles
-                .into_iter()
-                .filter(|p| p.path.starts_with(&cx.env.iam_path))
-                .map(|p| p.instance_profile_name),
-        );
-        marker = out.marker.filter(|_| out.is_truncated);
-        if marker.is_none() {
-            break;
-        }
-    }
+    let mut names = list_names(cx, Some(&cx.env.iam_path)).await?;
     let wanted: Vec<&str> = desired.of_kind(KIND).map(|r| r.name.as_str()).collect();
-    for w in &wanted {
-        if !names.iter().any(|n| n.eq_ignore_ascii_case(w)) {
-            names.push(w.to_string());
-        }
-    }
+    complete_iam_names(&mut names, &wanted, || list_names(cx, None)).await?;
     let found = try_join_all(names.iter().map(|n| read(cx, n, desired))).await?;
     Ok(found
         .into_iter()
@@ -101,6 +75,35 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
                     .any(|w| w.eq_ignore_ascii_case(&l.resource.name))
         })
         .collect())
+}
+
+/// Profile names under `path` (every profile of the account without one). moto ignores
+/// PathPrefix, so the path is checked here too.
+async fn list_names(cx: &Cx, path: Option<&str>) -> Result<Vec<String>> {
+    let mut names: Vec<String> = Vec::new();
+    let mut marker = None;
+    loop {
+        let out = cx
+            .clients
+            .iam
+            .list_instance_profiles()
+            .set_path_prefix(path.map(str::to_string))
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .op("iam:ListInstanceProfiles")?;
+        names.extend(
+            out.instance_profiles
+                .into_iter()
+                .filter(|p| path.is_none_or(|x| p.path.starts_with(x)))
+                .map(|p| p.instance_profile_name),
+        );
+        marker = out.marker.filter(|_| out.is_truncated);
+        if marker.is_none() {
+            break;
+        }
+    }
+    Ok(names)
 }
 
 /// Reads one profile by name; `None` if it does not exist.
@@ -136,6 +139,8 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
         .unwrap_or_default();
     let address = address_for(KIND, &name, &tags, desired);
     Ok(Some(Live {
+        broken: None,
+        created: None,
         ours: owned_by(&tags, &cx.stack),
         id: p.arn.clone(),
         resource: Resource {

@@ -110,12 +110,25 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     let stack_prefix = format!("{PREFIX}{}-", cx.stack);
     let listed: Vec<String> = groups.keys().cloned().collect();
     let groups = &groups;
-    read_candidates(desired, KIND, &stack_prefix, listed, |name| async move {
-        let Some((arn, retention)) = groups.get(&name) else {
-            return Ok(None);
-        };
-        read(cx, &name, arn, *retention, desired).await
-    })
+    let tagged: Vec<String> = cx
+        .tagged_names(&cx.env.log_group_arn(""))
+        .await?
+        .into_iter()
+        .map(|n| n.strip_suffix(":*").map(str::to_string).unwrap_or(n))
+        .collect();
+    read_candidates(
+        desired,
+        KIND,
+        &stack_prefix,
+        &tagged,
+        listed,
+        |name| async move {
+            let Some((arn, retention)) = groups.get(&name) else {
+                return Ok(None);
+            };
+            read(cx, &name, arn, *retention, desired).await
+        },
+    )
     .await
 }
 
@@ -160,6 +173,8 @@ async fn read(
         .unwrap_or_default();
     let address = address_for(KIND, name, &tags, desired);
     Ok(Some(Live {
+        broken: None,
+        created: None,
         ours: owned_by(&tags, &cx.stack),
         id: tagging_arn(arn).to_string(),
         resource: Resource {

@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
-use crate::aws::{backoff, Clients};
+use crate::aws::{backoff, Clients, Ctx};
 use crate::events::{Event, Events};
 use crate::model::{Address, Env, Kind, Model, Resource, TAG_ADDRESS, TAG_STACK};
 use crate::{Error, Result};
@@ -200,6 +200,67 @@ pub struct Cx {
     pub events: Events,
     /// Scales every wait and retry timeout (tests use short ones).
     pub timeouts: Timeouts,
+    /// Creations in flight (see `crate::journal`).
+    pub journal: std::sync::Arc<crate::journal::Journal>,
+    /// ARNs tagged `streamstack:stack=<stack>`, fetched once per discovery (see
+    /// [`Cx::tagged_arns`]).
+    pub tagged: std::sync::Arc<tokio::sync::OnceCell<Vec<String>>>,
+}
+
+impl Cx {
+    /// Every resource ARN the Resource Groups Tagging API knows as tagged
+    /// `streamstack:stack=<stack>` in this region, fetched once and shared by the kinds: it is how
+    /// resources with explicit names that left the spec are still found. (moto's tagging API
+    /// covers S3, Firehose, Logs and EC2 but not Kinesis; the stream kind also reads tags.)
+    pub async fn tagged_arns(&self) -> Result<&[String]> {
+        let arns = self
+            .tagged
+            .get_or_try_init(|| async {
+                let mut arns = Vec::new();
+                let mut token: Option<String> = None;
+                loop {
+                    let out = self
+                        .clients
+                        .tagging
+                        .get_resources()
+                        .tag_filters(
+                            aws_sdk_resourcegroupstagging::types::TagFilter::builder()
+                                .key(TAG_STACK)
+                                .values(&self.stack)
+                                .build(),
+                        )
+                        .resources_per_page(100)
+                        .set_pagination_token(token.clone())
+                        .send()
+                        .await
+                        .op("tagging:GetResources")?;
+                    arns.extend(
+                        out.resource_tag_mapping_list
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter_map(|m| m.resource_arn),
+                    );
+                    token = out.pagination_token.filter(|t| !t.is_empty());
+                    if token.is_none() {
+                        break;
+                    }
+                }
+                Ok::<_, Error>(arns)
+            })
+            .await?;
+        Ok(arns)
+    }
+
+    /// The names of tagged resources whose ARN starts with `arn_prefix` (the rest of the ARN).
+    pub async fn tagged_names(&self, arn_prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .tagged_arns()
+            .await?
+            .iter()
+            .filter_map(|a| a.strip_prefix(arn_prefix))
+            .map(str::to_string)
+            .collect())
+    }
 }
 
 /// Upper bounds for waits (aws-domain.md §4.7).
@@ -207,6 +268,8 @@ pub struct Cx {
 pub struct Timeouts {
     pub iam_propagation: Duration,
     pub stream: Duration,
+    /// A stream update (resharding in steps, mode, encryption) can take many minutes.
+    pub stream_update: Duration,
     pub delivery: Duration,
     pub instance: Duration,
     pub poll: Duration,
@@ -218,6 +281,7 @@ impl Default for Timeouts {
         Timeouts {
             iam_propagation: Duration::from_secs(120),
             stream: Duration::from_secs(300),
+            stream_update: Duration::from_secs(2 * 3600),
             delivery: Duration::from_secs(1800),
             instance: Duration::from_secs(600),
             poll: Duration::from_secs(5),
@@ -235,6 +299,13 @@ pub struct Live {
     pub id: String,
     /// Tagged `streamstack:stack=<this stack>`.
     pub ours: bool,
+    /// Why the resource is unusable, when AWS reports it in a terminal failed state
+    /// (a delivery CREATING_FAILED): the plan replaces it, giving this reason.
+    pub broken: Option<String>,
+    /// When AWS says the resource was created, where the kind reads it (buckets, streams): the
+    /// creation journal adopts an untagged resource only if it is not older than the creation
+    /// the journal recorded.
+    pub created: Option<std::time::SystemTime>,
 }
 
 impl Live {
@@ -261,23 +332,29 @@ pub fn address_for(
     tags: &BTreeMap<String, String>,
     desired: &Model,
 ) -> Address {
+    let case_insensitive = handler(kind)
+        .ok()
+        .and_then(|h| h.name_namespace())
+        .is_some_and(|(_, ci)| ci);
     desired
         .of_kind(kind)
-        .find(|r| r.name == name)
+        .find(|r| r.name == name || (case_insensitive && r.name.eq_ignore_ascii_case(name)))
         .map(|r| r.address.clone())
         .or_else(|| tagged_address(tags, kind))
         .unwrap_or_else(|| Address::new(kind, name))
 }
 
 /// The usual discovery of a kind named in a flat per-account list (streams, deliveries,
-/// buckets, log groups): from every `listed` name, read the desired names and those starting
-/// with `prefix` (names the stack derives: `{stack}-`) concurrently, and keep what is ours or
+/// buckets, log groups): from every `listed` name, read the desired names, those starting
+/// with `prefix` (names the stack derives: `{stack}-`) and those `tagged` as the stack's (explicit
+/// names that left the spec) concurrently, and keep what is ours or
 /// carries a desired name (a foreign same-named resource is kept, with `ours: false`, so the
 /// planner can refuse it).
 pub async fn read_candidates<F, Fut>(
     desired: &Model,
     kind: Kind,
     prefix: &str,
+    tagged: &[String],
     listed: impl IntoIterator<Item = String>,
     read: F,
 ) -> Result<Vec<Live>, Error>
@@ -288,13 +365,43 @@ where
     let wanted: Vec<&str> = desired.of_kind(kind).map(|r| r.name.as_str()).collect();
     let candidates = listed
         .into_iter()
-        .filter(|n| wanted.contains(&n.as_str()) || n.starts_with(prefix));
+        .filter(|n| wanted.contains(&n.as_str()) || n.starts_with(prefix) || tagged.contains(n));
     let found = futures::future::try_join_all(candidates.map(read)).await?;
     Ok(found
         .into_iter()
         .flatten()
         .filter(|l| l.ours || wanted.contains(&l.resource.name.as_str()))
         .collect())
+}
+
+/// IAM names are unique case-insensitively: a desired name that the listing under the stack's
+/// path lacks may exist elsewhere in another spelling (`Weather-Lab-Collector-Host`). Adds to
+/// `names` the account's spelling of each such name, from `list_all` (every name in the
+/// account), which is called only when something is missing.
+pub async fn complete_iam_names<F, Fut>(
+    names: &mut Vec<String>,
+    wanted: &[&str],
+    list_all: F,
+) -> Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Vec<String>>>,
+{
+    let missing: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|w| !names.iter().any(|n| n.eq_ignore_ascii_case(w)))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let all = list_all().await?;
+    for w in missing {
+        if let Some(n) = all.iter().find(|n| n.eq_ignore_ascii_case(w)) {
+            names.push(n.clone());
+        }
+    }
+    Ok(())
 }
 
 /// Polls `check` until it returns `Some`, reporting progress at least every
@@ -358,15 +465,18 @@ where
         match op().await {
             Ok(v) => return Ok(v),
             Err(e) if retryable(&e) && start.elapsed() < timeout => {
+                let pause = backoff(attempt).min(cx.timeouts.poll.max(Duration::from_millis(200)));
+                tracing::info!(
+                    target: "streamstack::retry",
+                    "retry {address} in {} ms after: {e}",
+                    pause.as_millis()
+                );
                 cx.events.send(Event::Retry {
                     address: address.clone(),
                     error: e.to_string(),
                     elapsed: start.elapsed(),
                 });
-                tokio::time::sleep(
-                    backoff(attempt).min(cx.timeouts.poll.max(Duration::from_millis(200))),
-                )
-                .await;
+                tokio::time::sleep(pause).await;
                 attempt += 1;
             }
             Err(e) => return Err(e),

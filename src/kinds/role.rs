@@ -19,7 +19,10 @@ use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{owned_by, tag_delta, tagged_address, Cx, Live, Render, Rendered, ResourceKind};
+use super::{
+    complete_iam_names, owned_by, tag_delta, tagged_address, Cx, Live, Render, Rendered,
+    ResourceKind,
+};
 use crate::aws::Ctx;
 use crate::model::{Address, Kind, Model, Props, Resource};
 use crate::{Error, Result};
@@ -77,40 +80,13 @@ impl ResourceKind for Roles {
 /// Every role this stack has or wants: those under the stack's IAM path, plus any role with the
 /// name of a desired one (a same-named role elsewhere comes back with `ours: false`).
 pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
-    let mut names: Vec<String> = Vec::new();
-    let mut marker = None;
-    loop {
-        let out = cx
-            .clients
-            .iam
-            .list_roles()
-            .path_prefix(&cx.env.iam_path)
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .op("iam:ListRoles")?;
-        names.extend(
-            out.roles
-                .into_iter()
-                .filter(|r| r.path.starts_with(&cx.env.iam_path))
-                .map(|r| r.role_name),
-        );
-        marker = out.marker.filter(|_| out.is_truncated);
-        if marker.is_none() {
-            break;
-        }
-    }
+    let mut names = list_names(cx, Some(&cx.env.iam_path)).await?;
     let wanted: Vec<&str> = KINDS
         .iter()
         .flat_map(|k| desired.of_kind(*k))
         .map(|r| r.name.as_str())
         .collect();
-    for w in &wanted {
-        // Role names are unique case-insensitively.
-        if !names.iter().any(|n| n.eq_ignore_ascii_case(w)) {
-            names.push(w.to_string());
-        }
-    }
+    complete_iam_names(&mut names, &wanted, || list_names(cx, None)).await?;
     let found = try_join_all(names.iter().map(|n| read(cx, n, desired))).await?;
     Ok(found
         .into_iter()
@@ -122,6 +98,34 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
                     .any(|w| w.eq_ignore_ascii_case(&l.resource.name))
         })
         .collect())
+}
+
+/// Role names under `path` (every role of the account without one).
+async fn list_names(cx: &Cx, path: Option<&str>) -> Result<Vec<String>> {
+    let mut names: Vec<String> = Vec::new();
+    let mut marker = None;
+    loop {
+        let out = cx
+            .clients
+            .iam
+            .list_roles()
+            .set_path_prefix(path.map(str::to_string))
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .op("iam:ListRoles")?;
+        names.extend(
+            out.roles
+                .into_iter()
+                .filter(|r| path.is_none_or(|p| r.path.starts_with(p)))
+                .map(|r| r.role_name),
+        );
+        marker = out.marker.filter(|_| out.is_truncated);
+        if marker.is_none() {
+            break;
+        }
+    }
+    Ok(names)
 }
 
 /// Decodes a policy document as IAM returns it (URL-encoded JSON). A document that is not JSON
@@ -252,6 +256,8 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
     let inline_policies = inline_policies(cx, &name).await?;
     let address = role_address(&name, &tags, desired);
     Ok(Some(Live {
+        broken: None,
+        created: None,
         ours: owned_by(&tags, &cx.stack),
         id: role.arn.clone(),
         resource: Resource {

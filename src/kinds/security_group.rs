@@ -17,7 +17,7 @@ use aws_sdk_ec2::types::{
 
 use serde::Serialize;
 
-use super::{address_for, owned_by, retry, tag_delta, Cx, Live, ResourceKind};
+use super::{address_for, owned_by, retry, tag_delta, wait_for, Cx, Live, ResourceKind};
 use crate::aws::Ctx;
 use crate::kinds::host::HostProps;
 use crate::model::{Address, Kind, Model, Props, Resource, TAG_STACK};
@@ -188,6 +188,8 @@ fn live(cx: &Cx, g: SecurityGroup, desired: &Model) -> Option<Live> {
         }
     }
     Some(Live {
+        broken: None,
+        created: None,
         ours: owned_by(&tags, &cx.stack),
         id,
         resource: Resource {
@@ -294,7 +296,7 @@ fn ssh_permission(cidr: &str, with_description: bool) -> IpPermission {
 pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
     let p = props(r)?;
     let vpc = vpc_for(cx, r, desired).await?;
-    let out = cx
+    let created = cx
         .clients
         .ec2
         .create_security_group()
@@ -309,7 +311,35 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
         )
         .send()
         .await
-        .op("ec2:CreateSecurityGroup")?;
+        .op("ec2:CreateSecurityGroup");
+    let out = match created {
+        Ok(out) => out,
+        // Created by an earlier attempt whose answer was lost, or by an interrupted run (the
+        // group is tagged at creation): converge it if it is ours. EC2 may not list a new
+        // group at once, so it is waited for.
+        Err(e) if e.code() == Some("InvalidGroup.Duplicate") => {
+            let live = wait_for(
+                cx,
+                &r.address,
+                &format!("security group {} to be visible", r.name),
+                cx.timeouts.iam_propagation,
+                || async { read(cx, &r.name, desired).await },
+            )
+            .await?;
+            if !live.ours {
+                return Err(Error::resource(
+                    &r.address,
+                    format!(
+                        "a security group named {} already exists and is not tagged as this \
+                         stack's; delete it, or rename the host",
+                        r.name
+                    ),
+                ));
+            }
+            return update(cx, r, &live).await;
+        }
+        Err(e) => return Err(e),
+    };
     let id = out.group_id.ok_or(Error::Incomplete {
         operation: "ec2:CreateSecurityGroup",
         field: "GroupId",

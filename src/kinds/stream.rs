@@ -85,13 +85,30 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
             break;
         }
     }
-    read_candidates(
-        desired,
-        KIND,
-        &format!("{}-", cx.stack),
-        names,
-        |n| async move { read(cx, &n, desired).await },
-    )
+    let prefix = format!("{}-", cx.stack);
+    let mut tagged = cx.tagged_names(&cx.env.stream_arn("")).await?;
+    if tagged.is_empty() {
+        // Some endpoints' tagging API (moto's) does not cover Kinesis: read the tags of the
+        // streams no name rule finds, so an explicitly named stream that left the spec is
+        // still found. Where the tagging API knows the stack's streams, this costs nothing.
+        let wanted: Vec<&str> = desired.of_kind(KIND).map(|r| r.name.as_str()).collect();
+        let others: Vec<&String> = names
+            .iter()
+            .filter(|n| !wanted.contains(&n.as_str()) && !n.starts_with(&prefix))
+            .collect();
+        let found = futures::future::try_join_all(others.iter().map(|n| async move {
+            match tags(cx, n).await {
+                Ok(t) => Ok(owned_by(&t, &cx.stack).then(|| n.to_string())),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e),
+            }
+        }))
+        .await?;
+        tagged.extend(found.into_iter().flatten());
+    }
+    read_candidates(desired, KIND, &prefix, &tagged, names, |n| async move {
+        read(cx, &n, desired).await
+    })
     .await
 }
 
@@ -151,6 +168,8 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
     };
     let address = address_for(KIND, name, &tags, desired);
     Ok(Some(Live {
+        broken: None,
+        created: std::time::SystemTime::try_from(s.stream_creation_timestamp).ok(),
         ours: owned_by(&tags, &cx.stack),
         id: s.stream_arn.clone(),
         resource: Resource {
@@ -178,9 +197,14 @@ fn props(r: &Resource) -> Result<&StreamProps> {
         .ok_or_else(|| Error::Internal(format!("{} has no StreamProps", r.address)))
 }
 
-/// Waits until the stream is ACTIVE.
-async fn wait_active(cx: &Cx, address: &Address, name: &str) -> Result<()> {
-    wait_for(cx, address, "stream ACTIVE", cx.timeouts.stream, || async {
+/// Waits until the stream is ACTIVE (for at most `timeout`); returns its open shard count.
+async fn wait_active(
+    cx: &Cx,
+    address: &Address,
+    name: &str,
+    timeout: std::time::Duration,
+) -> Result<u32> {
+    wait_for(cx, address, "stream ACTIVE", timeout, || async {
         let out = cx
             .clients
             .kinesis
@@ -192,13 +216,15 @@ async fn wait_active(cx: &Cx, address: &Address, name: &str) -> Result<()> {
         Ok(out
             .stream_description_summary
             .filter(|s| s.stream_status == StreamStatus::Active)
-            .map(|_| ()))
+            .map(|s| s.open_shard_count.max(0) as u32))
     })
     .await
 }
 
-/// Kinesis refuses changes while the stream is not ACTIVE; wait and retry those.
-async fn step<F, Fut>(cx: &Cx, r: &Resource, f: F) -> Result<()>
+/// One change: Kinesis refuses changes while the stream is not ACTIVE, so those are retried;
+/// then waits (long: resharding takes minutes) until ACTIVE again, and returns the open shard
+/// count.
+async fn step<F, Fut>(cx: &Cx, r: &Resource, f: F) -> Result<u32>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
@@ -206,52 +232,139 @@ where
     retry(
         cx,
         &r.address,
-        cx.timeouts.stream,
+        cx.timeouts.stream_update,
         |e| e.code() == Some("ResourceInUseException"),
         f,
     )
     .await?;
-    wait_active(cx, &r.address, &r.name).await
+    wait_active(cx, &r.address, &r.name, cx.timeouts.stream_update).await
 }
 
-pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<()> {
+/// Kinesis allows this many UpdateShardCount calls per stream in a rolling 24 hours.
+pub const SCALINGS_PER_DAY: usize = 10;
+
+/// The shard counts to pass through from `from` to `to`: each UpdateShardCount may at most
+/// double or halve the open shard count, so larger changes go in steps.
+pub fn scaling_steps(from: u32, to: u32) -> Vec<u32> {
+    let mut steps = Vec::new();
+    let mut cur = from.max(1);
+    while cur != to && to > 0 {
+        cur = if to > cur {
+            to.min(cur.saturating_mul(2))
+        } else {
+            to.max(cur.div_ceil(2))
+        };
+        steps.push(cur);
+    }
+    steps
+}
+
+pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
     let p = props(r)?;
-    let mode = match p.mode {
-        StreamMode::OnDemand => ApiMode::OnDemand,
-        StreamMode::Provisioned => ApiMode::Provisioned,
-    };
-    let details = StreamModeDetails::builder()
-        .stream_mode(mode)
-        .build()
-        .map_err(|e| Error::Internal(format!("kinesis:CreateStream: {e}")))?;
+    let details = mode_details(p.mode, "kinesis:CreateStream")?;
     let k = &cx.clients.kinesis;
-    retry(
+    // Some endpoints ignore CreateStream's tags: until they are on, the journal says this
+    // stream is ours (crate::journal).
+    cx.journal.begin(KIND, &r.name);
+    // The SDK's own retries are off for this call: when the name turns out taken, only this
+    // loop knows whether an earlier attempt of its own may have created the stream.
+    let maybe_created = std::sync::atomic::AtomicBool::new(false);
+    let attempt = || async {
+        let sent = k
+            .create_stream()
+            .stream_name(&r.name)
+            .stream_mode_details(details.clone())
+            .set_shard_count(p.shards.map(|n| n as i32))
+            .set_tags(Some(r.tags.clone().into_iter().collect()))
+            .customize()
+            .config_override(
+                aws_sdk_kinesis::config::Builder::default()
+                    .retry_config(aws_config::retry::RetryConfig::disabled()),
+            )
+            .send()
+            .await
+            .op("kinesis:CreateStream");
+        match sent {
+            Ok(_) => Ok(None),
+            // The name is taken: by an earlier attempt whose answer was lost, by a run that
+            // died, by a stream still DELETING (retried), or by someone else.
+            Err(e) if e.code() == Some("ResourceInUseException") => {
+                match read(cx, &r.name, desired).await? {
+                    Some(live)
+                        if live.ours
+                            || maybe_created.load(std::sync::atomic::Ordering::SeqCst)
+                            || cx.journal.created_it(KIND, &r.name, live.created) =>
+                    {
+                        Ok(Some(live))
+                    }
+                    Some(_) => Err(Error::resource(
+                        &r.address,
+                        format!(
+                            "a stream named {} already exists and is not tagged as this stack's; \
+                             rename it in the spec (name:) or delete the other one",
+                            r.name
+                        ),
+                    )),
+                    None => Err(e),
+                }
+            }
+            Err(e) => {
+                if e.may_have_acted() {
+                    maybe_created.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                Err(e)
+            }
+        }
+    };
+    let baseline = match retry(
         cx,
         &r.address,
         cx.timeouts.stream,
-        |e| e.code() == Some("LimitExceededException"),
-        || async {
-            k.create_stream()
-                .stream_name(&r.name)
-                .stream_mode_details(details.clone())
-                .set_shard_count(p.shards.map(|n| n as i32))
-                .set_tags(Some(r.tags.clone().into_iter().collect()))
-                .send()
-                .await
-                .op("kinesis:CreateStream")
-                .map(|_| ())
+        |e| {
+            e.is_transient()
+                || matches!(
+                    e.code(),
+                    Some("LimitExceededException" | "ResourceInUseException")
+                )
         },
+        attempt,
     )
-    .await?;
-    wait_active(cx, &r.address, &r.name).await?;
-    // Some endpoints (moto) ignore CreateStream's Tags; setting them again is idempotent.
-    set_tags(cx, r, &BTreeMap::new()).await?;
-    let created = StreamProps {
-        retention_hours: 24,
-        kms_key: None,
-        ..p.clone()
+    .await
+    {
+        Ok(b) => b,
+        Err(e) => {
+            cx.journal.end(KIND, &r.name);
+            return Err(e);
+        }
     };
-    converge(cx, r, &created).await
+    let open_shards = wait_active(cx, &r.address, &r.name, cx.timeouts.stream).await?;
+    let (live_props, live_tags) = match &baseline {
+        Some(l) => (props(&l.resource)?.clone(), l.resource.tags.clone()),
+        None => (
+            StreamProps {
+                retention_hours: 24,
+                kms_key: None,
+                shards: (p.mode == StreamMode::Provisioned).then_some(open_shards),
+                ..p.clone()
+            },
+            BTreeMap::new(),
+        ),
+    };
+    // Setting tags again is idempotent; it ends the journal entry.
+    set_tags(cx, r, &live_tags).await?;
+    cx.journal.end(KIND, &r.name);
+    converge(cx, r, &live_props).await
+}
+
+fn mode_details(mode: StreamMode, op: &str) -> Result<StreamModeDetails> {
+    let mode = match mode {
+        StreamMode::OnDemand => ApiMode::OnDemand,
+        StreamMode::Provisioned => ApiMode::Provisioned,
+    };
+    StreamModeDetails::builder()
+        .stream_mode(mode)
+        .build()
+        .map_err(|e| Error::Internal(format!("{op}: {e}")))
 }
 
 async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Result<()> {
@@ -283,16 +396,10 @@ async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Res
 async fn converge(cx: &Cx, r: &Resource, live: &StreamProps) -> Result<()> {
     let p = props(r)?;
     let k = &cx.clients.kinesis;
+    let mut open_shards = live.shards;
     if p.mode != live.mode {
-        let mode = match p.mode {
-            StreamMode::OnDemand => ApiMode::OnDemand,
-            StreamMode::Provisioned => ApiMode::Provisioned,
-        };
-        let details = StreamModeDetails::builder()
-            .stream_mode(mode)
-            .build()
-            .map_err(|e| Error::Internal(format!("{}: {e}", "kinesis:UpdateStreamMode")))?;
-        step(cx, r, || async {
+        let details = mode_details(p.mode, "kinesis:UpdateStreamMode")?;
+        let after = step(cx, r, || async {
             k.update_stream_mode()
                 .stream_arn(&p.arn)
                 .stream_mode_details(details.clone())
@@ -302,16 +409,40 @@ async fn converge(cx: &Cx, r: &Resource, live: &StreamProps) -> Result<()> {
                 .map(|_| ())
         })
         .await?;
+        // On-demand → provisioned keeps the current shard count: scale from what is open now.
+        open_shards = Some(after);
     }
-    if let Some(n) = p.shards {
-        if live.shards != Some(n)
-            && p.mode == StreamMode::Provisioned
-            && live.mode == StreamMode::Provisioned
-        {
+    if let (Some(target), StreamMode::Provisioned) = (p.shards, p.mode) {
+        let from = open_shards.unwrap_or(target);
+        let steps = scaling_steps(from, target);
+        if steps.len() > SCALINGS_PER_DAY {
+            return Err(Error::resource(
+                &r.address,
+                format!(
+                    "going from {from} to {target} shards takes {} UpdateShardCount calls (each at \
+                     most doubles or halves the count), and Kinesis allows {SCALINGS_PER_DAY} per \
+                     stream in 24 hours; change shards in smaller steps over several days, or \
+                     replace the stream",
+                    steps.len()
+                ),
+            ));
+        }
+        for (i, n) in steps.iter().enumerate() {
+            if steps.len() > 1 {
+                cx.events.send(crate::events::Event::Progress {
+                    address: r.address.clone(),
+                    waiting_for: format!(
+                        "resharding step {} of {}: to {n} shards",
+                        i + 1,
+                        steps.len()
+                    ),
+                    elapsed: std::time::Duration::ZERO,
+                });
+            }
             step(cx, r, || async {
                 k.update_shard_count()
                     .stream_name(&r.name)
-                    .target_shard_count(n as i32)
+                    .target_shard_count(*n as i32)
                     .scaling_type(ScalingType::UniformScaling)
                     .send()
                     .await
@@ -383,17 +514,27 @@ pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
 
 pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     let name = &live.resource.name;
-    match cx
-        .clients
-        .kinesis
-        .delete_stream()
-        .stream_name(name)
-        .enforce_consumer_deletion(true)
-        .send()
-        .await
-        .op("kinesis:DeleteStream")
-    {
-        Ok(_) => {}
+    // Not while CREATING or UPDATING (ResourceInUseException): retried until it is ACTIVE.
+    let deleted = retry(
+        cx,
+        live.address(),
+        cx.timeouts.stream_update,
+        |e| e.code() == Some("ResourceInUseException"),
+        || async {
+            cx.clients
+                .kinesis
+                .delete_stream()
+                .stream_name(name)
+                .enforce_consumer_deletion(true)
+                .send()
+                .await
+                .op("kinesis:DeleteStream")
+                .map(|_| ())
+        },
+    )
+    .await;
+    match deleted {
+        Ok(()) => {}
         Err(e) if e.is_not_found() => return Ok(()),
         Err(e) => return Err(e),
     }
@@ -419,4 +560,29 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
         },
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_goes_by_doubling_or_halving() {
+        assert_eq!(scaling_steps(1, 8), [2, 4, 8]);
+        assert_eq!(scaling_steps(3, 8), [6, 8]);
+        assert_eq!(scaling_steps(8, 1), [4, 2, 1]);
+        assert_eq!(scaling_steps(5, 2), [3, 2]);
+        assert_eq!(scaling_steps(4, 4), Vec::<u32>::new());
+        assert_eq!(scaling_steps(4, 7), [7]);
+        for (from, to) in [(1u32, 1000u32), (1000, 1), (7, 100), (100, 7), (3, 5)] {
+            let mut cur = from;
+            for n in scaling_steps(from, to) {
+                assert!(n <= cur * 2 && n >= cur.div_ceil(2), "{cur} → {n}");
+                cur = n;
+            }
+            assert_eq!(cur, to);
+        }
+        assert_eq!(scaling_steps(1, 1000).len(), 10);
+        assert!(scaling_steps(1, 2000).len() > SCALINGS_PER_DAY);
+    }
 }

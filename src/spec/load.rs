@@ -59,8 +59,11 @@ pub const OFFLINE_ACCOUNT_ID: &str = "000000000000";
 pub struct LoadOptions {
     /// `--var NAME=VALUE` overrides, in order.
     pub vars: Vec<(String, String)>,
-    /// `--region`, or the SDK chain's region (AWS_REGION...), used when the spec has none.
+    /// `--region`: used when the spec has none; an error when it differs from the spec's.
     pub region: Option<String>,
+    /// The ambient region (AWS_REGION, AWS_DEFAULT_REGION, the profile): used only when the
+    /// spec has none. CI runners and CloudShell set it; the spec's `region:` wins over it.
+    pub ambient_region: Option<String>,
     /// The live account id; [`OFFLINE_ACCOUNT_ID`] when offline.
     pub account_id: Option<String>,
 }
@@ -173,13 +176,14 @@ pub(crate) fn load(
             if cli != r {
                 d.error(
                     &root_path.key("region"),
-                    format!("the spec's region {r:?} differs from the configured region {cli:?} (--region or AWS_REGION)"),
-                    Some("the same region, or no --region"),
+                    format!("the spec's region {r:?} differs from --region {cli:?}"),
+                    Some("the same region, or no --region (the spec's region is used)"),
                 );
             }
         }
     }
-    let (region, region_is_placeholder) = match (&spec_region, &opts.region) {
+    let configured = opts.region.as_ref().or(opts.ambient_region.as_ref());
+    let (region, region_is_placeholder) = match (&spec_region, configured) {
         (Some(r), _) => (r.clone(), false),
         (None, Some(r)) => {
             if let Err(v) = rules::region(r) {

@@ -5,6 +5,12 @@ use std::collections::BTreeMap;
 
 use minijinja::{Environment, UndefinedBehavior};
 
+/// Work a template may do (minijinja instructions): far more than any value needs, far less
+/// than a runaway loop takes; validation stays instant whatever the spec says.
+const TEMPLATE_FUEL: u64 = 50_000;
+/// The longest value a template may produce.
+const TEMPLATE_MAX_OUTPUT: usize = 64 * 1024;
+
 pub struct Templater {
     env: Environment<'static>,
     ctx: minijinja::Value,
@@ -26,6 +32,8 @@ impl Templater {
     ) -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env.set_recursion_limit(16);
         // Values are not HTML: never escape.
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         let ctx = minijinja::context! {
@@ -44,14 +52,21 @@ impl Templater {
         if !is_template(s) {
             return Ok(s.to_string());
         }
-        self.env.render_str(s, &self.ctx).map_err(|e| {
+        let out = self.env.render_str(s, &self.ctx).map_err(|e| {
             if e.kind() == minijinja::ErrorKind::UndefinedError {
                 if let Some(msg) = self.undefined(s) {
                     return msg;
                 }
             }
             describe(&e)
-        })
+        })?;
+        if out.len() > TEMPLATE_MAX_OUTPUT {
+            return Err(format!(
+                "the template renders {} bytes; at most {TEMPLATE_MAX_OUTPUT} (templates are for short values)",
+                out.len()
+            ));
+        }
+        Ok(out)
     }
 
     /// Names the undefined variables of a template, and what is defined.
@@ -82,6 +97,9 @@ impl Templater {
 fn describe(e: &minijinja::Error) -> String {
     let mut msg = match e.kind() {
         minijinja::ErrorKind::UndefinedError => "template refers to an undefined value".to_string(),
+        minijinja::ErrorKind::OutOfFuel => format!(
+            "the template does too much work (stopped after {TEMPLATE_FUEL} steps; templates are for short values)"
+        ),
         _ => format!("template error: {}", e.kind()),
     };
     if let Some(detail) = e.detail() {
@@ -115,5 +133,28 @@ mod tests {
         assert!(err.contains("vars.instance_type"), "{err}");
         assert!(t.render("{{ nope }}").is_err());
         assert!(t.render("{{ unclosed").is_err());
+    }
+
+    #[test]
+    fn runaway_templates_are_stopped_with_a_clear_error() {
+        let t = Templater::new("lab", "eu-west-1", "123456789012", &BTreeMap::new());
+        let start = std::time::Instant::now();
+        let loops =
+            "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}";
+        let err = t.render(loops).expect_err("runaway loop");
+        assert!(err.contains("too much work"), "{err}");
+        let err = t
+            .render("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}")
+            .expect_err("endless recursion");
+        assert!(!err.is_empty());
+        let err = t
+            .render("{% for a in range(60) %}{{ 'x' * 2000 }}{% endfor %}")
+            .expect_err("huge output");
+        assert!(err.contains("at most"), "{err}");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

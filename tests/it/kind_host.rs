@@ -343,6 +343,8 @@ async fn in_place_group_and_profile_subnet_and_duplicates() {
             .image_id("ami-087fc0fcee2c7570a")
             .min_count(1)
             .max_count(1)
+            // Every instance streamstack launches has user-data (base64 of a script).
+            .user_data("IyEvYmluL2Jhc2gK")
             .tag_specifications(
                 aws_sdk_ec2::types::TagSpecification::builder()
                     .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
@@ -358,17 +360,16 @@ async fn in_place_group_and_profile_subnet_and_duplicates() {
     assert!(found
         .iter()
         .all(|l| l.resource.address == host_address() && l.ours));
-    // The stray one has no image tag: its image is the AMI it runs, no Name: its id.
+    // The stray one has no image tag: a missing tag shows as a tag change, never as a new image
+    // (which would replace it); no Name: its id.
     let stray = found
         .iter()
         .find(|l| l.id != live.id)
         .expect("the duplicate");
-    assert_eq!(
-        host_props(&stray.resource).image,
-        Image::Ami("ami-087fc0fcee2c7570a".into())
-    );
+    assert_eq!(host_props(&stray.resource).image, Image::Al2023);
+    assert!(!stray.resource.tags.contains_key("streamstack:image"));
     assert_eq!(stray.resource.name, stray.id);
-    assert_eq!(host_props(&stray.resource).user_data, "");
+    assert_eq!(host_props(&stray.resource).user_data, "#!/bin/bash\n");
 
     // A host removed from the spec is still found (it is ours), with no subnet.
     let mut empty = desired.clone();

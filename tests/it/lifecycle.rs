@@ -4,124 +4,12 @@
 //! Each test runs `streamstack` as a process, as a user or a CI job would, and checks the result
 //! with the SDK directly. The proxy counts every AWS call, so "no write calls" is asserted.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::cli::*;
 use crate::support::proxy::ProxyConfig;
 use crate::support::{secs, Sandbox};
-
-const WEATHER_LAB: &str = include_str!("../../stacks/weather-lab.yaml");
-const LAB_REGION: &str = "ap-northeast-2";
-
-/// A spec file in a fresh temporary directory.
-struct SpecFile {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-fn spec_file(text: &str) -> SpecFile {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("stack.yaml");
-    std::fs::write(&path, text).expect("write spec");
-    SpecFile { _dir: dir, path }
-}
-
-fn rewrite(spec: &SpecFile, text: &str) {
-    std::fs::write(&spec.path, text).expect("rewrite spec");
-}
-
-/// Runs the CLI against the sandbox; never inherits the caller's AWS settings.
-fn ss(sb: &Sandbox, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_streamstack"))
-        .args(["--endpoint-url", &sb.endpoint(), "--no-color"])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "AKIDSTREAMSTACKTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "streamstack-test-secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("STREAMSTACK_POLL_MS", "200")
-        .env("STREAMSTACK_PROGRESS_MS", "1000")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_REGION")
-        .env_remove("AWS_DEFAULT_REGION")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_SESSION_TOKEN")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run streamstack");
-    out
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-#[track_caller]
-fn ok(sb: &Sandbox, args: &[&str]) -> String {
-    let o = ss(sb, args);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "streamstack {args:?} failed:\n{}",
-        text(&o)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-fn sdk(sb: &Sandbox, region: &str) -> aws_config::SdkConfig {
-    crate::support::moto::sdk_config(&sb.endpoint(), region)
-}
-
-/// Addresses of everything tagged with the stack, as `output --json` sees them.
-fn remaining(sb: &Sandbox, spec: &Path) -> Vec<String> {
-    let out = ok(sb, &["output", "--json", p(spec)]);
-    let v: serde_json::Value = serde_json::from_str(&out).expect("output --json is JSON");
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|o| o["address"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
-fn plan_json(sb: &Sandbox, spec: &Path) -> serde_json::Value {
-    let o = ss(sb, &["plan", "--json", "--detailed-exitcode", p(spec)]);
-    assert!(
-        matches!(o.status.code(), Some(0 | 2)),
-        "plan failed:\n{}",
-        text(&o)
-    );
-    serde_json::from_slice(&o.stdout).expect("plan --json is JSON")
-}
-
-fn actions(plan: &serde_json::Value) -> Vec<(String, String)> {
-    plan["changes"]
-        .as_array()
-        .expect("changes")
-        .iter()
-        .map(|c| {
-            (
-                c["address"].as_str().unwrap_or_default().to_string(),
-                c["action"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
@@ -928,7 +816,7 @@ fn saved_plan_applies_and_goes_stale_when_the_spec_changes() {
 #[test]
 fn classroom_lifecycle_at_scale() {
     let sb = Sandbox::passthrough();
-    let spec = spec_file(include_str!("../../stacks/classroom.yaml"));
+    let spec = spec_file(CLASSROOM);
     let started = Instant::now();
     let out = ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
     eprintln!(
@@ -974,6 +862,8 @@ fn verbose_apply_logs_every_aws_call_and_the_retries_through_throttling() {
     let spec = spec_file("version: 1\nstack: loud\nregion: eu-west-1\nstreams:\n  events: {}\n");
     sb.proxy
         .fail_times("kinesis:CreateStream", "ThrottlingException", 2);
+    sb.proxy
+        .fail_times("kinesis:DescribeStreamSummary", "ThrottlingException", 1);
     let o = ss(
         &sb,
         &["apply", "-v", "--auto-approve", "--json", p(&spec.path)],
@@ -985,12 +875,16 @@ fn verbose_apply_logs_every_aws_call_and_the_retries_through_throttling() {
         err.contains("kinesis:CreateStream -> 400 in ") && err.contains("ThrottlingException"),
         "{err}"
     );
+    // Each retry, with its reason and the backoff: streamstack's own (CreateStream retries
+    // itself, to know whether an earlier attempt may have created the stream)...
+    let retries = err
+        .lines()
+        .filter(|l| l.contains("retry stream.events in ") && l.contains("ThrottlingException"))
+        .count();
+    assert_eq!(retries, 2, "{err}");
+    // ...and the SDK's (attempt numbers).
     assert!(
-        err.contains("retry kinesis:CreateStream (attempt 2)"),
-        "{err}"
-    );
-    assert!(
-        err.contains("retry kinesis:CreateStream (attempt 3)"),
+        err.contains("retry kinesis:DescribeStreamSummary (attempt 2)"),
         "{err}"
     );
     assert!(err.contains("kinesis:CreateStream -> 200 in "), "{err}");
@@ -1020,7 +914,7 @@ fn verbose_apply_logs_every_aws_call_and_the_retries_through_throttling() {
 fn piping_render_into_a_closed_pipe_ends_quietly() {
     // The classroom's policies are far more than a pipe buffer holds, so the writer meets the
     // closed pipe whatever the timing.
-    let spec = spec_file(include_str!("../../stacks/classroom.yaml"));
+    let spec = spec_file(CLASSROOM);
     let mut child = Command::new(env!("CARGO_BIN_EXE_streamstack"))
         .args(["render", "--what", "policies", p(&spec.path)])
         .stdout(std::process::Stdio::piped())
@@ -1043,4 +937,74 @@ fn piping_render_into_a_closed_pipe_ends_quietly() {
     assert!(!err.contains("Broken pipe"), "{err}");
     // Ended by SIGPIPE, like any well-behaved filter, or finished: never exit 101 (a panic).
     assert_ne!(out.status.code(), Some(101), "{err}");
+}
+
+#[test]
+fn the_specs_region_wins_over_the_ambient_one_and_a_differing_flag_is_refused() {
+    let sb = Sandbox::passthrough();
+    let spec = spec_file("version: 1\nstack: where\nregion: eu-west-1\nstreams:\n  events: {}\n");
+    // CI runners and CloudShell set AWS_REGION: the spec's region is used anyway.
+    let ambient = [
+        ("AWS_REGION", "us-west-2"),
+        ("AWS_DEFAULT_REGION", "us-west-2"),
+    ];
+    let o = ss_env(&sb, &["apply", "--auto-approve", p(&spec.path)], &ambient);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    rt().block_on(async {
+        let here = aws_sdk_kinesis::Client::new(&sdk(&sb, "eu-west-1"));
+        let names = here.list_streams().send().await.expect("list").stream_names;
+        assert_eq!(names, ["where-events"]);
+        let there = aws_sdk_kinesis::Client::new(&sdk(&sb, "us-west-2"));
+        let names = there
+            .list_streams()
+            .send()
+            .await
+            .expect("list")
+            .stream_names;
+        assert!(names.is_empty(), "created in the ambient region: {names:?}");
+    });
+    // An explicit --region that differs from the spec's is a mistake worth stopping.
+    sb.proxy.reset_calls();
+    let o = ss(&sb, &["plan", "--region", "us-west-2", p(&spec.path)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("differs from --region"), "{err}");
+    assert!(
+        sb.proxy.calls().is_empty(),
+        "an invalid spec reaches no AWS"
+    );
+    let o = ss_env(&sb, &["destroy", "--auto-approve", p(&spec.path)], &ambient);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
+fn a_foreign_role_differing_only_in_case_is_refused_with_no_writes() {
+    let sb = Sandbox::passthrough();
+    let spec = spec_file(WEATHER_LAB);
+    rt().block_on(async {
+        let iam = aws_sdk_iam::Client::new(&sdk(&sb, LAB_REGION));
+        iam.create_role()
+            .role_name("Weather-Lab-Collector-Host")
+            .assume_role_policy_document(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+            )
+            .send()
+            .await
+            .expect("foreign role");
+    });
+    sb.proxy.reset_calls();
+    let o = ss(&sb, &["plan", p(&spec.path)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("host_role.collector") && err.contains("Weather-Lab-Collector-Host"),
+        "{err}"
+    );
+    let o = ss(&sb, &["apply", "--auto-approve", p(&spec.path)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        sb.proxy.write_calls().is_empty(),
+        "wrote: {:?}",
+        sb.proxy.write_calls()
+    );
 }

@@ -420,3 +420,95 @@ fn validate_reports_all_errors_with_positions_and_exit_1_without_network() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// A piece of the rendered user-data, from the line starting with `from` up to and including
+/// the first line starting with `to` after it.
+fn script_piece(script: &str, from: &str, to: &str) -> String {
+    let lines: Vec<&str> = script.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with(from))
+        .unwrap_or_else(|| panic!("no line starting {from:?}"));
+    let end = lines[start..]
+        .iter()
+        .position(|l| l.starts_with(to))
+        .unwrap_or_else(|| panic!("no line starting {to:?}"))
+        + start;
+    lines[start..=end].join("\n")
+}
+
+#[test]
+fn bootstrap_opens_the_path_to_the_agent_and_starts_it_even_if_enable_fails() {
+    let script = stdout_ok(&["render", "stacks/weather-lab.yaml", "--what", "user-data"]);
+    assert!(
+        script.contains("command -v java") && script.contains("java-17-amazon-corretto-headless"),
+        "a Java runtime is ensured"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    // A locked parent (like /home/ec2-user, 0700) and a root-only log file.
+    std::fs::create_dir_all(root.join("locked/app")).expect("dirs");
+    std::fs::write(root.join("locked/app/old.log"), "x\n").expect("file");
+    let mode = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+    };
+    let set_mode = |p: &Path, m: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod");
+    };
+    set_mode(&root.join("locked"), 0o700);
+    set_mode(&root.join("locked/app/old.log"), 0o600);
+    let function = script_piece(&script, "agent_can_read() {", "}");
+    let watched = root.join("locked/app/weather");
+    let stubs = root.join("bin");
+    std::fs::create_dir_all(&stubs).expect("stubs");
+    // No setfacl here, so the function's ACL step is skipped the way a host without acl would.
+    let run = format!(
+        "set -euo pipefail\n{function}\nagent_can_read '{}'\nagent_can_read '{}'\n",
+        watched.display(),
+        root.join("locked/app").display()
+    );
+    let o = Command::new("bash")
+        .args(["-c", &run])
+        .env("PATH", format!("{}:/usr/bin:/bin", stubs.display()))
+        .output()
+        .expect("bash");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        mode(&root.join("locked")) & 0o001,
+        0o001,
+        "x on the locked parent"
+    );
+    assert_eq!(mode(&watched), 0o755);
+    assert_eq!(
+        mode(&root.join("locked/app/old.log")) & 0o004,
+        0o004,
+        "existing file readable"
+    );
+
+    // systemctl enable and chkconfig both fail: the agent is still started.
+    let start = script_piece(&script, "systemctl enable", "systemctl restart");
+    let marker = root.join("restarted");
+    for (tool, body) in [
+        (
+            "systemctl",
+            format!(
+                "#!/bin/sh\n[ \"$1\" = restart ] && touch '{}'\n[ \"$1\" = restart ]\n",
+                marker.display()
+            ),
+        ),
+        ("chkconfig", "#!/bin/sh\nexit 1\n".to_string()),
+    ] {
+        let path = stubs.join(tool);
+        std::fs::write(&path, body).expect("stub");
+        set_mode(&path, 0o755);
+    }
+    let o = Command::new("bash")
+        .args(["-c", &format!("set -euo pipefail\n{start}\n")])
+        .env("PATH", format!("{}:/usr/bin:/bin", stubs.display()))
+        .output()
+        .expect("bash");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(marker.exists(), "the agent was started");
+}

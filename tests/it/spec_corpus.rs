@@ -26,7 +26,8 @@ fn opts() -> LoadOptions {
     // Fixed so the snapshots do not depend on the caller's AWS_REGION.
     LoadOptions {
         vars: vec![],
-        region: Some("eu-west-1".into()),
+        region: None,
+        ambient_region: Some("eu-west-1".into()),
         account_id: None,
     }
 }

@@ -15,6 +15,7 @@
 //! ```
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod moto;
 pub mod proxy;
 
@@ -72,6 +73,8 @@ impl Sandbox {
                 poll: Duration::from_millis(200),
                 ..Default::default()
             },
+            journal: std::sync::Arc::new(streamstack::journal::Journal::in_memory()),
+            tagged: Default::default(),
         }
     }
 
@@ -81,6 +84,7 @@ impl Sandbox {
             region: Some(REGION.into()),
             account_id: Some(self.account_id.clone()),
             vars: vec![],
+            ambient_region: None,
         };
         match streamstack::spec::load_str("t.yaml", text, &opts) {
             Ok(v) => v.model,

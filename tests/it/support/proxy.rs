@@ -19,6 +19,19 @@
 //! | `profile_propagation` | IAM CreateInstanceProfile, AddRoleToInstanceProfile | EC2 RunInstances naming the profile gets `InvalidParameterValue ... Invalid IAM Instance Profile name` |
 //! | `instance_pending` | EC2 RunInstances | DescribeInstances/DescribeInstanceStatus show the new instances `pending` (0) instead of `running` |
 //! | `instance_shutting_down` | EC2 TerminateInstances | they show `shutting-down` (32) instead of `terminated` |
+//! | `group_visible` | EC2 CreateSecurityGroup | DescribeSecurityGroups answers an empty list (eventual consistency) |
+//!
+//! AWS rules moto lacks, always on:
+//! - RunInstances with a `ClientToken` seen before gets the first answer again (moto ignores the
+//!   token and would start a second instance);
+//! - UpdateShardCount beyond 2× or below ½× the open shard count is refused with AWS's
+//!   `InvalidArgumentException`;
+//! - DeleteSecurityGroup of a group an instance still uses is refused with `DependencyViolation`.
+//!
+//! Faults, on demand: [`Proxy::fail_times`] / [`Proxy::fail_times_with_status`] answer a call
+//! with an error in its service's own wire format (JSON `__type`, query `ErrorResponse`, EC2
+//! `Response/Errors`, S3 `Error`); [`Proxy::drop_responses`] forwards a call to moto and then
+//! closes the connection unanswered (the call happened, the client never heard: a lost answer).
 //!
 //! Not emulated: `instance-state-name` filters (moto filters on its own state), Stop/Start,
 //! Kinesis tagging during CREATING, anything keyed by region (state is keyed by name only).
@@ -47,7 +60,6 @@
 //! cannot classify is simply forwarded; parsing never panics.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -79,6 +91,8 @@ pub struct ProxyConfig {
     pub profile_propagation: Duration,
     pub instance_pending: Duration,
     pub instance_shutting_down: Duration,
+    /// After CreateSecurityGroup, DescribeSecurityGroups answers empty for this long.
+    pub group_visible: Duration,
 }
 
 impl ProxyConfig {
@@ -103,6 +117,7 @@ impl ProxyConfig {
             profile_propagation: delay,
             instance_pending: delay,
             instance_shutting_down: delay,
+            group_visible: delay,
         }
     }
 }
@@ -195,19 +210,38 @@ impl Proxy {
     /// with an error of the given code, until [`Proxy::clear_failures`]. JSON-protocol services
     /// get a JSON error, the others EC2's XML shape.
     pub fn fail(&self, call: &str, code: &str) {
-        self.shared
-            .state()
-            .failures
-            .insert(call.to_owned(), (code.to_owned(), None));
+        self.inject(call, code, StatusCode::BAD_REQUEST, None);
     }
 
     /// Answers the next `times` calls of `service:Action` with an error of the given code (e.g.
     /// `ThrottlingException`), then lets them through again.
     pub fn fail_times(&self, call: &str, code: &str, times: u32) {
+        self.inject(call, code, StatusCode::BAD_REQUEST, Some(times));
+    }
+
+    /// As [`Proxy::fail_times`] with an HTTP status (503 for `ServiceUnavailable`, say). Every
+    /// error is in the service's own wire format: JSON `__type` (Kinesis, Firehose, Logs, SSM),
+    /// query `ErrorResponse` (IAM, STS), EC2 `Response/Errors`, S3 `Error`.
+    pub fn fail_times_with_status(&self, call: &str, code: &str, status: u16, times: u32) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        self.inject(call, code, status, Some(times));
+    }
+
+    fn inject(&self, call: &str, code: &str, status: StatusCode, times: Option<u32>) {
+        let injected = Injected {
+            code: code.to_owned(),
+            status,
+        };
         self.shared
             .state()
             .failures
-            .insert(call.to_owned(), (code.to_owned(), Some(times)));
+            .insert(call.to_owned(), (injected, times));
+    }
+
+    /// Forwards the next `times` calls of `service:Action` to moto, then drops the connection
+    /// without answering: the call happened, the client does not know it (a lost response).
+    pub fn drop_responses(&self, call: &str, times: u32) {
+        self.shared.state().drops.insert(call.to_owned(), times);
     }
 
     pub fn clear_failures(&self) {
@@ -243,7 +277,13 @@ async fn serve(
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let shared = Arc::clone(&shared);
-                async move { Ok::<_, Infallible>(shared.handle(req).await) }
+                async move {
+                    match shared.handle(req).await {
+                        Some(response) => Ok(response),
+                        // A lost response: upstream acted, the client never hears back.
+                        None => Err(std::io::Error::other("realism proxy: response dropped")),
+                    }
+                }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -291,9 +331,26 @@ struct State {
     profiles: HashMap<String, Instant>,
     instances: HashMap<String, Phase>,
     calls: Vec<Call>,
-    /// `service:Action` → error code and how many more times to answer with it (`None`: until
-    /// cleared); fault injection.
-    failures: HashMap<String, (String, Option<u32>)>,
+    /// `service:Action` → the injected error and how many more times to answer with it
+    /// (`None`: until cleared).
+    failures: HashMap<String, (Injected, Option<u32>)>,
+    /// `service:Action` → how many more of its answers to drop after upstream acted.
+    drops: HashMap<String, u32>,
+    /// RunInstances ClientToken → the answer given for it (EC2's idempotency; moto ignores it).
+    tokens: HashMap<String, Bytes>,
+    /// Stream name → open shard count, as last seen (for the ½×–2× reshard rule).
+    shards: HashMap<String, u64>,
+    /// Instance id → the security groups it uses (for DependencyViolation).
+    instance_groups: HashMap<String, Vec<String>>,
+    /// Group id → the moment DescribeSecurityGroups starts to show it (eventual consistency).
+    new_groups: HashMap<String, Instant>,
+}
+
+/// An error the proxy answers with instead of moto.
+#[derive(Clone)]
+struct Injected {
+    code: String,
+    status: StatusCode,
 }
 
 /// A status that overrides what moto reports until `until`.
@@ -351,15 +408,15 @@ impl Shared {
         self.account_id.as_deref().unwrap_or(DEFAULT_ACCOUNT)
     }
 
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn handle(&self, req: Request<Incoming>) -> Option<Response<Body>> {
         let (parts, body) = req.into_parts();
         let body = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) => {
-                return plain(
+                return Some(plain(
                     StatusCode::BAD_GATEWAY,
                     format!("proxy: reading request: {e}"),
-                )
+                ))
             }
         };
         let op = classify(&parts, &body);
@@ -376,25 +433,33 @@ impl Shared {
                 ),
             },
         };
+        let dropped = response.status().is_success() && {
+            let mut state = self.state();
+            let key = format!("{}:{}", op.service, op.action);
+            match state.drops.get_mut(&key) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            }
+        };
         self.state().calls.push(Call {
             service: op.service,
             action: op.action,
             is_write: op.is_write,
             status: response.status().as_u16(),
         });
-        response
+        (!dropped).then_some(response)
     }
 
     /// Answers a request itself when AWS would refuse it or moto no longer knows the resource.
     fn intercept(&self, op: &Op, now: Instant) -> Option<Response<Body>> {
         let mut state = self.state();
         let key = format!("{}:{}", op.service, op.action);
-        if let Some((code, remaining)) = state.failures.get_mut(&key) {
+        if let Some((injected, remaining)) = state.failures.get_mut(&key) {
             let message = format!("injected failure of {}:{}", op.service, op.action);
-            let response = match op.service.as_str() {
-                "kinesis" | "firehose" | "ssm" | "logs" => json_error(code, &message),
-                _ => ec2_error(code, &message),
-            };
+            let response = service_error(&op.service, &injected.code, &message, injected.status);
             match remaining {
                 Some(0) => {
                     state.failures.remove(&key);
@@ -408,6 +473,9 @@ impl Shared {
                 }
                 None => return Some(response),
             }
+        }
+        if let Some(refusal) = self.aws_rules(op, &mut state, now) {
+            return Some(refusal);
         }
         let state = state;
         let account = self.account();
@@ -518,6 +586,124 @@ impl Shared {
         })
     }
 
+    /// AWS behaviours moto lacks: ClientToken idempotency, the ½×–2× reshard rule, a group in
+    /// use refused with DependencyViolation, new security groups not yet visible.
+    fn aws_rules(&self, op: &Op, state: &mut State, now: Instant) -> Option<Response<Body>> {
+        match (op.service.as_str(), op.action.as_str()) {
+            ("ec2", "RunInstances") => {
+                let token = op.form.get("ClientToken")?;
+                let body = state.tokens.get(token)?.clone();
+                let response = plain(StatusCode::OK, String::from_utf8_lossy(&body).into_owned());
+                Some(with_type(response, "text/xml;charset=UTF-8"))
+            }
+            ("kinesis", "UpdateShardCount") => {
+                let name = op.stream_name()?;
+                let target = op.json.get("TargetShardCount").and_then(Value::as_u64)?;
+                let current = *state.shards.get(&name)?;
+                if target > current * 2 {
+                    Some(json_error("InvalidArgumentException", &format!("UpdateShardCount cannot scale up over double your current open shard count. Current open shard count: {current} Target shard count: {target}")))
+                } else if target < current.div_ceil(2) {
+                    Some(json_error("InvalidArgumentException", &format!("UpdateShardCount cannot scale down below half your current open shard count. Current open shard count: {current} Target shard count: {target}")))
+                } else {
+                    None
+                }
+            }
+            ("ec2", "DeleteSecurityGroup") => {
+                let group = op.form.get("GroupId")?;
+                let user = state
+                    .instance_groups
+                    .iter()
+                    .find(|(_, groups)| groups.contains(group))?;
+                Some(ec2_error(
+                    "DependencyViolation",
+                    &format!("resource {group} has a dependent object ({})", user.0),
+                ))
+            }
+            ("ec2", "DescribeSecurityGroups")
+                if state.new_groups.values().any(|until| now < *until) =>
+            {
+                let body = concat!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeSecurityGroupsResponse ",
+                    "xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>realism-proxy</requestId>",
+                    "<securityGroupInfo/></DescribeSecurityGroupsResponse>"
+                );
+                Some(with_type(
+                    plain(StatusCode::OK, body.to_owned()),
+                    "text/xml;charset=UTF-8",
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// Records what [`Shared::aws_rules`] needs from a forwarded call that succeeded.
+    fn remember(&self, op: &Op, body: &Bytes, state: &mut State, now: Instant) {
+        let xml = || String::from_utf8_lossy(body).into_owned();
+        let numbered = |prefix: &str| -> Vec<String> {
+            let mut v: Vec<(&String, &String)> = op
+                .form
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .collect();
+            v.sort();
+            v.into_iter().map(|(_, v)| v.clone()).collect()
+        };
+        match (op.service.as_str(), op.action.as_str()) {
+            ("ec2", "RunInstances") => {
+                if let Some(token) = op.form.get("ClientToken") {
+                    state.tokens.insert(token.clone(), body.clone());
+                }
+                let groups = numbered("SecurityGroupId.");
+                for (id, _) in instance_states(&xml()) {
+                    state.instance_groups.insert(id, groups.clone());
+                }
+            }
+            ("ec2", "ModifyInstanceAttribute") => {
+                let groups = numbered("GroupId.");
+                if let (Some(id), false) = (op.form.get("InstanceId"), groups.is_empty()) {
+                    state.instance_groups.insert(id.clone(), groups);
+                }
+            }
+            ("ec2", "TerminateInstances") => {
+                for id in numbered("InstanceId.") {
+                    state.instance_groups.remove(&id);
+                }
+            }
+            ("ec2", "CreateSecurityGroup") if !self.config.group_visible.is_zero() => {
+                if let Some(id) = xml_value(&xml(), "groupId") {
+                    state.new_groups.insert(id, now + self.config.group_visible);
+                }
+            }
+            ("kinesis", "CreateStream") => {
+                if let Some(name) = op.stream_name() {
+                    let n = op
+                        .json
+                        .get("ShardCount")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(4);
+                    state.shards.insert(name, n);
+                }
+            }
+            ("kinesis", "UpdateShardCount") => {
+                if let (Some(name), Some(n)) = (
+                    op.stream_name(),
+                    op.json.get("TargetShardCount").and_then(Value::as_u64),
+                ) {
+                    state.shards.insert(name, n);
+                }
+            }
+            ("kinesis", "DescribeStreamSummary") => {
+                let open = serde_json::from_slice::<Value>(body)
+                    .ok()
+                    .and_then(|v| v["StreamDescriptionSummary"]["OpenShardCount"].as_u64());
+                if let (Some(name), Some(n)) = (op.stream_name(), open) {
+                    state.shards.insert(name, n);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Updates the emulated state from a forwarded call and rewrites what moto says if needed.
     fn observe(&self, op: &Op, upstream: Upstream, arrived: Instant) -> Response<Body> {
         let now = Instant::now();
@@ -527,6 +713,7 @@ impl Shared {
         let cfg = &self.config;
         let mut state = self.state();
         let state = &mut *state;
+        self.remember(op, &upstream.body, state, now);
         let begin = |map: &mut HashMap<String, Phase>, key: String, status, d: Duration| {
             if !d.is_zero() {
                 map.insert(
@@ -1057,6 +1244,52 @@ fn json_ok(body: Value) -> Response<Body> {
         plain(StatusCode::OK, body.to_string()),
         "application/x-amz-json-1.1",
     )
+}
+
+/// An error in the service's own wire format.
+fn service_error(service: &str, code: &str, message: &str, status: StatusCode) -> Response<Body> {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut response = match service {
+        "kinesis" | "firehose" | "ssm" | "logs" | "tagging" => json_error(code, message),
+        "ec2" => ec2_error(code, message),
+        "s3" => with_type(
+            plain(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><RequestId>realism-proxy</RequestId></Error>",
+                    escape(code),
+                    escape(message)
+                ),
+            ),
+            "application/xml",
+        ),
+        // Query protocol (IAM, STS, CloudFormation).
+        _ => with_type(
+            plain(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "<ErrorResponse><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>realism-proxy</RequestId></ErrorResponse>",
+                    escape(code),
+                    escape(message)
+                ),
+            ),
+            "text/xml",
+        ),
+    };
+    *response.status_mut() = status;
+    response
+}
+
+/// The text of the first `<tag>` element of an XML answer.
+fn xml_value(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(xml[start..end].to_owned())
 }
 
 fn json_error(kind: &str, message: &str) -> Response<Body> {

@@ -1,0 +1,129 @@
+//! Running the CLI binary against a sandbox, as a user or CI job would, and reading results.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::Sandbox;
+
+pub const WEATHER_LAB: &str = include_str!("../../../stacks/weather-lab.yaml");
+pub const CLASSROOM: &str = include_str!("../../../stacks/classroom.yaml");
+pub const LAB_REGION: &str = "ap-northeast-2";
+
+/// A spec file in a fresh temporary directory.
+pub struct SpecFile {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+pub fn spec_file(text: &str) -> SpecFile {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("stack.yaml");
+    std::fs::write(&path, text).expect("write spec");
+    SpecFile { _dir: dir, path }
+}
+
+pub fn rewrite(spec: &SpecFile, text: &str) {
+    std::fs::write(&spec.path, text).expect("rewrite spec");
+}
+
+/// Runs the CLI against the sandbox; never inherits the caller's AWS settings.
+pub fn ss(sb: &Sandbox, args: &[&str]) -> Output {
+    ss_env(sb, args, &[])
+}
+
+/// [`ss`] with extra environment variables (set after the caller's are cleared).
+pub fn ss_env(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_streamstack"))
+        .args(["--endpoint-url", &sb.endpoint(), "--no-color"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "AKIDSTREAMSTACKTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "streamstack-test-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("STREAMSTACK_POLL_MS", "200")
+        .env("STREAMSTACK_PROGRESS_MS", "1000")
+        .env(
+            "STREAMSTACK_STATE_DIR",
+            std::env::temp_dir().join("streamstack-test-state"),
+        )
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_SESSION_TOKEN")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run streamstack");
+    out
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[track_caller]
+pub fn ok(sb: &Sandbox, args: &[&str]) -> String {
+    let o = ss(sb, args);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "streamstack {args:?} failed:\n{}",
+        text(&o)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+pub fn sdk(sb: &Sandbox, region: &str) -> aws_config::SdkConfig {
+    crate::support::moto::sdk_config(&sb.endpoint(), region)
+}
+
+/// Addresses of everything tagged with the stack, as `output --json` sees them.
+pub fn remaining(sb: &Sandbox, spec: &Path) -> Vec<String> {
+    let out = ok(sb, &["output", "--json", p(spec)]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("output --json is JSON");
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|o| o["address"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+pub fn plan_json(sb: &Sandbox, spec: &Path) -> serde_json::Value {
+    let o = ss(sb, &["plan", "--json", "--detailed-exitcode", p(spec)]);
+    assert!(
+        matches!(o.status.code(), Some(0 | 2)),
+        "plan failed:\n{}",
+        text(&o)
+    );
+    serde_json::from_slice(&o.stdout).expect("plan --json is JSON")
+}
+
+pub fn actions(plan: &serde_json::Value) -> Vec<(String, String)> {
+    plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            (
+                c["address"].as_str().unwrap_or_default().to_string(),
+                c["action"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}

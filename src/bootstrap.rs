@@ -83,6 +83,8 @@ pub fn agent_json(env: &Env, flows: &[AgentFlow]) -> Result<String, minijinja::E
 pub struct UserDataInput<'a> {
     pub stack: &'a str,
     pub host: &'a str,
+    /// Where the instance runs: its own tag call goes to this region's EC2 endpoint.
+    pub region: &'a str,
     pub instance_profile: &'a str,
     pub agent_json: &'a str,
     pub flows: &'a [AgentFlow],
@@ -106,6 +108,8 @@ pub fn user_data(input: &UserDataInput) -> Result<String, minijinja::Error> {
     let ctx = minijinja::context! {
         stack => input.stack,
         host => input.host,
+        region => input.region,
+        bootstrap_tag => crate::model::TAG_BOOTSTRAP,
         instance_profile => input.instance_profile,
         agent_json => input.agent_json,
         directories => directories,

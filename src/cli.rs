@@ -98,10 +98,38 @@ pub enum Command {
     },
     /// Delete everything the stack owns (tagged streamstack:stack), buckets included.
     Destroy {
-        #[arg(value_name = "SPEC")]
-        spec: PathBuf,
+        /// The spec file of the stack.
+        #[arg(
+            value_name = "SPEC",
+            required_unless_present = "stack",
+            conflicts_with = "stack"
+        )]
+        spec: Option<PathBuf>,
+        /// Destroy the stack of this name, without its spec file (found by its tag).
+        #[arg(long, value_name = "NAME")]
+        stack: Option<String>,
+        /// Do not ask for confirmation.
         #[arg(long)]
         auto_approve: bool,
+        /// Print the plan and progress events as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every stack in the region (found by the streamstack:stack tag), with its expiry.
+    Stacks {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Destroy every stack in the region whose streamstack:expires-at has passed.
+    Gc {
+        /// Only list the expired stacks.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },

@@ -98,6 +98,10 @@ impl Error {
         self.aws()
             .is_some_and(|a| a.status().is_none_or(|s| s >= 500))
     }
+    /// An object that could not be read back (`check`).
+    pub fn resource_read(bucket: &str, key: &str, e: impl std::fmt::Display) -> Self {
+        Error::Config(format!("cannot read s3://{bucket}/{key}: {e}"))
+    }
     pub fn resource(address: &Address, message: impl Into<String>) -> Self {
         Error::Resource {
             address: address.clone(),

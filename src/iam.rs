@@ -39,6 +39,8 @@ pub fn firehose_trust_policy(env: &Env) -> Value {
 /// What a host's agent writes to, with physical names already resolved.
 #[derive(Debug, Clone, Default)]
 pub struct HostAccess {
+    /// The stack the host belongs to (its instance carries `streamstack:stack=<stack>`).
+    pub stack: String,
     /// Kinesis stream names the flows write to.
     pub streams: Vec<String>,
     /// Direct-put Firehose delivery names the flows write to.
@@ -115,6 +117,21 @@ pub fn host_policy(env: &Env, access: &HostAccess) -> Value {
             "kinesis",
         ));
     }
+    // The bootstrap reports by tagging its own instance: only that tag key, only on the
+    // instance making the call, only on the stack's instances.
+    statements.push(json!({
+        "Sid": "ReportBootstrap",
+        "Effect": "Allow",
+        "Action": ["ec2:CreateTags"],
+        "Resource": format!("arn:{}:ec2:{}:{}:instance/*", env.partition, env.region, env.account_id),
+        "Condition": {
+            "StringEquals": {
+                "aws:ARN": "${ec2:SourceInstanceARN}",
+                "aws:ResourceTag/streamstack:stack": access.stack
+            },
+            "ForAllValues:StringEquals": {"aws:TagKeys": [crate::model::TAG_BOOTSTRAP]}
+        }
+    }));
     statements.push(json!({
         "Sid": "AgentMetrics",
         "Effect": "Allow",
@@ -237,6 +254,7 @@ mod tests {
         let p = host_policy(
             &env(),
             &HostAccess {
+                stack: "lab".into(),
                 streams: vec!["lab-weather".into()],
                 deliveries: vec!["lab-direct".into()],
                 kms_keys: vec![],
@@ -248,6 +266,7 @@ mod tests {
                 "kinesis:PutRecords",
                 "kinesis:PutRecord",
                 "firehose:PutRecordBatch",
+                "ec2:CreateTags",
                 "cloudwatch:PutMetricData"
             ]
         );
@@ -256,11 +275,23 @@ mod tests {
             [
                 "arn:aws:kinesis:eu-west-1:123456789012:stream/lab-weather",
                 "arn:aws:firehose:eu-west-1:123456789012:deliverystream/lab-direct",
+                "arn:aws:ec2:eu-west-1:123456789012:instance/*",
                 "*"
             ]
         );
+        // The host may set only its bootstrap tag, only on itself, only on the stack's hosts.
+        let tag = &p["Statement"][2]["Condition"];
+        assert_eq!(tag["StringEquals"]["aws:ARN"], "${ec2:SourceInstanceARN}");
         assert_eq!(
-            p["Statement"][2]["Condition"]["StringEquals"]["cloudwatch:namespace"],
+            tag["StringEquals"]["aws:ResourceTag/streamstack:stack"],
+            "lab"
+        );
+        assert_eq!(
+            tag["ForAllValues:StringEquals"]["aws:TagKeys"],
+            serde_json::json!(["streamstack:bootstrap"])
+        );
+        assert_eq!(
+            p["Statement"][3]["Condition"]["StringEquals"]["cloudwatch:namespace"],
             "AWSKinesisAgent"
         );
     }

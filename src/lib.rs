@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod bootstrap;
+pub mod check;
 pub mod diagnostics;
 pub mod error;
 pub mod events;
@@ -17,6 +18,7 @@ pub mod ops;
 pub mod plan;
 pub mod schema;
 pub mod spec;
+pub mod time;
 pub mod ui;
 
 pub use error::{Error, Result};

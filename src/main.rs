@@ -34,9 +34,16 @@ fn main() -> ExitCode {
         } => commands::apply::run(g, target, *auto_approve, *json, *parallelism),
         Command::Destroy {
             spec,
+            stack,
             auto_approve,
             json,
-        } => commands::destroy::run(g, spec, *auto_approve, *json),
+        } => commands::destroy::run(g, spec.as_deref(), stack.as_deref(), *auto_approve, *json),
+        Command::Stacks { json } => commands::stacks::run(g, *json),
+        Command::Gc {
+            dry_run,
+            auto_approve,
+            json,
+        } => commands::gc::run(g, *dry_run, *auto_approve, *json),
         Command::Output { spec, json } => commands::output::run(g, spec, *json),
         Command::Schema => commands::schema::run(),
     };

@@ -12,9 +12,13 @@ use crate::events::Events;
 use crate::executor::{self, Report};
 use crate::kinds::{self, Cx, Live, Render, Timeouts};
 use crate::model::Env;
-use crate::model::Model;
+use std::collections::BTreeMap;
+
+use crate::aws::Ctx;
+use crate::model::{Model, TAG_CREATED_AT, TAG_EXPIRES_AT, TAG_STACK};
 use crate::plan::{self, Plan};
 use crate::spec::{self, LoadOptions, Validated};
+use crate::time::parse_rfc3339;
 use crate::{Error, Result};
 
 /// A spec bound to an AWS account and region.
@@ -66,16 +70,34 @@ pub async fn open(spec_path: &Path, opts: &OpenOptions) -> Result<Session> {
         ..opts.load.clone()
     };
     let validated = spec::load_file(spec_path, &load).map_err(Error::Spec)?;
-    let stack = validated.spec.stack.clone();
-    let env = Env::new(&account_id, &clients.region, &stack);
-    let journal = std::sync::Arc::new(crate::journal::Journal::open(
+    Ok(session(
+        spec_path.to_path_buf(),
+        sha256_hex(&text),
+        validated,
+        clients,
         &account_id,
+        opts,
+    ))
+}
+
+fn session(
+    spec_path: PathBuf,
+    spec_sha256: String,
+    validated: Validated,
+    clients: Clients,
+    account_id: &str,
+    opts: &OpenOptions,
+) -> Session {
+    let stack = validated.spec.stack.clone();
+    let env = Env::new(account_id, &clients.region, &stack);
+    let journal = std::sync::Arc::new(crate::journal::Journal::open(
+        account_id,
         &env.region,
         &stack,
     ));
-    Ok(Session {
-        spec_path: spec_path.to_path_buf(),
-        spec_sha256: sha256_hex(&text),
+    Session {
+        spec_path,
+        spec_sha256,
         cx: Cx {
             clients,
             env,
@@ -86,7 +108,118 @@ pub async fn open(spec_path: &Path, opts: &OpenOptions) -> Result<Session> {
             tagged: Default::default(),
         },
         validated,
-    })
+    }
+}
+
+/// A session for a stack known only by name (`destroy --stack`, `gc`): no spec, nothing
+/// desired; discovery finds what the stack owns by its names, its IAM path and its tag.
+pub async fn open_stack(stack: &str, opts: &OpenOptions) -> Result<Session> {
+    if let Err(v) = crate::spec::rules::stack_name(stack) {
+        return Err(Error::Config(format!(
+            "{stack:?} is not a stack name: {}",
+            v.message
+        )));
+    }
+    let clients = Clients::new(&opts.aws).await?;
+    let account_id = clients.account_id().await?;
+    let env = Env::new(&account_id, &clients.region, stack);
+    let validated = Validated {
+        spec: crate::spec::types::Spec {
+            stack: stack.to_string(),
+            version: 1,
+            ..Default::default()
+        },
+        model: Model {
+            stack: stack.to_string(),
+            env,
+            resources: Default::default(),
+        },
+        warnings: Default::default(),
+        region_is_placeholder: false,
+    };
+    Ok(session(
+        PathBuf::new(),
+        String::new(),
+        validated,
+        clients,
+        &account_id,
+        opts,
+    ))
+}
+
+/// One stack found in the region by its tag.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StackInfo {
+    pub name: String,
+    /// Resources the Resource Groups Tagging API knows as the stack's.
+    pub resources: usize,
+    pub created_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub expired: bool,
+}
+
+/// Every stack in the region, found by the `streamstack:stack` tag, by name.
+pub async fn list_stacks(aws: &AwsOptions) -> Result<Vec<StackInfo>> {
+    let clients = Clients::new(aws).await?;
+    let mut found: BTreeMap<String, StackInfo> = BTreeMap::new();
+    let mut token: Option<String> = None;
+    let now = std::time::SystemTime::now();
+    loop {
+        let out = clients
+            .tagging
+            .get_resources()
+            .tag_filters(
+                aws_sdk_resourcegroupstagging::types::TagFilter::builder()
+                    .key(TAG_STACK)
+                    .build(),
+            )
+            .resources_per_page(100)
+            .set_pagination_token(token.clone())
+            .send()
+            .await
+            .op("tagging:GetResources")?;
+        for mapping in out.resource_tag_mapping_list.unwrap_or_default() {
+            // Terminated instances and their volumes keep their tags for a while.
+            let arn = mapping.resource_arn.unwrap_or_default();
+            if arn.contains(":instance/") || arn.contains(":volume/") {
+                continue;
+            }
+            let tags: BTreeMap<String, String> = mapping
+                .tags
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| (t.key, t.value))
+                .collect();
+            let Some(name) = tags.get(TAG_STACK) else {
+                continue;
+            };
+            let info = found.entry(name.clone()).or_insert_with(|| StackInfo {
+                name: name.clone(),
+                resources: 0,
+                created_at: None,
+                expires_at: None,
+                expired: false,
+            });
+            info.resources += 1;
+            let earliest = |a: &Option<String>, b: Option<&String>| match (a, b) {
+                (Some(x), Some(y)) if parse_rfc3339(y) < parse_rfc3339(x) => Some(y.clone()),
+                (None, Some(y)) => Some(y.clone()),
+                (x, _) => x.clone(),
+            };
+            info.created_at = earliest(&info.created_at, tags.get(TAG_CREATED_AT));
+            info.expires_at = earliest(&info.expires_at, tags.get(TAG_EXPIRES_AT));
+            info.expired = info
+                .expires_at
+                .as_deref()
+                .and_then(parse_rfc3339)
+                .is_some_and(|at| at <= now);
+        }
+        token = out.pagination_token.filter(|t| !t.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+    Ok(found.into_values().collect())
 }
 
 impl Session {
@@ -123,15 +256,50 @@ impl Session {
         Ok(all)
     }
 
+    /// The desired model with the expiry tags stamped: `streamstack:created-at` is the
+    /// earliest one live (set at the stack's first creation, never moved), else `created_at`
+    /// (a saved plan's), else now; `streamstack:expires-at` is that plus `expires_after`.
+    pub fn desired(&self, live: &[Live], created_at: Option<&str>) -> (Model, String) {
+        let created = live
+            .iter()
+            .filter(|l| l.ours)
+            .filter_map(|l| l.resource.tags.get(TAG_CREATED_AT))
+            .filter_map(|t| crate::time::parse_rfc3339(t).map(|at| (at, t)))
+            .min()
+            .map(|(_, t)| t.clone())
+            .or_else(|| created_at.map(str::to_string))
+            .unwrap_or_else(|| crate::time::rfc3339(std::time::SystemTime::now()));
+        let expires = self.validated.spec.expires_after.and_then(|e| {
+            crate::time::parse_rfc3339(&created)
+                .map(|at| crate::time::rfc3339(at + std::time::Duration::from_secs(e.seconds)))
+        });
+        let mut model = self.validated.model.clone();
+        for r in model.resources.values_mut() {
+            r.tags.insert(TAG_CREATED_AT.into(), created.clone());
+            if let Some(e) = &expires {
+                r.tags.insert(TAG_EXPIRES_AT.into(), e.clone());
+            }
+        }
+        (model, created)
+    }
+
     pub fn plan(&self, live: &[Live]) -> Result<Plan> {
-        Ok(plan::plan(&self.validated.model, live)?)
+        self.plan_stamped(live, None)
+    }
+
+    fn plan_stamped(&self, live: &[Live], created_at: Option<&str>) -> Result<Plan> {
+        let (model, created) = self.desired(live, created_at);
+        let mut plan = plan::plan(&model, live)?;
+        plan.created_at = Some(created);
+        Ok(plan)
     }
 
     /// The plan to apply and the live state it was computed from. With a saved plan, the spec
     /// must be unchanged and a fresh plan must equal the saved one.
     pub async fn plan_for_apply(&self, saved: Option<&PlanFile>) -> Result<(Plan, Vec<Live>)> {
         let live = self.live().await?;
-        let plan = self.plan(&live)?;
+        let saved_created = saved.and_then(|f| f.plan.created_at.as_deref());
+        let plan = self.plan_stamped(&live, saved_created)?;
         if let Some(f) = saved {
             f.check(self, &plan)?;
         }
@@ -139,7 +307,8 @@ impl Session {
     }
 
     pub async fn apply(&self, plan: &Plan, live: &[Live], parallelism: usize) -> Report {
-        executor::apply(&self.cx, plan, &self.validated.model, live, parallelism).await
+        let (model, _) = self.desired(live, plan.created_at.as_deref());
+        executor::apply(&self.cx, plan, &model, live, parallelism).await
     }
 
     /// What `destroy` would delete: every live resource of the stack. Same-named resources that

@@ -81,6 +81,10 @@ pub struct Plan {
     pub stack: String,
     pub region: String,
     pub account_id: String,
+    /// The stack's `streamstack:created-at` the plan stamps (the earliest live one, or when
+    /// it was planned); apply stamps the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
     /// Changes in apply order; no-ops are left out.
     pub changes: Vec<Change>,
     pub summary: Summary,
@@ -426,6 +430,7 @@ pub fn plan(desired: &Model, live: &[Live]) -> Result<Plan, NotOursError> {
         stack: desired.stack.clone(),
         region: desired.env.region.clone(),
         account_id: desired.env.account_id.clone(),
+        created_at: None,
         changes,
         summary,
     })
@@ -452,6 +457,7 @@ pub fn destroy_plan(desired: &Model, live: &[Live]) -> Plan {
         stack: desired.stack.clone(),
         region: desired.env.region.clone(),
         account_id: desired.env.account_id.clone(),
+        created_at: None,
         changes,
         summary: Summary {
             add: 0,

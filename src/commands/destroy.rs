@@ -1,59 +1,89 @@
-//! `streamstack destroy SPEC [--auto-approve] [--json]`
+//! `streamstack destroy (SPEC | --stack NAME) [--auto-approve] [--json]`
 
 use std::path::Path;
 
 use streamstack::executor::DEFAULT_PARALLELISM;
-use streamstack::ops;
+use streamstack::ops::{self, Session};
 
 use super::{
     confirm, event_printer, finish, open_options, runtime, stdout_style, Failure, Outcome,
 };
 use crate::cli::Global;
 
-pub fn run(g: &Global, spec: &Path, auto_approve: bool, json: bool) -> Outcome {
+pub fn run(
+    g: &Global,
+    spec: Option<&Path>,
+    stack: Option<&str>,
+    auto_approve: bool,
+    json: bool,
+) -> Outcome {
     let style = stdout_style(g);
     runtime()?.block_on(async {
         let (events, printer) = event_printer(style, json);
-        let s = ops::open(spec, &open_options(g, events)).await?;
-        let d = s.plan_destroy().await?;
-        if json {
-            println!("{}", serde_json::json!({"type": "planned", "plan": d.plan}));
-        } else {
-            for f in &d.foreign {
-                println!(
-                    "note: {} ({}) has one of this stack's names but is not the stack's; leaving it alone",
-                    f.address(),
-                    f.resource.name
-                );
-            }
-            print!("{}", streamstack::ui::render_plan(&d.plan, style));
-        }
-        if d.plan.has_changes() && !auto_approve {
-            confirm(&format!("\nDestroy every resource of stack {}?", s.cx.stack))?;
-        }
-        let (report, left) = s.destroy(&d, DEFAULT_PARALLELISM).await?;
-        let stack = s.cx.stack.clone();
-        drop(s);
+        let opts = open_options(g, events);
+        let s = match (spec, stack) {
+            (Some(spec), _) => ops::open(spec, &opts).await,
+            (None, Some(name)) => ops::open_stack(name, &opts).await,
+            (None, None) => Err(streamstack::Error::Config(
+                "give a spec file or --stack NAME".into(),
+            )),
+        };
+        drop(opts);
+        let code = destroy(&s?, g, auto_approve, json).await;
         let _ = printer.await;
-        if json {
+        code
+    })
+}
+
+/// Destroys the session's stack: plan, confirm, delete, prove nothing remains.
+pub async fn destroy(s: &Session, g: &Global, auto_approve: bool, json: bool) -> Outcome {
+    let style = stdout_style(g);
+    let stack = s.cx.stack.clone();
+    let d = s.plan_destroy().await?;
+    if json {
+        println!("{}", serde_json::json!({"type": "planned", "plan": d.plan}));
+    } else {
+        for f in &d.foreign {
             println!(
-                "{}",
-                serde_json::json!({"type": "remaining", "resources": left})
+                "note: {} ({}) has one of this stack's names but is not the stack's; leaving it alone",
+                f.address(),
+                f.resource.name
             );
         }
-        if !report.ok() {
-            return finish(&report, String::new(), json);
-        }
-        if left.is_empty() {
-            if !json {
-                println!("\nDestroy complete! Nothing of stack {stack} remains.");
-            }
-            Ok(0)
+        if d.plan.has_changes() {
+            print!("{}", streamstack::ui::render_plan(&d.plan, style));
         } else {
-            Err(Failure::Message(format!(
-                "still present after destroy: {}",
-                left.join(", ")
-            )))
+            println!(
+                "No resources tagged streamstack:stack={stack} in {}.",
+                s.cx.env.region
+            );
         }
-    })
+    }
+    if d.plan.has_changes() && !auto_approve {
+        confirm(&format!("\nDestroy every resource of stack {stack}?"))?;
+    }
+    let (report, left) = s.destroy(&d, DEFAULT_PARALLELISM).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"type": "report", "report": report, "remaining": left})
+        );
+    }
+    if !report.ok() {
+        return finish(&report, String::new(), json);
+    }
+    if left.is_empty() {
+        let line = format!("\nDestroy complete! Nothing of stack {stack} remains.");
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+        Ok(0)
+    } else {
+        Err(Failure::Message(format!(
+            "still present after destroy: {}",
+            left.join(", ")
+        )))
+    }
 }

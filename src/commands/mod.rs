@@ -2,10 +2,12 @@
 
 pub mod apply;
 pub mod destroy;
+pub mod gc;
 pub mod output;
 pub mod plan;
 pub mod render;
 pub mod schema;
+pub mod stacks;
 pub mod validate;
 
 use std::io::IsTerminal;

@@ -23,7 +23,8 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 
 use super::{
-    address_for, owned_by, read_candidates, retry, tag_delta, wait_for, Cx, Live, ResourceKind,
+    address_for, owned_by, read_candidates, retry, tag_delta, wait_for, CheckRun, Cx, Hop, Live,
+    ResourceKind,
 };
 use crate::aws::Ctx;
 use crate::kinds::{bucket, log_group, role, stream};
@@ -102,6 +103,59 @@ impl ResourceKind for Deliveries {
         out
     }
     lifecycle_from_module_fns!();
+    fn hop_order(&self) -> u8 {
+        3
+    }
+    fn check<'a>(
+        &'a self,
+        cx: &'a Cx,
+        r: &'a Resource,
+        live: Option<&'a Live>,
+        run: &'a CheckRun,
+    ) -> BoxFuture<'a, Result<Option<Hop>>> {
+        Box::pin(async move { check(cx, r, live, run).await.map(Some) })
+    }
+    fn put_test_records<'a>(
+        &'a self,
+        cx: &'a Cx,
+        r: &'a Resource,
+        records: &'a [String],
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            // Only a direct delivery takes records from producers; one reading a stream gets
+            // them through its stream.
+            if props(r)?.source.is_some() {
+                return Ok(false);
+            }
+            for chunk in records.chunks(500) {
+                let batch = chunk
+                    .iter()
+                    .map(|data| {
+                        aws_sdk_firehose::types::Record::builder()
+                            .data(aws_smithy_types::Blob::new(data.as_bytes()))
+                            .build()
+                            .map_err(|e| Error::Internal(format!("firehose:PutRecordBatch: {e}")))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let out = cx
+                    .clients
+                    .firehose
+                    .put_record_batch()
+                    .delivery_stream_name(&r.name)
+                    .set_records(Some(batch))
+                    .send()
+                    .await
+                    .op("firehose:PutRecordBatch")?;
+                if out.failed_put_count > 0 {
+                    return Err(Error::resource(
+                        &r.address,
+                        format!("{} of the test records were refused", out.failed_put_count),
+                    ));
+                }
+            }
+            Ok(true)
+        })
+    }
     fn outputs<'a>(
         &'a self,
         _cx: &'a Cx,
@@ -641,4 +695,176 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
         || async { Ok(describe(cx, name).await?.is_none().then_some(())) },
     )
     .await
+}
+
+/// The part of an S3 prefix before its first `!{...}` expression: where to list.
+fn static_prefix(prefix: Option<&str>) -> String {
+    let p = prefix.unwrap_or_default();
+    p.split("!{").next().unwrap_or_default().to_string()
+}
+
+/// Objects under `prefix`, and the records inside them (one per non-empty line; gzip objects
+/// read by their magic bytes, whatever the delivery's compression says): (objects, records,
+/// records carrying `run_id`).
+async fn count_objects(
+    cx: &Cx,
+    bucket: &str,
+    prefix: &str,
+    run_id: Option<&str>,
+) -> Result<(u64, u64, u64)> {
+    let s3 = &cx.clients.s3;
+    let (mut objects, mut records, mut ours) = (0u64, 0u64, 0u64);
+    let mut token = None;
+    // Enough for a lab; bounded so a full bucket cannot keep check reading forever.
+    for _ in 0..10 {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token.clone())
+            .send()
+            .await
+            .op("s3:ListObjectsV2")?;
+        for o in page.contents.unwrap_or_default() {
+            let Some(key) = o.key else { continue };
+            objects += 1;
+            let body = s3
+                .get_object()
+                .bucket(bucket)
+                .key(&key)
+                .send()
+                .await
+                .op("s3:GetObject")?
+                .body
+                .collect()
+                .await
+                .map_err(|e| Error::resource_read(bucket, &key, e))?
+                .into_bytes();
+            let text = if body.starts_with(&[0x1f, 0x8b]) {
+                let mut out = String::new();
+                std::io::Read::read_to_string(
+                    &mut flate2::read::MultiGzDecoder::new(&body[..]),
+                    &mut out,
+                )
+                .map_err(|e| Error::resource_read(bucket, &key, e))?;
+                out
+            } else {
+                String::from_utf8_lossy(&body).into_owned()
+            };
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                records += 1;
+                if run_id.is_some_and(|id| line.contains(id)) {
+                    ours += 1;
+                }
+            }
+        }
+        token = page.next_continuation_token.filter(|t| !t.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+    Ok((objects, records, ours))
+}
+
+/// The first events of the delivery's error log group, if any.
+async fn first_errors(cx: &Cx, group: &str, stream: &str) -> Result<Vec<String>> {
+    let out = cx
+        .clients
+        .logs
+        .get_log_events()
+        .log_group_name(group)
+        .log_stream_name(stream)
+        .start_from_head(true)
+        .limit(3)
+        .send()
+        .await
+        .op("logs:GetLogEvents");
+    match out {
+        Ok(o) => Ok(o
+            .events
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|e| e.message)
+            .collect()),
+        Err(e) if e.is_not_found() => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The delivery hop: records reached s3://bucket/prefix, and nothing failed.
+async fn check(cx: &Cx, r: &Resource, live: Option<&Live>, run: &CheckRun) -> Result<Hop> {
+    let address = r.address.to_string();
+    let p = props(r)?;
+    if live.is_none() {
+        return Ok(Hop {
+            address,
+            ok: false,
+            summary: "no delivery".into(),
+            hint: Some("run streamstack apply".into()),
+            evidence: serde_json::Value::Null,
+        });
+    }
+    let prefix = static_prefix(p.prefix.as_deref());
+    let (objects, records, ours) =
+        count_objects(cx, &p.bucket_name, &prefix, run.run_id.as_deref()).await?;
+    let (error_objects, _, _) = match &p.error_prefix {
+        Some(e) => count_objects(cx, &p.bucket_name, &static_prefix(Some(e)), None).await?,
+        None => (0, 0, 0),
+    };
+    let log_errors = match &p.error_logging {
+        Some(l) => first_errors(cx, &l.log_group, &l.log_stream).await?,
+        None => Vec::new(),
+    };
+    let delivered = match &run.run_id {
+        Some(_) => ours >= u64::from(run.expect),
+        None => records > 0,
+    };
+    let ok = delivered && error_objects == 0 && log_errors.is_empty();
+    let place = format!("s3://{}/{prefix}", p.bucket_name);
+    let summary = match &run.run_id {
+        Some(_) => format!(
+            "{ours} of {} test records in {objects} objects under {place} ({records} records in all)",
+            run.expect
+        ),
+        None => format!("{records} records in {objects} objects under {place}"),
+    };
+    let first_error = log_errors
+        .first()
+        .map(|e| format!("first delivery error: {e}"));
+    let hint = (!ok).then(|| {
+        let mut parts = Vec::new();
+        if !delivered {
+            parts.push(format!(
+                "none delivered after {} s: Firehose buffers up to interval_seconds={} (or \
+                 size_mb={})",
+                run.started.elapsed().as_secs(),
+                p.buffering.interval_seconds,
+                p.buffering.size_mb
+            ));
+        }
+        if error_objects > 0 {
+            parts.push(format!(
+                "{error_objects} objects under the error prefix s3://{}/{}",
+                p.bucket_name,
+                static_prefix(p.error_prefix.as_deref())
+            ));
+        }
+        parts.extend(first_error.clone());
+        parts.join("; ")
+    });
+    Ok(Hop {
+        address,
+        ok,
+        summary,
+        hint,
+        evidence: serde_json::json!({
+            "bucket": p.bucket_name,
+            "prefix": prefix,
+            "objects": objects,
+            "records": records,
+            "test_records": run.run_id.as_ref().map(|_| ours),
+            "error_objects": error_objects,
+            "log_errors": log_errors,
+        }),
+    })
 }

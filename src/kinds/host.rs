@@ -12,6 +12,7 @@
 //!   and cloud-init runs it only at first boot, so a new instance is the only way it takes effect.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aws_sdk_ec2::types::{
     Filter, HttpTokensState, IamInstanceProfileAssociation, IamInstanceProfileAssociationState,
@@ -27,11 +28,12 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 
 use super::{
-    owned_by, retry, tag_delta, tagged_address, wait_for, Cx, Live, Render, Rendered, ResourceKind,
+    owned_by, retry, tag_delta, tagged_address, wait_for, CheckRun, Cx, Hop, Live, Render,
+    Rendered, ResourceKind,
 };
 use crate::aws::Ctx;
 use crate::kinds::{instance_profile, security_group};
-use crate::model::{Address, Kind, Model, Props, Resource, TAG_IMAGE, TAG_STACK};
+use crate::model::{Address, Kind, Model, Props, Resource, TAG_BOOTSTRAP, TAG_IMAGE, TAG_STACK};
 use crate::spec::types::Image;
 use crate::{Error, Result};
 
@@ -88,6 +90,18 @@ impl ResourceKind for Hosts {
     ) -> BoxFuture<'a, Result<BTreeMap<String, String>>> {
         Box::pin(outputs(cx, live))
     }
+    fn hop_order(&self) -> u8 {
+        1
+    }
+    fn check<'a>(
+        &'a self,
+        cx: &'a Cx,
+        r: &'a Resource,
+        live: Option<&'a Live>,
+        _run: &'a CheckRun,
+    ) -> BoxFuture<'a, Result<Option<Hop>>> {
+        Box::pin(async move { check(cx, r, live).await.map(Some) })
+    }
     fn render(&self, r: &Resource, what: Render) -> Option<Rendered> {
         let p = r.props.get::<HostProps>()?;
         let body = match what {
@@ -102,6 +116,161 @@ impl ResourceKind for Hosts {
             body,
         })
     }
+}
+
+/// How far an instance's bootstrap got, from the tag its user-data sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// `streamstack:bootstrap=ok`: the agent runs.
+    Done,
+    /// `failed:<step>`.
+    Failed(String),
+    /// No report yet; the instance's state.
+    Pending(String),
+    /// The instance is gone.
+    Gone,
+}
+
+/// Reads an instance's bootstrap report and its age.
+pub async fn bootstrap_state(cx: &Cx, id: &str) -> Result<(Bootstrap, Option<Duration>)> {
+    let Some(i) = describe(cx, id).await? else {
+        return Ok((Bootstrap::Gone, None));
+    };
+    let age = i
+        .launch_time()
+        .and_then(|t| std::time::SystemTime::try_from(*t).ok())
+        .and_then(|t| t.elapsed().ok());
+    let state = i
+        .state()
+        .and_then(|s| s.name())
+        .map_or("unknown", |n| n.as_str())
+        .to_string();
+    let tags = ec2_tags(&i);
+    let b = match tags.get(TAG_BOOTSTRAP).map(String::as_str) {
+        _ if matches!(state.as_str(), "terminated" | "shutting-down") => Bootstrap::Gone,
+        Some("ok") => Bootstrap::Done,
+        Some(other) => {
+            Bootstrap::Failed(other.strip_prefix("failed:").unwrap_or(other).to_string())
+        }
+        None => Bootstrap::Pending(state),
+    };
+    Ok((b, age))
+}
+
+/// The last lines of an instance's console output (what a student would look at first).
+pub async fn console_tail(cx: &Cx, id: &str, lines: usize) -> Result<String> {
+    let out = cx
+        .clients
+        .ec2
+        .get_console_output()
+        .instance_id(id)
+        .latest(true)
+        .send()
+        .await;
+    let out = match out.op("ec2:GetConsoleOutput") {
+        Ok(o) => o,
+        // Some partitions and endpoints refuse `latest`: ask again without it.
+        Err(_) => cx
+            .clients
+            .ec2
+            .get_console_output()
+            .instance_id(id)
+            .send()
+            .await
+            .op("ec2:GetConsoleOutput")?,
+    };
+    let text = out
+        .output
+        .and_then(|o| {
+            base64::engine::general_purpose::STANDARD
+                .decode(o.trim())
+                .ok()
+        })
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    Ok(all[all.len().saturating_sub(lines)..].join("\n"))
+}
+
+fn minutes(d: Option<Duration>) -> String {
+    match d {
+        Some(d) if d.as_secs() >= 120 => format!("{} m", d.as_secs() / 60),
+        Some(d) => format!("{} s", d.as_secs()),
+        None => "?".into(),
+    }
+}
+
+/// The host hop: running and bootstrapped.
+async fn check(cx: &Cx, r: &Resource, live: Option<&Live>) -> Result<Hop> {
+    let address = r.address.to_string();
+    let Some(l) = live else {
+        return Ok(Hop {
+            address,
+            ok: false,
+            summary: "no instance".into(),
+            hint: Some("run streamstack apply".into()),
+            evidence: serde_json::Value::Null,
+        });
+    };
+    let (b, age) = bootstrap_state(cx, &l.id).await?;
+    let evidence = serde_json::json!({
+        "instance_id": l.id,
+        "bootstrap": match &b {
+            Bootstrap::Done => "ok".to_string(),
+            Bootstrap::Failed(step) => format!("failed:{step}"),
+            Bootstrap::Pending(_) | Bootstrap::Gone => String::new(),
+        },
+        "age_s": age.map(|a| a.as_secs()),
+    });
+    let tail = || async {
+        console_tail(cx, &l.id, 5)
+            .await
+            .unwrap_or_else(|e| format!("(no console output: {e})"))
+    };
+    Ok(match b {
+        Bootstrap::Done => Hop {
+            address,
+            ok: true,
+            summary: format!(
+                "instance {} running, bootstrapped ({TAG_BOOTSTRAP}=ok)",
+                l.id
+            ),
+            hint: None,
+            evidence,
+        },
+        Bootstrap::Failed(step) => Hop {
+            address,
+            ok: false,
+            summary: format!("instance {}: bootstrap failed at step {step}", l.id),
+            hint: Some(format!(
+                "see /var/log/streamstack-bootstrap.log on the host; console output ends with: {}",
+                tail().await
+            )),
+            evidence,
+        },
+        Bootstrap::Pending(state) => Hop {
+            address,
+            ok: false,
+            summary: format!(
+                "instance {} is {state}, not bootstrapped after {}",
+                l.id,
+                minutes(age)
+            ),
+            hint: Some(format!(
+                "a bootstrap takes a few minutes (installing the agent); if it stays so, \
+                 console output ends with: {}",
+                tail().await
+            )),
+            evidence,
+        },
+        Bootstrap::Gone => Hop {
+            address,
+            ok: false,
+            summary: format!("instance {} is gone", l.id),
+            hint: Some("run streamstack apply to launch it again".into()),
+            evidence,
+        },
+    })
 }
 
 /// State, public IP and how to reach the instance.
@@ -305,6 +474,8 @@ async fn read(
         return Ok(None);
     };
     let name = tags.remove(NAME_TAG).unwrap_or_else(|| id.to_string());
+    // The host's own bootstrap report is not drift (see TAG_BOOTSTRAP).
+    tags.remove(TAG_BOOTSTRAP);
     tags.retain(|k, _| !k.starts_with("aws:"));
     let wanted = desired
         .get(&address)

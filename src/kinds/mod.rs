@@ -113,6 +113,30 @@ pub struct Rendered {
     pub body: serde_json::Value,
 }
 
+/// What one `check` pass knows: the test run (with `--put`), and how long it has been going.
+#[derive(Debug, Clone)]
+pub struct CheckRun {
+    /// The id carried by `--put` records; only records carrying it count then.
+    pub run_id: Option<String>,
+    /// With `--put N`: N, the records each hop must show.
+    pub expect: u32,
+    pub started: Instant,
+}
+
+/// One hop of the pipeline as `check` sees it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Hop {
+    pub address: String,
+    pub ok: bool,
+    /// One line: what was found.
+    pub summary: String,
+    /// What a student can do about a broken hop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// The counts and ids behind the summary.
+    pub evidence: serde_json::Value,
+}
+
 /// The interface every kind implements. Static facts have defaults that fit most kinds; the
 /// AWS operations are boxed futures so the registry can hold the kinds as trait objects.
 pub trait ResourceKind: Send + Sync {
@@ -183,6 +207,35 @@ pub trait ResourceKind: Send + Sync {
         _live: &'a Live,
     ) -> BoxFuture<'a, Result<BTreeMap<String, String>>> {
         Box::pin(async { Ok(BTreeMap::new()) })
+    }
+
+    /// Where this kind's hop sits in the pipeline for `check` (hosts produce, streams carry,
+    /// deliveries land): hops are reported, and the first broken one named, in this order.
+    fn hop_order(&self) -> u8 {
+        u8::MAX
+    }
+
+    /// One hop of `check`: whether this resource does its part of the pipeline, with evidence.
+    /// `None` for kinds that are not a hop (roles, profiles, groups, buckets, log groups).
+    fn check<'a>(
+        &'a self,
+        _cx: &'a Cx,
+        _r: &'a Resource,
+        _live: Option<&'a Live>,
+        _run: &'a CheckRun,
+    ) -> BoxFuture<'a, Result<Option<Hop>>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// `check --put`: writes `records` (one JSON object each) into this resource if it takes
+    /// records from producers (a stream, a direct delivery). `false` when it does not.
+    fn put_test_records<'a>(
+        &'a self,
+        _cx: &'a Cx,
+        _r: &'a Resource,
+        _records: &'a [String],
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async { Ok(false) })
     }
 
     /// What `render` prints for a desired resource, if this kind has that artefact.

@@ -17,7 +17,8 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 
 use super::{
-    address_for, owned_by, read_candidates, retry, tag_delta, wait_for, Cx, Live, ResourceKind,
+    address_for, owned_by, read_candidates, retry, tag_delta, wait_for, CheckRun, Cx, Hop, Live,
+    ResourceKind,
 };
 use crate::aws::Ctx;
 use crate::model::{Address, Kind, Model, Props, Resource};
@@ -52,6 +53,59 @@ impl ResourceKind for Streams {
         Some(LIFECYCLE_LIMIT)
     }
     lifecycle_from_module_fns!();
+    fn hop_order(&self) -> u8 {
+        2
+    }
+    fn check<'a>(
+        &'a self,
+        cx: &'a Cx,
+        r: &'a Resource,
+        live: Option<&'a Live>,
+        run: &'a CheckRun,
+    ) -> BoxFuture<'a, Result<Option<Hop>>> {
+        Box::pin(async move { check(cx, r, live, run).await.map(Some) })
+    }
+    fn put_test_records<'a>(
+        &'a self,
+        cx: &'a Cx,
+        r: &'a Resource,
+        records: &'a [String],
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            for (n, chunk) in records.chunks(500).enumerate() {
+                let entries = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, data)| {
+                        aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                            .data(aws_smithy_types::Blob::new(data.as_bytes()))
+                            .partition_key(format!("check-{n}-{i}"))
+                            .build()
+                            .map_err(|e| Error::Internal(format!("kinesis:PutRecords: {e}")))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let out = cx
+                    .clients
+                    .kinesis
+                    .put_records()
+                    .stream_name(&r.name)
+                    .set_records(Some(entries))
+                    .send()
+                    .await
+                    .op("kinesis:PutRecords")?;
+                if out.failed_record_count.unwrap_or(0) > 0 {
+                    return Err(Error::resource(
+                        &r.address,
+                        format!(
+                            "{} of the test records were refused",
+                            out.failed_record_count.unwrap_or(0)
+                        ),
+                    ));
+                }
+            }
+            Ok(true)
+        })
+    }
     fn outputs<'a>(
         &'a self,
         _cx: &'a Cx,
@@ -354,6 +408,95 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
     set_tags(cx, r, &live_tags).await?;
     cx.journal.end(KIND, &r.name);
     converge(cx, r, &live_props).await
+}
+
+/// Records in the stream, read from TRIM_HORIZON on every shard: (all, carrying `run_id`).
+async fn count_records(cx: &Cx, name: &str, run_id: Option<&str>) -> Result<(u64, u64)> {
+    let k = &cx.clients.kinesis;
+    let shards = k
+        .list_shards()
+        .stream_name(name)
+        .send()
+        .await
+        .op("kinesis:ListShards")?
+        .shards
+        .unwrap_or_default();
+    let (mut all, mut ours) = (0u64, 0u64);
+    for shard in shards {
+        let mut iterator = k
+            .get_shard_iterator()
+            .stream_name(name)
+            .shard_id(&shard.shard_id)
+            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .op("kinesis:GetShardIterator")?
+            .shard_iterator;
+        // Enough pages for a lab; bounded so a busy stream cannot keep check reading forever.
+        for _ in 0..50 {
+            let Some(it) = iterator.take() else {
+                break;
+            };
+            let page = k
+                .get_records()
+                .shard_iterator(it)
+                .limit(10_000)
+                .send()
+                .await
+                .op("kinesis:GetRecords")?;
+            all += page.records.len() as u64;
+            if let Some(id) = run_id {
+                ours += page
+                    .records
+                    .iter()
+                    .filter(|r| String::from_utf8_lossy(r.data.as_ref()).contains(id))
+                    .count() as u64;
+            }
+            let caught_up = page.millis_behind_latest.unwrap_or(0) == 0;
+            if page.records.is_empty() && caught_up {
+                break;
+            }
+            iterator = page.next_shard_iterator;
+        }
+    }
+    Ok((all, ours))
+}
+
+/// The stream hop: records are in the stream.
+async fn check(cx: &Cx, r: &Resource, live: Option<&Live>, run: &CheckRun) -> Result<Hop> {
+    let address = r.address.to_string();
+    if live.is_none() {
+        return Ok(Hop {
+            address,
+            ok: false,
+            summary: "no stream".into(),
+            hint: Some("run streamstack apply".into()),
+            evidence: serde_json::Value::Null,
+        });
+    }
+    let (all, ours) = count_records(cx, &r.name, run.run_id.as_deref()).await?;
+    let (ok, summary) = match &run.run_id {
+        Some(_) => (
+            ours >= u64::from(run.expect),
+            format!(
+                "{ours} of {} test records in the stream ({all} in all)",
+                run.expect
+            ),
+        ),
+        None => (all > 0, format!("{all} records in the stream")),
+    };
+    Ok(Hop {
+        address,
+        ok,
+        summary,
+        hint: (!ok).then(|| {
+            "nothing reached the stream: see the agent's log on the host \
+             (/var/log/aws-kinesis-agent/aws-kinesis-agent.log), and that its flows watch the \
+             files the application writes"
+                .to_string()
+        }),
+        evidence: serde_json::json!({"records": all, "test_records": run.run_id.as_ref().map(|_| ours)}),
+    })
 }
 
 fn mode_details(mode: StreamMode, op: &str) -> Result<StreamModeDetails> {

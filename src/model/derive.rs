@@ -77,9 +77,7 @@ impl<'s> Deriver<'s> {
         let mut t = self.spec.tags.clone();
         t.insert(TAG_STACK.into(), self.spec.stack.clone());
         t.insert(TAG_ADDRESS.into(), address.to_string());
-        if let Some(e) = &self.spec.expires_after {
-            t.insert(TAG_EXPIRES_AFTER.into(), e.to_string());
-        }
+        // created-at and expires-at depend on what is live: ops stamps them after discovery.
         t
     }
 
@@ -371,7 +369,10 @@ fn hosts(d: &mut Deriver) {
     for (key, h) in &d.spec.hosts {
         let address = Address::new(host::KIND, key);
         let mut deps = BTreeSet::new();
-        let mut access = iam::HostAccess::default();
+        let mut access = iam::HostAccess {
+            stack: stack.clone(),
+            ..Default::default()
+        };
         let mut flows = Vec::new();
         let mut seen_flows = BTreeSet::new();
         for (i, f) in h.flows.iter().enumerate() {
@@ -561,6 +562,7 @@ fn hosts(d: &mut Deriver) {
         let user_data = match bootstrap::user_data(&UserDataInput {
             stack: &stack,
             host: key,
+            region: &d.env.region,
             instance_profile: &profile_name,
             agent_json: &agent_json,
             flows: &flows,

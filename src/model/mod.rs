@@ -24,7 +24,13 @@ pub const AWS_MANAGED_KINESIS_KEY: &str = "alias/aws/kinesis";
 /// Tag keys streamstack owns.
 pub const TAG_STACK: &str = "streamstack:stack";
 pub const TAG_ADDRESS: &str = "streamstack:address";
-pub const TAG_EXPIRES_AFTER: &str = "streamstack:expires-after";
+/// When the stack was first created (RFC 3339 UTC); set once, never moved.
+pub const TAG_CREATED_AT: &str = "streamstack:created-at";
+/// When the stack expires: created-at plus the spec's `expires_after` (RFC 3339 UTC).
+pub const TAG_EXPIRES_AT: &str = "streamstack:expires-at";
+/// On hosts: written by the host itself (`ok` or `failed:<step>`) when its bootstrap ends. The
+/// host's report, not drift: plans ignore it and applies never remove it.
+pub const TAG_BOOTSTRAP: &str = "streamstack:bootstrap";
 /// On hosts: the image as the spec names it (`al2023`), so a new AMI release is not a change.
 pub const TAG_IMAGE: &str = "streamstack:image";
 /// On buckets: `true` when destroy may empty the bucket (kept on the bucket so that a bucket

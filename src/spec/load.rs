@@ -228,14 +228,15 @@ pub(crate) fn load(
                 }
                 d.check(&kp, rules::tag_value(val));
             }
-            // streamstack adds streamstack:stack, streamstack:address and maybe expires-after.
-            let max = rules::TAGS_MAX - 4;
+            // streamstack adds streamstack:stack, :address, :created-at, :expires-at, and one of
+            // :force-destroy (buckets) or :image (hosts).
+            let max = rules::TAGS_MAX - 5;
             if tags.len() > max {
                 d.error(
                     &p,
                     format!("{} tags given", tags.len()),
                     Some(&format!(
-                        "at most {max} (AWS allows 50; streamstack uses up to 4)"
+                        "at most {max} (AWS allows 50; streamstack uses up to 5)"
                     )),
                 );
             }

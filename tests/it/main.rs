@@ -19,3 +19,4 @@ mod lifecycle;
 mod proxy;
 mod render;
 mod spec_corpus;
+mod teardown;

@@ -260,7 +260,22 @@ fn policies_have_no_wildcard_actions_and_only_the_stacks_arns() {
                         other => panic!("Resource {other}"),
                     };
                     for r in &resources {
-                        if r == "*" {
+                        if r.ends_with(":instance/*") {
+                            // The bootstrap report: only the bootstrap tag, only on the calling
+                            // instance, only on the stack's instances (conditions, since an
+                            // instance cannot be named before it exists).
+                            assert_eq!(actions, ["ec2:CreateTags"], "{name}");
+                            let c = &st["Condition"];
+                            assert_eq!(c["StringEquals"]["aws:ARN"], "${ec2:SourceInstanceARN}");
+                            assert_eq!(
+                                c["StringEquals"]["aws:ResourceTag/streamstack:stack"],
+                                stack
+                            );
+                            assert_eq!(
+                                c["ForAllValues:StringEquals"]["aws:TagKeys"],
+                                serde_json::json!(["streamstack:bootstrap"])
+                            );
+                        } else if r == "*" {
                             // Only PutMetricData, which has no resource-level permissions, pinned
                             // to the agent's namespace by a condition.
                             assert_eq!(actions, ["cloudwatch:PutMetricData"], "{name}");

@@ -1,0 +1,83 @@
+//! `streamstack gc [--dry-run] [--auto-approve] [--json]`
+
+use futures::StreamExt;
+use streamstack::ops;
+
+use super::{confirm, destroy, open_options, runtime, Failure, Outcome};
+use crate::cli::Global;
+
+/// Expired stacks destroyed at once.
+const AT_ONCE: usize = 3;
+
+pub fn run(g: &Global, dry_run: bool, auto_approve: bool, json: bool) -> Outcome {
+    runtime()?.block_on(async {
+        let base = open_options(g, streamstack::events::Events::none());
+        let expired: Vec<ops::StackInfo> = ops::list_stacks(&base.aws)
+            .await?
+            .into_iter()
+            .filter(|s| s.expired)
+            .collect();
+        let names: Vec<&str> = expired.iter().map(|s| s.name.as_str()).collect();
+        if expired.is_empty() {
+            if json {
+                println!("{}", serde_json::json!({"type": "gc", "expired": [], "destroyed": []}));
+            } else {
+                println!("Nothing to collect: no stack in this region has expired.");
+            }
+            return Ok(0);
+        }
+        if !json {
+            for s in &expired {
+                println!(
+                    "expired: {} (expires-at {}, {} resources)",
+                    s.name,
+                    s.expires_at.as_deref().unwrap_or("?"),
+                    s.resources
+                );
+            }
+        }
+        if dry_run {
+            if json {
+                println!("{}", serde_json::json!({"type": "gc", "expired": expired, "destroyed": []}));
+            }
+            return Ok(0);
+        }
+        if !auto_approve {
+            confirm(&format!("\nDestroy {} expired stack(s): {}?", names.len(), names.join(", ")))?;
+        }
+        // Each stack is destroyed as `destroy --stack` does it, a few at a time.
+        let results: Vec<(String, Outcome)> = futures::stream::iter(names.iter().map(|name| {
+            let base = base.clone();
+            async move {
+                let outcome = match ops::open_stack(name, &base).await {
+                    Ok(s) => destroy::destroy(&s, g, true, json).await,
+                    Err(e) => Err(Failure::from(e)),
+                };
+                (name.to_string(), outcome)
+            }
+        }))
+        .buffer_unordered(AT_ONCE)
+        .collect()
+        .await;
+        let failed: Vec<String> = results
+            .iter()
+            .filter_map(|(n, o)| o.as_ref().err().map(|e| format!("{n}: {e:?}")))
+            .collect();
+        let destroyed: Vec<&str> = results
+            .iter()
+            .filter(|(_, o)| o.is_ok())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"type": "gc", "expired": expired, "destroyed": destroyed, "failed": failed})
+            );
+        }
+        if failed.is_empty() {
+            Ok(0)
+        } else {
+            Err(Failure::Message(format!("gc could not destroy: {}", failed.join("; "))))
+        }
+    })
+}

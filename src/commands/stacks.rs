@@ -1,0 +1,38 @@
+//! `streamstack stacks [--json]`
+
+use streamstack::ops;
+
+use super::{open_options, runtime, Failure, Outcome};
+use crate::cli::Global;
+
+pub fn run(g: &Global, json: bool) -> Outcome {
+    let opts = open_options(g, streamstack::events::Events::none());
+    runtime()?.block_on(async {
+        let stacks = ops::list_stacks(&opts.aws).await?;
+        if json {
+            let text = serde_json::to_string_pretty(&stacks)
+                .map_err(|e| Failure::Message(e.to_string()))?;
+            println!("{text}");
+            return Ok(0);
+        }
+        if stacks.is_empty() {
+            println!("No stacks: nothing is tagged streamstack:stack in this region.");
+            return Ok(0);
+        }
+        println!(
+            "{:<32} {:>9}  {:<20}  {:<20}  EXPIRED",
+            "STACK", "RESOURCES", "CREATED-AT", "EXPIRES-AT"
+        );
+        for s in stacks {
+            println!(
+                "{:<32} {:>9}  {:<20}  {:<20}  {}",
+                s.name,
+                s.resources,
+                s.created_at.as_deref().unwrap_or("-"),
+                s.expires_at.as_deref().unwrap_or("never"),
+                if s.expired { "yes" } else { "no" }
+            );
+        }
+        Ok(0)
+    })
+}

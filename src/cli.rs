@@ -95,6 +95,26 @@ pub enum Command {
         /// Maximum number of operations at once.
         #[arg(long, default_value_t = 10, value_name = "N")]
         parallelism: usize,
+        /// Also wait until new or replaced hosts report their bootstrap (default 10m).
+        #[arg(long, value_name = "DUR", num_args = 0..=1, default_missing_value = "10m", value_parser = parse_duration)]
+        wait_bootstrap: Option<std::time::Duration>,
+    },
+    /// Verify the running pipeline hop by hop (hosts, streams, deliveries) and name the first
+    /// broken hop.
+    Check {
+        /// The spec file.
+        #[arg(value_name = "SPEC")]
+        spec: PathBuf,
+        /// Write N test records (JSON, with a run id) into every stream and direct delivery
+        /// first, and wait until they reach S3.
+        #[arg(long, value_name = "N")]
+        put: Option<u32>,
+        /// How long to wait for every hop to pass (default: look once; with --put, 5m).
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// Print the report as one JSON object (the last stdout line).
+        #[arg(long)]
+        json: bool,
     },
     /// Delete everything the stack owns (tagged streamstack:stack), buckets included.
     Destroy {
@@ -166,4 +186,10 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
         ));
     }
     Ok((name.to_string(), value.to_string()))
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    streamstack::spec::rules::duration(s)
+        .map(std::time::Duration::from_secs)
+        .map_err(|v| v.message)
 }

@@ -31,7 +31,21 @@ fn main() -> ExitCode {
             auto_approve,
             json,
             parallelism,
-        } => commands::apply::run(g, target, *auto_approve, *json, *parallelism),
+            wait_bootstrap,
+        } => commands::apply::run(
+            g,
+            target,
+            *auto_approve,
+            *json,
+            *parallelism,
+            *wait_bootstrap,
+        ),
+        Command::Check {
+            spec,
+            put,
+            timeout,
+            json,
+        } => commands::check::run(g, spec, *put, *timeout, *json),
         Command::Destroy {
             spec,
             stack,

@@ -311,6 +311,31 @@ impl Session {
         executor::apply(&self.cx, plan, &model, live, parallelism).await
     }
 
+    /// `apply --wait-bootstrap`: after an apply, waits until every resource the plan created
+    /// (or replaced) says it is working, all at once, at most `timeout` each.
+    pub async fn wait_reported(&self, plan: &Plan, timeout: std::time::Duration) -> Result<()> {
+        let created: Vec<&str> = plan
+            .changes
+            .iter()
+            .filter(|c| matches!(c.action, plan::Action::Create | plan::Action::Replace))
+            .map(|c| c.address.as_str())
+            .collect();
+        if created.is_empty() {
+            return Ok(());
+        }
+        let live = self.live().await?;
+        let waits = live
+            .iter()
+            .filter(|l| l.ours && created.contains(&l.address().to_string().as_str()))
+            .map(|l| async move {
+                kinds::handler(l.address().kind)?
+                    .wait_reported(&self.cx, l, timeout)
+                    .await
+            });
+        futures::future::try_join_all(waits).await?;
+        Ok(())
+    }
+
     /// What `destroy` would delete: every live resource of the stack. Same-named resources that
     /// are not the stack's are returned apart; they are left alone.
     pub async fn plan_destroy(&self) -> Result<DestroyPlan> {

@@ -224,3 +224,47 @@ pub fn render_event(e: &Event, style: Style) -> String {
         ),
     }
 }
+
+/// The human form of a `check` report: one line per hop, the first broken one with its hint.
+pub fn render_check(r: &crate::check::CheckReport, style: Style) -> String {
+    let mut out = String::new();
+    if !r.missing.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} stack {} is not applied: {} of its resources are missing:",
+            style.paint("31", "✗"),
+            r.stack,
+            r.missing.len()
+        );
+        for m in &r.missing {
+            let _ = writeln!(out, "    {m}");
+        }
+        let _ = writeln!(out, "Run streamstack apply first.");
+        return out;
+    }
+    if let Some(id) = &r.run_id {
+        let _ = writeln!(out, "test records: run id {id}");
+    }
+    for h in &r.hops {
+        let mark = if h.ok {
+            style.paint("32", "✓")
+        } else {
+            style.paint("31", "✗")
+        };
+        let _ = writeln!(out, "{mark} {:<28} {}", h.address, h.summary);
+        if r.first_broken.as_deref() == Some(h.address.as_str()) {
+            if let Some(hint) = &h.hint {
+                let _ = writeln!(out, "    {}", style.paint("33", &format!("hint: {hint}")));
+            }
+        }
+    }
+    match &r.first_broken {
+        None => {
+            let _ = writeln!(out, "\nEvery hop passes: data flows from the hosts to S3.");
+        }
+        Some(a) => {
+            let _ = writeln!(out, "\nThe first broken hop is {a}.");
+        }
+    }
+    out
+}

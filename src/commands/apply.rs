@@ -13,6 +13,7 @@ pub fn run(
     auto_approve: bool,
     json: bool,
     parallelism: usize,
+    wait_bootstrap: Option<std::time::Duration>,
 ) -> Outcome {
     let saved = PlanFile::read(target);
     let (spec, vars) = match &saved {
@@ -44,6 +45,10 @@ pub fn run(
             confirm("\nDo you want to perform these actions?")?;
         }
         let report = s.apply(&plan, &live, parallelism).await;
+        let waited = match wait_bootstrap {
+            Some(t) if report.ok() => s.wait_reported(&plan, t).await,
+            _ => Ok(()),
+        };
         drop(s);
         let _ = printer.await;
         if json {
@@ -52,6 +57,7 @@ pub fn run(
                 serde_json::json!({"type": "report", "report": report})
             );
         }
+        waited?;
         finish(
             &report,
             format!(

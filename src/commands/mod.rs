@@ -1,6 +1,7 @@
 //! One thin file per command: glue between the CLI and the library, no AWS or spec logic.
 
 pub mod apply;
+pub mod check;
 pub mod destroy;
 pub mod gc;
 pub mod output;

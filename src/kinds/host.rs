@@ -102,6 +102,14 @@ impl ResourceKind for Hosts {
     ) -> BoxFuture<'a, Result<Option<Hop>>> {
         Box::pin(async move { check(cx, r, live).await.map(Some) })
     }
+    fn wait_reported<'a>(
+        &'a self,
+        cx: &'a Cx,
+        live: &'a Live,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(wait_bootstrapped(cx, live, timeout))
+    }
     fn render(&self, r: &Resource, what: Render) -> Option<Rendered> {
         let p = r.props.get::<HostProps>()?;
         let body = match what {
@@ -197,6 +205,53 @@ fn minutes(d: Option<Duration>) -> String {
         Some(d) if d.as_secs() >= 120 => format!("{} m", d.as_secs() / 60),
         Some(d) => format!("{} s", d.as_secs()),
         None => "?".into(),
+    }
+}
+
+/// Waits until the instance reports its bootstrap; a failure or the timeout is an error that
+/// quotes the end of the console output.
+async fn wait_bootstrapped(cx: &Cx, live: &Live, timeout: Duration) -> Result<()> {
+    let address = live.address();
+    let outcome = wait_for(
+        cx,
+        address,
+        "the host to report its bootstrap",
+        timeout,
+        || async {
+            Ok(match bootstrap_state(cx, &live.id).await?.0 {
+                Bootstrap::Pending(_) => None,
+                other => Some(other),
+            })
+        },
+    )
+    .await;
+    let tail = || async {
+        console_tail(cx, &live.id, 10)
+            .await
+            .unwrap_or_else(|e| format!("(no console output: {e})"))
+    };
+    match outcome {
+        Ok(Bootstrap::Done) => Ok(()),
+        Ok(Bootstrap::Failed(step)) => Err(Error::resource(
+            address,
+            format!(
+                "bootstrap failed at step {step}; console output ends with:\n{}",
+                tail().await
+            ),
+        )),
+        Ok(_) => Err(Error::resource(
+            address,
+            format!("instance {} went away before it reported", live.id),
+        )),
+        Err(Error::Timeout { elapsed, .. }) => Err(Error::resource(
+            address,
+            format!(
+                "not bootstrapped after {}; console output ends with:\n{}",
+                minutes(Some(elapsed)),
+                tail().await
+            ),
+        )),
+        Err(e) => Err(e),
     }
 }
 

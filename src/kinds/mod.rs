@@ -238,6 +238,17 @@ pub trait ResourceKind: Send + Sync {
         Box::pin(async { Ok(false) })
     }
 
+    /// `apply --wait-bootstrap`: waits (at most `timeout`) until a newly created resource says
+    /// it is working (a host's bootstrap report). Most kinds are ready once created.
+    fn wait_reported<'a>(
+        &'a self,
+        _cx: &'a Cx,
+        _live: &'a Live,
+        _timeout: Duration,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// What `render` prints for a desired resource, if this kind has that artefact.
     fn render(&self, _r: &Resource, _what: Render) -> Option<Rendered> {
         None

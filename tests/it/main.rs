@@ -10,6 +10,7 @@
 
 mod support;
 
+mod check;
 mod faults;
 mod kind_bucket_sg;
 mod kind_delivery_iam;

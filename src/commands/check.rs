@@ -1,0 +1,42 @@
+//! `streamstack check SPEC [--put N] [--timeout DUR] [--json]`
+
+use std::path::Path;
+use std::time::Duration;
+
+use streamstack::check::{self, CheckOptions};
+use streamstack::events::Events;
+use streamstack::ops;
+
+use super::{open_options, runtime, stdout_style, Failure, Outcome};
+use crate::cli::Global;
+
+pub fn run(
+    g: &Global,
+    spec: &Path,
+    put: Option<u32>,
+    timeout: Option<Duration>,
+    json: bool,
+) -> Outcome {
+    let style = stdout_style(g);
+    runtime()?.block_on(async {
+        let s = ops::open(spec, &open_options(g, Events::none())).await?;
+        let opts = CheckOptions {
+            put,
+            timeout: timeout.unwrap_or(if put.is_some() {
+                Duration::from_secs(300)
+            } else {
+                Duration::ZERO
+            }),
+            poll: super::timeouts().poll,
+        };
+        let report = check::check(&s, &opts).await?;
+        if json {
+            let line =
+                serde_json::to_string(&report).map_err(|e| Failure::Message(e.to_string()))?;
+            println!("{line}");
+        } else {
+            print!("{}", streamstack::ui::render_check(&report, style));
+        }
+        Ok(if report.ok { 0 } else { 1 })
+    })
+}

@@ -95,6 +95,9 @@ pub enum Command {
         /// Maximum number of operations at once.
         #[arg(long, default_value_t = 10, value_name = "N")]
         parallelism: usize,
+        /// Wait this long for another run's lock on the stack (default: fail at once).
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        lock_timeout: Option<std::time::Duration>,
         /// Also wait until new or replaced hosts report their bootstrap (default 10m).
         #[arg(long, value_name = "DUR", num_args = 0..=1, default_missing_value = "10m", value_parser = parse_duration)]
         wait_bootstrap: Option<std::time::Duration>,
@@ -134,6 +137,18 @@ pub enum Command {
         /// Print the plan and progress events as JSON lines.
         #[arg(long)]
         json: bool,
+        /// Wait this long for another run's lock on the stack (default: fail at once).
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        lock_timeout: Option<std::time::Duration>,
+    },
+    /// Remove a stack's lock left by a run that died (its id is in the "locked" message).
+    ForceUnlock {
+        /// The spec file of the stack.
+        #[arg(value_name = "SPEC")]
+        spec: PathBuf,
+        /// The lock's id.
+        #[arg(value_name = "LOCK_ID")]
+        lock_id: String,
     },
     /// List every stack in the region (found by the streamstack:stack tag), with its expiry.
     Stacks {

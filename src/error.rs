@@ -36,6 +36,9 @@ pub enum Error {
         operation: &'static str,
         field: &'static str,
     },
+    /// Another run holds the stack's lock.
+    #[error("{0}")]
+    Locked(String),
     /// A saved plan no longer matches the spec or the live state.
     #[error("{0}")]
     StalePlan(String),

@@ -13,6 +13,7 @@ pub mod executor;
 pub mod iam;
 pub mod journal;
 pub mod kinds;
+pub mod lock;
 pub mod model;
 pub mod ops;
 pub mod plan;

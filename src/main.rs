@@ -31,6 +31,7 @@ fn main() -> ExitCode {
             auto_approve,
             json,
             parallelism,
+            lock_timeout,
             wait_bootstrap,
         } => commands::apply::run(
             g,
@@ -38,8 +39,10 @@ fn main() -> ExitCode {
             *auto_approve,
             *json,
             *parallelism,
+            lock_timeout.unwrap_or_default(),
             *wait_bootstrap,
         ),
+        Command::ForceUnlock { spec, lock_id } => commands::force_unlock::run(g, spec, lock_id),
         Command::Check {
             spec,
             put,
@@ -51,7 +54,15 @@ fn main() -> ExitCode {
             stack,
             auto_approve,
             json,
-        } => commands::destroy::run(g, spec.as_deref(), stack.as_deref(), *auto_approve, *json),
+            lock_timeout,
+        } => commands::destroy::run(
+            g,
+            spec.as_deref(),
+            stack.as_deref(),
+            *auto_approve,
+            *json,
+            lock_timeout.unwrap_or_default(),
+        ),
         Command::Stacks { json } => commands::stacks::run(g, *json),
         Command::Gc {
             dry_run,

@@ -311,6 +311,20 @@ impl Session {
         executor::apply(&self.cx, plan, &model, live, parallelism).await
     }
 
+    /// Takes the stack's lock for `command` (see `crate::lock`).
+    pub async fn lock(
+        &self,
+        command: &str,
+        timeout: std::time::Duration,
+    ) -> Result<crate::lock::Lock> {
+        crate::lock::acquire(&self.cx.clients, &self.cx.stack, command, timeout).await
+    }
+
+    /// The stack's lock, if another run holds it.
+    pub async fn lock_held(&self) -> Result<Option<crate::lock::LockInfo>> {
+        crate::lock::held(&self.cx.clients, &self.cx.stack).await
+    }
+
     /// `apply --wait-bootstrap`: after an apply, waits until every resource the plan created
     /// (or replaced) says it is working, all at once, at most `timeout` each.
     pub async fn wait_reported(&self, plan: &Plan, timeout: std::time::Duration) -> Result<()> {

@@ -13,6 +13,7 @@ pub fn run(
     auto_approve: bool,
     json: bool,
     parallelism: usize,
+    lock_timeout: std::time::Duration,
     wait_bootstrap: Option<std::time::Duration>,
 ) -> Outcome {
     let saved = PlanFile::read(target);
@@ -29,19 +30,54 @@ pub fn run(
         // The printer ends when the last event sender is gone: keep only the session's.
         drop(opts);
         let s = s?;
-        let (plan, live) = s.plan_for_apply(saved.as_ref()).await?;
+        // One apply or destroy at a time: the plan is read under the lock.
+        let lock = s.lock("apply", lock_timeout).await?;
+        let result = run_locked(
+            &s,
+            saved.as_ref(),
+            auto_approve,
+            json,
+            parallelism,
+            wait_bootstrap,
+            style,
+        )
+        .await;
+        let released = lock.release().await;
+        drop(s);
+        let _ = printer.await;
+        let code = result?;
+        released?;
+        Ok(code)
+    })
+}
+
+async fn run_locked(
+    s: &ops::Session,
+    saved: Option<&PlanFile>,
+    auto_approve: bool,
+    json: bool,
+    parallelism: usize,
+    wait_bootstrap: Option<std::time::Duration>,
+    style: streamstack::ui::Style,
+) -> Outcome {
+    {
+        let (plan, live) = s.plan_for_apply(saved).await?;
         if json {
             println!("{}", serde_json::json!({"type": "planned", "plan": plan}));
         } else {
             print!("{}", streamstack::ui::render_plan(&plan, style));
         }
         if !plan.has_changes() {
-            drop(s);
-            let _ = printer.await;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"type": "report", "report": streamstack::executor::Report::default()})
+                );
+            }
             return Ok(0);
         }
-        // A saved plan was reviewed when it was made.
-        if !auto_approve && saved.is_none() {
+        // A saved plan too: without a terminal or --auto-approve, nothing is changed.
+        if !auto_approve {
             confirm("\nDo you want to perform these actions?")?;
         }
         let report = s.apply(&plan, &live, parallelism).await;
@@ -49,8 +85,6 @@ pub fn run(
             Some(t) if report.ok() => s.wait_reported(&plan, t).await,
             _ => Ok(()),
         };
-        drop(s);
-        let _ = printer.await;
         if json {
             println!(
                 "{}",
@@ -66,5 +100,5 @@ pub fn run(
             ),
             json,
         )
-    })
+    }
 }

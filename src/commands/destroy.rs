@@ -16,6 +16,7 @@ pub fn run(
     stack: Option<&str>,
     auto_approve: bool,
     json: bool,
+    lock_timeout: std::time::Duration,
 ) -> Outcome {
     let style = stdout_style(g);
     runtime()?.block_on(async {
@@ -29,14 +30,31 @@ pub fn run(
             )),
         };
         drop(opts);
-        let code = destroy(&s?, g, auto_approve, json).await;
+        let s = s?;
+        let code = destroy(&s, g, auto_approve, json, lock_timeout).await;
+        drop(s);
         let _ = printer.await;
         code
     })
 }
 
-/// Destroys the session's stack: plan, confirm, delete, prove nothing remains.
-pub async fn destroy(s: &Session, g: &Global, auto_approve: bool, json: bool) -> Outcome {
+/// Destroys the session's stack under its lock: plan, confirm, delete, prove nothing remains.
+pub async fn destroy(
+    s: &Session,
+    g: &Global,
+    auto_approve: bool,
+    json: bool,
+    lock_timeout: std::time::Duration,
+) -> Outcome {
+    let lock = s.lock("destroy", lock_timeout).await?;
+    let outcome = destroy_locked(s, g, auto_approve, json).await;
+    let released = lock.release().await;
+    let code = outcome?;
+    released?;
+    Ok(code)
+}
+
+async fn destroy_locked(s: &Session, g: &Global, auto_approve: bool, json: bool) -> Outcome {
     let style = stdout_style(g);
     let stack = s.cx.stack.clone();
     let d = s.plan_destroy().await?;

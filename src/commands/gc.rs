@@ -50,7 +50,7 @@ pub fn run(g: &Global, dry_run: bool, auto_approve: bool, json: bool) -> Outcome
             let base = base.clone();
             async move {
                 let outcome = match ops::open_stack(name, &base).await {
-                    Ok(s) => destroy::destroy(&s, g, true, json).await,
+                    Ok(s) => destroy::destroy(&s, g, true, json, std::time::Duration::ZERO).await,
                     Err(e) => Err(Failure::from(e)),
                 };
                 (name.to_string(), outcome)

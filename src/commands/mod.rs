@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod check;
 pub mod destroy;
+pub mod force_unlock;
 pub mod gc;
 pub mod output;
 pub mod plan;

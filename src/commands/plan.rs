@@ -13,6 +13,10 @@ pub fn run(g: &Global, spec: &Path, json: bool, out: Option<&Path>, detailed: bo
         let s = ops::open(spec, &open_options(g, Events::none())).await?;
         let live = s.live().await?;
         let plan = s.plan(&live)?;
+        // plan takes no lock, but says when an apply or destroy is under way.
+        if let Some(held) = s.lock_held().await? {
+            eprintln!("note: an apply or destroy of this stack is under way: {held}");
+        }
         if json {
             let text =
                 serde_json::to_string_pretty(&plan).map_err(|e| Failure::Message(e.to_string()))?;

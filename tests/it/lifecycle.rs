@@ -804,12 +804,24 @@ fn saved_plan_applies_and_goes_stale_when_the_spec_changes() {
         &spec,
         &WEATHER_LAB.replace("retention_hours: 24", "retention_hours: 36"),
     );
-    let o = ss(&sb, &["apply", p(&planfile)]);
+    let o = ss(&sb, &["apply", "--auto-approve", p(&planfile)]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("run plan again"));
-    assert!(sb.proxy.write_calls().is_empty());
+    // Nothing written but the stack's lock (SSM), taken and released around the check.
+    let writes: Vec<String> = sb
+        .proxy
+        .write_calls()
+        .iter()
+        .map(|c| c.to_string())
+        .filter(|c| !c.starts_with("ssm:"))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
     rewrite(&spec, WEATHER_LAB);
-    ok(&sb, &["apply", p(&planfile)]);
+    // A saved plan, like a spec, is applied only with approval: no terminal, no apply.
+    let o = ss(&sb, &["apply", p(&planfile)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--auto-approve"));
+    ok(&sb, &["apply", "--auto-approve", p(&planfile)]);
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
 }
 

@@ -1,0 +1,18 @@
+//! `streamstack force-unlock SPEC LOCK_ID`
+
+use std::path::Path;
+
+use streamstack::events::Events;
+use streamstack::ops;
+
+use super::{open_options, runtime, Outcome};
+use crate::cli::Global;
+
+pub fn run(g: &Global, spec: &Path, id: &str) -> Outcome {
+    runtime()?.block_on(async {
+        let s = ops::open(spec, &open_options(g, Events::none())).await?;
+        let was = streamstack::lock::force_unlock(&s.cx.clients, &s.cx.stack, id).await?;
+        println!("Removed the lock of stack {}: {was}", s.cx.stack);
+        Ok(0)
+    })
+}

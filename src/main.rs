@@ -12,20 +12,35 @@ use commands::Failure;
 
 fn main() -> ExitCode {
     restore_sigpipe();
-    let cli = Cli::parse();
+    // Every usage error exits 1: exit 2 means "the plan has changes" (--detailed-exitcode).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     let g = &cli.global;
     init_logs(g.verbose);
     let outcome = match &cli.command {
-        Command::Validate { specs } => commands::validate::run(g, specs),
+        Command::Validate { specs, format } => commands::validate::run(g, specs, *format),
         Command::Render { spec, host, what } => {
             commands::render::run(g, spec, host.as_deref(), *what)
         }
         Command::Plan {
             spec,
             json,
+            format,
             out,
             detailed_exitcode,
-        } => commands::plan::run(g, spec, *json, out.as_deref(), *detailed_exitcode),
+        } => {
+            let format = if *json {
+                cli::PlanFormat::Json
+            } else {
+                format.unwrap_or(cli::PlanFormat::Human)
+            };
+            commands::plan::run(g, spec, format, out.as_deref(), *detailed_exitcode)
+        }
         Command::Apply {
             target,
             auto_approve,

@@ -489,12 +489,52 @@ impl PlanFile {
             )));
         }
         if fresh != &self.plan {
-            return Err(Error::StalePlan(
-                "the live state changed since the plan was saved; run plan again".into(),
-            ));
+            return Err(Error::StalePlan(format!(
+                "the live state changed since the plan was saved: {}; run plan again",
+                plan_differences(&self.plan, fresh).join("; ")
+            )));
         }
         Ok(())
     }
+}
+
+/// Which resources a saved plan and a fresh one disagree on, and how.
+fn plan_differences(saved: &Plan, fresh: &Plan) -> Vec<String> {
+    let show = |c: Option<&plan::Change>| match c {
+        None => "no change".to_string(),
+        Some(c) => {
+            let attrs: Vec<&str> = c.attributes.iter().map(|a| a.name.as_str()).collect();
+            let action = serde_json::to_value(c.action)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            if attrs.is_empty() {
+                action
+            } else {
+                format!("{action} of {}", attrs.join(", "))
+            }
+        }
+    };
+    let mut addresses: Vec<&str> = saved
+        .changes
+        .iter()
+        .chain(&fresh.changes)
+        .map(|c| c.address.as_str())
+        .collect();
+    addresses.sort_unstable();
+    addresses.dedup();
+    let mut out: Vec<String> = addresses
+        .into_iter()
+        .filter_map(|a| {
+            let was = saved.changes.iter().find(|c| c.address == a);
+            let now = fresh.changes.iter().find(|c| c.address == a);
+            (was != now).then(|| format!("{a}: planned {}, now {}", show(was), show(now)))
+        })
+        .collect();
+    if out.is_empty() {
+        out.push("the plan's metadata differs".into());
+    }
+    out
 }
 
 /// What `output` shows for one live resource.

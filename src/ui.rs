@@ -64,6 +64,76 @@ pub fn show_value(v: &Value, verbose: bool) -> String {
     }
 }
 
+/// Beyond this many diff lines a change is summarised (by hash) instead of shown.
+const DIFF_MAX_LINES: usize = 200;
+
+/// A value as the lines a reviewer reads: documents pretty-printed, scripts as they are.
+/// `None` for values that fit on one line.
+fn as_lines(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if s.contains('\n') => Some(s.clone()),
+        Value::Object(_) | Value::Array(_) if v.to_string().chars().count() > 72 => {
+            serde_json::to_string_pretty(v).ok().map(|t| t + "\n")
+        }
+        _ => None,
+    }
+}
+
+/// The line diff of two long values (policy documents, user-data), `-`/`+` marked; `None` when
+/// neither is long, or the diff is too big to read.
+pub fn line_diff(before: &Value, after: &Value) -> Option<String> {
+    let (b, a) = match (as_lines(before), as_lines(after)) {
+        (None, None) => return None,
+        (b, a) => (
+            b.unwrap_or_else(|| show_value(before, true) + "\n"),
+            a.unwrap_or_else(|| show_value(after, true) + "\n"),
+        ),
+    };
+    let diff = similar::TextDiff::from_lines(&b, &a);
+    let text = diff
+        .unified_diff()
+        .context_radius(3)
+        .to_string()
+        .lines()
+        .filter(|l| !l.starts_with("---") && !l.starts_with("+++"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+    (text.lines().count() <= DIFF_MAX_LINES).then_some(text)
+}
+
+/// One attribute's before → after: one line, or a line diff for documents and scripts.
+fn change_line(
+    name: &str,
+    before: &Value,
+    after: &Value,
+    forces: &str,
+    style: Style,
+    out: &mut String,
+) {
+    if !before.is_null() && !after.is_null() {
+        if let Some(diff) = line_diff(before, after) {
+            let _ = writeln!(out, "      {name}{forces}");
+            for l in diff.lines() {
+                let painted = match l.chars().next() {
+                    Some('-') => style.paint("31", l),
+                    Some('+') => style.paint("32", l),
+                    Some('@') => style.paint("2", l),
+                    _ => l.to_string(),
+                };
+                let _ = writeln!(out, "        {painted}");
+            }
+            return;
+        }
+    }
+    let _ = writeln!(
+        out,
+        "      {:<22} {} → {}{forces}",
+        name,
+        show_value(before, style.verbose),
+        show_value(after, style.verbose)
+    );
+}
+
 fn attr_lines(a: &AttrChange, action: Action, style: Style, out: &mut String) {
     let forces = if a.forces_replacement {
         style.paint("35", "  # forces replacement")
@@ -93,25 +163,11 @@ fn attr_lines(a: &AttrChange, action: Action, style: Style, out: &mut String) {
                     af.get(k).unwrap_or(&Value::Null),
                 );
                 if bv != av {
-                    let _ = writeln!(
-                        out,
-                        "      {:<22} {} → {}{forces}",
-                        format!("{}.{k}", a.name),
-                        show_value(bv, style.verbose),
-                        show_value(av, style.verbose)
-                    );
+                    change_line(&format!("{}.{k}", a.name), bv, av, &forces, style, out);
                 }
             }
         }
-        (_, before, after) => {
-            let _ = writeln!(
-                out,
-                "      {:<22} {} → {}{forces}",
-                a.name,
-                show_value(before, style.verbose),
-                show_value(after, style.verbose)
-            );
-        }
+        (_, before, after) => change_line(&a.name, before, after, &forces, style, out),
     }
 }
 
@@ -265,6 +321,163 @@ pub fn render_check(r: &crate::check::CheckReport, style: Style) -> String {
         Some(a) => {
             let _ = writeln!(out, "\nThe first broken hop is {a}.");
         }
+    }
+    out
+}
+
+/// GitHub's limit on a comment's length.
+pub const MARKDOWN_MAX: usize = 65_536;
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn marked(text: &str, sign: char) -> String {
+    text.lines().map(|l| format!("{sign}{l}\n")).collect()
+}
+
+/// A plan as Markdown for a pull-request comment: a summary line, deletes and replacements
+/// called out first, a table of changes, and `<details>` with each change's attributes (policy
+/// documents and scripts as ```diff blocks). Stays under GitHub's comment limit.
+pub fn render_plan_markdown(plan: &Plan) -> String {
+    let mut out = String::new();
+    let head = format!(
+        "### streamstack plan: `{}` in `{}` (account `{}`)\n\n",
+        plan.stack, plan.region, plan.account_id
+    );
+    out.push_str(&head);
+    if !plan.has_changes() {
+        out.push_str("**No changes.** The live stack matches the spec.\n");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "**Plan: {} to add, {} to change, {} to destroy.**\n",
+        plan.summary.add, plan.summary.change, plan.summary.destroy
+    );
+    let risky: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
+        .collect();
+    if !risky.is_empty() {
+        out.push_str("> [!WARNING]\n> **Deletes and replacements**\n");
+        for c in &risky {
+            let _ = writeln!(
+                out,
+                "> - `{}` **{}** (`{}`){}",
+                c.action.symbol(),
+                c.address,
+                c.name,
+                c.reason
+                    .as_deref()
+                    .map(|r| format!(": {}", md_escape(r)))
+                    .unwrap_or_default()
+            );
+        }
+        out.push('\n');
+    }
+    out.push_str("| | Address | Action | Name | Reason |\n|---|---|---|---|---|\n");
+    for c in &plan.changes {
+        let action = serde_json::to_value(c.action)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| `{}` | `{}` | {action} | `{}` | {} |",
+            c.action.symbol(),
+            c.address,
+            md_escape(&c.name),
+            c.reason.as_deref().map(md_escape).unwrap_or_default()
+        );
+    }
+    out.push('\n');
+    let mut details = String::new();
+    for c in &plan.changes {
+        if c.attributes.is_empty() {
+            continue;
+        }
+        let mut block = format!(
+            "<details><summary><code>{} {}</code>: {} attribute(s)</summary>\n\n",
+            c.action.symbol(),
+            c.address,
+            c.attributes.len()
+        );
+        let mut rows = String::new();
+        let mut diffs = String::new();
+        for a in &c.attributes {
+            let pairs: Vec<(String, &Value, &Value)> = match (&a.before, &a.after) {
+                (Value::Object(b), Value::Object(af))
+                    if c.action == Action::Update || c.action == Action::Replace =>
+                {
+                    let mut keys: Vec<&String> = b.keys().chain(af.keys()).collect();
+                    keys.sort();
+                    keys.dedup();
+                    keys.into_iter()
+                        .map(|k| {
+                            (
+                                format!("{}.{k}", a.name),
+                                b.get(k).unwrap_or(&Value::Null),
+                                af.get(k).unwrap_or(&Value::Null),
+                            )
+                        })
+                        .filter(|(_, b, a)| b != a)
+                        .collect()
+                }
+                (b, af) => vec![(a.name.clone(), b, af)],
+            };
+            for (name, b, af) in pairs {
+                let diff = match (b.is_null(), af.is_null()) {
+                    // A create or delete: the whole document, as added or removed lines.
+                    (true, false) => as_lines(af).map(|t| marked(&t, '+')),
+                    (false, true) => as_lines(b).map(|t| marked(&t, '-')),
+                    _ => line_diff(b, af),
+                };
+                match diff {
+                    Some(d) => {
+                        let _ = write!(diffs, "`{name}`\n```diff\n{d}```\n");
+                    }
+                    None => {
+                        let forces = if a.forces_replacement {
+                            " (forces replacement)"
+                        } else {
+                            ""
+                        };
+                        let _ = writeln!(
+                            rows,
+                            "| `{name}`{forces} | `{}` | `{}` |",
+                            md_escape(&show_value(b, false)),
+                            md_escape(&show_value(af, false))
+                        );
+                    }
+                }
+            }
+        }
+        if !rows.is_empty() {
+            block.push_str("| Attribute | Before | After |\n|---|---|---|\n");
+            block.push_str(&rows);
+            block.push('\n');
+        }
+        block.push_str(&diffs);
+        block.push_str("\n</details>\n");
+        details.push_str(&block);
+    }
+    let note = "\n> [!NOTE]\n> The plan is longer than a comment holds: the details above are cut. Run `streamstack plan` for all of it.\n";
+    if out.len() + details.len() > MARKDOWN_MAX {
+        let room = MARKDOWN_MAX.saturating_sub(out.len() + note.len() + 64);
+        // Cut at a whole <details> block so no tag is left open.
+        let mut kept = 0;
+        for block in details.split_inclusive("</details>\n") {
+            if kept + block.len() > room {
+                break;
+            }
+            kept += block.len();
+        }
+        out.push_str(&details[..kept]);
+        out.push_str(note);
+    } else {
+        out.push_str(&details);
     }
     out
 }

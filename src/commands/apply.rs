@@ -16,6 +16,7 @@ pub fn run(
     lock_timeout: std::time::Duration,
     wait_bootstrap: Option<std::time::Duration>,
 ) -> Outcome {
+    super::approval_possible(auto_approve)?;
     let saved = PlanFile::read(target);
     let (spec, vars) = match &saved {
         Some(f) => (f.spec_path.clone(), f.vars.clone()),
@@ -30,7 +31,24 @@ pub fn run(
         // The printer ends when the last event sender is gone: keep only the session's.
         drop(opts);
         let s = s?;
-        // One apply or destroy at a time: the plan is read under the lock.
+        // A first look without the lock: an apply with nothing to do (or a refused plan) takes
+        // no lock and writes nothing at all.
+        let (plan, _) = s.plan_for_apply(saved.as_ref()).await?;
+        if !plan.has_changes() {
+            if json {
+                println!("{}", serde_json::json!({"type": "planned", "plan": plan}));
+                println!(
+                    "{}",
+                    serde_json::json!({"type": "report", "report": streamstack::executor::Report::default()})
+                );
+            } else {
+                print!("{}", streamstack::ui::render_plan(&plan, style));
+            }
+            drop(s);
+            let _ = printer.await;
+            return Ok(0);
+        }
+        // One apply or destroy at a time: what is applied is planned again under the lock.
         let lock = s.lock("apply", lock_timeout).await?;
         let result = run_locked(
             &s,

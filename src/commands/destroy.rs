@@ -46,6 +46,10 @@ pub async fn destroy(
     json: bool,
     lock_timeout: std::time::Duration,
 ) -> Outcome {
+    // Nothing of the stack live: nothing to lock for (destroy_locked still proves it).
+    if !s.plan_destroy().await?.plan.has_changes() {
+        return destroy_locked(s, g, auto_approve, json).await;
+    }
     let lock = s.lock("destroy", lock_timeout).await?;
     let outcome = destroy_locked(s, g, auto_approve, json).await;
     let released = lock.release().await;

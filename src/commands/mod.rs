@@ -150,6 +150,18 @@ pub fn event_printer(
     (streamstack::events::Events::new(tx), task)
 }
 
+/// Refuses at once, before anything is read or locked, when approval will be needed and no
+/// terminal can give it.
+pub fn approval_possible(auto_approve: bool) -> Result<(), Failure> {
+    if auto_approve || std::io::stdin().is_terminal() {
+        Ok(())
+    } else {
+        Err(Failure::Message(
+            "refusing to make changes without confirmation: no terminal to ask on; pass --auto-approve".into(),
+        ))
+    }
+}
+
 /// Asks for `yes` on a terminal; refuses without one (never hangs in CI).
 pub fn confirm(question: &str) -> Result<(), Failure> {
     use std::io::{BufRead, Write};

@@ -1,4 +1,4 @@
-//! `streamstack plan SPEC [--json] [--out FILE] [--detailed-exitcode]`
+//! `streamstack plan SPEC [--format human|json|markdown] [--json] [--out FILE] [--detailed-exitcode]`
 
 use std::path::Path;
 
@@ -6,9 +6,15 @@ use streamstack::events::Events;
 use streamstack::ops::{self, PlanFile};
 
 use super::{open_options, runtime, stdout_style, Failure, Outcome};
-use crate::cli::Global;
+use crate::cli::{Global, PlanFormat};
 
-pub fn run(g: &Global, spec: &Path, json: bool, out: Option<&Path>, detailed: bool) -> Outcome {
+pub fn run(
+    g: &Global,
+    spec: &Path,
+    format: PlanFormat,
+    out: Option<&Path>,
+    detailed: bool,
+) -> Outcome {
     runtime()?.block_on(async {
         let s = ops::open(spec, &open_options(g, Events::none())).await?;
         let live = s.live().await?;
@@ -17,12 +23,14 @@ pub fn run(g: &Global, spec: &Path, json: bool, out: Option<&Path>, detailed: bo
         if let Some(held) = s.lock_held().await? {
             eprintln!("note: an apply or destroy of this stack is under way: {held}");
         }
-        if json {
-            let text =
-                serde_json::to_string_pretty(&plan).map_err(|e| Failure::Message(e.to_string()))?;
-            println!("{text}");
-        } else {
-            print!("{}", streamstack::ui::render_plan(&plan, stdout_style(g)));
+        match format {
+            PlanFormat::Json => {
+                let text = serde_json::to_string_pretty(&plan)
+                    .map_err(|e| Failure::Message(e.to_string()))?;
+                println!("{text}");
+            }
+            PlanFormat::Markdown => print!("{}", streamstack::ui::render_plan_markdown(&plan)),
+            PlanFormat::Human => print!("{}", streamstack::ui::render_plan(&plan, stdout_style(g))),
         }
         if let Some(out) = out {
             let file = PlanFile::new(&s, &g.vars, &plan);
@@ -30,7 +38,7 @@ pub fn run(g: &Global, spec: &Path, json: bool, out: Option<&Path>, detailed: bo
                 serde_json::to_string_pretty(&file).map_err(|e| Failure::Message(e.to_string()))?;
             std::fs::write(out, text)
                 .map_err(|e| Failure::Message(format!("cannot write {}: {e}", out.display())))?;
-            if !json {
+            if format == PlanFormat::Human {
                 println!(
                     "\nSaved the plan to {}; apply it with: streamstack apply {}",
                     out.display(),

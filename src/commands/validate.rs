@@ -1,37 +1,107 @@
-//! `streamstack validate SPEC...`
+//! `streamstack validate SPEC... [--format human|json|github]`
 
-use streamstack::diagnostics::Diagnostics;
+use streamstack::diagnostics::{Diagnostic, Diagnostics, Severity};
 use streamstack::spec;
 
 use super::{load_options, print_diagnostics, stderr_color, Outcome};
-use crate::cli::Global;
+use crate::cli::{Global, ValidateFormat};
 
-pub fn run(g: &Global, specs: &[std::path::PathBuf]) -> Outcome {
+/// A GitHub Actions workflow command: the error shows on the pull request's diff at its line.
+fn github_line(d: &Diagnostic) -> String {
+    let escape_data = |s: &str| {
+        s.replace('%', "%25")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A")
+    };
+    let escape_prop = |s: &str| escape_data(s).replace(':', "%3A").replace(',', "%2C");
+    let level = match d.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    let mut message = if d.path.is_empty() {
+        d.message.clone()
+    } else {
+        format!("{}: {}", d.path, d.message)
+    };
+    if let Some(e) = &d.expected {
+        message.push_str(&format!(" (expected {e})"));
+    }
+    format!(
+        "::{level} file={},line={},col={},title=streamstack::{}",
+        escape_prop(&d.file),
+        d.pos.line,
+        d.pos.col,
+        escape_data(&message)
+    )
+}
+
+fn json_of(d: &Diagnostic) -> serde_json::Value {
+    serde_json::json!({
+        "severity": match d.severity { Severity::Error => "error", Severity::Warning => "warning" },
+        "file": d.file,
+        "line": d.pos.line,
+        "col": d.pos.col,
+        "path": d.path,
+        "message": d.message,
+        "expected": d.expected,
+    })
+}
+
+pub fn run(g: &Global, specs: &[std::path::PathBuf], format: ValidateFormat) -> Outcome {
     let opts = load_options(g);
     let color = stderr_color(g);
     let mut failed = 0;
+    let mut all = Vec::new();
     for path in specs {
-        match spec::load_file(path, &opts) {
+        let (ok, diags, summary) = match spec::load_file(path, &opts) {
             Ok(v) => {
-                print_diagnostics(&v.warnings, color);
-                println!(
+                let summary = format!(
                     "{}: ok: stack {}, {} resources",
                     path.display(),
                     v.spec.stack,
                     v.model.resources.len()
                 );
+                (true, v.warnings, summary)
             }
             Err(d) => {
-                print_diagnostics(&d, color);
-                failed += 1;
                 let n = d.errors().count();
-                eprintln!(
+                let summary = format!(
                     "{}: {n} error{}",
                     path.display(),
                     if n == 1 { "" } else { "s" }
                 );
+                (false, d, summary)
+            }
+        };
+        if !ok {
+            failed += 1;
+        }
+        match format {
+            ValidateFormat::Human => {
+                print_diagnostics(&diags, color);
+                if ok {
+                    println!("{summary}");
+                } else {
+                    eprintln!("{summary}");
+                }
+            }
+            ValidateFormat::Github => {
+                for d in diags.sorted() {
+                    println!("{}", github_line(d));
+                }
+                eprintln!("{summary}");
+            }
+            ValidateFormat::Json => {
+                all.push(serde_json::json!({
+                    "file": path.display().to_string(),
+                    "ok": ok,
+                    "diagnostics": diags.sorted().into_iter().map(json_of).collect::<Vec<_>>(),
+                }));
             }
         }
+    }
+    if format == ValidateFormat::Json {
+        println!("{}", serde_json::json!({"ok": failed == 0, "files": all}));
     }
     if failed > 0 {
         // Already printed; report only the exit status.

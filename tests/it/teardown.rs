@@ -29,9 +29,14 @@ fn stacks_lists_by_tag_gc_destroys_only_the_expired_and_destroy_by_name_needs_no
     ok(&sb, &["apply", "--auto-approve", p(&short.path)]);
     ok(&sb, &["apply", "--auto-approve", p(&long.path)]);
     // created-at is set at the first creation and never moved: a second apply keeps it.
-    let before = stacks(&sb);
+    let stamps = |v: Vec<serde_json::Value>| -> Vec<(serde_json::Value, serde_json::Value)> {
+        v.into_iter()
+            .map(|s| (s["created_at"].clone(), s["expires_at"].clone()))
+            .collect()
+    };
+    let before = stamps(stacks(&sb));
     ok(&sb, &["apply", "--auto-approve", p(&long.path)]);
-    assert_eq!(stacks(&sb), before);
+    assert_eq!(stamps(stacks(&sb)), before);
     std::thread::sleep(std::time::Duration::from_secs(2));
 
     let listed = stacks(&sb);

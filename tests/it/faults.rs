@@ -3,7 +3,6 @@
 //! format, answers lost after AWS acted, ClientToken idempotency, the reshard rule, a group in
 //! use, security groups not visible at once).
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::cli::*;
@@ -160,26 +159,7 @@ fn reruns_after_kill_9_at_random_instants_converge_with_one_instance() {
     eprintln!("kill -9 seed: {seed}");
     let mut rng = Lcg(seed);
     for round in 0..5 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_streamstack"))
-            .args(["--endpoint-url", &sb.endpoint(), "--no-color"])
-            .args(["apply", "--auto-approve", p(&spec.path)])
-            .env("AWS_ACCESS_KEY_ID", "AKIDSTREAMSTACKTEST")
-            .env("AWS_SECRET_ACCESS_KEY", "streamstack-test-secret")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("STREAMSTACK_POLL_MS", "100")
-            .env(
-                "STREAMSTACK_STATE_DIR",
-                std::env::temp_dir().join("streamstack-test-state"),
-            )
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_REGION")
-            .env_remove("AWS_DEFAULT_REGION")
-            .env_remove("AWS_ENDPOINT_URL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start apply");
+        let mut child = spawn_ss(&sb, &["apply", "--auto-approve", p(&spec.path)]);
         let after = Duration::from_secs_f64(0.2 + 2.8 * rng.next_f64());
         let started = Instant::now();
         while started.elapsed() < after {

@@ -1,7 +1,6 @@
 //! GitOps: one apply at a time per stack (the lock), taken over when its holder died, removed
 //! by force-unlock; plan takes no lock.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::cli::*;
@@ -31,26 +30,7 @@ fn lock_value(sb: &Sandbox) -> Option<serde_json::Value> {
 }
 
 fn spawn_apply(sb: &Sandbox, spec: &SpecFile) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_streamstack"))
-        .args(["--endpoint-url", &sb.endpoint(), "--no-color"])
-        .args(["apply", "--auto-approve", p(&spec.path)])
-        .env("AWS_ACCESS_KEY_ID", "AKIDSTREAMSTACKTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "streamstack-test-secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("STREAMSTACK_POLL_MS", "100")
-        .env(
-            "STREAMSTACK_STATE_DIR",
-            std::env::temp_dir().join("streamstack-test-state"),
-        )
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_REGION")
-        .env_remove("AWS_DEFAULT_REGION")
-        .env_remove("AWS_ENDPOINT_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start apply")
+    spawn_ss(sb, &["apply", "--auto-approve", p(&spec.path)])
 }
 
 #[test]

@@ -33,8 +33,28 @@ pub fn ss(sb: &Sandbox, args: &[&str]) -> Output {
 
 /// [`ss`] with extra environment variables (set after the caller's are cleared).
 pub fn ss_env(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_streamstack"))
-        .args(["--endpoint-url", &sb.endpoint(), "--no-color"])
+    command(sb, args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run streamstack")
+}
+
+/// Starts the CLI in the background (output piped), for tests that kill it or race it.
+pub fn spawn_ss(sb: &Sandbox, args: &[&str]) -> std::process::Child {
+    command(sb, args)
+        .env("STREAMSTACK_POLL_MS", "100")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start streamstack")
+}
+
+/// The CLI against the sandbox; never inherits the caller's AWS settings.
+fn command(sb: &Sandbox, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_streamstack"));
+    c.args(["--endpoint-url", &sb.endpoint(), "--no-color"])
         .args(args)
         .env("AWS_ACCESS_KEY_ID", "AKIDSTREAMSTACKTEST")
         .env("AWS_SECRET_ACCESS_KEY", "streamstack-test-secret")
@@ -49,12 +69,8 @@ pub fn ss_env(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("AWS_REGION")
         .env_remove("AWS_DEFAULT_REGION")
         .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_SESSION_TOKEN")
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run streamstack");
-    out
+        .env_remove("AWS_SESSION_TOKEN");
+    c
 }
 
 pub fn text(o: &Output) -> String {

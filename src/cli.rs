@@ -58,7 +58,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ValidateFormat::Human, value_name = "FORMAT")]
         format: ValidateFormat,
     },
-    /// Print what would be sent to AWS: user-data, agent.json or IAM policies.
+    /// Print what would be sent to AWS: user-data, agent.json, IAM policies, or the whole stack
+    /// as a CloudFormation template.
     Render {
         /// The spec file.
         #[arg(value_name = "SPEC")]
@@ -209,6 +210,8 @@ pub enum What {
     AgentConfig,
     /// Every derived IAM role's trust policy and inline policy, as JSON.
     Policies,
+    /// The whole stack as one CloudFormation template (YAML).
+    Cloudformation,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {

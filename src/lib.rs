@@ -6,6 +6,7 @@
 pub mod aws;
 pub mod bootstrap;
 pub mod check;
+pub mod cloudformation;
 pub mod diagnostics;
 pub mod error;
 pub mod events;

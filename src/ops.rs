@@ -440,6 +440,14 @@ pub struct DestroyPlan {
     pub foreign: Vec<Live>,
 }
 
+/// `render --what cloudformation`: the spec's model as one CloudFormation template (YAML).
+pub fn cloudformation(spec_path: &Path, model: &Model) -> Result<String> {
+    let text = std::fs::read(spec_path)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", spec_path.display())))?;
+    let t = crate::cloudformation::template(model, &sha256_hex(&text))?;
+    serde_yaml::to_string(&t).map_err(|e| Error::Internal(e.to_string()))
+}
+
 /// What `render` prints: every artefact of that sort in the model, or only `host`'s.
 pub fn render(model: &Model, what: Render, host: Option<&str>) -> Result<Vec<kinds::Rendered>> {
     let mut out = Vec::new();

@@ -15,6 +15,10 @@ pub fn run(g: &Global, path: &Path, host: Option<&str>, what: What) -> Outcome {
         What::UserData => Render::UserData,
         What::AgentConfig => Render::AgentConfig,
         What::Policies => Render::Policies,
+        What::Cloudformation => {
+            print!("{}", ops::cloudformation(path, &v.model)?);
+            return Ok(0);
+        }
     };
     // Hosts are the resources that have user-data.
     let hosts: Vec<String> = ops::render(&v.model, Render::UserData, None)?

@@ -60,6 +60,55 @@ impl ResourceKind for Buckets {
         Some(("bucket", false))
     }
     lifecycle_from_module_fns!();
+    fn cloudformation(
+        &self,
+        r: &Resource,
+        _cfn: &crate::cloudformation::Cfn,
+    ) -> Option<crate::cloudformation::CfnResource> {
+        let p = r.props.get::<BucketProps>()?;
+        let mut props = serde_json::json!({
+            "BucketName": r.name,
+            "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+                {"ServerSideEncryptionByDefault": {"SSEAlgorithm": p.sse_algorithm}}
+            ]},
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": p.block_public_access,
+                "IgnorePublicAcls": p.block_public_access,
+                "BlockPublicPolicy": p.block_public_access,
+                "RestrictPublicBuckets": p.block_public_access,
+            },
+            "VersioningConfiguration": {"Status": if p.versioning { "Enabled" } else { "Suspended" }},
+            "Tags": crate::cloudformation::tags(&r.tags),
+        });
+        if let Some(days) = p.expire_after_days {
+            props["LifecycleConfiguration"] = serde_json::json!({"Rules": [
+                {"Id": LIFECYCLE_RULE_ID, "Status": "Enabled", "ExpirationInDays": days}
+            ]});
+        }
+        let mut res = crate::cloudformation::CfnResource::new("AWS::S3::Bucket", props).output(
+            "Url",
+            serde_json::Value::String(format!("s3://{}/", r.name)),
+            "Where the data lands",
+        );
+        res.checkov_skips = vec![
+            (
+                "CKV_AWS_18",
+                "a lab's bucket: access logging would need a second bucket",
+            ),
+            ("CKV_AWS_144", "a lab's bucket: no cross-region replication"),
+            (
+                "CKV_AWS_145",
+                "SSE-S3 is the lab's encryption; no customer KMS key to manage",
+            ),
+        ];
+        if !p.versioning {
+            res.checkov_skips.push((
+                "CKV_AWS_21",
+                "versioning is off in this spec (versioning: false)",
+            ));
+        }
+        Some(res)
+    }
     fn outputs<'a>(
         &'a self,
         _cx: &'a Cx,

@@ -156,6 +156,57 @@ impl ResourceKind for Deliveries {
             Ok(true)
         })
     }
+    fn cloudformation(
+        &self,
+        r: &Resource,
+        _cfn: &crate::cloudformation::Cfn,
+    ) -> Option<crate::cloudformation::CfnResource> {
+        let p = r.props.get::<DeliveryProps>()?;
+        let mut dest = serde_json::json!({
+            "BucketARN": p.bucket_arn,
+            "RoleARN": p.role_arn,
+            "BufferingHints": {"IntervalInSeconds": p.buffering.interval_seconds, "SizeInMBs": p.buffering.size_mb},
+            "CompressionFormat": p.compression.api_name(),
+            "CloudWatchLoggingOptions": match &p.error_logging {
+                Some(l) => serde_json::json!({"Enabled": true, "LogGroupName": l.log_group, "LogStreamName": l.log_stream}),
+                None => serde_json::json!({"Enabled": false}),
+            },
+        });
+        if let Some(x) = &p.prefix {
+            dest["Prefix"] = serde_json::json!(x);
+        }
+        if let Some(x) = &p.error_prefix {
+            dest["ErrorOutputPrefix"] = serde_json::json!(x);
+        }
+        let mut props = serde_json::json!({
+            "DeliveryStreamName": r.name,
+            "DeliveryStreamType": if p.source.is_some() { "KinesisStreamAsSource" } else { "DirectPut" },
+            "ExtendedS3DestinationConfiguration": dest,
+            "Tags": crate::cloudformation::tags(&r.tags),
+        });
+        if let Some(s) = &p.source {
+            props["KinesisStreamSourceConfiguration"] =
+                serde_json::json!({"KinesisStreamARN": s.stream_arn, "RoleARN": p.role_arn});
+        }
+        let mut res =
+            crate::cloudformation::CfnResource::new("AWS::KinesisFirehose::DeliveryStream", props)
+                .output(
+                    "Arn",
+                    serde_json::Value::String(p.arn.clone()),
+                    "The delivery's ARN",
+                );
+        if p.source.is_some() {
+            res.checkov_skips.push((
+                "CKV_AWS_240",
+                "Firehose refuses server-side encryption on a stream-sourced delivery; the stream is encrypted instead",
+            ));
+            res.checkov_skips.push((
+                "CKV_AWS_241",
+                "Firehose refuses server-side encryption on a stream-sourced delivery; the stream is encrypted instead",
+            ));
+        }
+        Some(res)
+    }
     fn outputs<'a>(
         &'a self,
         _cx: &'a Cx,

@@ -110,6 +110,71 @@ impl ResourceKind for Hosts {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(wait_bootstrapped(cx, live, timeout))
     }
+    fn cloudformation(
+        &self,
+        r: &Resource,
+        cfn: &crate::cloudformation::Cfn,
+    ) -> Option<crate::cloudformation::CfnResource> {
+        let p = r.props.get::<HostProps>()?;
+        let id = crate::cloudformation::logical_id(&r.address);
+        let mut parameters = std::collections::BTreeMap::new();
+        let image = match p.image.ssm_parameter() {
+            Some(param) => {
+                parameters.insert(
+                    format!("{id}ImageId"),
+                    serde_json::json!({
+                        "Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
+                        "Default": param,
+                        "Description": format!("The image of {}", r.address),
+                    }),
+                );
+                serde_json::json!({"Ref": format!("{id}ImageId")})
+            }
+            None => serde_json::Value::String(p.image.to_string()),
+        };
+        let mut tags = r.tags.clone();
+        tags.insert(NAME_TAG.into(), r.name.clone());
+        let profile = cfn
+            .dependency(r, instance_profile::KIND)
+            .map(|a| serde_json::json!({"Ref": cfn.logical_id(&a)}))
+            .unwrap_or_else(|| serde_json::Value::String(p.instance_profile.clone()));
+        let mut props = serde_json::json!({
+            "ImageId": image,
+            "InstanceType": p.instance_type,
+            "IamInstanceProfile": profile,
+            "UserData": {"Fn::Base64": cfn.sub(&p.user_data)},
+            "MetadataOptions": {"HttpTokens": if p.http_tokens_required { "required" } else { "optional" }, "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
+            "Monitoring": false,
+            "Tags": crate::cloudformation::tags(&tags),
+        });
+        if let Some(g) = cfn.dependency(r, security_group::KIND) {
+            props["SecurityGroupIds"] =
+                serde_json::json!([{"Fn::GetAtt": [cfn.logical_id(&g), "GroupId"]}]);
+        }
+        if let Some(s) = &p.subnet {
+            props["SubnetId"] = serde_json::json!(s);
+        }
+        if let Some(k) = &p.key_name {
+            props["KeyName"] = serde_json::json!(k);
+        }
+        let mut res = crate::cloudformation::CfnResource::new("AWS::EC2::Instance", props).output(
+            "InstanceId",
+            serde_json::json!({"Ref": id}),
+            "The host's instance id",
+        );
+        res.parameters = parameters;
+        res.checkov_skips = vec![
+            (
+                "CKV_AWS_126",
+                "a lab host: detailed monitoring costs extra and is not needed",
+            ),
+            (
+                "CKV_AWS_135",
+                "the instance type decides EBS optimisation; t3 types are already",
+            ),
+        ];
+        Some(res)
+    }
     fn render(&self, r: &Resource, what: Render) -> Option<Rendered> {
         let p = r.props.get::<HostProps>()?;
         let body = match what {

@@ -49,6 +49,26 @@ impl ResourceKind for InstanceProfiles {
             .unwrap_or_default()
     }
     lifecycle_from_module_fns!();
+    fn cloudformation(
+        &self,
+        r: &Resource,
+        cfn: &crate::cloudformation::Cfn,
+    ) -> Option<crate::cloudformation::CfnResource> {
+        let p = r.props.get::<InstanceProfileProps>()?;
+        let role = cfn
+            .dependency(r, HOST_ROLE)
+            .map(|a| serde_json::json!({"Ref": cfn.logical_id(&a)}))
+            .unwrap_or_else(|| serde_json::Value::String(p.role_name.clone()));
+        let props = serde_json::json!({
+            "InstanceProfileName": r.name,
+            "Path": cfn.model().env.iam_path,
+            "Roles": [role],
+        });
+        Some(crate::cloudformation::CfnResource::new(
+            "AWS::IAM::InstanceProfile",
+            props,
+        ))
+    }
     fn outputs<'a>(
         &'a self,
         _cx: &'a Cx,

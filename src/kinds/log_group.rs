@@ -50,6 +50,36 @@ impl ResourceKind for LogGroups {
     // Names are derived one to one from delivery names, which are already checked for
     // uniqueness: a second check would only repeat that error.
     lifecycle_from_module_fns!();
+    fn cloudformation(
+        &self,
+        r: &Resource,
+        _cfn: &crate::cloudformation::Cfn,
+    ) -> Option<crate::cloudformation::CfnResource> {
+        let p = r.props.get::<LogGroupProps>()?;
+        let mut props = serde_json::json!({
+            "LogGroupName": r.name,
+            "Tags": crate::cloudformation::tags(&r.tags),
+        });
+        if let Some(days) = p.retention_days {
+            props["RetentionInDays"] = serde_json::json!(days);
+        }
+        let id = crate::cloudformation::logical_id(&r.address);
+        let mut res = crate::cloudformation::CfnResource::new("AWS::Logs::LogGroup", props);
+        res.checkov_skips = vec![(
+            "CKV_AWS_158",
+            "delivery error messages only: CloudWatch Logs' default encryption suffices",
+        )];
+        if !p.log_stream.is_empty() {
+            res.extra.insert(
+                "Stream".into(),
+                serde_json::json!({
+                    "Type": "AWS::Logs::LogStream",
+                    "Properties": {"LogGroupName": {"Ref": id}, "LogStreamName": p.log_stream},
+                }),
+            );
+        }
+        Some(res)
+    }
     fn outputs<'a>(
         &'a self,
         _cx: &'a Cx,

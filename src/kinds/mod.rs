@@ -249,6 +249,17 @@ pub trait ResourceKind: Send + Sync {
         Box::pin(async { Ok(()) })
     }
 
+    /// The resource as a CloudFormation resource (`render --what cloudformation`), if the kind
+    /// has one. Names and ARNs are the model's; `crate::cloudformation` turns the account,
+    /// region and partition into pseudo parameters.
+    fn cloudformation(
+        &self,
+        _r: &Resource,
+        _cfn: &crate::cloudformation::Cfn,
+    ) -> Option<crate::cloudformation::CfnResource> {
+        None
+    }
+
     /// What `render` prints for a desired resource, if this kind has that artefact.
     fn render(&self, _r: &Resource, _what: Render) -> Option<Rendered> {
         None

@@ -55,6 +55,33 @@ impl ResourceKind for Roles {
         Some(("IAM role", true))
     }
     lifecycle_from_module_fns!();
+    fn cloudformation(
+        &self,
+        r: &Resource,
+        cfn: &crate::cloudformation::Cfn,
+    ) -> Option<crate::cloudformation::CfnResource> {
+        let p = r.props.get::<RoleProps>()?;
+        let policies: Vec<Value> = p
+            .inline_policies
+            .iter()
+            .map(|(name, doc)| json!({"PolicyName": name, "PolicyDocument": doc}))
+            .collect();
+        let props = json!({
+            "RoleName": r.name,
+            "Path": cfn.model().env.iam_path,
+            "Description": format!("streamstack {}: {}", cfn.model().stack, r.address),
+            "AssumeRolePolicyDocument": p.trust_policy,
+            "Policies": policies,
+            "Tags": crate::cloudformation::tags(&r.tags),
+        });
+        Some(
+            crate::cloudformation::CfnResource::new("AWS::IAM::Role", props).output(
+                "Arn",
+                Value::String(p.arn.clone()),
+                "The role's ARN",
+            ),
+        )
+    }
     fn outputs<'a>(
         &'a self,
         _cx: &'a Cx,

@@ -47,6 +47,32 @@ impl ResourceKind for SecurityGroups {
     fn name_namespace(&self) -> Option<(&'static str, bool)> {
         Some(("security group", false))
     }
+    fn cloudformation(
+        &self,
+        r: &Resource,
+        _cfn: &crate::cloudformation::Cfn,
+    ) -> Option<crate::cloudformation::CfnResource> {
+        let p = r.props.get::<SecurityGroupProps>()?;
+        let ingress: Vec<serde_json::Value> = p
+            .ssh_from
+            .iter()
+            .map(|cidr| {
+                let range = if is_ipv6(cidr) { "CidrIpv6" } else { "CidrIp" };
+                serde_json::json!({"IpProtocol": "tcp", "FromPort": SSH_PORT, "ToPort": SSH_PORT,
+                    range: cidr, "Description": RULE_DESCRIPTION})
+            })
+            .collect();
+        let props = serde_json::json!({
+            "GroupName": r.name,
+            "GroupDescription": p.description,
+            "SecurityGroupIngress": ingress,
+            "Tags": crate::cloudformation::tags(&r.tags),
+        });
+        Some(crate::cloudformation::CfnResource::new(
+            "AWS::EC2::SecurityGroup",
+            props,
+        ))
+    }
     lifecycle_from_module_fns!();
 }
 

@@ -106,6 +106,32 @@ impl ResourceKind for Streams {
             Ok(true)
         })
     }
+    fn cloudformation(
+        &self,
+        r: &Resource,
+        _cfn: &crate::cloudformation::Cfn,
+    ) -> Option<crate::cloudformation::CfnResource> {
+        let p = r.props.get::<StreamProps>()?;
+        let mut props = serde_json::json!({
+            "Name": r.name,
+            "RetentionPeriodHours": p.retention_hours,
+            "StreamModeDetails": {"StreamMode": p.mode.api_name()},
+            "Tags": crate::cloudformation::tags(&r.tags),
+        });
+        if let (StreamMode::Provisioned, Some(n)) = (p.mode, p.shards) {
+            props["ShardCount"] = serde_json::json!(n);
+        }
+        if let Some(key) = &p.kms_key {
+            props["StreamEncryption"] = serde_json::json!({"EncryptionType": "KMS", "KeyId": key});
+        }
+        Some(
+            crate::cloudformation::CfnResource::new("AWS::Kinesis::Stream", props).output(
+                "Arn",
+                serde_json::Value::String(p.arn.clone()),
+                "The stream's ARN",
+            ),
+        )
+    }
     fn outputs<'a>(
         &'a self,
         _cx: &'a Cx,

@@ -527,3 +527,100 @@ fn bootstrap_opens_the_path_to_the_agent_and_starts_it_even_if_enable_fails() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(marker.exists(), "the agent was started");
 }
+
+/// cfn-lint comes with moto[server], in the venv the test scripts create.
+fn cfn_lint() -> std::path::PathBuf {
+    let venv = std::env::var_os("STREAMSTACK_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-moto"));
+    let venv = if venv.is_absolute() {
+        venv
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(venv)
+    };
+    let bin = venv.join("bin/cfn-lint");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with scripts/test (it creates the moto venv)",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn the_cloudformation_template_is_lint_clean_and_mirrors_the_model() {
+    for spec in STACKS {
+        let yaml = stdout_ok(&["render", spec, "--what", "cloudformation"]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("template.yaml");
+        std::fs::write(&file, &yaml).expect("write");
+        let o = Command::new(cfn_lint())
+            .arg(&file)
+            .output()
+            .expect("cfn-lint");
+        assert!(
+            o.status.success() && o.stdout.is_empty(),
+            "{spec}: cfn-lint:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let t: serde_yaml::Value = serde_yaml::from_str(&yaml).expect("YAML");
+        let resources = t["Resources"].as_mapping().expect("Resources");
+        let types = |ty: &str| {
+            resources
+                .values()
+                .filter(|r| r["Type"].as_str() == Some(ty))
+                .count()
+        };
+        let validated = streamstack::spec::load_file(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join(spec),
+            &Default::default(),
+        )
+        .expect("valid spec");
+        let kinds = |k: &str| {
+            validated
+                .model
+                .resources
+                .keys()
+                .filter(|a| a.kind.as_str() == k)
+                .count()
+        };
+        assert_eq!(types("AWS::Kinesis::Stream"), kinds("stream"), "{spec}");
+        assert_eq!(
+            types("AWS::KinesisFirehose::DeliveryStream"),
+            kinds("delivery"),
+            "{spec}"
+        );
+        assert_eq!(types("AWS::EC2::Instance"), kinds("host"), "{spec}");
+        assert_eq!(types("AWS::Logs::LogGroup"), kinds("log_group"), "{spec}");
+        assert_eq!(
+            types("AWS::IAM::Role"),
+            kinds("host_role") + kinds("delivery_role"),
+            "{spec}"
+        );
+        // Names and ARNs carry the account and region as pseudo parameters, never literally.
+        assert!(
+            !yaml.contains("000000000000"),
+            "{spec}: a literal account id"
+        );
+        assert!(yaml.contains("${AWS::AccountId}") && yaml.contains("${AWS::Region}"));
+        // Hosts start after the deliveries that read their streams (Firehose reads LATEST).
+        if spec.contains("weather-lab") {
+            let host = &resources[&serde_yaml::Value::from("HostCollector")];
+            let depends: Vec<&str> = host["DependsOn"]
+                .as_sequence()
+                .expect("DependsOn")
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect();
+            assert!(depends.contains(&"DeliveryWeatherToS3"), "{depends:?}");
+            assert_eq!(
+                t["Parameters"]["HostCollectorImageId"]["Type"].as_str(),
+                Some("AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>")
+            );
+            assert!(t["Metadata"]["streamstack"]["spec_sha256"]
+                .as_str()
+                .is_some());
+        }
+    }
+}

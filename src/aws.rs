@@ -115,12 +115,31 @@ impl Clients {
 
     /// The account the credentials belong to.
     pub async fn account_id(&self) -> Result<String, crate::Error> {
-        let out = self
+        let out = match self
             .sts
             .get_caller_identity()
             .send()
             .await
-            .op("sts:GetCallerIdentity")?;
+            .op("sts:GetCallerIdentity")
+        {
+            Ok(o) => o,
+            // The SDK found no credentials anywhere: say so, and how to fix it, rather than
+            // "dispatch failure".
+            Err(crate::Error::Aws(e))
+                if e.status().is_none() && e.message().to_lowercase().contains("credential") =>
+            {
+                return Err(crate::Error::Config(format!(
+                    "no AWS credentials found. Tried: the environment (AWS_ACCESS_KEY_ID, \
+                     AWS_SECRET_ACCESS_KEY), the shared config and credentials files (profile \
+                     {}), SSO, and the instance or container role. Fix: export AWS_PROFILE=NAME \
+                     (or --profile), run `aws configure` or `aws sso login`, or for a local \
+                     emulator pass --endpoint-url http://127.0.0.1:PORT with dummy keys. ({})",
+                    std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into()),
+                    e.message()
+                )))
+            }
+            Err(e) => return Err(e),
+        };
         out.account.ok_or(crate::Error::Incomplete {
             operation: "sts:GetCallerIdentity",
             field: "Account",

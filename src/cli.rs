@@ -185,6 +185,34 @@ pub enum Command {
     },
     /// Print the JSON Schema of the spec (for yaml-language-server and editors).
     Schema,
+    /// Write a commented, valid starting spec.
+    Init {
+        /// Which example to start from.
+        #[arg(long, value_enum, default_value_t = Example::WeatherLab)]
+        example: Example,
+        /// Overwrite the file if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Where to write it.
+        #[arg(value_name = "PATH", default_value = "stack.yaml")]
+        path: PathBuf,
+    },
+    /// Print a shell completion script (source it from your shell's startup file).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Example {
+    /// The lab: a host, a stream, a delivery reading it, a bucket.
+    WeatherLab,
+    /// Thirty students, each with a stream, a delivery and a host; one shared bucket.
+    Classroom,
+    /// The smallest pipeline: the agent writes to Firehose directly.
+    Direct,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

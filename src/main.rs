@@ -86,6 +86,16 @@ fn main() -> ExitCode {
         } => commands::gc::run(g, *dry_run, *auto_approve, *json),
         Command::Output { spec, json } => commands::output::run(g, spec, *json),
         Command::Schema => commands::schema::run(),
+        Command::Init {
+            example,
+            force,
+            path,
+        } => commands::init::run(*example, *force, path),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "streamstack", &mut std::io::stdout());
+            Ok(0)
+        }
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

@@ -5,6 +5,7 @@ pub mod check;
 pub mod destroy;
 pub mod force_unlock;
 pub mod gc;
+pub mod init;
 pub mod output;
 pub mod plan;
 pub mod render;

@@ -212,6 +212,24 @@ pub(crate) fn load(
         vars = d.string_map(v, &root_path.key("vars"), true);
     }
     for (k, v) in &opts.vars {
+        // A --var the spec does not declare is a typo until proven otherwise: it would be
+        // silently ignored.
+        if !vars.contains_key(k) {
+            let declared: Vec<&str> = vars.keys().map(String::as_str).collect();
+            let hint = super::decode::did_you_mean(k, declared.iter().copied())
+                .map(|s| format!("did you mean `{s}`? "))
+                .unwrap_or_default();
+            d.error(
+                &root_path.key("vars"),
+                format!("--var {k}=… sets a variable the spec does not declare"),
+                Some(&if declared.is_empty() {
+                    format!("{hint}a name declared under vars: (there are none)")
+                } else {
+                    format!("{hint}one of: {}", declared.join(", "))
+                }),
+            );
+            continue;
+        }
         vars.insert(k.clone(), v.clone());
     }
     d.templater = Some(Templater::new(&stack_for_tpl, &region, &account_id, &vars));

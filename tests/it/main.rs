@@ -12,6 +12,7 @@ mod support;
 
 mod check;
 mod faults;
+mod first_minutes;
 mod gitops;
 mod kind_bucket_sg;
 mod kind_delivery_iam;

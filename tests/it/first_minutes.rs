@@ -1,0 +1,93 @@
+//! The first minutes: init, completions, and the CLI contract a CI job trips on (exit codes,
+//! undeclared --var, no credentials). Offline: no emulator needed.
+
+use std::process::{Command, Output};
+
+fn streamstack(args: &[&str], dir: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_streamstack"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("run streamstack")
+}
+
+#[test]
+fn init_writes_specs_that_validate_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (example, file) in [
+        ("weather-lab", "a.yaml"),
+        ("classroom", "b.yaml"),
+        ("direct", "c.yaml"),
+    ] {
+        let o = streamstack(&["init", "--example", example, file], dir.path());
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("streamstack plan {file}")));
+        let o = streamstack(&["validate", file], dir.path());
+        assert_eq!(o.status.code(), Some(0), "{example}: {o:?}");
+    }
+    let o = streamstack(&["init"], dir.path());
+    assert_eq!(o.status.code(), Some(0), "default path stack.yaml");
+    assert!(dir.path().join("stack.yaml").exists());
+    std::fs::write(dir.path().join("stack.yaml"), "mine").expect("write");
+    let o = streamstack(&["init"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("stack.yaml")).expect("read"),
+        "mine"
+    );
+    let o = streamstack(&["init", "--force"], dir.path());
+    assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
+fn completions_for_bash_parse() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let o = streamstack(&["completions", shell], dir.path());
+        assert_eq!(o.status.code(), Some(0), "{shell}");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("streamstack"));
+        if shell == "bash" {
+            let file = dir.path().join("c.bash");
+            std::fs::write(&file, &o.stdout).expect("write");
+            let check = Command::new("bash")
+                .arg("-n")
+                .arg(&file)
+                .output()
+                .expect("bash -n");
+            assert!(check.status.success(), "{check:?}");
+        }
+    }
+}
+
+#[test]
+fn usage_errors_and_undeclared_vars_exit_1_and_missing_credentials_say_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let spec = root.join("stacks/weather-lab.yaml");
+    let spec = spec.to_str().expect("utf-8");
+    let o = streamstack(&["plan", "--no-such-flag", spec], dir.path());
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a usage error is not 'changes' (2)"
+    );
+    let o = streamstack(
+        &["--var", "instnce_type=t3.small", "validate", spec],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("did you mean `instance_type`"), "{err}");
+    let o = streamstack(&["plan", spec], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no AWS credentials found") && err.contains("AWS_PROFILE"),
+        "{err}"
+    );
+}

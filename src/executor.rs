@@ -89,6 +89,13 @@ pub struct Report {
     pub done: Vec<Done>,
     pub failed: Vec<Failed>,
     pub skipped: Vec<Skipped>,
+    /// Wall time from the first operation's start to the last one's end.
+    pub makespan_s: f64,
+    /// The longest chain of operations (by their actual durations) through what waits for
+    /// what: no schedule can finish sooner than this.
+    pub critical_path_s: f64,
+    /// That chain, first to last (`address (operation)`).
+    pub critical_path: Vec<String>,
 }
 
 impl Report {
@@ -323,6 +330,7 @@ pub async fn apply(
         }
     }
 
+    let started = Instant::now();
     let sem = Arc::new(Semaphore::new(parallelism.max(1)));
     let mut kind_limits: BTreeMap<Kind, Arc<Semaphore>> = BTreeMap::new();
     for n in &nodes {
@@ -396,6 +404,20 @@ pub async fn apply(
         }
     }))
     .await;
+    report.makespan_s = started.elapsed().as_secs_f64();
+    let durations: Vec<Option<f64>> = results
+        .iter()
+        .map(|o| match o {
+            Some(Outcome::Done(d)) => Some(d.as_secs_f64()),
+            _ => None,
+        })
+        .collect();
+    let (length, path) = critical_path(&nodes, &durations);
+    report.critical_path_s = length;
+    report.critical_path = path
+        .into_iter()
+        .map(|i| format!("{} ({})", nodes[i].address, nodes[i].step.verb()))
+        .collect();
     for (node, outcome) in nodes.iter().zip(results) {
         let address = node.address.to_string();
         let operation = node.step.verb();
@@ -421,6 +443,59 @@ pub async fn apply(
         }
     }
     report
+}
+
+/// The longest chain of completed operations through `waits_for`, weighted by each one's
+/// duration: its length in seconds and its nodes, first to last.
+fn critical_path(nodes: &[Node], durations: &[Option<f64>]) -> (f64, Vec<usize>) {
+    // best[i]: the longest chain ending at i (its length, and the node before i on it).
+    let mut best: Vec<Option<(f64, Option<usize>)>> = vec![None; nodes.len()];
+    fn visit(
+        i: usize,
+        nodes: &[Node],
+        durations: &[Option<f64>],
+        best: &mut Vec<Option<(f64, Option<usize>)>>,
+        depth: usize,
+    ) -> f64 {
+        if let Some((len, _)) = best[i] {
+            return len;
+        }
+        let own = durations[i].unwrap_or(0.0);
+        let mut before = (0.0, None);
+        // The graph is acyclic (checked before running); the depth bound only guards that.
+        if depth < nodes.len() {
+            for &w in &nodes[i].waits_for {
+                let len = visit(w, nodes, durations, best, depth + 1);
+                if len > before.0 {
+                    before = (len, Some(w));
+                }
+            }
+        }
+        best[i] = Some((before.0 + own, before.1));
+        before.0 + own
+    }
+    let mut end = None;
+    let mut longest = 0.0;
+    for i in 0..nodes.len() {
+        if durations[i].is_none() {
+            continue;
+        }
+        let len = visit(i, nodes, durations, &mut best, 0);
+        if len > longest {
+            longest = len;
+            end = Some(i);
+        }
+    }
+    let mut path = Vec::new();
+    let mut cur = end;
+    while let Some(i) = cur {
+        if durations[i].is_some() {
+            path.push(i);
+        }
+        cur = best[i].and_then(|(_, prev)| prev);
+    }
+    path.reverse();
+    (longest, path)
 }
 
 async fn run(cx: &Cx, node: &Node<'_>, desired: &Model) -> Outcome {
@@ -461,5 +536,40 @@ async fn run(cx: &Cx, node: &Node<'_>, desired: &Model) -> Outcome {
             });
             Outcome::Failed(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(key: &str, waits_for: Vec<usize>) -> Node<'static> {
+        Node {
+            address: Address::new(Kind::new("stream"), key),
+            action: Action::Create,
+            step: Step::Create,
+            desired: None,
+            live: None,
+            waits_for,
+        }
+    }
+
+    #[test]
+    fn the_critical_path_is_the_longest_chain_of_actual_durations() {
+        // a (1 s) → b (2 s); c (2.5 s) alone; d failed (no duration) after b.
+        let nodes = vec![
+            node("a", vec![]),
+            node("b", vec![0]),
+            node("c", vec![]),
+            node("d", vec![1]),
+        ];
+        let durations = [Some(1.0), Some(2.0), Some(2.5), None];
+        let (len, path) = critical_path(&nodes, &durations);
+        assert!((len - 3.0).abs() < 1e-9, "{len}");
+        assert_eq!(path, [0, 1]);
+        let (len, path) = critical_path(&nodes[2..3], &durations[2..3]);
+        assert!((len - 2.5).abs() < 1e-9);
+        assert_eq!(path, [0]);
+        assert_eq!(critical_path(&[], &[]), (0.0, vec![]));
     }
 }

@@ -130,9 +130,15 @@ impl std::error::Error for NotOursError {}
 /// The attributes of a resource as one flat JSON object: its props plus `tags`.
 fn attributes(r: &Resource) -> BTreeMap<String, Value> {
     let mut out: BTreeMap<String, Value> = r.props.attributes().into_iter().collect();
+    // `aws:` tags are AWS's own (CloudFormation adds aws:cloudformation:*): never compared.
+    let tags: BTreeMap<&String, &String> = r
+        .tags
+        .iter()
+        .filter(|(k, _)| !k.starts_with("aws:"))
+        .collect();
     out.insert(
         "tags".into(),
-        serde_json::to_value(&r.tags).unwrap_or(Value::Null),
+        serde_json::to_value(&tags).unwrap_or(Value::Null),
     );
     out
 }

@@ -113,8 +113,15 @@ async fn run_locked(
         finish(
             &report,
             format!(
-                "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
-                plan.summary.add, plan.summary.change, plan.summary.destroy
+                "\nApply complete! Resources: {} added, {} changed, {} destroyed.\n\
+                 Took {:.1} s; the critical path (the longest chain of operations that wait for \
+                 each other) took {:.1} s: {}",
+                plan.summary.add,
+                plan.summary.change,
+                plan.summary.destroy,
+                report.makespan_s,
+                report.critical_path_s,
+                report.critical_path.join(" → ")
             ),
             json,
         )

@@ -353,3 +353,49 @@ deliveries:
             .is_empty());
     });
 }
+
+#[test]
+fn the_apply_report_gives_makespan_and_the_critical_path() {
+    let sb = Sandbox::new(ProxyConfig {
+        stream_creating: secs(1.0),
+        delivery_creating: secs(1.0),
+        instance_pending: secs(0.5),
+        ..ProxyConfig::default()
+    });
+    let spec = spec_file(WEATHER_LAB);
+    let out = ok(&sb, &["apply", "--auto-approve", "--json", p(&spec.path)]);
+    let report = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == "report")
+        .expect("a report line");
+    let r = &report["report"];
+    let makespan = r["makespan_s"].as_f64().expect("makespan");
+    let critical = r["critical_path_s"].as_f64().expect("critical path");
+    let path: Vec<&str> = r["critical_path"]
+        .as_array()
+        .expect("path")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    eprintln!("makespan {makespan:.2} s, critical path {critical:.2} s: {path:?}");
+    // The chain that gates everything: the stream (CREATING), the delivery reading it
+    // (CREATING), then the host launched after it.
+    assert_eq!(
+        path.last().copied(),
+        Some("host.collector (create)"),
+        "{path:?}"
+    );
+    assert!(
+        path.contains(&"delivery.weather-to-s3 (create)"),
+        "{path:?}"
+    );
+    assert!(critical >= 2.0, "{critical}");
+    assert!(makespan + 0.05 >= critical, "{makespan} < {critical}");
+    // Every operation starts the moment what it waits for is done: no batching barriers.
+    assert!(
+        makespan <= critical * 1.25 + 0.5,
+        "{makespan} vs {critical}"
+    );
+    ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+}

@@ -84,3 +84,24 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
+
+/// Diagnostics as one JSON object: `{"ok": false, "diagnostics": [{severity, file, line, col,
+/// path, message, expected}]}` (`plan --json` and `validate --format json` on a bad spec).
+pub fn to_json(d: &Diagnostics) -> serde_json::Value {
+    let list: Vec<serde_json::Value> = d
+        .sorted()
+        .into_iter()
+        .map(|x| {
+            serde_json::json!({
+                "severity": match x.severity { Severity::Error => "error", Severity::Warning => "warning" },
+                "file": x.file,
+                "line": x.pos.line,
+                "col": x.pos.col,
+                "path": x.path,
+                "message": x.message,
+                "expected": x.expected,
+            })
+        })
+        .collect();
+    serde_json::json!({"ok": !d.has_errors(), "diagnostics": list})
+}

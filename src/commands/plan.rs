@@ -16,7 +16,14 @@ pub fn run(
     detailed: bool,
 ) -> Outcome {
     runtime()?.block_on(async {
-        let s = ops::open(spec, &open_options(g, Events::none())).await?;
+        let s = match ops::open(spec, &open_options(g, Events::none())).await {
+            // With JSON output, an invalid spec is JSON too: the diagnostics object.
+            Err(streamstack::Error::Spec(d)) if format == PlanFormat::Json => {
+                println!("{}", streamstack::diagnostics::to_json(&d));
+                return Err(Failure::Spec(d));
+            }
+            other => other?,
+        };
         let live = s.live().await?;
         let plan = s.plan(&live)?;
         // plan takes no lock, but says when an apply or destroy is under way.

@@ -35,18 +35,6 @@ fn github_line(d: &Diagnostic) -> String {
     )
 }
 
-fn json_of(d: &Diagnostic) -> serde_json::Value {
-    serde_json::json!({
-        "severity": match d.severity { Severity::Error => "error", Severity::Warning => "warning" },
-        "file": d.file,
-        "line": d.pos.line,
-        "col": d.pos.col,
-        "path": d.path,
-        "message": d.message,
-        "expected": d.expected,
-    })
-}
-
 pub fn run(g: &Global, specs: &[std::path::PathBuf], format: ValidateFormat) -> Outcome {
     let opts = load_options(g);
     let color = stderr_color(g);
@@ -92,11 +80,10 @@ pub fn run(g: &Global, specs: &[std::path::PathBuf], format: ValidateFormat) -> 
                 eprintln!("{summary}");
             }
             ValidateFormat::Json => {
-                all.push(serde_json::json!({
-                    "file": path.display().to_string(),
-                    "ok": ok,
-                    "diagnostics": diags.sorted().into_iter().map(json_of).collect::<Vec<_>>(),
-                }));
+                let mut one = streamstack::diagnostics::to_json(&diags);
+                one["file"] = serde_json::json!(path.display().to_string());
+                one["ok"] = serde_json::json!(ok);
+                all.push(one);
             }
         }
     }

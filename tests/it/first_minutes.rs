@@ -91,3 +91,46 @@ fn usage_errors_and_undeclared_vars_exit_1_and_missing_credentials_say_so() {
         "{err}"
     );
 }
+
+#[test]
+fn the_field_reference_names_every_key_the_loader_accepts_and_the_readme_stays_inside() {
+    use streamstack::spec::*;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let reference = std::fs::read_to_string(root.join("docs/spec.md")).expect("docs/spec.md");
+    let lists: [(&str, &[&str]); 10] = [
+        ("top level", TOP_KEYS),
+        ("buckets", BUCKET_KEYS),
+        ("streams", STREAM_KEYS),
+        ("deliveries", DELIVERY_KEYS),
+        ("buffering", BUFFERING_KEYS),
+        ("error_logging", ERROR_LOGGING_KEYS),
+        ("hosts", HOST_KEYS),
+        ("ssh", SSH_KEYS),
+        ("flows", FLOW_KEYS),
+        ("sample_data", SAMPLE_KEYS),
+    ];
+    for (section, keys) in lists {
+        for k in keys {
+            assert!(
+                reference.contains(&format!("`{k}`")),
+                "docs/spec.md does not document {section}.{k}"
+            );
+        }
+    }
+    // Every value the loader knows is documented too.
+    for f in streamstack::spec::types::Format::NAMES {
+        assert!(reference.contains(&format!("`{f}`")), "format {f}");
+    }
+    for (c, _) in streamstack::spec::types::Compression::ALL {
+        assert!(reference.contains(&format!("`{c}`")), "compression {c}");
+    }
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    for (i, line) in readme.lines().enumerate() {
+        assert!(
+            !line.contains("](http") && !line.contains("](../") && !line.contains("`../shared"),
+            "README.md:{}: links outside the repository: {line}",
+            i + 1
+        );
+    }
+    assert!(readme.contains("docs/spec.md"));
+}

@@ -112,7 +112,11 @@ pub(crate) fn load(
         }
         return (None, d.diags);
     }
-    let root: Value = match serde_yaml::from_str(text) {
+    // YAML 1.1 merge keys (`<<: *defaults`, `<<: [*a, *b]`): keys written beside `<<` win.
+    let root: Value = match serde_yaml::from_str::<Value>(text).and_then(|mut v| {
+        v.apply_merge()?;
+        Ok(v)
+    }) {
         Ok(v) => v,
         Err(e) => {
             let (pos, message) = yaml_error(text, &e);
@@ -141,7 +145,10 @@ pub(crate) fn load(
     }) else {
         return (None, d.diags);
     };
-    d.known_keys(m, &root_path, TOP_KEYS);
+    // `x-*` keys at the top hold anchors to merge elsewhere (as docker-compose allows).
+    let mut checked = m.clone();
+    checked.retain(|k, _| !k.as_str().is_some_and(|k| k.starts_with("x-")));
+    d.known_keys(&checked, &root_path, TOP_KEYS);
 
     let version = d
         .required(m, &root_path, "version", "version: 1")

@@ -64,6 +64,10 @@ pub struct Span {
 #[derive(Debug, Default)]
 pub struct Positions {
     map: HashMap<Path, Span>,
+    /// YAML merge keys: a mapping's path → the paths of the anchored mappings merged into it
+    /// (`<<: *x` or `<<: [*x, *y]`), in precedence order. A merged value is found where it is
+    /// written.
+    merged: HashMap<Path, Vec<Path>>,
     /// Keys that appear twice in one mapping: the path and where the second one is.
     pub duplicates: Vec<(Path, Pos)>,
 }
@@ -75,8 +79,26 @@ impl Positions {
         let mut rec = Recorder::default();
         let mut parser = Parser::new_from_str(text);
         let _ = parser.load(&mut rec, false);
+        let mut merged: HashMap<Path, Vec<Path>> = HashMap::new();
+        let mut aliases = rec.aliases;
+        aliases.sort_by(|a, b| format!("{:?}", a.0).cmp(&format!("{:?}", b.0)));
+        for (at, id) in aliases {
+            let Some(target) = rec.anchors.get(&id) else {
+                continue;
+            };
+            // `X.<<` or `X.<<[i]`: the alias is merged into X.
+            let segs = &at.0;
+            let merge_at = segs.iter().rposition(|s| *s == Seg::Key("<<".into()));
+            if let Some(i) = merge_at.filter(|i| segs.len() - i <= 2) {
+                merged
+                    .entry(Path(segs[..i].to_vec()))
+                    .or_default()
+                    .push(target.clone());
+            }
+        }
         Positions {
             map: rec.map,
+            merged,
             duplicates: rec.duplicates,
         }
     }
@@ -91,10 +113,31 @@ impl Positions {
         self.lookup(path, |s| s.key)
     }
 
+    /// The span of `path` itself, following merge keys to where a merged value is written.
+    fn find(&self, path: &Path, depth: usize) -> Option<&Span> {
+        if let Some(span) = self.map.get(path) {
+            return Some(span);
+        }
+        if depth > 8 {
+            return None;
+        }
+        for l in (0..path.0.len()).rev() {
+            let base = Path(path.0[..l].to_vec());
+            for anchor in self.merged.get(&base).into_iter().flatten() {
+                let mut inside = anchor.clone();
+                inside.0.extend(path.0[l..].iter().cloned());
+                if let Some(span) = self.find(&inside, depth + 1) {
+                    return Some(span);
+                }
+            }
+        }
+        None
+    }
+
     fn lookup(&self, path: &Path, pick: impl Fn(&Span) -> Pos) -> Pos {
         let mut p = path.clone();
         loop {
-            if let Some(span) = self.map.get(&p) {
+            if let Some(span) = self.find(&p, 0) {
                 return pick(span);
             }
             if p.0.is_empty() {
@@ -121,6 +164,10 @@ enum Frame {
 
 #[derive(Default)]
 struct Recorder {
+    /// Anchor id → the path of the anchored node.
+    anchors: HashMap<usize, Path>,
+    /// Paths whose node is an alias, with the anchor id.
+    aliases: Vec<(Path, usize)>,
     stack: Vec<Frame>,
     map: HashMap<Path, Span>,
     duplicates: Vec<(Path, Pos)>,
@@ -213,11 +260,15 @@ impl MarkedEventReceiver for Recorder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let at = pos(&mark);
         match ev {
-            Event::Scalar(ref v, ..) => {
-                self.node_start(Some(v), at);
+            Event::Scalar(ref v, _, anchor, _) => {
+                if let (Some(p), true) = (self.node_start(Some(v), at), anchor > 0) {
+                    self.anchors.insert(anchor, p);
+                }
             }
-            Event::Alias(_) => {
-                self.node_start(Some(""), at);
+            Event::Alias(id) => {
+                if let Some(p) = self.node_start(Some(""), at) {
+                    self.aliases.push((p, id));
+                }
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 if let Some(Frame::Map { skipping, .. }) = self.stack.last_mut() {
@@ -227,7 +278,14 @@ impl MarkedEventReceiver for Recorder {
                     }
                 }
                 let is_map = matches!(ev, Event::MappingStart(..));
+                let anchor = match ev {
+                    Event::MappingStart(a, _) | Event::SequenceStart(a, _) => a,
+                    _ => 0,
+                };
                 if let Some(path) = self.node_start(None, at) {
+                    if anchor > 0 {
+                        self.anchors.insert(anchor, path.clone());
+                    }
                     let is_item = matches!(path.0.last(), Some(Seg::Index(_)));
                     self.awaiting_first_child.push((path.clone(), is_item));
                     self.stack.push(if is_map {

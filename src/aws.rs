@@ -40,6 +40,7 @@ pub struct Clients {
     pub ssm: aws_sdk_ssm::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub tagging: aws_sdk_resourcegroupstagging::Client,
+    pub cloudformation: aws_sdk_cloudformation::Client,
     pub region: String,
 }
 
@@ -108,6 +109,7 @@ impl Clients {
             ssm: client!(aws_sdk_ssm),
             logs: client!(aws_sdk_cloudwatchlogs),
             tagging: client!(aws_sdk_resourcegroupstagging),
+            cloudformation: client!(aws_sdk_cloudformation),
             s3,
             region,
         })

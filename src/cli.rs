@@ -88,6 +88,10 @@ pub enum Command {
         /// Exit 0 when there are no changes, 2 when there are, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Which engine deploys: streamstack's own, or CloudFormation (one stack named after
+        /// the stack, through change sets).
+        #[arg(long, value_enum, default_value_t = Engine::Streamstack, value_name = "ENGINE")]
+        engine: Engine,
     },
     /// Make AWS match the spec (or a plan saved with `plan --out`).
     Apply {
@@ -109,6 +113,10 @@ pub enum Command {
         /// Also wait until new or replaced hosts report their bootstrap (default 10m).
         #[arg(long, value_name = "DUR", num_args = 0..=1, default_missing_value = "10m", value_parser = parse_duration)]
         wait_bootstrap: Option<std::time::Duration>,
+        /// Which engine deploys: streamstack's own, or CloudFormation (one stack named after
+        /// the stack, through change sets).
+        #[arg(long, value_enum, default_value_t = Engine::Streamstack, value_name = "ENGINE")]
+        engine: Engine,
     },
     /// Verify the running pipeline hop by hop (hosts, streams, deliveries) and name the first
     /// broken hop.
@@ -148,6 +156,10 @@ pub enum Command {
         /// Wait this long for another run's lock on the stack (default: fail at once).
         #[arg(long, value_name = "DUR", value_parser = parse_duration)]
         lock_timeout: Option<std::time::Duration>,
+        /// Which engine deploys: streamstack's own, or CloudFormation (one stack named after
+        /// the stack, through change sets).
+        #[arg(long, value_enum, default_value_t = Engine::Streamstack, value_name = "ENGINE")]
+        engine: Engine,
     },
     /// Remove a stack's lock left by a run that died (its id is in the "locked" message).
     ForceUnlock {
@@ -213,6 +225,14 @@ pub enum Example {
     Classroom,
     /// The smallest pipeline: the agent writes to Firehose directly.
     Direct,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Engine {
+    /// streamstack's own engine: AWS API calls, in parallel, with its own waits.
+    Streamstack,
+    /// A CloudFormation stack named after the stack, deployed through change sets.
+    Cloudformation,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

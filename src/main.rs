@@ -33,13 +33,25 @@ fn main() -> ExitCode {
             format,
             out,
             detailed_exitcode,
+            engine,
         } => {
             let format = if *json {
                 cli::PlanFormat::Json
             } else {
                 format.unwrap_or(cli::PlanFormat::Human)
             };
-            commands::plan::run(g, spec, format, out.as_deref(), *detailed_exitcode)
+            match engine {
+                cli::Engine::Streamstack => {
+                    commands::plan::run(g, spec, format, out.as_deref(), *detailed_exitcode)
+                }
+                cli::Engine::Cloudformation => commands::cloudformation::plan(
+                    g,
+                    spec,
+                    format,
+                    out.as_deref(),
+                    *detailed_exitcode,
+                ),
+            }
         }
         Command::Apply {
             target,
@@ -48,7 +60,25 @@ fn main() -> ExitCode {
             parallelism,
             lock_timeout,
             wait_bootstrap,
+            engine: cli::Engine::Streamstack,
         } => commands::apply::run(
+            g,
+            target,
+            *auto_approve,
+            *json,
+            *parallelism,
+            lock_timeout.unwrap_or_default(),
+            *wait_bootstrap,
+        ),
+        Command::Apply {
+            target,
+            auto_approve,
+            json,
+            parallelism,
+            lock_timeout,
+            wait_bootstrap,
+            engine: cli::Engine::Cloudformation,
+        } => commands::cloudformation::apply(
             g,
             target,
             *auto_approve,
@@ -70,7 +100,23 @@ fn main() -> ExitCode {
             auto_approve,
             json,
             lock_timeout,
+            engine: cli::Engine::Streamstack,
         } => commands::destroy::run(
+            g,
+            spec.as_deref(),
+            stack.as_deref(),
+            *auto_approve,
+            *json,
+            lock_timeout.unwrap_or_default(),
+        ),
+        Command::Destroy {
+            spec,
+            stack,
+            auto_approve,
+            json,
+            lock_timeout,
+            engine: cli::Engine::Cloudformation,
+        } => commands::cloudformation::destroy(
             g,
             spec.as_deref(),
             stack.as_deref(),

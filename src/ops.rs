@@ -269,10 +269,7 @@ impl Session {
             .map(|(_, t)| t.clone())
             .or_else(|| created_at.map(str::to_string))
             .unwrap_or_else(|| crate::time::rfc3339(std::time::SystemTime::now()));
-        let expires = self.validated.spec.expires_after.and_then(|e| {
-            crate::time::parse_rfc3339(&created)
-                .map(|at| crate::time::rfc3339(at + std::time::Duration::from_secs(e.seconds)))
-        });
+        let expires = stamps_from(&self.validated, created.clone()).expires_at;
         let mut model = self.validated.model.clone();
         for r in model.resources.values_mut() {
             r.tags.insert(TAG_CREATED_AT.into(), created.clone());
@@ -282,7 +279,21 @@ impl Session {
         }
         (model, created)
     }
+}
 
+/// The expiry stamps for a stack created at `created`.
+pub fn stamps_from(validated: &Validated, created: String) -> crate::cloudformation::Stamps {
+    let expires_at = validated.spec.expires_after.and_then(|e| {
+        crate::time::parse_rfc3339(&created)
+            .map(|at| crate::time::rfc3339(at + std::time::Duration::from_secs(e.seconds)))
+    });
+    crate::cloudformation::Stamps {
+        created_at: created,
+        expires_at,
+    }
+}
+
+impl Session {
     pub fn plan(&self, live: &[Live]) -> Result<Plan> {
         self.plan_stamped(live, None)
     }
@@ -440,12 +451,17 @@ pub struct DestroyPlan {
     pub foreign: Vec<Live>,
 }
 
-/// `render --what cloudformation`: the spec's model as one CloudFormation template (YAML).
-pub fn cloudformation(spec_path: &Path, model: &Model) -> Result<String> {
+/// `render --what cloudformation`: the spec's model as one CloudFormation template (YAML), its
+/// expiry stamps defaulting to now.
+pub fn cloudformation(spec_path: &Path, validated: &Validated) -> Result<String> {
     let text = std::fs::read(spec_path)
         .map_err(|e| Error::Config(format!("cannot read {}: {e}", spec_path.display())))?;
-    let t = crate::cloudformation::template(model, &sha256_hex(&text))?;
-    serde_yaml::to_string(&t).map_err(|e| Error::Internal(e.to_string()))
+    let stamps = stamps_from(
+        validated,
+        crate::time::rfc3339(std::time::SystemTime::now()),
+    );
+    let t = crate::cloudformation::template(&validated.model, &sha256_hex(&text), &stamps)?;
+    Ok(crate::cloudformation::yaml::to_string(&t))
 }
 
 /// What `render` prints: every artefact of that sort in the model, or only `host`'s.

@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod check;
+pub mod cloudformation;
 pub mod destroy;
 pub mod force_unlock;
 pub mod gc;

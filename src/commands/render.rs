@@ -16,7 +16,7 @@ pub fn run(g: &Global, path: &Path, host: Option<&str>, what: What) -> Outcome {
         What::AgentConfig => Render::AgentConfig,
         What::Policies => Render::Policies,
         What::Cloudformation => {
-            print!("{}", ops::cloudformation(path, &v.model)?);
+            print!("{}", ops::cloudformation(path, &v)?);
             return Ok(0);
         }
     };

@@ -732,6 +732,20 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     .await
 }
 
+/// Empties `live` when it is this stack's and tagged force-destroy (a teardown that another
+/// engine deletes, such as CloudFormation, which refuses a bucket holding objects). Returns
+/// whether it emptied it.
+pub async fn empty_if_force_destroy(cx: &Cx, live: &Live) -> Result<bool> {
+    if !live.ours || !force_destroy(&live.resource.tags) {
+        return Ok(false);
+    }
+    match empty(cx, live.address(), &live.resource.name).await {
+        Ok(()) => Ok(true),
+        Err(e) if bucket_missing(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 fn not_empty(address: &Address, name: &str) -> Error {
     Error::resource(
         address,

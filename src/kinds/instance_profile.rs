@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::{address_for, complete_iam_names, owned_by, retry, tag_delta, Cx, Live, ResourceKind};
 use crate::aws::Ctx;
 use crate::kinds::role::HOST_ROLE;
-use crate::model::{Kind, Model, Props, Resource};
+use crate::model::{Kind, Model, Props, Resource, TAG_ADDRESS};
 use crate::{Error, Result};
 
 pub const KIND: Kind = Kind::new("instance_profile");
@@ -157,11 +157,27 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
         .next()
         .map(|r| r.role_name)
         .unwrap_or_default();
+    let mut tags = tags;
+    let mut ours = owned_by(&tags, &cx.stack);
+    if !ours && tags.is_empty() && p.path == cx.env.iam_path && !role_name.is_empty() {
+        // CloudFormation cannot tag an instance profile (AWS::IAM::InstanceProfile has no
+        // Tags): one under this stack's own IAM path that holds this stack's role is ours, and
+        // carries the role's stack tags.
+        if let Some(role_tags) = role_tags(cx, &role_name).await? {
+            if owned_by(&role_tags, &cx.stack) {
+                ours = true;
+                tags = role_tags;
+                tags.remove(TAG_ADDRESS);
+                let address = address_for(KIND, &name, &tags, desired);
+                tags.insert(TAG_ADDRESS.to_string(), address.to_string());
+            }
+        }
+    }
     let address = address_for(KIND, &name, &tags, desired);
     Ok(Some(Live {
         broken: None,
         created: None,
-        ours: owned_by(&tags, &cx.stack),
+        ours,
         id: p.arn.clone(),
         resource: Resource {
             address,
@@ -174,6 +190,23 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
             }),
         },
     }))
+}
+
+/// The tags of role `name`; `None` if it does not exist.
+async fn role_tags(cx: &Cx, name: &str) -> Result<Option<BTreeMap<String, String>>> {
+    match cx
+        .clients
+        .iam
+        .list_role_tags()
+        .role_name(name)
+        .send()
+        .await
+        .op("iam:ListRoleTags")
+    {
+        Ok(o) => Ok(Some(o.tags.into_iter().map(|t| (t.key, t.value)).collect())),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn props(r: &Resource) -> Result<&InstanceProfileProps> {

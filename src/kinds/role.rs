@@ -64,7 +64,9 @@ impl ResourceKind for Roles {
         let policies: Vec<Value> = p
             .inline_policies
             .iter()
-            .map(|(name, doc)| json!({"PolicyName": name, "PolicyDocument": doc}))
+            // The document as a JSON string (CloudFormation takes either): moto's CloudFormation
+            // stores an object's Python repr as the policy, which no reader can parse.
+            .map(|(name, doc)| json!({"PolicyName": name, "PolicyDocument": doc.to_string()}))
             .collect();
         let props = json!({
             "RoleName": r.name,

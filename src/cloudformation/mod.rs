@@ -4,12 +4,17 @@
 //! ids, turns the account, region and partition into pseudo parameters, mirrors the dependency
 //! graph with `DependsOn` (where no `Ref`/`GetAtt` already implies it), and adds the Metadata.
 
+pub mod engine;
+pub mod yaml;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
 use crate::kinds;
-use crate::model::{Address, Model};
+use crate::model::{Address, Model, TAG_CREATED_AT, TAG_EXPIRES_AT};
+
+const RFC3339_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$";
 use crate::{Error, Result};
 
 /// One resource of the template.
@@ -98,10 +103,29 @@ pub fn tags(t: &BTreeMap<String, String>) -> Value {
     )
 }
 
+/// The template parameter that carries `streamstack:created-at`, and its stand-in in the model.
+pub const CREATED_AT_PARAMETER: &str = "StreamstackCreatedAt";
+/// The template parameter that carries `streamstack:expires-at`, and its stand-in in the model.
+pub const EXPIRES_AT_PARAMETER: &str = "StreamstackExpiresAt";
+const CREATED_AT_STAND_IN: &str = "\u{1}streamstack-created-at";
+const EXPIRES_AT_STAND_IN: &str = "\u{1}streamstack-expires-at";
+
+/// The expiry stamps of a template: `streamstack:created-at` and, with `expires_after`,
+/// `streamstack:expires-at`. They are template parameters whose defaults are these values, so
+/// `aws cloudformation deploy` of a newer render keeps the first deploy's (it reuses a
+/// parameter's previous value) and `--engine cloudformation` passes the live ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamps {
+    pub created_at: String,
+    pub expires_at: Option<String>,
+}
+
 /// Strings with the account, region or partition become `Fn::Sub` over the pseudo parameters
 /// (and a `${` a script holds is escaped as `${!`).
 fn substitute(v: Value, account: &str, region: &str) -> Value {
     match v {
+        Value::String(s) if s == CREATED_AT_STAND_IN => json!({"Ref": CREATED_AT_PARAMETER}),
+        Value::String(s) if s == EXPIRES_AT_STAND_IN => json!({"Ref": EXPIRES_AT_PARAMETER}),
         Value::String(s) => {
             let needs = s.contains(account) || s.contains(region) || s.contains("arn:aws:");
             if !needs {
@@ -154,11 +178,41 @@ fn referenced(v: &Value, out: &mut BTreeSet<String>) {
 }
 
 /// The template of `model`, as a JSON value (printed as YAML by the command).
-pub fn template(model: &Model, spec_sha256: &str) -> Result<Value> {
+pub fn template(model: &Model, spec_sha256: &str, stamps: &Stamps) -> Result<Value> {
+    let mut stamped = model.clone();
+    for r in stamped.resources.values_mut() {
+        r.tags
+            .insert(TAG_CREATED_AT.into(), CREATED_AT_STAND_IN.into());
+        if stamps.expires_at.is_some() {
+            r.tags
+                .insert(TAG_EXPIRES_AT.into(), EXPIRES_AT_STAND_IN.into());
+        }
+    }
+    let model = &stamped;
     let cfn = Cfn { model };
     let (account, region) = (model.env.account_id.as_str(), model.env.region.as_str());
     let mut resources = Map::new();
     let mut parameters = Map::new();
+    parameters.insert(
+        CREATED_AT_PARAMETER.into(),
+        json!({
+            "Type": "String",
+            "Default": stamps.created_at,
+            "AllowedPattern": RFC3339_PATTERN,
+            "Description": "streamstack:created-at of every resource: when the stack was first created (UTC, RFC 3339)",
+        }),
+    );
+    if let Some(e) = &stamps.expires_at {
+        parameters.insert(
+            EXPIRES_AT_PARAMETER.into(),
+            json!({
+                "Type": "String",
+                "Default": e,
+                "AllowedPattern": RFC3339_PATTERN,
+                "Description": "streamstack:expires-at of every resource: after this, `streamstack gc` destroys the stack (UTC, RFC 3339)",
+            }),
+        );
+    }
     let mut outputs = Map::new();
     let mut skips: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let order = model
@@ -230,9 +284,7 @@ pub fn template(model: &Model, spec_sha256: &str) -> Result<Value> {
         },
         "Resources": resources,
     });
-    if !parameters.is_empty() {
-        t["Parameters"] = Value::Object(parameters);
-    }
+    t["Parameters"] = Value::Object(parameters);
     if !outputs.is_empty() {
         t["Outputs"] = Value::Object(outputs);
     }

@@ -50,19 +50,35 @@ mod secs {
 
 /// Where events go. Cloneable; sending never blocks and never fails the operation.
 #[derive(Clone)]
-pub struct Events(Option<tokio::sync::mpsc::UnboundedSender<Event>>);
+pub struct Events(Option<Sink>);
+
+#[derive(Clone)]
+enum Sink {
+    Channel(tokio::sync::mpsc::UnboundedSender<Event>),
+    /// Handled at once, on the sender's thread: what it prints comes before anything the
+    /// caller prints after the operation returns.
+    Call(std::sync::Arc<dyn Fn(&Event) + Send + Sync>),
+}
 
 impl Events {
     pub fn new(tx: tokio::sync::mpsc::UnboundedSender<Event>) -> Self {
-        Events(Some(tx))
+        Events(Some(Sink::Channel(tx)))
+    }
+    /// Events handed to `f` as they happen (a printer).
+    pub fn call(f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        Events(Some(Sink::Call(std::sync::Arc::new(f))))
     }
     /// Drops every event.
     pub fn none() -> Self {
         Events(None)
     }
     pub fn send(&self, e: Event) {
-        if let Some(tx) = &self.0 {
-            let _ = tx.send(e);
+        match &self.0 {
+            Some(Sink::Channel(tx)) => {
+                let _ = tx.send(e);
+            }
+            Some(Sink::Call(f)) => f(&e),
+            None => {}
         }
     }
 }

@@ -280,6 +280,9 @@ pub async fn change_set(s: &Session) -> Result<ChangeSet> {
     if creating {
         // Resources of this stack that the default engine made would collide by name.
         let live = s.live().await?;
+        // A resource with one of the stack's names that is not the stack's: refused here, not
+        // half-way through a CloudFormation create.
+        s.plan(&live)?;
         let ours: Vec<String> = live
             .iter()
             .filter(|l| l.ours)
@@ -705,10 +708,10 @@ fn send_event(
 
 /// The first failure among `events`, skipping the cancellations it caused.
 fn first_failure(
-    s: &Session,
+    stack: &str,
+    map: &BTreeMap<String, Address>,
     events: &[aws_sdk_cloudformation::types::StackEvent],
 ) -> Option<Failure> {
-    let map = addresses(s);
     events
         .iter()
         .filter(|e| {
@@ -720,7 +723,7 @@ fn first_failure(
             let r = e.resource_status_reason.as_deref().unwrap_or_default();
             !r.contains("Resource creation cancelled") && !r.contains("Resource update cancelled")
         })
-        .find(|e| e.logical_resource_id.as_deref() != Some(s.cx.stack.as_str()))
+        .find(|e| e.logical_resource_id.as_deref() != Some(stack))
         .or_else(|| {
             events.iter().find(|e| {
                 e.resource_status
@@ -731,7 +734,7 @@ fn first_failure(
         .map(|e| {
             let id = e.logical_resource_id.clone().unwrap_or_default();
             Failure {
-                address: address_of(&map, &id).to_string(),
+                address: address_of(map, &id).to_string(),
                 logical_id: id,
                 resource_type: e.resource_type.clone().unwrap_or_default(),
                 status: e
@@ -796,7 +799,7 @@ pub async fn execute(s: &Session, cs: &ChangeSet, parallelism: usize) -> Result<
     report.rollback = rollback_of(&status);
     report.status = status;
     if !report.ok {
-        report.first_failure = first_failure(s, &events);
+        report.first_failure = first_failure(&cs.stack_name, &addresses(s), &events);
     } else {
         report.completed_by_streamstack = complete(s, parallelism).await?;
     }
@@ -903,7 +906,7 @@ pub async fn destroy(s: &Session, parallelism: usize) -> Result<StackReport> {
         report.ok = status == "DELETE_COMPLETE";
         report.status = status;
         if !report.ok {
-            report.first_failure = first_failure(s, &events);
+            report.first_failure = first_failure(&name, &addresses(s), &events);
             report.makespan_s = start.elapsed().as_secs_f64();
             return Ok(report);
         }
@@ -982,6 +985,45 @@ mod tests {
             address_of(&map, "Other").to_string(),
             "cloudformation.Other"
         );
+    }
+
+    #[test]
+    fn the_first_failure_is_the_cause_not_the_cancellations_or_the_stack() {
+        use aws_sdk_cloudformation::types::{ResourceStatus, StackEvent};
+        let ev = |id: &str, status: ResourceStatus, reason: &str| {
+            StackEvent::builder()
+                .logical_resource_id(id)
+                .resource_type("AWS::X")
+                .resource_status(status)
+                .resource_status_reason(reason)
+                .build()
+        };
+        let a = Address::new(crate::kinds::stream::KIND, "weather");
+        let map = BTreeMap::from([(logical_id(&a), a.clone())]);
+        let events = vec![
+            ev("lab", ResourceStatus::CreateInProgress, "User Initiated"),
+            ev(
+                "BucketArchive",
+                ResourceStatus::CreateFailed,
+                "Resource creation cancelled",
+            ),
+            ev(
+                "StreamWeather",
+                ResourceStatus::CreateFailed,
+                "Rate exceeded",
+            ),
+            ev(
+                "lab",
+                ResourceStatus::RollbackInProgress,
+                "The following resource(s) failed to create: [StreamWeather]",
+            ),
+            ev("BucketArchive", ResourceStatus::DeleteComplete, ""),
+        ];
+        let f = first_failure("lab", &map, &events).expect("a failure");
+        assert_eq!(f.logical_id, "StreamWeather");
+        assert_eq!(f.address, "stream.weather");
+        assert_eq!(f.reason, "Rate exceeded");
+        assert!(first_failure("lab", &map, &events[..1]).is_none());
     }
 
     #[test]

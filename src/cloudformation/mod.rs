@@ -220,16 +220,23 @@ pub fn template(model: &Model, spec_sha256: &str, stamps: &Stamps) -> Result<Val
         .map_err(|e| Error::Internal(e.to_string()))?
         .creation_order()
         .to_vec();
-    let in_template: BTreeSet<Address> = model
+    // Every resource in the template, with the logical ids of the extra resources that
+    // complete it (a role's policies): what depends on it waits for those too.
+    let in_template: BTreeMap<Address, Vec<String>> = model
         .resources
         .values()
-        .filter(|r| {
-            kinds::handler(r.address.kind)
-                .ok()
-                .and_then(|h| h.cloudformation(r, &cfn))
-                .is_some()
+        .filter_map(|r| {
+            let res = kinds::handler(r.address.kind)
+                .ok()?
+                .cloudformation(r, &cfn)?;
+            let id = logical_id(&r.address);
+            let extras = res
+                .extra
+                .keys()
+                .map(|suffix| format!("{id}{suffix}"))
+                .collect();
+            Some((r.address.clone(), extras))
         })
-        .map(|r| r.address.clone())
         .collect();
     for address in order {
         let Some(r) = model.get(&address) else {
@@ -245,8 +252,8 @@ pub fn template(model: &Model, spec_sha256: &str, stamps: &Stamps) -> Result<Val
         let depends: Vec<String> = r
             .depends_on
             .iter()
-            .filter(|d| in_template.contains(*d))
-            .map(logical_id)
+            .filter_map(|d| in_template.get(d).map(|extras| (d, extras)))
+            .flat_map(|(d, extras)| std::iter::once(logical_id(d)).chain(extras.iter().cloned()))
             .filter(|d| !refs.contains(d))
             .collect();
         let mut body = json!({"Type": res.type_, "Properties": properties});

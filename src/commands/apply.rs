@@ -94,6 +94,17 @@ async fn run_locked(
             }
             return Ok(0);
         }
+        if let Some(cfn) = live
+            .iter()
+            .filter(|l| l.ours)
+            .find_map(|l| l.resource.tags.get("aws:cloudformation:stack-name"))
+        {
+            eprintln!(
+                "warning: this stack's resources belong to CloudFormation stack {cfn}; changes made \
+                 here drift from it (apply with --engine cloudformation to change it through \
+                 CloudFormation)"
+            );
+        }
         // A saved plan too: without a terminal or --auto-approve, nothing is changed.
         if !auto_approve {
             confirm("\nDo you want to perform these actions?")?;

@@ -137,19 +137,18 @@ pub fn event_printer(
     style: streamstack::ui::Style,
     json: bool,
 ) -> (streamstack::events::Events, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let task = tokio::spawn(async move {
-        while let Some(e) = rx.recv().await {
-            if json {
-                if let Ok(line) = serde_json::to_string(&e) {
-                    println!("{line}");
-                }
-            } else {
-                println!("{}", streamstack::ui::render_event(&e, style));
+    // Printed as they happen, on the sender's thread: every event line is out before the
+    // command prints its report (with --json, the report must be the last line).
+    let events = streamstack::events::Events::call(move |e| {
+        if json {
+            if let Ok(line) = serde_json::to_string(e) {
+                println!("{line}");
             }
+        } else {
+            println!("{}", streamstack::ui::render_event(e, style));
         }
     });
-    (streamstack::events::Events::new(tx), task)
+    (events, tokio::spawn(async {}))
 }
 
 /// Refuses at once, before anything is read or locked, when approval will be needed and no

@@ -61,28 +61,41 @@ impl ResourceKind for Roles {
         cfn: &crate::cloudformation::Cfn,
     ) -> Option<crate::cloudformation::CfnResource> {
         let p = r.props.get::<RoleProps>()?;
-        let policies: Vec<Value> = p
-            .inline_policies
-            .iter()
-            // The document as a JSON string (CloudFormation takes either): moto's CloudFormation
-            // stores an object's Python repr as the policy, which no reader can parse.
-            .map(|(name, doc)| json!({"PolicyName": name, "PolicyDocument": doc.to_string()}))
-            .collect();
+        let id = cfn.logical_id(&r.address);
         let props = json!({
             "RoleName": r.name,
             "Path": cfn.model().env.iam_path,
             "Description": format!("streamstack {}: {}", cfn.model().stack, r.address),
             "AssumeRolePolicyDocument": p.trust_policy,
-            "Policies": policies,
             "Tags": crate::cloudformation::tags(&r.tags),
         });
-        Some(
-            crate::cloudformation::CfnResource::new("AWS::IAM::Role", props).output(
-                "Arn",
-                Value::String(p.arn.clone()),
-                "The role's ARN",
-            ),
-        )
+        let mut res = crate::cloudformation::CfnResource::new("AWS::IAM::Role", props).output(
+            "Arn",
+            Value::String(p.arn.clone()),
+            "The role's ARN",
+        );
+        // Each inline policy as an AWS::IAM::Policy on the role (the same inline policy to
+        // IAM). Not the role's Policies property: moto's CloudFormation stores those as Python
+        // text, which no reader can parse; AWS::IAM::Policy it stores as JSON.
+        for (name, doc) in &p.inline_policies {
+            let suffix: String = name
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(|w| w[..1].to_ascii_uppercase() + &w[1..])
+                .collect();
+            res.extra.insert(
+                format!("Policy{suffix}"),
+                json!({
+                    "Type": "AWS::IAM::Policy",
+                    "Properties": {
+                        "PolicyName": name,
+                        "PolicyDocument": doc,
+                        "Roles": [{"Ref": id}],
+                    },
+                }),
+            );
+        }
+        Some(res)
     }
     fn outputs<'a>(
         &'a self,

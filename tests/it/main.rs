@@ -11,6 +11,7 @@
 mod support;
 
 mod check;
+mod cloudformation;
 mod faults;
 mod first_minutes;
 mod gitops;

@@ -624,3 +624,92 @@ fn the_cloudformation_template_is_lint_clean_and_mirrors_the_model() {
         }
     }
 }
+
+/// checkov, from the venv scripts/test makes (`ensure_checkov`).
+fn checkov() -> std::path::PathBuf {
+    let bin = std::env::var_os("STREAMSTACK_CHECKOV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-checkov/bin/checkov"));
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with scripts/test (it installs checkov in a venv)",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn the_cloudformation_template_passes_checkov_and_reads_the_same_in_yaml_1_1() {
+    let specs = ["stacks/weather-lab.yaml", "stacks/direct.yaml"];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut templates = Vec::new();
+    for spec in specs {
+        let yaml = stdout_ok(&["render", spec, "--what", "cloudformation"]);
+        let file = dir.path().join(format!(
+            "{}.yaml",
+            Path::new(spec)
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("t")
+        ));
+        std::fs::write(&file, &yaml).expect("write");
+        templates.push((spec, file, yaml));
+    }
+    // One checkov run over both (it takes seconds to start).
+    let o = Command::new(checkov())
+        .args(["--framework", "cloudformation", "--skip-download"])
+        .args(["--output", "json", "--directory"])
+        .arg(dir.path())
+        .env("BC_SKIP_MAPPING", "TRUE")
+        .output()
+        .expect("checkov");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "checkov printed no JSON ({e}):\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    let failed: Vec<String> = report["results"]["failed_checks"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| format!("{} {} {}", c["file_path"], c["check_id"], c["resource"]))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(failed.is_empty(), "checkov failed: {failed:#?}");
+    assert_eq!(report["summary"]["parsing_errors"], 0);
+    assert!(
+        report["summary"]["passed"].as_u64().unwrap_or(0) > 40,
+        "checkov ran its checks: {}",
+        report["summary"]
+    );
+    // Every skipped check says why, next to it in the template's Metadata.
+    let skipped = report["results"]["skipped_checks"]
+        .as_array()
+        .expect("skipped");
+    assert!(!skipped.is_empty());
+    for c in skipped {
+        let why = c["check_result"]["suppress_comment"].as_str().unwrap_or("");
+        assert!(why.len() > 10, "a skip without its reason: {c}");
+    }
+
+    // PyYAML (YAML 1.1, as the AWS CLI, cfn-lint and moto read it) sees the same template as
+    // a YAML 1.2 reader: no timestamp, date or boolean in disguise.
+    for (spec, file, yaml) in templates {
+        let python = cfn_lint().with_file_name("python");
+        let o = Command::new(python)
+            .args([
+                "-c",
+                "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+            ])
+            .arg(&file)
+            .output()
+            .expect("python");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let pyyaml: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+        let ours: serde_json::Value = serde_yaml::from_str(&yaml).expect("YAML");
+        assert_eq!(pyyaml, ours, "{spec}: YAML 1.1 and 1.2 readers differ");
+    }
+}

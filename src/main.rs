@@ -173,8 +173,10 @@ fn restore_sigpipe() {
 fn init_logs(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "warn",
-        1 => "warn,streamstack=info",
+        // The SDK's credential chain warns about every provider that found nothing (the
+        // instance metadata service, most often) before streamstack says what to do about it.
+        0 => "warn,aws_config=error",
+        1 => "warn,aws_config=error,streamstack=info",
         _ => "info,streamstack=debug,aws_smithy_runtime=debug,aws_config=debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

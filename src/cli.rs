@@ -54,8 +54,9 @@ pub enum Command {
         /// Spec files to check.
         #[arg(required = true, value_name = "SPEC")]
         specs: Vec<PathBuf>,
-        /// How to print diagnostics: human, json, or github (::error annotations).
-        #[arg(long, value_enum, default_value_t = ValidateFormat::Human, value_name = "FORMAT")]
+        /// How to print diagnostics: auto (human with source snippets on a terminal, one line
+        /// each otherwise), human (always with snippets), json, or github (::error annotations).
+        #[arg(long, value_enum, default_value_t = ValidateFormat::Auto, value_name = "FORMAT")]
         format: ValidateFormat,
     },
     /// Print what would be sent to AWS: user-data, agent.json, IAM policies, or the whole stack
@@ -244,6 +245,9 @@ pub enum PlanFormat {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ValidateFormat {
+    /// Human lines; with source snippets when stderr is a terminal.
+    Auto,
+    /// Human lines, each with its source line, a caret under the span, and the help.
     Human,
     Json,
     /// GitHub Actions workflow commands: `::error file=…,line=…,col=…::message`.

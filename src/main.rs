@@ -146,7 +146,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(Failure::Spec(d)) => {
-            commands::print_diagnostics(&d, commands::stderr_color(g));
+            commands::print_diagnostics(&d, commands::stderr_color(g), commands::stderr_snippets());
             ExitCode::from(1)
         }
         Err(Failure::Message(m)) => {

@@ -65,6 +65,7 @@ impl<'a> Decoder<'a> {
             path: path.to_string(),
             message,
             expected,
+            help: None,
         });
     }
 
@@ -76,6 +77,7 @@ impl<'a> Decoder<'a> {
             path: path.to_string(),
             message,
             expected: None,
+            help: None,
         });
     }
 

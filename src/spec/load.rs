@@ -127,6 +127,7 @@ pub(crate) fn load(
                 path: String::new(),
                 message,
                 expected: None,
+                help: None,
             });
             return (None, d.diags);
         }

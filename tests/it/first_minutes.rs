@@ -134,3 +134,43 @@ fn the_field_reference_names_every_key_the_loader_accepts_and_the_readme_stays_i
     }
     assert!(readme.contains("docs/spec.md"));
 }
+
+#[test]
+fn validate_format_human_shows_the_source_line_with_a_caret_and_piped_output_stays_one_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec =
+        "version: 1\nstack: lab\nregion: eu-west-1\nstreams:\n  weather:\n    mode: on-demand\n";
+    std::fs::write(dir.path().join("s.yaml"), spec).expect("write");
+    let o = streamstack(&["validate", "--format", "human", "s.yaml"], dir.path());
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines[0].starts_with("s.yaml:6:11: streams.weather.mode: "),
+        "the first line is unchanged: {err}"
+    );
+    let src = lines
+        .iter()
+        .position(|l| l.ends_with("|     mode: on-demand"))
+        .unwrap_or_else(|| panic!("no source line in:\n{err}"));
+    assert!(lines[src].trim_start().starts_with("6 |"), "{err}");
+    // The caret sits under the value's first character: column 11 of the source text.
+    let text_start = lines[src].find("|").map(|i| i + 2).unwrap_or(0);
+    let caret = lines[src + 1];
+    assert_eq!(caret.find('^'), Some(text_start + 10), "{err}");
+    assert!(
+        caret.contains("^^^^^^^^^"),
+        "the span covers on-demand: {err}"
+    );
+
+    // Without a terminal and without --format human: the lines the snapshots and editors expect.
+    let o = streamstack(&["validate", "s.yaml"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains('^') && !err.contains(" |"), "{err}");
+    assert_eq!(
+        err.lines().count(),
+        2,
+        "one diagnostic and the summary: {err}"
+    );
+}

@@ -186,6 +186,7 @@ fn span_at(line: &str, col: usize) -> std::ops::Range<usize> {
     };
     let len = match first {
         c if c.is_whitespace() => None,
+        '!' if rest.starts_with("!{") => rest.find('}').map(|i| i + 1),
         '"' | '\'' => {
             let mut escaped = false;
             rest.char_indices()

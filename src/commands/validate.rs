@@ -26,6 +26,9 @@ fn github_line(d: &Diagnostic) -> String {
     if let Some(e) = &d.expected {
         message.push_str(&format!(" (expected {e})"));
     }
+    if let Some(h) = &d.help {
+        message.push_str(&format!("\nhelp: {h}"));
+    }
     format!(
         "::{level} file={},line={},col={},title=streamstack::{}",
         escape_prop(&d.file),

@@ -125,13 +125,47 @@ fn the_field_reference_names_every_key_the_loader_accepts_and_the_readme_stays_i
         assert!(reference.contains(&format!("`{c}`")), "compression {c}");
     }
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
-    for (i, line) in readme.lines().enumerate() {
-        assert!(
-            !line.contains("](http") && !line.contains("](../") && !line.contains("`../shared"),
-            "README.md:{}: links outside the repository: {line}",
-            i + 1
-        );
+    // Every user and contributor document links only inside the repository, to files that exist.
+    let mut docs = vec![root.join("README.md"), root.join("CONTRIBUTING.md")];
+    let mut in_docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    in_docs.sort();
+    assert!(!in_docs.is_empty());
+    docs.extend(in_docs);
+    for doc in &docs {
+        let name = doc.strip_prefix(root).unwrap_or(doc).display().to_string();
+        let text = std::fs::read_to_string(doc).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for (i, line) in text.lines().enumerate() {
+            assert!(
+                !line.contains("](http")
+                    && !line.contains("](../")
+                    && !line.contains("](/")
+                    && !line.contains("`../shared")
+                    && !line.contains("SPEC.md"),
+                "{name}:{}: links outside the repository: {line}",
+                i + 1
+            );
+            let mut rest = line;
+            while let Some(at) = rest.find("](") {
+                let after = &rest[at + 2..];
+                let target = after.split(')').next().unwrap_or("");
+                let file = target.split('#').next().unwrap_or("");
+                if !file.is_empty() {
+                    let dir = doc.parent().unwrap_or(root);
+                    assert!(
+                        dir.join(file).exists(),
+                        "{name}:{}: links to {file}, which does not exist",
+                        i + 1
+                    );
+                }
+                rest = after;
+            }
+        }
     }
+    assert!(readme.contains("CONTRIBUTING.md"));
     assert!(readme.contains("docs/spec.md"));
 }
 

@@ -136,16 +136,21 @@ pub fn render_with_snippet(d: &Diagnostic, source: &str, color: bool) -> String 
         Severity::Warning => Level::WARNING,
     };
     let mut elements: Vec<annotate_snippets::Element<'_>> = Vec::new();
+    // A top-level field that is not written where the diagnostic points (a missing `stack`, no
+    // `region` at all) has no span to show.
+    let absent = !d.path.is_empty()
+        && !d.path.contains(['.', '['])
+        && !source
+            .lines()
+            .nth(d.pos.line.saturating_sub(1))
+            .is_some_and(|l| l.trim_start().starts_with(d.path.as_str()));
     if let Some(line) = source
         .lines()
         .nth(d.pos.line.saturating_sub(1))
-        .filter(|_| d.pos.line >= 1)
+        .filter(|_| d.pos.line >= 1 && !absent)
     {
-        let span = span_at(line, d.pos.col);
-        let mut annotation = AnnotationKind::Primary.span(span);
-        if let Some(e) = &d.expected {
-            annotation = annotation.label(format!("expected {e}"));
-        }
+        // No label under the caret: the first line already says what is wrong and expected.
+        let annotation = AnnotationKind::Primary.span(span_at(line, d.pos.col));
         elements.push(
             Snippet::source(line)
                 .line_start(d.pos.line)
@@ -280,8 +285,17 @@ mod tests {
         let caret = lines[src + 1];
         let text_at = lines[src].find("    mode").unwrap_or(0);
         assert_eq!(caret.find('^'), Some(text_at + 10), "{out}");
-        assert!(caret.contains("^^^^^^^^^ expected on_demand"), "{out}");
+        assert_eq!(caret.trim_start_matches([' ', '|']), "^^^^^^^^^", "{out}");
         assert!(out.ends_with("help: write on_demand"), "{out}");
+        // A top-level field that is not in the file: no snippet.
+        let mut missing = diag(1, 1, None);
+        missing.path = "region".into();
+        assert_eq!(
+            render_with_snippet(&missing, source, false),
+            missing.to_string()
+        );
+        missing.path = "version".into();
+        assert!(render_with_snippet(&missing, source, false).contains("1 | version: 1"));
         // Past the end of the file: the first line only.
         assert_eq!(
             render_with_snippet(&diag(9, 1, None), source, false),

@@ -381,11 +381,17 @@ fn yaml_error(text: &str, e: &serde_yaml::Error) -> (Pos, String, Option<String>
     (pos, message, help)
 }
 
-/// When line `line` is indented differently from the content line above it, a help naming both
-/// indentations, and the position of the line's first character.
+/// When the key on line `line` does not start in the same column as the key on the content line
+/// above it, a help naming both columns, and the position of the line's key. A list item's key
+/// starts after its `- `.
 fn indentation_hint(text: &str, line: usize) -> Option<(String, Pos)> {
     let lines: Vec<&str> = text.lines().collect();
-    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let key_column = |l: &str| {
+        let spaces = l.len() - l.trim_start_matches(' ').len();
+        let rest = &l[spaces..];
+        let item = rest.strip_prefix('-').filter(|r| r.starts_with(' '));
+        spaces + item.map_or(0, |r| 1 + r.len() - r.trim_start_matches(' ').len()) + 1
+    };
     let content = |l: &&str| !l.trim().is_empty() && !l.trim_start().starts_with('#');
     let here = *lines.get(line.checked_sub(1)?)?;
     if !content(&here) || here.starts_with('\t') {
@@ -396,21 +402,18 @@ fn indentation_hint(text: &str, line: usize) -> Option<(String, Pos)> {
         .enumerate()
         .rev()
         .find(|(_, l)| content(l))?;
-    let (i, j) = (indent(here), indent(above));
+    let (i, j) = (key_column(here), key_column(above));
     if i == j {
         return None;
     }
-    let spaces = |n: usize| format!("{n} space{}", if n == 1 { "" } else { "s" });
     Some((
         format!(
-            "check the indentation: line {line} is indented {}, line {} above it {}; the keys of \
-             one mapping must start in the same column, and a nested mapping goes under its \
-             `key:` line, indented further",
-            spaces(i),
+            "check the indentation: the key on line {line} starts in column {i}, the one on line \
+             {} above it in column {j}; the keys of one mapping must start in the same column, \
+             and a nested mapping goes under its `key:` line, indented further",
             above_no + 1,
-            spaces(j)
         ),
-        Pos { line, col: i + 1 },
+        Pos { line, col: i },
     ))
 }
 
@@ -913,4 +916,47 @@ fn flow(d: &mut Decoder, v: &Value, p: &Path) -> Option<Flow> {
         to: to?,
         format,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syntax(text: &str) -> (Pos, String, Option<String>) {
+        match serde_yaml::from_str::<Value>(text) {
+            Ok(_) => panic!("parsed: {text}"),
+            Err(e) => yaml_error(text, &e),
+        }
+    }
+
+    #[test]
+    fn a_tab_is_reported_on_its_own_line() {
+        // libyaml's context is the plain scalar on the line above; the tab is on line 3.
+        let (pos, message, _) = syntax("a:\n  b: c\n\t  d: e\n");
+        assert_eq!(pos, Pos { line: 3, col: 1 }, "{message}");
+        assert!(message.contains("tabs cannot be used"), "{message}");
+        let (pos, _, _) = syntax("a:\n  b: c\n  \td: e\n");
+        assert_eq!(pos, Pos { line: 3, col: 3 });
+    }
+
+    #[test]
+    fn a_key_out_of_line_gets_an_indentation_help_at_the_key() {
+        let (pos, _, help) = syntax("a:\n  b:\n    c: 1\n     d: 2\n");
+        assert_eq!(pos, Pos { line: 4, col: 6 });
+        let help = help.unwrap_or_default();
+        assert!(
+            help.contains("line 4 starts in column 6")
+                && help.contains("line 3 above it in column 5"),
+            "{help}"
+        );
+        // A list item's key starts after its `- `.
+        let (pos, _, help) = syntax("a:\n  - b: 1\n     c: 2\n");
+        assert_eq!(pos, Pos { line: 3, col: 6 });
+        assert!(help
+            .unwrap_or_default()
+            .contains("line 2 above it in column 5"));
+        // Not an indentation problem: no help, libyaml's position.
+        let (pos, _, help) = syntax("a: b: c\n");
+        assert_eq!((pos, help), (Pos { line: 1, col: 5 }, None));
+    }
 }

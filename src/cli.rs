@@ -19,23 +19,26 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+/// Flags before the command. `--no-color` and `-v` apply to every command and are accepted after
+/// it too; the spec and AWS flags are accepted here (SPEC.md's `streamstack --region R gc`) and,
+/// after the command, only by the commands that use them ([`SpecArgs`], [`AwsArgs`]).
+#[derive(Debug, Clone, Default, Args)]
 pub struct Global {
     /// Set a template variable (overrides `vars:` in the spec); repeatable.
-    #[arg(long = "var", value_name = "NAME=VALUE", global = true, value_parser = parse_var)]
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
 
     /// AWS region, when the spec has no `region:` (also AWS_REGION / AWS_DEFAULT_REGION).
-    #[arg(long, global = true, value_name = "REGION")]
+    #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
 
-    /// AWS shared-config profile.
-    #[arg(long, global = true, value_name = "NAME")]
+    /// AWS shared-config profile (also AWS_PROFILE).
+    #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
 
     /// Send every AWS call to this endpoint, e.g. a local emulator (also AWS_ENDPOINT_URL).
     /// S3 then uses path-style addressing.
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
 
     /// Disable colours (also NO_COLOR).
@@ -47,6 +50,81 @@ pub struct Global {
     pub verbose: u8,
 }
 
+/// The flags of the commands that read a spec.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SpecArgs {
+    /// Set a template variable (overrides `vars:` in the spec); repeatable.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+}
+
+/// How to reach AWS: the flags of the commands that call it.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "AWS connection")]
+pub struct AwsArgs {
+    /// AWS region, when the spec has no `region:` (also AWS_REGION / AWS_DEFAULT_REGION).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// AWS shared-config profile (also AWS_PROFILE).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Send every AWS call to this endpoint, e.g. a local emulator (also AWS_ENDPOINT_URL).
+    /// S3 then uses path-style addressing.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+impl Cli {
+    /// The flags given before the command merged with those given after it: `--var`s add up;
+    /// a region, profile or endpoint given in both places must be the same.
+    pub fn effective_global(&self) -> Result<Global, String> {
+        let mut g = self.global.clone();
+        let (spec, aws) = self.command.shared_args();
+        if let Some(spec) = spec {
+            g.vars.extend(spec.vars.iter().cloned());
+        }
+        if let Some(aws) = aws {
+            for (flag, before, after) in [
+                ("--region", &mut g.region, &aws.region),
+                ("--profile", &mut g.profile, &aws.profile),
+                ("--endpoint-url", &mut g.endpoint_url, &aws.endpoint_url),
+            ] {
+                match (before.as_ref(), after) {
+                    (Some(b), Some(a)) if b != a => {
+                        return Err(format!(
+                            "{flag} is given twice with different values ({b:?} before the command, {a:?} after it)"
+                        ))
+                    }
+                    (_, Some(a)) => *before = Some(a.clone()),
+                    _ => {}
+                }
+            }
+        }
+        Ok(g)
+    }
+}
+
+impl Command {
+    /// The spec and AWS flags this command takes, if any.
+    pub fn shared_args(&self) -> (Option<&SpecArgs>, Option<&AwsArgs>) {
+        match self {
+            Command::Validate { spec_args, .. } | Command::Render { spec_args, .. } => {
+                (Some(spec_args), None)
+            }
+            Command::Plan { spec_args, aws, .. }
+            | Command::Apply { spec_args, aws, .. }
+            | Command::Check { spec_args, aws, .. }
+            | Command::Destroy { spec_args, aws, .. }
+            | Command::ForceUnlock { spec_args, aws, .. }
+            | Command::Output { spec_args, aws, .. } => (Some(spec_args), Some(aws)),
+            Command::Stacks { aws, .. } | Command::Gc { aws, .. } => (None, Some(aws)),
+            Command::Schema | Command::Init { .. } | Command::Completions { .. } => (None, None),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check spec files offline (no credentials, no network); every error with FILE:LINE:COL.
@@ -54,9 +132,12 @@ pub enum Command {
         /// Spec files to check.
         #[arg(required = true, value_name = "SPEC")]
         specs: Vec<PathBuf>,
-        /// How to print diagnostics: human, json, or github (::error annotations).
-        #[arg(long, value_enum, default_value_t = ValidateFormat::Human, value_name = "FORMAT")]
+        /// How to print diagnostics: auto (human with source snippets on a terminal, one line
+        /// each otherwise), human (always with snippets), json, or github (::error annotations).
+        #[arg(long, value_enum, default_value_t = ValidateFormat::Auto, value_name = "FORMAT")]
         format: ValidateFormat,
+        #[command(flatten)]
+        spec_args: SpecArgs,
     },
     /// Print what would be sent to AWS: user-data, agent.json, IAM policies, or the whole stack
     /// as a CloudFormation template.
@@ -70,6 +151,8 @@ pub enum Command {
         /// What to render.
         #[arg(long, value_enum, default_value_t = What::UserData)]
         what: What,
+        #[command(flatten)]
+        spec_args: SpecArgs,
     },
     /// Compare the spec with what is live in AWS and show what apply would change.
     Plan {
@@ -92,6 +175,10 @@ pub enum Command {
         /// the stack, through change sets).
         #[arg(long, value_enum, default_value_t = Engine::Streamstack, value_name = "ENGINE")]
         engine: Engine,
+        #[command(flatten)]
+        spec_args: SpecArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
     /// Make AWS match the spec (or a plan saved with `plan --out`).
     Apply {
@@ -117,6 +204,10 @@ pub enum Command {
         /// the stack, through change sets).
         #[arg(long, value_enum, default_value_t = Engine::Streamstack, value_name = "ENGINE")]
         engine: Engine,
+        #[command(flatten)]
+        spec_args: SpecArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
     /// Verify the running pipeline hop by hop (hosts, streams, deliveries) and name the first
     /// broken hop.
@@ -134,6 +225,10 @@ pub enum Command {
         /// Print the report as one JSON object (the last stdout line).
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        spec_args: SpecArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
     /// Delete everything the stack owns (tagged streamstack:stack), buckets included.
     Destroy {
@@ -160,6 +255,10 @@ pub enum Command {
         /// the stack, through change sets).
         #[arg(long, value_enum, default_value_t = Engine::Streamstack, value_name = "ENGINE")]
         engine: Engine,
+        #[command(flatten)]
+        spec_args: SpecArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
     /// Remove a stack's lock left by a run that died (its id is in the "locked" message).
     ForceUnlock {
@@ -169,12 +268,18 @@ pub enum Command {
         /// The lock's id.
         #[arg(value_name = "LOCK_ID")]
         lock_id: String,
+        #[command(flatten)]
+        spec_args: SpecArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
     /// List every stack in the region (found by the streamstack:stack tag), with its expiry.
     Stacks {
         /// Print the list as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
     /// Destroy every stack in the region whose streamstack:expires-at has passed.
     Gc {
@@ -187,13 +292,21 @@ pub enum Command {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
     /// Show ids, ARNs, where data lands and how to reach the hosts.
     Output {
+        /// The spec file of the stack.
         #[arg(value_name = "SPEC")]
         spec: PathBuf,
+        /// Print the outputs as one JSON object.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        spec_args: SpecArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
     /// Print the JSON Schema of the spec (for yaml-language-server and editors).
     Schema,
@@ -244,6 +357,9 @@ pub enum PlanFormat {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ValidateFormat {
+    /// Human lines; with source snippets when stderr is a terminal.
+    Auto,
+    /// Human lines, each with its source line, a caret under the span, and the help.
     Human,
     Json,
     /// GitHub Actions workflow commands: `::error file=…,line=…,col=…::message`.
@@ -280,4 +396,136 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     streamstack::spec::rules::duration(s)
         .map(std::time::Duration::from_secs)
         .map_err(|v| v.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn all_commands(cmd: &clap::Command) -> Vec<clap::Command> {
+        let mut out = vec![cmd.clone()];
+        for sub in cmd.get_subcommands() {
+            out.extend(all_commands(sub));
+        }
+        out
+    }
+
+    #[test]
+    fn every_flag_and_argument_has_help_text() {
+        let mut missing = Vec::new();
+        for cmd in all_commands(&Cli::command()) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{} {}", cmd.get_name(), arg.get_id()));
+                }
+            }
+            if cmd.get_name() != "streamstack" && cmd.get_about().is_none() {
+                missing.push(format!("{} (the command itself)", cmd.get_name()));
+            }
+        }
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+
+    fn help_of(command: &str) -> String {
+        let mut cli = Cli::command();
+        cli.build();
+        cli.find_subcommand_mut(command)
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_else(|| panic!("no command {command}"))
+    }
+
+    #[test]
+    fn commands_show_only_the_flags_they_use() {
+        let aws = ["--region", "--profile", "--endpoint-url"];
+        for offline in ["schema", "validate", "render", "init", "completions"] {
+            let help = help_of(offline);
+            for flag in aws {
+                assert!(
+                    !help.contains(flag),
+                    "{offline} --help lists {flag}:\n{help}"
+                );
+            }
+        }
+        for no_spec in ["schema", "init", "completions", "stacks", "gc"] {
+            assert!(!help_of(no_spec).contains("--var"), "{no_spec} lists --var");
+        }
+        for online in [
+            "plan",
+            "apply",
+            "destroy",
+            "check",
+            "output",
+            "force-unlock",
+            "stacks",
+            "gc",
+        ] {
+            let help = help_of(online);
+            for flag in aws {
+                assert!(help.contains(flag), "{online} --help lacks {flag}");
+            }
+        }
+        // Offline commands refuse the AWS flags after the command, as a usage error.
+        assert!(Cli::try_parse_from(["streamstack", "schema", "--region", "x"]).is_err());
+        assert!(
+            Cli::try_parse_from(["streamstack", "validate", "s.yaml", "--profile", "p"]).is_err()
+        );
+    }
+
+    fn parse(line: &str) -> Result<Global, String> {
+        let cli =
+            Cli::try_parse_from(line.split_whitespace()).map_err(|e| format!("{line}: {e}"))?;
+        cli.effective_global()
+    }
+
+    #[test]
+    fn every_form_in_the_contract_parses() {
+        for line in [
+            "streamstack validate a.yaml b.yaml",
+            "streamstack validate a.yaml --format github",
+            "streamstack validate a.yaml --format json",
+            "streamstack validate a.yaml --format human",
+            "streamstack render s.yaml --host collector --what user-data",
+            "streamstack render s.yaml --what agent-config",
+            "streamstack render s.yaml --what policies",
+            "streamstack render s.yaml --what cloudformation",
+            "streamstack plan s.yaml --json --out p.json --detailed-exitcode",
+            "streamstack plan s.yaml --format markdown",
+            "streamstack apply s.yaml --auto-approve --json",
+            "streamstack apply p.json --wait-bootstrap --lock-timeout 5m",
+            "streamstack apply s.yaml --wait-bootstrap 15m",
+            "streamstack destroy s.yaml --auto-approve --json --lock-timeout 1m",
+            "streamstack destroy --stack weather-lab --auto-approve",
+            "streamstack output s.yaml --json",
+            "streamstack schema",
+            "streamstack check s.yaml --put 20 --timeout 5m --json",
+            "streamstack force-unlock s.yaml abc123",
+            "streamstack stacks --json",
+            "streamstack gc --dry-run --auto-approve --json",
+            "streamstack init --example classroom --force my.yaml",
+            "streamstack completions zsh",
+            "streamstack plan s.yaml --engine cloudformation",
+            "streamstack apply s.yaml --engine cloudformation --auto-approve",
+            "streamstack destroy s.yaml --engine cloudformation --auto-approve",
+            "streamstack destroy --stack weather-lab --engine streamstack",
+            // The global flags, before the command (SPEC.md) and after it where used.
+            "streamstack --var a=b --region eu-west-1 --profile p --endpoint-url http://127.0.0.1:5000 --no-color -v plan s.yaml",
+            "streamstack plan s.yaml --var a=b --region eu-west-1 --profile p --endpoint-url http://127.0.0.1:5000 --no-color -v",
+            "streamstack --region ap-northeast-2 gc --auto-approve",
+            "streamstack --var a=b validate s.yaml",
+            "streamstack validate s.yaml --var a=b --no-color",
+            "streamstack schema --no-color -vv",
+        ] {
+            parse(line).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let g = parse("streamstack --var a=1 --region eu-west-1 plan s.yaml --var b=2 --endpoint-url http://e")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(g.vars, [("a".into(), "1".into()), ("b".into(), "2".into())]);
+        assert_eq!(g.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(g.endpoint_url.as_deref(), Some("http://e"));
+        assert!(parse("streamstack --region a-1 plan s.yaml --region b-2")
+            .is_err_and(|e| e.contains("--region")));
+        assert!(parse("streamstack --region a-1 plan s.yaml --region a-1").is_ok());
+    }
 }

@@ -20,13 +20,20 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
-    let g = &cli.global;
+    let g = match cli.effective_global() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let g = &g;
     init_logs(g.verbose);
     let outcome = match &cli.command {
-        Command::Validate { specs, format } => commands::validate::run(g, specs, *format),
-        Command::Render { spec, host, what } => {
-            commands::render::run(g, spec, host.as_deref(), *what)
-        }
+        Command::Validate { specs, format, .. } => commands::validate::run(g, specs, *format),
+        Command::Render {
+            spec, host, what, ..
+        } => commands::render::run(g, spec, host.as_deref(), *what),
         Command::Plan {
             spec,
             json,
@@ -34,6 +41,7 @@ fn main() -> ExitCode {
             out,
             detailed_exitcode,
             engine,
+            ..
         } => {
             let format = if *json {
                 cli::PlanFormat::Json
@@ -61,6 +69,7 @@ fn main() -> ExitCode {
             lock_timeout,
             wait_bootstrap,
             engine: cli::Engine::Streamstack,
+            ..
         } => commands::apply::run(
             g,
             target,
@@ -78,6 +87,7 @@ fn main() -> ExitCode {
             lock_timeout,
             wait_bootstrap,
             engine: cli::Engine::Cloudformation,
+            ..
         } => commands::cloudformation::apply(
             g,
             target,
@@ -87,12 +97,13 @@ fn main() -> ExitCode {
             lock_timeout.unwrap_or_default(),
             *wait_bootstrap,
         ),
-        Command::ForceUnlock { spec, lock_id } => commands::force_unlock::run(g, spec, lock_id),
+        Command::ForceUnlock { spec, lock_id, .. } => commands::force_unlock::run(g, spec, lock_id),
         Command::Check {
             spec,
             put,
             timeout,
             json,
+            ..
         } => commands::check::run(g, spec, *put, *timeout, *json),
         Command::Destroy {
             spec,
@@ -101,6 +112,7 @@ fn main() -> ExitCode {
             json,
             lock_timeout,
             engine: cli::Engine::Streamstack,
+            ..
         } => commands::destroy::run(
             g,
             spec.as_deref(),
@@ -116,6 +128,7 @@ fn main() -> ExitCode {
             json,
             lock_timeout,
             engine: cli::Engine::Cloudformation,
+            ..
         } => commands::cloudformation::destroy(
             g,
             spec.as_deref(),
@@ -124,13 +137,14 @@ fn main() -> ExitCode {
             *json,
             lock_timeout.unwrap_or_default(),
         ),
-        Command::Stacks { json } => commands::stacks::run(g, *json),
+        Command::Stacks { json, .. } => commands::stacks::run(g, *json),
         Command::Gc {
             dry_run,
             auto_approve,
             json,
+            ..
         } => commands::gc::run(g, *dry_run, *auto_approve, *json),
-        Command::Output { spec, json } => commands::output::run(g, spec, *json),
+        Command::Output { spec, json, .. } => commands::output::run(g, spec, *json),
         Command::Schema => commands::schema::run(),
         Command::Init {
             example,
@@ -146,7 +160,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(Failure::Spec(d)) => {
-            commands::print_diagnostics(&d, commands::stderr_color(g));
+            commands::print_diagnostics(&d, commands::stderr_color(g), commands::stderr_snippets());
             ExitCode::from(1)
         }
         Err(Failure::Message(m)) => {

@@ -55,20 +55,49 @@ pub fn stderr_color(g: &Global) -> bool {
     use_color(g, std::io::stderr().is_terminal())
 }
 
-/// Prints diagnostics to stderr, errors in red and warnings in yellow on a terminal.
-pub fn print_diagnostics(d: &Diagnostics, color: bool) {
+/// Prints diagnostics to stderr, errors in red and warnings in yellow on a terminal. With
+/// `snippets`, each is followed by its source line with a caret under the span and its help
+/// (the file is read again; a file that cannot be read gets the plain line).
+pub fn print_diagnostics(d: &Diagnostics, color: bool, snippets: bool) {
+    let mut sources: std::collections::HashMap<&str, Option<String>> =
+        std::collections::HashMap::new();
     for diag in d.sorted() {
-        let line = diag.to_string();
-        if color {
-            let code = match diag.severity {
-                streamstack::diagnostics::Severity::Error => "31",
-                streamstack::diagnostics::Severity::Warning => "33",
-            };
-            eprintln!("\x1b[{code}m{line}\x1b[0m");
+        let source = if snippets {
+            sources
+                .entry(diag.file.as_str())
+                .or_insert_with(|| std::fs::read_to_string(&diag.file).ok())
+                .as_deref()
         } else {
-            eprintln!("{line}");
+            None
+        };
+        if let Some(source) = source {
+            let text = streamstack::diagnostics::render_with_snippet(diag, source, color);
+            match (color, text.split_once('\n')) {
+                (true, Some((first, rest))) => {
+                    eprintln!("{}\n{rest}", paint(diag.severity, first))
+                }
+                (true, None) => eprintln!("{}", paint(diag.severity, &text)),
+                (false, _) => eprintln!("{text}"),
+            }
+        } else if color {
+            eprintln!("{}", paint(diag.severity, &diag.to_string()));
+        } else {
+            eprintln!("{diag}");
         }
     }
+}
+
+/// Snippets by default only when stderr is a terminal (piped output stays one line each).
+pub fn stderr_snippets() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+fn paint(severity: streamstack::diagnostics::Severity, line: &str) -> String {
+    let code = match severity {
+        streamstack::diagnostics::Severity::Error => "31",
+        streamstack::diagnostics::Severity::Warning => "33",
+    };
+    format!("\x1b[{code}m{line}\x1b[0m")
 }
 
 /// A tokio runtime for the AWS commands.

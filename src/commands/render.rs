@@ -10,7 +10,7 @@ use crate::cli::{Global, What};
 
 pub fn run(g: &Global, path: &Path, host: Option<&str>, what: What) -> Outcome {
     let v = spec::load_file(path, &load_options(g)).map_err(Failure::Spec)?;
-    print_diagnostics(&v.warnings, stderr_color(g));
+    print_diagnostics(&v.warnings, stderr_color(g), super::stderr_snippets());
     let what = match what {
         What::UserData => Render::UserData,
         What::AgentConfig => Render::AgentConfig,

@@ -3,7 +3,7 @@
 use streamstack::diagnostics::{Diagnostic, Diagnostics, Severity};
 use streamstack::spec;
 
-use super::{load_options, print_diagnostics, stderr_color, Outcome};
+use super::{load_options, print_diagnostics, stderr_color, stderr_snippets, Outcome};
 use crate::cli::{Global, ValidateFormat};
 
 /// A GitHub Actions workflow command: the error shows on the pull request's diff at its line.
@@ -25,6 +25,9 @@ fn github_line(d: &Diagnostic) -> String {
     };
     if let Some(e) = &d.expected {
         message.push_str(&format!(" (expected {e})"));
+    }
+    if let Some(h) = &d.help {
+        message.push_str(&format!("\nhelp: {h}"));
     }
     format!(
         "::{level} file={},line={},col={},title=streamstack::{}",
@@ -65,8 +68,9 @@ pub fn run(g: &Global, specs: &[std::path::PathBuf], format: ValidateFormat) -> 
             failed += 1;
         }
         match format {
-            ValidateFormat::Human => {
-                print_diagnostics(&diags, color);
+            ValidateFormat::Auto | ValidateFormat::Human => {
+                let snippets = format == ValidateFormat::Human || stderr_snippets();
+                print_diagnostics(&diags, color, snippets);
                 if ok {
                     println!("{summary}");
                 } else {

@@ -13,6 +13,8 @@ use crate::diagnostics::{Diagnostic, Diagnostics, Pos, Severity};
 
 pub(crate) struct Decoder<'a> {
     pub file: &'a str,
+    /// The spec's text, to point inside a value.
+    pub source: &'a str,
     pub positions: &'a Positions,
     pub diags: Diagnostics,
     pub templater: Option<Templater>,
@@ -56,6 +58,21 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// `{{ vars.x }}` written without quotes: YAML reads a flow mapping whose only key is the flow
+/// mapping `{vars.x: null}`, with no value. Gives back the template text as written.
+fn unquoted_template(v: &Value) -> Option<String> {
+    let Value::Mapping(outer) = v else {
+        return None;
+    };
+    let (Some((Value::Mapping(inner), Value::Null)), 1) = (outer.iter().next(), outer.len()) else {
+        return None;
+    };
+    let (Some((Value::String(expr), Value::Null)), 1) = (inner.iter().next(), inner.len()) else {
+        return None;
+    };
+    Some(format!("{{{{ {} }}}}", expr.trim()))
+}
+
 impl<'a> Decoder<'a> {
     pub fn error_at(&mut self, pos: Pos, path: &Path, message: String, expected: Option<String>) {
         self.diags.push(Diagnostic {
@@ -65,7 +82,38 @@ impl<'a> Decoder<'a> {
             path: path.to_string(),
             message,
             expected,
+            help: None,
         });
+    }
+
+    /// Where `needle` is written inside the value at `path`, when the value's line holds it at
+    /// or after the value's start; else the value's position.
+    pub fn position_of(&self, path: &Path, needle: &str) -> Pos {
+        let at = self.positions.value(path);
+        let Some(line) = self.source.lines().nth(at.line.saturating_sub(1)) else {
+            return at;
+        };
+        let Some(start) = line
+            .char_indices()
+            .nth(at.col.saturating_sub(1))
+            .map(|(i, _)| i)
+        else {
+            return at;
+        };
+        match line[start..].find(needle) {
+            Some(i) => Pos {
+                line: at.line,
+                col: at.col + line[start..start + i].chars().count(),
+            },
+            None => at,
+        }
+    }
+
+    /// Attaches a help line to the diagnostic reported last.
+    pub fn help(&mut self, help: impl Into<String>) {
+        if let Some(last) = self.diags.0.last_mut() {
+            last.help = Some(help.into());
+        }
     }
 
     pub fn warn(&mut self, path: &Path, message: String) {
@@ -76,6 +124,7 @@ impl<'a> Decoder<'a> {
             path: path.to_string(),
             message,
             expected: None,
+            help: None,
         });
     }
 
@@ -112,6 +161,11 @@ impl<'a> Decoder<'a> {
             format!("expected {expected}, found {}", type_name(v)),
             None,
         );
+        if let Some(template) = unquoted_template(v) {
+            self.help(format!(
+                "a template must be quoted, or YAML reads its braces as a mapping: quote the value: \"{template}\""
+            ));
+        }
     }
 
     /// The value as a mapping, or an error.

@@ -92,23 +92,28 @@ pub(crate) fn load(
 ) -> (Option<Loaded>, Diagnostics) {
     let mut d = Decoder {
         file,
+        source: text,
         positions,
         diags: Diagnostics::default(),
         templater: None,
     };
     // Duplicate keys: reported at the second occurrence, which serde_yaml cannot point at.
     if !positions.duplicates.is_empty() {
-        for (path, pos) in &positions.duplicates {
-            let key = match path.0.last() {
+        for dup in &positions.duplicates {
+            let key = match dup.path.0.last() {
                 Some(super::positions::Seg::Key(k)) => k.clone(),
                 _ => String::new(),
             };
             d.error_at(
-                *pos,
-                path,
+                dup.at,
+                &dup.path,
                 format!("duplicate key `{key}` (it is already defined above in the same mapping)"),
                 Some("each key once".into()),
             );
+            d.help(format!(
+                "the first `{key}` is at line {}: keep one of the two (YAML does not merge them)",
+                dup.first.line
+            ));
         }
         return (None, d.diags);
     }
@@ -119,7 +124,7 @@ pub(crate) fn load(
     }) {
         Ok(v) => v,
         Err(e) => {
-            let (pos, message) = yaml_error(text, &e);
+            let (pos, message, help) = yaml_error(text, &e);
             d.diags.push(Diagnostic {
                 severity: Severity::Error,
                 file: file.to_string(),
@@ -127,6 +132,7 @@ pub(crate) fn load(
                 path: String::new(),
                 message,
                 expected: None,
+                help,
             });
             return (None, d.diags);
         }
@@ -313,17 +319,18 @@ pub(crate) fn load(
     (loaded, d.diags)
 }
 
-/// Position and message for a YAML syntax error. libyaml reports where it noticed the problem
-/// and, for unterminated constructs, where they started ("while scanning a quoted scalar at line
-/// 2 column 8"); the start is where the user must look, so it becomes the position.
-fn yaml_error(text: &str, e: &serde_yaml::Error) -> (Pos, String) {
-    let mut pos = e
-        .location()
-        .map(|l| Pos {
-            line: l.line(),
-            col: l.column(),
-        })
-        .unwrap_or(Pos { line: 1, col: 1 });
+/// Position, message and help for a YAML syntax error. libyaml reports where it noticed the
+/// problem and, for unterminated constructs, where they started ("while scanning a quoted scalar
+/// at line 2 column 8"); the start is where the user must look, so it becomes the position.
+/// Two exceptions point where the problem was noticed: a tab (the context is the scalar before
+/// it, often on the line above), and a key out of line with the lines above it (with a help
+/// naming the indentation of both).
+fn yaml_error(text: &str, e: &serde_yaml::Error) -> (Pos, String, Option<String>) {
+    let noticed = e.location().map(|l| Pos {
+        line: l.line(),
+        col: l.column(),
+    });
+    let mut pos = noticed.unwrap_or(Pos { line: 1, col: 1 });
     let raw = e.to_string();
     let mut message = String::new();
     let mut rest = raw.as_str();
@@ -352,12 +359,62 @@ fn yaml_error(text: &str, e: &serde_yaml::Error) -> (Pos, String) {
         rest = &tail[consumed..];
     }
     message.push_str(rest);
+    let mut help = None;
+    if let Some(at) = noticed {
+        if message.contains("tab character") {
+            pos = at;
+        } else if message.contains("did not find expected key")
+            || message.contains("mapping values are not allowed")
+            || message.contains("did not find expected '-'")
+        {
+            if let Some((hint, key_at)) = indentation_hint(text, at.line) {
+                help = Some(hint);
+                pos = key_at;
+            }
+        }
+    }
     let mut message = format!("YAML syntax error: {message}");
     let line_text = text.lines().nth(pos.line.saturating_sub(1)).unwrap_or("");
     if line_text.starts_with(['\t', ' ']) && line_text.contains('\t') {
         message.push_str(" (tabs cannot be used for indentation in YAML; use spaces)");
     }
-    (pos, message)
+    (pos, message, help)
+}
+
+/// When the key on line `line` does not start in the same column as the key on the content line
+/// above it, a help naming both columns, and the position of the line's key. A list item's key
+/// starts after its `- `.
+fn indentation_hint(text: &str, line: usize) -> Option<(String, Pos)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let key_column = |l: &str| {
+        let spaces = l.len() - l.trim_start_matches(' ').len();
+        let rest = &l[spaces..];
+        let item = rest.strip_prefix('-').filter(|r| r.starts_with(' '));
+        spaces + item.map_or(0, |r| 1 + r.len() - r.trim_start_matches(' ').len()) + 1
+    };
+    let content = |l: &&str| !l.trim().is_empty() && !l.trim_start().starts_with('#');
+    let here = *lines.get(line.checked_sub(1)?)?;
+    if !content(&here) || here.starts_with('\t') {
+        return None;
+    }
+    let (above_no, above) = lines[..line - 1]
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, l)| content(l))?;
+    let (i, j) = (key_column(here), key_column(above));
+    if i == j {
+        return None;
+    }
+    Some((
+        format!(
+            "check the indentation: the key on line {line} starts in column {i}, the one on line \
+             {} above it in column {j}; the keys of one mapping must start in the same column, \
+             and a nested mapping goes under its `key:` line, indented further",
+            above_no + 1,
+        ),
+        Pos { line, col: i },
+    ))
 }
 
 fn section<T>(
@@ -519,7 +576,18 @@ fn delivery(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<DeliverySpec> {
             rules::PrefixField::Prefix => p.key("prefix"),
             rules::PrefixField::ErrorPrefix => p.key("error_prefix"),
         };
-        d.violation(&fp, v);
+        // An error about one expression points at that expression, when it is written on the
+        // value's line as it appears in the message.
+        let expression = v
+            .message
+            .strip_prefix("unsupported expression '")
+            .or_else(|| v.message.strip_prefix('\''))
+            .and_then(|m| m.split_once("}'").map(|(e, _)| format!("{e}}}")));
+        let pos = match expression {
+            Some(e) => d.position_of(&fp, &e),
+            None => d.positions.value(&fp),
+        };
+        d.error_at(pos, &fp, v.message, v.expected);
     }
     let mut buffering = Buffering::default();
     if let Some(v) = Decoder::field(m, "buffering") {
@@ -848,4 +916,47 @@ fn flow(d: &mut Decoder, v: &Value, p: &Path) -> Option<Flow> {
         to: to?,
         format,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syntax(text: &str) -> (Pos, String, Option<String>) {
+        match serde_yaml::from_str::<Value>(text) {
+            Ok(_) => panic!("parsed: {text}"),
+            Err(e) => yaml_error(text, &e),
+        }
+    }
+
+    #[test]
+    fn a_tab_is_reported_on_its_own_line() {
+        // libyaml's context is the plain scalar on the line above; the tab is on line 3.
+        let (pos, message, _) = syntax("a:\n  b: c\n\t  d: e\n");
+        assert_eq!(pos, Pos { line: 3, col: 1 }, "{message}");
+        assert!(message.contains("tabs cannot be used"), "{message}");
+        let (pos, _, _) = syntax("a:\n  b: c\n  \td: e\n");
+        assert_eq!(pos, Pos { line: 3, col: 3 });
+    }
+
+    #[test]
+    fn a_key_out_of_line_gets_an_indentation_help_at_the_key() {
+        let (pos, _, help) = syntax("a:\n  b:\n    c: 1\n     d: 2\n");
+        assert_eq!(pos, Pos { line: 4, col: 6 });
+        let help = help.unwrap_or_default();
+        assert!(
+            help.contains("line 4 starts in column 6")
+                && help.contains("line 3 above it in column 5"),
+            "{help}"
+        );
+        // A list item's key starts after its `- `.
+        let (pos, _, help) = syntax("a:\n  - b: 1\n     c: 2\n");
+        assert_eq!(pos, Pos { line: 3, col: 6 });
+        assert!(help
+            .unwrap_or_default()
+            .contains("line 2 above it in column 5"));
+        // Not an indentation problem: no help, libyaml's position.
+        let (pos, _, help) = syntax("a: b: c\n");
+        assert_eq!((pos, help), (Pos { line: 1, col: 5 }, None));
+    }
 }

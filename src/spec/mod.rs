@@ -44,6 +44,7 @@ pub fn load_file(path: &FsPath, opts: &LoadOptions) -> Result<Validated, Diagnos
             path: String::new(),
             message: format!("cannot read the file: {e}"),
             expected: None,
+            help: None,
         }])),
     }
 }
@@ -65,6 +66,7 @@ pub fn load_str(file: &str, text: &str, opts: &LoadOptions) -> Result<Validated,
                 "no region in the spec, --region or AWS_REGION; names are checked with the longest region code ({PLACEHOLDER_REGION})"
             ),
             expected: None,
+            help: None,
         });
     }
     if !loaded.names_derivable {
@@ -95,6 +97,7 @@ pub fn load_str(file: &str, text: &str, opts: &LoadOptions) -> Result<Validated,
                     path: e.path.to_string(),
                     message: e.violation.message,
                     expected: e.violation.expected,
+                    help: None,
                 });
             }
             Err(diags)

@@ -68,8 +68,18 @@ pub struct Positions {
     /// (`<<: *x` or `<<: [*x, *y]`), in precedence order. A merged value is found where it is
     /// written.
     merged: HashMap<Path, Vec<Path>>,
-    /// Keys that appear twice in one mapping: the path and where the second one is.
-    pub duplicates: Vec<(Path, Pos)>,
+    /// Keys that appear twice in one mapping (not those inside a duplicate's second copy).
+    pub duplicates: Vec<Duplicate>,
+}
+
+/// A key written twice in one mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duplicate {
+    pub path: Path,
+    /// Where the second one is (the error's position).
+    pub at: Pos,
+    /// Where the first one is.
+    pub first: Pos,
 }
 
 impl Positions {
@@ -170,7 +180,7 @@ struct Recorder {
     aliases: Vec<(Path, usize)>,
     stack: Vec<Frame>,
     map: HashMap<Path, Span>,
-    duplicates: Vec<(Path, Pos)>,
+    duplicates: Vec<Duplicate>,
     started: bool,
     /// A container whose position is taken from its first child: libyaml-style parsers mark a
     /// block mapping's start after its first key, which is not where a reader looks.
@@ -201,7 +211,11 @@ impl Recorder {
     }
 
     fn node_start(&mut self, scalar: Option<&str>, at: Pos) -> Option<Path> {
-        if scalar.is_some() {
+        // A scalar inside a complex key (`{{ x }}` unquoted is a mapping whose key is a
+        // mapping) is not where its container starts.
+        let in_complex_key =
+            matches!(self.stack.last(), Some(Frame::Map { skipping, .. }) if *skipping > 0);
+        if scalar.is_some() && !in_complex_key {
             self.settle(at);
         }
         match self.stack.last_mut() {
@@ -232,8 +246,16 @@ impl Recorder {
                     }
                     Some((k, key_pos)) => {
                         let p = path.key(&k);
-                        if self.map.contains_key(&p) {
-                            self.duplicates.push((p.clone(), key_pos));
+                        // A key written twice is one error: the keys inside its second copy
+                        // repeat those of the first, and are not reported again.
+                        let inside_duplicate =
+                            self.duplicates.iter().any(|d| p.0.starts_with(&d.path.0));
+                        if let Some(first) = self.map.get(&p).filter(|_| !inside_duplicate) {
+                            self.duplicates.push(Duplicate {
+                                path: p.clone(),
+                                at: key_pos,
+                                first: first.key,
+                            });
                         }
                         self.map.insert(
                             p.clone(),
@@ -358,7 +380,30 @@ mod tests {
         assert_eq!(p.key(&item), Pos { line: 5, col: 9 });
         assert_eq!(
             p.duplicates,
-            vec![(h.key("flows"), Pos { line: 7, col: 5 })]
+            vec![Duplicate {
+                path: h.key("flows"),
+                at: Pos { line: 7, col: 5 },
+                first: Pos { line: 4, col: 5 }
+            }]
+        );
+        // A duplicated host: one duplicate, not one per key repeated inside it.
+        let text = "hosts:\n  h:\n    a: 1\n    b: [{c: 1}]\n  h:\n    a: 2\n    b: [{c: 2}]\n  i: {}\n  i: {}\n";
+        let p = Positions::parse(text);
+        let hosts = Path::root().key("hosts");
+        assert_eq!(
+            p.duplicates,
+            vec![
+                Duplicate {
+                    path: hosts.key("h"),
+                    at: Pos { line: 5, col: 3 },
+                    first: Pos { line: 2, col: 3 }
+                },
+                Duplicate {
+                    path: hosts.key("i"),
+                    at: Pos { line: 9, col: 3 },
+                    first: Pos { line: 8, col: 3 }
+                }
+            ]
         );
     }
 

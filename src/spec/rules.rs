@@ -391,44 +391,52 @@ pub fn duration(v: &str) -> Result<u64, Violation> {
     }
 }
 
-/// The `!{namespace:value}` expressions in a Firehose prefix, or what is malformed.
-pub fn prefix_expressions(v: &str) -> Result<Vec<(String, String)>, Violation> {
+/// The `!{namespace:value}` expressions in a Firehose prefix, or every one that is malformed.
+pub fn prefix_expressions(v: &str) -> Result<Vec<(String, String)>, Vec<Violation>> {
     let mut out = Vec::new();
+    let mut bad = Vec::new();
     let mut rest = v;
     while let Some(i) = rest.find("!{") {
         let after = &rest[i + 2..];
         let Some(end) = after.find('}') else {
-            return Err(Violation {
+            bad.push(Violation {
                 message: "'!{' without a closing '}'".into(),
                 expected: Some("!{namespace:value}".into()),
             });
+            break;
         };
         let inner = &after[..end];
+        rest = &after[end + 1..];
         let Some((ns, val)) = inner.split_once(':') else {
-            return Err(Violation {
+            bad.push(Violation {
                 message: format!("'!{{{inner}}}' has no namespace"),
                 expected: Some(
                     "!{timestamp:FORMAT} or !{firehose:random-string|error-output-type}".into(),
                 ),
             });
+            continue;
         };
         match ns {
             "timestamp" if !val.is_empty() => {}
             "firehose" if val == "random-string" || val == "error-output-type" => {}
             _ => {
-                return Err(Violation {
+                bad.push(Violation {
                     message: format!("unsupported expression '!{{{inner}}}'"),
                     expected: Some(
                         "!{timestamp:FORMAT}, !{firehose:random-string} or !{firehose:error-output-type}"
                             .into(),
                     ),
-                })
+                });
+                continue;
             }
         }
         out.push((ns.to_string(), val.to_string()));
-        rest = &after[end + 1..];
     }
-    Ok(out)
+    if bad.is_empty() {
+        Ok(out)
+    } else {
+        Err(bad)
+    }
 }
 
 /// Firehose `Prefix` / `ErrorOutputPrefix` rules (aws-domain.md §2.2).
@@ -456,9 +464,9 @@ pub fn prefixes(prefix: Option<&str>, error_prefix: Option<&str>) -> Vec<(Prefix
                     ));
                 }
             }
-            Err(v) => {
+            Err(bad) => {
                 prefix_has_expr = true;
-                out.push((PrefixField::Prefix, v));
+                out.extend(bad.into_iter().map(|v| (PrefixField::Prefix, v)));
             }
         }
     }
@@ -493,7 +501,7 @@ pub fn prefixes(prefix: Option<&str>, error_prefix: Option<&str>) -> Vec<(Prefix
                     }
                 }
                 Ok(_) => {}
-                Err(v) => out.push((PrefixField::ErrorPrefix, v)),
+                Err(bad) => out.extend(bad.into_iter().map(|v| (PrefixField::ErrorPrefix, v))),
             }
         }
     }
@@ -721,6 +729,21 @@ mod tests {
         );
         assert_eq!(prefixes(Some("w/!{nope:x}"), Some("e/")).len(), 1);
         assert_eq!(prefixes(Some("w/!{timestamp:yyyy"), Some("e/")).len(), 1);
+        // Every bad expression is reported, not only the first.
+        let all = prefixes(
+            Some("w/!{nope:x}/!{timestamp:yyyy}/!{firehose:nah}/!{bare}/!{open"),
+            Some("e/!{firehose:error-output-type}/"),
+        );
+        let messages: Vec<&str> = all.iter().map(|(_, v)| v.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "unsupported expression '!{nope:x}'",
+                "unsupported expression '!{firehose:nah}'",
+                "'!{bare}' has no namespace",
+                "'!{' without a closing '}'"
+            ]
+        );
     }
 
     #[test]

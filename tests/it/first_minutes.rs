@@ -125,12 +125,86 @@ fn the_field_reference_names_every_key_the_loader_accepts_and_the_readme_stays_i
         assert!(reference.contains(&format!("`{c}`")), "compression {c}");
     }
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
-    for (i, line) in readme.lines().enumerate() {
-        assert!(
-            !line.contains("](http") && !line.contains("](../") && !line.contains("`../shared"),
-            "README.md:{}: links outside the repository: {line}",
-            i + 1
-        );
+    // Every user and contributor document links only inside the repository, to files that exist.
+    let mut docs = vec![root.join("README.md"), root.join("CONTRIBUTING.md")];
+    let mut in_docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    in_docs.sort();
+    assert!(!in_docs.is_empty());
+    docs.extend(in_docs);
+    for doc in &docs {
+        let name = doc.strip_prefix(root).unwrap_or(doc).display().to_string();
+        let text = std::fs::read_to_string(doc).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for (i, line) in text.lines().enumerate() {
+            assert!(
+                !line.contains("](http")
+                    && !line.contains("](../")
+                    && !line.contains("](/")
+                    && !line.contains("`../shared")
+                    && !line.contains("SPEC.md"),
+                "{name}:{}: links outside the repository: {line}",
+                i + 1
+            );
+            let mut rest = line;
+            while let Some(at) = rest.find("](") {
+                let after = &rest[at + 2..];
+                let target = after.split(')').next().unwrap_or("");
+                let file = target.split('#').next().unwrap_or("");
+                if !file.is_empty() {
+                    let dir = doc.parent().unwrap_or(root);
+                    assert!(
+                        dir.join(file).exists(),
+                        "{name}:{}: links to {file}, which does not exist",
+                        i + 1
+                    );
+                }
+                rest = after;
+            }
+        }
     }
+    assert!(readme.contains("CONTRIBUTING.md"));
     assert!(readme.contains("docs/spec.md"));
+}
+
+#[test]
+fn validate_format_human_shows_the_source_line_with_a_caret_and_piped_output_stays_one_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec =
+        "version: 1\nstack: lab\nregion: eu-west-1\nstreams:\n  weather:\n    mode: on-demand\n";
+    std::fs::write(dir.path().join("s.yaml"), spec).expect("write");
+    let o = streamstack(&["validate", "--format", "human", "s.yaml"], dir.path());
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines[0].starts_with("s.yaml:6:11: streams.weather.mode: "),
+        "the first line is unchanged: {err}"
+    );
+    let src = lines
+        .iter()
+        .position(|l| l.ends_with("|     mode: on-demand"))
+        .unwrap_or_else(|| panic!("no source line in:\n{err}"));
+    assert!(lines[src].trim_start().starts_with("6 |"), "{err}");
+    // The caret sits under the value's first character: column 11 of the source text.
+    let text_start = lines[src].find("|").map(|i| i + 2).unwrap_or(0);
+    let caret = lines[src + 1];
+    assert_eq!(caret.find('^'), Some(text_start + 10), "{err}");
+    assert!(
+        caret.contains("^^^^^^^^^"),
+        "the span covers on-demand: {err}"
+    );
+
+    // Without a terminal and without --format human: the lines the snapshots and editors expect.
+    let o = streamstack(&["validate", "s.yaml"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains('^') && !err.contains(" |"), "{err}");
+    assert_eq!(
+        err.lines().count(),
+        2,
+        "one diagnostic and the summary: {err}"
+    );
 }

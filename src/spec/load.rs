@@ -133,6 +133,7 @@ pub(crate) fn load(
                 message,
                 expected: None,
                 help,
+                notes: Vec::new(),
             });
             return (None, d.diags);
         }

@@ -31,6 +31,10 @@ pub struct Diagnostic {
     pub expected: Option<String>,
     /// A suggestion of what to do, printed on its own line after the diagnostic (`  help: ...`).
     pub help: Option<String>,
+    /// Context, each printed on its own line before the help (`  note: ...`): where a value
+    /// written in an anchor was merged (`<<: *x`), so that one error per merging site can be
+    /// told apart.
+    pub notes: Vec<String>,
 }
 
 impl fmt::Display for Diagnostic {
@@ -45,6 +49,9 @@ impl fmt::Display for Diagnostic {
         write!(f, "{}", self.message)?;
         if let Some(expected) = &self.expected {
             write!(f, " (expected {expected})")?;
+        }
+        for note in &self.notes {
+            write!(f, "\n  note: {note}")?;
         }
         if let Some(help) = &self.help {
             write!(f, "\n  help: {help}")?;
@@ -102,7 +109,8 @@ impl fmt::Display for Diagnostics {
 impl std::error::Error for Diagnostics {}
 
 /// Diagnostics as one JSON object: `{"ok": false, "diagnostics": [{severity, file, line, col,
-/// path, message, expected}]}` (`plan --json` and `validate --format json` on a bad spec).
+/// path, message, expected, help, notes}]}` (`plan --json` and `validate --format json` on a bad
+/// spec); `notes` is a list, empty when there is none.
 pub fn to_json(d: &Diagnostics) -> serde_json::Value {
     let list: Vec<serde_json::Value> = d
         .sorted()
@@ -117,6 +125,7 @@ pub fn to_json(d: &Diagnostics) -> serde_json::Value {
                 "message": x.message,
                 "expected": x.expected,
                 "help": x.help,
+                "notes": x.notes,
             })
         })
         .collect();
@@ -124,9 +133,10 @@ pub fn to_json(d: &Diagnostics) -> serde_json::Value {
 }
 
 /// The diagnostic with its source line, in the style of rustc and just: the unchanged first line,
-/// then the line of `source` it points at with a caret under the span, then the help (if any).
+/// then the line of `source` it points at with a caret under the span, then the notes and the
+/// help (if any).
 /// `color` styles the snippet for a terminal. Without a source line to show (an empty file, a
-/// position past the end), only the first line and the help.
+/// position past the end), only the first line, the notes and the help.
 pub fn render_with_snippet(d: &Diagnostic, source: &str, color: bool) -> String {
     use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 
@@ -158,6 +168,9 @@ pub fn render_with_snippet(d: &Diagnostic, source: &str, color: bool) -> String 
                 .annotation(annotation)
                 .into(),
         );
+    }
+    for note in &d.notes {
+        elements.push(Level::NOTE.message(note.as_str()).into());
     }
     if let Some(help) = &d.help {
         elements.push(Level::HELP.message(help.as_str()).into());
@@ -252,6 +265,7 @@ mod tests {
             message: "unknown mode".into(),
             expected: Some("on_demand or provisioned".into()),
             help: help.map(str::to_string),
+            notes: Vec::new(),
         }
     }
 
@@ -287,6 +301,21 @@ mod tests {
         assert_eq!(caret.find('^'), Some(text_at + 10), "{out}");
         assert_eq!(caret.trim_start_matches([' ', '|']), "^^^^^^^^^", "{out}");
         assert!(out.ends_with("help: write on_demand"), "{out}");
+        // Notes come before the help, in the first line's text form and under the snippet.
+        let mut merged = diag(4, 11, Some("write on_demand"));
+        merged.notes = vec!["merged into streams.b at line 7 (<<: *stream)".into()];
+        assert_eq!(
+            merged.to_string().lines().skip(1).collect::<Vec<_>>(),
+            [
+                "  note: merged into streams.b at line 7 (<<: *stream)",
+                "  help: write on_demand"
+            ]
+        );
+        let out = render_with_snippet(&merged, source, false);
+        let note = out.find("note: merged into streams.b at line 7 (<<: *stream)");
+        let help = out.find("help: write on_demand");
+        assert!(note.is_some() && note < help, "{out}");
+        assert!(out.contains("4 |"), "{out}");
         // A top-level field that is not in the file: no snippet.
         let mut missing = diag(1, 1, None);
         missing.path = "region".into();

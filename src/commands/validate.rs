@@ -26,6 +26,9 @@ fn github_line(d: &Diagnostic) -> String {
     if let Some(e) = &d.expected {
         message.push_str(&format!(" (expected {e})"));
     }
+    for n in &d.notes {
+        message.push_str(&format!("\nnote: {n}"));
+    }
     if let Some(h) = &d.help {
         message.push_str(&format!("\nhelp: {h}"));
     }

@@ -83,6 +83,7 @@ impl<'a> Decoder<'a> {
             message,
             expected,
             help: None,
+            notes: self.positions.merge_notes(path),
         });
     }
 
@@ -125,6 +126,7 @@ impl<'a> Decoder<'a> {
             message,
             expected: None,
             help: None,
+            notes: self.positions.merge_notes(path),
         });
     }
 

@@ -119,7 +119,7 @@ pub(crate) fn load(
     }
     // YAML 1.1 merge keys (`<<: *defaults`, `<<: [*a, *b]`): keys written beside `<<` win.
     let root: Value = match serde_yaml::from_str::<Value>(text).and_then(|mut v| {
-        v.apply_merge()?;
+        apply_merge(&mut v)?;
         Ok(v)
     }) {
         Ok(v) => v,
@@ -133,6 +133,7 @@ pub(crate) fn load(
                 message,
                 expected: None,
                 help,
+                notes: Vec::new(),
             });
             return (None, d.diags);
         }
@@ -325,6 +326,33 @@ pub(crate) fn load(
 /// Two exceptions point where the problem was noticed: a tab (the context is the scalar before
 /// it, often on the line above), and a key out of line with the lines above it (with a help
 /// naming the indentation of both).
+/// serde_yaml's `apply_merge`, also for an anchor that itself merges another (`x-b: &b { <<: *a }`
+/// merged with `<<: *b`): serde_yaml merges one level and leaves the inner `<<` behind as a key.
+/// Resolving the merged values first (innermost first) gives YAML's precedence: keys written
+/// beside a `<<` win over the mappings it merges, and earlier ones in `<<: [*x, *y]` over later
+/// ones. Recursion is bounded by serde_yaml's nesting limit.
+fn apply_merge(v: &mut Value) -> Result<(), serde_yaml::Error> {
+    match v {
+        Value::Mapping(m) => {
+            for child in m.values_mut() {
+                apply_merge(child)?;
+            }
+            if m.contains_key("<<") {
+                // Only this mapping's own `<<` is left to merge: everything under it is done.
+                v.apply_merge()?;
+            }
+        }
+        Value::Sequence(items) => {
+            for item in items {
+                apply_merge(item)?;
+            }
+        }
+        Value::Tagged(t) => apply_merge(&mut t.value)?,
+        _ => {}
+    }
+    Ok(())
+}
+
 fn yaml_error(text: &str, e: &serde_yaml::Error) -> (Pos, String, Option<String>) {
     let noticed = e.location().map(|l| Pos {
         line: l.line(),
@@ -921,6 +949,31 @@ fn flow(d: &mut Decoder, v: &Value, p: &Path) -> Option<Flow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merges_inside_merged_anchors_are_applied_with_yaml_precedence() {
+        let text = "\
+c: &c { k: from-c, only-c: 1 }
+a: &a { <<: *c, own: a }
+b: &b { k: from-b, only-b: 2 }
+x:
+  <<: [*a, *b]
+  own: x
+";
+        let mut v: Value = serde_yaml::from_str(text).unwrap_or_default();
+        assert!(apply_merge(&mut v).is_ok());
+        let x = &v["x"];
+        // `a` merges `c`, and `a` comes before `b`: c's `k` wins over b's.
+        assert_eq!(x["k"], Value::from("from-c"));
+        assert_eq!(x["only-c"], Value::from(1));
+        assert_eq!(x["only-b"], Value::from(2));
+        assert_eq!(x["own"], Value::from("x"));
+        assert!(x.get("<<").is_none() && v["a"].get("<<").is_none(), "{x:?}");
+        // A scalar merged is still refused.
+        let mut bad: Value =
+            serde_yaml::from_str("a: &a 1\nb: { <<: { <<: *a } }\n").unwrap_or_default();
+        assert!(apply_merge(&mut bad).is_err());
+    }
 
     fn syntax(text: &str) -> (Pos, String, Option<String>) {
         match serde_yaml::from_str::<Value>(text) {

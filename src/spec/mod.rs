@@ -45,6 +45,7 @@ pub fn load_file(path: &FsPath, opts: &LoadOptions) -> Result<Validated, Diagnos
             message: format!("cannot read the file: {e}"),
             expected: None,
             help: None,
+            notes: Vec::new(),
         }])),
     }
 }
@@ -67,6 +68,7 @@ pub fn load_str(file: &str, text: &str, opts: &LoadOptions) -> Result<Validated,
             ),
             expected: None,
             help: None,
+            notes: Vec::new(),
         });
     }
     if !loaded.names_derivable {
@@ -98,6 +100,7 @@ pub fn load_str(file: &str, text: &str, opts: &LoadOptions) -> Result<Validated,
                     message: e.violation.message,
                     expected: e.violation.expected,
                     help: None,
+                    notes: positions.merge_notes(&e.path),
                 });
             }
             Err(diags)

@@ -61,13 +61,38 @@ pub struct Span {
     pub value: Pos,
 }
 
+/// A merge key (`<<: *x`) followed to find where a value is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeSite {
+    /// The mapping the anchored mapping is merged into.
+    pub into: Path,
+    /// Where the alias (`*x`) is written.
+    pub at: Pos,
+    /// The anchor's name, as written after `*`.
+    pub alias: Option<String>,
+}
+
+impl std::fmt::Display for MergeSite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.into.0.is_empty() {
+            write!(f, "merged into the document at line {}", self.at.line)?;
+        } else {
+            write!(f, "merged into {} at line {}", self.into, self.at.line)?;
+        }
+        if let Some(alias) = &self.alias {
+            write!(f, " (<<: *{alias})")?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Positions {
     map: HashMap<Path, Span>,
     /// YAML merge keys: a mapping's path → the paths of the anchored mappings merged into it
-    /// (`<<: *x` or `<<: [*x, *y]`), in precedence order. A merged value is found where it is
-    /// written.
-    merged: HashMap<Path, Vec<Path>>,
+    /// (`<<: *x` or `<<: [*x, *y]`), in precedence order, each with where it is merged. A merged
+    /// value is found where it is written.
+    merged: HashMap<Path, Vec<(Path, MergeSite)>>,
     /// Keys that appear twice in one mapping (not those inside a duplicate's second copy).
     pub duplicates: Vec<Duplicate>,
 }
@@ -89,10 +114,9 @@ impl Positions {
         let mut rec = Recorder::default();
         let mut parser = Parser::new_from_str(text);
         let _ = parser.load(&mut rec, false);
-        let mut merged: HashMap<Path, Vec<Path>> = HashMap::new();
-        let mut aliases = rec.aliases;
-        aliases.sort_by(|a, b| format!("{:?}", a.0).cmp(&format!("{:?}", b.0)));
-        for (at, id) in aliases {
+        let mut merged: HashMap<Path, Vec<(Path, MergeSite)>> = HashMap::new();
+        // In document order, which is the merge's precedence order for `<<: [*x, *y]`.
+        for (at, id, alias_pos) in rec.aliases {
             let Some(target) = rec.anchors.get(&id) else {
                 continue;
             };
@@ -100,10 +124,13 @@ impl Positions {
             let segs = &at.0;
             let merge_at = segs.iter().rposition(|s| *s == Seg::Key("<<".into()));
             if let Some(i) = merge_at.filter(|i| segs.len() - i <= 2) {
-                merged
-                    .entry(Path(segs[..i].to_vec()))
-                    .or_default()
-                    .push(target.clone());
+                let into = Path(segs[..i].to_vec());
+                let site = MergeSite {
+                    into: into.clone(),
+                    at: alias_pos,
+                    alias: alias_name(text, alias_pos),
+                };
+                merged.entry(into).or_default().push((target.clone(), site));
             }
         }
         Positions {
@@ -123,8 +150,25 @@ impl Positions {
         self.lookup(path, |s| s.key)
     }
 
-    /// The span of `path` itself, following merge keys to where a merged value is written.
-    fn find(&self, path: &Path, depth: usize) -> Option<&Span> {
+    /// The merge keys followed to find where `path` (or the ancestor its position falls back
+    /// to) is written, from the one nearest the value outwards; empty when it is written in place.
+    pub fn merges(&self, path: &Path) -> Vec<&MergeSite> {
+        self.locate(path).map(|(_, via)| via).unwrap_or_default()
+    }
+
+    /// The merge sites of `path` as diagnostic notes (`merged into streams.b at line 7 (<<: *x)`).
+    pub fn merge_notes(&self, path: &Path) -> Vec<String> {
+        self.merges(path).iter().map(|m| m.to_string()).collect()
+    }
+
+    /// The span of `path` itself, following merge keys to where a merged value is written, and
+    /// pushing onto `via` the merge sites followed (innermost first).
+    fn find<'s>(
+        &'s self,
+        path: &Path,
+        depth: usize,
+        via: &mut Vec<&'s MergeSite>,
+    ) -> Option<&'s Span> {
         if let Some(span) = self.map.get(path) {
             return Some(span);
         }
@@ -133,10 +177,11 @@ impl Positions {
         }
         for l in (0..path.0.len()).rev() {
             let base = Path(path.0[..l].to_vec());
-            for anchor in self.merged.get(&base).into_iter().flatten() {
+            for (anchor, site) in self.merged.get(&base).into_iter().flatten() {
                 let mut inside = anchor.clone();
                 inside.0.extend(path.0[l..].iter().cloned());
-                if let Some(span) = self.find(&inside, depth + 1) {
+                if let Some(span) = self.find(&inside, depth + 1, via) {
+                    via.push(site);
                     return Some(span);
                 }
             }
@@ -144,17 +189,22 @@ impl Positions {
         None
     }
 
-    fn lookup(&self, path: &Path, pick: impl Fn(&Span) -> Pos) -> Pos {
+    /// The span of `path` or of its nearest recorded ancestor, with the merge sites followed.
+    fn locate(&self, path: &Path) -> Option<(&Span, Vec<&MergeSite>)> {
         let mut p = path.clone();
         loop {
-            if let Some(span) = self.find(&p, 0) {
-                return pick(span);
+            let mut via = Vec::new();
+            if let Some(span) = self.find(&p, 0, &mut via) {
+                return Some((span, via));
             }
-            if p.0.is_empty() {
-                return Pos { line: 1, col: 1 };
-            }
-            p.0.pop();
+            p.0.pop()?;
         }
+    }
+
+    fn lookup(&self, path: &Path, pick: impl Fn(&Span) -> Pos) -> Pos {
+        self.locate(path)
+            .map(|(span, _)| pick(span))
+            .unwrap_or(Pos { line: 1, col: 1 })
     }
 }
 
@@ -176,8 +226,8 @@ enum Frame {
 struct Recorder {
     /// Anchor id → the path of the anchored node.
     anchors: HashMap<usize, Path>,
-    /// Paths whose node is an alias, with the anchor id.
-    aliases: Vec<(Path, usize)>,
+    /// Paths whose node is an alias, with the anchor id and where the alias is written.
+    aliases: Vec<(Path, usize, Pos)>,
     stack: Vec<Frame>,
     map: HashMap<Path, Span>,
     duplicates: Vec<Duplicate>,
@@ -185,6 +235,18 @@ struct Recorder {
     /// A container whose position is taken from its first child: libyaml-style parsers mark a
     /// block mapping's start after its first key, which is not where a reader looks.
     awaiting_first_child: Vec<(Path, bool)>,
+}
+
+/// The anchor name of the alias written at `at` (`*name`), read from the source.
+fn alias_name(text: &str, at: Pos) -> Option<String> {
+    let line = text.lines().nth(at.line.checked_sub(1)?)?;
+    let rest: String = line.chars().skip(at.col.checked_sub(1)?).collect();
+    let name: String = rest
+        .strip_prefix('*')?
+        .chars()
+        .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | '[' | ']' | '{' | '}'))
+        .collect();
+    (!name.is_empty()).then_some(name)
 }
 
 fn pos(m: &Marker) -> Pos {
@@ -289,7 +351,7 @@ impl MarkedEventReceiver for Recorder {
             }
             Event::Alias(id) => {
                 if let Some(p) = self.node_start(Some(""), at) {
-                    self.aliases.push((p, id));
+                    self.aliases.push((p, id, at));
                 }
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
@@ -416,5 +478,66 @@ mod tests {
             Pos { line: 1, col: 36 }
         );
         assert_eq!(p.value(&Path::root().key("y")), Pos { line: 4, col: 4 });
+    }
+
+    #[test]
+    fn merged_values_are_found_where_written_with_where_they_were_merged() {
+        let text = "\
+x-base: &base
+  a: 1
+x-more: &more
+  <<: *base
+  b: 2
+s:
+  one: { <<: *more }
+  two:
+    <<: [*base, *more]
+    b: 3
+  three:
+    <<:
+      - *more
+";
+        let p = Positions::parse(text);
+        let s = Path::root().key("s");
+        let notes = |path: &Path| p.merge_notes(path);
+        // Through two merges: the anchor merged into an anchor, then into `s.one`.
+        assert_eq!(p.value(&s.key("one").key("a")), Pos { line: 2, col: 6 });
+        assert_eq!(
+            notes(&s.key("one").key("a")),
+            [
+                "merged into x-more at line 4 (<<: *base)",
+                "merged into s.one at line 7 (<<: *more)"
+            ]
+        );
+        assert_eq!(p.value(&s.key("one").key("b")), Pos { line: 5, col: 6 });
+        assert_eq!(
+            notes(&s.key("one").key("b")),
+            ["merged into s.one at line 7 (<<: *more)"]
+        );
+        // A sequence of aliases: the first that has the key, named by its alias.
+        assert_eq!(
+            notes(&s.key("two").key("a")),
+            ["merged into s.two at line 9 (<<: *base)"]
+        );
+        // Written beside `<<`: no note.
+        assert_eq!(p.value(&s.key("two").key("b")), Pos { line: 10, col: 8 });
+        assert!(notes(&s.key("two").key("b")).is_empty());
+        // A block sequence: the line of the alias.
+        assert_eq!(
+            notes(&s.key("three").key("b")),
+            ["merged into s.three at line 13 (<<: *more)"]
+        );
+        // Not in the anchor either: the mapping itself, written in place.
+        assert_eq!(
+            p.value(&s.key("three").key("zzz")),
+            p.value(&s.key("three"))
+        );
+        assert!(notes(&s.key("three").key("zzz")).is_empty());
+        assert_eq!(
+            alias_name("  <<: [*a-1, *b]", Pos { line: 1, col: 14 }),
+            Some("b".into())
+        );
+        assert_eq!(alias_name("x", Pos { line: 1, col: 1 }), None);
+        assert_eq!(alias_name("x", Pos { line: 0, col: 0 }), None);
     }
 }

@@ -38,6 +38,18 @@ pub struct Global {
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
 
+    /// Request budget: `aws` keeps every AWS call under AWS's documented per-operation request
+    /// quotas (Kinesis, Firehose: 5 per second...), so AWS never throttles; `off` sends as fast
+    /// as it can, for emulators without quotas (moto, LocalStack).
+    #[arg(
+        long,
+        global = true,
+        value_name = "aws|off",
+        env = "STREAMSTACK_API_BUDGET",
+        default_value = "aws"
+    )]
+    pub api_budget: streamstack::budget::BudgetMode,
+
     /// Disable colours (also NO_COLOR).
     #[arg(long, global = true)]
     pub no_color: bool,

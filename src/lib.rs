@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod bootstrap;
+pub mod budget;
 pub mod check;
 pub mod cloudformation;
 pub mod diagnostics;

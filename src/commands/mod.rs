@@ -108,6 +108,7 @@ pub fn open_options(
             region: g.region.clone(),
             profile: g.profile.clone(),
             endpoint_url: g.endpoint_url.clone(),
+            api_budget: g.api_budget,
         },
         events,
         timeouts: timeouts(),

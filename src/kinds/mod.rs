@@ -277,9 +277,34 @@ pub struct Cx {
     pub timeouts: Timeouts,
     /// Creations in flight (see `crate::journal`).
     pub journal: std::sync::Arc<crate::journal::Journal>,
-    /// ARNs tagged `streamstack:stack=<stack>`, fetched once per discovery (see
+    /// ARNs tagged `streamstack:stack=<stack>` and their tags, fetched once per discovery (see
     /// [`Cx::tagged_arns`]).
-    pub tagged: std::sync::Arc<tokio::sync::OnceCell<Vec<String>>>,
+    pub tagged: std::sync::Arc<tokio::sync::OnceCell<Tagged>>,
+}
+
+/// What the Resource Groups Tagging API knows as the stack's: ARNs, in its order, and each one's
+/// tags (up to 100 resources' tags per call, where per-resource tag reads cost one call each).
+#[derive(Debug, Default)]
+pub struct Tagged {
+    pub arns: Vec<String>,
+    tags: std::collections::HashMap<String, BTreeMap<String, String>>,
+}
+
+impl Tagged {
+    /// Log groups' ARNs come with and without the `:*` suffix.
+    fn key(arn: &str) -> &str {
+        arn.strip_suffix(":*").unwrap_or(arn)
+    }
+
+    fn insert(&mut self, arn: String, tags: BTreeMap<String, String>) {
+        self.tags.insert(Self::key(&arn).to_string(), tags);
+        self.arns.push(arn);
+    }
+
+    /// The tags of `arn`, if the tagging API listed it.
+    pub fn tags(&self, arn: &str) -> Option<&BTreeMap<String, String>> {
+        self.tags.get(Self::key(arn))
+    }
 }
 
 impl Cx {
@@ -291,7 +316,7 @@ impl Cx {
         let arns = self
             .tagged
             .get_or_try_init(|| async {
-                let mut arns = Vec::new();
+                let mut tagged = Tagged::default();
                 let mut token: Option<String> = None;
                 loop {
                     let out = self
@@ -309,21 +334,36 @@ impl Cx {
                         .send()
                         .await
                         .op("tagging:GetResources")?;
-                    arns.extend(
-                        out.resource_tag_mapping_list
+                    for m in out.resource_tag_mapping_list.unwrap_or_default() {
+                        let Some(arn) = m.resource_arn else {
+                            continue;
+                        };
+                        let tags = m
+                            .tags
                             .unwrap_or_default()
                             .into_iter()
-                            .filter_map(|m| m.resource_arn),
-                    );
+                            .map(|t| (t.key, t.value))
+                            .collect();
+                        tagged.insert(arn, tags);
+                    }
                     token = out.pagination_token.filter(|t| !t.is_empty());
                     if token.is_none() {
                         break;
                     }
                 }
-                Ok::<_, Error>(arns)
+                Ok::<_, Error>(tagged)
             })
             .await?;
-        Ok(arns)
+        Ok(&arns.arns)
+    }
+
+    /// The tags of a resource tagged as the stack's, as the Resource Groups Tagging API listed
+    /// them in this discovery; `None` when it did not list the resource (not the stack's, not
+    /// covered by the endpoint's tagging API, or too new for its index): read them from the
+    /// service then. Discovery only: the listing is not refreshed after a change.
+    pub async fn tagged_tags(&self, arn: &str) -> Result<Option<BTreeMap<String, String>>> {
+        self.tagged_arns().await?;
+        Ok(self.tagged.get().and_then(|t| t.tags(arn)).cloned())
     }
 
     /// The names of tagged resources whose ARN starts with `arn_prefix` (the rest of the ARN).

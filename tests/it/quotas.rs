@@ -12,6 +12,18 @@ use crate::support::Sandbox;
 /// Reads (describe, get, list, head) per classroom resource in a no-op plan.
 const MAX_READS_PER_RESOURCE: f64 = 2.0;
 
+/// The CLI with its default request budget (`aws`), which the test harness otherwise turns off.
+fn budgeted(sb: &Sandbox, args: &[&str]) -> std::process::Output {
+    ss_env(sb, args, &[("STREAMSTACK_API_BUDGET", "aws")])
+}
+
+#[track_caller]
+fn budgeted_ok(sb: &Sandbox, args: &[&str]) -> String {
+    let o = budgeted(sb, args);
+    assert_eq!(o.status.code(), Some(0), "{args:?}:\n{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 fn summary(calls: &[Call]) -> String {
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     for c in calls {
@@ -28,7 +40,7 @@ fn the_classroom_keeps_to_aws_quotas_with_no_throttled_answer() {
     });
     let spec = spec_file(CLASSROOM);
     let started = Instant::now();
-    let out = ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
+    let out = budgeted_ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
     let apply = started.elapsed();
     assert!(
         out.contains("Apply complete! Resources: 211 added"),
@@ -38,7 +50,7 @@ fn the_classroom_keeps_to_aws_quotas_with_no_throttled_answer() {
 
     sb.proxy.reset_calls();
     let started = Instant::now();
-    let o = ss(&sb, &["plan", "--detailed-exitcode", p(&spec.path)]);
+    let o = budgeted(&sb, &["plan", "--detailed-exitcode", p(&spec.path)]);
     let plan = started.elapsed();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(sb.proxy.throttled(), [], "throttled during plan");
@@ -57,7 +69,7 @@ fn the_classroom_keeps_to_aws_quotas_with_no_throttled_answer() {
     );
 
     let started = Instant::now();
-    ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    budgeted_ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
     let destroy = started.elapsed();
     assert_eq!(sb.proxy.throttled(), [], "throttled during destroy");
     assert!(remaining(&sb, &spec.path).is_empty());

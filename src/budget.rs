@@ -242,9 +242,10 @@ impl HttpConnector for BudgetedConnector {
             return self.inner.call(request);
         }
         if let Some(op) = request.extension::<OperationName>() {
-            tracing::debug!(
+            // The call's own log line (`-> 200 in N ms`) counts this wait too.
+            tracing::info!(
                 target: "streamstack::aws",
-                "{}:{} waits {} ms for its request budget",
+                "{}:{} waits {} ms for its turn in the request budget",
                 op.service,
                 op.operation,
                 wait.as_millis()

@@ -46,6 +46,8 @@ pub struct Clients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub region: String,
+    /// The request budget every client above shares (and its count of writes).
+    pub budget: std::sync::Arc<Budget>,
 }
 
 impl Clients {
@@ -101,9 +103,10 @@ impl Clients {
             )
         })?;
         // One HTTP client for every service (one connection pool), behind one budget.
+        let budget = std::sync::Arc::new(Budget::new(budget));
         let http = BudgetedHttpClient::new(
             conf.http_client().map_or_else(default_http_client, Ok)?,
-            std::sync::Arc::new(Budget::new(budget)),
+            std::sync::Arc::clone(&budget),
         );
         macro_rules! client {
             ($sdk:ident) => {
@@ -133,6 +136,7 @@ impl Clients {
             tagging: client!(aws_sdk_resourcegroupstagging),
             s3,
             region,
+            budget,
         })
     }
 

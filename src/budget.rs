@@ -15,6 +15,7 @@
 //! have no quotas.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -148,11 +149,20 @@ impl Bucket {
     }
 }
 
-/// The token buckets of one process (one per service and operation with a quota).
+/// The token buckets of one process (one per service and operation with a quota), and a count
+/// of the writes sent.
 #[derive(Debug, Default)]
 pub struct Budget {
     mode: BudgetMode,
     buckets: Mutex<HashMap<(String, String), Bucket>>,
+    writes: AtomicU64,
+}
+
+/// Whether an operation changes something (by AWS's naming: reads describe, get, list, head).
+pub fn is_write(operation: &str) -> bool {
+    !["Describe", "Get", "List", "Head"]
+        .iter()
+        .any(|p| operation.starts_with(p))
 }
 
 impl Budget {
@@ -160,6 +170,19 @@ impl Budget {
         Budget {
             mode,
             buckets: Mutex::default(),
+            writes: AtomicU64::new(0),
+        }
+    }
+
+    /// How many writes these clients have sent, SSM's aside (the lock's, which change no
+    /// resource): what was read before a change may be stale after it.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    fn count(&self, service: &str, operation: &str) {
+        if service != "ssm" && is_write(operation) {
+            self.writes.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -210,6 +233,10 @@ impl BudgetedHttpClient {
     pub fn new(inner: SharedHttpClient, budget: Arc<Budget>) -> BudgetedHttpClient {
         BudgetedHttpClient { inner, budget }
     }
+
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
+    }
 }
 
 impl HttpClient for BudgetedHttpClient {
@@ -236,6 +263,7 @@ impl HttpConnector for BudgetedConnector {
         let wait = request
             .extension::<OperationName>()
             .map_or(Duration::ZERO, |op| {
+                self.budget.count(&op.service, &op.operation);
                 self.budget.reserve(&op.service, &op.operation)
             });
         if wait.is_zero() {
@@ -334,6 +362,23 @@ mod tests {
                 .reserve_at("firehose", "CreateDeliveryStream", t0)
                 .is_zero());
         }
+    }
+
+    #[test]
+    fn writes_are_counted_but_reads_and_the_lock_are_not() {
+        let budget = Budget::new(BudgetMode::Off);
+        for (service, op) in [
+            ("firehose", "DescribeDeliveryStream"),
+            ("s3", "HeadBucket"),
+            ("iam", "ListRoleTags"),
+            ("ssm", "PutParameter"),
+        ] {
+            budget.count(service, op);
+        }
+        assert_eq!(budget.writes(), 0);
+        budget.count("firehose", "TagDeliveryStream");
+        budget.count("logs", "DeleteLogGroup");
+        assert_eq!(budget.writes(), 2);
     }
 
     #[test]

@@ -287,7 +287,11 @@ pub struct Cx {
 #[derive(Debug, Default)]
 pub struct Tagged {
     pub arns: Vec<String>,
-    tags: std::collections::HashMap<String, BTreeMap<String, String>>,
+    /// Each resource's tags, handed out once (see [`Cx::tagged_tags`]).
+    tags: std::sync::Mutex<std::collections::HashMap<String, BTreeMap<String, String>>>,
+    /// The clients' count of writes when the listing was asked for: after any later write the
+    /// tags may be stale, and are read from the service again.
+    writes: u64,
 }
 
 impl Tagged {
@@ -297,13 +301,19 @@ impl Tagged {
     }
 
     fn insert(&mut self, arn: String, tags: BTreeMap<String, String>) {
-        self.tags.insert(Self::key(&arn).to_string(), tags);
+        self.tags
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(Self::key(&arn).to_string(), tags);
         self.arns.push(arn);
     }
 
-    /// The tags of `arn`, if the tagging API listed it.
-    pub fn tags(&self, arn: &str) -> Option<&BTreeMap<String, String>> {
-        self.tags.get(Self::key(arn))
+    /// The tags of `arn`, if the tagging API listed it and they were not taken before.
+    fn take(&self, arn: &str) -> Option<BTreeMap<String, String>> {
+        self.tags
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(Self::key(arn))
     }
 }
 
@@ -316,7 +326,10 @@ impl Cx {
         let arns = self
             .tagged
             .get_or_try_init(|| async {
-                let mut tagged = Tagged::default();
+                let mut tagged = Tagged {
+                    writes: self.clients.budget.writes(),
+                    ..Tagged::default()
+                };
                 let mut token: Option<String> = None;
                 loop {
                     let out = self
@@ -360,10 +373,17 @@ impl Cx {
     /// The tags of a resource tagged as the stack's, as the Resource Groups Tagging API listed
     /// them in this discovery; `None` when it did not list the resource (not the stack's, not
     /// covered by the endpoint's tagging API, or too new for its index): read them from the
-    /// service then. Discovery only: the listing is not refreshed after a change.
+    /// service then. A resource's tags are handed out once (a discovery reads each resource
+    /// once; a later one with the same context reads them from the service), and not at all
+    /// once these clients have written anything since the listing was asked for: a tag change,
+    /// a deletion or a re-creation may not be in it.
     pub async fn tagged_tags(&self, arn: &str) -> Result<Option<BTreeMap<String, String>>> {
         self.tagged_arns().await?;
-        Ok(self.tagged.get().and_then(|t| t.tags(arn)).cloned())
+        Ok(self
+            .tagged
+            .get()
+            .filter(|t| t.writes == self.clients.budget.writes())
+            .and_then(|t| t.take(arn)))
     }
 
     /// The names of tagged resources whose ARN starts with `arn_prefix` (the rest of the ARN).

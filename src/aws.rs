@@ -8,7 +8,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+    BeforeTransmitInterceptorContextMut, BeforeTransmitInterceptorContextRef,
+    FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
@@ -19,6 +20,8 @@ use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_types::request_id::RequestId;
 
+use crate::budget::{Budget, BudgetMode, BudgetedHttpClient, OperationName};
+
 /// How to reach AWS, from the global flags.
 #[derive(Debug, Clone, Default)]
 pub struct AwsOptions {
@@ -26,6 +29,8 @@ pub struct AwsOptions {
     pub profile: Option<String>,
     /// `--endpoint-url` or `AWS_ENDPOINT_URL`: every client goes there.
     pub endpoint_url: Option<String>,
+    /// `--api-budget`: keep to AWS's request quotas (the default) or not (emulators).
+    pub api_budget: BudgetMode,
 }
 
 /// One client per service, all on the same configuration and the same call log.
@@ -42,6 +47,8 @@ pub struct Clients {
     pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub cloudformation: aws_sdk_cloudformation::Client,
     pub region: String,
+    /// The request budget every client above shares (and its count of writes).
+    pub budget: std::sync::Arc<Budget>,
 }
 
 impl Clients {
@@ -72,23 +79,41 @@ impl Clients {
             loader = loader.endpoint_url(e);
         }
         let conf = loader.load().await;
-        Clients::from_sdk_config(&conf, endpoint.is_some())
+        Clients::from_sdk_config_with_budget(&conf, endpoint.is_some(), opts.api_budget)
     }
 
     /// Clients over an existing SDK configuration; `custom_endpoint` turns on S3 path-style.
+    /// Requests keep to AWS's quotas ([`BudgetMode::Aws`]).
     pub fn from_sdk_config(
         conf: &aws_config::SdkConfig,
         custom_endpoint: bool,
+    ) -> Result<Clients, crate::Error> {
+        Clients::from_sdk_config_with_budget(conf, custom_endpoint, BudgetMode::Aws)
+    }
+
+    /// [`Clients::from_sdk_config`] with the given request budget, which every client shares
+    /// (see `crate::budget`).
+    pub fn from_sdk_config_with_budget(
+        conf: &aws_config::SdkConfig,
+        custom_endpoint: bool,
+        budget: BudgetMode,
     ) -> Result<Clients, crate::Error> {
         let region = conf.region().map(|r| r.to_string()).ok_or_else(|| {
             crate::Error::Config(
                 "no AWS region: set region: in the spec, --region, or AWS_REGION".into(),
             )
         })?;
+        // One HTTP client for every service (one connection pool), behind one budget.
+        let budget = std::sync::Arc::new(Budget::new(budget));
+        let http = BudgetedHttpClient::new(
+            conf.http_client().map_or_else(default_http_client, Ok)?,
+            std::sync::Arc::clone(&budget),
+        );
         macro_rules! client {
             ($sdk:ident) => {
                 $sdk::Client::from_conf(
                     $sdk::config::Builder::from(conf)
+                        .http_client(http.clone())
                         .interceptor(CallLog)
                         .build(),
                 )
@@ -97,6 +122,7 @@ impl Clients {
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(conf)
                 .force_path_style(custom_endpoint)
+                .http_client(http.clone())
                 .interceptor(CallLog)
                 .build(),
         );
@@ -112,6 +138,7 @@ impl Clients {
             cloudformation: client!(aws_sdk_cloudformation),
             s3,
             region,
+            budget,
         })
     }
 
@@ -149,6 +176,20 @@ impl Clients {
     }
 }
 
+/// The HTTP client the SDK would use by default (hyper with rustls), for the budget to wrap.
+fn default_http_client(
+) -> Result<aws_smithy_runtime_api::client::http::SharedHttpClient, crate::Error> {
+    use aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder;
+    use aws_smithy_runtime_api::client::runtime_plugin::RuntimePlugin;
+    aws_smithy_runtime::client::defaults::default_http_client_plugin_v2(BehaviorVersion::latest())
+        .and_then(|plugin| {
+            plugin
+                .runtime_components(&RuntimeComponentsBuilder::new("streamstack"))
+                .http_client()
+        })
+        .ok_or_else(|| crate::Error::Internal("the AWS SDK has no default HTTP client".into()))
+}
+
 /// When the current attempt of an operation started (kept in the operation's config bag).
 #[derive(Debug, Clone)]
 struct AttemptStart(Instant);
@@ -176,6 +217,20 @@ fn operation_name(cfg: &ConfigBag) -> (String, String) {
 impl Intercept for CallLog {
     fn name(&self) -> &'static str {
         "streamstack::CallLog"
+    }
+
+    /// Names the operation on the request, for the request budget (`crate::budget`).
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let (service, operation) = operation_name(cfg);
+        context
+            .request_mut()
+            .add_extension(OperationName { service, operation });
+        Ok(())
     }
 
     fn read_before_transmit(

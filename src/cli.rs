@@ -41,6 +41,18 @@ pub struct Global {
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
 
+    /// Request budget: `aws` keeps every AWS call under AWS's documented per-operation request
+    /// quotas (Kinesis, Firehose: 5 per second...), so AWS never throttles; `off` sends as fast
+    /// as it can, for emulators without quotas (moto, LocalStack).
+    #[arg(
+        long,
+        global = true,
+        value_name = "aws|off",
+        env = "STREAMSTACK_API_BUDGET",
+        default_value = "aws"
+    )]
+    pub api_budget: crate::budget::BudgetMode,
+
     /// Disable colours (also NO_COLOR).
     #[arg(long, global = true)]
     pub no_color: bool,
@@ -393,7 +405,7 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    streamstack::spec::rules::duration(s)
+    crate::spec::rules::duration(s)
         .map(std::time::Duration::from_secs)
         .map_err(|v| v.message)
 }

@@ -1,11 +1,15 @@
 //! streamstack: infrastructure as code for AWS Kinesis log pipelines.
 //!
 //! Data flows one way: `spec` (the user's file) → `model` (the desired world as plain data) →
-//! plan → executor → AWS. See ARCHITECTURE.md in the repository for the map.
+//! plan → executor → AWS. See CONTRIBUTING.md in the repository for the map.
 
 pub mod aws;
 pub mod bootstrap;
+pub mod budget;
 pub mod check;
+/// The command line's definition (clap): flags, arguments and their help. Commands in
+/// `src/commands/` are thin glue over the library.
+pub mod cli;
 pub mod cloudformation;
 pub mod diagnostics;
 pub mod error;

@@ -1,14 +1,13 @@
 //! Parse arguments, run one command, map the outcome to an exit code. Nothing else.
 
-mod cli;
 mod commands;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command};
 use commands::Failure;
+use streamstack::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
     restore_sigpipe();

@@ -5,7 +5,7 @@ use std::path::Path;
 use streamstack::ops::{self, PlanFile};
 
 use super::{confirm, event_printer, finish, open_options, runtime, stdout_style, Outcome};
-use crate::cli::Global;
+use streamstack::cli::Global;
 
 pub fn run(
     g: &Global,

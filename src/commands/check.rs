@@ -8,7 +8,7 @@ use streamstack::events::Events;
 use streamstack::ops;
 
 use super::{open_options, runtime, stdout_style, Failure, Outcome};
-use crate::cli::Global;
+use streamstack::cli::Global;
 
 pub fn run(
     g: &Global,

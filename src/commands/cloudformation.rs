@@ -11,7 +11,7 @@ use super::{
     approval_possible, confirm, event_printer, open_options, runtime, stdout_style, Failure,
     Outcome,
 };
-use crate::cli::{Global, PlanFormat};
+use streamstack::cli::{Global, PlanFormat};
 
 fn print_plan(plan: &streamstack::plan::Plan, format: PlanFormat, g: &Global) -> Outcome {
     match format {

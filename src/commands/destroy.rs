@@ -8,7 +8,7 @@ use streamstack::ops::{self, Session};
 use super::{
     confirm, event_printer, finish, open_options, runtime, stdout_style, Failure, Outcome,
 };
-use crate::cli::Global;
+use streamstack::cli::Global;
 
 pub fn run(
     g: &Global,

@@ -6,7 +6,7 @@ use streamstack::events::Events;
 use streamstack::ops;
 
 use super::{open_options, runtime, Outcome};
-use crate::cli::Global;
+use streamstack::cli::Global;
 
 pub fn run(g: &Global, spec: &Path, id: &str) -> Outcome {
     runtime()?.block_on(async {

@@ -4,7 +4,7 @@ use futures::StreamExt;
 use streamstack::ops;
 
 use super::{confirm, destroy, open_options, runtime, Failure, Outcome};
-use crate::cli::Global;
+use streamstack::cli::Global;
 
 /// Expired stacks destroyed at once.
 const AT_ONCE: usize = 3;

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::{Failure, Outcome};
-use crate::cli::Example;
+use streamstack::cli::Example;
 
 const WEATHER_LAB: &str = include_str!("../../stacks/weather-lab.yaml");
 const CLASSROOM: &str = include_str!("../../stacks/classroom.yaml");

@@ -19,7 +19,7 @@ use std::io::IsTerminal;
 use streamstack::diagnostics::Diagnostics;
 use streamstack::spec::LoadOptions;
 
-use crate::cli::Global;
+use streamstack::cli::Global;
 
 /// What a command failed with; `main` prints it and maps it to exit code 1.
 #[derive(Debug)]
@@ -138,6 +138,7 @@ pub fn open_options(
             region: g.region.clone(),
             profile: g.profile.clone(),
             endpoint_url: g.endpoint_url.clone(),
+            api_budget: g.api_budget,
         },
         events,
         timeouts: timeouts(),

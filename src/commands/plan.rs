@@ -6,7 +6,7 @@ use streamstack::events::Events;
 use streamstack::ops::{self, PlanFile};
 
 use super::{open_options, runtime, stdout_style, Failure, Outcome};
-use crate::cli::{Global, PlanFormat};
+use streamstack::cli::{Global, PlanFormat};
 
 pub fn run(
     g: &Global,

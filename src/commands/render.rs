@@ -6,7 +6,7 @@ use streamstack::kinds::Render;
 use streamstack::{ops, spec};
 
 use super::{load_options, print_diagnostics, stderr_color, Failure, Outcome};
-use crate::cli::{Global, What};
+use streamstack::cli::{Global, What};
 
 pub fn run(g: &Global, path: &Path, host: Option<&str>, what: What) -> Outcome {
     let v = spec::load_file(path, &load_options(g)).map_err(Failure::Spec)?;

@@ -3,7 +3,7 @@
 use streamstack::ops;
 
 use super::{open_options, runtime, Failure, Outcome};
-use crate::cli::Global;
+use streamstack::cli::Global;
 
 pub fn run(g: &Global, json: bool) -> Outcome {
     let opts = open_options(g, streamstack::events::Events::none());

@@ -4,7 +4,7 @@ use streamstack::diagnostics::{Diagnostic, Diagnostics, Severity};
 use streamstack::spec;
 
 use super::{load_options, print_diagnostics, stderr_color, stderr_snippets, Outcome};
-use crate::cli::{Global, ValidateFormat};
+use streamstack::cli::{Global, ValidateFormat};
 
 /// A GitHub Actions workflow command: the error shows on the pull request's diff at its line.
 fn github_line(d: &Diagnostic) -> String {

@@ -1,6 +1,7 @@
 //! Firehose delivery streams, always to an extended S3 destination.
 //!
-//! - Read: `DescribeDeliveryStream` + `ListTagsForDeliveryStream`. moto describes the destination
+//! - Read: `DescribeDeliveryStream`, tags from the stack's Tagging API listing (else
+//!   `ListTagsForDeliveryStream`). moto describes the destination
 //!   twice (`ExtendedS3DestinationDescription` and `S3DestinationDescription`); the extended one
 //!   wins. An empty prefix reads as `None`.
 //! - Create: Firehose cannot assume a role created a moment ago ("is unable to assume role",
@@ -265,7 +266,10 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
         &format!("{}-", cx.stack),
         &tagged,
         names,
-        |n| async move { read(cx, &n, desired).await },
+        |n| async move {
+            let known = cx.tagged_tags(&cx.env.delivery_arn(&n)).await?;
+            read_with_tags(cx, &n, desired, known).await
+        },
     )
     .await
 }
@@ -405,17 +409,30 @@ fn props_of(d: &DeliveryStreamDescription) -> Result<DeliveryProps> {
 
 /// Reads one delivery by name; `None` if it does not exist or is being deleted.
 pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> {
+    read_with_tags(cx, name, desired, None).await
+}
+
+/// [`read`], with the tags when the tagging API already gave them (one call fewer).
+async fn read_with_tags(
+    cx: &Cx,
+    name: &str,
+    desired: &Model,
+    known_tags: Option<BTreeMap<String, String>>,
+) -> Result<Option<Live>> {
     let Some(d) = describe(cx, name).await? else {
         return Ok(None);
     };
     if d.delivery_stream_status == DeliveryStreamStatus::Deleting {
         return Ok(None);
     }
-    let tags = match tags(cx, name).await {
-        Ok(t) => t,
-        // Deleted since the describe.
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e),
+    let tags = match known_tags {
+        Some(t) => t,
+        None => match tags(cx, name).await {
+            Ok(t) => t,
+            // Deleted since the describe.
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        },
     };
     let broken = match d.delivery_stream_status {
         DeliveryStreamStatus::CreatingFailed | DeliveryStreamStatus::DeletingFailed => {

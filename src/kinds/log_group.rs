@@ -6,7 +6,8 @@
 //!   errors go nowhere.
 //! - Read: `DescribeLogGroups` by the prefix `/aws/kinesisfirehose/` (desired names, plus
 //!   `{stack}-*` deliveries' groups tagged as ours, i.e. groups removed from the spec), then
-//!   `ListTagsForResource` and `DescribeLogStreams` per candidate.
+//!   `DescribeLogStreams` per candidate, with tags from the stack's Tagging API listing (else
+//!   `ListTagsForResource`).
 //! - Create: `CreateLogGroup` with the tags (tagged at creation, so an interrupted apply never
 //!   leaves an untagged group), `PutRetentionPolicy`, `CreateLogStream`.
 //! - In place: retention, the log stream, tags. Replace: only a name change (a new address).
@@ -169,18 +170,22 @@ async fn read(
     retention_days: Option<u32>,
     desired: &Model,
 ) -> Result<Option<Live>> {
-    let tags = match cx
-        .clients
-        .logs
-        .list_tags_for_resource()
-        .resource_arn(tagging_arn(arn))
-        .send()
-        .await
-        .op("logs:ListTagsForResource")
-    {
-        Ok(o) => o.tags.unwrap_or_default().into_iter().collect(),
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e),
+    // The tagging API's listing has the tags of the stack's groups; others are read one by one.
+    let tags = match cx.tagged_tags(tagging_arn(arn)).await? {
+        Some(tags) => tags,
+        None => match cx
+            .clients
+            .logs
+            .list_tags_for_resource()
+            .resource_arn(tagging_arn(arn))
+            .send()
+            .await
+            .op("logs:ListTagsForResource")
+        {
+            Ok(o) => o.tags.unwrap_or_default().into_iter().collect(),
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        },
     };
     let streams = match cx
         .clients

@@ -277,9 +277,44 @@ pub struct Cx {
     pub timeouts: Timeouts,
     /// Creations in flight (see `crate::journal`).
     pub journal: std::sync::Arc<crate::journal::Journal>,
-    /// ARNs tagged `streamstack:stack=<stack>`, fetched once per discovery (see
+    /// ARNs tagged `streamstack:stack=<stack>` and their tags, fetched once per discovery (see
     /// [`Cx::tagged_arns`]).
-    pub tagged: std::sync::Arc<tokio::sync::OnceCell<Vec<String>>>,
+    pub tagged: std::sync::Arc<tokio::sync::OnceCell<Tagged>>,
+}
+
+/// What the Resource Groups Tagging API knows as the stack's: ARNs, in its order, and each one's
+/// tags (up to 100 resources' tags per call, where per-resource tag reads cost one call each).
+#[derive(Debug, Default)]
+pub struct Tagged {
+    pub arns: Vec<String>,
+    /// Each resource's tags, handed out once (see [`Cx::tagged_tags`]).
+    tags: std::sync::Mutex<std::collections::HashMap<String, BTreeMap<String, String>>>,
+    /// The clients' count of writes when the listing was asked for: after any later write the
+    /// tags may be stale, and are read from the service again.
+    writes: u64,
+}
+
+impl Tagged {
+    /// Log groups' ARNs come with and without the `:*` suffix.
+    fn key(arn: &str) -> &str {
+        arn.strip_suffix(":*").unwrap_or(arn)
+    }
+
+    fn insert(&mut self, arn: String, tags: BTreeMap<String, String>) {
+        self.tags
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(Self::key(&arn).to_string(), tags);
+        self.arns.push(arn);
+    }
+
+    /// The tags of `arn`, if the tagging API listed it and they were not taken before.
+    fn take(&self, arn: &str) -> Option<BTreeMap<String, String>> {
+        self.tags
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(Self::key(arn))
+    }
 }
 
 impl Cx {
@@ -291,7 +326,10 @@ impl Cx {
         let arns = self
             .tagged
             .get_or_try_init(|| async {
-                let mut arns = Vec::new();
+                let mut tagged = Tagged {
+                    writes: self.clients.budget.writes(),
+                    ..Tagged::default()
+                };
                 let mut token: Option<String> = None;
                 loop {
                     let out = self
@@ -309,21 +347,43 @@ impl Cx {
                         .send()
                         .await
                         .op("tagging:GetResources")?;
-                    arns.extend(
-                        out.resource_tag_mapping_list
+                    for m in out.resource_tag_mapping_list.unwrap_or_default() {
+                        let Some(arn) = m.resource_arn else {
+                            continue;
+                        };
+                        let tags = m
+                            .tags
                             .unwrap_or_default()
                             .into_iter()
-                            .filter_map(|m| m.resource_arn),
-                    );
+                            .map(|t| (t.key, t.value))
+                            .collect();
+                        tagged.insert(arn, tags);
+                    }
                     token = out.pagination_token.filter(|t| !t.is_empty());
                     if token.is_none() {
                         break;
                     }
                 }
-                Ok::<_, Error>(arns)
+                Ok::<_, Error>(tagged)
             })
             .await?;
-        Ok(arns)
+        Ok(&arns.arns)
+    }
+
+    /// The tags of a resource tagged as the stack's, as the Resource Groups Tagging API listed
+    /// them in this discovery; `None` when it did not list the resource (not the stack's, not
+    /// covered by the endpoint's tagging API, or too new for its index): read them from the
+    /// service then. A resource's tags are handed out once (a discovery reads each resource
+    /// once; a later one with the same context reads them from the service), and not at all
+    /// once these clients have written anything since the listing was asked for: a tag change,
+    /// a deletion or a re-creation may not be in it.
+    pub async fn tagged_tags(&self, arn: &str) -> Result<Option<BTreeMap<String, String>>> {
+        self.tagged_arns().await?;
+        Ok(self
+            .tagged
+            .get()
+            .filter(|t| t.writes == self.clients.budget.writes())
+            .and_then(|t| t.take(arn)))
     }
 
     /// The names of tagged resources whose ARN starts with `arn_prefix` (the rest of the ARN).

@@ -289,7 +289,12 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
         return Ok(None);
     };
     let name = role.role_name;
-    let tags = tags(cx, &name).await?;
+    // GetRole answers with the role's tags (all of them: a role has at most 50); ListRoleTags
+    // only when an endpoint leaves them out.
+    let tags = match role.tags {
+        Some(t) if !t.is_empty() => t.into_iter().map(|t| (t.key, t.value)).collect(),
+        _ => tags(cx, &name).await?,
+    };
     let trust_policy = role
         .assume_role_policy_document
         .as_deref()

@@ -1,6 +1,7 @@
 //! Kinesis data streams.
 //!
-//! - Read: `DescribeStreamSummary` + `ListTagsForStream` (moto lacks the ARN-based tag APIs).
+//! - Read: `DescribeStreamSummary`, tags from the stack's Tagging API listing, else
+//!   `ListTagsForStream` (moto's tagging API skips Kinesis, and moto lacks the ARN-based tag APIs).
 //! - In place: mode, shard count, retention, encryption, tags. Kinesis takes them one at a time,
 //!   each putting the stream in UPDATING, so every step waits for ACTIVE (aws-domain.md §4.2).
 //! - Retention cannot be given to CreateStream: it is raised after the stream is ACTIVE, with
@@ -187,7 +188,8 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
         tagged.extend(found.into_iter().flatten());
     }
     read_candidates(desired, KIND, &prefix, &tagged, names, |n| async move {
-        read(cx, &n, desired).await
+        let known = cx.tagged_tags(&cx.env.stream_arn(&n)).await?;
+        read_with_tags(cx, &n, desired, known).await
     })
     .await
 }
@@ -218,6 +220,16 @@ async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>> {
 
 /// Reads one stream by name; `None` if it does not exist.
 pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> {
+    read_with_tags(cx, name, desired, None).await
+}
+
+/// [`read`], with the tags when the tagging API already gave them (one call fewer).
+async fn read_with_tags(
+    cx: &Cx,
+    name: &str,
+    desired: &Model,
+    known_tags: Option<BTreeMap<String, String>>,
+) -> Result<Option<Live>> {
     let out = match cx
         .clients
         .kinesis
@@ -237,7 +249,10 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
     if s.stream_status == StreamStatus::Deleting {
         return Ok(None);
     }
-    let tags = tags(cx, name).await?;
+    let tags = match known_tags {
+        Some(t) => t,
+        None => tags(cx, name).await?,
+    };
     let mode = match s.stream_mode_details.as_ref().map(|m| &m.stream_mode) {
         Some(ApiMode::Provisioned) => StreamMode::Provisioned,
         _ => StreamMode::OnDemand,

@@ -4,6 +4,7 @@
 //! - `proxy`: the realism proxy itself (tests/it/support/proxy.rs) against moto.
 //! - `kind_*`: each resource kind's discover/create/update/delete against moto.
 //! - `lifecycle`: the CLI binary end to end against moto, as a user or CI job runs it.
+//! - `quotas`: the classroom through a proxy that enforces AWS's request quotas.
 //!
 //! Every moto-backed test works in its own moto account through its own proxy, so they run in
 //! parallel. See `support` for the moto launcher and the proxy.
@@ -21,6 +22,7 @@ mod kind_host;
 mod kind_log_group;
 mod lifecycle;
 mod proxy;
+mod quotas;
 mod render;
 mod spec_corpus;
 mod teardown;

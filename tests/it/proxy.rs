@@ -825,3 +825,81 @@ async fn odd_requests_are_forwarded() {
         ]
     );
 }
+
+#[tokio::test]
+async fn quotas_throttle_like_aws_beyond_the_documented_rate() {
+    let sb = Sandbox::new(ProxyConfig {
+        quotas: true,
+        ..Default::default()
+    });
+    // No SDK retries: every answer is seen as the proxy gave it.
+    let conf = aws_sdk_firehose::config::Builder::from(&sb.config)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    let firehose = aws_sdk_firehose::Client::from_conf(conf);
+    let kinesis = aws_sdk_kinesis::Client::from_conf(
+        aws_sdk_kinesis::config::Builder::from(&sb.config)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    // Firehose: a burst of 5, then 5 per second. Eight at once: at least three are refused.
+    let answers =
+        futures::future::join_all((0..8).map(|_| firehose.list_delivery_streams().send())).await;
+    let refused: Vec<String> = answers
+        .iter()
+        .filter_map(|a| a.as_ref().err())
+        .map(|e| {
+            format!(
+                "{:?} {}",
+                e.code(),
+                e.raw_response().map_or(0, |r| r.status().as_u16())
+            )
+        })
+        .collect();
+    assert!(refused.len() >= 3, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|r| r == "Some(\"ThrottlingException\") 400"),
+        "{refused:?}"
+    );
+    // Kinesis counts each operation on its own: DescribeStreamSummary (20 per second) is not
+    // charged for ListStreams (5), which says LimitExceededException beyond its quota.
+    let answers = futures::future::join_all((0..8).map(|_| kinesis.list_streams().send())).await;
+    let codes: Vec<Option<&str>> = answers
+        .iter()
+        .filter_map(|a| a.as_ref().err())
+        .map(|e| e.code())
+        .collect();
+    assert!(codes.len() >= 3, "{codes:?}");
+    assert!(
+        codes.iter().all(|c| *c == Some("LimitExceededException")),
+        "{codes:?}"
+    );
+    let throttled = sb.proxy.throttled();
+    assert_eq!(
+        throttled.len(),
+        refused.len() + codes.len(),
+        "{throttled:?}"
+    );
+    // After a second, the bucket has refilled: the next call goes through.
+    sleep(1.1).await;
+    firehose
+        .list_delivery_streams()
+        .send()
+        .await
+        .expect("a call within the quota");
+    // Without `quotas`, nothing is throttled.
+    let free = Sandbox::passthrough();
+    let firehose = aws_sdk_firehose::Client::from_conf(
+        aws_sdk_firehose::config::Builder::from(&free.config)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    for a in
+        futures::future::join_all((0..8).map(|_| firehose.list_delivery_streams().send())).await
+    {
+        a.expect("no quota without ProxyConfig::quotas");
+    }
+    assert!(free.proxy.throttled().is_empty());
+}

@@ -51,7 +51,8 @@ pub fn spawn_ss(sb: &Sandbox, args: &[&str]) -> std::process::Child {
         .expect("start streamstack")
 }
 
-/// The CLI against the sandbox; never inherits the caller's AWS settings.
+/// The CLI against the sandbox; never inherits the caller's AWS settings, and runs without a
+/// request budget (`STREAMSTACK_API_BUDGET=off`: moto has no quotas) unless `env` sets one.
 fn command(sb: &Sandbox, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_streamstack"));
     c.args(["--endpoint-url", &sb.endpoint(), "--no-color"])
@@ -60,6 +61,8 @@ fn command(sb: &Sandbox, args: &[&str]) -> Command {
         .env("AWS_SECRET_ACCESS_KEY", "streamstack-test-secret")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("STREAMSTACK_POLL_MS", "200")
+        // moto has no request quotas: no budget, unless a test asks for it (tests/it/quotas.rs).
+        .env("STREAMSTACK_API_BUDGET", "off")
         .env("STREAMSTACK_PROGRESS_MS", "1000")
         .env(
             "STREAMSTACK_STATE_DIR",

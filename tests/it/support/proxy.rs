@@ -93,6 +93,8 @@ pub struct ProxyConfig {
     pub instance_shutting_down: Duration,
     /// After CreateSecurityGroup, DescribeSecurityGroups answers empty for this long.
     pub group_visible: Duration,
+    /// Enforce AWS's per-operation request quotas (see the module docs).
+    pub quotas: bool,
 }
 
 impl ProxyConfig {
@@ -118,6 +120,15 @@ impl ProxyConfig {
             instance_pending: delay,
             instance_shutting_down: delay,
             group_visible: delay,
+            quotas: false,
+        }
+    }
+
+    /// AWS's request quotas enforced, in the given moto account.
+    pub fn with_quotas(account_id: impl Into<String>) -> Self {
+        Self {
+            quotas: true,
+            ..Self::account(account_id)
         }
     }
 }
@@ -204,6 +215,12 @@ impl Proxy {
 
     pub fn reset_calls(&self) {
         self.shared.state().calls.clear();
+    }
+
+    /// The calls answered with a throttling error because they went beyond AWS's request quotas
+    /// (with `ProxyConfig::quotas`), since the proxy started.
+    pub fn throttled(&self) -> Vec<Call> {
+        self.shared.state().throttled.clone()
     }
 
     /// From now on, answer every `service:Action` call (e.g. `firehose:CreateDeliveryStream`)
@@ -344,6 +361,31 @@ struct State {
     instance_groups: HashMap<String, Vec<String>>,
     /// Group id → the moment DescribeSecurityGroups starts to show it (eventual consistency).
     new_groups: HashMap<String, Instant>,
+    /// `service:Action` → its token bucket: tokens left as of an instant.
+    quota_buckets: HashMap<String, (f64, Instant)>,
+    /// Calls refused for going beyond a quota.
+    throttled: Vec<Call>,
+}
+
+/// AWS's documented request quota of an operation, as a token bucket `(burst, per second)`;
+/// `None`: not enforced here.
+fn aws_quota(service: &str, action: &str) -> Option<(f64, f64)> {
+    match (service, action) {
+        ("kinesis", "DescribeStreamSummary") => Some((20.0, 20.0)),
+        ("kinesis", "DescribeStream") => Some((10.0, 10.0)),
+        (
+            "kinesis",
+            "PutRecord" | "PutRecords" | "GetRecords" | "GetShardIterator" | "ListShards",
+        ) => None,
+        ("kinesis", _) => Some((5.0, 5.0)),
+        ("firehose", "PutRecord" | "PutRecordBatch") => None,
+        ("firehose", _) => Some((5.0, 5.0)),
+        ("ec2", "RunInstances") => Some((5.0, 2.0)),
+        ("ec2", "TerminateInstances") => Some((100.0, 5.0)),
+        ("ec2", a) if a.starts_with("Describe") => Some((100.0, 20.0)),
+        ("ec2", _) => Some((200.0, 5.0)),
+        _ => None,
+    }
 }
 
 /// An error the proxy answers with instead of moto.
@@ -474,6 +516,9 @@ impl Shared {
                 None => return Some(response),
             }
         }
+        if let Some(refusal) = self.quota(op, &mut state, now) {
+            return Some(refusal);
+        }
         if let Some(refusal) = self.aws_rules(op, &mut state, now) {
             return Some(refusal);
         }
@@ -550,6 +595,45 @@ impl Shared {
             }
             _ => None,
         }
+    }
+
+    /// A throttling error when `op` goes beyond its quota (with `ProxyConfig::quotas`).
+    fn quota(&self, op: &Op, state: &mut State, now: Instant) -> Option<Response<Body>> {
+        if !self.config.quotas {
+            return None;
+        }
+        let (burst, per_second) = aws_quota(&op.service, &op.action)?;
+        let key = format!("{}:{}", op.service, op.action);
+        let (tokens, at) = state.quota_buckets.entry(key).or_insert((burst, now));
+        let refilled = now.saturating_duration_since(*at).as_secs_f64() * per_second;
+        *tokens = (*tokens + refilled).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            return None;
+        }
+        state.throttled.push(Call {
+            service: op.service.clone(),
+            action: op.action.clone(),
+            is_write: op.is_write,
+            status: 400,
+        });
+        let account = self.account();
+        Some(match op.service.as_str() {
+            "kinesis" => {
+                let name = op.stream_name().unwrap_or_default();
+                json_error(
+                    "LimitExceededException",
+                    &format!("Rate exceeded for stream {name} under account {account}."),
+                )
+            }
+            "firehose" => json_error("ThrottlingException", "Rate exceeded"),
+            _ => {
+                let mut response = ec2_error("RequestLimitExceeded", "Request limit exceeded.");
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                response
+            }
+        })
     }
 
     async fn forward(&self, parts: &Parts, body: Bytes) -> Result<Upstream, String> {

@@ -1,0 +1,402 @@
+//! Rate budgets: streamstack keeps under AWS's documented control-plane request quotas itself,
+//! so that real AWS never has to throttle it.
+//!
+//! Every AWS client of a [`crate::aws::Clients`] sends its requests through one
+//! [`BudgetedHttpClient`], which holds one [`Budget`]: a token bucket per service and operation
+//! with the quota AWS documents for it ([`quota`]). Discovery, apply and destroy share it, and so
+//! do the SDK's own retries (each attempt goes through the HTTP connector). A request waits for
+//! its token before it is sent; operations without a documented quota are not limited.
+//!
+//! The buckets run slightly under the documented figures (a burst of 80% of AWS's bucket and
+//! 90% of its refill rate), so that the time requests spend in flight, which varies, never makes
+//! AWS count more than its quota in a second.
+//!
+//! `--api-budget off` (or `STREAMSTACK_API_BUDGET=off`) turns the budgets off, for emulators that
+//! have no quotas.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+
+/// Whether to keep to AWS's quotas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BudgetMode {
+    /// Keep to AWS's documented control-plane quotas (the default).
+    #[default]
+    Aws,
+    /// No client-side limit (emulators such as moto have no quotas).
+    Off,
+}
+
+impl std::str::FromStr for BudgetMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "aws" => Ok(BudgetMode::Aws),
+            "off" => Ok(BudgetMode::Off),
+            other => Err(format!("{other:?} is not an API budget (aws or off)")),
+        }
+    }
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quota {
+    pub burst: f64,
+    pub per_second: f64,
+}
+
+const fn q(burst: u32, per_second: u32) -> Option<Quota> {
+    Some(Quota {
+        burst: burst as f64,
+        per_second: per_second as f64,
+    })
+}
+
+/// AWS's documented request quota for `service:operation` (services as the SDK names them,
+/// lowercase without spaces: `kinesis`, `firehose`, `ec2`, `cloudwatchlogs`, `ssm`), per account
+/// and region; `None` where AWS documents none (IAM, S3's bucket calls, STS, the Tagging API) or
+/// for data-plane calls, whose quotas are per shard or per delivery rather than per account.
+pub fn quota(service: &str, operation: &str) -> Option<Quota> {
+    match service {
+        // Kinesis Data Streams quotas: 5 per second per account for most control operations.
+        "kinesis" => match operation {
+            "DescribeStreamSummary" => q(20, 20),
+            "DescribeStream" => q(10, 10),
+            "PutRecord" | "PutRecords" | "GetRecords" | "GetShardIterator" | "SubscribeToShard" => {
+                None
+            }
+            "ListShards" => q(100, 100),
+            _ => q(5, 5),
+        },
+        // Amazon Data Firehose: Create, Delete, Describe, List, UpdateDestination, the tag calls
+        // and the encryption calls: 5 per second each (a hard quota).
+        "firehose" => match operation {
+            "PutRecord" | "PutRecordBatch" => None,
+            _ => q(5, 5),
+        },
+        // EC2's token buckets (request rate limiting), per API: RunInstances 5 / 2 per second,
+        // TerminateInstances 100 / 5, non-mutating (Describe*) 100 / 20, mutating 200 / 5.
+        "ec2" => match operation {
+            "RunInstances" => q(5, 2),
+            "TerminateInstances" => q(100, 5),
+            op if op.starts_with("Describe") || op.starts_with("Get") => q(100, 20),
+            _ => q(200, 5),
+        },
+        // CloudWatch Logs: per-operation TPS quotas.
+        "cloudwatchlogs" => match operation {
+            "DescribeLogStreams" => q(25, 25),
+            "GetLogEvents" => q(25, 25),
+            "CreateLogStream" => q(50, 50),
+            "DescribeLogGroups" | "DeleteLogGroup" => q(10, 10),
+            _ => q(5, 5),
+        },
+        // Systems Manager Parameter Store (standard throughput).
+        "ssm" => match operation {
+            "GetParameter" | "GetParameters" | "GetParametersByPath" => q(40, 40),
+            "PutParameter" => q(3, 3),
+            _ => q(10, 10),
+        },
+        _ => None,
+    }
+}
+
+/// The bucket streamstack itself keeps for a documented quota: under it, for the jitter of
+/// requests in flight.
+fn own_share(quota: Quota) -> Quota {
+    Quota {
+        burst: (quota.burst * 0.8).floor().max(1.0),
+        per_second: quota.per_second * 0.9,
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    quota: Quota,
+    /// Tokens left at `at`; negative when requests are queued for tokens not yet refilled.
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(quota: Quota, now: Instant) -> Bucket {
+        Bucket {
+            quota,
+            tokens: quota.burst,
+            at: now,
+        }
+    }
+
+    /// Takes a token, and says how long to wait before using it (zero when one was there).
+    fn reserve(&mut self, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.quota.per_second).min(self.quota.burst);
+        self.at = now;
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.quota.per_second)
+        }
+    }
+}
+
+/// The token buckets of one process (one per service and operation with a quota), and a count
+/// of the writes sent.
+#[derive(Debug, Default)]
+pub struct Budget {
+    mode: BudgetMode,
+    buckets: Mutex<HashMap<(String, String), Bucket>>,
+    writes: AtomicU64,
+}
+
+/// Whether an operation changes something (by AWS's naming: reads describe, get, list, head).
+pub fn is_write(operation: &str) -> bool {
+    !["Describe", "Get", "List", "Head"]
+        .iter()
+        .any(|p| operation.starts_with(p))
+}
+
+impl Budget {
+    pub fn new(mode: BudgetMode) -> Budget {
+        Budget {
+            mode,
+            buckets: Mutex::default(),
+            writes: AtomicU64::new(0),
+        }
+    }
+
+    /// How many writes these clients have sent, SSM's aside (the lock's, which change no
+    /// resource): what was read before a change may be stale after it.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    fn count(&self, service: &str, operation: &str) {
+        if service != "ssm" && is_write(operation) {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    pub fn mode(&self) -> BudgetMode {
+        self.mode
+    }
+
+    /// How long a request of `service:operation` made now must wait for its turn (the turn is
+    /// taken: call once per request).
+    pub fn reserve(&self, service: &str, operation: &str) -> Duration {
+        self.reserve_at(service, operation, Instant::now())
+    }
+
+    fn reserve_at(&self, service: &str, operation: &str, now: Instant) -> Duration {
+        if self.mode == BudgetMode::Off {
+            return Duration::ZERO;
+        }
+        let Some(quota) = quota(service, operation) else {
+            return Duration::ZERO;
+        };
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        buckets
+            .entry((service.to_string(), operation.to_string()))
+            .or_insert_with(|| Bucket::new(own_share(quota), now))
+            .reserve(now)
+    }
+}
+
+/// The operation a request belongs to, put on the request by the call log's interceptor so the
+/// connector can charge the right bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationName {
+    pub service: String,
+    pub operation: String,
+}
+
+/// An HTTP client that waits for the [`Budget`] before handing each request to `inner`.
+#[derive(Debug, Clone)]
+pub struct BudgetedHttpClient {
+    inner: SharedHttpClient,
+    budget: Arc<Budget>,
+}
+
+impl BudgetedHttpClient {
+    pub fn new(inner: SharedHttpClient, budget: Arc<Budget>) -> BudgetedHttpClient {
+        BudgetedHttpClient { inner, budget }
+    }
+
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
+    }
+}
+
+impl HttpClient for BudgetedHttpClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(BudgetedConnector {
+            inner: self.inner.http_connector(settings, components),
+            budget: Arc::clone(&self.budget),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct BudgetedConnector {
+    inner: SharedHttpConnector,
+    budget: Arc<Budget>,
+}
+
+impl HttpConnector for BudgetedConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let wait = request
+            .extension::<OperationName>()
+            .map_or(Duration::ZERO, |op| {
+                self.budget.count(&op.service, &op.operation);
+                self.budget.reserve(&op.service, &op.operation)
+            });
+        if wait.is_zero() {
+            return self.inner.call(request);
+        }
+        if let Some(op) = request.extension::<OperationName>() {
+            // The call's own log line (`-> 200 in N ms`) counts this wait too.
+            tracing::info!(
+                target: "streamstack::aws",
+                "{}:{} waits {} ms for its turn in the request budget",
+                op.service,
+                op.operation,
+                wait.as_millis()
+            );
+        }
+        let inner = self.inner.clone();
+        HttpConnectorFuture::new(async move {
+            tokio::time::sleep(wait).await;
+            inner.call(request).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_and_anything_else_is_refused() {
+        assert_eq!("aws".parse::<BudgetMode>(), Ok(BudgetMode::Aws));
+        assert_eq!("OFF".parse::<BudgetMode>(), Ok(BudgetMode::Off));
+        assert!("none".parse::<BudgetMode>().is_err());
+    }
+
+    #[test]
+    fn documented_quotas_and_no_limit_where_aws_documents_none() {
+        assert_eq!(quota("kinesis", "DescribeStreamSummary"), q(20, 20));
+        assert_eq!(quota("kinesis", "DescribeStream"), q(10, 10));
+        assert_eq!(quota("kinesis", "ListTagsForStream"), q(5, 5));
+        assert_eq!(quota("kinesis", "CreateStream"), q(5, 5));
+        assert_eq!(quota("kinesis", "PutRecords"), None);
+        assert_eq!(quota("firehose", "DescribeDeliveryStream"), q(5, 5));
+        assert_eq!(quota("firehose", "UpdateDestination"), q(5, 5));
+        assert_eq!(quota("firehose", "PutRecordBatch"), None);
+        assert_eq!(quota("ec2", "RunInstances"), q(5, 2));
+        assert_eq!(quota("ec2", "DescribeInstances"), q(100, 20));
+        assert_eq!(quota("iam", "GetRole"), None);
+        assert_eq!(quota("sts", "GetCallerIdentity"), None);
+    }
+
+    /// Over any window of `len` seconds, at most what AWS's own bucket would allow passes:
+    /// burst + rate × len.
+    #[test]
+    fn a_burst_then_the_refill_rate_and_never_more_than_aws_allows() {
+        let budget = Budget::new(BudgetMode::Aws);
+        let t0 = Instant::now();
+        // 30 describes at once (a classroom's deliveries): each gets its own turn.
+        let mut turns: Vec<f64> = (0..30)
+            .map(|_| {
+                budget
+                    .reserve_at("firehose", "DescribeDeliveryStream", t0)
+                    .as_secs_f64()
+            })
+            .collect();
+        turns.sort_by(f64::total_cmp);
+        // A burst of 4 (80% of AWS's 5) goes at once, then one every 1/4.5 s.
+        assert_eq!(turns.iter().filter(|t| **t == 0.0).count(), 4);
+        let last = turns[29];
+        assert!((last - 26.0 / 4.5).abs() < 1e-6, "{last}");
+        for (i, start) in turns.iter().enumerate() {
+            for len in [0.5, 1.0, 2.0, 5.0] {
+                let within = turns[i..].iter().filter(|t| **t < start + len).count() as f64;
+                assert!(
+                    within <= 5.0 + 5.0 * len,
+                    "{within} in {len} s from {start}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn operations_have_buckets_of_their_own_and_off_never_waits() {
+        let budget = Budget::new(BudgetMode::Aws);
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            budget.reserve_at("kinesis", "ListTagsForStream", t0);
+        }
+        assert!(!budget
+            .reserve_at("kinesis", "ListTagsForStream", t0)
+            .is_zero());
+        assert!(budget.reserve_at("kinesis", "CreateStream", t0).is_zero());
+        assert!(budget.reserve_at("iam", "GetRole", t0).is_zero());
+        let off = Budget::new(BudgetMode::Off);
+        for _ in 0..100 {
+            assert!(off
+                .reserve_at("firehose", "CreateDeliveryStream", t0)
+                .is_zero());
+        }
+    }
+
+    #[test]
+    fn writes_are_counted_but_reads_and_the_lock_are_not() {
+        let budget = Budget::new(BudgetMode::Off);
+        for (service, op) in [
+            ("firehose", "DescribeDeliveryStream"),
+            ("s3", "HeadBucket"),
+            ("iam", "ListRoleTags"),
+            ("ssm", "PutParameter"),
+        ] {
+            budget.count(service, op);
+        }
+        assert_eq!(budget.writes(), 0);
+        budget.count("firehose", "TagDeliveryStream");
+        budget.count("logs", "DeleteLogGroup");
+        assert_eq!(budget.writes(), 2);
+    }
+
+    #[test]
+    fn tokens_come_back_at_the_refill_rate() {
+        let budget = Budget::new(BudgetMode::Aws);
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            budget.reserve_at("firehose", "TagDeliveryStream", t0);
+        }
+        // One second later, 4.5 tokens have come back: 4 go at once, the fifth waits.
+        let t1 = t0 + Duration::from_secs(1);
+        for _ in 0..4 {
+            assert!(budget
+                .reserve_at("firehose", "TagDeliveryStream", t1)
+                .is_zero());
+        }
+        assert!(!budget
+            .reserve_at("firehose", "TagDeliveryStream", t1)
+            .is_zero());
+    }
+}

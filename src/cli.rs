@@ -203,8 +203,9 @@ pub enum Command {
         /// Print the plan and progress events as JSON lines.
         #[arg(long)]
         json: bool,
-        /// Maximum number of operations at once.
-        #[arg(long, default_value_t = 10, value_name = "N")]
+        /// Maximum number of operations at once (AWS's request rates are kept by the request
+        /// budget, not by this bound).
+        #[arg(long, default_value_t = crate::executor::DEFAULT_PARALLELISM, value_name = "N")]
         parallelism: usize,
         /// Wait this long for another run's lock on the stack (default: fail at once).
         #[arg(long, value_name = "DUR", value_parser = parse_duration)]

@@ -46,10 +46,8 @@ pub async fn destroy(
     json: bool,
     lock_timeout: std::time::Duration,
 ) -> Outcome {
-    // Nothing of the stack live: nothing to lock for (destroy_locked still proves it).
-    if !s.plan_destroy().await?.plan.has_changes() {
-        return destroy_locked(s, g, auto_approve, json).await;
-    }
+    // The lock first, then one look at what is live (a look before the lock would only be
+    // repeated under it: one discovery less, which at AWS's quotas is seconds for a classroom).
     let lock = s.lock("destroy", lock_timeout).await?;
     let outcome = destroy_locked(s, g, auto_approve, json).await;
     let released = lock.release().await;

@@ -129,7 +129,24 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
         .map(|r| r.name.as_str())
         .collect();
     complete_iam_names(&mut names, &wanted, || list_names(cx, None)).await?;
-    let found = try_join_all(names.iter().map(|n| read(cx, n, desired))).await?;
+    // Many roles (a classroom): one paginated GetAccountAuthorizationDetails answers with each
+    // role's tags, trust policy and inline policies, instead of three calls per role. A few
+    // roles (a lab): those three calls are cheaper than listing the account.
+    let mut details = if names.len() >= BULK_READ_FROM {
+        account_role_details(cx).await?
+    } else {
+        BTreeMap::new()
+    };
+    let found = try_join_all(names.iter().map(|n| {
+        let detail = details.remove(n);
+        async move {
+            match detail {
+                Some(d) => Ok(live_from_detail(cx, d, desired)),
+                None => read(cx, n, desired).await,
+            }
+        }
+    }))
+    .await?;
     Ok(found
         .into_iter()
         .flatten()
@@ -140,6 +157,87 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
                     .any(|w| w.eq_ignore_ascii_case(&l.resource.name))
         })
         .collect())
+}
+
+/// From how many roles discovery reads them all with one GetAccountAuthorizationDetails.
+const BULK_READ_FROM: usize = 8;
+
+/// Every role of the account with its tags, trust policy and inline policies, by name; empty
+/// when the caller may not call GetAccountAuthorizationDetails (then each role is read alone).
+async fn account_role_details(cx: &Cx) -> Result<BTreeMap<String, aws_sdk_iam::types::RoleDetail>> {
+    let mut out = BTreeMap::new();
+    let mut marker = None;
+    loop {
+        let page = match cx
+            .clients
+            .iam
+            .get_account_authorization_details()
+            .filter(aws_sdk_iam::types::EntityType::Role)
+            .max_items(1000)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .op("iam:GetAccountAuthorizationDetails")
+        {
+            Ok(p) => p,
+            Err(e) if e.code() == Some("AccessDenied") => {
+                tracing::info!("reading roles one by one: {}", e.message());
+                return Ok(BTreeMap::new());
+            }
+            Err(e) => return Err(e),
+        };
+        for r in page.role_detail_list.unwrap_or_default() {
+            if let Some(name) = r.role_name.clone() {
+                out.insert(name, r);
+            }
+        }
+        marker = page.marker.filter(|_| page.is_truncated);
+        if marker.is_none() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// A role as GetAccountAuthorizationDetails describes it; `None` without a name or ARN.
+fn live_from_detail(cx: &Cx, d: aws_sdk_iam::types::RoleDetail, desired: &Model) -> Option<Live> {
+    let name = d.role_name?;
+    let arn = d.arn?;
+    let tags: BTreeMap<String, String> = d
+        .tags
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| (t.key, t.value))
+        .collect();
+    let trust_policy = d
+        .assume_role_policy_document
+        .as_deref()
+        .map(decode_policy)
+        .unwrap_or(Value::Null);
+    let inline_policies = d
+        .role_policy_list
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| Some((p.policy_name?, decode_policy(&p.policy_document?))))
+        .collect();
+    let address = role_address(&name, &tags, desired);
+    Some(Live {
+        broken: None,
+        created: None,
+        ours: owned_by(&tags, &cx.stack),
+        id: arn.clone(),
+        resource: Resource {
+            address,
+            name,
+            tags,
+            depends_on: Default::default(),
+            props: Props::new(RoleProps {
+                arn,
+                trust_policy,
+                inline_policies,
+            }),
+        },
+    })
 }
 
 /// Role names under `path` (every role of the account without one).

@@ -90,6 +90,18 @@ pub struct Plan {
     pub summary: Summary,
 }
 
+impl Summary {
+    /// The counts of `changes`: a replace both adds and destroys.
+    pub fn of(changes: &[Change]) -> Summary {
+        let count = |f: fn(Action) -> bool| changes.iter().filter(|c| f(c.action)).count();
+        Summary {
+            add: count(|a| matches!(a, Action::Create | Action::Replace)),
+            change: count(|a| a == Action::Update),
+            destroy: count(|a| matches!(a, Action::Delete | Action::Replace)),
+        }
+    }
+}
+
 impl Plan {
     pub fn has_changes(&self) -> bool {
         !self.changes.is_empty()
@@ -417,20 +429,7 @@ pub fn plan(desired: &Model, live: &[Live]) -> Result<Plan, NotOursError> {
         });
     }
     changes.extend(extra_deletes);
-    let summary = Summary {
-        add: changes
-            .iter()
-            .filter(|c| matches!(c.action, Action::Create | Action::Replace))
-            .count(),
-        change: changes
-            .iter()
-            .filter(|c| c.action == Action::Update)
-            .count(),
-        destroy: changes
-            .iter()
-            .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
-            .count(),
-    };
+    let summary = Summary::of(&changes);
     Ok(Plan {
         format_version: FORMAT_VERSION.into(),
         stack: desired.stack.clone(),
@@ -457,19 +456,14 @@ pub fn destroy_plan(desired: &Model, live: &[Live]) -> Plan {
             attributes: vec![],
         })
         .collect();
-    let destroy = changes.len();
     Plan {
+        summary: Summary::of(&changes),
         format_version: FORMAT_VERSION.into(),
         stack: desired.stack.clone(),
         region: desired.env.region.clone(),
         account_id: desired.env.account_id.clone(),
         created_at: None,
         changes,
-        summary: Summary {
-            add: 0,
-            change: 0,
-            destroy,
-        },
     }
 }
 

@@ -450,20 +450,14 @@ fn to_plan(s: &Session, mut changes: Vec<Change>) -> Plan {
             c.address.clone(),
         )
     });
-    let count = |f: &dyn Fn(Action) -> bool| changes.iter().filter(|c| f(c.action)).count();
-    let summary = Summary {
-        add: count(&|a| matches!(a, Action::Create | Action::Replace)),
-        change: count(&|a| a == Action::Update),
-        destroy: count(&|a| matches!(a, Action::Delete | Action::Replace)),
-    };
     Plan {
         format_version: crate::plan::FORMAT_VERSION.into(),
         stack: s.cx.stack.clone(),
         region: s.cx.env.region.clone(),
         account_id: s.cx.env.account_id.clone(),
         created_at: None,
+        summary: Summary::of(&changes),
         changes,
-        summary,
     }
 }
 
@@ -850,11 +844,7 @@ async fn complete(s: &Session, parallelism: usize) -> Result<Vec<String>> {
         done.len(),
         done.join("; ")
     );
-    fix.summary = Summary {
-        add: 0,
-        change: fix.changes.len(),
-        destroy: 0,
-    };
+    fix.summary = Summary::of(&fix.changes);
     let r = s.apply(&fix, &live, parallelism).await;
     if !r.ok() {
         return Err(Error::Config(format!(

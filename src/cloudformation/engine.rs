@@ -54,6 +54,8 @@ pub struct Deployed {
 #[derive(Debug, Clone)]
 pub struct ChangeSet {
     pub stack_name: String,
+    /// The stack's id (its ARN), as CreateChangeSet answered.
+    pub stack_id: String,
     /// `None` when CloudFormation found nothing to change (the change set is already gone).
     pub id: Option<String>,
     /// The change set created the (empty, REVIEW_IN_PROGRESS) stack: discarding it deletes it.
@@ -172,6 +174,17 @@ pub async fn owned(s: &Session) -> Result<Option<Deployed>> {
     Ok(d)
 }
 
+/// A stack in the middle of an operation (other than waiting for review) is not touched.
+fn ensure_idle(name: &str, d: &Deployed) -> Result<()> {
+    if d.status.ends_with("_IN_PROGRESS") && d.status != "REVIEW_IN_PROGRESS" {
+        return Err(Error::Config(format!(
+            "CloudFormation stack {name} is busy ({}); try again when it has finished",
+            d.status
+        )));
+    }
+    Ok(())
+}
+
 /// A stack of this name that streamstack did not make is refused.
 fn check_owned(s: &Session, name: &str, d: &Deployed) -> Result<()> {
     match d.tags.get(TAG_STACK) {
@@ -254,15 +267,9 @@ fn address_of(map: &BTreeMap<String, Address>, id: &str) -> Address {
 /// Makes a change set of the spec's template against the stack and describes it.
 pub async fn change_set(s: &Session) -> Result<ChangeSet> {
     let name = stack_name(s)?;
-    let deployed = describe(s, &name).await?;
+    let deployed = owned(s).await?;
     if let Some(d) = &deployed {
-        check_owned(s, &name, d)?;
-        if d.status.ends_with("_IN_PROGRESS") && d.status != "REVIEW_IN_PROGRESS" {
-            return Err(Error::Config(format!(
-                "CloudFormation stack {name} is busy ({}); try again when it has finished",
-                d.status
-            )));
-        }
+        ensure_idle(&name, d)?;
         if d.status == StackStatus::RollbackComplete.as_str()
             || d.status == StackStatus::RollbackFailed.as_str()
         {
@@ -330,6 +337,7 @@ pub async fn change_set(s: &Session) -> Result<ChangeSet> {
         .await
         .op("cloudformation:CreateChangeSet")?;
     let id = created.id.unwrap_or_else(|| cs_name.clone());
+    let stack_id = created.stack_id.unwrap_or_else(|| name.clone());
     let made_stack = creating && deployed.is_none();
     // Wait until the change set is computed.
     let start = Instant::now();
@@ -390,6 +398,7 @@ pub async fn change_set(s: &Session) -> Result<ChangeSet> {
         }
         return Ok(ChangeSet {
             stack_name: name,
+            stack_id,
             id: None,
             made_stack,
             plan: to_plan(s, Vec::new()),
@@ -423,6 +432,7 @@ pub async fn change_set(s: &Session) -> Result<ChangeSet> {
     }
     Ok(ChangeSet {
         stack_name: name,
+        stack_id,
         id: Some(id),
         made_stack,
         plan: to_plan(s, changes),
@@ -771,11 +781,8 @@ pub async fn execute(s: &Session, cs: &ChangeSet, parallelism: usize) -> Result<
             .unwrap_or_default();
         return Ok(report);
     };
-    let stack_id = describe(s, &cs.stack_name)
-        .await?
-        .map(|d| d.id)
-        .unwrap_or_else(|| cs.stack_name.clone());
-    let seen = event_ids(s, &stack_id).await?;
+    let stack_id = &cs.stack_id;
+    let seen = event_ids(s, stack_id).await?;
     s.cx.clients
         .cloudformation
         .execute_change_set()
@@ -788,7 +795,7 @@ pub async fn execute(s: &Session, cs: &ChangeSet, parallelism: usize) -> Result<
         .send()
         .await
         .op("cloudformation:ExecuteChangeSet")?;
-    let (status, events) = follow(s, &stack_id, seen, false).await?;
+    let (status, events) = follow(s, stack_id, seen, false).await?;
     report.ok = status == "CREATE_COMPLETE" || status == "UPDATE_COMPLETE";
     report.rollback = rollback_of(&status);
     report.status = status;
@@ -860,8 +867,13 @@ async fn complete(s: &Session, parallelism: usize) -> Result<Vec<String>> {
 }
 
 /// `destroy --engine cloudformation`: empties the stack's `force_destroy` buckets, deletes the
-/// stack, waits, then deletes anything of the stack that is left.
-pub async fn destroy(s: &Session, parallelism: usize) -> Result<StackReport> {
+/// stack, waits, then deletes anything of the stack that is left. `deployed` is what [`owned`]
+/// found.
+pub async fn destroy(
+    s: &Session,
+    deployed: Option<&Deployed>,
+    parallelism: usize,
+) -> Result<StackReport> {
     let start = Instant::now();
     let name = stack_name(s)?;
     let mut report = StackReport {
@@ -869,14 +881,8 @@ pub async fn destroy(s: &Session, parallelism: usize) -> Result<StackReport> {
         stack: name.clone(),
         ..Default::default()
     };
-    if let Some(d) = describe(s, &name).await? {
-        check_owned(s, &name, &d)?;
-        if d.status.ends_with("_IN_PROGRESS") && d.status != "REVIEW_IN_PROGRESS" {
-            return Err(Error::Config(format!(
-                "CloudFormation stack {name} is busy ({}); try again when it has finished",
-                d.status
-            )));
-        }
+    if let Some(d) = deployed {
+        ensure_idle(&name, d)?;
         empty_buckets(s, &d.id).await?;
         let seen = event_ids(s, &d.id).await?;
         s.cx.clients

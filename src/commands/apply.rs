@@ -4,7 +4,7 @@ use std::path::Path;
 
 use streamstack::ops::{self, PlanFile};
 
-use super::{confirm, event_printer, finish, open_options, runtime, stdout_style, Outcome};
+use super::{confirm, event_printer, finish, locked, open_options, runtime, stdout_style, Outcome};
 use streamstack::cli::Global;
 
 pub fn run(
@@ -24,13 +24,9 @@ pub fn run(
     };
     let style = stdout_style(g);
     runtime()?.block_on(async {
-        let (events, printer) = event_printer(style, json);
-        let mut opts = open_options(g, events);
+        let mut opts = open_options(g, event_printer(style, json));
         opts.load.vars = vars;
-        let s = ops::open(&spec, &opts).await;
-        // The printer ends when the last event sender is gone: keep only the session's.
-        drop(opts);
-        let s = s?;
+        let s = ops::open(&spec, &opts).await?;
         // A first look without the lock: an apply with nothing to do (or a refused plan) takes
         // no lock and writes nothing at all.
         let (plan, _) = s.plan_for_apply(saved.as_ref()).await?;
@@ -44,13 +40,10 @@ pub fn run(
             } else {
                 print!("{}", streamstack::ui::render_plan(&plan, style));
             }
-            drop(s);
-            let _ = printer.await;
             return Ok(0);
         }
         // One apply or destroy at a time: what is applied is planned again under the lock.
-        let lock = s.lock("apply", lock_timeout).await?;
-        let result = run_locked(
+        let work = run_locked(
             &s,
             saved.as_ref(),
             auto_approve,
@@ -58,14 +51,8 @@ pub fn run(
             parallelism,
             wait_bootstrap,
             style,
-        )
-        .await;
-        let released = lock.release().await;
-        drop(s);
-        let _ = printer.await;
-        let code = result?;
-        released?;
-        Ok(code)
+        );
+        locked(&s, "apply", lock_timeout, work).await
     })
 }
 

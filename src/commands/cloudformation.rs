@@ -8,8 +8,8 @@ use streamstack::events::Events;
 use streamstack::ops::{self, PlanFile, Session};
 
 use super::{
-    approval_possible, confirm, event_printer, open_options, runtime, stdout_style, Failure,
-    Outcome,
+    approval_possible, confirm, event_printer, locked, open_options, open_spec_or_stack, runtime,
+    stdout_style, Failure, Outcome,
 };
 use streamstack::cli::{Global, PlanFormat};
 
@@ -110,19 +110,9 @@ pub fn apply(
     }
     let style = stdout_style(g);
     runtime()?.block_on(async {
-        let (events, printer) = event_printer(style, json);
-        let opts = open_options(g, events);
-        let s = ops::open(target, &opts).await;
-        drop(opts);
-        let s = s?;
-        let lock = s.lock("apply", lock_timeout).await?;
-        let outcome = apply_locked(&s, auto_approve, json, parallelism, wait_bootstrap, g).await;
-        let released = lock.release().await;
-        drop(s);
-        let _ = printer.await;
-        let code = outcome?;
-        released?;
-        Ok(code)
+        let s = ops::open(target, &open_options(g, event_printer(style, json))).await?;
+        let work = apply_locked(&s, auto_approve, json, parallelism, wait_bootstrap, g);
+        locked(&s, "apply", lock_timeout, work).await
     })
 }
 
@@ -192,21 +182,12 @@ pub fn destroy(
     approval_possible(auto_approve)?;
     let style = stdout_style(g);
     runtime()?.block_on(async {
-        let (events, printer) = event_printer(style, json);
-        let opts = open_options(g, events);
-        let s = match (spec, stack) {
-            (Some(spec), _) => ops::open(spec, &opts).await,
-            (None, Some(name)) => ops::open_stack(name, &opts).await,
-            (None, None) => Err(streamstack::Error::Config(
-                "give a spec file or --stack NAME".into(),
-            )),
-        };
-        drop(opts);
-        let s = s?;
-        let lock = s.lock("destroy", lock_timeout).await?;
-        let outcome = async {
+        let opts = open_options(g, event_printer(style, json));
+        let s = open_spec_or_stack(spec, stack, &opts).await?;
+        let work = async {
             let name = engine::stack_name(&s)?;
-            let what = match engine::owned(&s).await? {
+            let deployed = engine::owned(&s).await?;
+            let what = match &deployed {
                 Some(d) => format!(
                     "CloudFormation stack {name} ({}) and everything in it",
                     d.status
@@ -224,7 +205,12 @@ pub fn destroy(
             if !auto_approve {
                 confirm(&format!("\nDestroy {what}?"))?;
             }
-            let report = engine::destroy(&s, streamstack::executor::DEFAULT_PARALLELISM).await?;
+            let report = engine::destroy(
+                &s,
+                deployed.as_ref(),
+                streamstack::executor::DEFAULT_PARALLELISM,
+            )
+            .await?;
             print_report(
                 &report,
                 json,
@@ -233,13 +219,7 @@ pub fn destroy(
                     s.cx.stack
                 ),
             )
-        }
-        .await;
-        let released = lock.release().await;
-        drop(s);
-        let _ = printer.await;
-        let code = outcome?;
-        released?;
-        Ok(code)
+        };
+        locked(&s, "destroy", lock_timeout, work).await
     })
 }

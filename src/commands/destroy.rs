@@ -3,10 +3,11 @@
 use std::path::Path;
 
 use streamstack::executor::DEFAULT_PARALLELISM;
-use streamstack::ops::{self, Session};
+use streamstack::ops::Session;
 
 use super::{
-    confirm, event_printer, finish, open_options, runtime, stdout_style, Failure, Outcome,
+    confirm, event_printer, finish, locked, open_options, open_spec_or_stack, runtime,
+    stdout_style, Failure, Outcome,
 };
 use streamstack::cli::Global;
 
@@ -20,21 +21,9 @@ pub fn run(
 ) -> Outcome {
     let style = stdout_style(g);
     runtime()?.block_on(async {
-        let (events, printer) = event_printer(style, json);
-        let opts = open_options(g, events);
-        let s = match (spec, stack) {
-            (Some(spec), _) => ops::open(spec, &opts).await,
-            (None, Some(name)) => ops::open_stack(name, &opts).await,
-            (None, None) => Err(streamstack::Error::Config(
-                "give a spec file or --stack NAME".into(),
-            )),
-        };
-        drop(opts);
-        let s = s?;
-        let code = destroy(&s, g, auto_approve, json, lock_timeout).await;
-        drop(s);
-        let _ = printer.await;
-        code
+        let opts = open_options(g, event_printer(style, json));
+        let s = open_spec_or_stack(spec, stack, &opts).await?;
+        destroy(&s, g, auto_approve, json, lock_timeout).await
     })
 }
 
@@ -48,12 +37,13 @@ pub async fn destroy(
 ) -> Outcome {
     // The lock first, then one look at what is live (a look before the lock would only be
     // repeated under it: one discovery less, which at AWS's quotas is seconds for a classroom).
-    let lock = s.lock("destroy", lock_timeout).await?;
-    let outcome = destroy_locked(s, g, auto_approve, json).await;
-    let released = lock.release().await;
-    let code = outcome?;
-    released?;
-    Ok(code)
+    locked(
+        s,
+        "destroy",
+        lock_timeout,
+        destroy_locked(s, g, auto_approve, json),
+    )
+    .await
 }
 
 async fn destroy_locked(s: &Session, g: &Global, auto_approve: bool, json: bool) -> Outcome {

@@ -161,15 +161,11 @@ pub fn stdout_style(g: &Global) -> streamstack::ui::Style {
     }
 }
 
-/// Prints events as they come (human lines, or NDJSON with `json`); returns the sender side and
-/// the printer task, which ends when every sender is dropped.
-pub fn event_printer(
-    style: streamstack::ui::Style,
-    json: bool,
-) -> (streamstack::events::Events, tokio::task::JoinHandle<()>) {
-    // Printed as they happen, on the sender's thread: every event line is out before the
-    // command prints its report (with --json, the report must be the last line).
-    let events = streamstack::events::Events::call(move |e| {
+/// Prints events as they come (human lines, or NDJSON with `json`), on the sender's thread:
+/// every event line is out before the command prints its report (with --json, the report must
+/// be the last line).
+pub fn event_printer(style: streamstack::ui::Style, json: bool) -> streamstack::events::Events {
+    streamstack::events::Events::call(move |e| {
         if json {
             if let Ok(line) = serde_json::to_string(e) {
                 println!("{line}");
@@ -177,8 +173,38 @@ pub fn event_printer(
         } else {
             println!("{}", streamstack::ui::render_event(e, style));
         }
-    });
-    (events, tokio::spawn(async {}))
+    })
+}
+
+/// The session `destroy SPEC` or `destroy --stack NAME` works on.
+pub async fn open_spec_or_stack(
+    spec: Option<&std::path::Path>,
+    stack: Option<&str>,
+    opts: &streamstack::ops::OpenOptions,
+) -> Result<streamstack::ops::Session, Failure> {
+    Ok(match (spec, stack) {
+        (Some(spec), _) => streamstack::ops::open(spec, opts).await?,
+        (None, Some(name)) => streamstack::ops::open_stack(name, opts).await?,
+        (None, None) => {
+            return Err(Failure::Message("give a spec file or --stack NAME".into()));
+        }
+    })
+}
+
+/// Runs `work` holding the stack's lock for `command` (an apply or destroy), and releases the
+/// lock whatever `work` returns; `work`'s failure comes first.
+pub async fn locked(
+    s: &streamstack::ops::Session,
+    command: &str,
+    timeout: std::time::Duration,
+    work: impl std::future::Future<Output = Outcome>,
+) -> Outcome {
+    let lock = s.lock(command, timeout).await?;
+    let outcome = work.await;
+    let released = lock.release().await;
+    let code = outcome?;
+    released?;
+    Ok(code)
 }
 
 /// Refuses at once, before anything is read or locked, when approval will be needed and no

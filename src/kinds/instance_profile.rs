@@ -163,7 +163,12 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
         // CloudFormation cannot tag an instance profile (AWS::IAM::InstanceProfile has no
         // Tags): one under this stack's own IAM path that holds this stack's role is ours, and
         // carries the role's stack tags.
-        if let Some(role_tags) = role_tags(cx, &role_name).await? {
+        let role_tags = match crate::kinds::role::tags(cx, &role_name).await {
+            Ok(t) => Some(t),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(role_tags) = role_tags {
             if owned_by(&role_tags, &cx.stack) {
                 ours = true;
                 tags = role_tags;
@@ -190,23 +195,6 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
             }),
         },
     }))
-}
-
-/// The tags of role `name`; `None` if it does not exist.
-async fn role_tags(cx: &Cx, name: &str) -> Result<Option<BTreeMap<String, String>>> {
-    match cx
-        .clients
-        .iam
-        .list_role_tags()
-        .role_name(name)
-        .send()
-        .await
-        .op("iam:ListRoleTags")
-    {
-        Ok(o) => Ok(Some(o.tags.into_iter().map(|t| (t.key, t.value)).collect())),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 fn props(r: &Resource) -> Result<&InstanceProfileProps> {

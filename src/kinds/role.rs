@@ -220,8 +220,29 @@ fn live_from_detail(cx: &Cx, d: aws_sdk_iam::types::RoleDetail, desired: &Model)
         .into_iter()
         .filter_map(|p| Some((p.policy_name?, decode_policy(&p.policy_document?))))
         .collect();
+    Some(live(
+        cx,
+        name,
+        arn,
+        tags,
+        trust_policy,
+        inline_policies,
+        desired,
+    ))
+}
+
+/// A role as found, from whichever reads found it.
+fn live(
+    cx: &Cx,
+    name: String,
+    arn: String,
+    tags: BTreeMap<String, String>,
+    trust_policy: Value,
+    inline_policies: BTreeMap<String, Value>,
+    desired: &Model,
+) -> Live {
     let address = role_address(&name, &tags, desired);
-    Some(Live {
+    Live {
         broken: None,
         created: None,
         ours: owned_by(&tags, &cx.stack),
@@ -237,7 +258,7 @@ fn live_from_detail(cx: &Cx, d: aws_sdk_iam::types::RoleDetail, desired: &Model)
                 inline_policies,
             }),
         },
-    })
+    }
 }
 
 /// Role names under `path` (every role of the account without one).
@@ -298,7 +319,8 @@ fn role_address(name: &str, tags: &BTreeMap<String, String>, desired: &Model) ->
         })
 }
 
-async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>> {
+/// Every tag of role `name` (ListRoleTags, all pages).
+pub(crate) async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     let mut marker = None;
     loop {
@@ -399,24 +421,15 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
         .map(decode_policy)
         .unwrap_or(Value::Null);
     let inline_policies = inline_policies(cx, &name).await?;
-    let address = role_address(&name, &tags, desired);
-    Ok(Some(Live {
-        broken: None,
-        created: None,
-        ours: owned_by(&tags, &cx.stack),
-        id: role.arn.clone(),
-        resource: Resource {
-            address,
-            name,
-            tags,
-            depends_on: Default::default(),
-            props: Props::new(RoleProps {
-                arn: role.arn,
-                trust_policy,
-                inline_policies,
-            }),
-        },
-    }))
+    Ok(Some(live(
+        cx,
+        name,
+        role.arn,
+        tags,
+        trust_policy,
+        inline_policies,
+        desired,
+    )))
 }
 
 fn props(r: &Resource) -> Result<&RoleProps> {

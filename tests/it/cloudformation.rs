@@ -11,7 +11,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::cli::{ok, p, remaining, rt, sdk, spec_file, ss, text, LAB_REGION};
+use crate::support::cli::{
+    hold_lock, ok, p, remaining, rt, sdk, spec_file, ss, text, venv_tool, LAB_REGION,
+};
 use crate::support::Sandbox;
 
 /// A lab without a delivery: a bucket, a provisioned unencrypted stream and a host.
@@ -53,15 +55,12 @@ fn moto_gaps() -> BTreeSet<(String, String)> {
 
 /// The AWS CLI, from the venv scripts/test makes (`ensure_awscli`).
 fn aws_cli() -> PathBuf {
-    let bin = std::env::var_os("STREAMSTACK_AWS_CLI")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-awscli/bin/aws"));
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with scripts/test (it installs the AWS CLI in a venv)",
-        bin.display()
-    );
-    bin
+    venv_tool(
+        Some("STREAMSTACK_AWS_CLI"),
+        "STREAMSTACK_AWSCLI_VENV",
+        ".venv-awscli",
+        "aws",
+    )
 }
 
 fn aws(sb: &Sandbox, args: &[&str]) -> std::process::Output {
@@ -342,21 +341,7 @@ fn the_cloudformation_engine_refuses_a_stack_it_did_not_make_and_a_held_lock() {
 
     // The stack's lock holds for this engine too.
     let other = spec_file(&CFN_LAB.replace("stack: cfn-lab", "stack: cfn-locked"));
-    rt().block_on(async {
-        let ssm = aws_sdk_ssm::Client::new(&sdk(&sb, LAB_REGION));
-        let value = serde_json::json!({
-            "id": "abc123", "holder": "arn:aws:iam::1:user/ci", "host": "runner-7",
-            "pid": 4242, "command": "apply", "started": "2026-11-29T00:00:00Z",
-            "lease_until": "2999-01-01T00:00:00Z"
-        });
-        ssm.put_parameter()
-            .name("/streamstack/cfn-locked/lock")
-            .value(value.to_string())
-            .r#type(aws_sdk_ssm::types::ParameterType::String)
-            .send()
-            .await
-            .expect("put lock");
-    });
+    hold_lock(&sb, "cfn-locked");
     let o = ss(
         &sb,
         &[

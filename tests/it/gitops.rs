@@ -107,21 +107,7 @@ fn a_lock_whose_holder_was_killed_is_taken_over_and_force_unlock_removes_one() {
     );
 
     // A lock held elsewhere, alive: refused; force-unlock with its id removes it.
-    rt().block_on(async {
-        let ssm = aws_sdk_ssm::Client::new(&sdk(&sb, LAB_REGION));
-        let value = serde_json::json!({
-            "id": "abc123", "holder": "arn:aws:iam::1:user/ci", "host": "runner-7",
-            "pid": 4242, "command": "apply", "started": "2026-11-29T00:00:00Z",
-            "lease_until": "2999-01-01T00:00:00Z"
-        });
-        ssm.put_parameter()
-            .name("/streamstack/weather-lab/lock")
-            .value(value.to_string())
-            .r#type(aws_sdk_ssm::types::ParameterType::String)
-            .send()
-            .await
-            .expect("put lock");
-    });
+    hold_lock(&sb, "weather-lab");
     // A change to apply (a no-op apply needs no lock).
     rewrite(
         &spec,

@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+use crate::support::cli::venv_tool;
+
 const STACKS: [&str; 2] = ["stacks/weather-lab.yaml", "stacks/classroom.yaml"];
 
 fn ss(args: &[&str]) -> Output {
@@ -530,21 +532,7 @@ fn bootstrap_opens_the_path_to_the_agent_and_starts_it_even_if_enable_fails() {
 
 /// cfn-lint comes with moto[server], in the venv the test scripts create.
 fn cfn_lint() -> std::path::PathBuf {
-    let venv = std::env::var_os("STREAMSTACK_VENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-moto"));
-    let venv = if venv.is_absolute() {
-        venv
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(venv)
-    };
-    let bin = venv.join("bin/cfn-lint");
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with scripts/test (it creates the moto venv)",
-        bin.display()
-    );
-    bin
+    venv_tool(None, "STREAMSTACK_VENV", ".venv-moto", "cfn-lint")
 }
 
 #[test]
@@ -627,15 +615,12 @@ fn the_cloudformation_template_is_lint_clean_and_mirrors_the_model() {
 
 /// checkov, from the venv scripts/test makes (`ensure_checkov`).
 fn checkov() -> std::path::PathBuf {
-    let bin = std::env::var_os("STREAMSTACK_CHECKOV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-checkov/bin/checkov"));
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with scripts/test (it installs checkov in a venv)",
-        bin.display()
-    );
-    bin
+    venv_tool(
+        Some("STREAMSTACK_CHECKOV"),
+        "STREAMSTACK_CHECKOV_VENV",
+        ".venv-checkov",
+        "checkov",
+    )
 }
 
 #[test]

@@ -175,3 +175,50 @@ pub fn instance_ids(sb: &Sandbox, stack: &str, region: &str, states: &[&str]) ->
             .collect()
     })
 }
+
+/// Puts a lock on `stack` held by another, live run (id `abc123`, lease far in the future), as
+/// the lock's SSM parameter holds it.
+pub fn hold_lock(sb: &Sandbox, stack: &str) {
+    rt().block_on(async {
+        let ssm = aws_sdk_ssm::Client::new(&sdk(sb, LAB_REGION));
+        let value = serde_json::json!({
+            "id": "abc123", "holder": "arn:aws:iam::1:user/ci", "host": "runner-7",
+            "pid": 4242, "command": "apply", "started": "2026-11-29T00:00:00Z",
+            "lease_until": "2999-01-01T00:00:00Z"
+        });
+        ssm.put_parameter()
+            .name(format!("/streamstack/{stack}/lock"))
+            .value(value.to_string())
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .send()
+            .await
+            .expect("put lock");
+    });
+}
+
+/// A command from one of the venvs the test scripts make (scripts/lib.sh): `$binary_env` if
+/// set, else `bin/EXE` of the venv `$venv_env` (default `default_venv`, relative paths from
+/// the repository root).
+pub fn venv_tool(
+    binary_env: Option<&str>,
+    venv_env: &str,
+    default_venv: &str,
+    exe: &str,
+) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = binary_env
+        .and_then(std::env::var_os)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let venv = std::env::var_os(venv_env)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(default_venv));
+            root.join(venv).join("bin").join(exe)
+        });
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with scripts/test (it installs {exe} in a venv)",
+        bin.display()
+    );
+    bin
+}

@@ -46,7 +46,6 @@ pub struct Global {
     /// as it can, for emulators without quotas (moto, LocalStack).
     #[arg(
         long,
-        global = true,
         value_name = "aws|off",
         env = "STREAMSTACK_API_BUDGET",
         default_value = "aws"
@@ -86,6 +85,12 @@ pub struct AwsArgs {
     /// S3 then uses path-style addressing.
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
+
+    /// Request budget: `aws` keeps every AWS call under AWS's documented per-operation request
+    /// quotas (Kinesis, Firehose: 5 per second...), so AWS never throttles; `off` sends as fast
+    /// as it can, for emulators without quotas (moto, LocalStack). Also STREAMSTACK_API_BUDGET.
+    #[arg(long, value_name = "aws|off")]
+    pub api_budget: Option<crate::budget::BudgetMode>,
 }
 
 impl Cli {
@@ -112,6 +117,11 @@ impl Cli {
                     (_, Some(a)) => *before = Some(a.clone()),
                     _ => {}
                 }
+            }
+            // The one before the command may come from STREAMSTACK_API_BUDGET: the flag after
+            // the command wins.
+            if let Some(b) = aws.api_budget {
+                g.api_budget = b;
             }
         }
         Ok(g)
@@ -451,7 +461,7 @@ mod tests {
 
     #[test]
     fn commands_show_only_the_flags_they_use() {
-        let aws = ["--region", "--profile", "--endpoint-url"];
+        let aws = ["--region", "--profile", "--endpoint-url", "--api-budget"];
         for offline in ["schema", "validate", "render", "init", "completions"] {
             let help = help_of(offline);
             for flag in aws {
@@ -490,6 +500,26 @@ mod tests {
         let cli =
             Cli::try_parse_from(line.split_whitespace()).map_err(|e| format!("{line}: {e}"))?;
         cli.effective_global()
+    }
+
+    #[test]
+    fn the_request_budget_is_taken_before_or_after_the_command() {
+        use crate::budget::BudgetMode;
+        for line in [
+            "streamstack --api-budget off plan s.yaml",
+            "streamstack plan s.yaml --api-budget off",
+            "streamstack --api-budget aws gc --api-budget off",
+        ] {
+            assert_eq!(
+                parse(line).map(|g| g.api_budget),
+                Ok(BudgetMode::Off),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            parse("streamstack --api-budget off stacks --api-budget aws").map(|g| g.api_budget),
+            Ok(BudgetMode::Aws)
+        );
     }
 
     #[test]

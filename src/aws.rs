@@ -49,6 +49,15 @@ pub struct Clients {
     pub region: String,
     /// The request budget every client above shares (and its count of writes).
     pub budget: std::sync::Arc<Budget>,
+    /// Who the credentials are (account, ARN), asked of STS once per process.
+    caller: std::sync::Arc<tokio::sync::OnceCell<Caller>>,
+}
+
+/// The identity STS answers for the credentials.
+#[derive(Debug, Clone)]
+struct Caller {
+    account: String,
+    arn: String,
 }
 
 impl Clients {
@@ -139,11 +148,26 @@ impl Clients {
             s3,
             region,
             budget,
+            caller: Default::default(),
         })
     }
 
     /// The account the credentials belong to.
     pub async fn account_id(&self) -> Result<String, crate::Error> {
+        Ok(self.caller().await?.account.clone())
+    }
+
+    /// The ARN of the caller (for the lock to name its holder).
+    pub async fn caller_arn(&self) -> Result<String, crate::Error> {
+        Ok(self.caller().await?.arn.clone())
+    }
+
+    /// `sts:GetCallerIdentity`, asked once: the account and the caller's ARN.
+    async fn caller(&self) -> Result<&Caller, crate::Error> {
+        self.caller.get_or_try_init(|| self.ask_caller()).await
+    }
+
+    async fn ask_caller(&self) -> Result<Caller, crate::Error> {
         let out = match self
             .sts
             .get_caller_identity()
@@ -169,9 +193,13 @@ impl Clients {
             }
             Err(e) => return Err(e),
         };
-        out.account.ok_or(crate::Error::Incomplete {
+        let account = out.account.ok_or(crate::Error::Incomplete {
             operation: "sts:GetCallerIdentity",
             field: "Account",
+        })?;
+        Ok(Caller {
+            account,
+            arn: out.arn.unwrap_or_else(|| "unknown caller".into()),
         })
     }
 }

@@ -141,14 +141,7 @@ pub async fn acquire(
     timeout: Duration,
 ) -> Result<Lock> {
     let name = parameter_name(stack);
-    let holder = clients
-        .sts
-        .get_caller_identity()
-        .send()
-        .await
-        .op("sts:GetCallerIdentity")?
-        .arn
-        .unwrap_or_else(|| "unknown caller".into());
+    let holder = clients.caller_arn().await?;
     let started = Instant::now();
     loop {
         let now = SystemTime::now();

@@ -27,22 +27,9 @@ pub fn run(
         let mut opts = open_options(g, event_printer(style, json));
         opts.load.vars = vars;
         let s = ops::open(&spec, &opts).await?;
-        // A first look without the lock: an apply with nothing to do (or a refused plan) takes
-        // no lock and writes nothing at all.
-        let (plan, _) = s.plan_for_apply(saved.as_ref()).await?;
-        if !plan.has_changes() {
-            if json {
-                println!("{}", serde_json::json!({"type": "planned", "plan": plan}));
-                println!(
-                    "{}",
-                    serde_json::json!({"type": "report", "report": streamstack::executor::Report::default()})
-                );
-            } else {
-                print!("{}", streamstack::ui::render_plan(&plan, style));
-            }
-            return Ok(0);
-        }
-        // One apply or destroy at a time: what is applied is planned again under the lock.
+        // One apply or destroy at a time: the lock comes first and the plan is made under it, so
+        // it is read once (as Terraform locks its state before refreshing). An apply with nothing
+        // to do, or a refused saved plan, releases the lock having changed nothing else.
         let work = run_locked(
             &s,
             saved.as_ref(),

@@ -298,7 +298,8 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
         );
     });
 
-    // After apply: no changes, exit 0 under --detailed-exitcode, and a re-apply writes nothing.
+    // After apply: no changes, exit 0 under --detailed-exitcode, and a re-apply writes nothing
+    // but its lock (taken and released).
     sb.proxy.reset_calls();
     let started = Instant::now();
     let o = ss(&sb, &["plan", "--detailed-exitcode", p(&spec.path)]);
@@ -318,10 +319,16 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
         started.elapsed(),
         calls.len()
     );
-    assert!(
-        sb.proxy.write_calls().is_empty(),
-        "no-op apply wrote: {:?}",
-        sb.proxy.write_calls()
+    let writes: Vec<String> = sb
+        .proxy
+        .write_calls()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(
+        writes,
+        ["ssm:PutParameter", "ssm:DeleteParameter"],
+        "a no-op apply writes only its lock"
     );
     assert!(!calls.is_empty(), "the proxy saw the reads");
 
@@ -603,9 +610,9 @@ fn a_same_named_foreign_resource_is_refused_and_left_untouched() {
         assert!(err.contains("not tagged"), "{err}");
     }
     assert!(
-        sb.proxy.write_calls().is_empty(),
+        sb.proxy.resource_writes().is_empty(),
         "refused, yet wrote: {:?}",
-        sb.proxy.write_calls()
+        sb.proxy.resource_writes()
     );
     // destroy leaves the foreign stream alone.
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
@@ -858,9 +865,9 @@ fn classroom_lifecycle_at_scale() {
         sb.proxy.calls().len()
     );
     assert!(
-        sb.proxy.write_calls().is_empty(),
+        sb.proxy.resource_writes().is_empty(),
         "{:?}",
-        sb.proxy.write_calls()
+        sb.proxy.resource_writes()
     );
     let started = Instant::now();
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
@@ -1015,8 +1022,8 @@ fn a_foreign_role_differing_only_in_case_is_refused_with_no_writes() {
     let o = ss(&sb, &["apply", "--auto-approve", p(&spec.path)]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
-        sb.proxy.write_calls().is_empty(),
+        sb.proxy.resource_writes().is_empty(),
         "wrote: {:?}",
-        sb.proxy.write_calls()
+        sb.proxy.resource_writes()
     );
 }

@@ -208,6 +208,15 @@ impl Proxy {
         self.calls().into_iter().filter(|c| c.is_write).collect()
     }
 
+    /// The writes other than the stack lock's (an SSM parameter that `apply` and `destroy` take
+    /// and release around whatever they do, even when they then change nothing).
+    pub fn resource_writes(&self) -> Vec<Call> {
+        self.write_calls()
+            .into_iter()
+            .filter(|c| c.service != "ssm")
+            .collect()
+    }
+
     /// `service:Action` of every call so far (handy for assertions).
     pub fn call_names(&self) -> Vec<String> {
         self.calls().iter().map(Call::to_string).collect()

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::aws::{AwsOptions, Clients};
 use crate::events::Events;
 use crate::executor::{self, Report};
-use crate::kinds::{self, Cx, Live, Render, Timeouts};
+use crate::kinds::{self, Cx, Live, Reads, Render, Timeouts};
 use crate::model::Env;
 use std::collections::BTreeMap;
 
@@ -106,6 +106,7 @@ fn session(
             timeouts: opts.timeouts,
             journal,
             tagged: Default::default(),
+            reads: Default::default(),
         },
         validated,
     }
@@ -226,10 +227,17 @@ impl Session {
     /// Everything live that belongs to the stack or has one of its names; kinds are read
     /// concurrently.
     pub async fn live(&self) -> Result<Vec<Live>> {
+        Ok(self.discover(Reads::Full).await?.0)
+    }
+
+    /// [`Session::live`], reading `reads` of each resource; also the context it read with, whose
+    /// listing of what is tagged as the stack's a sweep can reuse.
+    async fn discover(&self, reads: Reads) -> Result<(Vec<Live>, Cx)> {
         let desired = &self.validated.model;
         // A fresh view of what is tagged as the stack's on every read.
         let cx = Cx {
             tagged: Default::default(),
+            reads,
             ..self.cx.clone()
         };
         let found =
@@ -253,7 +261,7 @@ impl Session {
             }
         }
         all.sort_by(|a, b| (a.address(), &a.id).cmp(&(b.address(), &b.id)));
-        Ok(all)
+        Ok((all, cx))
     }
 
     /// The desired model with the expiry tags stamped: `streamstack:created-at` is the
@@ -364,7 +372,8 @@ impl Session {
     /// What `destroy` would delete: every live resource of the stack. Same-named resources that
     /// are not the stack's are returned apart; they are left alone.
     pub async fn plan_destroy(&self) -> Result<DestroyPlan> {
-        let live = self.live().await?;
+        // Deleting needs identity, ownership and the order, not the settings a plan compares.
+        let (live, _) = self.discover(Reads::ForDeletion).await?;
         let plan = plan::destroy_plan(&self.validated.model, &live);
         let (_, foreign): (Vec<&Live>, Vec<&Live>) = live.iter().partition(|l| l.ours);
         let foreign = foreign.into_iter().cloned().collect();
@@ -389,37 +398,16 @@ impl Session {
         } else {
             Report::default()
         };
-        let left: Vec<Live> = self.live().await?.into_iter().filter(|l| l.ours).collect();
+        // The sweep reuses the discovery's own listing of what is tagged as the stack's: it was
+        // asked for after every delete above had finished.
+        let (left, cx) = self.discover(Reads::ForDeletion).await?;
+        let left: Vec<Live> = left.into_iter().filter(|l| l.ours).collect();
         let mut remaining: Vec<String> = left
             .iter()
             .map(|l| format!("{} ({})", l.address(), l.id))
             .collect();
-        remaining.extend(self.sweep(&left).await?);
+        remaining.extend(sweep(&cx, &left).await?);
         Ok((report, remaining))
-    }
-
-    /// ARNs tagged as the stack's that no live resource in `known` accounts for. Instances and
-    /// their volumes are left to host discovery: terminated instances keep their tags a while.
-    pub async fn sweep(&self, known: &[Live]) -> Result<Vec<String>> {
-        let cx = Cx {
-            tagged: Default::default(),
-            ..self.cx.clone()
-        };
-        let explained = |arn: &str| {
-            known.iter().any(|l| {
-                arn == l.id
-                    || arn.ends_with(&format!("/{}", l.id))
-                    || arn.ends_with(&format!(":{}", l.id))
-            })
-        };
-        Ok(cx
-            .tagged_arns()
-            .await?
-            .iter()
-            .filter(|a| !a.contains(":instance/") && !a.contains(":volume/"))
-            .filter(|a| !explained(a))
-            .map(|a| format!("{a} (tagged as the stack's)"))
-            .collect())
     }
 
     /// Ids, ARNs and how-to-reach facts of the stack's live resources.
@@ -441,6 +429,27 @@ impl Session {
             })
             .collect())
     }
+}
+
+/// ARNs tagged as the stack's (in `cx`'s listing) that no live resource in `known` accounts for.
+/// Instances and their volumes are left to host discovery: terminated instances keep their tags
+/// a while.
+async fn sweep(cx: &Cx, known: &[Live]) -> Result<Vec<String>> {
+    let explained = |arn: &str| {
+        known.iter().any(|l| {
+            arn == l.id
+                || arn.ends_with(&format!("/{}", l.id))
+                || arn.ends_with(&format!(":{}", l.id))
+        })
+    };
+    Ok(cx
+        .tagged_arns()
+        .await?
+        .iter()
+        .filter(|a| !a.contains(":instance/") && !a.contains(":volume/"))
+        .filter(|a| !explained(a))
+        .map(|a| format!("{a} (tagged as the stack's)"))
+        .collect())
 }
 
 /// `destroy`'s plan and what it was computed from.

@@ -257,12 +257,26 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
             return if bucket_missing(&e) { Ok(None) } else { Err(e) };
         }
     }
-    let tags = match tags(cx, name).await {
-        Err(e) if bucket_missing(&e) => return Ok(None),
-        r => r?,
+    // The tagging API's listing has the tags of the stack's buckets; others are read one by one.
+    let listed = cx
+        .tagged_tags(&format!("arn:{}:s3:::{name}", cx.env.partition))
+        .await?;
+    let tags = match listed {
+        Some(tags) => tags,
+        None => match tags(cx, name).await {
+            Err(e) if bucket_missing(&e) => return Ok(None),
+            r => r?,
+        },
     };
     if !owned_by(&tags, &cx.stack) {
         return Ok(Some(foreign(name, tags, desired)));
+    }
+    if !cx.reads_settings() {
+        // Deleting needs the tags (force_destroy is one), not the settings.
+        return Ok(Some(Live {
+            ours: true,
+            ..foreign(name, tags, desired)
+        }));
     }
     let (versioning, lifecycle, encryption, public_access) = futures::try_join!(
         async {

@@ -489,7 +489,13 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
         .iter()
         .filter_map(|i| i.instance_id.clone())
         .collect();
-    let profiles = profile_associations(cx, &ids).await?;
+    // The associations and user-data are settings a plan compares; deleting needs neither
+    // (DescribeInstances names the profile, for the order).
+    let profiles = if cx.reads_settings() {
+        profile_associations(cx, &ids).await?
+    } else {
+        BTreeMap::new()
+    };
     let found = try_join_all(instances.iter().map(|i| read(cx, i, &profiles, desired))).await?;
     Ok(found.into_iter().flatten().collect())
 }
@@ -652,7 +658,11 @@ async fn read(
         key_name: i.key_name().map(str::to_string),
         instance_profile,
         security_group,
-        user_data: user_data(cx, id).await?,
+        user_data: if cx.reads_settings() {
+            user_data(cx, id).await?
+        } else {
+            String::new()
+        },
         http_tokens_required: i
             .metadata_options()
             .and_then(|m| m.http_tokens())
@@ -882,15 +892,22 @@ async fn default_subnet(cx: &Cx, instance_type: &str) -> Result<Option<String>> 
 
 pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<()> {
     let p = props(r)?;
-    let ami = resolve_image(cx, &r.address, &p.image).await?;
-    let subnet = match &p.subnet {
-        Some(s) => Some(s.clone()),
-        None => default_subnet(cx, &p.instance_type).await?,
-    };
-    let group = match &p.security_group {
-        Some(name) => Some(security_group_id(cx, &r.address, name).await?),
-        None => None,
-    };
+    // Three independent lookups, at once.
+    let (ami, subnet, group) = futures::try_join!(
+        resolve_image(cx, &r.address, &p.image),
+        async {
+            match &p.subnet {
+                Some(s) => Ok(Some(s.clone())),
+                None => default_subnet(cx, &p.instance_type).await,
+            }
+        },
+        async {
+            match &p.security_group {
+                Some(name) => security_group_id(cx, &r.address, name).await.map(Some),
+                None => Ok(None),
+            }
+        },
+    )?;
     let mut tags: Vec<Tag> = r
         .tags
         .iter()

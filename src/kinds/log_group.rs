@@ -187,19 +187,23 @@ async fn read(
             Err(e) => return Err(e),
         },
     };
-    let streams = match cx
-        .clients
-        .logs
-        .describe_log_streams()
-        .log_group_name(name)
-        .log_stream_name_prefix(delivery::ERROR_LOG_STREAM)
-        .send()
-        .await
-        .op("logs:DescribeLogStreams")
-    {
-        Ok(o) => o.log_streams.unwrap_or_default(),
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e),
+    let streams = if !cx.reads_settings() {
+        Vec::new() // deleting the group deletes its streams
+    } else {
+        match cx
+            .clients
+            .logs
+            .describe_log_streams()
+            .log_group_name(name)
+            .log_stream_name_prefix(delivery::ERROR_LOG_STREAM)
+            .send()
+            .await
+            .op("logs:DescribeLogStreams")
+        {
+            Ok(o) => o.log_streams.unwrap_or_default(),
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        }
     };
     let log_stream = streams
         .into_iter()

@@ -280,6 +280,20 @@ pub struct Cx {
     /// ARNs tagged `streamstack:stack=<stack>` and their tags, fetched once per discovery (see
     /// [`Cx::tagged_arns`]).
     pub tagged: std::sync::Arc<tokio::sync::OnceCell<Tagged>>,
+    /// How much of each resource a discovery reads.
+    pub reads: Reads,
+}
+
+/// How much of each resource a discovery reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Reads {
+    /// Everything the plan compares (`plan`, `apply`).
+    #[default]
+    Full,
+    /// What deleting needs: identity, ownership (tags) and what a resource uses (for the
+    /// order), not the settings a plan would compare (`destroy` reads a bucket's tags, not its
+    /// lifecycle; a role's, not its policies). A kind may read more, never less.
+    ForDeletion,
 }
 
 /// What the Resource Groups Tagging API knows as the stack's: ARNs, in its order, and each one's
@@ -318,6 +332,11 @@ impl Tagged {
 }
 
 impl Cx {
+    /// Does this discovery read the settings a plan compares (not only what deleting needs)?
+    pub fn reads_settings(&self) -> bool {
+        self.reads == Reads::Full
+    }
+
     /// Every resource ARN the Resource Groups Tagging API knows as tagged
     /// `streamstack:stack=<stack>` in this region, fetched once and shared by the kinds: it is how
     /// resources with explicit names that left the spec are still found. (moto's tagging API

@@ -420,7 +420,12 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
         .as_deref()
         .map(decode_policy)
         .unwrap_or(Value::Null);
-    let inline_policies = inline_policies(cx, &name).await?;
+    // Deleting lists the policies itself, at the time it deletes them.
+    let inline_policies = if cx.reads_settings() {
+        inline_policies(cx, &name).await?
+    } else {
+        BTreeMap::new()
+    };
     Ok(Some(live(
         cx,
         name,

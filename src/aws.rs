@@ -114,10 +114,17 @@ impl Clients {
         })?;
         // One HTTP client for every service (one connection pool), behind one budget.
         let budget = std::sync::Arc::new(Budget::new(budget));
-        let http = BudgetedHttpClient::new(
-            conf.http_client().map_or_else(default_http_client, Ok)?,
-            std::sync::Arc::clone(&budget),
-        );
+        // A plain-HTTP endpoint (a local emulator) needs no TLS: the SDK's default client would
+        // load the system's root certificates first, about 10 ms of every command's start.
+        let plain_http = conf
+            .endpoint_url()
+            .is_some_and(|u| u.to_ascii_lowercase().starts_with("http://"));
+        let inner = match conf.http_client() {
+            Some(c) => c,
+            None if plain_http => aws_smithy_http_client::Builder::new().build_http(),
+            None => default_http_client()?,
+        };
+        let http = BudgetedHttpClient::new(inner, std::sync::Arc::clone(&budget));
         macro_rules! client {
             ($sdk:ident) => {
                 $sdk::Client::from_conf(

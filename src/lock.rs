@@ -92,6 +92,24 @@ pub struct Lock {
     name: String,
     pub info: LockInfo,
     stop: Option<oneshot::Sender<()>>,
+    renewer: Option<tokio::task::JoinHandle<()>>,
+    held: std::sync::Arc<std::sync::Mutex<Held>>,
+}
+
+/// What the holder knows of its lock: when it last wrote it, and whether it saw it taken.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    written: Instant,
+    lost: bool,
+}
+
+impl Held {
+    /// Certainly still ours: written less than half a lease ago and never seen taken. Nobody
+    /// takes over a lock before its lease runs out (its holder's process is alive), and half a
+    /// lease leaves 30 s for clocks that disagree.
+    fn certainly_ours(&self) -> bool {
+        !self.lost && self.written.elapsed() < LEASE / 2
+    }
 }
 
 async fn read(clients: &Clients, name: &str) -> Result<Option<(LockInfo, String)>> {
@@ -159,8 +177,9 @@ pub async fn acquire(
             started: rfc3339(now),
             lease_until: rfc3339(now + LEASE),
         };
+        let writing = Instant::now();
         match put(clients, &name, &info, false).await {
-            Ok(()) => return Ok(Lock::start(clients.clone(), name, info)),
+            Ok(()) => return Ok(Lock::start(clients.clone(), name, info, writing)),
             Err(e) if e.code() == Some("ParameterAlreadyExists") => {}
             Err(e) => return Err(e),
         }
@@ -195,10 +214,18 @@ pub async fn acquire(
 }
 
 impl Lock {
-    fn start(clients: Clients, name: String, info: LockInfo) -> Lock {
+    fn start(clients: Clients, name: String, info: LockInfo, written: Instant) -> Lock {
         let (stop, mut stopped) = oneshot::channel();
         let (c, n, mut i) = (clients.clone(), name.clone(), info.clone());
-        tokio::spawn(async move {
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Held {
+            written,
+            lost: false,
+        }));
+        let h = std::sync::Arc::clone(&held);
+        let set = move |f: &dyn Fn(&mut Held)| {
+            f(&mut h.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        };
+        let renewer = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = &mut stopped => return,
@@ -207,13 +234,16 @@ impl Lock {
                 // Renew only a lock that is still ours.
                 match read(&c, &n).await {
                     Ok(Some((current, _))) if current.id == i.id => {
+                        let writing = Instant::now();
                         i.lease_until = rfc3339(SystemTime::now() + LEASE);
-                        if let Err(e) = put(&c, &n, &i, true).await {
-                            tracing::warn!("could not renew the lock: {e}");
+                        match put(&c, &n, &i, true).await {
+                            Ok(()) => set(&|h| h.written = writing),
+                            Err(e) => tracing::warn!("could not renew the lock: {e}"),
                         }
                     }
                     Ok(_) => {
                         tracing::warn!("the lock {} is no longer ours", i.id);
+                        set(&|h| h.lost = true);
                         return;
                     }
                     Err(e) => tracing::warn!("could not read the lock: {e}"),
@@ -225,6 +255,8 @@ impl Lock {
             name,
             info,
             stop: Some(stop),
+            renewer: Some(renewer),
+            held,
         }
     }
 
@@ -233,21 +265,33 @@ impl Lock {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        match read(&self.clients, &self.name).await? {
-            Some((current, _)) if current.id == self.info.id => {
-                match self
-                    .clients
-                    .ssm
-                    .delete_parameter()
-                    .name(&self.name)
-                    .send()
-                    .await
-                    .op("ssm:DeleteParameter")
-                {
-                    Err(e) if !e.is_not_found() => Err(e),
-                    _ => Ok(()),
-                }
-            }
+        // A renewal in flight finishes first: its write must not bring the lock back after
+        // the delete.
+        if let Some(renewer) = self.renewer.take() {
+            let _ = renewer.await;
+        }
+        let held = *self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let ours = if held.certainly_ours() {
+            true
+        } else {
+            matches!(
+                read(&self.clients, &self.name).await?,
+                Some((current, _)) if current.id == self.info.id
+            )
+        };
+        if !ours {
+            return Ok(());
+        }
+        match self
+            .clients
+            .ssm
+            .delete_parameter()
+            .name(&self.name)
+            .send()
+            .await
+            .op("ssm:DeleteParameter")
+        {
+            Err(e) if !e.is_not_found() => Err(e),
             _ => Ok(()),
         }
     }

@@ -493,7 +493,6 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
             return Err(e);
         }
     };
-    wait_visible(cx, &r.address, &r.name).await?;
     let (live_props, live_tags) = match &baseline {
         Some(l) => (props(&l.resource)?.clone(), l.resource.tags.clone()),
         None => (
@@ -509,7 +508,13 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
             BTreeMap::new(),
         ),
     };
-    converge(cx, r, &live_props, &live_tags).await?;
+    // A new bucket can be briefly unknown to the calls that configure it (S3 is eventually
+    // consistent for bucket operations): those are retried while S3 says NoSuchBucket, which
+    // is cheaper than asking HeadBucket first every time.
+    retry(cx, &r.address, VISIBLE_TIMEOUT, bucket_missing, || {
+        converge(cx, r, &live_props, &live_tags)
+    })
+    .await?;
     cx.journal.end(KIND, &r.name);
     Ok(())
 }
@@ -524,26 +529,6 @@ fn bucket_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
                 .map_err(|e| build_err("s3:Tag", e))
         })
         .collect()
-}
-
-/// Waits until HeadBucket finds the bucket (S3 is eventually consistent for new buckets).
-async fn wait_visible(cx: &Cx, address: &Address, name: &str) -> Result<()> {
-    wait_for(cx, address, "bucket visible", VISIBLE_TIMEOUT, || async {
-        match cx
-            .clients
-            .s3
-            .head_bucket()
-            .bucket(name)
-            .send()
-            .await
-            .op("s3:HeadBucket")
-        {
-            Ok(_) => Ok(Some(())),
-            Err(e) if bucket_missing(&e) => Ok(None),
-            Err(e) => Err(e),
-        }
-    })
-    .await
 }
 
 /// Brings tags, public access block, encryption, versioning and lifecycle from the live values

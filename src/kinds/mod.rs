@@ -292,7 +292,8 @@ pub enum Reads {
     Full,
     /// What deleting needs: identity, ownership (tags) and what a resource uses (for the
     /// order), not the settings a plan would compare (`destroy` reads a bucket's tags, not its
-    /// lifecycle; a role's, not its policies). A kind may read more, never less.
+    /// lifecycle; a role's, not its policies), nor same names in another spelling (IAM), which
+    /// only a plan refuses. A kind may read more, never less.
     ForDeletion,
 }
 

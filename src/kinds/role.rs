@@ -128,7 +128,10 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
         .flat_map(|k| desired.of_kind(*k))
         .map(|r| r.name.as_str())
         .collect();
-    complete_iam_names(&mut names, &wanted, || list_names(cx, None)).await?;
+    // A same name in another spelling is refused by a plan; deleting never touches it.
+    if cx.reads_settings() {
+        complete_iam_names(&mut names, &wanted, || list_names(cx, None)).await?;
+    }
     // Many roles (a classroom): one paginated GetAccountAuthorizationDetails answers with each
     // role's tags, trust policy and inline policies, instead of three calls per role. A few
     // roles (a lab): those three calls are cheaper than listing the account.
@@ -562,36 +565,48 @@ fn gone_ok<T>(r: Result<T>) -> Result<()> {
     }
 }
 
-/// Takes the role out of its instance profiles, deletes its inline policies, detaches managed
-/// ones, then deletes it (the order IAM requires, aws-domain.md §4.6).
+/// Deletes the role's inline policies, then the role; if IAM refuses (DeleteConflict), takes it
+/// out of its instance profiles and detaches managed policies too, then deletes it again (the
+/// order IAM requires, aws-domain.md §4.6).
 pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     let name = &live.resource.name;
     let iam = &cx.clients.iam;
-    let mut profiles = Vec::new();
-    let mut marker = None;
-    loop {
-        let page = match iam
-            .list_instance_profiles_for_role()
-            .role_name(name)
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .op("iam:ListInstanceProfilesForRole")
-        {
-            Ok(p) => p,
-            Err(e) if e.is_not_found() => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        profiles.extend(
-            page.instance_profiles
-                .into_iter()
-                .map(|p| p.instance_profile_name),
-        );
-        marker = page.marker.filter(|_| page.is_truncated);
-        if marker.is_none() {
-            break;
-        }
+    // Inline policies are this stack's own; instance profiles and managed policies would be
+    // someone else's doing (the stack's profile is deleted before its role): looked for only
+    // when DeleteRole says something still hangs on the role.
+    let policies = match inline_policy_names(cx, name).await {
+        Ok(p) => p,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for policy in policies {
+        delete_policy(cx, name, &policy).await?;
     }
+    let delete_role = || async {
+        gone_ok(
+            iam.delete_role()
+                .role_name(name)
+                .send()
+                .await
+                .op("iam:DeleteRole"),
+        )
+    };
+    match delete_role().await {
+        Err(e) if e.code() == Some("DeleteConflict") => {}
+        other => return other,
+    }
+    // One write at a time: IAM answers concurrent changes to one role with
+    // ConcurrentModification.
+    let listed = futures::try_join!(
+        profiles_of(cx, name),
+        inline_policy_names(cx, name),
+        attached_policies(cx, name),
+    );
+    let (profiles, policies, attached) = match listed {
+        Ok(l) => l,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
+    };
     for profile in profiles {
         gone_ok(
             iam.remove_role_from_instance_profile()
@@ -602,39 +617,8 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
                 .op("iam:RemoveRoleFromInstanceProfile"),
         )?;
     }
-    let policies = match inline_policy_names(cx, name).await {
-        Ok(p) => p,
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e),
-    };
     for policy in policies {
         delete_policy(cx, name, &policy).await?;
-    }
-    let mut attached = Vec::new();
-    let mut marker = None;
-    loop {
-        let page = match iam
-            .list_attached_role_policies()
-            .role_name(name)
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .op("iam:ListAttachedRolePolicies")
-        {
-            Ok(p) => p,
-            Err(e) if e.is_not_found() => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        attached.extend(
-            page.attached_policies
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|p| p.policy_arn),
-        );
-        marker = page.marker.filter(|_| page.is_truncated);
-        if marker.is_none() {
-            break;
-        }
     }
     for arn in attached {
         gone_ok(
@@ -646,11 +630,60 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
                 .op("iam:DetachRolePolicy"),
         )?;
     }
-    gone_ok(
-        iam.delete_role()
+    delete_role().await
+}
+
+/// The instance profiles holding role `name`.
+async fn profiles_of(cx: &Cx, name: &str) -> Result<Vec<String>> {
+    let mut profiles = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = cx
+            .clients
+            .iam
+            .list_instance_profiles_for_role()
             .role_name(name)
+            .set_marker(marker.clone())
             .send()
             .await
-            .op("iam:DeleteRole"),
-    )
+            .op("iam:ListInstanceProfilesForRole")?;
+        profiles.extend(
+            page.instance_profiles
+                .into_iter()
+                .map(|p| p.instance_profile_name),
+        );
+        marker = page.marker.filter(|_| page.is_truncated);
+        if marker.is_none() {
+            break;
+        }
+    }
+    Ok(profiles)
+}
+
+/// The ARNs of the managed policies attached to role `name`.
+async fn attached_policies(cx: &Cx, name: &str) -> Result<Vec<String>> {
+    let mut attached = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = cx
+            .clients
+            .iam
+            .list_attached_role_policies()
+            .role_name(name)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .op("iam:ListAttachedRolePolicies")?;
+        attached.extend(
+            page.attached_policies
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| p.policy_arn),
+        );
+        marker = page.marker.filter(|_| page.is_truncated);
+        if marker.is_none() {
+            break;
+        }
+    }
+    Ok(attached)
 }

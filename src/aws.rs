@@ -11,9 +11,13 @@ use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeTransmitInterceptorContextMut, BeforeTransmitInterceptorContextRef,
     FinalizerInterceptorContextRef,
 };
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
-use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
@@ -87,6 +91,10 @@ impl Clients {
         if let Some(e) = &endpoint {
             loader = loader.endpoint_url(e);
         }
+        // The SDK's own HTTPS client reads the system's root certificates when it is made,
+        // about 10 ms of every command's start; this one is made at its first HTTPS request
+        // (never, against a plain-HTTP emulator with keys in the environment).
+        loader = loader.http_client(LazyHttpsClient::shared());
         let conf = loader.load().await;
         Clients::from_sdk_config_with_budget(&conf, endpoint.is_some(), opts.api_budget)
     }
@@ -120,9 +128,9 @@ impl Clients {
             .endpoint_url()
             .is_some_and(|u| u.to_ascii_lowercase().starts_with("http://"));
         let inner = match conf.http_client() {
+            _ if plain_http => aws_smithy_http_client::Builder::new().build_http(),
             Some(c) => c,
-            None if plain_http => aws_smithy_http_client::Builder::new().build_http(),
-            None => default_http_client()?,
+            None => LazyHttpsClient::shared(),
         };
         let http = BudgetedHttpClient::new(inner, std::sync::Arc::clone(&budget));
         macro_rules! client {
@@ -208,6 +216,42 @@ impl Clients {
             account,
             arn: out.arn.unwrap_or_else(|| "unknown caller".into()),
         })
+    }
+}
+
+/// The SDK's default HTTPS client, made at the first request that needs it.
+#[derive(Debug, Default)]
+struct LazyHttpsClient(std::sync::OnceLock<Option<SharedHttpClient>>);
+
+impl LazyHttpsClient {
+    fn shared() -> SharedHttpClient {
+        SharedHttpClient::new(LazyHttpsClient::default())
+    }
+}
+
+impl HttpClient for LazyHttpsClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        match self.0.get_or_init(|| default_http_client().ok()) {
+            Some(client) => client.http_connector(settings, components),
+            None => SharedHttpConnector::new(NoHttpsClient),
+        }
+    }
+}
+
+/// What answers every request when the SDK has no default HTTPS client to make.
+#[derive(Debug)]
+struct NoHttpsClient;
+
+impl HttpConnector for NoHttpsClient {
+    fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
+        HttpConnectorFuture::ready(Err(ConnectorError::other(
+            "the AWS SDK has no default HTTPS client".into(),
+            None,
+        )))
     }
 }
 

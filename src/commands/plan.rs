@@ -24,10 +24,11 @@ pub fn run(
             }
             other => other?,
         };
-        let live = s.live().await?;
+        // plan takes no lock, but says when an apply or destroy is under way (asked alongside
+        // the discovery).
+        let (live, held) = futures::try_join!(s.live(), s.lock_held())?;
         let plan = s.plan(&live)?;
-        // plan takes no lock, but says when an apply or destroy is under way.
-        if let Some(held) = s.lock_held().await? {
+        if let Some(held) = held {
             eprintln!("note: an apply or destroy of this stack is under way: {held}");
         }
         match format {

@@ -358,7 +358,15 @@ pub async fn apply(
             watch::channel(initial)
         })
         .collect();
-    let results = join_all(nodes.iter().enumerate().map(|(i, node)| {
+    // Lookups the creates will need that depend on nothing the stack creates start now.
+    let prepared = join_all(
+        nodes
+            .iter()
+            .filter(|n| n.step == Step::Create)
+            .filter_map(|n| Some((kinds::handler(n.address.kind).ok()?, n.desired?)))
+            .map(|(h, r)| h.prepare(cx, r)),
+    );
+    let operations = join_all(nodes.iter().enumerate().map(|(i, node)| {
         let sem = sem.clone();
         let limit = kind_limits.get(&node.address.kind).cloned();
         let tx = channels[i].0.clone();
@@ -405,8 +413,8 @@ pub async fn apply(
             });
             Some(outcome)
         }
-    }))
-    .await;
+    }));
+    let (_, results) = futures::join!(prepared, operations);
     report.makespan_s = started.elapsed().as_secs_f64();
     let durations: Vec<Option<f64>> = results
         .iter()

@@ -107,6 +107,7 @@ fn session(
             journal,
             tagged: Default::default(),
             reads: Default::default(),
+            lookups: Default::default(),
         },
         validated,
     }

@@ -83,6 +83,15 @@ impl ResourceKind for Hosts {
         out
     }
     lifecycle_from_module_fns!();
+    fn prepare<'a>(&'a self, cx: &'a Cx, r: &'a Resource) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            // The image and the subnet depend on nothing the stack creates: asked while the
+            // host waits for its role, stream and deliveries.
+            if let Ok(p) = props(r) {
+                let _ = futures::join!(image_id(cx, r, p), subnet_id(cx, p));
+            }
+        })
+    }
     fn outputs<'a>(
         &'a self,
         cx: &'a Cx,
@@ -690,6 +699,30 @@ fn props(r: &Resource) -> Result<&HostProps> {
 }
 
 /// The AMI id the image stands for in this region.
+/// The AMI id of `p.image`, asked once per session.
+async fn image_id(cx: &Cx, r: &Resource, p: &HostProps) -> Result<String> {
+    cx.lookups
+        .get(format!("host.image:{}", p.image), || {
+            resolve_image(cx, &r.address, &p.image)
+        })
+        .await
+}
+
+/// The subnet to launch in: the spec's, else a default one offering the instance type (asked
+/// once per session).
+async fn subnet_id(cx: &Cx, p: &HostProps) -> Result<Option<String>> {
+    match &p.subnet {
+        Some(s) => Ok(Some(s.clone())),
+        None => {
+            cx.lookups
+                .get(format!("host.subnet:{}", p.instance_type), || {
+                    default_subnet(cx, &p.instance_type)
+                })
+                .await
+        }
+    }
+}
+
 async fn resolve_image(cx: &Cx, address: &Address, image: &Image) -> Result<String> {
     let Some(param) = image.ssm_parameter() else {
         return Ok(image.to_string());
@@ -892,22 +925,13 @@ async fn default_subnet(cx: &Cx, instance_type: &str) -> Result<Option<String>> 
 
 pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<()> {
     let p = props(r)?;
-    // Three independent lookups, at once.
-    let (ami, subnet, group) = futures::try_join!(
-        resolve_image(cx, &r.address, &p.image),
-        async {
-            match &p.subnet {
-                Some(s) => Ok(Some(s.clone())),
-                None => default_subnet(cx, &p.instance_type).await,
-            }
-        },
-        async {
-            match &p.security_group {
-                Some(name) => security_group_id(cx, &r.address, name).await.map(Some),
-                None => Ok(None),
-            }
-        },
-    )?;
+    // Three independent lookups, at once (the first two usually done by `prepare`).
+    let (ami, subnet, group) = futures::try_join!(image_id(cx, r, p), subnet_id(cx, p), async {
+        match &p.security_group {
+            Some(name) => security_group_id(cx, &r.address, name).await.map(Some),
+            None => Ok(None),
+        }
+    },)?;
     let mut tags: Vec<Tag> = r
         .tags
         .iter()

@@ -189,6 +189,12 @@ pub trait ResourceKind: Send + Sync {
         desired: &'a Model,
     ) -> BoxFuture<'a, Result<()>>;
 
+    /// Starts, as the apply begins, the lookups a create of `r` will need that depend on no
+    /// other resource (see [`Lookups`]); errors are left to the create.
+    fn prepare<'a>(&'a self, _cx: &'a Cx, _r: &'a Resource) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
     /// Brings `live` to `r` in place.
     fn update<'a>(
         &'a self,
@@ -282,6 +288,43 @@ pub struct Cx {
     pub tagged: std::sync::Arc<tokio::sync::OnceCell<Tagged>>,
     /// How much of each resource a discovery reads.
     pub reads: Reads,
+    /// Lookups shared by the operations of one session (see [`Lookups`]).
+    pub lookups: std::sync::Arc<Lookups>,
+}
+
+/// Answers to lookups that depend on no resource of the stack (an image's AMI id, a default
+/// subnet), asked once per session: a kind may start them in [`ResourceKind::prepare`], before
+/// its resource's turn, and its create finds them done. A failed lookup is not kept: the next
+/// asker tries again (and reports the error).
+#[derive(Default)]
+pub struct Lookups(std::sync::Mutex<std::collections::HashMap<String, LookupCell>>);
+
+/// One lookup's answer, of whichever type it has.
+type Answer = std::sync::Arc<dyn std::any::Any + Send + Sync>;
+type LookupCell = std::sync::Arc<tokio::sync::OnceCell<Answer>>;
+
+impl Lookups {
+    /// The answer to lookup `key`, from `ask` the first time.
+    pub async fn get<T, F, Fut>(&self, key: String, ask: F) -> Result<T>
+    where
+        T: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let cell = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let any = cell
+            .get_or_try_init(|| async { ask().await.map(|t| std::sync::Arc::new(t) as Answer) })
+            .await?;
+        any.downcast_ref::<T>()
+            .cloned()
+            .ok_or_else(|| Error::Internal(format!("lookup {key} answered with another type")))
+    }
 }
 
 /// How much of each resource a discovery reads.

@@ -76,6 +76,7 @@ impl Sandbox {
             journal: std::sync::Arc::new(streamstack::journal::Journal::in_memory()),
             tagged: Default::default(),
             reads: Default::default(),
+            lookups: Default::default(),
         }
     }
 

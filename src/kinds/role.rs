@@ -132,13 +132,21 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     if cx.reads_settings() {
         complete_iam_names(&mut names, &wanted, || list_names(cx, None)).await?;
     }
-    // Many roles (a classroom): one paginated GetAccountAuthorizationDetails answers with each
-    // role's tags, trust policy and inline policies, instead of three calls per role. A few
-    // roles (a lab): those three calls are cheaper than listing the account.
-    let mut details = if names.len() >= BULK_READ_FROM {
-        account_role_details(cx).await?
+    // GetAccountAuthorizationDetails answers with each role's tags, trust policy and inline
+    // policies, where reading a role alone takes three calls (GetRole, ListRolePolicies,
+    // GetRolePolicy; one when only deleting). Many roles (a classroom): every page of it. Two
+    // or more roles read in full (a lab): its first page, 1,000 roles of the account, and
+    // whatever of the stack's is not on it alone.
+    let pages = if names.len() >= BULK_READ_FROM {
+        Some(usize::MAX)
+    } else if names.len() >= 2 && cx.reads_settings() {
+        Some(1)
     } else {
-        BTreeMap::new()
+        None
+    };
+    let mut details = match pages {
+        Some(pages) => account_role_details(cx, pages).await?,
+        None => BTreeMap::new(),
     };
     let found = try_join_all(names.iter().map(|n| {
         let detail = details.remove(n);
@@ -165,12 +173,16 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
 /// From how many roles discovery reads them all with one GetAccountAuthorizationDetails.
 const BULK_READ_FROM: usize = 8;
 
-/// Every role of the account with its tags, trust policy and inline policies, by name; empty
-/// when the caller may not call GetAccountAuthorizationDetails (then each role is read alone).
-async fn account_role_details(cx: &Cx) -> Result<BTreeMap<String, aws_sdk_iam::types::RoleDetail>> {
+/// The roles of the account on the first `pages` pages of GetAccountAuthorizationDetails, with
+/// their tags, trust policy and inline policies, by name; empty when the caller may not call it
+/// (then each role is read alone).
+async fn account_role_details(
+    cx: &Cx,
+    pages: usize,
+) -> Result<BTreeMap<String, aws_sdk_iam::types::RoleDetail>> {
     let mut out = BTreeMap::new();
     let mut marker = None;
-    loop {
+    for _ in 0..pages {
         let page = match cx
             .clients
             .iam

@@ -8,16 +8,15 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
-    SharedHttpConnector,
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeTransmitInterceptorContextMut, BeforeTransmitInterceptorContextRef,
     FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse, Metadata};
-use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
@@ -219,9 +218,10 @@ impl Clients {
     }
 }
 
-/// The SDK's default HTTPS client, made at the first request that needs it.
+/// The HTTPS client (hyper, rustls on ring, the system's root certificates), made at the first
+/// request that needs it: making it reads the root certificates, about 10 ms.
 #[derive(Debug, Default)]
-struct LazyHttpsClient(std::sync::OnceLock<Option<SharedHttpClient>>);
+struct LazyHttpsClient(std::sync::OnceLock<SharedHttpClient>);
 
 impl LazyHttpsClient {
     fn shared() -> SharedHttpClient {
@@ -235,38 +235,17 @@ impl HttpClient for LazyHttpsClient {
         settings: &HttpConnectorSettings,
         components: &RuntimeComponents,
     ) -> SharedHttpConnector {
-        match self.0.get_or_init(|| default_http_client().ok()) {
-            Some(client) => client.http_connector(settings, components),
-            None => SharedHttpConnector::new(NoHttpsClient),
-        }
+        self.0
+            .get_or_init(|| {
+                use aws_smithy_http_client::tls;
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(tls::Provider::Rustls(
+                        tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https()
+            })
+            .http_connector(settings, components)
     }
-}
-
-/// What answers every request when the SDK has no default HTTPS client to make.
-#[derive(Debug)]
-struct NoHttpsClient;
-
-impl HttpConnector for NoHttpsClient {
-    fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
-        HttpConnectorFuture::ready(Err(ConnectorError::other(
-            "the AWS SDK has no default HTTPS client".into(),
-            None,
-        )))
-    }
-}
-
-/// The HTTP client the SDK would use by default (hyper with rustls), for the budget to wrap.
-fn default_http_client(
-) -> Result<aws_smithy_runtime_api::client::http::SharedHttpClient, crate::Error> {
-    use aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder;
-    use aws_smithy_runtime_api::client::runtime_plugin::RuntimePlugin;
-    aws_smithy_runtime::client::defaults::default_http_client_plugin_v2(BehaviorVersion::latest())
-        .and_then(|plugin| {
-            plugin
-                .runtime_components(&RuntimeComponentsBuilder::new("streamstack"))
-                .http_client()
-        })
-        .ok_or_else(|| crate::Error::Internal("the AWS SDK has no default HTTP client".into()))
 }
 
 /// When the current attempt of an operation started (kept in the operation's config bag).

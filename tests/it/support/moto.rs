@@ -261,6 +261,8 @@ pub fn sdk_config(endpoint: &str, region: &str) -> SdkConfig {
         .region(Region::new(region.to_owned()))
         .endpoint_url(endpoint)
         .credentials_provider(SharedCredentialsProvider::new(credentials))
+        // The SDK crates are built without a default HTTPS client (see Cargo.toml).
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build()
 }
 

@@ -83,10 +83,7 @@ impl ResourceKind for InstanceProfiles {
 pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     let mut names = list_names(cx, Some(&cx.env.iam_path)).await?;
     let wanted: Vec<&str> = desired.of_kind(KIND).map(|r| r.name.as_str()).collect();
-    // A same name in another spelling is refused by a plan; deleting never touches it.
-    if cx.reads_settings() {
-        complete_iam_names(&mut names, &wanted, || list_names(cx, None)).await?;
-    }
+    complete_iam_names(cx, &mut names, &wanted, || list_names(cx, None)).await?;
     let found = try_join_all(names.iter().map(|n| read(cx, n, desired))).await?;
     Ok(found
         .into_iter()

@@ -575,8 +575,10 @@ where
 /// IAM names are unique case-insensitively: a desired name that the listing under the stack's
 /// path lacks may exist elsewhere in another spelling (`Weather-Lab-Collector-Host`). Adds to
 /// `names` the account's spelling of each such name, from `list_all` (every name in the
-/// account), which is called only when something is missing.
+/// account), which is called only when something is missing. Only a plan looks: it refuses
+/// such a name, and deleting ([`Reads::ForDeletion`]) never touches it.
 pub async fn complete_iam_names<F, Fut>(
+    cx: &Cx,
     names: &mut Vec<String>,
     wanted: &[&str],
     list_all: F,
@@ -585,6 +587,9 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Vec<String>>>,
 {
+    if !cx.reads_settings() {
+        return Ok(());
+    }
     let missing: Vec<&str> = wanted
         .iter()
         .copied()

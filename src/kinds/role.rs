@@ -128,10 +128,7 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
         .flat_map(|k| desired.of_kind(*k))
         .map(|r| r.name.as_str())
         .collect();
-    // A same name in another spelling is refused by a plan; deleting never touches it.
-    if cx.reads_settings() {
-        complete_iam_names(&mut names, &wanted, || list_names(cx, None)).await?;
-    }
+    complete_iam_names(cx, &mut names, &wanted, || list_names(cx, None)).await?;
     // GetAccountAuthorizationDetails answers with each role's tags, trust policy and inline
     // policies, where reading a role alone takes three calls (GetRole, ListRolePolicies,
     // GetRolePolicy; one when only deleting). Many roles (a classroom): every page of it. Two

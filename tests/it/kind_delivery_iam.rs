@@ -204,12 +204,7 @@ async fn roles_and_profile_read_back_as_desired_and_drift_is_repaired() {
     role::update(&cx, host_role, drifted)
         .await
         .expect("update repairs");
-    let writes: Vec<String> = sb
-        .proxy
-        .write_calls()
-        .iter()
-        .map(|c| c.to_string())
-        .collect();
+    let writes = sb.proxy.write_call_names();
     assert!(
         writes.contains(&"iam:UpdateAssumeRolePolicy".to_string()),
         "{writes:?}"

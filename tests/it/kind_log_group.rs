@@ -133,9 +133,8 @@ async fn log_group_lifecycle_drift_orphan_and_foreign() {
     );
     let writes: Vec<String> = sb
         .proxy
-        .write_calls()
-        .iter()
-        .map(|c| c.to_string())
+        .write_call_names()
+        .into_iter()
         .filter(|c| c != "logs:CreateLogGroup")
         .collect();
     assert!(writes.is_empty(), "touched the foreign group: {writes:?}");

@@ -319,12 +319,7 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
         started.elapsed(),
         calls.len()
     );
-    let writes: Vec<String> = sb
-        .proxy
-        .write_calls()
-        .iter()
-        .map(|c| c.to_string())
-        .collect();
+    let writes = sb.proxy.write_call_names();
     assert_eq!(
         writes,
         ["ssm:PutParameter", "ssm:DeleteParameter"],
@@ -815,13 +810,7 @@ fn saved_plan_applies_and_goes_stale_when_the_spec_changes() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("run plan again"));
     // Nothing written but the stack's lock (SSM), taken and released around the check.
-    let writes: Vec<String> = sb
-        .proxy
-        .write_calls()
-        .iter()
-        .map(|c| c.to_string())
-        .filter(|c| !c.starts_with("ssm:"))
-        .collect();
+    let writes = sb.proxy.resource_writes();
     assert!(writes.is_empty(), "{writes:?}");
     rewrite(&spec, WEATHER_LAB);
     // A saved plan, like a spec, is applied only with approval: no terminal, no apply.

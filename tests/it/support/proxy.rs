@@ -208,6 +208,11 @@ impl Proxy {
         self.calls().into_iter().filter(|c| c.is_write).collect()
     }
 
+    /// `service:Action` of every write so far.
+    pub fn write_call_names(&self) -> Vec<String> {
+        self.write_calls().iter().map(Call::to_string).collect()
+    }
+
     /// The writes other than the stack lock's (an SSM parameter that `apply` and `destroy` take
     /// and release around whatever they do, even when they then change nothing).
     pub fn resource_writes(&self) -> Vec<Call> {

@@ -9,6 +9,10 @@
 //! Every moto-backed test works in its own moto account through its own proxy, so they run in
 //! parallel. See `support` for the moto launcher and the proxy.
 
+// Tests and their helpers may panic: a failed expectation is a failed test (Cargo.toml denies
+// these outside tests).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 mod check;

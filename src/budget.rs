@@ -1,7 +1,7 @@
 //! Rate budgets: streamstack keeps under AWS's documented control-plane request quotas itself,
 //! so that real AWS never has to throttle it.
 //!
-//! Every AWS client of a [`crate::aws::Clients`] sends its requests through one
+//! Every AWS client of a client set (`Clients`, in the `aws` module) sends its requests through one
 //! [`BudgetedHttpClient`], which holds one [`Budget`]: a token bucket per service and operation
 //! with the quota AWS documents for it ([`quota`]). Discovery, apply and destroy share it, and so
 //! do the SDK's own retries (each attempt goes through the HTTP connector). A request waits for

@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use crate::kinds::{self, CheckRun, Hop, Live};
 use crate::ops::Session;
-use crate::plan::same_namespace;
 use crate::Result;
 
 #[derive(Debug, Clone)]
@@ -84,7 +83,7 @@ async fn look(s: &Session, live: &[Live], run: &CheckRun) -> Result<Vec<Hop>> {
                 for (kind, name) in feeds {
                     let fed = working
                         .iter()
-                        .find(|(k, n, _, _)| *n == name && same_namespace(*k, kind));
+                        .find(|(k, n, _, _)| *n == name && kinds::REGISTRY.same_namespace(*k, kind));
                     if let Some((_, _, address, n)) = fed {
                         h.summary = format!("{n} records in {address}; {}", h.summary);
                     }

@@ -4,10 +4,8 @@
 
 use std::time::Duration;
 
-use crate::aws::AwsError;
 use crate::diagnostics::Diagnostics;
 use crate::model::Address;
-use crate::plan::NotOursError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -114,3 +112,192 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A resource that has one of the stack's physical names but is not tagged as the stack's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotOurs {
+    pub address: Address,
+    pub name: String,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotOursError(pub Vec<NotOurs>);
+
+impl std::fmt::Display for NotOursError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} resource(s) with this stack's names exist but are not tagged streamstack:stack as this stack's; \
+             streamstack will not change or delete them:",
+            self.0.len()
+        )?;
+        for n in &self.0 {
+            writeln!(f, "  {} → {} ({})", n.address, n.name, n.id)?;
+        }
+        write!(
+            f,
+            "Rename them in the spec (name:) or remove the existing resources yourself."
+        )
+    }
+}
+
+impl std::error::Error for NotOursError {}
+
+/// What went wrong talking to AWS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// AWS answered with an error.
+    Service {
+        /// The error code AWS sent (`ResourceInUseException`); `None` when the answer had none
+        /// (a bare 404 from a wrong endpoint or a proxy, an unparseable body).
+        code: Option<String>,
+        message: Option<String>,
+        status: u16,
+        request_id: Option<String>,
+    },
+    /// The request got no usable answer (network, timeout, unparseable response).
+    Transport(String),
+}
+
+/// An AWS call that failed, exactly as AWS (or the network) reported it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct AwsError {
+    /// `service:Operation`, e.g. `kinesis:CreateStream`.
+    pub operation: String,
+    pub failure: Failure,
+}
+
+impl AwsError {
+    /// The service part of the operation (`kinesis`).
+    pub fn service(&self) -> &str {
+        self.operation.split(':').next().unwrap_or_default()
+    }
+
+    /// A bare error of `operation` with a code (for tests and the error classes).
+    pub fn service_error(operation: &str, code: Option<&str>, status: u16) -> Self {
+        AwsError {
+            operation: operation.to_string(),
+            failure: Failure::Service {
+                code: code.map(str::to_string),
+                message: None,
+                status,
+                request_id: None,
+            },
+        }
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        match &self.failure {
+            Failure::Service { code, .. } => code.as_deref(),
+            Failure::Transport(_) => None,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match &self.failure {
+            Failure::Service { message, .. } => message.as_deref().unwrap_or_default(),
+            Failure::Transport(m) => m,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match &self.failure {
+            Failure::Service { status, .. } => Some(*status),
+            Failure::Transport(_) => None,
+        }
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        match &self.failure {
+            Failure::Service { request_id, .. } => request_id.as_deref(),
+            Failure::Transport(_) => None,
+        }
+    }
+
+    /// The resource does not exist: one of the codes this service uses for that, as the
+    /// service's model documents them. A 404 without a code is *not* "gone" (a wrong endpoint
+    /// or a proxy answers that way too), nor is another service's code.
+    pub fn is_not_found(&self) -> bool {
+        let Some(code) = self.code() else {
+            return false;
+        };
+        match self.service() {
+            "kinesis" | "firehose" | "logs" | "tagging" => code == "ResourceNotFoundException",
+            "iam" => code == "NoSuchEntity",
+            "ssm" => code == "ParameterNotFound",
+            "ec2" => matches!(
+                code,
+                "InvalidGroup.NotFound"
+                    | "InvalidInstanceID.NotFound"
+                    | "InvalidSubnetID.NotFound"
+                    | "InvalidAssociationID.NotFound"
+            ),
+            "s3" => match code {
+                // HEAD answers have no body: S3's SDK names a 404 "NotFound".
+                "NotFound" => self.operation.starts_with("s3:Head"),
+                other => matches!(
+                    other,
+                    "NoSuchBucket"
+                        | "NoSuchKey"
+                        | "NoSuchTagSet"
+                        | "NoSuchLifecycleConfiguration"
+                        | "ServerSideEncryptionConfigurationNotFoundError"
+                        | "NoSuchPublicAccessBlockConfiguration"
+                ),
+            },
+            _ => false,
+        }
+    }
+
+    /// IAM changes have not reached the service yet (aws-domain.md §4.1); retrying helps.
+    pub fn is_iam_propagation(&self) -> bool {
+        let m = self.message();
+        match self.code() {
+            Some("InvalidArgumentException") => [
+                "unable to assume role",
+                "Access was denied",
+                "is not authorized to",
+                "Verify that the IAM role has access",
+            ]
+            .iter()
+            .any(|p| m.contains(p)),
+            Some("InvalidParameterValue") => {
+                m.contains("Invalid IAM Instance Profile")
+                    || m.contains("has no associated IAM Roles")
+            }
+            // moto answers an unknown profile with NoSuchEntity on RunInstances.
+            Some("NoSuchEntity") => self.operation == "ec2:RunInstances",
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for AwsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.failure {
+            Failure::Service {
+                code,
+                message,
+                status,
+                request_id,
+            } => {
+                write!(f, "{}: ", self.operation)?;
+                match (code, message.as_deref().filter(|m| !m.is_empty())) {
+                    (Some(c), Some(m)) => write!(f, "{c}: {m}")?,
+                    (Some(c), None) => write!(f, "{c}")?,
+                    (None, Some(m)) => write!(f, "{m}")?,
+                    (None, None) => write!(f, "HTTP {status} without an error code")?,
+                }
+                write!(f, " (HTTP {status}")?;
+                if let Some(id) = request_id {
+                    write!(f, ", request id {id}")?;
+                }
+                write!(f, ")")
+            }
+            Failure::Transport(m) => write!(f, "{}: could not reach AWS: {m}", self.operation),
+        }
+    }
+}
+
+

@@ -11,7 +11,8 @@
 //!
 //! When an operation fails, those under way finish, everything waiting on it is skipped, and
 //! the report lists what failed and what was left. Concurrency is bounded overall and per kind
-//! (`ResourceKind::lifecycle_limit`). The executor knows no AWS service and no kind.
+//! (`ResourceKind::lifecycle_limit`). The executor knows no AWS service and no kind: it reaches
+//! them through the [`Registry`] it is given.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,9 +23,9 @@ use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 
 use crate::events::Event;
-use crate::kinds::{self, Cx, Live};
+use crate::kinds::{Cx, Live, Registry};
 use crate::model::{Address, Kind, Model, Resource};
-use crate::plan::{same_namespace, Action, Plan};
+use crate::plan::{Action, Plan};
 use crate::Error;
 
 /// Default bound on concurrent operations. Terraform uses 10, but streamstack keeps to AWS's
@@ -142,18 +143,20 @@ struct Node<'a> {
 }
 
 /// What a live resource uses, as (kind, name) pairs.
-fn uses(kind: Kind, r: &Resource) -> Vec<(Kind, String)> {
-    kinds::handler(kind).map_or(Vec::new(), |h| h.uses(r))
+fn uses(kinds: &Registry, kind: Kind, r: &Resource) -> Vec<(Kind, String)> {
+    kinds.handler(kind).map_or(Vec::new(), |h| h.uses(r))
 }
 
-fn refers_to(refs: &[(Kind, String)], target: &Live) -> bool {
-    refs.iter()
-        .any(|(k, n)| *n == target.resource.name && same_namespace(*k, target.address().kind))
+fn refers_to(kinds: &Registry, refs: &[(Kind, String)], target: &Live) -> bool {
+    refs.iter().any(|(k, n)| {
+        *n == target.resource.name && kinds.same_namespace(*k, target.address().kind)
+    })
 }
 
 /// The operations of a plan and what each waits for; changes that cannot become an operation
 /// (an address the registry does not know, a live id missing from the live set) are failures.
 fn build<'a>(
+    kinds: &Registry,
     plan: &Plan,
     desired: &'a Model,
     live: &'a [Live],
@@ -170,7 +173,7 @@ fn build<'a>(
                 error: ErrorReport::from(&Error::Internal(message)),
             });
         };
-        let address = match c.address.parse::<Address>() {
+        let address = match kinds.parse_address(&c.address) {
             Ok(a) => a,
             Err(e) => {
                 fail(report, "apply", e);
@@ -248,10 +251,10 @@ fn build<'a>(
         .filter_map(|(i, n)| {
             let l = n.live?;
             let after = match n.step {
-                Step::Update => Some(n.desired.map_or(Vec::new(), |d| uses(n.address.kind, d))),
+                Step::Update => Some(n.desired.map_or(Vec::new(), |d| uses(kinds, n.address.kind, d))),
                 _ => None,
             };
-            (n.step != Step::Create).then(|| (i, uses(l.address().kind, &l.resource), after))
+            (n.step != Step::Create).then(|| (i, uses(kinds, l.address().kind, &l.resource), after))
         })
         .collect();
     for (i, node) in nodes.iter_mut().enumerate() {
@@ -263,9 +266,9 @@ fn build<'a>(
             for (u, before, after) in &users {
                 let releases = match after {
                     None => true,
-                    Some(after) => !refers_to(after, target),
+                    Some(after) => !refers_to(kinds, after, target),
                 };
-                if *u != i && releases && refers_to(before, target) {
+                if *u != i && releases && refers_to(kinds, before, target) {
                     waits.push(*u);
                 }
             }
@@ -310,13 +313,14 @@ enum Outcome {
 /// Applies `plan` (computed from `desired` and `live`).
 pub async fn apply(
     cx: &Cx,
+    kinds: &Registry<'_>,
     plan: &Plan,
     desired: &Model,
     live: &[Live],
     parallelism: usize,
 ) -> Report {
     let mut report = Report::default();
-    let nodes = build(plan, desired, live, &mut report);
+    let nodes = build(kinds, plan, desired, live, &mut report);
     let cycle = cyclic(&nodes);
     if !cycle.is_empty() {
         for &i in &cycle {
@@ -337,7 +341,8 @@ pub async fn apply(
     let sem = Arc::new(Semaphore::new(parallelism.max(1)));
     let mut kind_limits: BTreeMap<Kind, Arc<Semaphore>> = BTreeMap::new();
     for n in &nodes {
-        if let Some(limit) = kinds::handler(n.address.kind)
+        if let Some(limit) = kinds
+            .handler(n.address.kind)
             .ok()
             .and_then(|h| h.lifecycle_limit())
         {
@@ -363,7 +368,7 @@ pub async fn apply(
         nodes
             .iter()
             .filter(|n| n.step == Step::Create)
-            .filter_map(|n| Some((kinds::handler(n.address.kind).ok()?, n.desired?)))
+            .filter_map(|n| Some((kinds.handler(n.address.kind).ok()?, n.desired?)))
             .map(|(h, r)| h.prepare(cx, r)),
     );
     let operations = join_all(nodes.iter().enumerate().map(|(i, node)| {
@@ -406,7 +411,7 @@ pub async fn apply(
                 (Some(l), Step::Create | Step::Delete) => Some(l.acquire().await),
                 _ => None,
             };
-            let outcome = run(cx, node, desired).await;
+            let outcome = run(cx, kinds, node, desired).await;
             let _ = tx.send(match outcome {
                 Outcome::Done(_) => Status::Ok,
                 _ => Status::Failed,
@@ -509,14 +514,14 @@ fn critical_path(nodes: &[Node], durations: &[Option<f64>]) -> (f64, Vec<usize>)
     (longest, path)
 }
 
-async fn run(cx: &Cx, node: &Node<'_>, desired: &Model) -> Outcome {
+async fn run(cx: &Cx, kinds: &Registry<'_>, node: &Node<'_>, desired: &Model) -> Outcome {
     let action = node.step.verb().to_string();
     let start = Instant::now();
     cx.events.send(Event::Start {
         address: node.address.clone(),
         action: action.clone(),
     });
-    let result = match kinds::handler(node.address.kind) {
+    let result = match kinds.handler(node.address.kind) {
         Err(e) => Err(e),
         Ok(h) => match (node.step, node.desired, node.live) {
             (Step::Delete, _, Some(l)) => h.delete(cx, l).await,

@@ -10,7 +10,9 @@ pub mod check;
 /// The command line's definition (clap): flags, arguments and their help. Commands in
 /// `src/commands/` are thin glue over the library.
 pub mod cli;
+pub mod cfn;
 pub mod cloudformation;
+pub mod derive;
 pub mod diagnostics;
 pub mod error;
 pub mod events;
@@ -26,5 +28,8 @@ pub mod schema;
 pub mod spec;
 pub mod time;
 pub mod ui;
+
+#[cfg(test)]
+mod layering;
 
 pub use error::{Error, Result};

@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 use crate::aws::Ctx;
 use crate::model::{Model, TAG_CREATED_AT, TAG_EXPIRES_AT, TAG_STACK};
 use crate::plan::{self, Plan};
-use crate::spec::{self, LoadOptions, Validated};
+use crate::derive::{self, Validated};
+use crate::spec::LoadOptions;
 use crate::time::parse_rfc3339;
 use crate::{Error, Result};
 
@@ -38,7 +39,7 @@ pub struct OpenOptions {
     pub timeouts: Timeouts,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -50,7 +51,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 pub async fn open(spec_path: &Path, opts: &OpenOptions) -> Result<Session> {
     let text = std::fs::read(spec_path)
         .map_err(|e| Error::Config(format!("cannot read {}: {e}", spec_path.display())))?;
-    let offline = spec::load_file(spec_path, &opts.load).map_err(Error::Spec)?;
+    let offline = derive::load_file(spec_path, &opts.load).map_err(Error::Spec)?;
     // The spec's region wins over the ambient one (AWS_REGION, the profile); --region is used
     // when the spec has none (a differing one was refused offline).
     let mut aws = opts.aws.clone();
@@ -69,7 +70,7 @@ pub async fn open(spec_path: &Path, opts: &OpenOptions) -> Result<Session> {
         account_id: Some(account_id.clone()),
         ..opts.load.clone()
     };
-    let validated = spec::load_file(spec_path, &load).map_err(Error::Spec)?;
+    let validated = derive::load_file(spec_path, &load).map_err(Error::Spec)?;
     Ok(session(
         spec_path.to_path_buf(),
         sha256_hex(&text),
@@ -242,7 +243,7 @@ impl Session {
             ..self.cx.clone()
         };
         let found =
-            futures::future::try_join_all(kinds::REGISTRY.iter().map(|h| h.discover(&cx, desired)))
+            futures::future::try_join_all(kinds::REGISTRY.handlers().map(|h| h.discover(&cx, desired)))
                 .await?;
         let mut all: Vec<Live> = found.into_iter().flatten().collect();
         // An untagged resource this stack began creating (a run that died before tagging it,
@@ -291,12 +292,12 @@ impl Session {
 }
 
 /// The expiry stamps for a stack created at `created`.
-pub fn stamps_from(validated: &Validated, created: String) -> crate::cloudformation::Stamps {
+pub fn stamps_from(validated: &Validated, created: String) -> crate::model::Stamps {
     let expires_at = validated.spec.expires_after.and_then(|e| {
         crate::time::parse_rfc3339(&created)
             .map(|at| crate::time::rfc3339(at + std::time::Duration::from_secs(e.seconds)))
     });
-    crate::cloudformation::Stamps {
+    crate::model::Stamps {
         created_at: created,
         expires_at,
     }
@@ -309,7 +310,7 @@ impl Session {
 
     fn plan_stamped(&self, live: &[Live], created_at: Option<&str>) -> Result<Plan> {
         let (model, created) = self.desired(live, created_at);
-        let mut plan = plan::plan(&model, live)?;
+        let mut plan = plan::plan(&kinds::REGISTRY, &model, live)?;
         plan.created_at = Some(created);
         Ok(plan)
     }
@@ -328,7 +329,7 @@ impl Session {
 
     pub async fn apply(&self, plan: &Plan, live: &[Live], parallelism: usize) -> Report {
         let (model, _) = self.desired(live, plan.created_at.as_deref());
-        executor::apply(&self.cx, plan, &model, live, parallelism).await
+        executor::apply(&self.cx, &kinds::REGISTRY, plan, &model, live, parallelism).await
     }
 
     /// Takes the stack's lock for `command` (see `crate::lock`).
@@ -375,7 +376,7 @@ impl Session {
     pub async fn plan_destroy(&self) -> Result<DestroyPlan> {
         // Deleting needs identity, ownership and the order, not the settings a plan compares.
         let (live, _) = self.discover(Reads::ForDeletion).await?;
-        let plan = plan::destroy_plan(&self.validated.model, &live);
+        let plan = plan::destroy_plan(&kinds::REGISTRY, &self.validated.model, &live);
         let (_, foreign): (Vec<&Live>, Vec<&Live>) = live.iter().partition(|l| l.ours);
         let foreign = foreign.into_iter().cloned().collect();
         Ok(DestroyPlan {
@@ -459,19 +460,6 @@ pub struct DestroyPlan {
     pub live: Vec<Live>,
     /// Resources with one of the stack's names that are not the stack's: never touched.
     pub foreign: Vec<Live>,
-}
-
-/// `render --what cloudformation`: the spec's model as one CloudFormation template (YAML), its
-/// expiry stamps defaulting to now.
-pub fn cloudformation(spec_path: &Path, validated: &Validated) -> Result<String> {
-    let text = std::fs::read(spec_path)
-        .map_err(|e| Error::Config(format!("cannot read {}: {e}", spec_path.display())))?;
-    let stamps = stamps_from(
-        validated,
-        crate::time::rfc3339(std::time::SystemTime::now()),
-    );
-    let t = crate::cloudformation::template(&validated.model, &sha256_hex(&text), &stamps)?;
-    Ok(crate::cloudformation::yaml::to_string(&t))
 }
 
 /// What `render` prints: every artefact of that sort in the model, or only `host`'s.

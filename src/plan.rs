@@ -3,15 +3,17 @@
 //!
 //! Attributes are compared field by field on the serialised model (the same shape for desired and
 //! live). What is kind-specific (which attributes force a replacement, whether a name is an
-//! identity, which replacements cascade, what a resource uses) comes from the kind registry
-//! (`crate::kinds::handler`); nothing here names a kind.
+//! identity, which replacements cascade, what a resource uses) comes from a kind registry
+//! ([`Registry`]), passed in; nothing here names a kind. Per address, the action is chosen by
+//! [`decide`], a pure function of the desired resource, the live one and what is replaced.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::kinds::{self, Live, ResourceKind};
+use crate::kinds::{Live, Registry};
+use crate::error::{NotOurs, NotOursError};
 use crate::model::{Address, Kind, Model, Resource};
 
 /// Version of the JSON shape of a plan (`plan --json`, `plan --out`). Bumped on any change that
@@ -103,41 +105,23 @@ impl Summary {
 }
 
 impl Plan {
+    /// The plan of `changes` to `desired`'s stack.
+    pub fn new(desired: &Model, changes: Vec<Change>) -> Plan {
+        Plan {
+            format_version: FORMAT_VERSION.into(),
+            stack: desired.stack.clone(),
+            region: desired.env.region.clone(),
+            account_id: desired.env.account_id.clone(),
+            created_at: None,
+            summary: Summary::of(&changes),
+            changes,
+        }
+    }
+
     pub fn has_changes(&self) -> bool {
         !self.changes.is_empty()
     }
 }
-
-/// A resource that has one of the stack's physical names but is not tagged as the stack's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotOurs {
-    pub address: Address,
-    pub name: String,
-    pub id: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotOursError(pub Vec<NotOurs>);
-
-impl std::fmt::Display for NotOursError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "{} resource(s) with this stack's names exist but are not tagged streamstack:stack as this stack's; \
-             streamstack will not change or delete them:",
-            self.0.len()
-        )?;
-        for n in &self.0 {
-            writeln!(f, "  {} → {} ({})", n.address, n.name, n.id)?;
-        }
-        write!(
-            f,
-            "Rename them in the spec (name:) or remove the existing resources yourself."
-        )
-    }
-}
-
-impl std::error::Error for NotOursError {}
 
 /// The attributes of a resource as one flat JSON object: its props plus `tags`.
 fn attributes(r: &Resource) -> BTreeMap<String, Value> {
@@ -153,15 +137,6 @@ fn attributes(r: &Resource) -> BTreeMap<String, Value> {
         serde_json::to_value(&tags).unwrap_or(Value::Null),
     );
     out
-}
-
-/// The kind's implementation, when the registry has one (always, outside a bug).
-fn handler(kind: Kind) -> Option<&'static dyn ResourceKind> {
-    kinds::handler(kind).ok()
-}
-
-fn replace_on(kind: Kind) -> &'static [&'static str] {
-    handler(kind).map_or(&[], |h| h.replace_on())
 }
 
 fn diff(desired: &Resource, live: &Resource, replace_on: &[&str]) -> Vec<AttrChange> {
@@ -198,16 +173,19 @@ fn all_attrs(r: &Resource, deleting: bool) -> Vec<AttrChange> {
 /// Orders live resources for deletion: a resource comes after every resource that uses it
 /// (`ResourceKind::uses`), ties by address. Resources are matched by kind and physical name; a
 /// kind that shares its namespace with another (the two role kinds) matches either.
-pub fn deletion_order<'l>(lives: &[&'l Live]) -> Vec<&'l Live> {
+pub fn deletion_order<'l>(kinds: &Registry, lives: &[&'l Live]) -> Vec<&'l Live> {
     let n = lives.len();
     // users[i]: the resources that use lives[i].
     let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (u, l) in lives.iter().enumerate() {
-        for (kind, name) in handler(l.address().kind).map_or(Vec::new(), |h| h.uses(&l.resource)) {
+        let used = kinds
+            .handler(l.address().kind)
+            .map_or(Vec::new(), |h| h.uses(&l.resource));
+        for (kind, name) in used {
             for (i, other) in lives.iter().enumerate() {
                 if i != u
                     && other.resource.name == name
-                    && same_namespace(other.address().kind, kind)
+                    && kinds.same_namespace(other.address().kind, kind)
                 {
                     users[i].push(u);
                 }
@@ -244,25 +222,13 @@ pub fn deletion_order<'l>(lives: &[&'l Live]) -> Vec<&'l Live> {
     out
 }
 
-/// Do resources of kinds `a` and `b` share a name namespace (the same AWS resource type)?
-pub fn same_namespace(a: Kind, b: Kind) -> bool {
-    a == b
-        || match (handler(a), handler(b)) {
-            (Some(x), Some(y)) => std::ptr::addr_eq(x, y),
-            _ => false,
-        }
-}
-
-/// Computes the plan. Fails, changing nothing, if a same-named resource is not the stack's.
-pub fn plan(desired: &Model, live: &[Live]) -> Result<Plan, NotOursError> {
-    let foreign: Vec<NotOurs> = live
-        .iter()
+/// Live resources with one of the desired names that are not the stack's (IAM compares names
+/// case-insensitively: `Weather-Lab-Collector-Host` takes the name).
+fn foreign(kinds: &Registry, desired: &Model, live: &[Live]) -> Vec<NotOurs> {
+    live.iter()
         .filter(|l| !l.ours)
         .filter(|l| {
-            // IAM compares names case-insensitively: `Weather-Lab-Collector-Host` takes the name.
-            let case_insensitive = handler(l.address().kind)
-                .and_then(|h| h.name_namespace())
-                .is_some_and(|(_, ci)| ci);
+            let case_insensitive = kinds.case_insensitive(l.address().kind);
             desired.of_kind(l.address().kind).any(|r| {
                 r.name == l.resource.name
                     || (case_insensitive && r.name.eq_ignore_ascii_case(&l.resource.name))
@@ -273,16 +239,150 @@ pub fn plan(desired: &Model, live: &[Live]) -> Result<Plan, NotOursError> {
             name: l.resource.name.clone(),
             id: l.id.clone(),
         })
+        .collect()
+}
+
+/// What the planner needs to know of a kind to decide a change: its implementation's answers.
+#[derive(Debug, Clone, Copy)]
+pub struct KindFacts {
+    /// Attributes whose change forces a replacement.
+    pub replace_on: &'static [&'static str],
+    /// Whether a new physical name is a new resource.
+    pub name_is_identity: bool,
+    /// Kinds whose replacement replaces a resource of this kind that depends on them.
+    pub replaced_with: &'static [Kind],
+}
+
+impl KindFacts {
+    fn of(kinds: &Registry, kind: Kind) -> KindFacts {
+        match kinds.handler(kind) {
+            Ok(h) => KindFacts {
+                replace_on: h.replace_on(),
+                name_is_identity: h.name_is_identity(),
+                replaced_with: h.replaced_with(),
+            },
+            // Never, outside a bug: the safest reading (names are identities, nothing cascades).
+            Err(_) => KindFacts {
+                replace_on: &[],
+                name_is_identity: true,
+                replaced_with: &[],
+            },
+        }
+    }
+}
+
+/// The change for one desired resource, given the live one it answers to (if any) and the
+/// addresses already being replaced: a pure function of its inputs. `None` when in sync.
+pub fn decide(
+    want: &Resource,
+    have: Option<&Live>,
+    replaced: &BTreeSet<Address>,
+    facts: KindFacts,
+) -> Option<Change> {
+    let address = &want.address;
+    let change = |action, reason, live_id, attributes| Change {
+        address: address.to_string(),
+        action,
+        name: want.name.clone(),
+        reason,
+        live_id,
+        attributes,
+    };
+    let Some(have) = have else {
+        return Some(change(Action::Create, None, None, all_attrs(want, false)));
+    };
+    let live_id = Some(have.id.clone());
+    let mut attrs = diff(want, &have.resource, facts.replace_on);
+    // Most kinds' name is their identity; some (hosts: a `Name` tag) rename in place.
+    let renamed = have.resource.name != want.name;
+    if renamed && facts.name_is_identity {
+        let why = format!(
+            "the name changes from {} to {}",
+            have.resource.name, want.name
+        );
+        return Some(change(Action::Replace, Some(why), live_id, attrs));
+    }
+    if let Some(why) = &have.broken {
+        // A terminal failed state (a delivery CREATING_FAILED): only a new one helps.
+        let why = format!("{address} is broken: {why}");
+        return Some(change(Action::Replace, Some(why), live_id, attrs));
+    }
+    if renamed {
+        attrs.insert(
+            0,
+            AttrChange {
+                name: "name".into(),
+                before: Value::String(have.resource.name.clone()),
+                after: Value::String(want.name.clone()),
+                forces_replacement: false,
+            },
+        );
+    }
+    let cascade = want
+        .depends_on
+        .iter()
+        .find(|d| replaced.contains(*d) && facts.replaced_with.contains(&d.kind));
+    let forced: Vec<&str> = attrs
+        .iter()
+        .filter(|a| a.forces_replacement)
+        .map(|a| a.name.as_str())
         .collect();
+    let (action, reason) = if let Some(dep) = cascade {
+        let why = format!("{dep} is replaced and {address} reads from it");
+        (Action::Replace, Some(why))
+    } else if !forced.is_empty() {
+        let why = format!("changing {} forces replacement", forced.join(", "));
+        (Action::Replace, Some(why))
+    } else if !attrs.is_empty() {
+        (Action::Update, None)
+    } else {
+        return None;
+    };
+    Some(change(action, reason, live_id, attrs))
+}
+
+/// The live resource a desired one answers to (the one with its name, else the first), and the
+/// others found for its address (left by an interrupted apply): those are deleted.
+fn pick<'l>(want: &Resource, candidates: Vec<&'l Live>) -> (Option<&'l Live>, Vec<&'l Live>) {
+    let chosen = candidates
+        .iter()
+        .position(|l| l.resource.name == want.name)
+        .or(if candidates.is_empty() { None } else { Some(0) });
+    let mut current = None;
+    let mut extras = Vec::new();
+    for (i, l) in candidates.into_iter().enumerate() {
+        if Some(i) == chosen {
+            current = Some(l);
+        } else {
+            extras.push(l);
+        }
+    }
+    (current, extras)
+}
+
+fn delete_change(l: &Live, reason: Option<String>, attributes: Vec<AttrChange>) -> Change {
+    Change {
+        address: l.address().to_string(),
+        action: Action::Delete,
+        name: l.resource.name.clone(),
+        reason,
+        live_id: Some(l.id.clone()),
+        attributes,
+    }
+}
+
+/// Computes the plan. Fails, changing nothing, if a same-named resource is not the stack's.
+pub fn plan(kinds: &Registry, desired: &Model, live: &[Live]) -> Result<Plan, NotOursError> {
+    let foreign = foreign(kinds, desired, live);
     if !foreign.is_empty() {
         return Err(NotOursError(foreign));
     }
-    let ours: Vec<&Live> = live.iter().filter(|l| l.ours).collect();
     let mut by_address: BTreeMap<&Address, Vec<&Live>> = BTreeMap::new();
-    for l in &ours {
+    for l in live.iter().filter(|l| l.ours) {
         by_address.entry(l.address()).or_default().push(l);
     }
-
+    // A model's graph has no cycle (derivation only adds edges to what a resource reads from);
+    // were there one, address order still gives every resource a change.
     let order: Vec<Address> = match desired.graph() {
         Ok(g) => g.creation_order().to_vec(),
         Err(_) => desired.resources.keys().cloned().collect(),
@@ -294,184 +394,47 @@ pub fn plan(desired: &Model, live: &[Live]) -> Result<Plan, NotOursError> {
         let Some(want) = desired.get(address) else {
             continue;
         };
-        let candidates = by_address.remove(address).unwrap_or_default();
-        let (current, extras): (Vec<&Live>, Vec<&Live>) = {
-            let pick = candidates
-                .iter()
-                .position(|l| l.resource.name == want.name)
-                .or(if candidates.is_empty() { None } else { Some(0) });
-            let mut cur = Vec::new();
-            let mut ext = Vec::new();
-            for (i, l) in candidates.iter().enumerate() {
-                if Some(i) == pick {
-                    cur.push(*l);
-                } else {
-                    ext.push(*l);
-                }
-            }
-            (cur, ext)
-        };
+        let (current, extras) = pick(want, by_address.remove(address).unwrap_or_default());
         for extra in extras {
-            extra_deletes.push(Change {
-                address: address.to_string(),
-                action: Action::Delete,
-                name: extra.resource.name.clone(),
-                reason: Some(format!(
-                    "a second live resource for {address} (left by an interrupted apply)"
-                )),
-                live_id: Some(extra.id.clone()),
-                attributes: vec![],
-            });
+            let why = format!("a second live resource for {address} (left by an interrupted apply)");
+            extra_deletes.push(delete_change(extra, Some(why), vec![]));
         }
-        let Some(have) = current.first() else {
-            changes.push(Change {
-                address: address.to_string(),
-                action: Action::Create,
-                name: want.name.clone(),
-                reason: None,
-                live_id: None,
-                attributes: all_attrs(want, false),
-            });
-            continue;
-        };
-        // Most kinds' name is their identity; some (hosts: a `Name` tag) rename in place.
-        let renamed = have.resource.name != want.name;
-        let name_is_identity = handler(address.kind).is_none_or(|h| h.name_is_identity());
-        if renamed && name_is_identity {
-            replaced.insert(address.clone());
-            changes.push(Change {
-                address: address.to_string(),
-                action: Action::Replace,
-                name: want.name.clone(),
-                reason: Some(format!(
-                    "the name changes from {} to {}",
-                    have.resource.name, want.name
-                )),
-                live_id: Some(have.id.clone()),
-                attributes: diff(want, &have.resource, replace_on(address.kind)),
-            });
-            continue;
-        }
-        let mut attrs = diff(want, &have.resource, replace_on(address.kind));
-        if let Some(why) = &have.broken {
-            // A terminal failed state (a delivery CREATING_FAILED): only a new one helps.
-            replaced.insert(address.clone());
-            changes.push(Change {
-                address: address.to_string(),
-                action: Action::Replace,
-                name: want.name.clone(),
-                reason: Some(format!("{address} is broken: {why}")),
-                live_id: Some(have.id.clone()),
-                attributes: attrs,
-            });
-            continue;
-        }
-        if renamed {
-            attrs.insert(
-                0,
-                AttrChange {
-                    name: "name".into(),
-                    before: Value::String(have.resource.name.clone()),
-                    after: Value::String(want.name.clone()),
-                    forces_replacement: false,
-                },
-            );
-        }
-        let replaced_with = handler(address.kind).map_or(&[][..], |h| h.replaced_with());
-        let cascade = want
-            .depends_on
-            .iter()
-            .find(|d| replaced.contains(*d) && replaced_with.contains(&d.kind));
-        let forced: Vec<&str> = attrs
-            .iter()
-            .filter(|a| a.forces_replacement)
-            .map(|a| a.name.as_str())
-            .collect();
-        let (action, reason) = if let Some(dep) = cascade {
-            (
-                Action::Replace,
-                Some(format!("{dep} is replaced and {address} reads from it")),
-            )
-        } else if !forced.is_empty() {
-            (
-                Action::Replace,
-                Some(format!("changing {} forces replacement", forced.join(", "))),
-            )
-        } else if !attrs.is_empty() {
-            (Action::Update, None)
-        } else {
-            (Action::NoOp, None)
-        };
-        if action == Action::Replace {
-            replaced.insert(address.clone());
-        }
-        if action != Action::NoOp {
-            changes.push(Change {
-                address: address.to_string(),
-                action,
-                name: want.name.clone(),
-                reason,
-                live_id: Some(have.id.clone()),
-                attributes: attrs,
-            });
+        let facts = KindFacts::of(kinds, address.kind);
+        if let Some(c) = decide(want, current, &replaced, facts) {
+            if c.action == Action::Replace {
+                replaced.insert(address.clone());
+            }
+            changes.push(c);
         }
     }
     // Live resources of the stack that the spec no longer has.
     let removed: Vec<&Live> = by_address.into_values().flatten().collect();
-    for l in deletion_order(&removed) {
-        changes.push(Change {
-            address: l.address().to_string(),
-            action: Action::Delete,
-            name: l.resource.name.clone(),
-            reason: Some("no longer in the spec".into()),
-            live_id: Some(l.id.clone()),
-            attributes: all_attrs(&l.resource, true),
-        });
+    for l in deletion_order(kinds, &removed) {
+        let reason = Some("no longer in the spec".to_string());
+        changes.push(delete_change(l, reason, all_attrs(&l.resource, true)));
     }
     changes.extend(extra_deletes);
-    let summary = Summary::of(&changes);
-    Ok(Plan {
-        format_version: FORMAT_VERSION.into(),
-        stack: desired.stack.clone(),
-        region: desired.env.region.clone(),
-        account_id: desired.env.account_id.clone(),
-        created_at: None,
-        changes,
-        summary,
-    })
+    Ok(Plan::new(desired, changes))
 }
 
 /// The plan for `destroy`: every live resource of the stack, deleted; same-named resources that
 /// are not ours are left alone (and reported by the caller).
-pub fn destroy_plan(desired: &Model, live: &[Live]) -> Plan {
+pub fn destroy_plan(kinds: &Registry, desired: &Model, live: &[Live]) -> Plan {
     let ours: Vec<&Live> = live.iter().filter(|l| l.ours).collect();
-    let changes: Vec<Change> = deletion_order(&ours)
+    let changes = deletion_order(kinds, &ours)
         .into_iter()
-        .map(|l| Change {
-            address: l.address().to_string(),
-            action: Action::Delete,
-            name: l.resource.name.clone(),
-            reason: None,
-            live_id: Some(l.id.clone()),
-            attributes: vec![],
-        })
+        .map(|l| delete_change(l, None, vec![]))
         .collect();
-    Plan {
-        summary: Summary::of(&changes),
-        format_version: FORMAT_VERSION.into(),
-        stack: desired.stack.clone(),
-        region: desired.env.region.clone(),
-        account_id: desired.env.account_id.clone(),
-        created_at: None,
-        changes,
-    }
+    Plan::new(desired, changes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::REGISTRY;
     use crate::model::{Props, TAG_STACK};
-    use crate::spec::{load_str, LoadOptions};
+    use crate::derive::load_str;
+    use crate::spec::LoadOptions;
     use serde_json::json;
 
     const SPEC: &str = r#"
@@ -540,7 +503,7 @@ hosts:
     #[test]
     fn in_sync_means_no_changes() {
         let m = model(SPEC);
-        let p = plan(&m, &live_of(&m)).expect("plan");
+        let p = plan(&REGISTRY, &m, &live_of(&m)).expect("plan");
         assert!(!p.has_changes(), "{:#?}", p.changes);
         assert_eq!(
             p.summary,
@@ -555,7 +518,7 @@ hosts:
     #[test]
     fn nothing_live_creates_everything_in_dependency_order() {
         let m = model(SPEC);
-        let p = plan(&m, &[]).expect("plan");
+        let p = plan(&REGISTRY, &m, &[]).expect("plan");
         assert_eq!(p.summary.add, m.resources.len());
         assert!(p.changes.iter().all(|c| c.action == Action::Create));
         let pos = |a: &str| {
@@ -660,7 +623,7 @@ hosts:
         for case in cases {
             let mut live = live_of(&m);
             edit(&mut live, case.address, case.edit);
-            let p = plan(&m, &live).expect("plan");
+            let p = plan(&REGISTRY, &m, &live).expect("plan");
             assert_eq!(p.changes.len(), 1, "{}: {:#?}", case.name, p.changes);
             let c = find(&p, case.address);
             assert_eq!(c.action, case.action, "{}", case.name);
@@ -689,7 +652,7 @@ hosts:
         edit(&mut live, "stream.weather", |r| {
             r.name = "lab-old-weather".into()
         });
-        let p = plan(&m, &live).expect("plan");
+        let p = plan(&REGISTRY, &m, &live).expect("plan");
         assert_eq!(find(&p, "stream.weather").action, Action::Replace);
         let d = find(&p, "delivery.to-s3");
         assert_eq!(d.action, Action::Replace);
@@ -716,11 +679,11 @@ hosts:
             .find(|l| l.address().to_string() == "host.collector")
             .cloned()
             .expect("host");
-        orphan.resource.address = "host.old".parse().expect("address");
+        orphan.resource.address = REGISTRY.parse_address("host.old").expect("address");
         orphan.resource.name = "lab-old".into();
         orphan.id = "i-old".into();
         live.push(orphan);
-        let p = plan(&m, &live).expect("plan");
+        let p = plan(&REGISTRY, &m, &live).expect("plan");
         let c = find(&p, "host.old");
         assert_eq!(c.action, Action::Delete);
         assert_eq!(c.live_id.as_deref(), Some("i-old"));
@@ -745,7 +708,7 @@ hosts:
             .expect("host");
         twin.id = "i-twin".into();
         live.push(twin);
-        let p = plan(&m, &live).expect("plan");
+        let p = plan(&REGISTRY, &m, &live).expect("plan");
         assert_eq!(p.changes.len(), 1);
         assert_eq!(p.changes[0].action, Action::Delete);
     }
@@ -760,7 +723,7 @@ hosts:
             .expect("stream");
         l.ours = false;
         l.resource.tags.remove(TAG_STACK);
-        let err = plan(&m, &live).expect_err("foreign");
+        let err = plan(&REGISTRY, &m, &live).expect_err("foreign");
         assert_eq!(err.0.len(), 1);
         assert_eq!(err.0[0].name, "lab-weather");
         assert!(err.to_string().contains("stream.weather"));
@@ -771,7 +734,7 @@ hosts:
         let m = model(SPEC);
         let mut live = live_of(&m);
         live[0].ours = false;
-        let p = destroy_plan(&m, &live);
+        let p = destroy_plan(&REGISTRY, &m, &live);
         assert_eq!(p.changes.len(), m.resources.len() - 1);
         assert!(p.changes.iter().all(|c| c.action == Action::Delete));
         let pos = |a: &str| {

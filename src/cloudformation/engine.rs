@@ -23,11 +23,11 @@ use aws_sdk_cloudformation::types::{
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{logical_id, Stamps, CREATED_AT_PARAMETER, EXPIRES_AT_PARAMETER};
+use crate::cfn::{logical_id, CREATED_AT_PARAMETER, EXPIRES_AT_PARAMETER};
 use crate::aws::Ctx;
 use crate::events::Event;
-use crate::kinds::bucket;
-use crate::model::{Address, Kind, TAG_STACK};
+use crate::kinds::{self, bucket};
+use crate::model::{Address, Kind, Stamps, TAG_STACK};
 use crate::ops::{stamps_from, Session};
 use crate::plan::{Action, AttrChange, Change, Plan, Summary};
 use crate::{Error, Result};
@@ -371,7 +371,7 @@ pub async fn change_set(s: &Session) -> Result<ChangeSet> {
     let map = addresses(s);
     // What streamstack's own plan shows for each resource it would create, to show the same.
     let (desired, _) = s.desired(&[], Some(&stamps.created_at));
-    let creates: BTreeMap<String, Vec<AttrChange>> = crate::plan::plan(&desired, &[])
+    let creates: BTreeMap<String, Vec<AttrChange>> = crate::plan::plan(&kinds::REGISTRY, &desired, &[])
         .map(|p| {
             p.changes
                 .into_iter()

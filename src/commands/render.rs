@@ -3,20 +3,20 @@
 use std::path::Path;
 
 use streamstack::kinds::Render;
-use streamstack::{ops, spec};
+use streamstack::ops;
 
 use super::{load_options, print_diagnostics, stderr_color, Failure, Outcome};
 use streamstack::cli::{Global, What};
 
 pub fn run(g: &Global, path: &Path, host: Option<&str>, what: What) -> Outcome {
-    let v = spec::load_file(path, &load_options(g)).map_err(Failure::Spec)?;
+    let v = streamstack::derive::load_file(path, &load_options(g)).map_err(Failure::Spec)?;
     print_diagnostics(&v.warnings, stderr_color(g), super::stderr_snippets());
     let what = match what {
         What::UserData => Render::UserData,
         What::AgentConfig => Render::AgentConfig,
         What::Policies => Render::Policies,
         What::Cloudformation => {
-            print!("{}", ops::cloudformation(path, &v)?);
+            print!("{}", streamstack::cloudformation::render(path, &v)?);
             return Ok(0);
         }
     };

@@ -1,7 +1,6 @@
 //! `streamstack validate SPEC... [--format human|json|github]`
 
 use streamstack::diagnostics::{Diagnostic, Diagnostics, Severity};
-use streamstack::spec;
 
 use super::{load_options, print_diagnostics, stderr_color, stderr_snippets, Outcome};
 use streamstack::cli::{Global, ValidateFormat};
@@ -47,7 +46,7 @@ pub fn run(g: &Global, specs: &[std::path::PathBuf], format: ValidateFormat) -> 
     let mut failed = 0;
     let mut all = Vec::new();
     for path in specs {
-        let (ok, diags, summary) = match spec::load_file(path, &opts) {
+        let (ok, diags, summary) = match streamstack::derive::load_file(path, &opts) {
             Ok(v) => {
                 let summary = format!(
                     "{}: ok: stack {}, {} resources",

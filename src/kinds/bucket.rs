@@ -63,8 +63,8 @@ impl ResourceKind for Buckets {
     fn cloudformation(
         &self,
         r: &Resource,
-        _cfn: &crate::cloudformation::Cfn,
-    ) -> Option<crate::cloudformation::CfnResource> {
+        _cfn: &crate::cfn::Cfn,
+    ) -> Option<crate::cfn::CfnResource> {
         let p = r.props.get::<BucketProps>()?;
         let mut props = serde_json::json!({
             "BucketName": r.name,
@@ -78,14 +78,14 @@ impl ResourceKind for Buckets {
                 "RestrictPublicBuckets": p.block_public_access,
             },
             "VersioningConfiguration": {"Status": if p.versioning { "Enabled" } else { "Suspended" }},
-            "Tags": crate::cloudformation::tags(&r.tags),
+            "Tags": crate::cfn::tags(&r.tags),
         });
         if let Some(days) = p.expire_after_days {
             props["LifecycleConfiguration"] = serde_json::json!({"Rules": [
                 {"Id": LIFECYCLE_RULE_ID, "Status": "Enabled", "ExpirationInDays": days}
             ]});
         }
-        let mut res = crate::cloudformation::CfnResource::new("AWS::S3::Bucket", props).output(
+        let mut res = crate::cfn::CfnResource::new("AWS::S3::Bucket", props).output(
             "Url",
             serde_json::Value::String(format!("s3://{}/", r.name)),
             "Where the data lands",

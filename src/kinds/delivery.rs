@@ -38,9 +38,6 @@ pub const KIND: Kind = Kind::new("delivery");
 /// No API changes a delivery's source (aws-domain.md §4.3).
 pub const REPLACE_ON: &[&str] = &["source"];
 
-/// The log stream, inside the delivery's log group, that Firehose writes S3 delivery errors to
-/// (the name the console uses).
-pub const ERROR_LOG_STREAM: &str = "DestinationDelivery";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeliverySourceProps {
@@ -160,8 +157,8 @@ impl ResourceKind for Deliveries {
     fn cloudformation(
         &self,
         r: &Resource,
-        _cfn: &crate::cloudformation::Cfn,
-    ) -> Option<crate::cloudformation::CfnResource> {
+        _cfn: &crate::cfn::Cfn,
+    ) -> Option<crate::cfn::CfnResource> {
         let p = r.props.get::<DeliveryProps>()?;
         let mut dest = serde_json::json!({
             "BucketARN": p.bucket_arn,
@@ -183,14 +180,14 @@ impl ResourceKind for Deliveries {
             "DeliveryStreamName": r.name,
             "DeliveryStreamType": if p.source.is_some() { "KinesisStreamAsSource" } else { "DirectPut" },
             "ExtendedS3DestinationConfiguration": dest,
-            "Tags": crate::cloudformation::tags(&r.tags),
+            "Tags": crate::cfn::tags(&r.tags),
         });
         if let Some(s) = &p.source {
             props["KinesisStreamSourceConfiguration"] =
                 serde_json::json!({"KinesisStreamARN": s.stream_arn, "RoleARN": p.role_arn});
         }
         let mut res =
-            crate::cloudformation::CfnResource::new("AWS::KinesisFirehose::DeliveryStream", props)
+            crate::cfn::CfnResource::new("AWS::KinesisFirehose::DeliveryStream", props)
                 .output(
                     "Arn",
                     serde_json::Value::String(p.arn.clone()),

@@ -122,10 +122,10 @@ impl ResourceKind for Hosts {
     fn cloudformation(
         &self,
         r: &Resource,
-        cfn: &crate::cloudformation::Cfn,
-    ) -> Option<crate::cloudformation::CfnResource> {
+        cfn: &crate::cfn::Cfn,
+    ) -> Option<crate::cfn::CfnResource> {
         let p = r.props.get::<HostProps>()?;
-        let id = crate::cloudformation::logical_id(&r.address);
+        let id = crate::cfn::logical_id(&r.address);
         let mut parameters = std::collections::BTreeMap::new();
         let image = match p.image.ssm_parameter() {
             Some(param) => {
@@ -154,7 +154,7 @@ impl ResourceKind for Hosts {
             "UserData": {"Fn::Base64": cfn.sub(&p.user_data)},
             "MetadataOptions": {"HttpTokens": if p.http_tokens_required { "required" } else { "optional" }, "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
             "Monitoring": false,
-            "Tags": crate::cloudformation::tags(&tags),
+            "Tags": crate::cfn::tags(&tags),
         });
         if let Some(g) = cfn.dependency(r, security_group::KIND) {
             props["SecurityGroupIds"] =
@@ -166,7 +166,7 @@ impl ResourceKind for Hosts {
         if let Some(k) = &p.key_name {
             props["KeyName"] = serde_json::json!(k);
         }
-        let mut res = crate::cloudformation::CfnResource::new("AWS::EC2::Instance", props).output(
+        let mut res = crate::cfn::CfnResource::new("AWS::EC2::Instance", props).output(
             "InstanceId",
             serde_json::json!({"Ref": id}),
             "The host's instance id",

@@ -52,8 +52,8 @@ impl ResourceKind for InstanceProfiles {
     fn cloudformation(
         &self,
         r: &Resource,
-        cfn: &crate::cloudformation::Cfn,
-    ) -> Option<crate::cloudformation::CfnResource> {
+        cfn: &crate::cfn::Cfn,
+    ) -> Option<crate::cfn::CfnResource> {
         let p = r.props.get::<InstanceProfileProps>()?;
         let role = cfn
             .dependency(r, HOST_ROLE)
@@ -64,7 +64,7 @@ impl ResourceKind for InstanceProfiles {
             "Path": cfn.model().env.iam_path,
             "Roles": [role],
         });
-        Some(crate::cloudformation::CfnResource::new(
+        Some(crate::cfn::CfnResource::new(
             "AWS::IAM::InstanceProfile",
             props,
         ))

@@ -1,7 +1,7 @@
 //! CloudWatch Logs groups that Firehose writes delivery errors to (`deliveries.KEY.error_logging`).
 //!
 //! - One group per delivery, `/aws/kinesisfirehose/{delivery name}` (the name the console uses),
-//!   holding the log stream [`delivery::ERROR_LOG_STREAM`] that the delivery's
+//!   holding the log stream [`ERROR_LOG_STREAM`] that the delivery's
 //!   `CloudWatchLoggingOptions` names. Firehose does not create either: without them, delivery
 //!   errors go nowhere.
 //! - Read: `DescribeLogGroups` by the prefix `/aws/kinesisfirehose/` (desired names, plus
@@ -19,11 +19,14 @@ use serde::Serialize;
 
 use super::{address_for, owned_by, read_candidates, tag_delta, Cx, Live, ResourceKind};
 use crate::aws::Ctx;
-use crate::kinds::delivery;
 use crate::model::{Kind, Model, Props, Resource};
 use crate::{Error, Result};
 
 pub const KIND: Kind = Kind::new("log_group");
+
+/// The log stream, inside the delivery's log group, that Firehose writes S3 delivery errors to
+/// (the name the console uses).
+pub const ERROR_LOG_STREAM: &str = "DestinationDelivery";
 
 /// Where Firehose's own log groups live.
 pub const PREFIX: &str = "/aws/kinesisfirehose/";
@@ -54,18 +57,18 @@ impl ResourceKind for LogGroups {
     fn cloudformation(
         &self,
         r: &Resource,
-        _cfn: &crate::cloudformation::Cfn,
-    ) -> Option<crate::cloudformation::CfnResource> {
+        _cfn: &crate::cfn::Cfn,
+    ) -> Option<crate::cfn::CfnResource> {
         let p = r.props.get::<LogGroupProps>()?;
         let mut props = serde_json::json!({
             "LogGroupName": r.name,
-            "Tags": crate::cloudformation::tags(&r.tags),
+            "Tags": crate::cfn::tags(&r.tags),
         });
         if let Some(days) = p.retention_days {
             props["RetentionInDays"] = serde_json::json!(days);
         }
-        let id = crate::cloudformation::logical_id(&r.address);
-        let mut res = crate::cloudformation::CfnResource::new("AWS::Logs::LogGroup", props);
+        let id = crate::cfn::logical_id(&r.address);
+        let mut res = crate::cfn::CfnResource::new("AWS::Logs::LogGroup", props);
         res.checkov_skips = vec![(
             "CKV_AWS_158",
             "delivery error messages only: CloudWatch Logs' default encryption suffices",
@@ -195,7 +198,7 @@ async fn read(
             .logs
             .describe_log_streams()
             .log_group_name(name)
-            .log_stream_name_prefix(delivery::ERROR_LOG_STREAM)
+            .log_stream_name_prefix(ERROR_LOG_STREAM)
             .send()
             .await
             .op("logs:DescribeLogStreams")
@@ -208,7 +211,7 @@ async fn read(
     let log_stream = streams
         .into_iter()
         .filter_map(|s| s.log_stream_name)
-        .find(|s| s == delivery::ERROR_LOG_STREAM)
+        .find(|s| s == ERROR_LOG_STREAM)
         .unwrap_or_default();
     let address = address_for(KIND, name, &tags, desired);
     Ok(Some(Live {

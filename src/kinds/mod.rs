@@ -65,8 +65,8 @@ use crate::model::{Address, Env, Kind, Model, Resource, TAG_ADDRESS, TAG_STACK};
 use crate::{Error, Result};
 
 /// Every resource kind streamstack manages, in the order a reader meets them in a pipeline.
-/// Adding a kind: write `kinds/<kind>.rs` implementing [`ResourceKind`], add one line here.
-pub static REGISTRY: &[&dyn ResourceKind] = &[
+/// Adding a kind: CONTRIBUTING.md ("Adding a resource kind") lists every place, per case.
+pub static REGISTRY: Registry<'static> = Registry(&[
     &bucket::Buckets,
     &stream::Streams,
     &log_group::LogGroups,
@@ -75,23 +75,63 @@ pub static REGISTRY: &[&dyn ResourceKind] = &[
     &instance_profile::InstanceProfiles,
     &security_group::SecurityGroups,
     &host::Hosts,
-];
+]);
 
-/// The implementation that handles `kind`.
-pub fn handler(kind: Kind) -> Result<&'static dyn ResourceKind> {
-    REGISTRY
-        .iter()
-        .copied()
-        .find(|h| h.kinds().contains(&kind))
-        .ok_or_else(|| Error::Internal(format!("no implementation registered for kind {kind}")))
+/// A list of kind implementations: [`REGISTRY`], or another in tests (the executor's tests run
+/// on in-memory kinds). The planner and the executor reach every kind through one.
+#[derive(Clone, Copy)]
+pub struct Registry<'a>(pub &'a [&'a dyn ResourceKind]);
+
+impl<'a> Registry<'a> {
+    /// The implementation that handles `kind`.
+    pub fn handler(&self, kind: Kind) -> Result<&'a dyn ResourceKind> {
+        self.0
+            .iter()
+            .copied()
+            .find(|h| h.kinds().contains(&kind))
+            .ok_or_else(|| Error::Internal(format!("no implementation registered for kind {kind}")))
+    }
+
+    /// Every implementation, in registry order.
+    pub fn handlers(&self) -> impl Iterator<Item = &'a dyn ResourceKind> + 'a {
+        self.0.iter().copied()
+    }
+
+    /// The registered kind with this name (`stream`).
+    pub fn kind_named(&self, name: &str) -> Option<Kind> {
+        self.0
+            .iter()
+            .flat_map(|h| h.kinds().iter().copied())
+            .find(|k| k.as_str() == name)
+    }
+
+    /// Parses an address (`stream.weather`) of a registered kind.
+    pub fn parse_address(&self, s: &str) -> std::result::Result<Address, String> {
+        Address::parse(s, |name| self.kind_named(name))
+    }
+
+    /// Do resources of kinds `a` and `b` share a name namespace (one implementation: the two
+    /// role kinds are both IAM roles)?
+    pub fn same_namespace(&self, a: Kind, b: Kind) -> bool {
+        a == b
+            || match (self.handler(a), self.handler(b)) {
+                (Ok(x), Ok(y)) => std::ptr::addr_eq(x, y),
+                _ => false,
+            }
+    }
+
+    /// Whether physical names of `kind` compare case-insensitively (IAM).
+    pub fn case_insensitive(&self, kind: Kind) -> bool {
+        self.handler(kind)
+            .ok()
+            .and_then(|h| h.name_namespace())
+            .is_some_and(|(_, ci)| ci)
+    }
 }
 
-/// The registered kind with this name (`stream`).
-pub fn kind_named(name: &str) -> Option<Kind> {
-    REGISTRY
-        .iter()
-        .flat_map(|h| h.kinds().iter().copied())
-        .find(|k| k.as_str() == name)
+/// The implementation that handles `kind`, in [`REGISTRY`].
+pub fn handler(kind: Kind) -> Result<&'static dyn ResourceKind> {
+    REGISTRY.handler(kind)
 }
 
 /// What `render` can print for a resource.
@@ -256,13 +296,13 @@ pub trait ResourceKind: Send + Sync {
     }
 
     /// The resource as a CloudFormation resource (`render --what cloudformation`), if the kind
-    /// has one. Names and ARNs are the model's; `crate::cloudformation` turns the account,
+    /// has one. Names and ARNs are the model's; the `cloudformation` module turns the account,
     /// region and partition into pseudo parameters.
     fn cloudformation(
         &self,
         _r: &Resource,
-        _cfn: &crate::cloudformation::Cfn,
-    ) -> Option<crate::cloudformation::CfnResource> {
+        _cfn: &crate::cfn::Cfn,
+    ) -> Option<crate::cfn::CfnResource> {
         None
     }
 
@@ -517,10 +557,10 @@ pub fn owned_by(tags: &BTreeMap<String, String>, stack: &str) -> bool {
     tags.get(TAG_STACK).is_some_and(|s| s == stack)
 }
 
-/// The address a live resource carries in its tags, if it is one of this stack's.
+/// The address of `kind` a live resource carries in its tags, if it is one of this stack's.
 pub fn tagged_address(tags: &BTreeMap<String, String>, kind: Kind) -> Option<Address> {
-    let a: Address = tags.get(TAG_ADDRESS)?.parse().ok()?;
-    (a.kind == kind).then_some(a)
+    let (k, key) = tags.get(TAG_ADDRESS)?.split_once('.')?;
+    (k == kind.as_str() && !key.is_empty()).then(|| Address::new(kind, key))
 }
 
 /// Which address a found resource answers to: the desired one it was looked up for, else its tag.
@@ -530,10 +570,7 @@ pub fn address_for(
     tags: &BTreeMap<String, String>,
     desired: &Model,
 ) -> Address {
-    let case_insensitive = handler(kind)
-        .ok()
-        .and_then(|h| h.name_namespace())
-        .is_some_and(|(_, ci)| ci);
+    let case_insensitive = REGISTRY.case_insensitive(kind);
     desired
         .of_kind(kind)
         .find(|r| r.name == name || (case_insensitive && r.name.eq_ignore_ascii_case(name)))

@@ -58,8 +58,8 @@ impl ResourceKind for Roles {
     fn cloudformation(
         &self,
         r: &Resource,
-        cfn: &crate::cloudformation::Cfn,
-    ) -> Option<crate::cloudformation::CfnResource> {
+        cfn: &crate::cfn::Cfn,
+    ) -> Option<crate::cfn::CfnResource> {
         let p = r.props.get::<RoleProps>()?;
         let id = cfn.logical_id(&r.address);
         let props = json!({
@@ -67,9 +67,9 @@ impl ResourceKind for Roles {
             "Path": cfn.model().env.iam_path,
             "Description": format!("streamstack {}: {}", cfn.model().stack, r.address),
             "AssumeRolePolicyDocument": p.trust_policy,
-            "Tags": crate::cloudformation::tags(&r.tags),
+            "Tags": crate::cfn::tags(&r.tags),
         });
-        let mut res = crate::cloudformation::CfnResource::new("AWS::IAM::Role", props).output(
+        let mut res = crate::cfn::CfnResource::new("AWS::IAM::Role", props).output(
             "Arn",
             Value::String(p.arn.clone()),
             "The role's ARN",

@@ -19,8 +19,7 @@ use serde::Serialize;
 
 use super::{address_for, owned_by, retry, tag_delta, wait_for, Cx, Live, ResourceKind};
 use crate::aws::Ctx;
-use crate::kinds::host::HostProps;
-use crate::model::{Address, Kind, Model, Props, Resource, TAG_STACK};
+use crate::model::{Kind, Model, Props, Resource, TAG_STACK};
 use crate::{Error, Result};
 
 pub const KIND: Kind = Kind::new("security_group");
@@ -33,6 +32,11 @@ pub struct SecurityGroupProps {
     pub description: String,
     /// CIDR blocks allowed to TCP port 22; nothing else is allowed in.
     pub ssh_from: Vec<String>,
+    /// The subnet of the host the group is for, if the spec names one: the group is made in
+    /// that subnet's VPC (else in the default VPC). Not an attribute: EC2 reports a group's
+    /// VPC, not a subnet, and the host's own `subnet` already shows the change.
+    #[serde(skip)]
+    pub subnet: Option<String>,
 }
 
 pub struct SecurityGroups;
@@ -50,8 +54,8 @@ impl ResourceKind for SecurityGroups {
     fn cloudformation(
         &self,
         r: &Resource,
-        _cfn: &crate::cloudformation::Cfn,
-    ) -> Option<crate::cloudformation::CfnResource> {
+        _cfn: &crate::cfn::Cfn,
+    ) -> Option<crate::cfn::CfnResource> {
         let p = r.props.get::<SecurityGroupProps>()?;
         let ingress: Vec<serde_json::Value> = p
             .ssh_from
@@ -66,9 +70,9 @@ impl ResourceKind for SecurityGroups {
             "GroupName": r.name,
             "GroupDescription": p.description,
             "SecurityGroupIngress": ingress,
-            "Tags": crate::cloudformation::tags(&r.tags),
+            "Tags": crate::cfn::tags(&r.tags),
         });
-        Some(crate::cloudformation::CfnResource::new(
+        Some(crate::cfn::CfnResource::new(
             "AWS::EC2::SecurityGroup",
             props,
         ))
@@ -205,14 +209,16 @@ fn live(cx: &Cx, g: SecurityGroup, desired: &Model) -> Option<Live> {
     let address = address_for(KIND, &name, &tags, desired);
     // The spec's order is not AWS's: when the sets agree, answer in the spec's order so that
     // an unchanged group compares equal.
-    if let Some(want) = desired
+    let want = desired
         .get(&address)
-        .and_then(|r| r.props.get::<SecurityGroupProps>())
-    {
+        .and_then(|r| r.props.get::<SecurityGroupProps>());
+    if let Some(want) = want {
         if cidr_set(&want.ssh_from) == cidr_set(&ssh_from) {
             ssh_from = want.ssh_from.clone();
         }
     }
+    // EC2 reports a group's VPC, not a subnet: the desired one stands for it.
+    let subnet = want.and_then(|w| w.subnet.clone());
     Some(Live {
         broken: None,
         created: None,
@@ -226,6 +232,7 @@ fn live(cx: &Cx, g: SecurityGroup, desired: &Model) -> Option<Live> {
             props: Props::new(SecurityGroupProps {
                 description: g.description.unwrap_or_default(),
                 ssh_from,
+                subnet,
             }),
         },
     })
@@ -237,12 +244,10 @@ fn props(r: &Resource) -> Result<&SecurityGroupProps> {
         .ok_or_else(|| Error::Internal(format!("{} has no SecurityGroupProps", r.address)))
 }
 
-/// The VPC of the host's subnet when it names one, else the default VPC.
-async fn vpc_for(cx: &Cx, r: &Resource, desired: &Model) -> Result<String> {
+/// The VPC of the group's subnet when it names one, else the default VPC.
+async fn vpc_for(cx: &Cx, r: &Resource) -> Result<String> {
     let ec2 = &cx.clients.ec2;
-    let host = desired.get(&Address::new(crate::kinds::host::KIND, &r.address.key));
-    if let Some(h) = host.and_then(|h| h.props.get::<HostProps>()) {
-        if let Some(subnet) = &h.subnet {
+    if let Some(subnet) = &props(r)?.subnet {
             let out = ec2
                 .describe_subnets()
                 .subnet_ids(subnet)
@@ -264,7 +269,6 @@ async fn vpc_for(cx: &Cx, r: &Resource, desired: &Model) -> Result<String> {
                     )
                 });
         }
-    }
     let default = Filter::builder().name("isDefault").values("true").build();
     let out = ec2
         .describe_vpcs()
@@ -321,7 +325,7 @@ fn ssh_permission(cidr: &str, with_description: bool) -> IpPermission {
 
 pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
     let p = props(r)?;
-    let vpc = vpc_for(cx, r, desired).await?;
+    let vpc = vpc_for(cx, r).await?;
     let created = cx
         .clients
         .ec2

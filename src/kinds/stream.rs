@@ -110,14 +110,14 @@ impl ResourceKind for Streams {
     fn cloudformation(
         &self,
         r: &Resource,
-        _cfn: &crate::cloudformation::Cfn,
-    ) -> Option<crate::cloudformation::CfnResource> {
+        _cfn: &crate::cfn::Cfn,
+    ) -> Option<crate::cfn::CfnResource> {
         let p = r.props.get::<StreamProps>()?;
         let mut props = serde_json::json!({
             "Name": r.name,
             "RetentionPeriodHours": p.retention_hours,
             "StreamModeDetails": {"StreamMode": p.mode.api_name()},
-            "Tags": crate::cloudformation::tags(&r.tags),
+            "Tags": crate::cfn::tags(&r.tags),
         });
         if let (StreamMode::Provisioned, Some(n)) = (p.mode, p.shards) {
             props["ShardCount"] = serde_json::json!(n);
@@ -126,7 +126,7 @@ impl ResourceKind for Streams {
             props["StreamEncryption"] = serde_json::json!({"EncryptionType": "KMS", "KeyId": key});
         }
         Some(
-            crate::cloudformation::CfnResource::new("AWS::Kinesis::Stream", props).output(
+            crate::cfn::CfnResource::new("AWS::Kinesis::Stream", props).output(
                 "Arn",
                 serde_json::Value::String(p.arn.clone()),
                 "The stream's ARN",

@@ -2,11 +2,12 @@
 //! name, tags, properties and dependencies. This is what `plan` compares with live state, field
 //! by field, so everything here is comparable and serialisable, and nothing here talks to AWS.
 //!
-//! Nothing here knows a resource kind either: a [`Kind`] is a name that `crate::kinds` registers,
-//! and [`Props`] holds each kind's own property struct (defined in its `kinds/*.rs` file) behind
-//! one type-erased interface. Generic layers see properties only as attributes (a JSON object).
+//! Nothing here knows a resource kind either: a [`Kind`] is a name, each `kinds/*.rs` file
+//! declares its own and the `kinds` module registers them; [`Props`] holds each kind's own property
+//! struct behind one type-erased interface, and generic layers see properties only as
+//! attributes (a JSON object). Nothing here depends on another module of the crate: `derive`
+//! builds a model from a spec, `kinds` read live resources into the same shape.
 
-mod derive;
 mod graph;
 
 use std::any::Any;
@@ -16,7 +17,6 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-pub use derive::{derive, DeriveError};
 pub use graph::{CycleError, Graph};
 
 /// The Kinesis-owned KMS key used by `encryption: aws_managed`.
@@ -42,7 +42,7 @@ pub const INLINE_POLICY_NAME: &str = "streamstack";
 pub const AGENT_METRICS_NAMESPACE: &str = "AWSKinesisAgent";
 
 /// A resource kind, by the name addresses use (`stream`, `host_role`). Each `kinds/*.rs` file
-/// declares its own constant; `crate::kinds::REGISTRY` is the one list of them.
+/// declares its own constant, and the kind registry is the one list of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Kind(&'static str);
 
@@ -89,15 +89,14 @@ impl fmt::Display for Address {
     }
 }
 
-impl std::str::FromStr for Address {
-    type Err = String;
-    /// Parses `kind.key`; the kind must be one the registry knows.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
+impl Address {
+    /// Parses `kind.key`, where `kind` must be one `known` names (a kind registry knows them:
+    /// the model itself names none).
+    pub fn parse(s: &str, known: impl Fn(&str) -> Option<Kind>) -> Result<Address, String> {
         let (kind, key) = s
             .split_once('.')
             .ok_or_else(|| format!("{s:?} is not an address (kind.key)"))?;
-        let kind = crate::kinds::kind_named(kind)
-            .ok_or_else(|| format!("{kind:?} is not a resource kind"))?;
+        let kind = known(kind).ok_or_else(|| format!("{kind:?} is not a resource kind"))?;
         if key.is_empty() {
             return Err(format!("{s:?} has no key"));
         }
@@ -269,6 +268,15 @@ impl Env {
             self.partition, self.region, self.account_id
         )
     }
+}
+
+/// A stack's expiry stamps: `streamstack:created-at` (set at its first creation, never moved)
+/// and, with `expires_after`, `streamstack:expires-at`. A CloudFormation template carries them
+/// as parameters whose defaults are these values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamps {
+    pub created_at: String,
+    pub expires_at: Option<String>,
 }
 
 /// One desired resource.

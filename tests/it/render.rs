@@ -560,7 +560,7 @@ fn the_cloudformation_template_is_lint_clean_and_mirrors_the_model() {
                 .filter(|r| r["Type"].as_str() == Some(ty))
                 .count()
         };
-        let validated = streamstack::spec::load_file(
+        let validated = streamstack::derive::load_file(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join(spec),
             &Default::default(),
         )

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use streamstack::spec::{self, LoadOptions};
+use streamstack::spec::LoadOptions;
 
 fn corpus(dir: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -48,7 +48,7 @@ fn every_invalid_spec_is_rejected_with_the_expected_diagnostics() {
     for path in &files {
         let text = std::fs::read_to_string(path).expect("readable");
         let name = display_name(path);
-        let diags = match spec::load_str(&name, &text, &opts()) {
+        let diags = match streamstack::derive::load_str(&name, &text, &opts()) {
             Ok(_) => {
                 failures.push(format!("{name}: was accepted"));
                 continue;
@@ -106,7 +106,7 @@ fn every_valid_spec_and_example_stack_validates() {
     assert!(files.len() >= 2);
     for path in files {
         let text = std::fs::read_to_string(&path).expect("readable");
-        if let Err(d) = spec::load_str(&path.display().to_string(), &text, &LoadOptions::default())
+        if let Err(d) = streamstack::derive::load_str(&path.display().to_string(), &text, &LoadOptions::default())
         {
             panic!("{} was rejected:\n{d}", path.display());
         }

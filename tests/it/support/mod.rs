@@ -88,7 +88,7 @@ impl Sandbox {
             vars: vec![],
             ambient_region: None,
         };
-        match streamstack::spec::load_str("t.yaml", text, &opts) {
+        match streamstack::derive::load_str("t.yaml", text, &opts) {
             Ok(v) => v.model,
             Err(d) => panic!("spec does not load: {d:?}"),
         }

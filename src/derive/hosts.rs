@@ -1,0 +1,271 @@
+//! `hosts:`: per host an EC2 instance running the Kinesis Agent, the IAM role its agent uses
+//! (with a least-privilege policy built from its flows), the instance profile that carries the
+//! role, and with `ssh` a security group; the user-data and agent.json rendered from the flows.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::deriver::{customer_key, expected_keys, p, Deriver};
+use super::names::{host_role_name, instance_profile_name, security_group_name};
+use crate::bootstrap::{self, AgentFlow, UserDataInput};
+use crate::iam;
+use crate::kinds::delivery;
+use crate::kinds::host::{self, HostProps};
+use crate::kinds::instance_profile::{self, InstanceProfileProps};
+use crate::kinds::role::{self, RoleProps};
+use crate::kinds::security_group::{self, SecurityGroupProps};
+use crate::kinds::stream;
+use crate::model::{Address, Props, INLINE_POLICY_NAME, TAG_IMAGE};
+use crate::spec::rules;
+use crate::spec::types::{DeliverySource, Flow, HostSpec};
+
+/// What a host's flows resolve to: the agent's flows, what the instance waits for, and what its
+/// role may write to.
+#[derive(Default)]
+struct Flows {
+    agent: Vec<AgentFlow>,
+    deps: BTreeSet<Address>,
+    access: iam::HostAccess,
+}
+
+pub(super) fn hosts(d: &mut Deriver) {
+    for (key, h) in &d.spec.hosts {
+        let mut flows = flows(d, key, h);
+        if !d.spec.is_undecoded("hosts", key) {
+            check_sample(d, key, h);
+        }
+        let profile = iam_resources(d, key, flows.access.clone());
+        flows.deps.insert(Address::new(instance_profile::KIND, key));
+        let group = h.ssh.as_ref().map(|ssh| {
+            let name = security_group(d, key, &ssh.from, h.subnet.clone());
+            flows.deps.insert(Address::new(security_group::KIND, key));
+            name
+        });
+        instance(d, key, h, flows, profile, group);
+    }
+}
+
+/// Resolves every flow's `to` (a stream, or a `direct` delivery), reporting the ones that name
+/// nothing usable and the duplicates.
+fn flows(d: &mut Deriver, key: &str, h: &HostSpec) -> Flows {
+    let mut out = Flows {
+        access: iam::HostAccess {
+            stack: d.spec.stack.clone(),
+            ..Default::default()
+        },
+        ..Flows::default()
+    };
+    let mut seen = BTreeSet::new();
+    for (i, f) in h.flows.iter().enumerate() {
+        let Some(flow) = flow(d, key, i, f, &mut out) else {
+            continue;
+        };
+        let target = flow
+            .kinesis_stream
+            .clone()
+            .or_else(|| flow.delivery_stream.clone())
+            .unwrap_or_default();
+        if !seen.insert((target.clone(), flow.files.clone())) {
+            let message = format!(
+                "duplicate flow: {} → {target} is already configured",
+                flow.files
+            );
+            let at = p(&["hosts", key, "flows"]).index(i);
+            d.err(at, false, message, Some("each (files, to) pair once".into()));
+        }
+        out.agent.push(flow);
+    }
+    for list in [
+        &mut out.access.streams,
+        &mut out.access.deliveries,
+        &mut out.access.kms_keys,
+    ] {
+        list.sort();
+        list.dedup();
+    }
+    out
+}
+
+/// One flow's target, with its dependencies and access added to `out`.
+fn flow(d: &mut Deriver, key: &str, i: usize, f: &Flow, out: &mut Flows) -> Option<AgentFlow> {
+    let at = p(&["hosts", key, "flows"]).index(i).key("to");
+    let agent = |kinesis_stream, delivery_stream| AgentFlow {
+        files: f.files.clone(),
+        kinesis_stream,
+        delivery_stream,
+        format: f.format.clone(),
+    };
+    if let Some(stream_name) = d.stream_name(&f.to) {
+        out.deps.insert(Address::new(stream::KIND, &f.to));
+        // Launch after every delivery reading this stream is ACTIVE: Firehose starts reading
+        // at LATEST, so earlier records would never reach S3.
+        for (dk, del) in &d.spec.deliveries {
+            if del.from == DeliverySource::Stream(f.to.clone()) {
+                out.deps.insert(Address::new(delivery::KIND, dk));
+            }
+        }
+        let stream = d.spec.streams.get(&f.to);
+        if let Some(k) = stream.and_then(|s| customer_key(&s.encryption)) {
+            out.access.kms_keys.push(k);
+        }
+        out.access.streams.push(stream_name.clone());
+        return Some(agent(Some(stream_name), None));
+    }
+    if let Some(del) = d.spec.deliveries.get(&f.to) {
+        if let DeliverySource::Stream(s) = &del.from {
+            let message = format!(
+                "delivery `{}` reads stream `{s}`, and Firehose refuses direct writes to such a delivery",
+                f.to
+            );
+            let expected = if d.spec.streams.contains_key(s) {
+                format!("to: {s} (the stream), or a delivery with from: direct")
+            } else {
+                "a stream key, or a delivery with from: direct".into()
+            };
+            d.err(at, false, message, Some(expected));
+            return None;
+        }
+        let delivery_name = d.delivery_name(&f.to)?;
+        out.deps.insert(Address::new(delivery::KIND, &f.to));
+        out.access.deliveries.push(delivery_name.clone());
+        return Some(agent(None, Some(delivery_name)));
+    }
+    if d.spec.is_undecoded("streams", &f.to) || d.spec.is_undecoded("deliveries", &f.to) {
+        return None;
+    }
+    let direct = d
+        .spec
+        .deliveries
+        .iter()
+        .filter(|(_, del)| del.from == DeliverySource::Direct)
+        .map(|(k, _)| k);
+    let expected = expected_keys(d.spec.streams.keys().chain(direct), None);
+    let message = format!("no stream or direct delivery named `{}`", f.to);
+    d.err(at, false, message, Some(expected));
+    None
+}
+
+/// `sample_data.file` must be a file one of the host's flows watches.
+fn check_sample(d: &mut Deriver, key: &str, h: &HostSpec) {
+    let Some(sample) = &h.sample_data else {
+        return;
+    };
+    let (dir, file) = sample.file.rsplit_once('/').unwrap_or(("", &sample.file));
+    let covered = h.flows.iter().any(|f| {
+        f.files
+            .rsplit_once('/')
+            .is_some_and(|(fd, fp)| fd == dir && rules::glob_matches(fp, file))
+    });
+    if !covered {
+        d.err(
+            p(&["hosts", key, "sample_data", "file"]),
+            false,
+            format!("no flow of this host watches {}", sample.file),
+            Some("a file matching one of the host's flows".into()),
+        );
+    }
+}
+
+/// The host's role (its policy from `access`) and the instance profile carrying it; returns
+/// the profile's name.
+fn iam_resources(d: &mut Deriver, key: &str, access: iam::HostAccess) -> String {
+    let role_name = host_role_name(&d.spec.stack, key);
+    let profile_name = instance_profile_name(&d.spec.stack, key);
+    let at = p(&["hosts", key]);
+    d.check(at.clone(), true, true, rules::role_name(&role_name));
+    d.check(at, true, true, rules::instance_profile_name(&profile_name));
+    let role_address = Address::new(role::HOST_ROLE, key);
+    let role = RoleProps {
+        arn: d.env.role_arn(&role_name),
+        trust_policy: iam::ec2_trust_policy(),
+        inline_policies: BTreeMap::from([(
+            INLINE_POLICY_NAME.to_string(),
+            iam::host_policy(&d.env, &access),
+        )]),
+    };
+    d.add(role_address.clone(), role_name.clone(), BTreeSet::new(), Props::new(role));
+    let profile = InstanceProfileProps {
+        arn: d.env.instance_profile_arn(&profile_name),
+        role_name,
+    };
+    d.add(
+        Address::new(instance_profile::KIND, key),
+        profile_name.clone(),
+        BTreeSet::from([role_address]),
+        Props::new(profile),
+    );
+    profile_name
+}
+
+/// The host's SSH security group; returns its name.
+fn security_group(d: &mut Deriver, key: &str, from: &[String], subnet: Option<String>) -> String {
+    let stack = &d.spec.stack;
+    let name = security_group_name(stack, key);
+    let props = SecurityGroupProps {
+        description: format!("streamstack {stack}: SSH to host {key}"),
+        ssh_from: from.to_vec(),
+        subnet,
+    };
+    d.check(p(&["hosts", key]), true, true, rules::security_group_name(&name));
+    let address = Address::new(security_group::KIND, key);
+    d.add(address, name.clone(), BTreeSet::new(), Props::new(props));
+    name
+}
+
+/// The instance, with its user-data rendered from the flows.
+fn instance(
+    d: &mut Deriver,
+    key: &str,
+    h: &HostSpec,
+    flows: Flows,
+    profile_name: String,
+    security_group: Option<String>,
+) {
+    let at = p(&["hosts", key]);
+    let agent_json = match bootstrap::agent_json(&d.env, &flows.agent) {
+        Ok(j) => j,
+        Err(e) => {
+            d.err(at, true, format!("could not render agent.json: {e}"), None);
+            return;
+        }
+    };
+    let user_data = match bootstrap::user_data(&UserDataInput {
+        stack: &d.spec.stack,
+        host: key,
+        region: &d.env.region,
+        instance_profile: &profile_name,
+        agent_json: &agent_json,
+        flows: &flows.agent,
+        sample: h.sample_data.as_ref(),
+    }) {
+        Ok(u) => u,
+        Err(e) => {
+            d.err(at, true, format!("could not render user-data: {e}"), None);
+            return;
+        }
+    };
+    if user_data.len() > bootstrap::USER_DATA_MAX_BYTES {
+        d.err(
+            p(&["hosts", key, "flows"]),
+            false,
+            format!("the rendered user-data is {} bytes", user_data.len()),
+            Some(format!(
+                "at most {} bytes (EC2's limit)",
+                bootstrap::USER_DATA_MAX_BYTES
+            )),
+        );
+    }
+    let props = HostProps {
+        instance_type: h.instance_type.clone(),
+        image: h.image.clone(),
+        subnet: h.subnet.clone(),
+        key_name: h.ssh.as_ref().and_then(|s| s.key_name.clone()),
+        instance_profile: profile_name,
+        security_group,
+        user_data,
+        http_tokens_required: true,
+    };
+    let name = format!("{}-{key}", d.spec.stack);
+    let address = Address::new(host::KIND, key);
+    let instance = d.add(address, name, flows.deps, Props::new(props));
+    instance.tags.insert(TAG_IMAGE.into(), h.image.to_string());
+}

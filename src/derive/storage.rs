@@ -1,0 +1,57 @@
+//! `buckets:` and `streams:`: one bucket and one stream each, named, tagged and checked.
+
+use std::collections::BTreeSet;
+
+use super::deriver::{name_path, Deriver};
+use crate::kinds::bucket::{self, BucketProps};
+use crate::kinds::stream::{self, StreamProps};
+use crate::model::{Address, Props, TAG_FORCE_DESTROY};
+use crate::spec::rules;
+
+pub(super) fn buckets(d: &mut Deriver) {
+    for (key, b) in &d.spec.buckets {
+        let Some(name) = d.bucket_name(key) else {
+            continue;
+        };
+        let (path, at_key) = name_path("buckets", key, b.name.is_some());
+        d.check(path, at_key, b.name.is_none(), rules::bucket_name(&name));
+        let bucket = d.add(
+            Address::new(bucket::KIND, key),
+            name,
+            BTreeSet::new(),
+            Props::new(BucketProps {
+                versioning: b.versioning,
+                force_destroy: b.force_destroy,
+                expire_after_days: b.expire_after_days,
+                sse_algorithm: "AES256".into(),
+                block_public_access: true,
+            }),
+        );
+        if b.force_destroy {
+            bucket.tags.insert(TAG_FORCE_DESTROY.into(), "true".into());
+        }
+    }
+}
+
+pub(super) fn streams(d: &mut Deriver) {
+    for (key, s) in &d.spec.streams {
+        let Some(name) = d.stream_name(key) else {
+            continue;
+        };
+        let (path, at_key) = name_path("streams", key, s.name.is_some());
+        d.check(path, at_key, s.name.is_none(), rules::stream_name(&name));
+        let arn = d.env.stream_arn(&name);
+        d.add(
+            Address::new(stream::KIND, key),
+            name,
+            BTreeSet::new(),
+            Props::new(StreamProps {
+                arn,
+                mode: s.mode,
+                shards: s.shards,
+                retention_hours: s.retention_hours,
+                kms_key: s.encryption.key_id().map(str::to_string),
+            }),
+        );
+    }
+}

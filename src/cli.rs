@@ -1,4 +1,5 @@
-//! Command-line definitions (clap derive). The contract is SPEC.md's "The CLI" section.
+//! Command-line definitions (clap derive): one argument struct per command. The contract is
+//! docs/cli.md.
 
 use std::path::PathBuf;
 
@@ -20,26 +21,16 @@ pub struct Cli {
 }
 
 /// Flags before the command. `--no-color` and `-v` apply to every command and are accepted after
-/// it too; the spec and AWS flags are accepted here (SPEC.md's `streamstack --region R gc`) and,
-/// after the command, only by the commands that use them ([`SpecArgs`], [`AwsArgs`]).
+/// it too; the spec and AWS flags are accepted here (`streamstack --region R gc`, as the
+/// contract writes them) and, after the command, only by the commands that use them
+/// ([`SpecArgs`], [`AwsArgs`]).
 #[derive(Debug, Clone, Default, Args)]
 pub struct Global {
-    /// Set a template variable (overrides `vars:` in the spec); repeatable.
-    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
-    pub vars: Vec<(String, String)>,
+    #[command(flatten)]
+    pub spec: SpecArgs,
 
-    /// AWS region, when the spec has no `region:` (also AWS_REGION / AWS_DEFAULT_REGION).
-    #[arg(long, value_name = "REGION")]
-    pub region: Option<String>,
-
-    /// AWS shared-config profile (also AWS_PROFILE).
-    #[arg(long, value_name = "NAME")]
-    pub profile: Option<String>,
-
-    /// Send every AWS call to this endpoint, e.g. a local emulator (also AWS_ENDPOINT_URL).
-    /// S3 then uses path-style addressing.
-    #[arg(long, value_name = "URL")]
-    pub endpoint_url: Option<String>,
+    #[command(flatten)]
+    pub connection: Connection,
 
     /// Request budget: `aws` keeps every AWS call under AWS's documented per-operation request
     /// quotas (Kinesis, Firehose: 5 per second...), so AWS never throttles; `off` sends as fast
@@ -69,10 +60,9 @@ pub struct SpecArgs {
     pub vars: Vec<(String, String)>,
 }
 
-/// How to reach AWS: the flags of the commands that call it.
+/// Where AWS is and as whom.
 #[derive(Debug, Clone, Default, Args)]
-#[command(next_help_heading = "AWS connection")]
-pub struct AwsArgs {
+pub struct Connection {
     /// AWS region, when the spec has no `region:` (also AWS_REGION / AWS_DEFAULT_REGION).
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
@@ -85,10 +75,33 @@ pub struct AwsArgs {
     /// S3 then uses path-style addressing.
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
+}
+
+/// The flags of the commands that read a spec and call AWS.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OnlineArgs {
+    #[command(flatten)]
+    pub spec_args: SpecArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+impl OnlineArgs {
+    fn shared(&self) -> (Option<&SpecArgs>, Option<&AwsArgs>) {
+        (Some(&self.spec_args), Some(&self.aws))
+    }
+}
+
+/// How to reach AWS: the flags of the commands that call it.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "AWS connection")]
+pub struct AwsArgs {
+    #[command(flatten)]
+    pub connection: Connection,
 
     /// Request budget: `aws` keeps every AWS call under AWS's documented per-operation request
-    /// quotas (Kinesis, Firehose: 5 per second...), so AWS never throttles; `off` sends as fast
-    /// as it can, for emulators without quotas (moto, LocalStack). Also STREAMSTACK_API_BUDGET.
+    /// quotas, so AWS never throttles; `off` sends as fast as it can, for emulators without
+    /// quotas (moto, LocalStack). Also STREAMSTACK_API_BUDGET.
     #[arg(long, value_name = "aws|off")]
     pub api_budget: Option<crate::budget::BudgetMode>,
 }
@@ -100,13 +113,18 @@ impl Cli {
         let mut g = self.global.clone();
         let (spec, aws) = self.command.shared_args();
         if let Some(spec) = spec {
-            g.vars.extend(spec.vars.iter().cloned());
+            g.spec.vars.extend(spec.vars.iter().cloned());
         }
         if let Some(aws) = aws {
+            let (before, after) = (&mut g.connection, &aws.connection);
             for (flag, before, after) in [
-                ("--region", &mut g.region, &aws.region),
-                ("--profile", &mut g.profile, &aws.profile),
-                ("--endpoint-url", &mut g.endpoint_url, &aws.endpoint_url),
+                ("--region", &mut before.region, &after.region),
+                ("--profile", &mut before.profile, &after.profile),
+                (
+                    "--endpoint-url",
+                    &mut before.endpoint_url,
+                    &after.endpoint_url,
+                ),
             ] {
                 match (before.as_ref(), after) {
                     (Some(b), Some(a)) if b != a => {
@@ -132,225 +150,277 @@ impl Command {
     /// The spec and AWS flags this command takes, if any.
     pub fn shared_args(&self) -> (Option<&SpecArgs>, Option<&AwsArgs>) {
         match self {
-            Command::Validate { spec_args, .. } | Command::Render { spec_args, .. } => {
-                (Some(spec_args), None)
-            }
-            Command::Plan { spec_args, aws, .. }
-            | Command::Apply { spec_args, aws, .. }
-            | Command::Check { spec_args, aws, .. }
-            | Command::Destroy { spec_args, aws, .. }
-            | Command::ForceUnlock { spec_args, aws, .. }
-            | Command::Output { spec_args, aws, .. } => (Some(spec_args), Some(aws)),
-            Command::Stacks { aws, .. } | Command::Gc { aws, .. } => (None, Some(aws)),
-            Command::Schema | Command::Init { .. } | Command::Completions { .. } => (None, None),
+            Command::Validate(a) => (Some(&a.spec_args), None),
+            Command::Render(a) => (Some(&a.spec_args), None),
+            Command::Plan(a) => a.online.shared(),
+            Command::Apply(a) => a.online.shared(),
+            Command::Check(a) => a.online.shared(),
+            Command::Destroy(a) => a.online.shared(),
+            Command::ForceUnlock(a) => a.online.shared(),
+            Command::Output(a) => a.online.shared(),
+            Command::Stacks(a) => (None, Some(&a.aws)),
+            Command::Gc(a) => (None, Some(&a.aws)),
+            Command::Schema | Command::Init(_) | Command::Completions(_) => (None, None),
         }
     }
 }
 
+/// The commands, each with its own argument struct.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check spec files offline (no credentials, no network); every error with FILE:LINE:COL.
-    Validate {
-        /// Spec files to check.
-        #[arg(required = true, value_name = "SPEC")]
-        specs: Vec<PathBuf>,
-        /// How to print diagnostics: auto (human with source snippets on a terminal, one line
-        /// each otherwise), human (always with snippets), json, or github (::error annotations).
-        #[arg(long, value_enum, default_value_t = ValidateFormat::Auto, value_name = "FORMAT")]
-        format: ValidateFormat,
-        #[command(flatten)]
-        spec_args: SpecArgs,
-    },
+    Validate(ValidateArgs),
     /// Print what would be sent to AWS: user-data, agent.json, IAM policies, or the whole stack
     /// as a CloudFormation template.
-    Render {
-        /// The spec file.
-        #[arg(value_name = "SPEC")]
-        spec: PathBuf,
-        /// The host to render, when the spec has several.
-        #[arg(long, value_name = "NAME")]
-        host: Option<String>,
-        /// What to render.
-        #[arg(long, value_enum, default_value_t = What::UserData)]
-        what: What,
-        #[command(flatten)]
-        spec_args: SpecArgs,
-    },
+    Render(RenderArgs),
     /// Compare the spec with what is live in AWS and show what apply would change.
-    Plan {
-        /// The spec file.
-        #[arg(value_name = "SPEC")]
-        spec: PathBuf,
-        /// Print the plan as JSON (same as --format json; shape documented in README.md).
-        #[arg(long, conflicts_with = "format")]
-        json: bool,
-        /// How to print the plan: human, json, or markdown (for pull-request comments).
-        #[arg(long, value_enum, value_name = "FORMAT")]
-        format: Option<PlanFormat>,
-        /// Save the plan to FILE for `apply FILE`.
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// Exit 0 when there are no changes, 2 when there are, 1 on error.
-        #[arg(long)]
-        detailed_exitcode: bool,
-        /// Which engine deploys: streamstack's own, or CloudFormation (one stack named after
-        /// the stack, through change sets).
-        #[arg(long, value_enum, default_value_t = Engine::Streamstack, value_name = "ENGINE")]
-        engine: Engine,
-        #[command(flatten)]
-        spec_args: SpecArgs,
-        #[command(flatten)]
-        aws: AwsArgs,
-    },
+    Plan(PlanArgs),
     /// Make AWS match the spec (or a plan saved with `plan --out`).
-    Apply {
-        /// A spec file, or a plan file from `plan --out`.
-        #[arg(value_name = "SPEC|PLANFILE")]
-        target: PathBuf,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        auto_approve: bool,
-        /// Print the plan and progress events as JSON lines.
-        #[arg(long)]
-        json: bool,
-        /// Maximum number of operations at once (AWS's request rates are kept by the request
-        /// budget, not by this bound).
-        #[arg(long, default_value_t = crate::executor::DEFAULT_PARALLELISM, value_name = "N")]
-        parallelism: usize,
-        /// Wait this long for another run's lock on the stack (default: fail at once).
-        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-        lock_timeout: Option<std::time::Duration>,
-        /// Also wait until new or replaced hosts report their bootstrap (default 10m).
-        #[arg(long, value_name = "DUR", num_args = 0..=1, default_missing_value = "10m", value_parser = parse_duration)]
-        wait_bootstrap: Option<std::time::Duration>,
-        /// Which engine deploys: streamstack's own, or CloudFormation (one stack named after
-        /// the stack, through change sets).
-        #[arg(long, value_enum, default_value_t = Engine::Streamstack, value_name = "ENGINE")]
-        engine: Engine,
-        #[command(flatten)]
-        spec_args: SpecArgs,
-        #[command(flatten)]
-        aws: AwsArgs,
-    },
+    Apply(ApplyArgs),
     /// Verify the running pipeline hop by hop (hosts, streams, deliveries) and name the first
     /// broken hop.
-    Check {
-        /// The spec file.
-        #[arg(value_name = "SPEC")]
-        spec: PathBuf,
-        /// Write N test records (JSON, with a run id) into every stream and direct delivery
-        /// first, and wait until they reach S3.
-        #[arg(long, value_name = "N")]
-        put: Option<u32>,
-        /// How long to wait for every hop to pass (default: look once; with --put, 5m).
-        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-        timeout: Option<std::time::Duration>,
-        /// Print the report as one JSON object (the last stdout line).
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        spec_args: SpecArgs,
-        #[command(flatten)]
-        aws: AwsArgs,
-    },
+    Check(CheckArgs),
     /// Delete everything the stack owns (tagged streamstack:stack), buckets included.
-    Destroy {
-        /// The spec file of the stack.
-        #[arg(
-            value_name = "SPEC",
-            required_unless_present = "stack",
-            conflicts_with = "stack"
-        )]
-        spec: Option<PathBuf>,
-        /// Destroy the stack of this name, without its spec file (found by its tag).
-        #[arg(long, value_name = "NAME")]
-        stack: Option<String>,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        auto_approve: bool,
-        /// Print the plan and progress events as JSON lines.
-        #[arg(long)]
-        json: bool,
-        /// Wait this long for another run's lock on the stack (default: fail at once).
-        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-        lock_timeout: Option<std::time::Duration>,
-        /// Which engine deploys: streamstack's own, or CloudFormation (one stack named after
-        /// the stack, through change sets).
-        #[arg(long, value_enum, default_value_t = Engine::Streamstack, value_name = "ENGINE")]
-        engine: Engine,
-        #[command(flatten)]
-        spec_args: SpecArgs,
-        #[command(flatten)]
-        aws: AwsArgs,
-    },
+    Destroy(DestroyArgs),
     /// Remove a stack's lock left by a run that died (its id is in the "locked" message).
-    ForceUnlock {
-        /// The spec file of the stack.
-        #[arg(value_name = "SPEC")]
-        spec: PathBuf,
-        /// The lock's id.
-        #[arg(value_name = "LOCK_ID")]
-        lock_id: String,
-        #[command(flatten)]
-        spec_args: SpecArgs,
-        #[command(flatten)]
-        aws: AwsArgs,
-    },
+    ForceUnlock(ForceUnlockArgs),
     /// List every stack in the region (found by the streamstack:stack tag), with its expiry.
-    Stacks {
-        /// Print the list as JSON.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        aws: AwsArgs,
-    },
+    Stacks(StacksArgs),
     /// Destroy every stack in the region whose streamstack:expires-at has passed.
-    Gc {
-        /// Only list the expired stacks.
-        #[arg(long)]
-        dry_run: bool,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        auto_approve: bool,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        aws: AwsArgs,
-    },
+    Gc(GcArgs),
     /// Show ids, ARNs, where data lands and how to reach the hosts.
-    Output {
-        /// The spec file of the stack.
-        #[arg(value_name = "SPEC")]
-        spec: PathBuf,
-        /// Print the outputs as one JSON object.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        spec_args: SpecArgs,
-        #[command(flatten)]
-        aws: AwsArgs,
-    },
+    Output(OutputArgs),
     /// Print the JSON Schema of the spec (for yaml-language-server and editors).
     Schema,
     /// Write a commented, valid starting spec.
-    Init {
-        /// Which example to start from.
-        #[arg(long, value_enum, default_value_t = Example::WeatherLab)]
-        example: Example,
-        /// Overwrite the file if it exists.
-        #[arg(long)]
-        force: bool,
-        /// Where to write it.
-        #[arg(value_name = "PATH", default_value = "stack.yaml")]
-        path: PathBuf,
-    },
+    Init(InitArgs),
     /// Print a shell completion script (source it from your shell's startup file).
-    Completions {
-        /// The shell.
-        #[arg(value_enum)]
-        shell: clap_complete::Shell,
-    },
+    Completions(CompletionsArgs),
+}
+
+// `validate SPEC...`
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Spec files to check.
+    #[arg(required = true, value_name = "SPEC")]
+    pub specs: Vec<PathBuf>,
+    /// How to print diagnostics: auto (human with source snippets on a terminal, one line
+    /// each otherwise), human (always with snippets), json, or github (::error annotations).
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Auto, value_name = "FORMAT")]
+    pub format: ValidateFormat,
+    #[command(flatten)]
+    pub spec_args: SpecArgs,
+}
+
+// `render SPEC [--host NAME] [--what ...]`
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The spec file.
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// The host to render, when the spec has several.
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// What to render.
+    #[arg(long, value_enum, default_value_t = What::UserData)]
+    pub what: What,
+    #[command(flatten)]
+    pub spec_args: SpecArgs,
+}
+
+// `plan SPEC [--format FORMAT | --json] [--out FILE] [--detailed-exitcode] [--engine ENGINE]`
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The spec file.
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// Print the plan as JSON (same as --format json; shape documented in README.md).
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// How to print the plan: human, json, or markdown (for pull-request comments).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<PlanFormat>,
+    /// Save the plan to FILE for `apply FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    #[command(flatten)]
+    pub engine: EngineArg,
+    #[command(flatten)]
+    pub online: OnlineArgs,
+}
+
+impl PlanArgs {
+    /// The output format: `--json` is `--format json`; human by default.
+    pub fn output(&self) -> PlanFormat {
+        if self.json {
+            PlanFormat::Json
+        } else {
+            self.format.unwrap_or(PlanFormat::Human)
+        }
+    }
+}
+
+// `apply SPEC|PLANFILE [--auto-approve] [--json] [--parallelism N] [--lock-timeout DUR]
+// [--wait-bootstrap [DUR]] [--engine ENGINE]`
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A spec file, or a plan file from `plan --out`.
+    #[arg(value_name = "SPEC|PLANFILE")]
+    pub target: PathBuf,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+    /// Maximum number of operations at once (AWS's request rates are kept by the request
+    /// budget, not by this bound).
+    #[arg(long, default_value_t = crate::executor::DEFAULT_PARALLELISM, value_name = "N")]
+    pub parallelism: usize,
+    /// Also wait until new or replaced hosts report their bootstrap (default 10m).
+    #[arg(long, value_name = "DUR", num_args = 0..=1, default_missing_value = "10m", value_parser = parse_duration)]
+    pub wait_bootstrap: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub engine: EngineArg,
+    #[command(flatten)]
+    pub online: OnlineArgs,
+}
+
+// What `apply` and `destroy` share: approval, output and the lock.
+#[derive(Debug, Clone, Args)]
+pub struct ChangeArgs {
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Print the plan and progress events as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Wait this long for another run's lock on the stack (default: fail at once).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub lock_timeout: Option<std::time::Duration>,
+}
+
+// `--engine`: which engine deploys.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct EngineArg {
+    /// Which engine deploys: streamstack's own, or CloudFormation (one stack named after
+    /// the stack, through change sets).
+    #[arg(long = "engine", value_enum, default_value_t = Engine::Streamstack, value_name = "ENGINE")]
+    pub engine: Engine,
+}
+
+// `check SPEC [--put N] [--timeout DUR] [--json]`
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The spec file.
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// Write N test records (JSON, with a run id) into every stream and direct delivery
+    /// first, and wait until they reach S3.
+    #[arg(long, value_name = "N")]
+    pub put: Option<u32>,
+    /// How long to wait for every hop to pass (default: look once; with --put, 5m).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Print the report as one JSON object (the last stdout line).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub online: OnlineArgs,
+}
+
+// `destroy (SPEC | --stack NAME) [--auto-approve] [--json] [--lock-timeout DUR] [--engine ENGINE]`
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// The spec file of the stack.
+    #[arg(
+        value_name = "SPEC",
+        required_unless_present = "stack",
+        conflicts_with = "stack"
+    )]
+    pub spec: Option<PathBuf>,
+    /// Destroy the stack of this name, without its spec file (found by its tag).
+    #[arg(long, value_name = "NAME")]
+    pub stack: Option<String>,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+    #[command(flatten)]
+    pub engine: EngineArg,
+    #[command(flatten)]
+    pub online: OnlineArgs,
+}
+
+// `force-unlock SPEC LOCK_ID`
+#[derive(Debug, Args)]
+pub struct ForceUnlockArgs {
+    /// The spec file of the stack.
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// The lock's id.
+    #[arg(value_name = "LOCK_ID")]
+    pub lock_id: String,
+    #[command(flatten)]
+    pub online: OnlineArgs,
+}
+
+// `stacks [--json]`
+#[derive(Debug, Args)]
+pub struct StacksArgs {
+    /// Print the list as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+// `gc [--dry-run] [--auto-approve] [--json]`
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only list the expired stacks.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+// `output SPEC [--json]`
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// The spec file of the stack.
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// Print the outputs as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub online: OnlineArgs,
+}
+
+// `init [--example NAME] [--force] [PATH]`
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Which example to start from.
+    #[arg(long, value_enum, default_value_t = Example::WeatherLab)]
+    pub example: Example,
+    /// Overwrite the file if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Where to write it.
+    #[arg(value_name = "PATH", default_value = "stack.yaml")]
+    pub path: PathBuf,
+}
+
+// `completions SHELL`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -369,6 +439,15 @@ pub enum Engine {
     Streamstack,
     /// A CloudFormation stack named after the stack, deployed through change sets.
     Cloudformation,
+}
+
+impl From<Engine> for crate::deploy::Engine {
+    fn from(e: Engine) -> Self {
+        match e {
+            Engine::Streamstack => crate::deploy::Engine::Streamstack,
+            Engine::Cloudformation => crate::deploy::Engine::Cloudformation,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -552,7 +631,7 @@ mod tests {
             "streamstack apply s.yaml --engine cloudformation --auto-approve",
             "streamstack destroy s.yaml --engine cloudformation --auto-approve",
             "streamstack destroy --stack weather-lab --engine streamstack",
-            // The global flags, before the command (SPEC.md) and after it where used.
+            // The global flags, before the command (as the contract writes them) and after it.
             "streamstack --var a=b --region eu-west-1 --profile p --endpoint-url http://127.0.0.1:5000 --no-color -v plan s.yaml",
             "streamstack plan s.yaml --var a=b --region eu-west-1 --profile p --endpoint-url http://127.0.0.1:5000 --no-color -v",
             "streamstack --region ap-northeast-2 gc --auto-approve",
@@ -564,9 +643,12 @@ mod tests {
         }
         let g = parse("streamstack --var a=1 --region eu-west-1 plan s.yaml --var b=2 --endpoint-url http://e")
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(g.vars, [("a".into(), "1".into()), ("b".into(), "2".into())]);
-        assert_eq!(g.region.as_deref(), Some("eu-west-1"));
-        assert_eq!(g.endpoint_url.as_deref(), Some("http://e"));
+        assert_eq!(
+            g.spec.vars,
+            [("a".into(), "1".into()), ("b".into(), "2".into())]
+        );
+        assert_eq!(g.connection.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(g.connection.endpoint_url.as_deref(), Some("http://e"));
         assert!(parse("streamstack --region a-1 plan s.yaml --region b-2")
             .is_err_and(|e| e.contains("--region")));
         assert!(parse("streamstack --region a-1 plan s.yaml --region a-1").is_ok());

@@ -52,6 +52,26 @@ fn state_dir() -> Option<PathBuf> {
         .or_else(|| env("HOME").map(|h| h.join(".local/state/streamstack")))
 }
 
+/// The entries a journal file holds; none when there is no file. A file that cannot be read or
+/// parsed only costs the cross-run protection: that is said, and the run goes on without it.
+fn read_entries(path: &std::path::Path) -> Entries {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Entries::new(),
+        Err(e) => {
+            tracing::warn!("cannot read the creation journal {}: {e}", path.display());
+            return Entries::new();
+        }
+    };
+    match serde_json::from_str::<Vec<(String, String, u64)>>(&text) {
+        Ok(list) => list.into_iter().map(|(k, n, t)| ((k, n), t)).collect(),
+        Err(e) => {
+            tracing::warn!("ignoring the creation journal {}: {e}", path.display());
+            Entries::new()
+        }
+    }
+}
+
 impl Journal {
     /// An empty journal that lives only in memory.
     pub fn in_memory() -> Journal {
@@ -62,14 +82,7 @@ impl Journal {
     pub fn open(account_id: &str, region: &str, stack: &str) -> Journal {
         let path =
             state_dir().map(|d| d.join(format!("creating-{account_id}-{region}-{stack}.json")));
-        let entries: Entries = path
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .and_then(|t| serde_json::from_str::<Vec<(String, String, u64)>>(&t).ok())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, n, t)| ((k, n), t))
-            .collect();
+        let entries = path.as_deref().map(read_entries).unwrap_or_default();
         Journal {
             path,
             earlier: entries.clone(),

@@ -39,6 +39,8 @@ const LAYERS: &[&str] = &[
     "ops",
     "cloudformation",
     "check",
+    // One flow over both engines.
+    "deploy",
     // Presentation and the command line's definition.
     "ui",
     "cli",
@@ -146,7 +148,8 @@ fn every_module_uses_only_the_layers_below_it() {
 
 #[test]
 fn paths_in_use_lists_and_the_error_type_count() {
-    let text = "use crate::{model::Address, kinds};\nfn f() -> crate::Result<()> { crate::ops::x() }";
+    let text =
+        "use crate::{model::Address, kinds};\nfn f() -> crate::Result<()> { crate::ops::x() }";
     assert_eq!(
         used_modules(text),
         ["model", "kinds", "error", "ops"].map(String::from)

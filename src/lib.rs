@@ -6,12 +6,13 @@
 pub mod aws;
 pub mod bootstrap;
 pub mod budget;
+pub mod cfn;
 pub mod check;
 /// The command line's definition (clap): flags, arguments and their help. Commands in
 /// `src/commands/` are thin glue over the library.
 pub mod cli;
-pub mod cfn;
 pub mod cloudformation;
+pub mod deploy;
 pub mod derive;
 pub mod diagnostics;
 pub mod error;

@@ -112,7 +112,56 @@ impl Held {
     }
 }
 
-async fn read(clients: &Clients, name: &str) -> Result<Option<(LockInfo, String)>> {
+/// What the lock parameter holds: a run's lock, or a value streamstack cannot read (written by
+/// something else, or damaged), which is never taken over but can be force-unlocked by its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    Run(LockInfo),
+    Unreadable {
+        /// A digest of the value: the id `force-unlock` takes for it.
+        id: String,
+        value: String,
+    },
+}
+
+impl Holder {
+    pub fn id(&self) -> &str {
+        match self {
+            Holder::Run(i) => &i.id,
+            Holder::Unreadable { id, .. } => id,
+        }
+    }
+
+    fn of(value: String) -> Holder {
+        match serde_json::from_str(&value) {
+            Ok(info) => Holder::Run(info),
+            Err(_) => {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(value.as_bytes());
+                let id = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+                Holder::Unreadable { id, value }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Holder::Run(i) => i.fmt(f),
+            Holder::Unreadable { id, value } => {
+                let shown: String = value.chars().take(120).collect();
+                write!(
+                    f,
+                    "a lock value streamstack cannot read (id {id}): {shown:?}; not a lock of \
+                     this streamstack, or damaged"
+                )
+            }
+        }
+    }
+}
+
+async fn read(clients: &Clients, name: &str) -> Result<Option<Holder>> {
     match clients
         .ssm
         .get_parameter()
@@ -123,7 +172,7 @@ async fn read(clients: &Clients, name: &str) -> Result<Option<(LockInfo, String)
     {
         Ok(o) => {
             let value = o.parameter.and_then(|p| p.value).unwrap_or_default();
-            Ok(serde_json::from_str(&value).ok().map(|i| (i, value)))
+            Ok(Some(Holder::of(value)))
         }
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
@@ -147,8 +196,8 @@ async fn put(clients: &Clients, name: &str, info: &LockInfo, overwrite: bool) ->
 }
 
 /// The lock of `stack`, if someone holds it (for `plan` to mention).
-pub async fn held(clients: &Clients, stack: &str) -> Result<Option<LockInfo>> {
-    Ok(read(clients, &parameter_name(stack)).await?.map(|(i, _)| i))
+pub async fn held(clients: &Clients, stack: &str) -> Result<Option<Holder>> {
+    read(clients, &parameter_name(stack)).await
 }
 
 /// Takes the lock of `stack` for `command`, waiting up to `timeout` for its holder.
@@ -183,10 +232,14 @@ pub async fn acquire(
             Err(e) if e.code() == Some("ParameterAlreadyExists") => {}
             Err(e) => return Err(e),
         }
-        let Some((current, _)) = read(clients, &name).await? else {
+        let Some(current) = read(clients, &name).await? else {
             continue; // released in between: try again at once
         };
-        if let Some(why) = stale(&current, now) {
+        let stale = match &current {
+            Holder::Run(info) => stale(info, now),
+            Holder::Unreadable { .. } => None,
+        };
+        if let Some(why) = stale {
             tracing::warn!("taking over a stale {current}: {why}");
             eprintln!("note: taking over the lock of stack {stack}: {why} ({current})");
             match clients
@@ -205,7 +258,7 @@ pub async fn acquire(
             return Err(Error::Locked(format!(
                 "stack {stack} is locked: {current}; wait for it, pass --lock-timeout, or, if \
                  that run is dead, streamstack force-unlock SPEC {}",
-                current.id
+                current.id()
             )));
         }
         tokio::time::sleep(Duration::from_secs(2).min(timeout.saturating_sub(started.elapsed())))
@@ -233,7 +286,7 @@ impl Lock {
                 }
                 // Renew only a lock that is still ours.
                 match read(&c, &n).await {
-                    Ok(Some((current, _))) if current.id == i.id => {
+                    Ok(Some(Holder::Run(current))) if current.id == i.id => {
                         let writing = Instant::now();
                         i.lease_until = rfc3339(SystemTime::now() + LEASE);
                         match put(&c, &n, &i, true).await {
@@ -276,7 +329,7 @@ impl Lock {
         } else {
             matches!(
                 read(&self.clients, &self.name).await?,
-                Some((current, _)) if current.id == self.info.id
+                Some(Holder::Run(current)) if current.id == self.info.id
             )
         };
         if !ours {
@@ -298,15 +351,15 @@ impl Lock {
 }
 
 /// `force-unlock`: removes the lock of `stack` if its id is `id`.
-pub async fn force_unlock(clients: &Clients, stack: &str, id: &str) -> Result<LockInfo> {
+pub async fn force_unlock(clients: &Clients, stack: &str, id: &str) -> Result<Holder> {
     let name = parameter_name(stack);
-    let Some((current, _)) = read(clients, &name).await? else {
+    let Some(current) = read(clients, &name).await? else {
         return Err(Error::Config(format!("stack {stack} is not locked")));
     };
-    if current.id != id {
+    if current.id() != id {
         return Err(Error::Config(format!(
             "the lock of stack {stack} has id {}, not {id}: {current}",
-            current.id
+            current.id()
         )));
     }
     match clients

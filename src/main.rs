@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use commands::Failure;
-use streamstack::cli::{self, Cli, Command};
+use streamstack::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     restore_sigpipe();
@@ -29,132 +29,19 @@ fn main() -> ExitCode {
     let g = &g;
     init_logs(g.verbose);
     let outcome = match &cli.command {
-        Command::Validate { specs, format, .. } => commands::validate::run(g, specs, *format),
-        Command::Render {
-            spec, host, what, ..
-        } => commands::render::run(g, spec, host.as_deref(), *what),
-        Command::Plan {
-            spec,
-            json,
-            format,
-            out,
-            detailed_exitcode,
-            engine,
-            ..
-        } => {
-            let format = if *json {
-                cli::PlanFormat::Json
-            } else {
-                format.unwrap_or(cli::PlanFormat::Human)
-            };
-            match engine {
-                cli::Engine::Streamstack => {
-                    commands::plan::run(g, spec, format, out.as_deref(), *detailed_exitcode)
-                }
-                cli::Engine::Cloudformation => commands::cloudformation::plan(
-                    g,
-                    spec,
-                    format,
-                    out.as_deref(),
-                    *detailed_exitcode,
-                ),
-            }
-        }
-        Command::Apply {
-            target,
-            auto_approve,
-            json,
-            parallelism,
-            lock_timeout,
-            wait_bootstrap,
-            engine: cli::Engine::Streamstack,
-            ..
-        } => commands::apply::run(
-            g,
-            target,
-            *auto_approve,
-            *json,
-            *parallelism,
-            lock_timeout.unwrap_or_default(),
-            *wait_bootstrap,
-        ),
-        Command::Apply {
-            target,
-            auto_approve,
-            json,
-            parallelism,
-            lock_timeout,
-            wait_bootstrap,
-            engine: cli::Engine::Cloudformation,
-            ..
-        } => commands::cloudformation::apply(
-            g,
-            target,
-            *auto_approve,
-            *json,
-            *parallelism,
-            lock_timeout.unwrap_or_default(),
-            *wait_bootstrap,
-        ),
-        Command::ForceUnlock { spec, lock_id, .. } => commands::force_unlock::run(g, spec, lock_id),
-        Command::Check {
-            spec,
-            put,
-            timeout,
-            json,
-            ..
-        } => commands::check::run(g, spec, *put, *timeout, *json),
-        Command::Destroy {
-            spec,
-            stack,
-            auto_approve,
-            json,
-            lock_timeout,
-            engine: cli::Engine::Streamstack,
-            ..
-        } => commands::destroy::run(
-            g,
-            spec.as_deref(),
-            stack.as_deref(),
-            *auto_approve,
-            *json,
-            lock_timeout.unwrap_or_default(),
-        ),
-        Command::Destroy {
-            spec,
-            stack,
-            auto_approve,
-            json,
-            lock_timeout,
-            engine: cli::Engine::Cloudformation,
-            ..
-        } => commands::cloudformation::destroy(
-            g,
-            spec.as_deref(),
-            stack.as_deref(),
-            *auto_approve,
-            *json,
-            lock_timeout.unwrap_or_default(),
-        ),
-        Command::Stacks { json, .. } => commands::stacks::run(g, *json),
-        Command::Gc {
-            dry_run,
-            auto_approve,
-            json,
-            ..
-        } => commands::gc::run(g, *dry_run, *auto_approve, *json),
-        Command::Output { spec, json, .. } => commands::output::run(g, spec, *json),
+        Command::Validate(a) => commands::validate::run(g, a),
+        Command::Render(a) => commands::render::run(g, a),
+        Command::Plan(a) => commands::plan::run(g, a),
+        Command::Apply(a) => commands::apply::run(g, a),
+        Command::Check(a) => commands::check::run(g, a),
+        Command::Destroy(a) => commands::destroy::run(g, a),
+        Command::ForceUnlock(a) => commands::force_unlock::run(g, a),
+        Command::Stacks(a) => commands::stacks::run(g, a),
+        Command::Gc(a) => commands::gc::run(g, a),
+        Command::Output(a) => commands::output::run(g, a),
         Command::Schema => commands::schema::run(),
-        Command::Init {
-            example,
-            force,
-            path,
-        } => commands::init::run(*example, *force, path),
-        Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut cmd, "streamstack", &mut std::io::stdout());
-            Ok(0)
-        }
+        Command::Init(a) => commands::init::run(a),
+        Command::Completions(a) => commands::completions::run(a),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

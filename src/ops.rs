@@ -15,9 +15,9 @@ use crate::model::Env;
 use std::collections::BTreeMap;
 
 use crate::aws::Ctx;
+use crate::derive::{self, Validated};
 use crate::model::{Model, TAG_CREATED_AT, TAG_EXPIRES_AT, TAG_STACK};
 use crate::plan::{self, Plan};
-use crate::derive::{self, Validated};
 use crate::spec::LoadOptions;
 use crate::time::parse_rfc3339;
 use crate::{Error, Result};
@@ -242,9 +242,10 @@ impl Session {
             reads,
             ..self.cx.clone()
         };
-        let found =
-            futures::future::try_join_all(kinds::REGISTRY.handlers().map(|h| h.discover(&cx, desired)))
-                .await?;
+        let found = futures::future::try_join_all(
+            kinds::REGISTRY.handlers().map(|h| h.discover(&cx, desired)),
+        )
+        .await?;
         let mut all: Vec<Live> = found.into_iter().flatten().collect();
         // An untagged resource this stack began creating (a run that died before tagging it,
         // or an endpoint that ignores creation tags) is the stack's own: the plan tags it.
@@ -342,7 +343,7 @@ impl Session {
     }
 
     /// The stack's lock, if another run holds it.
-    pub async fn lock_held(&self) -> Result<Option<crate::lock::LockInfo>> {
+    pub async fn lock_held(&self) -> Result<Option<crate::lock::Holder>> {
         crate::lock::held(&self.cx.clients, &self.cx.stack).await
     }
 
@@ -496,10 +497,30 @@ impl PlanFile {
         }
     }
 
-    /// Reads a plan file; `None` if the file is not one (then it is a spec).
-    pub fn read(path: &Path) -> Option<PlanFile> {
-        let text = std::fs::read_to_string(path).ok()?;
-        serde_json::from_str(&text).ok()
+    /// Reads a plan file; `None` if the file is not one (then it is a spec: a plan file is a
+    /// JSON object with a `streamstack_plan` key). A file that cannot be read, a plan file that
+    /// does not parse, and one of another format version are errors.
+    pub fn read(path: &Path) -> Result<Option<PlanFile>> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(&text) else {
+            return Ok(None);
+        };
+        let Some(version) = fields.get("streamstack_plan") else {
+            return Ok(None);
+        };
+        if version.as_str() != Some(plan::FORMAT_VERSION) {
+            return Err(Error::StalePlan(format!(
+                "{} is a plan of format version {version}; this streamstack reads version {}: \
+                 run plan again",
+                path.display(),
+                plan::FORMAT_VERSION
+            )));
+        }
+        let file = serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| {
+            Error::Config(format!("{} is not a valid plan file: {e}", path.display()))
+        })?;
+        Ok(Some(file))
     }
 
     /// Checks that the spec is unchanged and that a fresh plan equals the saved one.
@@ -526,10 +547,7 @@ fn plan_differences(saved: &Plan, fresh: &Plan) -> Vec<String> {
         None => "no change".to_string(),
         Some(c) => {
             let attrs: Vec<&str> = c.attributes.iter().map(|a| a.name.as_str()).collect();
-            let action = serde_json::to_value(c.action)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
+            let action = c.action.name().to_string();
             if attrs.is_empty() {
                 action
             } else {

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::error::{Error, NotOurs, NotOursError};
 use crate::kinds::{Live, Registry};
-use crate::error::{NotOurs, NotOursError};
 use crate::model::{Address, Kind, Model, Resource};
 
 /// Version of the JSON shape of a plan (`plan --json`, `plan --out`). Bumped on any change that
@@ -31,6 +31,17 @@ pub enum Action {
 }
 
 impl Action {
+    /// The action's name, as plan JSON spells it (`no_op`, `create`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::NoOp => "no_op",
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+        }
+    }
+
     /// The symbol the human plan shows.
     pub fn symbol(self) -> &'static str {
         match self {
@@ -371,32 +382,34 @@ fn delete_change(l: &Live, reason: Option<String>, attributes: Vec<AttrChange>) 
     }
 }
 
-/// Computes the plan. Fails, changing nothing, if a same-named resource is not the stack's.
-pub fn plan(kinds: &Registry, desired: &Model, live: &[Live]) -> Result<Plan, NotOursError> {
+/// Computes the plan. Fails, changing nothing, if a same-named resource is not the stack's
+/// ([`Error::NotOurs`]).
+pub fn plan(kinds: &Registry, desired: &Model, live: &[Live]) -> Result<Plan, Error> {
     let foreign = foreign(kinds, desired, live);
     if !foreign.is_empty() {
-        return Err(NotOursError(foreign));
+        return Err(Error::NotOurs(NotOursError(foreign)));
     }
     let mut by_address: BTreeMap<&Address, Vec<&Live>> = BTreeMap::new();
     for l in live.iter().filter(|l| l.ours) {
         by_address.entry(l.address()).or_default().push(l);
     }
-    // A model's graph has no cycle (derivation only adds edges to what a resource reads from);
-    // were there one, address order still gives every resource a change.
-    let order: Vec<Address> = match desired.graph() {
-        Ok(g) => g.creation_order().to_vec(),
-        Err(_) => desired.resources.keys().cloned().collect(),
-    };
+    // A model's graph has no cycle (derivation only adds edges to what a resource reads from):
+    // one would be a bug, reported rather than planned around.
+    let graph = desired
+        .graph()
+        .map_err(|e| Error::Internal(format!("the desired resources depend on each other: {e}")))?;
+    let order = graph.creation_order();
     let mut changes = Vec::new();
     let mut replaced: BTreeSet<Address> = BTreeSet::new();
     let mut extra_deletes = Vec::new();
-    for address in &order {
+    for address in order {
         let Some(want) = desired.get(address) else {
             continue;
         };
         let (current, extras) = pick(want, by_address.remove(address).unwrap_or_default());
         for extra in extras {
-            let why = format!("a second live resource for {address} (left by an interrupted apply)");
+            let why =
+                format!("a second live resource for {address} (left by an interrupted apply)");
             extra_deletes.push(delete_change(extra, Some(why), vec![]));
         }
         let facts = KindFacts::of(kinds, address.kind);
@@ -431,9 +444,9 @@ pub fn destroy_plan(kinds: &Registry, desired: &Model, live: &[Live]) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::derive::load_str;
     use crate::kinds::REGISTRY;
     use crate::model::{Props, TAG_STACK};
-    use crate::derive::load_str;
     use crate::spec::LoadOptions;
     use serde_json::json;
 
@@ -723,7 +736,9 @@ hosts:
             .expect("stream");
         l.ours = false;
         l.resource.tags.remove(TAG_STACK);
-        let err = plan(&REGISTRY, &m, &live).expect_err("foreign");
+        let Err(Error::NotOurs(err)) = plan(&REGISTRY, &m, &live) else {
+            panic!("a foreign stream must fail the plan");
+        };
         assert_eq!(err.0.len(), 1);
         assert_eq!(err.0[0].name, "lab-weather");
         assert!(err.to_string().contains("stream.weather"));

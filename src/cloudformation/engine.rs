@@ -23,8 +23,8 @@ use aws_sdk_cloudformation::types::{
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cfn::{logical_id, CREATED_AT_PARAMETER, EXPIRES_AT_PARAMETER};
 use crate::aws::Ctx;
+use crate::cfn::{logical_id, CREATED_AT_PARAMETER, EXPIRES_AT_PARAMETER};
 use crate::events::Event;
 use crate::kinds::{self, bucket};
 use crate::model::{Address, Kind, Stamps, TAG_STACK};
@@ -268,8 +268,58 @@ fn address_of(map: &BTreeMap<String, Address>, id: &str) -> Address {
 pub async fn change_set(s: &Session) -> Result<ChangeSet> {
     let name = stack_name(s)?;
     let deployed = owned(s).await?;
-    if let Some(d) = &deployed {
-        ensure_idle(&name, d)?;
+    let creating = check_deployable(s, &name, deployed.as_ref()).await?;
+    let stamps = stamps(s, deployed.as_ref());
+    let (id, stack_id) = create_change_set(s, &name, creating, &stamps).await?;
+    let made_stack = creating && deployed.is_none();
+    let (status, reason) = computed(s, &name, &id).await?;
+    if status == Some(ChangeSetStatus::Failed) {
+        let nothing = reason.contains("didn't contain changes")
+            || reason.contains("No updates are to be performed");
+        // Either way the change set is of no further use; one left behind is only clutter, and
+        // the user hears of it.
+        if let Err(e) =
+            s.cx.clients
+                .cloudformation
+                .delete_change_set()
+                .change_set_name(&id)
+                .stack_name(&name)
+                .send()
+                .await
+                .op("cloudformation:DeleteChangeSet")
+        {
+            tracing::warn!("could not delete the failed change set {id} of stack {name}: {e}");
+        }
+        if !nothing {
+            return Err(Error::Config(format!(
+                "CloudFormation could not make a change set for stack {name}: {reason}"
+            )));
+        }
+        let plan = to_plan(s, Vec::new())?;
+        return Ok(ChangeSet {
+            stack_name: name,
+            stack_id,
+            id: None,
+            made_stack,
+            plan,
+        });
+    }
+    let changes = changes_of(s, &name, &id, &stamps).await?;
+    Ok(ChangeSet {
+        stack_name: name,
+        stack_id,
+        id: Some(id),
+        made_stack,
+        plan: to_plan(s, changes)?,
+    })
+}
+
+/// Refuses a stack CloudFormation cannot deploy now (busy, or a failed first create), and a
+/// first deploy over resources streamstack made without CloudFormation or that are not the
+/// stack's. Returns whether the change set creates the stack.
+async fn check_deployable(s: &Session, name: &str, deployed: Option<&Deployed>) -> Result<bool> {
+    if let Some(d) = deployed {
+        ensure_idle(name, d)?;
         if d.status == StackStatus::RollbackComplete.as_str()
             || d.status == StackStatus::RollbackFailed.as_str()
         {
@@ -281,83 +331,97 @@ pub async fn change_set(s: &Session) -> Result<ChangeSet> {
             )));
         }
     }
-    let creating = deployed
-        .as_ref()
-        .is_none_or(|d| d.status == "REVIEW_IN_PROGRESS");
-    if creating {
-        // Resources of this stack that the default engine made would collide by name.
-        let live = s.live().await?;
-        // A resource with one of the stack's names that is not the stack's: refused here, not
-        // half-way through a CloudFormation create.
-        s.plan(&live)?;
-        let ours: Vec<String> = live
-            .iter()
-            .filter(|l| l.ours)
-            .map(|l| format!("{} ({})", l.address(), l.resource.name))
-            .collect();
-        if !ours.is_empty() {
-            return Err(Error::Config(format!(
-                "stack {} already exists as resources streamstack made without CloudFormation: \
-                 {}. Keep using the default engine, or destroy it first (streamstack destroy \
-                 SPEC) and apply with --engine cloudformation",
-                s.cx.stack,
-                ours.join(", ")
-            )));
-        }
+    let creating = deployed.is_none_or(|d| d.status == "REVIEW_IN_PROGRESS");
+    if !creating {
+        return Ok(false);
     }
-    let stamps = stamps(s, deployed.as_ref());
-    let body = template_body(s, &stamps)?;
+    // Resources of this stack that the default engine made would collide by name.
+    let live = s.live().await?;
+    // A resource with one of the stack's names that is not the stack's: refused here, not
+    // half-way through a CloudFormation create.
+    s.plan(&live)?;
+    let ours: Vec<String> = live
+        .iter()
+        .filter(|l| l.ours)
+        .map(|l| format!("{} ({})", l.address(), l.resource.name))
+        .collect();
+    if !ours.is_empty() {
+        return Err(Error::Config(format!(
+            "stack {} already exists as resources streamstack made without CloudFormation: \
+             {}. Keep using the default engine, or destroy it first (streamstack destroy \
+             SPEC) and apply with --engine cloudformation",
+            s.cx.stack,
+            ours.join(", ")
+        )));
+    }
+    Ok(true)
+}
+
+/// `CreateChangeSet` of the spec's template: its id and the stack's.
+async fn create_change_set(
+    s: &Session,
+    name: &str,
+    creating: bool,
+    stamps: &Stamps,
+) -> Result<(String, String)> {
+    let body = template_body(s, stamps)?;
     let cs_name = format!(
         "streamstack-{}",
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
     );
-    let cfn = &s.cx.clients.cloudformation;
-    let created = cfn
-        .create_change_set()
-        .stack_name(&name)
-        .change_set_name(&cs_name)
-        .change_set_type(if creating {
-            ChangeSetType::Create
-        } else {
-            ChangeSetType::Update
-        })
-        .template_body(body)
-        .set_parameters(Some(parameters(&stamps)))
-        .capabilities(Capability::CapabilityNamedIam)
-        .tags(Tag::builder().key(TAG_STACK).value(&s.cx.stack).build())
-        .description(format!(
-            "streamstack {}: spec sha256 {}",
-            env!("CARGO_PKG_VERSION"),
-            s.spec_sha256
-        ))
-        .include_nested_stacks(false)
-        .send()
-        .await
-        .op("cloudformation:CreateChangeSet")?;
-    let id = created.id.unwrap_or_else(|| cs_name.clone());
-    let stack_id = created.stack_id.unwrap_or_else(|| name.clone());
-    let made_stack = creating && deployed.is_none();
-    // Wait until the change set is computed.
-    let start = Instant::now();
-    let mut pause = Duration::from_millis(100);
-    let (status, reason) = loop {
-        let out = cfn
-            .describe_change_set()
-            .change_set_name(&id)
-            .stack_name(&name)
+    let created =
+        s.cx.clients
+            .cloudformation
+            .create_change_set()
+            .stack_name(name)
+            .change_set_name(&cs_name)
+            .change_set_type(if creating {
+                ChangeSetType::Create
+            } else {
+                ChangeSetType::Update
+            })
+            .template_body(body)
+            .set_parameters(Some(parameters(stamps)))
+            .capabilities(Capability::CapabilityNamedIam)
+            .tags(Tag::builder().key(TAG_STACK).value(&s.cx.stack).build())
+            .description(format!(
+                "streamstack {}: spec sha256 {}",
+                env!("CARGO_PKG_VERSION"),
+                s.spec_sha256
+            ))
+            .include_nested_stacks(false)
             .send()
             .await
-            .op("cloudformation:DescribeChangeSet")?;
+            .op("cloudformation:CreateChangeSet")?;
+    let id = created.id.unwrap_or(cs_name);
+    let stack_id = created.stack_id.unwrap_or_else(|| name.to_string());
+    Ok((id, stack_id))
+}
+
+/// Waits until the change set is computed: its final status and CloudFormation's reason.
+async fn computed(s: &Session, name: &str, id: &str) -> Result<(Option<ChangeSetStatus>, String)> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let out =
+            s.cx.clients
+                .cloudformation
+                .describe_change_set()
+                .change_set_name(id)
+                .stack_name(name)
+                .send()
+                .await
+                .op("cloudformation:DescribeChangeSet")?;
         let status = out.status.clone();
         match status {
             Some(ChangeSetStatus::CreateComplete) | Some(ChangeSetStatus::Failed) => {
-                break (status, out.status_reason.unwrap_or_default())
+                return Ok((status, out.status_reason.unwrap_or_default()))
             }
             _ if start.elapsed() > Duration::from_secs(600) => {
                 return Err(Error::Timeout {
-                    address: Address::new(STACK, &name),
+                    address: Address::new(STACK, name),
                     what: "the change set to be computed".into(),
                     elapsed: start.elapsed(),
                 })
@@ -367,92 +431,66 @@ pub async fn change_set(s: &Session) -> Result<ChangeSet> {
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
         }
-    };
-    let map = addresses(s);
-    // What streamstack's own plan shows for each resource it would create, to show the same.
-    let (desired, _) = s.desired(&[], Some(&stamps.created_at));
-    let creates: BTreeMap<String, Vec<AttrChange>> = crate::plan::plan(&kinds::REGISTRY, &desired, &[])
-        .map(|p| {
-            p.changes
-                .into_iter()
-                .map(|c| (c.address, c.attributes))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut changes = Vec::new();
-    if status == Some(ChangeSetStatus::Failed) {
-        let nothing = reason.contains("didn't contain changes")
-            || reason.contains("No updates are to be performed");
-        // Either way the change set is of no further use.
-        let _ = cfn
-            .delete_change_set()
-            .change_set_name(&id)
-            .stack_name(&name)
-            .send()
-            .await
-            .op("cloudformation:DeleteChangeSet");
-        if !nothing {
-            return Err(Error::Config(format!(
-                "CloudFormation could not make a change set for stack {name}: {reason}"
-            )));
-        }
-        return Ok(ChangeSet {
-            stack_name: name,
-            stack_id,
-            id: None,
-            made_stack,
-            plan: to_plan(s, Vec::new()),
-        });
     }
+}
+
+/// The computed change set's changes, in streamstack's plan format: a resource to create shows
+/// the attributes streamstack's own plan would show for it.
+async fn changes_of(s: &Session, name: &str, id: &str, stamps: &Stamps) -> Result<Vec<Change>> {
+    let map = addresses(s);
+    let (desired, _) = s.desired(&[], Some(&stamps.created_at));
+    let creates: BTreeMap<String, Vec<AttrChange>> =
+        crate::plan::plan(&kinds::REGISTRY, &desired, &[])?
+            .changes
+            .into_iter()
+            .map(|c| (c.address, c.attributes))
+            .collect();
+    let mut changes = Vec::new();
     let mut token = None;
     loop {
-        let out = cfn
-            .describe_change_set()
-            .change_set_name(&id)
-            .stack_name(&name)
-            .set_next_token(token)
-            .send()
-            .await
-            .op("cloudformation:DescribeChangeSet")?;
-        for c in out.changes.unwrap_or_default() {
-            if let Some(rc) = c.resource_change {
-                let mut c = change_of(&map, s, rc);
-                if c.action == Action::Create && c.reason.is_none() {
-                    if let Some(a) = creates.get(&c.address) {
-                        c.attributes.extend(a.iter().cloned());
-                    }
+        let out =
+            s.cx.clients
+                .cloudformation
+                .describe_change_set()
+                .change_set_name(id)
+                .stack_name(name)
+                .set_next_token(token)
+                .send()
+                .await
+                .op("cloudformation:DescribeChangeSet")?;
+        for rc in out
+            .changes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| c.resource_change)
+        {
+            let mut c = change_of(&map, s, rc);
+            if c.action == Action::Create && c.reason.is_none() {
+                if let Some(a) = creates.get(&c.address) {
+                    c.attributes.extend(a.iter().cloned());
                 }
-                changes.push(c);
             }
+            changes.push(c);
         }
         token = out.next_token;
         if token.is_none() {
-            break;
+            return Ok(changes);
         }
     }
-    Ok(ChangeSet {
-        stack_name: name,
-        stack_id,
-        id: Some(id),
-        made_stack,
-        plan: to_plan(s, changes),
-    })
 }
 
-fn to_plan(s: &Session, mut changes: Vec<Change>) -> Plan {
-    // Creations in the model's creation order, deletions last.
-    let order: BTreeMap<String, usize> = s
-        .validated
-        .model
+/// The changes as a plan: creations in the model's creation order, deletions last.
+fn to_plan(s: &Session, mut changes: Vec<Change>) -> Result<Plan> {
+    let model = &s.validated.model;
+    let graph = model
         .graph()
-        .map(|g| {
-            g.creation_order()
-                .iter()
-                .enumerate()
-                .map(|(i, a)| (a.to_string(), i))
-                .collect()
-        })
-        .unwrap_or_default();
+        .map_err(|e| Error::Internal(format!("the desired resources depend on each other: {e}")))?;
+    let order: BTreeMap<String, usize> = graph
+        .creation_order()
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.to_string(), i))
+        .collect();
     changes.sort_by_key(|c| {
         (
             c.action == Action::Delete,
@@ -460,15 +498,7 @@ fn to_plan(s: &Session, mut changes: Vec<Change>) -> Plan {
             c.address.clone(),
         )
     });
-    Plan {
-        format_version: crate::plan::FORMAT_VERSION.into(),
-        stack: s.cx.stack.clone(),
-        region: s.cx.env.region.clone(),
-        account_id: s.cx.env.account_id.clone(),
-        created_at: None,
-        summary: Summary::of(&changes),
-        changes,
-    }
+    Ok(Plan::new(model, changes))
 }
 
 fn json_or_string(s: Option<String>) -> Value {

@@ -1,6 +1,5 @@
 //! `streamstack check SPEC [--put N] [--timeout DUR] [--json]`
 
-use std::path::Path;
 use std::time::Duration;
 
 use streamstack::check::{self, CheckOptions};
@@ -8,15 +7,10 @@ use streamstack::events::Events;
 use streamstack::ops;
 
 use super::{open_options, runtime, stdout_style, Failure, Outcome};
-use streamstack::cli::Global;
+use streamstack::cli::{CheckArgs, Global};
 
-pub fn run(
-    g: &Global,
-    spec: &Path,
-    put: Option<u32>,
-    timeout: Option<Duration>,
-    json: bool,
-) -> Outcome {
+pub fn run(g: &Global, a: &CheckArgs) -> Outcome {
+    let (spec, put, timeout, json) = (&a.spec, a.put, a.timeout, a.json);
     let style = stdout_style(g);
     runtime()?.block_on(async {
         let s = ops::open(spec, &open_options(g, Events::none())).await?;

@@ -1,35 +1,32 @@
-//! `streamstack destroy (SPEC | --stack NAME) [--auto-approve] [--json]`
+//! `streamstack destroy (SPEC | --stack NAME) [--auto-approve] [--json] [--engine ENGINE]`
 
-use std::path::Path;
-
+use streamstack::deploy::{self, DestroyPlanned, Engine};
 use streamstack::executor::DEFAULT_PARALLELISM;
 use streamstack::ops::Session;
 
 use super::{
-    confirm, event_printer, finish, locked, open_options, open_spec_or_stack, runtime,
-    stdout_style, Failure, Outcome,
+    approval_possible, confirm, event_printer, finish, locked, open_options, open_spec_or_stack,
+    runtime, stdout_style, Failure, Outcome,
 };
-use streamstack::cli::Global;
+use streamstack::cli::{DestroyArgs, Global};
 
-pub fn run(
-    g: &Global,
-    spec: Option<&Path>,
-    stack: Option<&str>,
-    auto_approve: bool,
-    json: bool,
-    lock_timeout: std::time::Duration,
-) -> Outcome {
+pub fn run(g: &Global, a: &DestroyArgs) -> Outcome {
+    let c = &a.change;
+    approval_possible(c.auto_approve)?;
     let style = stdout_style(g);
     runtime()?.block_on(async {
-        let opts = open_options(g, event_printer(style, json));
-        let s = open_spec_or_stack(spec, stack, &opts).await?;
-        destroy(&s, g, auto_approve, json, lock_timeout).await
+        let opts = open_options(g, event_printer(style, c.json));
+        let s = open_spec_or_stack(a.spec.as_deref(), a.stack.as_deref(), &opts).await?;
+        let engine = Engine::from(a.engine.engine);
+        let timeout = c.lock_timeout.unwrap_or_default();
+        destroy(&s, engine, g, c.auto_approve, c.json, timeout).await
     })
 }
 
 /// Destroys the session's stack under its lock: plan, confirm, delete, prove nothing remains.
 pub async fn destroy(
     s: &Session,
+    engine: Engine,
     g: &Global,
     auto_approve: bool,
     json: bool,
@@ -37,63 +34,84 @@ pub async fn destroy(
 ) -> Outcome {
     // The lock first, then one look at what is live (a look before the lock would only be
     // repeated under it: one discovery less, which at AWS's quotas is seconds for a classroom).
-    locked(
-        s,
-        "destroy",
-        lock_timeout,
-        destroy_locked(s, g, auto_approve, json),
-    )
-    .await
+    let work = destroy_locked(s, engine, g, auto_approve, json);
+    locked(s, "destroy", lock_timeout, work).await
 }
 
-async fn destroy_locked(s: &Session, g: &Global, auto_approve: bool, json: bool) -> Outcome {
-    let style = stdout_style(g);
+async fn destroy_locked(
+    s: &Session,
+    engine: Engine,
+    g: &Global,
+    auto_approve: bool,
+    json: bool,
+) -> Outcome {
     let stack = s.cx.stack.clone();
-    let d = s.plan_destroy().await?;
+    let d = deploy::plan_destroy(engine, s).await?;
+    let question = show(s, &d, g, json);
+    if d.has_changes() && !auto_approve {
+        confirm(&question)?;
+    }
+    let (applied, left) = d.destroy(s, DEFAULT_PARALLELISM).await?;
     if json {
-        println!("{}", serde_json::json!({"type": "planned", "plan": d.plan}));
-    } else {
-        for f in &d.foreign {
-            println!(
-                "note: {} ({}) has one of this stack's names but is not the stack's; leaving it alone",
-                f.address(),
-                f.resource.name
-            );
-        }
-        if d.plan.has_changes() {
-            print!("{}", streamstack::ui::render_plan(&d.plan, style));
-        } else {
-            println!(
-                "No resources tagged streamstack:stack={stack} in {}.",
-                s.cx.env.region
-            );
-        }
+        let report = applied.to_json();
+        let line = serde_json::json!({"type": "report", "report": report, "remaining": left});
+        println!("{line}");
     }
-    if d.plan.has_changes() && !auto_approve {
-        confirm(&format!("\nDestroy every resource of stack {stack}?"))?;
-    }
-    let (report, left) = s.destroy(&d, DEFAULT_PARALLELISM).await?;
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"type": "report", "report": report, "remaining": left})
-        );
-    }
-    if !report.ok() {
-        return finish(&report, String::new(), json);
+    if !applied.ok() {
+        return finish(&applied, String::new(), json);
     }
     if left.is_empty() {
         let line = format!("\nDestroy complete! Nothing of stack {stack} remains.");
-        if json {
-            eprintln!("{line}");
-        } else {
-            println!("{line}");
-        }
-        Ok(0)
+        finish(&applied, line, json)
     } else {
         Err(Failure::Message(format!(
             "still present after destroy: {}",
             left.join(", ")
         )))
+    }
+}
+
+/// Prints what will be destroyed; returns the question to confirm it with.
+fn show(s: &Session, d: &DestroyPlanned, g: &Global, json: bool) -> String {
+    let stack = &s.cx.stack;
+    match d {
+        DestroyPlanned::Own(d) => {
+            if json {
+                println!("{}", serde_json::json!({"type": "planned", "plan": d.plan}));
+            } else {
+                for f in &d.foreign {
+                    println!(
+                        "note: {} ({}) has one of this stack's names but is not the stack's; leaving it alone",
+                        f.address(),
+                        f.resource.name
+                    );
+                }
+                if d.plan.has_changes() {
+                    print!("{}", streamstack::ui::render_plan(&d.plan, stdout_style(g)));
+                } else {
+                    let region = &s.cx.env.region;
+                    println!("No resources tagged streamstack:stack={stack} in {region}.");
+                }
+            }
+            format!("\nDestroy every resource of stack {stack}?")
+        }
+        DestroyPlanned::Stack { name, deployed } => {
+            let what = match deployed {
+                Some(d) => format!(
+                    "CloudFormation stack {name} ({}) and everything in it",
+                    d.status
+                ),
+                None => format!("what is left of stack {name} (there is no CloudFormation stack)"),
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"type": "planned", "destroy": what})
+                );
+            } else {
+                println!("streamstack will destroy {what}.");
+            }
+            format!("\nDestroy {what}?")
+        }
     }
 }

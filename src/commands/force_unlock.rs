@@ -1,14 +1,13 @@
 //! `streamstack force-unlock SPEC LOCK_ID`
 
-use std::path::Path;
-
 use streamstack::events::Events;
 use streamstack::ops;
 
 use super::{open_options, runtime, Outcome};
-use streamstack::cli::Global;
+use streamstack::cli::{ForceUnlockArgs, Global};
 
-pub fn run(g: &Global, spec: &Path, id: &str) -> Outcome {
+pub fn run(g: &Global, a: &ForceUnlockArgs) -> Outcome {
+    let (spec, id) = (&a.spec, &a.lock_id);
     runtime()?.block_on(async {
         let s = ops::open(spec, &open_options(g, Events::none())).await?;
         let was = streamstack::lock::force_unlock(&s.cx.clients, &s.cx.stack, id).await?;

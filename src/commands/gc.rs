@@ -4,12 +4,13 @@ use futures::StreamExt;
 use streamstack::ops;
 
 use super::{confirm, destroy, open_options, runtime, Failure, Outcome};
-use streamstack::cli::Global;
+use streamstack::cli::{GcArgs, Global};
 
 /// Expired stacks destroyed at once.
 const AT_ONCE: usize = 3;
 
-pub fn run(g: &Global, dry_run: bool, auto_approve: bool, json: bool) -> Outcome {
+pub fn run(g: &Global, a: &GcArgs) -> Outcome {
+    let (dry_run, auto_approve, json) = (a.dry_run, a.auto_approve, a.json);
     runtime()?.block_on(async {
         let base = open_options(g, streamstack::events::Events::none());
         let expired: Vec<ops::StackInfo> = ops::list_stacks(&base.aws)
@@ -50,7 +51,10 @@ pub fn run(g: &Global, dry_run: bool, auto_approve: bool, json: bool) -> Outcome
             let base = base.clone();
             async move {
                 let outcome = match ops::open_stack(name, &base).await {
-                    Ok(s) => destroy::destroy(&s, g, true, json, std::time::Duration::ZERO).await,
+                    Ok(s) => {
+                        let engine = streamstack::deploy::Engine::Streamstack;
+                        destroy::destroy(&s, engine, g, true, json, std::time::Duration::ZERO).await
+                    }
                     Err(e) => Err(Failure::from(e)),
                 };
                 (name.to_string(), outcome)
@@ -61,7 +65,7 @@ pub fn run(g: &Global, dry_run: bool, auto_approve: bool, json: bool) -> Outcome
         .await;
         let failed: Vec<String> = results
             .iter()
-            .filter_map(|(n, o)| o.as_ref().err().map(|e| format!("{n}: {e:?}")))
+            .filter_map(|(n, o)| o.as_ref().err().map(|e| format!("{n}: {e}")))
             .collect();
         let destroyed: Vec<&str> = results
             .iter()

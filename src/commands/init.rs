@@ -1,16 +1,15 @@
 //! `streamstack init [--example weather-lab|classroom|direct] [--force] [PATH]`
 
-use std::path::Path;
-
 use super::{Failure, Outcome};
-use streamstack::cli::Example;
+use streamstack::cli::{Example, InitArgs};
 
 const WEATHER_LAB: &str = include_str!("../../stacks/weather-lab.yaml");
 const CLASSROOM: &str = include_str!("../../stacks/classroom.yaml");
 const DIRECT: &str = include_str!("../../stacks/direct.yaml");
 
-pub fn run(example: Example, force: bool, path: &Path) -> Outcome {
-    let text = match example {
+pub fn run(a: &InitArgs) -> Outcome {
+    let (force, path) = (a.force, &a.path);
+    let text = match a.example {
         Example::WeatherLab => WEATHER_LAB,
         Example::Classroom => CLASSROOM,
         Example::Direct => DIRECT,

@@ -2,7 +2,7 @@
 
 pub mod apply;
 pub mod check;
-pub mod cloudformation;
+pub mod completions;
 pub mod destroy;
 pub mod force_unlock;
 pub mod gc;
@@ -30,6 +30,15 @@ pub enum Failure {
     Message(String),
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Spec(d) => write!(f, "{d}"),
+            Failure::Message(m) => f.write_str(m),
+        }
+    }
+}
+
 pub type Outcome = Result<u8, Failure>;
 
 /// Loading options from the global flags and the environment (offline).
@@ -39,8 +48,8 @@ pub fn load_options(g: &Global) -> LoadOptions {
         .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
         .filter(|r| !r.is_empty());
     LoadOptions {
-        vars: g.vars.clone(),
-        region: g.region.clone().filter(|r| !r.is_empty()),
+        vars: g.spec.vars.clone(),
+        region: g.connection.region.clone().filter(|r| !r.is_empty()),
         ambient_region,
         account_id: None,
     }
@@ -135,9 +144,9 @@ pub fn open_options(
     streamstack::ops::OpenOptions {
         load: load_options(g),
         aws: streamstack::aws::AwsOptions {
-            region: g.region.clone(),
-            profile: g.profile.clone(),
-            endpoint_url: g.endpoint_url.clone(),
+            region: g.connection.region.clone(),
+            profile: g.connection.profile.clone(),
+            endpoint_url: g.connection.endpoint_url.clone(),
             api_budget: g.api_budget,
         },
         events,
@@ -228,9 +237,13 @@ pub fn confirm(question: &str) -> Result<(), Failure> {
         ));
     }
     print!("{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
+    // A prompt that did not show is no reason to stop: the answer is what counts.
     let _ = std::io::stdout().flush();
     let mut answer = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut answer);
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Failure::Message(format!("cannot read the answer: {e}")))?;
     if answer.trim() == "yes" {
         Ok(())
     } else {
@@ -240,35 +253,16 @@ pub fn confirm(question: &str) -> Result<(), Failure> {
     }
 }
 
-/// Prints an executor report's failures; `Ok` when everything succeeded.
-/// With `json`, stdout carries only JSON: the done line goes to stderr.
-pub fn finish(report: &streamstack::executor::Report, done_line: String, json: bool) -> Outcome {
-    if report.ok() {
-        if json {
-            eprintln!("{done_line}");
-        } else {
-            println!("{done_line}");
-        }
-        return Ok(0);
+/// Prints the done line when everything succeeded (to stderr with `json`: stdout carries only
+/// JSON); otherwise fails with every failed and skipped operation.
+pub fn finish(applied: &streamstack::deploy::Applied, done_line: String, json: bool) -> Outcome {
+    if !applied.ok() {
+        return Err(Failure::Message(applied.failure()));
     }
-    let mut msg = format!(
-        "{} operation(s) failed, {} skipped, {} done:",
-        report.failed.len(),
-        report.skipped.len(),
-        report.done.len()
-    );
-    for f in &report.failed {
-        msg.push_str(&format!(
-            "\n  failed  {} ({}): {}",
-            f.address, f.operation, f.error.message
-        ));
+    if json {
+        eprintln!("{done_line}");
+    } else {
+        println!("{done_line}");
     }
-    for s in &report.skipped {
-        msg.push_str(&format!(
-            "\n  skipped {} ({}; waits for {})",
-            s.address, s.operation, s.because
-        ));
-    }
-    msg.push_str("\nRun apply again to continue from the live state.");
-    Err(Failure::Message(msg))
+    Ok(0)
 }

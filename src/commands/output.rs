@@ -1,14 +1,13 @@
 //! `streamstack output SPEC [--json]`
 
-use std::path::Path;
-
 use streamstack::events::Events;
 use streamstack::ops;
 
 use super::{open_options, runtime, Failure, Outcome};
-use streamstack::cli::Global;
+use streamstack::cli::{Global, OutputArgs};
 
-pub fn run(g: &Global, spec: &Path, json: bool) -> Outcome {
+pub fn run(g: &Global, a: &OutputArgs) -> Outcome {
+    let (spec, json) = (&a.spec, a.json);
     runtime()?.block_on(async {
         let s = ops::open(spec, &open_options(g, Events::none())).await?;
         let live = s.live().await?;

@@ -1,22 +1,28 @@
-//! `streamstack plan SPEC [--format human|json|markdown] [--json] [--out FILE] [--detailed-exitcode]`
+//! `streamstack plan SPEC [--format human|json|markdown] [--json] [--out FILE] [--detailed-exitcode]
+//! [--engine ENGINE]`
 
 use std::path::Path;
 
+use streamstack::deploy::{self, Engine};
 use streamstack::events::Events;
-use streamstack::ops::{self, PlanFile};
+use streamstack::ops::{self, PlanFile, Session};
+use streamstack::plan::Plan;
 
 use super::{open_options, runtime, stdout_style, Failure, Outcome};
-use streamstack::cli::{Global, PlanFormat};
+use streamstack::cli::{Global, PlanArgs, PlanFormat};
 
-pub fn run(
-    g: &Global,
-    spec: &Path,
-    format: PlanFormat,
-    out: Option<&Path>,
-    detailed: bool,
-) -> Outcome {
+pub fn run(g: &Global, a: &PlanArgs) -> Outcome {
+    let format = a.output();
+    let engine = Engine::from(a.engine.engine);
+    if a.out.is_some() && engine == Engine::Cloudformation {
+        return Err(Failure::Message(
+            "--out saves streamstack's own plans; with --engine cloudformation the change set is \
+             made again at apply"
+                .into(),
+        ));
+    }
     runtime()?.block_on(async {
-        let s = match ops::open(spec, &open_options(g, Events::none())).await {
+        let s = match ops::open(&a.spec, &open_options(g, Events::none())).await {
             // With JSON output, an invalid spec is JSON too: the diagnostics object.
             Err(streamstack::Error::Spec(d)) if format == PlanFormat::Json => {
                 println!("{}", streamstack::diagnostics::to_json(&d));
@@ -24,36 +30,51 @@ pub fn run(
             }
             other => other?,
         };
-        // plan takes no lock, but says when an apply or destroy is under way (asked alongside
-        // the discovery).
-        let (live, held) = futures::try_join!(s.live(), s.lock_held())?;
-        let plan = s.plan(&live)?;
+        let (planned, held) = deploy::plan(engine, &s).await?;
         if let Some(held) = held {
             eprintln!("note: an apply or destroy of this stack is under way: {held}");
         }
-        match format {
-            PlanFormat::Json => {
-                let text = serde_json::to_string_pretty(&plan)
-                    .map_err(|e| Failure::Message(e.to_string()))?;
-                println!("{text}");
-            }
-            PlanFormat::Markdown => print!("{}", streamstack::ui::render_plan_markdown(&plan)),
-            PlanFormat::Human => print!("{}", streamstack::ui::render_plan(&plan, stdout_style(g))),
+        // A change set made only to be shown goes, whatever printing does.
+        let printed = print_plan(planned.plan(), format, g);
+        let discarded = planned.discard(&s).await;
+        printed?;
+        discarded?;
+        if let Some(out) = &a.out {
+            save(&s, g, planned.plan(), out, format)?;
         }
-        if let Some(out) = out {
-            let file = PlanFile::new(&s, &g.vars, &plan);
-            let text =
-                serde_json::to_string_pretty(&file).map_err(|e| Failure::Message(e.to_string()))?;
-            std::fs::write(out, text)
-                .map_err(|e| Failure::Message(format!("cannot write {}: {e}", out.display())))?;
-            if format == PlanFormat::Human {
-                println!(
-                    "\nSaved the plan to {}; apply it with: streamstack apply {}",
-                    out.display(),
-                    out.display()
-                );
-            }
-        }
-        Ok(if detailed && plan.has_changes() { 2 } else { 0 })
+        Ok(if a.detailed_exitcode && planned.plan().has_changes() {
+            2
+        } else {
+            0
+        })
     })
+}
+
+fn print_plan(plan: &Plan, format: PlanFormat, g: &Global) -> Result<(), Failure> {
+    match format {
+        PlanFormat::Json => {
+            let text =
+                serde_json::to_string_pretty(plan).map_err(|e| Failure::Message(e.to_string()))?;
+            println!("{text}");
+        }
+        PlanFormat::Markdown => print!("{}", streamstack::ui::render_plan_markdown(plan)),
+        PlanFormat::Human => print!("{}", streamstack::ui::render_plan(plan, stdout_style(g))),
+    }
+    Ok(())
+}
+
+/// `--out FILE`: the plan and what it was computed from, for `apply FILE`.
+fn save(s: &Session, g: &Global, plan: &Plan, out: &Path, format: PlanFormat) -> Outcome {
+    let file = PlanFile::new(s, &g.spec.vars, plan);
+    let text = serde_json::to_string_pretty(&file).map_err(|e| Failure::Message(e.to_string()))?;
+    std::fs::write(out, text)
+        .map_err(|e| Failure::Message(format!("cannot write {}: {e}", out.display())))?;
+    if format == PlanFormat::Human {
+        println!(
+            "\nSaved the plan to {}; apply it with: streamstack apply {}",
+            out.display(),
+            out.display()
+        );
+    }
+    Ok(0)
 }

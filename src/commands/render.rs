@@ -1,14 +1,13 @@
 //! `streamstack render SPEC [--host NAME] [--what ...]`
 
-use std::path::Path;
-
 use streamstack::kinds::Render;
 use streamstack::ops;
 
 use super::{load_options, print_diagnostics, stderr_color, Failure, Outcome};
-use streamstack::cli::{Global, What};
+use streamstack::cli::{Global, RenderArgs, What};
 
-pub fn run(g: &Global, path: &Path, host: Option<&str>, what: What) -> Outcome {
+pub fn run(g: &Global, a: &RenderArgs) -> Outcome {
+    let (path, host, what) = (a.spec.as_path(), a.host.as_deref(), a.what);
     let v = streamstack::derive::load_file(path, &load_options(g)).map_err(Failure::Spec)?;
     print_diagnostics(&v.warnings, stderr_color(g), super::stderr_snippets());
     let what = match what {

@@ -3,9 +3,10 @@
 use streamstack::ops;
 
 use super::{open_options, runtime, Failure, Outcome};
-use streamstack::cli::Global;
+use streamstack::cli::{Global, StacksArgs};
 
-pub fn run(g: &Global, json: bool) -> Outcome {
+pub fn run(g: &Global, a: &StacksArgs) -> Outcome {
+    let json = a.json;
     let opts = open_options(g, streamstack::events::Events::none());
     runtime()?.block_on(async {
         let stacks = ops::list_stacks(&opts.aws).await?;

@@ -3,7 +3,7 @@
 use streamstack::diagnostics::{Diagnostic, Diagnostics, Severity};
 
 use super::{load_options, print_diagnostics, stderr_color, stderr_snippets, Outcome};
-use streamstack::cli::{Global, ValidateFormat};
+use streamstack::cli::{Global, ValidateArgs, ValidateFormat};
 
 /// A GitHub Actions workflow command: the error shows on the pull request's diff at its line.
 fn github_line(d: &Diagnostic) -> String {
@@ -40,7 +40,8 @@ fn github_line(d: &Diagnostic) -> String {
     )
 }
 
-pub fn run(g: &Global, specs: &[std::path::PathBuf], format: ValidateFormat) -> Outcome {
+pub fn run(g: &Global, a: &ValidateArgs) -> Outcome {
+    let (specs, format) = (&a.specs, a.format);
     let opts = load_options(g);
     let color = stderr_color(g);
     let mut failed = 0;

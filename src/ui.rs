@@ -340,12 +340,10 @@ fn marked(text: &str, sign: char) -> String {
 /// called out first, a table of changes, and `<details>` with each change's attributes (policy
 /// documents and scripts as ```diff blocks). Stays under GitHub's comment limit.
 pub fn render_plan_markdown(plan: &Plan) -> String {
-    let mut out = String::new();
-    let head = format!(
+    let mut out = format!(
         "### streamstack plan: `{}` in `{}` (account `{}`)\n\n",
         plan.stack, plan.region, plan.account_id
     );
-    out.push_str(&head);
     if !plan.has_changes() {
         out.push_str("**No changes.** The live stack matches the spec.\n");
         return out;
@@ -355,114 +353,21 @@ pub fn render_plan_markdown(plan: &Plan) -> String {
         "**Plan: {} to add, {} to change, {} to destroy.**\n",
         plan.summary.add, plan.summary.change, plan.summary.destroy
     );
-    let risky: Vec<&Change> = plan
-        .changes
-        .iter()
-        .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
-        .collect();
-    if !risky.is_empty() {
-        out.push_str("> [!WARNING]\n> **Deletes and replacements**\n");
-        for c in &risky {
-            let _ = writeln!(
-                out,
-                "> - `{}` **{}** (`{}`){}",
-                c.action.symbol(),
-                c.address,
-                c.name,
-                c.reason
-                    .as_deref()
-                    .map(|r| format!(": {}", md_escape(r)))
-                    .unwrap_or_default()
-            );
-        }
-        out.push('\n');
-    }
+    out.push_str(&markdown_risky(plan));
     out.push_str("| | Address | Action | Name | Reason |\n|---|---|---|---|---|\n");
     for c in &plan.changes {
-        let action = serde_json::to_value(c.action)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "| `{}` | `{}` | {action} | `{}` | {} |",
+            "| `{}` | `{}` | {} | `{}` | {} |",
             c.action.symbol(),
             c.address,
+            c.action.name(),
             md_escape(&c.name),
             c.reason.as_deref().map(md_escape).unwrap_or_default()
         );
     }
     out.push('\n');
-    let mut details = String::new();
-    for c in &plan.changes {
-        if c.attributes.is_empty() {
-            continue;
-        }
-        let mut block = format!(
-            "<details><summary><code>{} {}</code>: {} attribute(s)</summary>\n\n",
-            c.action.symbol(),
-            c.address,
-            c.attributes.len()
-        );
-        let mut rows = String::new();
-        let mut diffs = String::new();
-        for a in &c.attributes {
-            let pairs: Vec<(String, &Value, &Value)> = match (&a.before, &a.after) {
-                (Value::Object(b), Value::Object(af))
-                    if c.action == Action::Update || c.action == Action::Replace =>
-                {
-                    let mut keys: Vec<&String> = b.keys().chain(af.keys()).collect();
-                    keys.sort();
-                    keys.dedup();
-                    keys.into_iter()
-                        .map(|k| {
-                            (
-                                format!("{}.{k}", a.name),
-                                b.get(k).unwrap_or(&Value::Null),
-                                af.get(k).unwrap_or(&Value::Null),
-                            )
-                        })
-                        .filter(|(_, b, a)| b != a)
-                        .collect()
-                }
-                (b, af) => vec![(a.name.clone(), b, af)],
-            };
-            for (name, b, af) in pairs {
-                let diff = match (b.is_null(), af.is_null()) {
-                    // A create or delete: the whole document, as added or removed lines.
-                    (true, false) => as_lines(af).map(|t| marked(&t, '+')),
-                    (false, true) => as_lines(b).map(|t| marked(&t, '-')),
-                    _ => line_diff(b, af),
-                };
-                match diff {
-                    Some(d) => {
-                        let _ = write!(diffs, "`{name}`\n```diff\n{d}```\n");
-                    }
-                    None => {
-                        let forces = if a.forces_replacement {
-                            " (forces replacement)"
-                        } else {
-                            ""
-                        };
-                        let _ = writeln!(
-                            rows,
-                            "| `{name}`{forces} | `{}` | `{}` |",
-                            md_escape(&show_value(b, false)),
-                            md_escape(&show_value(af, false))
-                        );
-                    }
-                }
-            }
-        }
-        if !rows.is_empty() {
-            block.push_str("| Attribute | Before | After |\n|---|---|---|\n");
-            block.push_str(&rows);
-            block.push('\n');
-        }
-        block.push_str(&diffs);
-        block.push_str("\n</details>\n");
-        details.push_str(&block);
-    }
+    let details: String = plan.changes.iter().filter_map(markdown_details).collect();
     let note = "\n> [!NOTE]\n> The plan is longer than a comment holds: the details above are cut. Run `streamstack plan` for all of it.\n";
     if out.len() + details.len() > MARKDOWN_MAX {
         let room = MARKDOWN_MAX.saturating_sub(out.len() + note.len() + 64);
@@ -480,4 +385,165 @@ pub fn render_plan_markdown(plan: &Plan) -> String {
         out.push_str(&details);
     }
     out
+}
+
+/// The deletes and replacements, called out in a warning box (empty when there are none).
+fn markdown_risky(plan: &Plan) -> String {
+    let mut out = String::new();
+    let risky = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Delete | Action::Replace));
+    for c in risky {
+        if out.is_empty() {
+            out.push_str("> [!WARNING]\n> **Deletes and replacements**\n");
+        }
+        let reason = c.reason.as_deref().map(|r| format!(": {}", md_escape(r)));
+        let _ = writeln!(
+            out,
+            "> - `{}` **{}** (`{}`){}",
+            c.action.symbol(),
+            c.address,
+            c.name,
+            reason.unwrap_or_default()
+        );
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+/// The attribute names and values a change shows: an object attribute that is updated, field by
+/// field (`buffering.size_mb`); any other, whole.
+fn attribute_pairs<'a>(c: &Change, a: &'a AttrChange) -> Vec<(String, &'a Value, &'a Value)> {
+    match (&a.before, &a.after) {
+        (Value::Object(b), Value::Object(af))
+            if c.action == Action::Update || c.action == Action::Replace =>
+        {
+            let mut keys: Vec<&String> = b.keys().chain(af.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter()
+                .map(|k| {
+                    let (before, after) = (b.get(k), af.get(k));
+                    let name = format!("{}.{k}", a.name);
+                    (
+                        name,
+                        before.unwrap_or(&Value::Null),
+                        after.unwrap_or(&Value::Null),
+                    )
+                })
+                .filter(|(_, b, a)| b != a)
+                .collect()
+        }
+        (b, af) => vec![(a.name.clone(), b, af)],
+    }
+}
+
+/// One change's `<details>` block: a table of short values and a diff of each long one.
+fn markdown_details(c: &Change) -> Option<String> {
+    if c.attributes.is_empty() {
+        return None;
+    }
+    let mut rows = String::new();
+    let mut diffs = String::new();
+    for a in &c.attributes {
+        for (name, b, af) in attribute_pairs(c, a) {
+            let diff = match (b.is_null(), af.is_null()) {
+                // A create or delete: the whole document, as added or removed lines.
+                (true, false) => as_lines(af).map(|t| marked(&t, '+')),
+                (false, true) => as_lines(b).map(|t| marked(&t, '-')),
+                _ => line_diff(b, af),
+            };
+            if let Some(d) = diff {
+                let _ = write!(diffs, "`{name}`\n```diff\n{d}```\n");
+                continue;
+            }
+            let forces = if a.forces_replacement {
+                " (forces replacement)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                rows,
+                "| `{name}`{forces} | `{}` | `{}` |",
+                md_escape(&show_value(b, false)),
+                md_escape(&show_value(af, false))
+            );
+        }
+    }
+    let mut block = format!(
+        "<details><summary><code>{} {}</code>: {} attribute(s)</summary>\n\n",
+        c.action.symbol(),
+        c.address,
+        c.attributes.len()
+    );
+    if !rows.is_empty() {
+        block.push_str("| Attribute | Before | After |\n|---|---|---|\n");
+        block.push_str(&rows);
+        block.push('\n');
+    }
+    block.push_str(&diffs);
+    block.push_str("\n</details>\n");
+    Some(block)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_names_are_the_plan_json_spelling() {
+        use Action::*;
+        for a in [NoOp, Create, Update, Replace, Delete] {
+            assert_eq!(serde_json::to_value(a).ok(), Some(Value::from(a.name())));
+        }
+    }
+
+    #[test]
+    fn markdown_calls_out_deletes_and_shows_updated_fields() {
+        let change = |address: &str, action, attributes| Change {
+            address: address.into(),
+            action,
+            name: format!("lab-{address}"),
+            reason: (action == Action::Delete).then(|| "no longer in the spec".into()),
+            live_id: None,
+            attributes,
+        };
+        let buffering = AttrChange {
+            name: "buffering".into(),
+            before: serde_json::json!({"size_mb": 5, "interval_seconds": 60}),
+            after: serde_json::json!({"size_mb": 64, "interval_seconds": 60}),
+            forces_replacement: false,
+        };
+        let changes = vec![
+            change("delivery.d", Action::Update, vec![buffering]),
+            change("stream.old", Action::Delete, vec![]),
+        ];
+        let plan = Plan {
+            format_version: "1".into(),
+            stack: "lab".into(),
+            region: "eu-west-1".into(),
+            account_id: "123456789012".into(),
+            created_at: None,
+            summary: crate::plan::Summary::of(&changes),
+            changes,
+        };
+        let md = render_plan_markdown(&plan);
+        assert!(
+            md.contains("**Plan: 0 to add, 1 to change, 1 to destroy.**"),
+            "{md}"
+        );
+        assert!(md.contains("> - `-` **stream.old** (`lab-stream.old`): no longer in the spec"));
+        assert!(
+            md.contains("| `~` | `delivery.d` | update | `lab-delivery.d` |  |"),
+            "{md}"
+        );
+        // Only the field that changed, in the delivery's details.
+        assert!(md.contains("| `buffering.size_mb` | `5` | `64` |"), "{md}");
+        assert!(!md.contains("buffering.interval_seconds"), "{md}");
+        // No details block for a change without attributes.
+        assert_eq!(md.matches("<details>").count(), 1, "{md}");
+    }
 }

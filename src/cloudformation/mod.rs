@@ -13,8 +13,8 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use crate::cfn::{
-    logical_id, substitute, Cfn, CREATED_AT_PARAMETER, CREATED_AT_STAND_IN, EXPIRES_AT_PARAMETER,
-    EXPIRES_AT_STAND_IN,
+    logical_id, substitute, Cfn, CfnResource, CREATED_AT_PARAMETER, CREATED_AT_STAND_IN,
+    EXPIRES_AT_PARAMETER, EXPIRES_AT_STAND_IN,
 };
 use crate::kinds;
 use crate::model::{Address, Model, Stamps, TAG_CREATED_AT, TAG_EXPIRES_AT};
@@ -57,42 +57,8 @@ pub fn render(spec_path: &Path, validated: &Validated) -> Result<String> {
 
 /// The template of `model`, as a JSON value (printed as YAML by the command).
 pub fn template(model: &Model, spec_sha256: &str, stamps: &Stamps) -> Result<Value> {
-    let mut stamped = model.clone();
-    for r in stamped.resources.values_mut() {
-        r.tags
-            .insert(TAG_CREATED_AT.into(), CREATED_AT_STAND_IN.into());
-        if stamps.expires_at.is_some() {
-            r.tags
-                .insert(TAG_EXPIRES_AT.into(), EXPIRES_AT_STAND_IN.into());
-        }
-    }
-    let model = &stamped;
+    let model = &stamped(model, stamps);
     let cfn = Cfn::new(model);
-    let (account, region) = (model.env.account_id.as_str(), model.env.region.as_str());
-    let mut resources = Map::new();
-    let mut parameters = Map::new();
-    parameters.insert(
-        CREATED_AT_PARAMETER.into(),
-        json!({
-            "Type": "String",
-            "Default": stamps.created_at,
-            "AllowedPattern": RFC3339_PATTERN,
-            "Description": "streamstack:created-at of every resource: when the stack was first created (UTC, RFC 3339)",
-        }),
-    );
-    if let Some(e) = &stamps.expires_at {
-        parameters.insert(
-            EXPIRES_AT_PARAMETER.into(),
-            json!({
-                "Type": "String",
-                "Default": e,
-                "AllowedPattern": RFC3339_PATTERN,
-                "Description": "streamstack:expires-at of every resource: after this, `streamstack gc` destroys the stack (UTC, RFC 3339)",
-            }),
-        );
-    }
-    let mut outputs = Map::new();
-    let mut skips: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let order = model
         .graph()
         .map_err(|e| Error::Internal(e.to_string()))?
@@ -108,22 +74,98 @@ pub fn template(model: &Model, spec_sha256: &str, stamps: &Stamps) -> Result<Val
                 .ok()?
                 .cloudformation(r, &cfn)?;
             let id = logical_id(&r.address);
-            let extras = res
-                .extra
-                .keys()
-                .map(|suffix| format!("{id}{suffix}"))
-                .collect();
-            Some((r.address.clone(), extras))
+            let extras = res.extra.keys().map(|suffix| format!("{id}{suffix}"));
+            Some((r.address.clone(), extras.collect()))
         })
         .collect();
+    let mut t = Sections {
+        resources: Map::new(),
+        parameters: stamp_parameters(stamps),
+        outputs: Map::new(),
+    };
     for address in order {
         let Some(r) = model.get(&address) else {
             continue;
         };
-        let Some(res) = kinds::handler(r.address.kind)?.cloudformation(r, &cfn) else {
-            continue;
-        };
-        let id = logical_id(&address);
+        if let Some(res) = kinds::handler(r.address.kind)?.cloudformation(r, &cfn) {
+            t.add(model, r, res, &in_template);
+        }
+    }
+    let mut out = json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": format!("streamstack stack {}: a Kinesis log pipeline (rendered by streamstack {})", model.stack, env!("CARGO_PKG_VERSION")),
+        "Metadata": {
+            "streamstack": {
+                "stack": model.stack,
+                "version": env!("CARGO_PKG_VERSION"),
+                "spec_sha256": spec_sha256,
+            }
+        },
+        "Resources": t.resources,
+    });
+    out["Parameters"] = Value::Object(t.parameters);
+    if !t.outputs.is_empty() {
+        out["Outputs"] = Value::Object(t.outputs);
+    }
+    Ok(out)
+}
+
+/// The model with the expiry tags standing in for the template parameters that carry them.
+fn stamped(model: &Model, stamps: &Stamps) -> Model {
+    let mut stamped = model.clone();
+    for r in stamped.resources.values_mut() {
+        r.tags
+            .insert(TAG_CREATED_AT.into(), CREATED_AT_STAND_IN.into());
+        if stamps.expires_at.is_some() {
+            r.tags
+                .insert(TAG_EXPIRES_AT.into(), EXPIRES_AT_STAND_IN.into());
+        }
+    }
+    stamped
+}
+
+/// The template parameters of the expiry stamps, defaulting to `stamps`.
+fn stamp_parameters(stamps: &Stamps) -> Map<String, Value> {
+    let mut parameters = Map::new();
+    let created = "streamstack:created-at of every resource: when the stack was first created (UTC, RFC 3339)";
+    let expires = "streamstack:expires-at of every resource: after this, `streamstack gc` destroys the stack (UTC, RFC 3339)";
+    let stamp = |default: &str, description: &str| {
+        json!({
+            "Type": "String",
+            "Default": default,
+            "AllowedPattern": RFC3339_PATTERN,
+            "Description": description,
+        })
+    };
+    parameters.insert(
+        CREATED_AT_PARAMETER.into(),
+        stamp(&stamps.created_at, created),
+    );
+    if let Some(e) = &stamps.expires_at {
+        parameters.insert(EXPIRES_AT_PARAMETER.into(), stamp(e, expires));
+    }
+    parameters
+}
+
+/// The template's sections, filled resource by resource.
+struct Sections {
+    resources: Map<String, Value>,
+    parameters: Map<String, Value>,
+    outputs: Map<String, Value>,
+}
+
+impl Sections {
+    /// Adds `r` as the kind described it: its body (with `DependsOn` for what no `Ref` already
+    /// implies, and its checkov skips as Metadata), its extra resources, parameters and outputs.
+    fn add(
+        &mut self,
+        model: &Model,
+        r: &crate::model::Resource,
+        res: CfnResource,
+        in_template: &BTreeMap<Address, Vec<String>>,
+    ) {
+        let (account, region) = (model.env.account_id.as_str(), model.env.region.as_str());
+        let id = logical_id(&r.address);
         let properties = substitute(res.properties, account, region);
         let mut refs = BTreeSet::new();
         referenced(&properties, &mut refs);
@@ -139,39 +181,23 @@ pub fn template(model: &Model, spec_sha256: &str, stamps: &Stamps) -> Result<Val
             body["DependsOn"] = json!(depends);
         }
         if !res.checkov_skips.is_empty() {
-            body["Metadata"] = json!({"checkov": {"skip": res.checkov_skips.iter().map(|(id, why)| json!({"id": id, "comment": why})).collect::<Vec<_>>()}});
-            skips.entry(id.clone()).or_default();
+            let skips: Vec<Value> = res
+                .checkov_skips
+                .iter()
+                .map(|(id, why)| json!({"id": id, "comment": why}))
+                .collect();
+            body["Metadata"] = json!({"checkov": {"skip": skips}});
         }
-        resources.insert(id.clone(), body);
+        self.resources.insert(id.clone(), body);
         for (suffix, extra) in res.extra {
             let extra = substitute(extra, account, region);
-            resources.insert(format!("{id}{suffix}"), extra);
+            self.resources.insert(format!("{id}{suffix}"), extra);
         }
-        for (name, def) in res.parameters {
-            parameters.insert(name, def);
-        }
+        self.parameters.extend(res.parameters);
         for (name, (value, description)) in res.outputs {
-            outputs.insert(
-                format!("{id}{name}"),
-                json!({"Description": description, "Value": substitute(value, account, region)}),
-            );
+            let value = substitute(value, account, region);
+            let output = json!({"Description": description, "Value": value});
+            self.outputs.insert(format!("{id}{name}"), output);
         }
     }
-    let mut t = json!({
-        "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": format!("streamstack stack {}: a Kinesis log pipeline (rendered by streamstack {})", model.stack, env!("CARGO_PKG_VERSION")),
-        "Metadata": {
-            "streamstack": {
-                "stack": model.stack,
-                "version": env!("CARGO_PKG_VERSION"),
-                "spec_sha256": spec_sha256,
-            }
-        },
-        "Resources": resources,
-    });
-    t["Parameters"] = Value::Object(parameters);
-    if !outputs.is_empty() {
-        t["Outputs"] = Value::Object(outputs);
-    }
-    Ok(t)
 }

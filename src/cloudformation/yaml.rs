@@ -55,19 +55,7 @@ fn sequence(a: &[Value], indent: usize, out: &mut String) {
                     value_after_key(x, indent + 2, out);
                 }
             }
-            Value::Array(x) if !x.is_empty() => {
-                out.push('\n');
-                sequence(x, indent + 2, out);
-            }
-            Value::String(s) if is_block(s) => {
-                out.push(' ');
-                block(s, indent + 2, out);
-            }
-            other => {
-                out.push(' ');
-                out.push_str(&scalar(other));
-                out.push('\n');
-            }
+            other => not_a_mapping(other, indent + 2, indent + 2, out),
         }
     }
 }
@@ -79,13 +67,21 @@ fn value_after_key(v: &Value, indent: usize, out: &mut String) {
             out.push('\n');
             mapping(o, indent + 2, out);
         }
+        other => not_a_mapping(other, indent, indent + 2, out),
+    }
+}
+
+/// A value that is not a non-empty mapping, after `key:` or `-`: a sequence on the next lines
+/// at `sequence_indent`, a block scalar at `block_indent`, or a scalar on the same line.
+fn not_a_mapping(v: &Value, sequence_indent: usize, block_indent: usize, out: &mut String) {
+    match v {
         Value::Array(a) if !a.is_empty() => {
             out.push('\n');
-            sequence(a, indent, out);
+            sequence(a, sequence_indent, out);
         }
         Value::String(s) if is_block(s) => {
             out.push(' ');
-            block(s, indent + 2, out);
+            block(s, block_indent, out);
         }
         other => {
             out.push(' ');

@@ -376,7 +376,6 @@ impl AwsError {
             failure,
         }
     }
-
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

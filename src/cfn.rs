@@ -142,4 +142,3 @@ pub fn substitute(v: Value, account: &str, region: &str) -> Value {
         other => other,
     }
 }
-

@@ -81,9 +81,9 @@ async fn look(s: &Session, live: &[Live], run: &CheckRun) -> Result<Vec<Hop>> {
                     .map(|k| k.uses(r))
                     .unwrap_or_default();
                 for (kind, name) in feeds {
-                    let fed = working
-                        .iter()
-                        .find(|(k, n, _, _)| *n == name && kinds::REGISTRY.same_namespace(*k, kind));
+                    let fed = working.iter().find(|(k, n, _, _)| {
+                        *n == name && kinds::REGISTRY.same_namespace(*k, kind)
+                    });
                     if let Some((_, _, address, n)) = fed {
                         h.summary = format!("{n} records in {address}; {}", h.summary);
                     }

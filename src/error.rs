@@ -299,5 +299,3 @@ impl std::fmt::Display for AwsError {
         }
     }
 }
-
-

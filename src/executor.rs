@@ -148,9 +148,8 @@ fn uses(kinds: &Registry, kind: Kind, r: &Resource) -> Vec<(Kind, String)> {
 }
 
 fn refers_to(kinds: &Registry, refs: &[(Kind, String)], target: &Live) -> bool {
-    refs.iter().any(|(k, n)| {
-        *n == target.resource.name && kinds.same_namespace(*k, target.address().kind)
-    })
+    refs.iter()
+        .any(|(k, n)| *n == target.resource.name && kinds.same_namespace(*k, target.address().kind))
 }
 
 /// The operations of a plan and what each waits for; changes that cannot become an operation
@@ -251,7 +250,10 @@ fn build<'a>(
         .filter_map(|(i, n)| {
             let l = n.live?;
             let after = match n.step {
-                Step::Update => Some(n.desired.map_or(Vec::new(), |d| uses(kinds, n.address.kind, d))),
+                Step::Update => Some(
+                    n.desired
+                        .map_or(Vec::new(), |d| uses(kinds, n.address.kind, d)),
+                ),
                 _ => None,
             };
             (n.step != Step::Create).then(|| (i, uses(kinds, l.address().kind, &l.resource), after))

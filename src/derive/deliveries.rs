@@ -30,7 +30,12 @@ pub(super) fn deliveries(d: &mut Deriver) {
             continue;
         };
         let (path, at_key) = name_path("deliveries", key, del.name.is_some());
-        d.check(path, at_key, del.name.is_none(), rules::delivery_name(&name));
+        d.check(
+            path,
+            at_key,
+            del.name.is_none(),
+            rules::delivery_name(&name),
+        );
         let Some(ends) = ends(d, key, del) else {
             continue;
         };
@@ -62,7 +67,12 @@ fn ends(d: &mut Deriver, key: &str, del: &DeliverySpec) -> Option<Ends> {
         if !d.spec.is_undecoded("buckets", &del.to) {
             let expected = expected_keys(d.spec.buckets.keys(), None);
             let at = p(&["deliveries", key, "to"]);
-            d.err(at, false, format!("no bucket named `{}`", del.to), Some(expected));
+            d.err(
+                at,
+                false,
+                format!("no bucket named `{}`", del.to),
+                Some(expected),
+            );
         }
         return None;
     };
@@ -82,7 +92,12 @@ fn delivery(d: &mut Deriver, key: &str, del: &DeliverySpec, name: String, ends: 
         mut deps,
     } = ends;
     let role_name = delivery_role_name(&d.spec.stack, key);
-    d.check(p(&["deliveries", key]), true, true, rules::role_name(&role_name));
+    d.check(
+        p(&["deliveries", key]),
+        true,
+        true,
+        rules::role_name(&role_name),
+    );
     let log_group_name = log_group::name_for(&name);
     if let Some(logging) = &del.error_logging {
         let address = Address::new(log_group::KIND, key);
@@ -91,7 +106,12 @@ fn delivery(d: &mut Deriver, key: &str, del: &DeliverySpec, name: String, ends: 
             retention_days: Some(logging.retention_days),
             log_stream: log_group::ERROR_LOG_STREAM.into(),
         };
-        d.add(address.clone(), log_group_name.clone(), BTreeSet::new(), Props::new(props));
+        d.add(
+            address.clone(),
+            log_group_name.clone(),
+            BTreeSet::new(),
+            Props::new(props),
+        );
         deps.insert(address);
     }
     let access = iam::DeliveryAccess {
@@ -114,7 +134,12 @@ fn delivery(d: &mut Deriver, key: &str, del: &DeliverySpec, name: String, ends: 
             iam::delivery_policy(&d.env, &access),
         )]),
     };
-    d.add(role_address.clone(), role_name.clone(), BTreeSet::new(), Props::new(role));
+    d.add(
+        role_address.clone(),
+        role_name.clone(),
+        BTreeSet::new(),
+        Props::new(role),
+    );
     deps.insert(role_address);
     let props = DeliveryProps {
         arn: d.env.delivery_arn(&name),
@@ -135,5 +160,10 @@ fn delivery(d: &mut Deriver, key: &str, del: &DeliverySpec, name: String, ends: 
             log_stream: log_group::ERROR_LOG_STREAM.into(),
         }),
     };
-    d.add(Address::new(delivery::KIND, key), name, deps, Props::new(props));
+    d.add(
+        Address::new(delivery::KIND, key),
+        name,
+        deps,
+        Props::new(props),
+    );
 }

@@ -70,7 +70,12 @@ fn flows(d: &mut Deriver, key: &str, h: &HostSpec) -> Flows {
                 flow.files
             );
             let at = p(&["hosts", key, "flows"]).index(i);
-            d.err(at, false, message, Some("each (files, to) pair once".into()));
+            d.err(
+                at,
+                false,
+                message,
+                Some("each (files, to) pair once".into()),
+            );
         }
         out.agent.push(flow);
     }
@@ -182,7 +187,12 @@ fn iam_resources(d: &mut Deriver, key: &str, access: iam::HostAccess) -> String 
             iam::host_policy(&d.env, &access),
         )]),
     };
-    d.add(role_address.clone(), role_name.clone(), BTreeSet::new(), Props::new(role));
+    d.add(
+        role_address.clone(),
+        role_name.clone(),
+        BTreeSet::new(),
+        Props::new(role),
+    );
     let profile = InstanceProfileProps {
         arn: d.env.instance_profile_arn(&profile_name),
         role_name,
@@ -205,7 +215,12 @@ fn security_group(d: &mut Deriver, key: &str, from: &[String], subnet: Option<St
         ssh_from: from.to_vec(),
         subnet,
     };
-    d.check(p(&["hosts", key]), true, true, rules::security_group_name(&name));
+    d.check(
+        p(&["hosts", key]),
+        true,
+        true,
+        rules::security_group_name(&name),
+    );
     let address = Address::new(security_group::KIND, key);
     d.add(address, name.clone(), BTreeSet::new(), Props::new(props));
     name

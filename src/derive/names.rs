@@ -31,7 +31,10 @@ fn origin(spec: &Spec, a: &Address) -> (&'static str, bool) {
         let explicit = spec.streams.get(&a.key).is_some_and(|s| s.name.is_some());
         ("streams", explicit)
     } else if k == delivery::KIND || k == log_group::KIND {
-        let explicit = spec.deliveries.get(&a.key).is_some_and(|s| s.name.is_some());
+        let explicit = spec
+            .deliveries
+            .get(&a.key)
+            .is_some_and(|s| s.name.is_some());
         ("deliveries", explicit)
     } else if k == role::DELIVERY_ROLE {
         ("deliveries", false)

@@ -38,7 +38,6 @@ pub const KIND: Kind = Kind::new("delivery");
 /// No API changes a delivery's source (aws-domain.md §4.3).
 pub const REPLACE_ON: &[&str] = &["source"];
 
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeliverySourceProps {
     pub stream_name: String,
@@ -186,13 +185,12 @@ impl ResourceKind for Deliveries {
             props["KinesisStreamSourceConfiguration"] =
                 serde_json::json!({"KinesisStreamARN": s.stream_arn, "RoleARN": p.role_arn});
         }
-        let mut res =
-            crate::cfn::CfnResource::new("AWS::KinesisFirehose::DeliveryStream", props)
-                .output(
-                    "Arn",
-                    serde_json::Value::String(p.arn.clone()),
-                    "The delivery's ARN",
-                );
+        let mut res = crate::cfn::CfnResource::new("AWS::KinesisFirehose::DeliveryStream", props)
+            .output(
+                "Arn",
+                serde_json::Value::String(p.arn.clone()),
+                "The delivery's ARN",
+            );
         if p.source.is_some() {
             res.checkov_skips.push((
                 "CKV_AWS_240",

@@ -248,27 +248,27 @@ fn props(r: &Resource) -> Result<&SecurityGroupProps> {
 async fn vpc_for(cx: &Cx, r: &Resource) -> Result<String> {
     let ec2 = &cx.clients.ec2;
     if let Some(subnet) = &props(r)?.subnet {
-            let out = ec2
-                .describe_subnets()
-                .subnet_ids(subnet)
-                .send()
-                .await
-                .op("ec2:DescribeSubnets")?;
-            return out
-                .subnets
-                .unwrap_or_default()
-                .into_iter()
-                .find_map(|s| s.vpc_id)
-                .ok_or_else(|| {
-                    Error::resource(
-                        &r.address,
-                        format!(
-                            "subnet {subnet} (hosts.{}.subnet) was not found",
-                            r.address.key
-                        ),
-                    )
-                });
-        }
+        let out = ec2
+            .describe_subnets()
+            .subnet_ids(subnet)
+            .send()
+            .await
+            .op("ec2:DescribeSubnets")?;
+        return out
+            .subnets
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|s| s.vpc_id)
+            .ok_or_else(|| {
+                Error::resource(
+                    &r.address,
+                    format!(
+                        "subnet {subnet} (hosts.{}.subnet) was not found",
+                        r.address.key
+                    ),
+                )
+            });
+    }
     let default = Filter::builder().name("isDefault").values("true").build();
     let out = ec2
         .describe_vpcs()

@@ -106,8 +106,11 @@ fn every_valid_spec_and_example_stack_validates() {
     assert!(files.len() >= 2);
     for path in files {
         let text = std::fs::read_to_string(&path).expect("readable");
-        if let Err(d) = streamstack::derive::load_str(&path.display().to_string(), &text, &LoadOptions::default())
-        {
+        if let Err(d) = streamstack::derive::load_str(
+            &path.display().to_string(),
+            &text,
+            &LoadOptions::default(),
+        ) {
             panic!("{} was rejected:\n{d}", path.display());
         }
     }

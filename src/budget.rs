@@ -291,6 +291,13 @@ impl HttpConnector for BudgetedConnector {
 mod tests {
     use super::*;
 
+    /// Takes `n` tokens of an operation's bucket at `at`.
+    fn take(budget: &Budget, service: &str, op: &str, at: Instant, n: usize) {
+        for _ in 0..n {
+            budget.reserve_at(service, op, at);
+        }
+    }
+
     #[test]
     fn modes_parse_and_anything_else_is_refused() {
         assert_eq!("aws".parse::<BudgetMode>(), Ok(BudgetMode::Aws));
@@ -348,9 +355,7 @@ mod tests {
     fn operations_have_buckets_of_their_own_and_off_never_waits() {
         let budget = Budget::new(BudgetMode::Aws);
         let t0 = Instant::now();
-        for _ in 0..4 {
-            budget.reserve_at("kinesis", "ListTagsForStream", t0);
-        }
+        take(&budget, "kinesis", "ListTagsForStream", t0, 4);
         assert!(!budget
             .reserve_at("kinesis", "ListTagsForStream", t0)
             .is_zero());
@@ -385,9 +390,7 @@ mod tests {
     fn tokens_come_back_at_the_refill_rate() {
         let budget = Budget::new(BudgetMode::Aws);
         let t0 = Instant::now();
-        for _ in 0..4 {
-            budget.reserve_at("firehose", "TagDeliveryStream", t0);
-        }
+        take(&budget, "firehose", "TagDeliveryStream", t0, 4);
         // One second later, 4.5 tokens have come back: 4 go at once, the fifth waits.
         let t1 = t0 + Duration::from_secs(1);
         for _ in 0..4 {

@@ -296,18 +296,20 @@ mod tests {
         );
     }
 
+    /// A delivery `lab-d` (logging errors) reading `stream` into `bucket`.
+    fn reading(stream: &str, kms_key: Option<&str>, bucket: &str) -> DeliveryAccess {
+        DeliveryAccess {
+            delivery_name: "lab-d".into(),
+            log_group: Some("/aws/kinesisfirehose/lab-d".into()),
+            stream: Some(stream.into()),
+            stream_kms_key: kms_key.map(str::to_string),
+            bucket: bucket.into(),
+        }
+    }
+
     #[test]
     fn delivery_policy_reads_one_stream_writes_one_bucket() {
-        let p = delivery_policy(
-            &env(),
-            &DeliveryAccess {
-                delivery_name: "lab-d".into(),
-                log_group: Some("/aws/kinesisfirehose/lab-d".into()),
-                stream: Some("lab-s".into()),
-                stream_kms_key: None,
-                bucket: "lab-b".into(),
-            },
-        );
+        let p = delivery_policy(&env(), &reading("lab-s", None, "lab-b"));
         assert!(actions(&p).iter().all(|a| !a.contains('*')));
         let res = resources(&p);
         assert!(res.contains(&"arn:aws:s3:::lab-b".to_string()));
@@ -326,11 +328,8 @@ mod tests {
         let p = delivery_policy(
             &env(),
             &DeliveryAccess {
-                delivery_name: "d".into(),
                 log_group: None,
-                stream: Some("s".into()),
-                stream_kms_key: Some("alias/mine".into()),
-                bucket: "b".into(),
+                ..reading("s", Some("alias/mine"), "b")
             },
         );
         assert!(actions(&p).contains(&"kms:Decrypt".to_string()));

@@ -195,6 +195,21 @@ async fn put(clients: &Clients, name: &str, info: &LockInfo, overwrite: bool) ->
         .map(|_| ())
 }
 
+/// Deletes the lock parameter; one already gone is fine.
+async fn delete(clients: &Clients, name: &str) -> Result<()> {
+    match clients
+        .ssm
+        .delete_parameter()
+        .name(name)
+        .send()
+        .await
+        .op("ssm:DeleteParameter")
+    {
+        Err(e) if !e.is_not_found() => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// The lock of `stack`, if someone holds it (for `plan` to mention).
 pub async fn held(clients: &Clients, stack: &str) -> Result<Option<Holder>> {
     read(clients, &parameter_name(stack)).await
@@ -242,17 +257,8 @@ pub async fn acquire(
         if let Some(why) = stale {
             tracing::warn!("taking over a stale {current}: {why}");
             eprintln!("note: taking over the lock of stack {stack}: {why} ({current})");
-            match clients
-                .ssm
-                .delete_parameter()
-                .name(&name)
-                .send()
-                .await
-                .op("ssm:DeleteParameter")
-            {
-                Err(e) if !e.is_not_found() => return Err(e),
-                _ => continue,
-            }
+            delete(clients, &name).await?;
+            continue;
         }
         if started.elapsed() >= timeout {
             return Err(Error::Locked(format!(
@@ -335,18 +341,7 @@ impl Lock {
         if !ours {
             return Ok(());
         }
-        match self
-            .clients
-            .ssm
-            .delete_parameter()
-            .name(&self.name)
-            .send()
-            .await
-            .op("ssm:DeleteParameter")
-        {
-            Err(e) if !e.is_not_found() => Err(e),
-            _ => Ok(()),
-        }
+        delete(&self.clients, &self.name).await
     }
 }
 
@@ -362,15 +357,6 @@ pub async fn force_unlock(clients: &Clients, stack: &str, id: &str) -> Result<Ho
             current.id()
         )));
     }
-    match clients
-        .ssm
-        .delete_parameter()
-        .name(&name)
-        .send()
-        .await
-        .op("ssm:DeleteParameter")
-    {
-        Err(e) if !e.is_not_found() => Err(e),
-        _ => Ok(current),
-    }
+    delete(clients, &name).await?;
+    Ok(current)
 }

@@ -400,20 +400,30 @@ async fn create_change_set(
     Ok((id, stack_id))
 }
 
+/// One page of `DescribeChangeSet`.
+async fn describe_change_set(
+    s: &Session,
+    name: &str,
+    id: &str,
+    token: Option<String>,
+) -> Result<aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput> {
+    s.cx.clients
+        .cloudformation
+        .describe_change_set()
+        .change_set_name(id)
+        .stack_name(name)
+        .set_next_token(token)
+        .send()
+        .await
+        .op("cloudformation:DescribeChangeSet")
+}
+
 /// Waits until the change set is computed: its final status and CloudFormation's reason.
 async fn computed(s: &Session, name: &str, id: &str) -> Result<(Option<ChangeSetStatus>, String)> {
     let start = Instant::now();
     let mut pause = Duration::from_millis(100);
     loop {
-        let out =
-            s.cx.clients
-                .cloudformation
-                .describe_change_set()
-                .change_set_name(id)
-                .stack_name(name)
-                .send()
-                .await
-                .op("cloudformation:DescribeChangeSet")?;
+        let out = describe_change_set(s, name, id, None).await?;
         let status = out.status.clone();
         match status {
             Some(ChangeSetStatus::CreateComplete) | Some(ChangeSetStatus::Failed) => {
@@ -448,16 +458,7 @@ async fn changes_of(s: &Session, name: &str, id: &str, stamps: &Stamps) -> Resul
     let mut changes = Vec::new();
     let mut token = None;
     loop {
-        let out =
-            s.cx.clients
-                .cloudformation
-                .describe_change_set()
-                .change_set_name(id)
-                .stack_name(name)
-                .set_next_token(token)
-                .send()
-                .await
-                .op("cloudformation:DescribeChangeSet")?;
+        let out = describe_change_set(s, name, id, token).await?;
         for rc in out
             .changes
             .unwrap_or_default()

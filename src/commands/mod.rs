@@ -55,6 +55,13 @@ pub fn load_options(g: &Global) -> LoadOptions {
     }
 }
 
+/// Prints `value` as pretty JSON on stdout (`--json`).
+pub fn print_json(value: &impl serde::Serialize) -> Outcome {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Failure::Message(e.to_string()))?;
+    println!("{text}");
+    Ok(0)
+}
+
 /// Colours only on a terminal, never with NO_COLOR or --no-color.
 pub fn use_color(g: &Global, stream_is_tty: bool) -> bool {
     !g.no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && stream_is_tty

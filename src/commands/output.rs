@@ -3,7 +3,7 @@
 use streamstack::events::Events;
 use streamstack::ops;
 
-use super::{open_options, runtime, Failure, Outcome};
+use super::{open_options, runtime, Outcome};
 use streamstack::cli::{Global, OutputArgs};
 
 pub fn run(g: &Global, a: &OutputArgs) -> Outcome {
@@ -13,10 +13,7 @@ pub fn run(g: &Global, a: &OutputArgs) -> Outcome {
         let live = s.live().await?;
         let outputs = s.outputs(&live).await?;
         if json {
-            let text = serde_json::to_string_pretty(&outputs)
-                .map_err(|e| Failure::Message(e.to_string()))?;
-            println!("{text}");
-            return Ok(0);
+            return super::print_json(&outputs);
         }
         if outputs.is_empty() {
             println!("Nothing of stack {} is live.", s.cx.stack);

@@ -53,9 +53,7 @@ pub fn run(g: &Global, a: &PlanArgs) -> Outcome {
 fn print_plan(plan: &Plan, format: PlanFormat, g: &Global) -> Result<(), Failure> {
     match format {
         PlanFormat::Json => {
-            let text =
-                serde_json::to_string_pretty(plan).map_err(|e| Failure::Message(e.to_string()))?;
-            println!("{text}");
+            super::print_json(plan)?;
         }
         PlanFormat::Markdown => print!("{}", streamstack::ui::render_plan_markdown(plan)),
         PlanFormat::Human => print!("{}", streamstack::ui::render_plan(plan, stdout_style(g))),

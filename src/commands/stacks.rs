@@ -2,7 +2,7 @@
 
 use streamstack::ops;
 
-use super::{open_options, runtime, Failure, Outcome};
+use super::{open_options, runtime, Outcome};
 use streamstack::cli::{Global, StacksArgs};
 
 pub fn run(g: &Global, a: &StacksArgs) -> Outcome {
@@ -11,10 +11,7 @@ pub fn run(g: &Global, a: &StacksArgs) -> Outcome {
     runtime()?.block_on(async {
         let stacks = ops::list_stacks(&opts.aws).await?;
         if json {
-            let text = serde_json::to_string_pretty(&stacks)
-                .map_err(|e| Failure::Message(e.to_string()))?;
-            println!("{text}");
-            return Ok(0);
+            return super::print_json(&stacks);
         }
         if stacks.is_empty() {
             println!("No stacks: nothing is tagged streamstack:stack in this region.");

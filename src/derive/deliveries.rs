@@ -1,17 +1,17 @@
 //! `deliveries:`: per delivery a Firehose delivery stream, the IAM role Firehose assumes (with
 //! its least-privilege policy), and with `error_logging` the log group it logs errors to.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use super::deriver::{customer_key, expected_keys, name_path, p, Deriver};
+use super::deriver::{customer_key, expected_keys, p, Deriver};
 use super::names::delivery_role_name;
 use crate::iam;
 use crate::kinds::bucket;
 use crate::kinds::delivery::{self, DeliveryProps, DeliverySourceProps, ErrorLoggingProps};
 use crate::kinds::log_group::{self, LogGroupProps};
-use crate::kinds::role::{self, RoleProps};
+use crate::kinds::role;
 use crate::kinds::stream;
-use crate::model::{Address, Props, INLINE_POLICY_NAME};
+use crate::model::{Address, Props};
 use crate::spec::rules;
 use crate::spec::types::{DeliverySource, DeliverySpec};
 
@@ -29,11 +29,10 @@ pub(super) fn deliveries(d: &mut Deriver) {
         let Some(name) = d.delivery_name(key) else {
             continue;
         };
-        let (path, at_key) = name_path("deliveries", key, del.name.is_some());
-        d.check(
-            path,
-            at_key,
-            del.name.is_none(),
+        d.check_name(
+            "deliveries",
+            key,
+            del.name.is_some(),
             rules::delivery_name(&name),
         );
         let Some(ends) = ends(d, key, del) else {
@@ -126,20 +125,9 @@ fn delivery(d: &mut Deriver, key: &str, del: &DeliverySpec, name: String, ends: 
     };
     let role_address = Address::new(role::DELIVERY_ROLE, key);
     let role_arn = d.env.role_arn(&role_name);
-    let role = RoleProps {
-        arn: role_arn.clone(),
-        trust_policy: iam::firehose_trust_policy(&d.env),
-        inline_policies: BTreeMap::from([(
-            INLINE_POLICY_NAME.to_string(),
-            iam::delivery_policy(&d.env, &access),
-        )]),
-    };
-    d.add(
-        role_address.clone(),
-        role_name.clone(),
-        BTreeSet::new(),
-        Props::new(role),
-    );
+    let trust = iam::firehose_trust_policy(&d.env);
+    let policy = iam::delivery_policy(&d.env, &access);
+    d.add_role(role_address.clone(), role_name.clone(), trust, policy);
     deps.insert(role_address);
     let props = DeliveryProps {
         arn: d.env.delivery_arn(&name),

@@ -4,7 +4,10 @@
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{Address, Env, Props, Resource, TAG_ADDRESS, TAG_STACK};
+use serde_json::Value;
+
+use crate::kinds::role::RoleProps;
+use crate::model::{Address, Env, Props, Resource, INLINE_POLICY_NAME, TAG_ADDRESS, TAG_STACK};
 use crate::spec::positions::Path;
 use crate::spec::rules::{self, Violation};
 use crate::spec::types::{Spec, StreamEncryption};
@@ -93,6 +96,22 @@ impl Deriver<'_> {
             (v.message, v.expected)
         };
         self.err(path, at_key, message, expected);
+    }
+
+    /// Checks the physical name of `section.key`: explicit (`name:`) or derived from the key.
+    pub fn check_name(&mut self, section: &str, key: &str, explicit: bool, r: rules::Check) {
+        let (path, at_key) = name_path(section, key, explicit);
+        self.check(path, at_key, !explicit, r);
+    }
+
+    /// Adds an IAM role under the stack's path with its trust policy and its one inline policy.
+    pub fn add_role(&mut self, address: Address, name: String, trust: Value, policy: Value) {
+        let props = RoleProps {
+            arn: self.env.role_arn(&name),
+            trust_policy: trust,
+            inline_policies: BTreeMap::from([(INLINE_POLICY_NAME.to_string(), policy)]),
+        };
+        self.add(address, name, BTreeSet::new(), Props::new(props));
     }
 
     /// Adds a resource with the stack's tags (the user's, `streamstack:stack` and

@@ -2,7 +2,7 @@
 //! (with a least-privilege policy built from its flows), the instance profile that carries the
 //! role, and with `ssh` a security group; the user-data and agent.json rendered from the flows.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::deriver::{customer_key, expected_keys, p, Deriver};
 use super::names::{host_role_name, instance_profile_name, security_group_name};
@@ -11,10 +11,10 @@ use crate::iam;
 use crate::kinds::delivery;
 use crate::kinds::host::{self, HostProps};
 use crate::kinds::instance_profile::{self, InstanceProfileProps};
-use crate::kinds::role::{self, RoleProps};
+use crate::kinds::role;
 use crate::kinds::security_group::{self, SecurityGroupProps};
 use crate::kinds::stream;
-use crate::model::{Address, Props, INLINE_POLICY_NAME, TAG_IMAGE};
+use crate::model::{Address, Props, TAG_IMAGE};
 use crate::spec::rules;
 use crate::spec::types::{DeliverySource, Flow, HostSpec};
 
@@ -179,19 +179,12 @@ fn iam_resources(d: &mut Deriver, key: &str, access: iam::HostAccess) -> String 
     d.check(at.clone(), true, true, rules::role_name(&role_name));
     d.check(at, true, true, rules::instance_profile_name(&profile_name));
     let role_address = Address::new(role::HOST_ROLE, key);
-    let role = RoleProps {
-        arn: d.env.role_arn(&role_name),
-        trust_policy: iam::ec2_trust_policy(),
-        inline_policies: BTreeMap::from([(
-            INLINE_POLICY_NAME.to_string(),
-            iam::host_policy(&d.env, &access),
-        )]),
-    };
-    d.add(
+    let policy = iam::host_policy(&d.env, &access);
+    d.add_role(
         role_address.clone(),
         role_name.clone(),
-        BTreeSet::new(),
-        Props::new(role),
+        iam::ec2_trust_policy(),
+        policy,
     );
     let profile = InstanceProfileProps {
         arn: d.env.instance_profile_arn(&profile_name),

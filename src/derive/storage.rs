@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::deriver::{name_path, Deriver};
+use super::deriver::Deriver;
 use crate::kinds::bucket::{self, BucketProps};
 use crate::kinds::stream::{self, StreamProps};
 use crate::model::{Address, Props, TAG_FORCE_DESTROY};
@@ -13,8 +13,7 @@ pub(super) fn buckets(d: &mut Deriver) {
         let Some(name) = d.bucket_name(key) else {
             continue;
         };
-        let (path, at_key) = name_path("buckets", key, b.name.is_some());
-        d.check(path, at_key, b.name.is_none(), rules::bucket_name(&name));
+        d.check_name("buckets", key, b.name.is_some(), rules::bucket_name(&name));
         let bucket = d.add(
             Address::new(bucket::KIND, key),
             name,
@@ -38,8 +37,7 @@ pub(super) fn streams(d: &mut Deriver) {
         let Some(name) = d.stream_name(key) else {
             continue;
         };
-        let (path, at_key) = name_path("streams", key, s.name.is_some());
-        d.check(path, at_key, s.name.is_none(), rules::stream_name(&name));
+        d.check_name("streams", key, s.name.is_some(), rules::stream_name(&name));
         let arn = d.env.stream_arn(&name);
         d.add(
             Address::new(stream::KIND, key),

@@ -235,38 +235,33 @@ impl Env {
             "amazonaws.com"
         }
     }
+    /// `arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`.
+    fn regional_arn(&self, service: &str, resource: &str) -> String {
+        let (p, r, a) = (&self.partition, &self.region, &self.account_id);
+        format!("arn:{p}:{service}:{r}:{a}:{resource}")
+    }
+    /// `arn:PARTITION:iam::ACCOUNT:TYPE/streamstack/STACK/NAME`.
+    fn iam_arn(&self, type_: &str, name: &str) -> String {
+        let (p, a, path) = (&self.partition, &self.account_id, &self.iam_path);
+        format!("arn:{p}:iam::{a}:{type_}{path}{name}")
+    }
     pub fn stream_arn(&self, name: &str) -> String {
-        format!(
-            "arn:{}:kinesis:{}:{}:stream/{name}",
-            self.partition, self.region, self.account_id
-        )
+        self.regional_arn("kinesis", &format!("stream/{name}"))
     }
     pub fn delivery_arn(&self, name: &str) -> String {
-        format!(
-            "arn:{}:firehose:{}:{}:deliverystream/{name}",
-            self.partition, self.region, self.account_id
-        )
+        self.regional_arn("firehose", &format!("deliverystream/{name}"))
     }
     pub fn bucket_arn(&self, name: &str) -> String {
         format!("arn:{}:s3:::{name}", self.partition)
     }
     pub fn role_arn(&self, name: &str) -> String {
-        format!(
-            "arn:{}:iam::{}:role{}{name}",
-            self.partition, self.account_id, self.iam_path
-        )
+        self.iam_arn("role", name)
     }
     pub fn instance_profile_arn(&self, name: &str) -> String {
-        format!(
-            "arn:{}:iam::{}:instance-profile{}{name}",
-            self.partition, self.account_id, self.iam_path
-        )
+        self.iam_arn("instance-profile", name)
     }
     pub fn log_group_arn(&self, group: &str) -> String {
-        format!(
-            "arn:{}:logs:{}:{}:log-group:{group}",
-            self.partition, self.region, self.account_id
-        )
+        self.regional_arn("logs", &format!("log-group:{group}"))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::deriver::{customer_key, expected_keys, p, Deriver};
+use super::deriver::{customer_key, expected_keys, p, Deriver, Origin};
 use super::names::delivery_role_name;
 use crate::iam;
 use crate::kinds::bucket;
@@ -29,16 +29,12 @@ pub(super) fn deliveries(d: &mut Deriver) {
         let Some(name) = d.delivery_name(key) else {
             continue;
         };
-        d.check_name(
-            "deliveries",
-            key,
-            del.name.is_some(),
-            rules::delivery_name(&name),
-        );
+        let at = Origin::entry("deliveries", del.name.is_some());
+        d.check_name(at, key, rules::delivery_name(&name));
         let Some(ends) = ends(d, key, del) else {
             continue;
         };
-        delivery(d, key, del, name, ends);
+        delivery(d, at, key, del, name, ends);
     }
 }
 
@@ -84,19 +80,14 @@ fn ends(d: &mut Deriver, key: &str, del: &DeliverySpec) -> Option<Ends> {
 }
 
 /// The delivery, its role and its error log group.
-fn delivery(d: &mut Deriver, key: &str, del: &DeliverySpec, name: String, ends: Ends) {
+fn delivery(d: &mut Deriver, at: Origin, key: &str, del: &DeliverySpec, name: String, ends: Ends) {
     let Ends {
         source,
         bucket_name,
         mut deps,
     } = ends;
     let role_name = delivery_role_name(&d.spec.stack, key);
-    d.check(
-        p(&["deliveries", key]),
-        true,
-        true,
-        rules::role_name(&role_name),
-    );
+    d.check_name(at.derived(), key, rules::role_name(&role_name));
     let log_group_name = log_group::name_for(&name);
     if let Some(logging) = &del.error_logging {
         let address = Address::new(log_group::KIND, key);
@@ -105,7 +96,9 @@ fn delivery(d: &mut Deriver, key: &str, del: &DeliverySpec, name: String, ends: 
             retention_days: Some(logging.retention_days),
             log_stream: log_group::ERROR_LOG_STREAM.into(),
         };
+        // The log group is named after the delivery, so named where the delivery is.
         d.add(
+            at,
             address.clone(),
             log_group_name.clone(),
             BTreeSet::new(),
@@ -127,7 +120,7 @@ fn delivery(d: &mut Deriver, key: &str, del: &DeliverySpec, name: String, ends: 
     let role_arn = d.env.role_arn(&role_name);
     let trust = iam::firehose_trust_policy(&d.env);
     let policy = iam::delivery_policy(&d.env, &access);
-    d.add_role(role_address.clone(), role_name.clone(), trust, policy);
+    d.add_role(at, role_address.clone(), role_name.clone(), trust, policy);
     deps.insert(role_address);
     let props = DeliveryProps {
         arn: d.env.delivery_arn(&name),
@@ -149,6 +142,7 @@ fn delivery(d: &mut Deriver, key: &str, del: &DeliverySpec, name: String, ends: 
         }),
     };
     d.add(
+        at,
         Address::new(delivery::KIND, key),
         name,
         deps,

@@ -26,6 +26,30 @@ pub(super) struct Deriver<'s> {
     pub env: Env,
     pub errors: Vec<DeriveError>,
     pub resources: BTreeMap<Address, Resource>,
+    /// Where in the spec each resource comes from (for errors that span resources).
+    pub origins: BTreeMap<Address, Origin>,
+}
+
+/// The spec entry a resource is derived from: its section, and whether the resource's physical
+/// name is written there (`name:`) rather than derived from the key.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Origin {
+    pub section: &'static str,
+    pub named: bool,
+}
+
+impl Origin {
+    /// The entry's own resource, named by `name:` when `named`.
+    pub fn entry(section: &'static str, named: bool) -> Origin {
+        Origin { section, named }
+    }
+    /// A resource derived from the same entry, whose name is always derived.
+    pub fn derived(self) -> Origin {
+        Origin {
+            named: false,
+            ..self
+        }
+    }
 }
 
 /// The spec path `a.b.c`.
@@ -98,20 +122,33 @@ impl Deriver<'_> {
         self.err(path, at_key, message, expected);
     }
 
-    /// Checks the physical name of `section.key`: explicit (`name:`) or derived from the key.
-    pub fn check_name(&mut self, section: &str, key: &str, explicit: bool, r: rules::Check) {
-        let (path, at_key) = name_path(section, key, explicit);
-        self.check(path, at_key, !explicit, r);
+    /// Checks the physical name of `key`'s resource from `at`: written there or derived.
+    pub fn check_name(&mut self, at: Origin, key: &str, r: rules::Check) {
+        let (path, at_key) = name_path(at.section, key, at.named);
+        self.check(path, at_key, !at.named, r);
     }
 
     /// Adds an IAM role under the stack's path with its trust policy and its one inline policy.
-    pub fn add_role(&mut self, address: Address, name: String, trust: Value, policy: Value) {
+    pub fn add_role(
+        &mut self,
+        at: Origin,
+        address: Address,
+        name: String,
+        trust: Value,
+        policy: Value,
+    ) {
         let props = RoleProps {
             arn: self.env.role_arn(&name),
             trust_policy: trust,
             inline_policies: BTreeMap::from([(INLINE_POLICY_NAME.to_string(), policy)]),
         };
-        self.add(address, name, BTreeSet::new(), Props::new(props));
+        self.add(
+            at.derived(),
+            address,
+            name,
+            BTreeSet::new(),
+            Props::new(props),
+        );
     }
 
     /// Adds a resource with the stack's tags (the user's, `streamstack:stack` and
@@ -119,6 +156,7 @@ impl Deriver<'_> {
     /// them after discovery.
     pub fn add(
         &mut self,
+        at: Origin,
         address: Address,
         name: String,
         depends_on: BTreeSet<Address>,
@@ -127,6 +165,7 @@ impl Deriver<'_> {
         let mut tags = self.spec.tags.clone();
         tags.insert(TAG_STACK.into(), self.spec.stack.clone());
         tags.insert(TAG_ADDRESS.into(), address.to_string());
+        self.origins.insert(address.clone(), at);
         let r = Resource {
             address: address.clone(),
             name,

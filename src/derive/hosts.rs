@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::deriver::{customer_key, expected_keys, p, Deriver};
+use super::deriver::{customer_key, expected_keys, p, Deriver, Origin};
 use super::names::{host_role_name, instance_profile_name, security_group_name};
 use crate::bootstrap::{self, AgentFlow, UserDataInput};
 use crate::iam;
@@ -175,12 +175,13 @@ fn check_sample(d: &mut Deriver, key: &str, h: &HostSpec) {
 fn iam_resources(d: &mut Deriver, key: &str, access: iam::HostAccess) -> String {
     let role_name = host_role_name(&d.spec.stack, key);
     let profile_name = instance_profile_name(&d.spec.stack, key);
-    let at = p(&["hosts", key]);
-    d.check(at.clone(), true, true, rules::role_name(&role_name));
-    d.check(at, true, true, rules::instance_profile_name(&profile_name));
+    let at = Origin::entry("hosts", false);
+    d.check_name(at, key, rules::role_name(&role_name));
+    d.check_name(at, key, rules::instance_profile_name(&profile_name));
     let role_address = Address::new(role::HOST_ROLE, key);
     let policy = iam::host_policy(&d.env, &access);
     d.add_role(
+        at,
         role_address.clone(),
         role_name.clone(),
         iam::ec2_trust_policy(),
@@ -191,6 +192,7 @@ fn iam_resources(d: &mut Deriver, key: &str, access: iam::HostAccess) -> String 
         role_name,
     };
     d.add(
+        at,
         Address::new(instance_profile::KIND, key),
         profile_name.clone(),
         BTreeSet::from([role_address]),
@@ -208,14 +210,16 @@ fn security_group(d: &mut Deriver, key: &str, from: &[String], subnet: Option<St
         ssh_from: from.to_vec(),
         subnet,
     };
-    d.check(
-        p(&["hosts", key]),
-        true,
-        true,
-        rules::security_group_name(&name),
-    );
+    let at = Origin::entry("hosts", false);
+    d.check_name(at, key, rules::security_group_name(&name));
     let address = Address::new(security_group::KIND, key);
-    d.add(address, name.clone(), BTreeSet::new(), Props::new(props));
+    d.add(
+        at,
+        address,
+        name.clone(),
+        BTreeSet::new(),
+        Props::new(props),
+    );
     name
 }
 
@@ -274,6 +278,7 @@ fn instance(
     };
     let name = format!("{}-{key}", d.spec.stack);
     let address = Address::new(host::KIND, key);
-    let instance = d.add(address, name, flows.deps, Props::new(props));
+    let at = Origin::entry("hosts", false);
+    let instance = d.add(at, address, name, flows.deps, Props::new(props));
     instance.tags.insert(TAG_IMAGE.into(), h.image.to_string());
 }

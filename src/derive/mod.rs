@@ -100,6 +100,7 @@ pub fn derive(spec: &Spec, env: Env) -> Result<Model, Vec<DeriveError>> {
         env,
         errors: Vec::new(),
         resources: BTreeMap::new(),
+        origins: BTreeMap::new(),
     };
     storage::buckets(&mut d);
     storage::streams(&mut d);

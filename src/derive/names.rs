@@ -3,9 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::deriver::{name_path, Deriver};
-use crate::kinds::{self, bucket, delivery, log_group, role, stream};
+use crate::kinds;
 use crate::model::Address;
-use crate::spec::types::Spec;
 
 pub(super) fn host_role_name(stack: &str, host: &str) -> String {
     format!("{stack}-{host}-host")
@@ -18,29 +17,6 @@ pub(super) fn security_group_name(stack: &str, host: &str) -> String {
 }
 pub(super) fn delivery_role_name(stack: &str, delivery: &str) -> String {
     format!("{stack}-{delivery}-firehose")
-}
-
-/// The spec section a derived resource comes from, and whether its name is written there
-/// (`name:`) rather than derived from the key.
-fn origin(spec: &Spec, a: &Address) -> (&'static str, bool) {
-    let k = a.kind;
-    if k == bucket::KIND {
-        let explicit = spec.buckets.get(&a.key).is_some_and(|b| b.name.is_some());
-        ("buckets", explicit)
-    } else if k == stream::KIND {
-        let explicit = spec.streams.get(&a.key).is_some_and(|s| s.name.is_some());
-        ("streams", explicit)
-    } else if k == delivery::KIND || k == log_group::KIND {
-        let explicit = spec
-            .deliveries
-            .get(&a.key)
-            .is_some_and(|s| s.name.is_some());
-        ("deliveries", explicit)
-    } else if k == role::DELIVERY_ROLE {
-        ("deliveries", false)
-    } else {
-        ("hosts", false)
-    }
 }
 
 /// Physical names must be unique per namespace (IAM names case-insensitively).
@@ -69,13 +45,17 @@ pub(super) fn unique_names(d: &mut Deriver) {
     }
     for (addr, first, ns, name) in dups {
         // Point at whichever of the two has an explicit `name:`; else at this one's key.
-        let (blame, other) = if !origin(d.spec, &addr).1 && origin(d.spec, &first).1 {
+        let origin = |a: &Address| d.origins.get(a).copied();
+        let named = |a: &Address| origin(a).is_some_and(|o| o.named);
+        let (blame, other) = if !named(&addr) && named(&first) {
             (first, addr)
         } else {
             (addr, first)
         };
-        let (section, explicit) = origin(d.spec, &blame);
-        let (path, at_key) = name_path(section, &blame.key, explicit);
+        let Some(at) = origin(&blame) else {
+            continue;
+        };
+        let (path, at_key) = name_path(at.section, &blame.key, at.named);
         d.err(
             path,
             at_key,

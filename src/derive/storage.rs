@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::deriver::Deriver;
+use super::deriver::{Deriver, Origin};
 use crate::kinds::bucket::{self, BucketProps};
 use crate::kinds::stream::{self, StreamProps};
 use crate::model::{Address, Props, TAG_FORCE_DESTROY};
@@ -13,8 +13,10 @@ pub(super) fn buckets(d: &mut Deriver) {
         let Some(name) = d.bucket_name(key) else {
             continue;
         };
-        d.check_name("buckets", key, b.name.is_some(), rules::bucket_name(&name));
+        let at = Origin::entry("buckets", b.name.is_some());
+        d.check_name(at, key, rules::bucket_name(&name));
         let bucket = d.add(
+            at,
             Address::new(bucket::KIND, key),
             name,
             BTreeSet::new(),
@@ -37,9 +39,11 @@ pub(super) fn streams(d: &mut Deriver) {
         let Some(name) = d.stream_name(key) else {
             continue;
         };
-        d.check_name("streams", key, s.name.is_some(), rules::stream_name(&name));
+        let at = Origin::entry("streams", s.name.is_some());
+        d.check_name(at, key, rules::stream_name(&name));
         let arn = d.env.stream_arn(&name);
         d.add(
+            at,
             Address::new(stream::KIND, key),
             name,
             BTreeSet::new(),

@@ -27,7 +27,7 @@ pub struct AgentFlow {
     pub format: Format,
 }
 
-/// The agent's `dataProcessingOptions` for a format (aws-domain.md §1.3).
+/// The agent's `dataProcessingOptions` for a format (docs/aws-facts.md#data-processing-options).
 pub fn processing_options(format: &Format) -> Option<Value> {
     let log = |fmt: &str| json!([{"optionName": "LOGTOJSON", "logFormat": fmt}]);
     match format {

@@ -21,9 +21,9 @@ pub struct Cli {
 }
 
 /// Flags before the command. `--no-color` and `-v` apply to every command and are accepted after
-/// it too; the spec and AWS flags are accepted here (`streamstack --region R gc`, as the
-/// contract writes them) and, after the command, only by the commands that use them
-/// ([`SpecArgs`], [`AwsArgs`]).
+/// it too; the spec and AWS flags are accepted here (`streamstack --region R gc`, as
+/// docs/cli.md#global-flags writes them) and, after the command, only by the commands that use
+/// them ([`SpecArgs`], [`AwsArgs`]).
 #[derive(Debug, Clone, Default, Args)]
 pub struct Global {
     #[command(flatten)]
@@ -631,7 +631,7 @@ mod tests {
             "streamstack apply s.yaml --engine cloudformation --auto-approve",
             "streamstack destroy s.yaml --engine cloudformation --auto-approve",
             "streamstack destroy --stack weather-lab --engine streamstack",
-            // The global flags, before the command (as the contract writes them) and after it.
+            // The global flags, before the command (docs/cli.md#global-flags) and after it.
             "streamstack --var a=b --region eu-west-1 --profile p --endpoint-url http://127.0.0.1:5000 --no-color -v plan s.yaml",
             "streamstack plan s.yaml --var a=b --region eu-west-1 --profile p --endpoint-url http://127.0.0.1:5000 --no-color -v",
             "streamstack --region ap-northeast-2 gc --auto-approve",

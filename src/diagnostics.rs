@@ -1,6 +1,7 @@
 //! One diagnostic type for everything the spec layer reports, and its rendering.
 //!
-//! The format is the contract from SPEC.md: `FILE:LINE:COL: field.path: message (expected ...)`.
+//! The format is the contract in docs/cli.md#diagnostics:
+//! `FILE:LINE:COL: field.path: message (expected ...)`.
 //! Lines and columns are 1-based, as editors show them.
 
 use std::fmt;

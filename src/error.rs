@@ -250,7 +250,8 @@ impl AwsError {
         }
     }
 
-    /// IAM changes have not reached the service yet (aws-domain.md §4.1); retrying helps.
+    /// IAM changes have not reached the service yet (docs/aws-facts.md#iam-propagation);
+    /// retrying helps.
     pub fn is_iam_propagation(&self) -> bool {
         let m = self.message();
         match self.code() {

@@ -1,9 +1,11 @@
 //! Least-privilege IAM documents, derived from the flows and deliveries.
 //!
 //! - Host role: the agent only calls `PutRecords` (Kinesis flows), `PutRecordBatch` (direct
-//!   Firehose flows) and `PutMetricData` (aws-domain.md §1.4). `PutRecord` is granted beside
-//!   `PutRecords` as AWS's own producer example does.
-//! - Delivery role: what Firehose needs to read its one stream and write its one bucket (§3.2).
+//!   Firehose flows) and `PutMetricData` (docs/aws-facts.md#what-the-agent-calls). `PutRecord`
+//!   is granted beside `PutRecords` as AWS's own producer example does
+//!   (docs/aws-facts.md#host-role).
+//! - Delivery role: what Firehose needs to read its one stream and write its one bucket
+//!   (docs/aws-facts.md#delivery-role).
 //! - No `*` action anywhere. The only `*` resource is `cloudwatch:PutMetricData`, which has no
 //!   resource-level permissions; it is pinned to the agent's namespace by a condition instead.
 

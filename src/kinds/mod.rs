@@ -46,6 +46,8 @@ macro_rules! lifecycle_from_module_fns {
 
 pub mod bucket;
 pub mod delivery;
+#[cfg(test)]
+pub mod fake;
 pub mod host;
 pub mod instance_profile;
 pub mod log_group;

@@ -556,36 +556,4 @@ async fn run(cx: &Cx, kinds: &Registry<'_>, node: &Node<'_>, desired: &Model) ->
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(key: &str, waits_for: Vec<usize>) -> Node<'static> {
-        Node {
-            address: Address::new(Kind::new("stream"), key),
-            action: Action::Create,
-            step: Step::Create,
-            desired: None,
-            live: None,
-            waits_for,
-        }
-    }
-
-    #[test]
-    fn the_critical_path_is_the_longest_chain_of_actual_durations() {
-        // a (1 s) → b (2 s); c (2.5 s) alone; d failed (no duration) after b.
-        let nodes = vec![
-            node("a", vec![]),
-            node("b", vec![0]),
-            node("c", vec![]),
-            node("d", vec![1]),
-        ];
-        let durations = [Some(1.0), Some(2.0), Some(2.5), None];
-        let (len, path) = critical_path(&nodes, &durations);
-        assert!((len - 3.0).abs() < 1e-9, "{len}");
-        assert_eq!(path, [0, 1]);
-        let (len, path) = critical_path(&nodes[2..3], &durations[2..3]);
-        assert!((len - 2.5).abs() < 1e-9);
-        assert_eq!(path, [0]);
-        assert_eq!(critical_path(&[], &[]), (0.0, vec![]));
-    }
-}
+mod tests;

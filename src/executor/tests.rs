@@ -1,0 +1,580 @@
+//! The executor on in-memory kinds (`kinds::fake`): orders, bounds, failures, retries and
+//! resuming after a kill, asserted on the fake cloud's log and the events, never on time.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use super::*;
+use crate::journal::Journal;
+use crate::kinds::fake::{
+    self, Behaviour, Cloud, Fail, FakeKind, Gate, Mark, Op, GADGET, THING, WIDGET,
+};
+use crate::plan::{plan, Plan};
+
+/// A fake cloud, a context over it and the events it has seen.
+struct World {
+    cloud: Arc<Cloud>,
+    cx: Cx,
+    seen: Arc<Mutex<Vec<Event>>>,
+}
+
+fn world() -> World {
+    world_with(fake::timeouts(), Default::default())
+}
+
+fn world_with(timeouts: crate::kinds::Timeouts, journal: Arc<Journal>) -> World {
+    let (events, seen) = fake::recorder();
+    World {
+        cloud: Cloud::new(),
+        cx: fake::cx(events, timeouts, journal),
+        seen,
+    }
+}
+
+impl World {
+    /// Reads the live state, plans and applies `desired`.
+    async fn converge(&self, kinds: &Registry<'_>, desired: &Model, parallelism: usize) -> Report {
+        let (live, plan) = self.plan(kinds, desired).await;
+        apply(&self.cx, kinds, &plan, desired, &live, parallelism).await
+    }
+
+    async fn plan(&self, kinds: &Registry<'_>, desired: &Model) -> (Vec<Live>, Plan) {
+        let live = fake::discover(&self.cx, kinds, desired).await;
+        let plan = plan(kinds, desired, &live).expect("plan");
+        (live, plan)
+    }
+
+    fn events(&self) -> Vec<Event> {
+        self.seen.lock().expect("events").clone()
+    }
+
+    /// Where in the log `op` on `r` first has `mark`.
+    fn at(&self, op: Op, r: &Resource, mark: Mark) -> usize {
+        self.cloud
+            .position(op, &r.address, mark)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {mark:?} of {op:?} {}: {:#?}",
+                    r.address,
+                    self.cloud.log()
+                )
+            })
+    }
+
+    /// `then` started only after `first` had ended successfully.
+    fn assert_after(&self, first: (Op, &Resource), then: (Op, &Resource)) {
+        let ended = self.at(first.0, first.1, Mark::End(true));
+        let started = self.at(then.0, then.1, Mark::Start);
+        assert!(
+            ended < started,
+            "{:?} {} started before {:?} {} ended: {:#?}",
+            then.0,
+            then.1.address,
+            first.0,
+            first.1.address,
+            self.cloud.log()
+        );
+    }
+}
+
+/// Fails the test instead of hanging when the executor stops making progress (a bound only: the
+/// tests assert orders and counts, never durations).
+async fn within<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(30), f)
+        .await
+        .expect("the executor made no progress in 30 s")
+}
+
+fn thing(key: &str) -> Resource {
+    fake::resource(THING, key, json!({}))
+}
+
+fn gated(gate: &Arc<Gate>) -> Behaviour {
+    Behaviour {
+        gate: Some(gate.clone()),
+        ..Default::default()
+    }
+}
+
+fn addresses<'r>(rows: impl IntoIterator<Item = &'r String>) -> Vec<&'r str> {
+    let mut out: Vec<&str> = rows.into_iter().map(String::as_str).collect();
+    out.sort_unstable();
+    out
+}
+
+#[tokio::test]
+async fn creates_and_updates_start_after_what_they_depend_on_has_ended() {
+    let w = world();
+    let things = FakeKind::new(&w.cloud, &[THING]);
+    let gadgets = FakeKind::new(&w.cloud, &[GADGET]);
+    let kinds = Registry(&[&things, &gadgets]);
+    let a = thing("a");
+    let b = fake::depending(fake::resource(THING, "b", json!({"v": 2})), &[&a]);
+    let c = fake::depending(fake::resource(GADGET, "c", json!({})), &[&b]);
+    let d = fake::depending(thing("d"), &[&a, &c]);
+    let e = thing("e");
+    // b exists with another setting: it is updated, not created.
+    w.cloud.seed(&fake::resource(THING, "b", json!({"v": 1})));
+    let desired = fake::model([a.clone(), b.clone(), c.clone(), d.clone(), e.clone()]);
+
+    let report = w.converge(&kinds, &desired, 8).await;
+
+    assert!(report.ok(), "{report:#?}");
+    assert_eq!(report.done.len(), 5);
+    w.assert_after((Op::Create, &a), (Op::Update, &b));
+    w.assert_after((Op::Update, &b), (Op::Create, &c));
+    w.assert_after((Op::Create, &a), (Op::Create, &d));
+    w.assert_after((Op::Create, &c), (Op::Create, &d));
+    // What depends on nothing ran at once: the order above was not a queue.
+    assert!(w.cloud.max_concurrency(|_| true) >= 2);
+}
+
+#[tokio::test]
+async fn never_more_operations_at_once_than_the_parallelism() {
+    let w = world();
+    let things = FakeKind::new(&w.cloud, &[THING]);
+    let kinds = Registry(&[&things]);
+    let gate = Gate::new();
+    let all: Vec<Resource> = (0..8).map(|i| thing(&format!("t{i}"))).collect();
+    for r in &all {
+        w.cloud.behave(&r.address, gated(&gate));
+    }
+    let desired = fake::model(all);
+
+    let (report, ()) = tokio::join!(w.converge(&kinds, &desired, 3), async {
+        // Three are under way at once (none has passed the gate yet), then all go on.
+        within(gate.reached(3)).await;
+        gate.open();
+    });
+
+    assert!(report.ok(), "{report:#?}");
+    assert_eq!(report.done.len(), 8);
+    assert_eq!(w.cloud.max_concurrency(|_| true), 3, "{:#?}", w.cloud.log());
+}
+
+#[tokio::test]
+async fn a_kind_s_lifecycle_limit_bounds_its_creates_and_deletes_together() {
+    let w = world();
+    let things = FakeKind::new(&w.cloud, &[THING]).lifecycle_limit(2);
+    let gadgets = FakeKind::new(&w.cloud, &[GADGET]);
+    let kinds = Registry(&[&things, &gadgets]);
+    let gate = Gate::new();
+    let new: Vec<Resource> = (0..4).map(|i| thing(&format!("new{i}"))).collect();
+    let old: Vec<Resource> = (0..3).map(|i| thing(&format!("old{i}"))).collect();
+    let others: Vec<Resource> = (0..3)
+        .map(|i| fake::resource(GADGET, &format!("g{i}"), json!({})))
+        .collect();
+    for r in new.iter().chain(&old).chain(&others) {
+        w.cloud.behave(&r.address, gated(&gate));
+    }
+    for r in &old {
+        w.cloud.seed(r);
+    }
+    let desired = fake::model(new.iter().chain(&others).cloned());
+
+    let (report, ()) = tokio::join!(w.converge(&kinds, &desired, 10), async {
+        // Two things and the three gadgets at once: the limit holds back only its kind.
+        within(gate.reached(5)).await;
+        gate.open();
+    });
+
+    assert!(report.ok(), "{report:#?}");
+    assert_eq!(report.done.len(), 10);
+    let of = |kind| move |e: &fake::Entry| e.address.kind == kind;
+    assert_eq!(
+        w.cloud.max_concurrency(of(THING)),
+        2,
+        "{:#?}",
+        w.cloud.log()
+    );
+    assert_eq!(w.cloud.max_concurrency(of(GADGET)), 3);
+}
+
+#[tokio::test]
+async fn a_replace_deletes_then_creates() {
+    let w = world();
+    let things = FakeKind::new(&w.cloud, &[THING]).replace_on(&["size"]);
+    let kinds = Registry(&[&things]);
+    let old_id = w
+        .cloud
+        .seed(&fake::resource(THING, "x", json!({"size": 1})));
+    let x = fake::resource(THING, "x", json!({"size": 2}));
+    let desired = fake::model([x.clone()]);
+
+    let report = w.converge(&kinds, &desired, 8).await;
+
+    assert!(report.ok(), "{report:#?}");
+    let ops: Vec<(&str, Action)> = report
+        .done
+        .iter()
+        .map(|d| (d.operation, d.action))
+        .collect();
+    assert_eq!(
+        ops,
+        [("delete", Action::Replace), ("create", Action::Replace)]
+    );
+    w.assert_after((Op::Delete, &x), (Op::Create, &x));
+    let objects = w.cloud.objects();
+    assert_eq!(objects.len(), 1);
+    assert_ne!(objects[0].id, old_id);
+    assert_eq!(objects[0].props, json!({"size": 2}));
+}
+
+#[tokio::test]
+async fn a_failed_delete_is_never_followed_by_its_create() {
+    let w = world();
+    let things = FakeKind::new(&w.cloud, &[THING]).replace_on(&["size"]);
+    let kinds = Registry(&[&things]);
+    let old_id = w
+        .cloud
+        .seed(&fake::resource(THING, "x", json!({"size": 1})));
+    let x = fake::resource(THING, "x", json!({"size": 2}));
+    w.cloud.behave(
+        &x.address,
+        Behaviour {
+            delete: Fail::Always,
+            ..Default::default()
+        },
+    );
+    let desired = fake::model([x.clone()]);
+
+    let report = w.converge(&kinds, &desired, 8).await;
+
+    assert_eq!(report.failed.len(), 1, "{report:#?}");
+    assert_eq!(report.failed[0].operation, "delete");
+    assert_eq!(
+        report.failed[0].error.code.as_deref(),
+        Some("ValidationException")
+    );
+    assert_eq!(
+        report.skipped,
+        [Skipped {
+            address: "thing.x".into(),
+            operation: "create",
+            because: "thing.x".into(),
+        }]
+    );
+    assert_eq!(w.cloud.count(Op::Create, &x.address, Mark::Start), 0);
+    assert_eq!(w.cloud.objects()[0].id, old_id);
+    assert!(w.events().contains(&Event::Skipped {
+        address: x.address.clone(),
+        because: x.address.clone(),
+    }));
+}
+
+#[tokio::test]
+async fn a_failure_skips_only_what_waits_for_it() {
+    let w = world();
+    let things = FakeKind::new(&w.cloud, &[THING]);
+    let kinds = Registry(&[&things]);
+    let a = thing("a");
+    let b = fake::depending(thing("b"), &[&a]);
+    let c = fake::depending(thing("c"), &[&b]);
+    let d = thing("d");
+    let e = fake::depending(thing("e"), &[&d]);
+    let f = fake::depending(thing("f"), &[&a, &d]);
+    w.cloud.behave(
+        &a.address,
+        Behaviour {
+            create: Fail::Always,
+            ..Default::default()
+        },
+    );
+    let desired = fake::model([&a, &b, &c, &d, &e, &f].map(Clone::clone));
+
+    let report = w.converge(&kinds, &desired, 8).await;
+
+    assert_eq!(
+        addresses(report.failed.iter().map(|r| &r.address)),
+        ["thing.a"]
+    );
+    assert_eq!(
+        addresses(report.done.iter().map(|r| &r.address)),
+        ["thing.d", "thing.e"]
+    );
+    let skipped: Vec<(&str, &str)> = report
+        .skipped
+        .iter()
+        .map(|s| (s.address.as_str(), s.because.as_str()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            ("thing.b", "thing.a"),
+            ("thing.c", "thing.b"),
+            ("thing.f", "thing.a")
+        ]
+    );
+    for r in [&b, &c, &f] {
+        assert_eq!(w.cloud.count(Op::Create, &r.address, Mark::Start), 0);
+    }
+    let events = w.events();
+    assert!(events
+        .iter()
+        .any(|ev| matches!(ev, Event::Failed { address, .. } if *address == a.address)));
+    for (r, because) in [(&b, &a), (&c, &b), (&f, &a)] {
+        assert!(events.contains(&Event::Skipped {
+            address: r.address.clone(),
+            because: because.address.clone(),
+        }));
+        assert!(!events
+            .iter()
+            .any(|ev| matches!(ev, Event::Start { address, .. } if *address == r.address)));
+    }
+}
+
+#[tokio::test]
+async fn deletes_wait_for_their_users_to_go_or_to_stop_using_them() {
+    let w = world();
+    let things = FakeKind::new(&w.cloud, &[THING]);
+    let gadgets = FakeKind::new(&w.cloud, &[GADGET]);
+    let widgets = FakeKind::new(&w.cloud, &[WIDGET]);
+    let kinds = Registry(&[&things, &gadgets, &widgets]);
+    // t1 is used by u, which goes too; t2 by v, which stays and stops using it.
+    let t1 = fake::resource(GADGET, "t1", json!({}));
+    let t2 = fake::resource(GADGET, "t2", json!({}));
+    let u = fake::resource(THING, "u", json!({"uses": ["gadget.fake-t1"]}));
+    let v_before = fake::resource(WIDGET, "v", json!({"uses": ["gadget.fake-t2"]}));
+    let v = fake::resource(WIDGET, "v", json!({"uses": []}));
+    for r in [&t1, &t2, &u, &v_before] {
+        w.cloud.seed(r);
+    }
+    let desired = fake::model([v.clone()]);
+
+    let report = w.converge(&kinds, &desired, 8).await;
+
+    assert!(report.ok(), "{report:#?}");
+    assert_eq!(report.done.len(), 4);
+    w.assert_after((Op::Delete, &u), (Op::Delete, &t1));
+    w.assert_after((Op::Update, &v), (Op::Delete, &t2));
+    // Deletes that wait for nothing of each other overlap (u and v's update start at once).
+    assert!(w.cloud.max_concurrency(|_| true) >= 2);
+    assert_eq!(w.cloud.objects().len(), 1);
+}
+
+#[tokio::test]
+async fn retryable_errors_are_retried_until_the_create_succeeds() {
+    let w = world();
+    let things = FakeKind::new(&w.cloud, &[THING]);
+    let kinds = Registry(&[&things]);
+    let x = thing("x");
+    w.cloud.behave(
+        &x.address,
+        Behaviour {
+            create: Fail::Retryable(3),
+            ..Default::default()
+        },
+    );
+    let desired = fake::model([x.clone()]);
+
+    let report = w.converge(&kinds, &desired, 8).await;
+
+    assert!(report.ok(), "{report:#?}");
+    assert_eq!(report.done[0].operation, "create");
+    assert_eq!(w.cloud.count(Op::Create, &x.address, Mark::Attempt), 4);
+    let kinds_of: Vec<&str> = w
+        .events()
+        .iter()
+        .map(|e| match e {
+            Event::Start { .. } => "start",
+            Event::Retry { error, .. } => {
+                assert!(error.contains("ThrottlingException"), "{error}");
+                "retry"
+            }
+            Event::Progress { .. } => "progress",
+            Event::Done { .. } => "done",
+            Event::Failed { .. } => "failed",
+            Event::Skipped { .. } => "skipped",
+        })
+        .collect();
+    assert_eq!(kinds_of, ["start", "retry", "retry", "retry", "done"]);
+    assert_eq!(w.cloud.objects().len(), 1);
+}
+
+#[tokio::test]
+async fn a_resource_that_never_becomes_ready_fails_with_a_timeout() {
+    let timeouts = crate::kinds::Timeouts {
+        stream: std::time::Duration::from_millis(30),
+        ..fake::timeouts()
+    };
+    let w = world_with(timeouts, Default::default());
+    let things = FakeKind::new(&w.cloud, &[THING]);
+    let kinds = Registry(&[&things]);
+    let x = thing("x");
+    let y = fake::depending(thing("y"), &[&x]);
+    w.cloud.behave(
+        &x.address,
+        Behaviour {
+            never_ready: true,
+            ..Default::default()
+        },
+    );
+    let desired = fake::model([x.clone(), y.clone()]);
+
+    let report = w.converge(&kinds, &desired, 8).await;
+
+    assert_eq!(report.failed.len(), 1, "{report:#?}");
+    let timeout = "thing.x: gave up waiting for ready after";
+    assert!(
+        report.failed[0].error.message.starts_with(timeout),
+        "{report:#?}"
+    );
+    assert_eq!(report.failed[0].error.code, None);
+    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(report.skipped[0].address, "thing.y");
+    let events = w.events();
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Progress { address, waiting_for, .. } if *address == x.address && waiting_for == "ready"
+    )));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Failed { address, error, .. } if *address == x.address && error.starts_with(timeout)
+    )));
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, Event::Done { .. } | Event::Retry { .. })));
+}
+
+/// The environment variable that carries the state directory to the test below, run in a
+/// process of its own: `Journal::open` reads `STREAMSTACK_STATE_DIR`, and the journal's own
+/// test sets it for the whole process.
+const KILL_CHILD: &str = "executor::tests::resume_after_a_kill_in_a_process_of_its_own";
+
+#[test]
+fn resuming_after_a_kill_completes_the_apply_and_creates_nothing_twice() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let exe = std::env::current_exe().expect("test binary");
+    let out = std::process::Command::new(exe)
+        .args([KILL_CHILD, "--exact", "--ignored", "--test-threads=1"])
+        .env("STREAMSTACK_STATE_DIR", dir.path())
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+#[ignore = "run by resuming_after_a_kill_completes_the_apply_and_creates_nothing_twice"]
+async fn resume_after_a_kill_in_a_process_of_its_own() {
+    assert!(
+        std::env::var_os("STREAMSTACK_STATE_DIR").is_some(),
+        "run by resuming_after_a_kill_completes_the_apply_and_creates_nothing_twice"
+    );
+    let cloud = Cloud::new();
+    let things = FakeKind::new(&cloud, &[THING]);
+    let kinds = Registry(&[&things]);
+    let a = thing("a");
+    // b's endpoint ignores creation tags: killed before tagging it, it is left untagged.
+    let b = thing("b");
+    let c = fake::depending(thing("c"), &[&b]);
+    let d = thing("d");
+    let gate = Gate::new();
+    let untagged = Behaviour {
+        tags_later: true,
+        ..gated(&gate)
+    };
+    cloud.behave(&b.address, untagged.clone());
+    cloud.behave(&d.address, gated(&gate));
+    let desired = fake::model([&a, &b, &c, &d].map(Clone::clone));
+    let journal = || Arc::new(Journal::open(fake::ACCOUNT, fake::REGION, fake::STACK));
+
+    // The first run is killed while b and d are being created.
+    let first = World {
+        cloud: cloud.clone(),
+        ..world_with(fake::timeouts(), journal())
+    };
+    let mut run = Box::pin(first.converge(&kinds, &desired, 8));
+    tokio::select! {
+        report = &mut run => panic!("the apply ended before the kill: {report:#?}"),
+        () = within(gate.reached(2)) => {}
+    }
+    drop(run);
+    assert!(cloud
+        .object(THING, "fake-b")
+        .is_some_and(|o| o.tags.is_empty()));
+    assert!(cloud.object(THING, "fake-c").is_none());
+
+    // The next run (a new process: the journal as the first left it) finds b untagged: not
+    // the stack's by its tags, so a plan alone refuses it; the journal vouches for it.
+    cloud.behave(&b.address, Behaviour::default());
+    cloud.behave(&d.address, Behaviour::default());
+    let second = World {
+        cloud: cloud.clone(),
+        ..world_with(fake::timeouts(), journal())
+    };
+    let mut live = fake::discover(&second.cx, &kinds, &desired).await;
+    let refused = plan(&kinds, &desired, &live).expect_err("b is untagged");
+    assert_eq!(refused.0.len(), 1);
+    assert_eq!(refused.0[0].name, "fake-b");
+    for l in live.iter_mut().filter(|l| !l.ours) {
+        l.ours = second
+            .cx
+            .journal
+            .created_it(l.address().kind, &l.resource.name, l.created);
+    }
+    let plan = plan(&kinds, &desired, &live).expect("plan after adoption");
+    let actions: Vec<(&str, Action)> = plan
+        .changes
+        .iter()
+        .map(|c| (c.address.as_str(), c.action))
+        .collect();
+    assert_eq!(
+        actions,
+        [("thing.b", Action::Update), ("thing.c", Action::Create)]
+    );
+    let report = apply(&second.cx, &kinds, &plan, &desired, &live, 8).await;
+
+    assert!(report.ok(), "{report:#?}");
+    let objects = cloud.objects();
+    assert_eq!(objects.len(), 4, "{objects:#?}");
+    for r in [&a, &b, &c, &d] {
+        assert_eq!(
+            cloud.count(Op::Create, &r.address, Mark::Start),
+            1,
+            "{}",
+            r.address
+        );
+        let o = cloud.object(THING, &r.name).expect("exists");
+        assert_eq!(o.tags, r.tags, "{}", r.address);
+    }
+    assert!(!journal().has(THING, "fake-b"));
+    let (_, again) = second.plan(&kinds, &desired).await;
+    assert!(!again.has_changes(), "{:#?}", again.changes);
+}
+
+fn node(key: &str, waits_for: Vec<usize>) -> Node<'static> {
+    Node {
+        address: Address::new(Kind::new("stream"), key),
+        action: Action::Create,
+        step: Step::Create,
+        desired: None,
+        live: None,
+        waits_for,
+    }
+}
+
+#[test]
+fn the_critical_path_is_the_longest_chain_of_actual_durations() {
+    // a (1 s) → b (2 s); c (2.5 s) alone; d failed (no duration) after b.
+    let nodes = vec![
+        node("a", vec![]),
+        node("b", vec![0]),
+        node("c", vec![]),
+        node("d", vec![1]),
+    ];
+    let durations = [Some(1.0), Some(2.0), Some(2.5), None];
+    let (len, path) = critical_path(&nodes, &durations);
+    assert!((len - 3.0).abs() < 1e-9, "{len}");
+    assert_eq!(path, [0, 1]);
+    let (len, path) = critical_path(&nodes[2..3], &durations[2..3]);
+    assert!((len - 2.5).abs() < 1e-9);
+    assert_eq!(path, [0]);
+    assert_eq!(critical_path(&[], &[]), (0.0, vec![]));
+}

@@ -406,11 +406,13 @@ pub async fn apply(
                     return Some(Outcome::Skipped(because.to_string()));
                 }
             }
-            let _p = sem.acquire().await;
+            // The kind's turn first: an operation queued behind its kind's limit holds none of
+            // the overall slots, which others can use meanwhile.
             let _k = match (&limit, node.step) {
                 (Some(l), Step::Create | Step::Delete) => Some(l.acquire().await),
                 _ => None,
             };
+            let _p = sem.acquire().await;
             let outcome = run(cx, kinds, node, desired).await;
             let _ = tx.send(match outcome {
                 Outcome::Done(_) => Status::Ok,

@@ -193,6 +193,32 @@ async fn a_kind_s_lifecycle_limit_bounds_its_creates_and_deletes_together() {
 }
 
 #[tokio::test]
+async fn an_operation_queued_for_its_kind_s_limit_leaves_its_slot_to_others() {
+    let w = world();
+    let things = FakeKind::new(&w.cloud, &[THING]).lifecycle_limit(1);
+    let widgets = FakeKind::new(&w.cloud, &[WIDGET]);
+    let kinds = Registry(&[&things, &widgets]);
+    let gate = Gate::new();
+    // Planned first (address order): two things, of which one may run at a time.
+    let (a, b) = (thing("a"), thing("b"));
+    let other = fake::resource(WIDGET, "w", json!({}));
+    for r in [&a, &b, &other] {
+        w.cloud.behave(&r.address, gated(&gate));
+    }
+    let desired = fake::model([a, b, other.clone()]);
+
+    let (report, ()) = tokio::join!(w.converge(&kinds, &desired, 2), async {
+        // A thing and the widget at once: the thing waiting for its kind's turn holds no slot.
+        within(gate.reached(2)).await;
+        gate.open();
+    });
+
+    assert!(report.ok(), "{report:#?}");
+    assert_eq!(w.cloud.max_concurrency(|_| true), 2);
+    assert_eq!(w.cloud.max_concurrency(|e| e.address.kind == THING), 1);
+}
+
+#[tokio::test]
 async fn a_replace_deletes_then_creates() {
     let w = world();
     let things = FakeKind::new(&w.cloud, &[THING]).replace_on(&["size"]);

@@ -431,9 +431,9 @@ pub fn destroy_plan(kinds: &Registry, desired: &Model, live: &[Live]) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::derive::load_str;
     use crate::kinds::REGISTRY;
     use crate::model::{Props, TAG_STACK};
-    use crate::derive::load_str;
     use crate::spec::LoadOptions;
     use serde_json::json;
 
@@ -642,6 +642,221 @@ hosts:
                     case.name
                 );
             }
+        }
+    }
+
+    /// One row of the table of [`decide`]: the live resource (if any), the kind's facts and
+    /// what is already replaced, against one desired `gizmo.g` (named `lab-g`, `size: 1`,
+    /// `mode: a`, depending on `feed.f` and `other.o`).
+    struct Decision {
+        name: &'static str,
+        have: Option<Live>,
+        facts: KindFacts,
+        /// The addresses already replaced, as (kind, key).
+        replaced: &'static [(Kind, &'static str)],
+        /// The change expected, attributes in order; `None` for no change.
+        expect: Option<Expected>,
+    }
+
+    /// A change's action, a part of its reason, and its attributes (name, forces replacement).
+    type Expected = (
+        Action,
+        Option<&'static str>,
+        &'static [(&'static str, bool)],
+    );
+
+    const GIZMO: Kind = Kind::new("gizmo");
+    const FEED: Kind = Kind::new("feed");
+    const OTHER: Kind = Kind::new("other");
+
+    fn gizmo(name: &str, props: Value) -> Resource {
+        Resource {
+            address: Address::new(GIZMO, "g"),
+            name: name.into(),
+            tags: BTreeMap::from([(TAG_STACK.to_string(), "lab".to_string())]),
+            depends_on: [Address::new(FEED, "f"), Address::new(OTHER, "o")].into(),
+            props: Props::new(props),
+        }
+    }
+
+    /// The live `gizmo.g` called `name` with these props.
+    fn gizmo_live(name: &str, props: Value) -> Option<Live> {
+        Some(Live {
+            resource: Resource {
+                depends_on: Default::default(),
+                ..gizmo(name, props)
+            },
+            id: "id-g".into(),
+            ours: true,
+            broken: None,
+            created: None,
+        })
+    }
+
+    fn facts(replace_on: &'static [&'static str], name_is_identity: bool) -> KindFacts {
+        KindFacts {
+            replace_on,
+            name_is_identity,
+            replaced_with: &[FEED],
+        }
+    }
+
+    #[test]
+    fn decide_per_address() {
+        let same = || json!({"size": 1, "mode": "a"});
+        let rows = [
+            Decision {
+                name: "nothing live → create, every attribute new",
+                have: None,
+                facts: facts(&["size"], true),
+                replaced: &[],
+                expect: Some((
+                    Action::Create,
+                    None,
+                    &[("mode", false), ("size", false), ("tags", false)],
+                )),
+            },
+            Decision {
+                name: "live and desired equal → no change",
+                have: gizmo_live("lab-g", same()),
+                facts: facts(&["size"], true),
+                replaced: &[],
+                expect: None,
+            },
+            Decision {
+                name: "an attribute AWS changes in place → update",
+                have: gizmo_live("lab-g", json!({"size": 1, "mode": "b"})),
+                facts: facts(&["size"], true),
+                replaced: &[],
+                expect: Some((Action::Update, None, &[("mode", false)])),
+            },
+            Decision {
+                name: "a forcing attribute → replace, naming it",
+                have: gizmo_live("lab-g", json!({"size": 2, "mode": "b"})),
+                facts: facts(&["size"], true),
+                replaced: &[],
+                expect: Some((
+                    Action::Replace,
+                    Some("changing size forces replacement"),
+                    &[("mode", false), ("size", true)],
+                )),
+            },
+            Decision {
+                name: "a new name where the name is the identity → replace",
+                have: gizmo_live("lab-old", same()),
+                facts: facts(&["size"], true),
+                replaced: &[],
+                expect: Some((
+                    Action::Replace,
+                    Some("the name changes from lab-old to lab-g"),
+                    &[],
+                )),
+            },
+            Decision {
+                name: "a new name where the name is a label → update renaming in place",
+                have: gizmo_live("lab-old", same()),
+                facts: facts(&["size"], false),
+                replaced: &[],
+                expect: Some((Action::Update, None, &[("name", false)])),
+            },
+            Decision {
+                name: "renamed in place and a forcing attribute → replace for the attribute",
+                have: gizmo_live("lab-old", json!({"size": 2, "mode": "a"})),
+                facts: facts(&["size"], false),
+                replaced: &[],
+                expect: Some((
+                    Action::Replace,
+                    Some("changing size forces"),
+                    &[("name", false), ("size", true)],
+                )),
+            },
+            Decision {
+                name: "a broken resource, in sync otherwise → replace, giving why",
+                have: gizmo_live("lab-g", same()).map(|l| Live {
+                    broken: Some("CREATING_FAILED".into()),
+                    ..l
+                }),
+                facts: facts(&["size"], true),
+                replaced: &[],
+                expect: Some((
+                    Action::Replace,
+                    Some("gizmo.g is broken: CREATING_FAILED"),
+                    &[],
+                )),
+            },
+            Decision {
+                name: "a replaced dependency of a kind in replaced_with → cascading replace",
+                have: gizmo_live("lab-g", same()),
+                facts: facts(&[], true),
+                replaced: &[(FEED, "f")],
+                expect: Some((
+                    Action::Replace,
+                    Some("feed.f is replaced and gizmo.g reads from it"),
+                    &[],
+                )),
+            },
+            Decision {
+                name: "the cascade wins over an in-place update, keeping the diff",
+                have: gizmo_live("lab-g", json!({"size": 1, "mode": "b"})),
+                facts: facts(&[], true),
+                replaced: &[(FEED, "f")],
+                expect: Some((
+                    Action::Replace,
+                    Some("feed.f is replaced"),
+                    &[("mode", false)],
+                )),
+            },
+            Decision {
+                name: "a replaced dependency of a kind not in replaced_with → no change",
+                have: gizmo_live("lab-g", same()),
+                facts: facts(&[], true),
+                replaced: &[(OTHER, "o")],
+                expect: None,
+            },
+            Decision {
+                name: "a replaced resource of a listed kind it does not depend on → no change",
+                have: gizmo_live("lab-g", same()),
+                facts: facts(&[], true),
+                replaced: &[(FEED, "x")],
+                expect: None,
+            },
+        ];
+        let want = gizmo("lab-g", same());
+        for row in rows {
+            let replaced: BTreeSet<Address> = row
+                .replaced
+                .iter()
+                .map(|(kind, key)| Address::new(*kind, key))
+                .collect();
+            let got = decide(&want, row.have.as_ref(), &replaced, row.facts);
+            let Some((action, reason, attrs)) = row.expect else {
+                assert_eq!(got, None, "{}", row.name);
+                continue;
+            };
+            let c = got.unwrap_or_else(|| panic!("{}: no change", row.name));
+            assert_eq!(c.action, action, "{}", row.name);
+            assert_eq!((c.address.as_str(), c.name.as_str()), ("gizmo.g", "lab-g"));
+            assert_eq!(
+                c.live_id,
+                row.have.as_ref().map(|l| l.id.clone()),
+                "{}",
+                row.name
+            );
+            match reason {
+                Some(r) => assert!(
+                    c.reason.as_deref().is_some_and(|got| got.contains(r)),
+                    "{}: {:?}",
+                    row.name,
+                    c.reason
+                ),
+                None => assert_eq!(c.reason, None, "{}", row.name),
+            }
+            let got: Vec<(&str, bool)> = c
+                .attributes
+                .iter()
+                .map(|a| (a.name.as_str(), a.forces_replacement))
+                .collect();
+            assert_eq!(got, attrs, "{}", row.name);
         }
     }
 

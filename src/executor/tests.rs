@@ -13,11 +13,13 @@ use crate::kinds::fake::{
 };
 use crate::plan::{plan, Plan};
 
-/// A fake cloud, a context over it and the events it has seen.
+/// A fake cloud, a context over it and the events it has seen, and a kind of [`THING`]s in it
+/// with the default facts.
 struct World {
     cloud: Arc<Cloud>,
     cx: Cx,
     seen: Arc<Mutex<Vec<Event>>>,
+    things: FakeKind,
 }
 
 fn world() -> World {
@@ -25,9 +27,15 @@ fn world() -> World {
 }
 
 fn world_with(timeouts: crate::kinds::Timeouts, journal: Arc<Journal>) -> World {
+    world_in(&Cloud::new(), timeouts, journal)
+}
+
+/// A world over an existing cloud (the next run of a process that was killed).
+fn world_in(cloud: &Arc<Cloud>, timeouts: crate::kinds::Timeouts, journal: Arc<Journal>) -> World {
     let (events, seen) = fake::recorder();
     World {
-        cloud: Cloud::new(),
+        things: FakeKind::new(cloud, &[THING]),
+        cloud: cloud.clone(),
         cx: fake::cx(events, timeouts, journal),
         seen,
     }
@@ -38,6 +46,32 @@ impl World {
     async fn converge(&self, kinds: &Registry<'_>, desired: &Model, parallelism: usize) -> Report {
         let (live, plan) = self.plan(kinds, desired).await;
         apply(&self.cx, kinds, &plan, desired, &live, parallelism).await
+    }
+
+    /// [`World::converge`] while `gate` holds the operations that reach it until `n` are there
+    /// at once, then lets them all on.
+    async fn converge_through(
+        &self,
+        gate: &Gate,
+        n: u32,
+        kinds: &Registry<'_>,
+        desired: &Model,
+        parallelism: usize,
+    ) -> Report {
+        let (report, ()) = tokio::join!(self.converge(kinds, desired, parallelism), async {
+            within(gate.reached(n)).await;
+            gate.open();
+        });
+        report
+    }
+
+    /// A gate that every operation on these resources stops at.
+    fn gate<'r>(&self, resources: impl IntoIterator<Item = &'r Resource>) -> Arc<Gate> {
+        let gate = Gate::new();
+        for r in resources {
+            self.cloud.behave(&r.address, gated(&gate));
+        }
+        gate
     }
 
     async fn plan(&self, kinds: &Registry<'_>, desired: &Model) -> (Vec<Live>, Plan) {
@@ -92,10 +126,13 @@ fn thing(key: &str) -> Resource {
 }
 
 fn gated(gate: &Arc<Gate>) -> Behaviour {
-    Behaviour {
-        gate: Some(gate.clone()),
-        ..Default::default()
-    }
+    behaving(|b| b.gate = Some(gate.clone()))
+}
+
+fn behaving(f: impl FnOnce(&mut Behaviour)) -> Behaviour {
+    let mut b = Behaviour::default();
+    f(&mut b);
+    b
 }
 
 fn addresses<'r>(rows: impl IntoIterator<Item = &'r String>) -> Vec<&'r str> {
@@ -107,9 +144,8 @@ fn addresses<'r>(rows: impl IntoIterator<Item = &'r String>) -> Vec<&'r str> {
 #[tokio::test]
 async fn creates_and_updates_start_after_what_they_depend_on_has_ended() {
     let w = world();
-    let things = FakeKind::new(&w.cloud, &[THING]);
     let gadgets = FakeKind::new(&w.cloud, &[GADGET]);
-    let kinds = Registry(&[&things, &gadgets]);
+    let kinds = Registry(&[&w.things, &gadgets]);
     let a = thing("a");
     let b = fake::depending(fake::resource(THING, "b", json!({"v": 2})), &[&a]);
     let c = fake::depending(fake::resource(GADGET, "c", json!({})), &[&b]);
@@ -134,20 +170,14 @@ async fn creates_and_updates_start_after_what_they_depend_on_has_ended() {
 #[tokio::test]
 async fn never_more_operations_at_once_than_the_parallelism() {
     let w = world();
-    let things = FakeKind::new(&w.cloud, &[THING]);
-    let kinds = Registry(&[&things]);
-    let gate = Gate::new();
     let all: Vec<Resource> = (0..8).map(|i| thing(&format!("t{i}"))).collect();
-    for r in &all {
-        w.cloud.behave(&r.address, gated(&gate));
-    }
+    let gate = w.gate(&all);
     let desired = fake::model(all);
 
-    let (report, ()) = tokio::join!(w.converge(&kinds, &desired, 3), async {
-        // Three are under way at once (none has passed the gate yet), then all go on.
-        within(gate.reached(3)).await;
-        gate.open();
-    });
+    // Three are under way at once (none has passed the gate yet), then all go on.
+    let report = w
+        .converge_through(&gate, 3, &Registry(&[&w.things]), &desired, 3)
+        .await;
 
     assert!(report.ok(), "{report:#?}");
     assert_eq!(report.done.len(), 8);
@@ -157,79 +187,70 @@ async fn never_more_operations_at_once_than_the_parallelism() {
 #[tokio::test]
 async fn a_kind_s_lifecycle_limit_bounds_its_creates_and_deletes_together() {
     let w = world();
-    let things = FakeKind::new(&w.cloud, &[THING]).lifecycle_limit(2);
-    let gadgets = FakeKind::new(&w.cloud, &[GADGET]);
-    let kinds = Registry(&[&things, &gadgets]);
-    let gate = Gate::new();
     let new: Vec<Resource> = (0..4).map(|i| thing(&format!("new{i}"))).collect();
     let old: Vec<Resource> = (0..3).map(|i| thing(&format!("old{i}"))).collect();
     let others: Vec<Resource> = (0..3)
         .map(|i| fake::resource(GADGET, &format!("g{i}"), json!({})))
         .collect();
-    for r in new.iter().chain(&old).chain(&others) {
-        w.cloud.behave(&r.address, gated(&gate));
-    }
     for r in &old {
         w.cloud.seed(r);
     }
+    let gate = w.gate(new.iter().chain(&old).chain(&others));
     let desired = fake::model(new.iter().chain(&others).cloned());
+    let things = FakeKind::new(&w.cloud, &[THING]).lifecycle_limit(2);
+    let gadgets = FakeKind::new(&w.cloud, &[GADGET]);
 
-    let (report, ()) = tokio::join!(w.converge(&kinds, &desired, 10), async {
-        // Two things and the three gadgets at once: the limit holds back only its kind.
-        within(gate.reached(5)).await;
-        gate.open();
-    });
+    // Two things and the three gadgets at once: the limit holds back only its kind.
+    let kinds = Registry(&[&things, &gadgets]);
+    let report = w.converge_through(&gate, 5, &kinds, &desired, 10).await;
 
     assert!(report.ok(), "{report:#?}");
     assert_eq!(report.done.len(), 10);
     let of = |kind| move |e: &fake::Entry| e.address.kind == kind;
-    assert_eq!(
-        w.cloud.max_concurrency(of(THING)),
-        2,
-        "{:#?}",
-        w.cloud.log()
-    );
+    let log = w.cloud.log();
+    assert_eq!(w.cloud.max_concurrency(of(THING)), 2, "{log:#?}");
     assert_eq!(w.cloud.max_concurrency(of(GADGET)), 3);
 }
 
 #[tokio::test]
 async fn an_operation_queued_for_its_kind_s_limit_leaves_its_slot_to_others() {
     let w = world();
-    let things = FakeKind::new(&w.cloud, &[THING]).lifecycle_limit(1);
-    let widgets = FakeKind::new(&w.cloud, &[WIDGET]);
-    let kinds = Registry(&[&things, &widgets]);
-    let gate = Gate::new();
     // Planned first (address order): two things, of which one may run at a time.
     let (a, b) = (thing("a"), thing("b"));
     let other = fake::resource(WIDGET, "w", json!({}));
-    for r in [&a, &b, &other] {
-        w.cloud.behave(&r.address, gated(&gate));
-    }
-    let desired = fake::model([a, b, other.clone()]);
+    let gate = w.gate([&a, &b, &other]);
+    let desired = fake::model([a, b, other]);
+    let things = FakeKind::new(&w.cloud, &[THING]).lifecycle_limit(1);
+    let widgets = FakeKind::new(&w.cloud, &[WIDGET]);
 
-    let (report, ()) = tokio::join!(w.converge(&kinds, &desired, 2), async {
-        // A thing and the widget at once: the thing waiting for its kind's turn holds no slot.
-        within(gate.reached(2)).await;
-        gate.open();
-    });
+    // A thing and the widget at once: the thing waiting for its kind's turn holds no slot.
+    let kinds = Registry(&[&things, &widgets]);
+    let report = w.converge_through(&gate, 2, &kinds, &desired, 2).await;
 
     assert!(report.ok(), "{report:#?}");
     assert_eq!(w.cloud.max_concurrency(|_| true), 2);
     assert_eq!(w.cloud.max_concurrency(|e| e.address.kind == THING), 1);
 }
 
-#[tokio::test]
-async fn a_replace_deletes_then_creates() {
+/// Replaces `thing.x` (`size` forces it), whose deletion fails as `delete` says: the world
+/// after, the report, the desired `x` and the old one's id.
+async fn replace_x(delete: Fail) -> (World, Report, Resource, String) {
     let w = world();
     let things = FakeKind::new(&w.cloud, &[THING]).replace_on(&["size"]);
-    let kinds = Registry(&[&things]);
     let old_id = w
         .cloud
         .seed(&fake::resource(THING, "x", json!({"size": 1})));
     let x = fake::resource(THING, "x", json!({"size": 2}));
-    let desired = fake::model([x.clone()]);
+    w.cloud.behave(&x.address, behaving(|b| b.delete = delete));
+    let report = w
+        .converge(&Registry(&[&things]), &fake::model([x.clone()]), 8)
+        .await;
+    (w, report, x, old_id)
+}
 
-    let report = w.converge(&kinds, &desired, 8).await;
+#[tokio::test]
+async fn a_replace_deletes_then_creates() {
+    let (w, report, x, old_id) = replace_x(Fail::Never).await;
 
     assert!(report.ok(), "{report:#?}");
     let ops: Vec<(&str, Action)> = report
@@ -250,38 +271,18 @@ async fn a_replace_deletes_then_creates() {
 
 #[tokio::test]
 async fn a_failed_delete_is_never_followed_by_its_create() {
-    let w = world();
-    let things = FakeKind::new(&w.cloud, &[THING]).replace_on(&["size"]);
-    let kinds = Registry(&[&things]);
-    let old_id = w
-        .cloud
-        .seed(&fake::resource(THING, "x", json!({"size": 1})));
-    let x = fake::resource(THING, "x", json!({"size": 2}));
-    w.cloud.behave(
-        &x.address,
-        Behaviour {
-            delete: Fail::Always,
-            ..Default::default()
-        },
-    );
-    let desired = fake::model([x.clone()]);
-
-    let report = w.converge(&kinds, &desired, 8).await;
+    let (w, report, x, old_id) = replace_x(Fail::Always).await;
 
     assert_eq!(report.failed.len(), 1, "{report:#?}");
     assert_eq!(report.failed[0].operation, "delete");
-    assert_eq!(
-        report.failed[0].error.code.as_deref(),
-        Some("ValidationException")
-    );
-    assert_eq!(
-        report.skipped,
-        [Skipped {
-            address: "thing.x".into(),
-            operation: "create",
-            because: "thing.x".into(),
-        }]
-    );
+    let code = report.failed[0].error.code.as_deref();
+    assert_eq!(code, Some("ValidationException"));
+    let skipped = Skipped {
+        address: "thing.x".into(),
+        operation: "create",
+        because: "thing.x".into(),
+    };
+    assert_eq!(report.skipped, [skipped]);
     assert_eq!(w.cloud.count(Op::Create, &x.address, Mark::Start), 0);
     assert_eq!(w.cloud.objects()[0].id, old_id);
     assert!(w.events().contains(&Event::Skipped {
@@ -293,21 +294,15 @@ async fn a_failed_delete_is_never_followed_by_its_create() {
 #[tokio::test]
 async fn a_failure_skips_only_what_waits_for_it() {
     let w = world();
-    let things = FakeKind::new(&w.cloud, &[THING]);
-    let kinds = Registry(&[&things]);
+    let kinds = Registry(&[&w.things]);
     let a = thing("a");
     let b = fake::depending(thing("b"), &[&a]);
     let c = fake::depending(thing("c"), &[&b]);
     let d = thing("d");
     let e = fake::depending(thing("e"), &[&d]);
     let f = fake::depending(thing("f"), &[&a, &d]);
-    w.cloud.behave(
-        &a.address,
-        Behaviour {
-            create: Fail::Always,
-            ..Default::default()
-        },
-    );
+    w.cloud
+        .behave(&a.address, behaving(|b| b.create = Fail::Always));
     let desired = fake::model([&a, &b, &c, &d, &e, &f].map(Clone::clone));
 
     let report = w.converge(&kinds, &desired, 8).await;
@@ -354,10 +349,9 @@ async fn a_failure_skips_only_what_waits_for_it() {
 #[tokio::test]
 async fn deletes_wait_for_their_users_to_go_or_to_stop_using_them() {
     let w = world();
-    let things = FakeKind::new(&w.cloud, &[THING]);
     let gadgets = FakeKind::new(&w.cloud, &[GADGET]);
     let widgets = FakeKind::new(&w.cloud, &[WIDGET]);
-    let kinds = Registry(&[&things, &gadgets, &widgets]);
+    let kinds = Registry(&[&w.things, &gadgets, &widgets]);
     // t1 is used by u, which goes too; t2 by v, which stays and stops using it.
     let t1 = fake::resource(GADGET, "t1", json!({}));
     let t2 = fake::resource(GADGET, "t2", json!({}));
@@ -383,16 +377,10 @@ async fn deletes_wait_for_their_users_to_go_or_to_stop_using_them() {
 #[tokio::test]
 async fn retryable_errors_are_retried_until_the_create_succeeds() {
     let w = world();
-    let things = FakeKind::new(&w.cloud, &[THING]);
-    let kinds = Registry(&[&things]);
+    let kinds = Registry(&[&w.things]);
     let x = thing("x");
-    w.cloud.behave(
-        &x.address,
-        Behaviour {
-            create: Fail::Retryable(3),
-            ..Default::default()
-        },
-    );
+    w.cloud
+        .behave(&x.address, behaving(|b| b.create = Fail::Retryable(3)));
     let desired = fake::model([x.clone()]);
 
     let report = w.converge(&kinds, &desired, 8).await;
@@ -426,17 +414,11 @@ async fn a_resource_that_never_becomes_ready_fails_with_a_timeout() {
         ..fake::timeouts()
     };
     let w = world_with(timeouts, Default::default());
-    let things = FakeKind::new(&w.cloud, &[THING]);
-    let kinds = Registry(&[&things]);
+    let kinds = Registry(&[&w.things]);
     let x = thing("x");
     let y = fake::depending(thing("y"), &[&x]);
-    w.cloud.behave(
-        &x.address,
-        Behaviour {
-            never_ready: true,
-            ..Default::default()
-        },
-    );
+    w.cloud
+        .behave(&x.address, behaving(|b| b.never_ready = true));
     let desired = fake::model([x.clone(), y.clone()]);
 
     let report = w.converge(&kinds, &desired, 8).await;
@@ -493,35 +475,31 @@ async fn resume_after_a_kill_in_a_process_of_its_own() {
         std::env::var_os("STREAMSTACK_STATE_DIR").is_some(),
         "run by resuming_after_a_kill_completes_the_apply_and_creates_nothing_twice"
     );
-    let cloud = Cloud::new();
-    let things = FakeKind::new(&cloud, &[THING]);
-    let kinds = Registry(&[&things]);
-    let a = thing("a");
-    // b's endpoint ignores creation tags: killed before tagging it, it is left untagged.
-    let b = thing("b");
-    let c = fake::depending(thing("c"), &[&b]);
-    let d = thing("d");
-    let gate = Gate::new();
-    let untagged = Behaviour {
-        tags_later: true,
-        ..gated(&gate)
-    };
-    cloud.behave(&b.address, untagged.clone());
-    cloud.behave(&d.address, gated(&gate));
-    let desired = fake::model([&a, &b, &c, &d].map(Clone::clone));
     let journal = || Arc::new(Journal::open(fake::ACCOUNT, fake::REGION, fake::STACK));
+    let first = world_with(fake::timeouts(), journal());
+    let (a, b, d) = (thing("a"), thing("b"), thing("d"));
+    let c = fake::depending(thing("c"), &[&b]);
+    let desired = fake::model([&a, &b, &c, &d].map(Clone::clone));
+    let kinds = Registry(&[&first.things]);
 
-    // The first run is killed while b and d are being created.
-    let first = World {
-        cloud: cloud.clone(),
-        ..world_with(fake::timeouts(), journal())
-    };
+    // The first run is killed while b and d are being created. b's endpoint ignores creation
+    // tags, so b is left untagged; d was tagged at its creation.
+    let gate = first.gate([&b, &d]);
+    let untagged = gated(&gate);
+    first.cloud.behave(
+        &b.address,
+        Behaviour {
+            tags_later: true,
+            ..untagged
+        },
+    );
     let mut run = Box::pin(first.converge(&kinds, &desired, 8));
     tokio::select! {
         report = &mut run => panic!("the apply ended before the kill: {report:#?}"),
         () = within(gate.reached(2)) => {}
     }
     drop(run);
+    let cloud = first.cloud;
     assert!(cloud
         .object(THING, "fake-b")
         .is_some_and(|o| o.tags.is_empty()));
@@ -531,19 +509,14 @@ async fn resume_after_a_kill_in_a_process_of_its_own() {
     // the stack's by its tags, so a plan alone refuses it; the journal vouches for it.
     cloud.behave(&b.address, Behaviour::default());
     cloud.behave(&d.address, Behaviour::default());
-    let second = World {
-        cloud: cloud.clone(),
-        ..world_with(fake::timeouts(), journal())
-    };
+    let second = world_in(&cloud, fake::timeouts(), journal());
     let mut live = fake::discover(&second.cx, &kinds, &desired).await;
     let refused = plan(&kinds, &desired, &live).expect_err("b is untagged");
     assert_eq!(refused.0.len(), 1);
     assert_eq!(refused.0[0].name, "fake-b");
+    let journal_now = &second.cx.journal;
     for l in live.iter_mut().filter(|l| !l.ours) {
-        l.ours = second
-            .cx
-            .journal
-            .created_it(l.address().kind, &l.resource.name, l.created);
+        l.ours = journal_now.created_it(l.address().kind, &l.resource.name, l.created);
     }
     let plan = plan(&kinds, &desired, &live).expect("plan after adoption");
     let actions: Vec<(&str, Action)> = plan
@@ -558,15 +531,10 @@ async fn resume_after_a_kill_in_a_process_of_its_own() {
     let report = apply(&second.cx, &kinds, &plan, &desired, &live, 8).await;
 
     assert!(report.ok(), "{report:#?}");
-    let objects = cloud.objects();
-    assert_eq!(objects.len(), 4, "{objects:#?}");
+    assert_eq!(cloud.objects().len(), 4, "{:#?}", cloud.objects());
     for r in [&a, &b, &c, &d] {
-        assert_eq!(
-            cloud.count(Op::Create, &r.address, Mark::Start),
-            1,
-            "{}",
-            r.address
-        );
+        let creates = cloud.count(Op::Create, &r.address, Mark::Start);
+        assert_eq!(creates, 1, "{}", r.address);
         let o = cloud.object(THING, &r.name).expect("exists");
         assert_eq!(o.tags, r.tags, "{}", r.address);
     }

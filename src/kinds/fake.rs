@@ -25,11 +25,25 @@
 //! let cx = fake::cx(events, fake::timeouts(), Default::default());
 //! let a = fake::resource(THING, "a", json!({}));
 //! cloud.behave(&a.address, Behaviour { create: Fail::Retryable(2), ..Default::default() });
-//! let desired = fake::model([a]);
+//! let b = fake::depending(fake::resource(THING, "b", json!({})), &[&a]);
+//! let desired = fake::model([a, b]);
 //! let live = fake::discover(&cx, &kinds, &desired).await;
 //! let plan = plan::plan(&kinds, &desired, &live)?;
 //! let report = executor::apply(&cx, &kinds, &plan, &desired, &live, 4).await;
 //! ```
+//!
+//! Recipes, each in `executor/tests.rs`:
+//!
+//! - live state: [`Cloud::seed`] a resource as an earlier apply left it, then [`discover`];
+//! - overlap that must happen: give the resources one [`Gate`], wait for
+//!   [`Gate::reached`]`(n)` while the apply runs, then [`Gate::open`]; measure with
+//!   [`Cloud::max_concurrency`];
+//! - order: compare [`Cloud::position`]s of one operation's [`Mark::End`] and another's
+//!   [`Mark::Start`];
+//! - a kill: drop the apply's future while operations stop at a gate (their objects exist,
+//!   untagged with [`Behaviour::tags_later`]); the cloud keeps what was done, the log has no
+//!   end for them. Reading the journal an earlier "process" left takes `Journal::open`, which
+//!   reads `STREAMSTACK_STATE_DIR`: run such a test in a process of its own.
 //!
 //! Nothing here sends a request: [`cx`]'s AWS clients point at a closed local port.
 
@@ -137,6 +151,26 @@ pub enum Op {
     Delete,
 }
 
+impl Op {
+    fn verb(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Update => "update",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+impl Behaviour {
+    fn fail(&self, op: Op) -> Fail {
+        match op {
+            Op::Create => self.create,
+            Op::Update => self.update,
+            Op::Delete => self.delete,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mark {
     Start,
@@ -216,14 +250,11 @@ impl Cloud {
     /// Sets how the operations on `address` behave (from their next attempt).
     pub fn behave(&self, address: &Address, b: Behaviour) {
         let mut s = self.state();
-        for (op, fail) in [
-            ("create", b.create),
-            ("update", b.update),
-            ("delete", b.delete),
-        ] {
-            match fail {
-                Fail::Retryable(n) => s.failures.insert((address.clone(), op), n),
-                _ => s.failures.remove(&(address.clone(), op)),
+        for op in [Op::Create, Op::Update, Op::Delete] {
+            let key = (address.clone(), op.verb());
+            match b.fail(op) {
+                Fail::Retryable(n) => s.failures.insert(key, n),
+                _ => s.failures.remove(&key),
             };
         }
         s.behaviour.insert(address.clone(), b);
@@ -322,18 +353,8 @@ impl Cloud {
         act: impl FnOnce(&mut State) -> Result<T>,
     ) -> Result<T> {
         self.record(op, address, Mark::Attempt);
-        let verb = match op {
-            Op::Create => "create",
-            Op::Update => "update",
-            Op::Delete => "delete",
-        };
+        let (verb, fail) = (op.verb(), self.behaviour(address).fail(op));
         let operation = format!("fake:{verb}");
-        let fail = self.behaviour(address);
-        let fail = match op {
-            Op::Create => fail.create,
-            Op::Update => fail.update,
-            Op::Delete => fail.delete,
-        };
         let mut s = self.state();
         if fail == Fail::Always {
             let e = AwsError::service_error(&operation, Some("ValidationException"), 400);

@@ -15,17 +15,16 @@
 //! them through the [`Registry`] it is given.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use serde::Serialize;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Semaphore, SemaphorePermit};
 
 use crate::events::Event;
 use crate::kinds::{Cx, Live, Registry};
 use crate::model::{Address, Kind, Model, Resource};
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, Change, Plan};
 use crate::Error;
 
 /// Default bound on concurrent operations. Terraform uses 10, but streamstack keeps to AWS's
@@ -152,6 +151,16 @@ fn refers_to(kinds: &Registry, refs: &[(Kind, String)], target: &Live) -> bool {
         .any(|(k, n)| *n == target.resource.name && kinds.same_namespace(*k, target.address().kind))
 }
 
+/// A failure of `operation` on `address`, as the report lists it.
+fn failure(address: String, operation: &'static str, action: Action, e: &Error) -> Failed {
+    Failed {
+        address,
+        operation,
+        action,
+        error: ErrorReport::from(e),
+    }
+}
+
 /// The operations of a plan and what each waits for; changes that cannot become an operation
 /// (an address the registry does not know, a live id missing from the live set) are failures.
 fn build<'a>(
@@ -164,89 +173,129 @@ fn build<'a>(
     let by_id: BTreeMap<&str, &Live> = live.iter().map(|l| (l.id.as_str(), l)).collect();
     let mut nodes: Vec<Node> = Vec::new();
     for c in &plan.changes {
-        let fail = |report: &mut Report, operation: &'static str, message: String| {
-            report.failed.push(Failed {
-                address: c.address.clone(),
-                operation,
-                action: c.action,
-                error: ErrorReport::from(&Error::Internal(message)),
-            });
-        };
-        let address = match kinds.parse_address(&c.address) {
-            Ok(a) => a,
-            Err(e) => {
-                fail(report, "apply", e);
-                continue;
-            }
-        };
-        let live_one = match c.live_id.as_deref() {
-            None => None,
-            Some(id) => match by_id.get(id) {
-                Some(l) => Some(*l),
-                None => {
-                    fail(
-                        report,
-                        "apply",
-                        format!("{address}: live id {id} is not in the live state; plan again"),
-                    );
-                    continue;
-                }
-            },
-        };
-        let desired_one = desired.get(&address);
-        let needs_desired = matches!(c.action, Action::Create | Action::Update | Action::Replace);
-        if needs_desired && desired_one.is_none() {
-            fail(
-                report,
+        match target(kinds, c, desired, &by_id) {
+            Ok(t) => push_operations(&mut nodes, c.action, t),
+            Err(message) => report.failed.push(failure(
+                c.address.clone(),
                 "apply",
-                format!("{address} is not in the desired model"),
-            );
-            continue;
-        }
-        let needs_live = matches!(c.action, Action::Update | Action::Replace | Action::Delete);
-        if needs_live && live_one.is_none() {
-            fail(
-                report,
-                "apply",
-                format!("{address}: the plan names no live id to change"),
-            );
-            continue;
-        }
-        let node = |step, desired, live| Node {
-            address: address.clone(),
-            action: c.action,
-            step,
-            desired,
-            live,
-            waits_for: Vec::new(),
-        };
-        match c.action {
-            Action::NoOp => {}
-            Action::Delete => nodes.push(node(Step::Delete, None, live_one)),
-            Action::Create => nodes.push(node(Step::Create, desired_one, None)),
-            Action::Update => nodes.push(node(Step::Update, desired_one, live_one)),
-            Action::Replace => {
-                nodes.push(node(Step::Delete, None, live_one));
-                let delete = nodes.len() - 1;
-                let mut create = node(Step::Create, desired_one, None);
-                create.waits_for.push(delete);
-                nodes.push(create);
-            }
+                c.action,
+                &Error::Internal(message),
+            )),
         }
     }
-    // Creations and updates wait for the creations and updates of their dependencies.
+    wait_for_dependencies(&mut nodes);
+    wait_for_users(kinds, &mut nodes);
+    for node in &mut nodes {
+        node.waits_for.sort_unstable();
+        node.waits_for.dedup();
+    }
+    nodes
+}
+
+/// What one change acts on: its address, and the desired and live resources its action needs.
+struct Target<'a> {
+    address: Address,
+    desired: Option<&'a Resource>,
+    live: Option<&'a Live>,
+}
+
+/// The target of `c`, or why it has none.
+fn target<'a>(
+    kinds: &Registry,
+    c: &Change,
+    desired: &'a Model,
+    by_id: &BTreeMap<&str, &'a Live>,
+) -> Result<Target<'a>, String> {
+    let address = kinds.parse_address(&c.address)?;
+    let live = match c.live_id.as_deref() {
+        None => None,
+        Some(id) => Some(*by_id.get(id).ok_or_else(|| {
+            format!("{address}: live id {id} is not in the live state; plan again")
+        })?),
+    };
+    let desired = desired.get(&address);
+    let needs_desired = matches!(c.action, Action::Create | Action::Update | Action::Replace);
+    if needs_desired && desired.is_none() {
+        return Err(format!("{address} is not in the desired model"));
+    }
+    let needs_live = matches!(c.action, Action::Update | Action::Replace | Action::Delete);
+    if needs_live && live.is_none() {
+        return Err(format!("{address}: the plan names no live id to change"));
+    }
+    Ok(Target {
+        address,
+        desired,
+        live,
+    })
+}
+
+/// The operations of one change: none for a no-op, two for a replace (the creation waits for
+/// the deletion), else one.
+fn push_operations<'a>(nodes: &mut Vec<Node<'a>>, action: Action, t: Target<'a>) {
+    let node = |step, desired, live| Node {
+        address: t.address.clone(),
+        action,
+        step,
+        desired,
+        live,
+        waits_for: Vec::new(),
+    };
+    match action {
+        Action::NoOp => {}
+        Action::Delete => nodes.push(node(Step::Delete, None, t.live)),
+        Action::Create => nodes.push(node(Step::Create, t.desired, None)),
+        Action::Update => nodes.push(node(Step::Update, t.desired, t.live)),
+        Action::Replace => {
+            nodes.push(node(Step::Delete, None, t.live));
+            let mut create = node(Step::Create, t.desired, None);
+            create.waits_for.push(nodes.len() - 1);
+            nodes.push(create);
+        }
+    }
+}
+
+/// Creations and updates wait for the creations and updates of their dependencies.
+fn wait_for_dependencies(nodes: &mut [Node]) {
     let builds: BTreeMap<Address, usize> = nodes
         .iter()
         .enumerate()
         .filter(|(_, n)| n.step != Step::Delete)
         .map(|(i, n)| (n.address.clone(), i))
         .collect();
-    // Deletions wait for the deletion of each user, and for updates that release them: per
-    // operation on a live resource, what it uses now and (for updates) after.
-    type Refs = Vec<(Kind, String)>;
-    let users: Vec<(usize, Refs, Option<Refs>)> = nodes
+    for node in nodes.iter_mut().filter(|n| n.step != Step::Delete) {
+        if let Some(r) = node.desired {
+            let waits = r.depends_on.iter().filter_map(|d| builds.get(d).copied());
+            node.waits_for.extend(waits);
+        }
+    }
+}
+
+/// An operation on a live resource that may use others: what the resource uses now and, for
+/// an update, what it will use after.
+struct User {
+    node: usize,
+    before: Vec<(Kind, String)>,
+    after: Option<Vec<(Kind, String)>>,
+}
+
+impl User {
+    /// Must deleting `target` wait for this operation? When the resource uses it now and the
+    /// operation ends that: a deletion, or an update after which it no longer uses it.
+    fn releases(&self, kinds: &Registry, target: &Live) -> bool {
+        let stops = match &self.after {
+            None => true,
+            Some(after) => !refers_to(kinds, after, target),
+        };
+        stops && refers_to(kinds, &self.before, target)
+    }
+}
+
+/// Deletions wait for the deletion of each user, and for updates that release them.
+fn wait_for_users(kinds: &Registry, nodes: &mut [Node]) {
+    let users: Vec<User> = nodes
         .iter()
         .enumerate()
+        .filter(|(_, n)| n.step != Step::Create)
         .filter_map(|(i, n)| {
             let l = n.live?;
             let after = match n.step {
@@ -256,30 +305,24 @@ fn build<'a>(
                 ),
                 _ => None,
             };
-            (n.step != Step::Create).then(|| (i, uses(kinds, l.address().kind, &l.resource), after))
+            let before = uses(kinds, l.address().kind, &l.resource);
+            Some(User {
+                node: i,
+                before,
+                after,
+            })
         })
         .collect();
     for (i, node) in nodes.iter_mut().enumerate() {
-        let mut waits = Vec::new();
-        if let Some(r) = node.desired.filter(|_| node.step != Step::Delete) {
-            waits.extend(r.depends_on.iter().filter_map(|d| builds.get(d).copied()));
-        }
-        if let (Step::Delete, Some(target)) = (node.step, node.live) {
-            for (u, before, after) in &users {
-                let releases = match after {
-                    None => true,
-                    Some(after) => !refers_to(kinds, after, target),
-                };
-                if *u != i && releases && refers_to(kinds, before, target) {
-                    waits.push(*u);
-                }
-            }
-        }
+        let (Step::Delete, Some(target)) = (node.step, node.live) else {
+            continue;
+        };
+        let waits = users
+            .iter()
+            .filter(|u| u.node != i && u.releases(kinds, target))
+            .map(|u| u.node);
         node.waits_for.extend(waits);
-        node.waits_for.sort_unstable();
-        node.waits_for.dedup();
     }
-    nodes
 }
 
 /// Indexes of nodes on or behind a cycle (none should exist; if one does, its members fail
@@ -324,119 +367,162 @@ pub async fn apply(
     let mut report = Report::default();
     let nodes = build(kinds, plan, desired, live, &mut report);
     let cycle = cyclic(&nodes);
-    if !cycle.is_empty() {
-        for &i in &cycle {
-            let n = &nodes[i];
-            report.failed.push(Failed {
-                address: n.address.to_string(),
-                operation: n.step.verb(),
-                action: n.action,
-                error: ErrorReport::from(&Error::Internal(format!(
-                    "{}: its operations wait for each other",
-                    n.address
-                ))),
-            });
+    for &i in &cycle {
+        let n = &nodes[i];
+        let e = Error::Internal(format!("{}: its operations wait for each other", n.address));
+        let f = failure(n.address.to_string(), n.step.verb(), n.action, &e);
+        report.failed.push(f);
+    }
+    let started = Instant::now();
+    let schedule = Schedule::new(kinds, &nodes, &cycle, parallelism);
+    let (_, outcomes) = futures::join!(
+        prepare(cx, kinds, &nodes),
+        join_all((0..nodes.len()).map(|i| schedule.operate(cx, kinds, i, desired)))
+    );
+    report.makespan_s = started.elapsed().as_secs_f64();
+    critical_path_of(&mut report, &nodes, &outcomes);
+    tally(&mut report, &nodes, outcomes);
+    report
+}
+
+/// Starts the lookups the creations will need that depend on nothing the stack creates.
+async fn prepare(cx: &Cx, kinds: &Registry<'_>, nodes: &[Node<'_>]) {
+    let creations = nodes
+        .iter()
+        .filter(|n| n.step == Step::Create)
+        .filter_map(|n| Some((kinds.handler(n.address.kind).ok()?, n.desired?)));
+    join_all(creations.map(|(h, r)| h.prepare(cx, r))).await;
+}
+
+/// When operations may run: each node's status, which those waiting for it watch, and the
+/// bounds on concurrency, overall and per kind.
+struct Schedule<'n, 'a> {
+    nodes: &'n [Node<'a>],
+    status: Vec<watch::Sender<Status>>,
+    slots: Semaphore,
+    kind_slots: BTreeMap<Kind, Semaphore>,
+}
+
+impl<'n, 'a> Schedule<'n, 'a> {
+    /// Nodes in `cycle` start failed; `parallelism` operations at once, and per kind its
+    /// `lifecycle_limit` creations and deletions.
+    fn new(kinds: &Registry, nodes: &'n [Node<'a>], cycle: &[usize], parallelism: usize) -> Self {
+        let mut kind_slots = BTreeMap::new();
+        for n in nodes {
+            let limit = kinds
+                .handler(n.address.kind)
+                .ok()
+                .and_then(|h| h.lifecycle_limit());
+            if let Some(limit) = limit {
+                kind_slots
+                    .entry(n.address.kind)
+                    .or_insert_with(|| Semaphore::new(limit.max(1)));
+            }
+        }
+        let status = (0..nodes.len())
+            .map(|i| {
+                let on_cycle = cycle.contains(&i);
+                watch::Sender::new(if on_cycle {
+                    Status::Failed
+                } else {
+                    Status::Pending
+                })
+            })
+            .collect();
+        Schedule {
+            nodes,
+            status,
+            slots: Semaphore::new(parallelism.max(1)),
+            kind_slots,
         }
     }
 
-    let started = Instant::now();
-    let sem = Arc::new(Semaphore::new(parallelism.max(1)));
-    let mut kind_limits: BTreeMap<Kind, Arc<Semaphore>> = BTreeMap::new();
-    for n in &nodes {
-        if let Some(limit) = kinds
-            .handler(n.address.kind)
-            .ok()
-            .and_then(|h| h.lifecycle_limit())
-        {
-            kind_limits
-                .entry(n.address.kind)
-                .or_insert_with(|| Arc::new(Semaphore::new(limit.max(1))));
+    /// Node `i`'s operation, once what it waits for has succeeded and it has its turn; skipped
+    /// when something it waits for did not succeed, `None` on a cycle.
+    async fn operate(
+        &self,
+        cx: &Cx,
+        kinds: &Registry<'_>,
+        i: usize,
+        desired: &Model,
+    ) -> Option<Outcome> {
+        let node = &self.nodes[i];
+        // Failed before it started: on a cycle (only its own operation changes it otherwise).
+        if *self.status[i].borrow() == Status::Failed {
+            return None;
         }
-    }
-    let channels: Vec<(watch::Sender<Status>, watch::Receiver<Status>)> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, _)| {
-            let initial = if cycle.contains(&i) {
-                Status::Failed
-            } else {
-                Status::Pending
-            };
-            watch::channel(initial)
-        })
-        .collect();
-    // Lookups the creates will need that depend on nothing the stack creates start now.
-    let prepared = join_all(
-        nodes
-            .iter()
-            .filter(|n| n.step == Step::Create)
-            .filter_map(|n| Some((kinds.handler(n.address.kind).ok()?, n.desired?)))
-            .map(|(h, r)| h.prepare(cx, r)),
-    );
-    let operations = join_all(nodes.iter().enumerate().map(|(i, node)| {
-        let sem = sem.clone();
-        let limit = kind_limits.get(&node.address.kind).cloned();
-        let tx = channels[i].0.clone();
-        let waits: Vec<(usize, watch::Receiver<Status>)> = node
-            .waits_for
-            .iter()
-            .map(|&w| (w, channels[w].1.clone()))
-            .collect();
-        let in_cycle = cycle.contains(&i);
-        let nodes = &nodes;
-        async move {
-            if in_cycle {
-                return None;
-            }
-            for (w, mut rx) in waits {
-                let status = loop {
-                    let s = *rx.borrow();
-                    if s != Status::Pending {
-                        break s;
-                    }
-                    if rx.changed().await.is_err() {
-                        break Status::Failed;
-                    }
-                };
-                if status != Status::Ok {
-                    let because = nodes[w].address.clone();
-                    cx.events.send(Event::Skipped {
-                        address: node.address.clone(),
-                        because: because.clone(),
-                    });
-                    let _ = tx.send(Status::Failed);
-                    return Some(Outcome::Skipped(because.to_string()));
-                }
-            }
-            let _p = sem.acquire().await;
-            let _k = match (&limit, node.step) {
-                (Some(l), Step::Create | Step::Delete) => Some(l.acquire().await),
-                _ => None,
-            };
-            let outcome = run(cx, kinds, node, desired).await;
-            let _ = tx.send(match outcome {
-                Outcome::Done(_) => Status::Ok,
-                _ => Status::Failed,
+        if let Err(because) = self.prerequisites(i).await {
+            cx.events.send(Event::Skipped {
+                address: node.address.clone(),
+                because: because.clone(),
             });
-            Some(outcome)
+            self.status[i].send_replace(Status::Failed);
+            return Some(Outcome::Skipped(because.to_string()));
         }
-    }));
-    let (_, results) = futures::join!(prepared, operations);
-    report.makespan_s = started.elapsed().as_secs_f64();
-    let durations: Vec<Option<f64>> = results
+        let _turn = self.turn(node).await;
+        let outcome = run(cx, kinds, node, desired).await;
+        let status = match outcome {
+            Outcome::Done(_) => Status::Ok,
+            _ => Status::Failed,
+        };
+        self.status[i].send_replace(status);
+        Some(outcome)
+    }
+
+    /// Waits for what node `i` waits for, in order; the first that did not succeed is the error.
+    async fn prerequisites(&self, i: usize) -> Result<(), &'n Address> {
+        for &w in &self.nodes[i].waits_for {
+            let mut rx = self.status[w].subscribe();
+            let status = match rx.wait_for(|s| *s != Status::Pending).await {
+                Ok(s) => *s,
+                Err(_) => Status::Failed,
+            };
+            if status != Status::Ok {
+                return Err(&self.nodes[w].address);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the operation's turn: its kind's first (creations and deletions of a kind with
+    /// a lifecycle limit), then an overall slot, so that an operation queued behind its kind's
+    /// limit holds no slot others could use meanwhile.
+    async fn turn(
+        &self,
+        node: &Node<'_>,
+    ) -> (Option<SemaphorePermit<'_>>, Option<SemaphorePermit<'_>>) {
+        let limited = match node.step {
+            Step::Create | Step::Delete => self.kind_slots.get(&node.address.kind),
+            Step::Update => None,
+        };
+        let kind = match limited {
+            Some(s) => s.acquire().await.ok(),
+            None => None,
+        };
+        (kind, self.slots.acquire().await.ok())
+    }
+}
+
+/// The report's critical path, from the durations of the operations that succeeded.
+fn critical_path_of(report: &mut Report, nodes: &[Node], outcomes: &[Option<Outcome>]) {
+    let durations: Vec<Option<f64>> = outcomes
         .iter()
         .map(|o| match o {
             Some(Outcome::Done(d)) => Some(d.as_secs_f64()),
             _ => None,
         })
         .collect();
-    let (length, path) = critical_path(&nodes, &durations);
+    let (length, path) = critical_path(nodes, &durations);
     report.critical_path_s = length;
     report.critical_path = path
         .into_iter()
         .map(|i| format!("{} ({})", nodes[i].address, nodes[i].step.verb()))
         .collect();
-    for (node, outcome) in nodes.iter().zip(results) {
+}
+
+/// Lists each operation's outcome in the report (those on a cycle already are).
+fn tally(report: &mut Report, nodes: &[Node], outcomes: Vec<Option<Outcome>>) {
+    for (node, outcome) in nodes.iter().zip(outcomes) {
         let address = node.address.to_string();
         let operation = node.step.verb();
         match outcome {
@@ -447,12 +533,11 @@ pub async fn apply(
                 action: node.action,
                 elapsed_s: elapsed.as_secs_f64(),
             }),
-            Some(Outcome::Failed(e)) => report.failed.push(Failed {
-                address,
-                operation,
-                action: node.action,
-                error: ErrorReport::from(&e),
-            }),
+            Some(Outcome::Failed(e)) => {
+                report
+                    .failed
+                    .push(failure(address, operation, node.action, &e))
+            }
             Some(Outcome::Skipped(because)) => report.skipped.push(Skipped {
                 address,
                 operation,
@@ -460,7 +545,6 @@ pub async fn apply(
             }),
         }
     }
-    report
 }
 
 /// The longest chain of completed operations through `waits_for`, weighted by each one's
@@ -558,36 +642,4 @@ async fn run(cx: &Cx, kinds: &Registry<'_>, node: &Node<'_>, desired: &Model) ->
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(key: &str, waits_for: Vec<usize>) -> Node<'static> {
-        Node {
-            address: Address::new(Kind::new("stream"), key),
-            action: Action::Create,
-            step: Step::Create,
-            desired: None,
-            live: None,
-            waits_for,
-        }
-    }
-
-    #[test]
-    fn the_critical_path_is_the_longest_chain_of_actual_durations() {
-        // a (1 s) → b (2 s); c (2.5 s) alone; d failed (no duration) after b.
-        let nodes = vec![
-            node("a", vec![]),
-            node("b", vec![0]),
-            node("c", vec![]),
-            node("d", vec![1]),
-        ];
-        let durations = [Some(1.0), Some(2.0), Some(2.5), None];
-        let (len, path) = critical_path(&nodes, &durations);
-        assert!((len - 3.0).abs() < 1e-9, "{len}");
-        assert_eq!(path, [0, 1]);
-        let (len, path) = critical_path(&nodes[2..3], &durations[2..3]);
-        assert!((len - 2.5).abs() < 1e-9);
-        assert_eq!(path, [0]);
-        assert_eq!(critical_path(&[], &[]), (0.0, vec![]));
-    }
-}
+mod tests;

@@ -247,22 +247,7 @@ impl Session {
         )
         .await?;
         let mut all: Vec<Live> = found.into_iter().flatten().collect();
-        // An untagged resource this stack began creating (a run that died before tagging it,
-        // or an endpoint that ignores creation tags) is the stack's own: the plan tags it.
-        for l in all.iter_mut().filter(|l| !l.ours) {
-            if self
-                .cx
-                .journal
-                .created_it(l.address().kind, &l.resource.name, l.created)
-            {
-                tracing::info!(
-                    "{} ({}) is untagged but this stack began creating it: adopting it",
-                    l.address(),
-                    l.resource.name
-                );
-                l.ours = true;
-            }
-        }
+        kinds::adopt(&self.cx.journal, &mut all);
         all.sort_by(|a, b| (a.address(), &a.id).cmp(&(b.address(), &b.id)));
         Ok((all, cx))
     }

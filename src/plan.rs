@@ -658,6 +658,214 @@ hosts:
         }
     }
 
+    /// One row of the table of [`decide`]: the live `gizmo.g` (if any), whether the kind's name
+    /// is its identity and what is already replaced, against one desired `gizmo.g` named `lab-g`
+    /// with `size: 1, mode: a`, depending on `feed.f` and `other.o`, of a kind whose `size`
+    /// forces a replacement and whose replacement follows that of a `feed`.
+    struct Decision {
+        name: &'static str,
+        have: Option<Live>,
+        name_is_identity: bool,
+        /// The address already replaced, as (kind, key).
+        replaced: Option<(Kind, &'static str)>,
+        /// The change expected; `None` for no change.
+        expect: Option<Expected>,
+    }
+
+    /// A change's action, a part of its reason, and its attributes (name, forces replacement)
+    /// in order.
+    type Expected = (
+        Action,
+        Option<&'static str>,
+        &'static [(&'static str, bool)],
+    );
+
+    const GIZMO: Kind = Kind::new("gizmo");
+    const FEED: Kind = Kind::new("feed");
+    const OTHER: Kind = Kind::new("other");
+
+    fn gizmo(name: &str, props: Value) -> Resource {
+        Resource {
+            address: Address::new(GIZMO, "g"),
+            name: name.into(),
+            tags: BTreeMap::from([(TAG_STACK.to_string(), "lab".to_string())]),
+            depends_on: [Address::new(FEED, "f"), Address::new(OTHER, "o")].into(),
+            props: Props::new(props),
+        }
+    }
+
+    /// A row where `have` is the live `gizmo.g` called `name` with `props` (`None` for none).
+    fn row(name: &'static str, have: Option<(&str, Value)>) -> Decision {
+        Decision {
+            name,
+            have: have.map(|(name, props)| Live {
+                resource: Resource {
+                    depends_on: Default::default(),
+                    ..gizmo(name, props)
+                },
+                id: "id-g".into(),
+                ours: true,
+                broken: None,
+                created: None,
+            }),
+            name_is_identity: true,
+            replaced: None,
+            expect: None,
+        }
+    }
+
+    impl Decision {
+        fn expect(
+            self,
+            action: Action,
+            reason: Option<&'static str>,
+            attributes: &'static [(&'static str, bool)],
+        ) -> Decision {
+            Decision {
+                expect: Some((action, reason, attributes)),
+                ..self
+            }
+        }
+
+        /// The kind's name is only a label.
+        fn name_is_label(self) -> Decision {
+            Decision {
+                name_is_identity: false,
+                ..self
+            }
+        }
+
+        fn replacing(self, kind: Kind, key: &'static str) -> Decision {
+            Decision {
+                replaced: Some((kind, key)),
+                ..self
+            }
+        }
+
+        /// The live resource is in a terminal failed state.
+        fn broken(mut self, why: &str) -> Decision {
+            if let Some(l) = &mut self.have {
+                l.broken = Some(why.into());
+            }
+            self
+        }
+    }
+
+    #[test]
+    fn decide_per_address() {
+        let same = || Some(("lab-g", json!({"size": 1, "mode": "a"})));
+        let mode_b = || Some(("lab-g", json!({"size": 1, "mode": "b"})));
+        let renamed = || Some(("lab-old", json!({"size": 1, "mode": "a"})));
+        let size_2 = |name| Some((name, json!({"size": 2, "mode": "a"})));
+        let forces = Some("changing size forces replacement");
+        let cascade = Some("feed.f is replaced and gizmo.g reads from it");
+        let rows = [
+            row("nothing live → create, every attribute new", None).expect(
+                Action::Create,
+                None,
+                &[("mode", false), ("size", false), ("tags", false)],
+            ),
+            row("live and desired equal → no change", same()),
+            row("an attribute AWS changes in place → update", mode_b()).expect(
+                Action::Update,
+                None,
+                &[("mode", false)],
+            ),
+            row("a forcing attribute → replace, naming it", size_2("lab-g")).expect(
+                Action::Replace,
+                forces,
+                &[("size", true)],
+            ),
+            row(
+                "a new name where the name is the identity → replace",
+                renamed(),
+            )
+            .expect(
+                Action::Replace,
+                Some("the name changes from lab-old to lab-g"),
+                &[],
+            ),
+            row(
+                "a new name where it is a label → rename in place",
+                renamed(),
+            )
+            .name_is_label()
+            .expect(Action::Update, None, &[("name", false)]),
+            row(
+                "renamed in place, a forcing attribute → replace",
+                size_2("lab-old"),
+            )
+            .name_is_label()
+            .expect(Action::Replace, forces, &[("name", false), ("size", true)]),
+            row(
+                "a broken resource, in sync otherwise → replace, saying why",
+                same(),
+            )
+            .broken("CREATING_FAILED")
+            .expect(
+                Action::Replace,
+                Some("gizmo.g is broken: CREATING_FAILED"),
+                &[],
+            ),
+            row(
+                "a replaced dependency of a kind in replaced_with → replace",
+                same(),
+            )
+            .replacing(FEED, "f")
+            .expect(Action::Replace, cascade, &[]),
+            row(
+                "the cascade wins over an in-place update, keeping the diff",
+                mode_b(),
+            )
+            .replacing(FEED, "f")
+            .expect(Action::Replace, cascade, &[("mode", false)]),
+            row(
+                "a replaced dependency of a kind not in replaced_with → no change",
+                same(),
+            )
+            .replacing(OTHER, "o"),
+            row(
+                "a replaced feed that is not a dependency → no change",
+                same(),
+            )
+            .replacing(FEED, "x"),
+        ];
+        let want = gizmo("lab-g", json!({"size": 1, "mode": "a"}));
+        for row in rows {
+            let replaced: BTreeSet<Address> = row
+                .replaced
+                .iter()
+                .map(|(kind, key)| Address::new(*kind, key))
+                .collect();
+            let facts = KindFacts {
+                replace_on: &["size"],
+                name_is_identity: row.name_is_identity,
+                replaced_with: &[FEED],
+            };
+            let got = decide(&want, row.have.as_ref(), &replaced, facts);
+            let Some((action, reason, attrs)) = row.expect else {
+                assert_eq!(got, None, "{}", row.name);
+                continue;
+            };
+            let c = got.unwrap_or_else(|| panic!("{}: no change", row.name));
+            assert_eq!(c.action, action, "{}", row.name);
+            assert_eq!((c.address.as_str(), c.name.as_str()), ("gizmo.g", "lab-g"));
+            let live_id = row.have.as_ref().map(|l| l.id.clone());
+            assert_eq!(c.live_id, live_id, "{}", row.name);
+            let why = c.reason.as_deref();
+            match reason {
+                Some(r) => assert!(why.is_some_and(|w| w.contains(r)), "{}: {why:?}", row.name),
+                None => assert_eq!(why, None, "{}", row.name),
+            }
+            let got: Vec<(&str, bool)> = c
+                .attributes
+                .iter()
+                .map(|a| (a.name.as_str(), a.forces_replacement))
+                .collect();
+            assert_eq!(got, attrs, "{}", row.name);
+        }
+    }
+
     #[test]
     fn renamed_stream_replaces_it_and_the_delivery_reading_it() {
         let m = model(SPEC);

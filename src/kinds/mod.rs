@@ -46,6 +46,8 @@ macro_rules! lifecycle_from_module_fns {
 
 pub mod bucket;
 pub mod delivery;
+#[cfg(test)]
+pub mod fake;
 pub mod host;
 pub mod instance_profile;
 pub mod log_group;
@@ -549,6 +551,28 @@ pub struct Live {
 impl Live {
     pub fn address(&self) -> &Address {
         &self.resource.address
+    }
+}
+
+/// Settles what the creation journal knows of live resources: an untagged resource this stack
+/// began creating (a run that died before tagging it, or an endpoint that ignores creation tags)
+/// is the stack's own (the plan then tags it), and the record of a resource found tagged as the
+/// stack's is done with (a run killed between tagging and ending the record left it; kept, it
+/// would vouch for an unrelated same-named resource made later).
+pub fn adopt(journal: &crate::journal::Journal, lives: &mut [Live]) {
+    for l in lives.iter_mut() {
+        let (kind, name) = (l.address().kind, l.resource.name.clone());
+        if l.ours {
+            if journal.has(kind, &name) {
+                journal.end(kind, &name);
+            }
+        } else if journal.created_it(kind, &name, l.created) {
+            tracing::info!(
+                "{} ({name}) is untagged but this stack began creating it: adopting it",
+                l.address()
+            );
+            l.ours = true;
+        }
     }
 }
 

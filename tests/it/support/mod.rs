@@ -5,6 +5,9 @@
 //! * [`proxy`]: the realism proxy that makes moto answer like AWS in time (CREATING/UPDATING/
 //!   DELETING phases, IAM propagation, pending instances), counts calls, and isolates tests by
 //!   adding `x-moto-account-id` to every request.
+//! * [`inventory`]: what of a stack exists, read with the SDK alone (the proof that nothing
+//!   remains after a destroy).
+//! * [`wait`]: waiting for an event with a deadline that fails the test with what it saw last.
 //! * [`Sandbox`]: the usual combination: shared moto + a proxy in a fresh account + SDK config.
 //!
 //! ```ignore
@@ -16,8 +19,10 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod inventory;
 pub mod moto;
 pub mod proxy;
+pub mod wait;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::cli::*;
 use crate::support::proxy::ProxyConfig;
-use crate::support::{secs, Sandbox};
+use crate::support::Sandbox;
 
 /// The weather lab with SSH, so a security group is part of it.
 fn lab_with_ssh() -> String {
@@ -32,7 +32,7 @@ fn assert_converged(sb: &Sandbox, spec: &SpecFile) {
 #[test]
 fn apply_and_destroy_converge_through_throttling_5xx_and_lost_answers() {
     let sb = Sandbox::new(ProxyConfig {
-        group_visible: secs(1.0),
+        group_invisible: 2,
         ..ProxyConfig::default()
     });
     let spec = spec_file(&lab_with_ssh());
@@ -120,12 +120,12 @@ impl Lcg {
 fn reruns_after_kill_9_at_random_instants_converge_with_one_instance() {
     // Slow enough that kills land inside every phase of the apply.
     let sb = Sandbox::new(ProxyConfig {
-        stream_creating: secs(0.6),
-        delivery_creating: secs(0.6),
-        role_propagation: secs(0.4),
-        profile_propagation: secs(0.4),
-        instance_pending: secs(0.6),
-        group_visible: secs(0.3),
+        stream_creating: 3,
+        delivery_creating: 3,
+        role_propagation: 2,
+        profile_propagation: 2,
+        instance_pending: 3,
+        group_invisible: 2,
         ..ProxyConfig::default()
     });
     let spec = spec_file(&lab_with_ssh());
@@ -184,7 +184,7 @@ fn shards(sb: &Sandbox, name: &str) -> (String, i32) {
 fn resharding_goes_in_legal_steps_and_mode_switches_end_at_the_specs_count() {
     // The proxy refuses UpdateShardCount beyond 2× or below ½× the open count, as AWS does.
     let sb = Sandbox::new(ProxyConfig {
-        stream_updating: secs(0.3),
+        stream_updating: 2,
         ..ProxyConfig::default()
     });
     let one = "version: 1\nstack: rs\nregion: eu-west-1\nstreams:\n  events: { mode: provisioned, shards: 1 }\n";
@@ -333,10 +333,12 @@ deliveries:
 
 #[test]
 fn the_apply_report_gives_makespan_and_the_critical_path() {
+    // Six describes saying CREATING each, polled every 200 ms: the stream's and the delivery's
+    // waits last at least 1.2 s each (the sleeps between polls), whatever the machine's pace.
     let sb = Sandbox::new(ProxyConfig {
-        stream_creating: secs(1.0),
-        delivery_creating: secs(1.0),
-        instance_pending: secs(0.5),
+        stream_creating: 6,
+        delivery_creating: 6,
+        instance_pending: 3,
         ..ProxyConfig::default()
     });
     let spec = spec_file(WEATHER_LAB);

@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 
 use crate::support::cli::*;
 use crate::support::proxy::ProxyConfig;
-use crate::support::{secs, Sandbox};
+use crate::support::Sandbox;
 
 fn slow() -> ProxyConfig {
     ProxyConfig {
-        stream_creating: secs(2.0),
-        delivery_creating: secs(1.0),
-        instance_pending: secs(1.0),
+        stream_creating: 3,
+        delivery_creating: 2,
+        instance_pending: 2,
         ..ProxyConfig::default()
     }
 }

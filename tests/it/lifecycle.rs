@@ -9,7 +9,16 @@ use std::time::{Duration, Instant};
 
 use crate::support::cli::*;
 use crate::support::proxy::ProxyConfig;
-use crate::support::{secs, Sandbox};
+use crate::support::Sandbox;
+
+/// `(status, emulated)` of each call of `service:Action`, in order.
+fn answers(sb: &Sandbox, call: &str) -> Vec<(u16, Option<&'static str>)> {
+    sb.proxy
+        .calls_of(call)
+        .into_iter()
+        .map(|c| (c.status, c.emulated))
+        .collect()
+}
 
 #[test]
 fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
@@ -392,15 +401,17 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
 
 #[test]
 fn apply_rides_out_creating_states_and_iam_propagation() {
+    // Windows in calls, not seconds: however slow the machine, Firehose refuses the new role
+    // exactly twice and EC2 the new profile exactly twice.
     let sb = Sandbox::new(ProxyConfig {
-        stream_creating: secs(1.5),
-        stream_updating: secs(1.0),
-        delivery_creating: secs(1.5),
-        // The host starts only after the delivery is ACTIVE (~7 s in), so the profile window
-        // must outlast the stream and delivery waits to be seen by RunInstances.
-        role_propagation: secs(6.0),
-        profile_propagation: secs(12.0),
-        instance_pending: secs(1.5),
+        // Ten describes saying CREATING, polled every 200 ms: the stream's wait lasts at least
+        // 1.8 s (the sleeps between them), beyond the 1 s after which progress is reported.
+        stream_creating: 10,
+        stream_updating: 2,
+        delivery_creating: 3,
+        role_propagation: 2,
+        profile_propagation: 2,
+        instance_pending: 3,
         ..ProxyConfig::default()
     });
     let spec = spec_file(&WEATHER_LAB.replace("retention_hours: 24", "retention_hours: 48"));
@@ -408,17 +419,35 @@ fn apply_rides_out_creating_states_and_iam_propagation() {
     assert!(out.contains("Apply complete!"), "{out}");
     let calls = sb.proxy.call_names();
     let count = |n: &str| calls.iter().filter(|c| c.as_str() == n).count();
-    assert!(
-        count("firehose:CreateDeliveryStream") >= 2,
-        "Firehose create was retried: {calls:?}"
+    assert_eq!(
+        answers(&sb, "firehose:CreateDeliveryStream"),
+        [
+            (400, Some("role-propagation")),
+            (400, Some("role-propagation")),
+            (200, None)
+        ],
+        "Firehose create was retried through the role's propagation: {calls:?}"
     );
-    assert!(
-        count("ec2:RunInstances") >= 2,
-        "RunInstances was retried: {calls:?}"
+    assert_eq!(
+        answers(&sb, "ec2:RunInstances"),
+        [
+            (400, Some("profile-propagation")),
+            (400, Some("profile-propagation")),
+            (200, None)
+        ],
+        "RunInstances was retried through the profile's propagation: {calls:?}"
     );
+    // Every transition was waited out to its end.
+    assert_eq!(sb.proxy.emulated("CREATING"), 10 + 3, "{calls:?}");
+    assert_eq!(sb.proxy.emulated("pending"), 3, "{calls:?}");
     assert!(out.contains("retrying"), "retries are reported:\n{out}");
     assert!(out.contains("Still working"), "waits are reported:\n{out}");
     // Retention was raised after the stream became ACTIVE, and only once.
+    assert_eq!(
+        answers(&sb, "kinesis:IncreaseStreamRetentionPeriod"),
+        [(200, None)],
+        "{calls:?}"
+    );
     assert_eq!(
         count("kinesis:IncreaseStreamRetentionPeriod"),
         1,
@@ -670,7 +699,7 @@ fn destroy_refuses_a_non_empty_bucket_without_force_destroy() {
 fn destroy_after_an_interrupted_apply_leaves_nothing() {
     // Slow Firehose so the apply is still waiting when it is killed.
     let sb = Sandbox::new(ProxyConfig {
-        delivery_creating: secs(30.0),
+        delivery_creating: 150,
         ..ProxyConfig::default()
     });
     let spec = spec_file(WEATHER_LAB);

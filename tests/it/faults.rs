@@ -3,10 +3,11 @@
 //! format, answers lost after AWS acted, ClientToken idempotency, the reshard rule, a group in
 //! use, security groups not visible at once).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::support::cli::*;
 use crate::support::proxy::ProxyConfig;
+use crate::support::wait::PATIENCE;
 use crate::support::Sandbox;
 
 /// The weather lab with SSH, so a security group is part of it.
@@ -116,10 +117,8 @@ impl Lcg {
     }
 }
 
-#[test]
-fn reruns_after_kill_9_at_random_instants_converge_with_one_instance() {
-    // Slow enough that kills land inside every phase of the apply.
-    let sb = Sandbox::new(ProxyConfig {
+fn kill_9_windows() -> ProxyConfig {
+    ProxyConfig {
         stream_creating: 3,
         delivery_creating: 3,
         role_propagation: 2,
@@ -127,27 +126,38 @@ fn reruns_after_kill_9_at_random_instants_converge_with_one_instance() {
         instance_pending: 3,
         group_invisible: 2,
         ..ProxyConfig::default()
-    });
+    }
+}
+
+#[test]
+fn reruns_after_kill_9_at_random_calls_converge_with_one_instance() {
+    // Each apply is killed while the proxy holds one of its calls, drawn at random (not at a
+    // random instant: where a kill lands then does not depend on the machine's pace). The held
+    // call goes on to moto after the kill, as a request already sent does.
     let spec = spec_file(&lab_with_ssh());
+    // How many calls an uninterrupted apply makes (in a sandbox of its own): kills are drawn
+    // among them.
+    let calls = {
+        let reference = Sandbox::new(kill_9_windows());
+        ok(&reference, &["apply", "--auto-approve", p(&spec.path)]);
+        reference.proxy.calls().len()
+    };
+    let sb = Sandbox::new(kill_9_windows());
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(7);
-    eprintln!("kill -9 seed: {seed}");
+    eprintln!("kill -9 seed: {seed}; an uninterrupted apply makes {calls} calls");
     let mut rng = Lcg(seed);
     for round in 0..5 {
+        let n = 1 + (calls as f64 * rng.next_f64()) as usize;
+        let hold = sb.proxy.hold_nth(n);
         let mut child = spawn_ss(&sb, &["apply", "--auto-approve", p(&spec.path)]);
-        let after = Duration::from_secs_f64(0.2 + 2.8 * rng.next_f64());
-        let started = Instant::now();
-        while started.elapsed() < after {
-            if child.try_wait().ok().flatten().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let held = hold.wait_held(PATIENCE, || child.try_wait().ok().flatten().is_some());
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        eprintln!("round {round}: killed after {after:?}");
+        drop(hold);
+        eprintln!("round {round}: killed at call {n}: {held:?}");
     }
     let o = ss(&sb, &["apply", "--auto-approve", p(&spec.path)]);
     assert_eq!(o.status.code(), Some(0), "seed {seed}:\n{}", text(&o));

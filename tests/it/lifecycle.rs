@@ -5,10 +5,11 @@
 //! with the SDK directly. The proxy counts every AWS call, so "no write calls" is asserted.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::support::cli::*;
 use crate::support::proxy::ProxyConfig;
+use crate::support::wait::PATIENCE;
 use crate::support::Sandbox;
 
 /// `(status, emulated)` of each call of `service:Action`, in order.
@@ -697,49 +698,32 @@ fn destroy_refuses_a_non_empty_bucket_without_force_destroy() {
 
 #[test]
 fn destroy_after_an_interrupted_apply_leaves_nothing() {
-    // Slow Firehose so the apply is still waiting when it is killed.
+    // The apply is killed while it waits for its delivery to become ACTIVE: the proxy holds its
+    // first DescribeDeliveryStream after the create, so the kill lands exactly there.
     let sb = Sandbox::new(ProxyConfig {
-        delivery_creating: 150,
+        delivery_creating: 3,
         ..ProxyConfig::default()
     });
     let spec = spec_file(WEATHER_LAB);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_streamstack"))
-        .args([
-            "--endpoint-url",
-            &sb.endpoint(),
-            "--no-color",
-            "apply",
-            "--auto-approve",
-            p(&spec.path),
-        ])
-        .env("AWS_ACCESS_KEY_ID", "AKIDSTREAMSTACKTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "streamstack-test-secret")
-        .env("STREAMSTACK_POLL_MS", "200")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_REGION")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn apply");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !sb
-        .proxy
-        .call_names()
-        .iter()
-        .any(|c| c == "firehose:CreateDeliveryStream")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "apply never reached the delivery"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    let hold = sb.proxy.hold_after(
+        "firehose:CreateDeliveryStream",
+        "firehose:DescribeDeliveryStream",
+    );
+    let mut child = spawn_ss(&sb, &["apply", "--auto-approve", p(&spec.path)]);
+    let held = hold.wait_held(PATIENCE, || child.try_wait().ok().flatten().is_some());
     child.kill().expect("kill apply");
-    let _ = child.wait();
-    let half = remaining(&sb, &spec.path);
+    let out = child.wait_with_output().expect("wait for the apply");
     assert!(
-        half.contains(&"stream.weather".to_string()),
+        held.is_some(),
+        "the apply never waited for its delivery:\n{}",
+        text(&out)
+    );
+    drop(hold);
+    let mut half = remaining(&sb, &spec.path);
+    half.sort();
+    assert!(
+        half.contains(&"stream.weather".to_string())
+            && half.contains(&"delivery.weather-to-s3".to_string()),
         "half-applied: {half:?}"
     );
     assert!(

@@ -2,6 +2,7 @@
 //! real instance would: tagging itself bootstrapped, the agent putting records).
 
 use crate::support::cli::*;
+use crate::support::inventory::assert_nothing_remains;
 use crate::support::wait::{until, PATIENCE};
 use crate::support::Sandbox;
 
@@ -110,6 +111,7 @@ fn check_names_the_host_hop_then_the_delivery_hop_with_the_stream_count() {
         "{delivery}"
     );
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 /// `ss` that expects exit 1 and returns stdout.
@@ -151,6 +153,7 @@ fn check_put_passes_for_a_direct_delivery_and_reports_the_counts() {
         "{report}"
     );
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, "eu-west-1", "direct");
 }
 
 #[test]
@@ -209,6 +212,7 @@ fn apply_wait_bootstrap_waits_for_the_host_report_and_fails_on_a_failed_one() {
     );
     assert!(err.contains("console output ends with"), "{err}");
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 /// Is `id` the instance that already reported (the one being replaced)?

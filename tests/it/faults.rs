@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use crate::support::cli::*;
+use crate::support::inventory::assert_nothing_remains;
 use crate::support::proxy::ProxyConfig;
 use crate::support::wait::PATIENCE;
 use crate::support::Sandbox;
@@ -102,6 +103,7 @@ fn apply_and_destroy_converge_through_throttling_5xx_and_lost_answers() {
         text(&o)
     );
     assert!(remaining(&sb, &spec.path).is_empty());
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 /// A tiny deterministic generator, so a failing run can be replayed from its seed.
@@ -169,6 +171,7 @@ fn reruns_after_kill_9_at_random_calls_converge_with_one_instance() {
     );
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
     assert!(remaining(&sb, &spec.path).is_empty());
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 fn shards(sb: &Sandbox, name: &str) -> (String, i32) {
@@ -253,6 +256,8 @@ fn resharding_goes_in_legal_steps_and_mode_switches_end_at_the_specs_count() {
     ok(&sb, &["destroy", "--auto-approve", p(&od.path)]);
     rewrite(&spec, one);
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, "eu-west-1", "od");
+    assert_nothing_remains(&sb, "eu-west-1", "rs");
 }
 
 #[test]
@@ -277,6 +282,7 @@ fn removing_ssh_moves_the_instance_off_its_group_before_deleting_it() {
     assert!(at("done", "host.collector") < at("start", "security_group.collector"));
     assert_converged(&sb, &spec);
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 #[test]
@@ -339,6 +345,7 @@ deliveries:
             .buckets()
             .is_empty());
     });
+    assert_nothing_remains(&sb, "eu-west-1", "named");
 }
 
 #[test]
@@ -387,4 +394,5 @@ fn the_apply_report_gives_makespan_and_the_critical_path() {
         "{makespan} vs {critical}"
     );
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }

@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::cli::*;
+use crate::support::inventory::assert_nothing_remains;
 use crate::support::proxy::{Hold, ProxyConfig};
 use crate::support::wait::PATIENCE;
 use crate::support::Sandbox;
@@ -103,6 +104,7 @@ fn of_two_concurrent_applies_one_proceeds_and_the_other_fails_at_once_naming_the
         text(&o)
     );
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 #[test]
@@ -141,6 +143,7 @@ fn a_lock_whose_holder_was_killed_is_taken_over_and_force_unlock_removes_one() {
     assert!(lock_value(&sb).is_none());
     ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 #[test]

@@ -479,6 +479,8 @@ async fn delivery_create_rides_out_role_propagation_and_creating_then_deletes() 
     delivery::delete(&cx, &lives[0])
         .await
         .expect("already gone");
+    let left = crate::support::inventory::take(&sb, crate::support::moto::REGION, STACK).await;
+    assert_eq!(left.names("delivery"), Vec::<&str>::new(), "{left}");
 }
 
 #[tokio::test]

@@ -253,6 +253,8 @@ async fn lifecycle_with_propagation_and_pending() {
         .await
         .expect("discover")
         .is_empty());
+    let left = crate::support::inventory::take(&sb, REGION, STACK).await;
+    assert_eq!(left.names("instance"), Vec::<&str>::new(), "{left}");
     // Deleting again is fine.
     host::delete(&cx, &repaired).await.expect("delete again");
 }

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::support::cli::*;
+use crate::support::inventory::{self, assert_nothing_remains};
 use crate::support::proxy::ProxyConfig;
 use crate::support::wait::PATIENCE;
 use crate::support::Sandbox;
@@ -19,6 +20,22 @@ fn answers(sb: &Sandbox, call: &str) -> Vec<(u16, Option<&'static str>)> {
         .into_iter()
         .map(|c| (c.status, c.emulated))
         .collect()
+}
+
+/// What an apply of the weather lab makes, kind by kind, as the inventory counts it.
+fn weather_lab_kinds() -> Vec<(String, usize)> {
+    [
+        ("bucket", 1),
+        ("delivery", 1),
+        ("instance", 1),
+        ("instance_profile", 1),
+        ("log_group", 1),
+        ("role", 2),
+        ("stream", 1),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_string(), n))
+    .collect()
 }
 
 #[test]
@@ -48,6 +65,9 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
         applied.contains("Apply complete! Resources: 8 added"),
         "{applied}"
     );
+    // Seen without streamstack: exactly the lab's resources, and the lock released.
+    let made = inventory::of(&sb, LAB_REGION, "weather-lab");
+    assert_eq!(made.counts(), weather_lab_kinds(), "{made}");
 
     // Every resource is there with the spec's properties.
     let conf = sdk(&sb, LAB_REGION);
@@ -370,6 +390,7 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
         "{destroyed}"
     );
     assert!(remaining(&sb, &spec.path).is_empty());
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
     rt().block_on(async {
         let logs = aws_sdk_cloudwatchlogs::Client::new(&conf);
         let groups = logs
@@ -465,9 +486,12 @@ fn apply_rides_out_creating_states_and_iam_propagation() {
             .count()
     });
     assert_eq!(n, 1, "exactly one instance");
+    let made = inventory::of(&sb, LAB_REGION, "weather-lab");
+    assert_eq!(made.counts(), weather_lab_kinds(), "{made}");
     let o = ss(&sb, &["plan", "--detailed-exitcode", p(&spec.path)]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 #[test]
@@ -599,6 +623,7 @@ fn spec_changes_apply_in_place_or_by_replacement_and_removed_hosts_are_deleted()
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
     assert!(remaining(&sb, &spec.path).is_empty());
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 #[test]
@@ -730,8 +755,14 @@ fn destroy_after_an_interrupted_apply_leaves_nothing() {
         !half.contains(&"host.collector".to_string()),
         "half-applied: {half:?}"
     );
+    let left = inventory::of(&sb, LAB_REGION, "weather-lab");
+    assert!(
+        left.names("instance").is_empty() && left.names("delivery").len() == 1,
+        "{left}"
+    );
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
     assert!(remaining(&sb, &spec.path).is_empty());
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 #[test]
@@ -782,6 +813,7 @@ fn a_failed_operation_skips_its_dependents_and_the_next_apply_continues() {
     let o = ss(&sb, &["plan", "--detailed-exitcode", p(&spec.path)]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 #[test]
@@ -875,6 +907,7 @@ fn classroom_lifecycle_at_scale() {
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
     eprintln!("classroom destroy: {:.2?}", started.elapsed());
     assert!(remaining(&sb, &spec.path).is_empty());
+    assert_nothing_remains(&sb, "eu-west-1", "classroom");
 }
 
 #[test]

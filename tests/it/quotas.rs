@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use crate::support::cli::*;
+use crate::support::inventory::assert_nothing_remains;
 use crate::support::proxy::{Call, ProxyConfig};
 use crate::support::Sandbox;
 
@@ -73,6 +74,7 @@ fn the_classroom_keeps_to_aws_quotas_with_no_throttled_answer() {
     let destroy = started.elapsed();
     assert_eq!(sb.proxy.throttled(), [], "throttled during destroy");
     assert!(remaining(&sb, &spec.path).is_empty());
+    assert_nothing_remains(&sb, "eu-west-1", "classroom");
     eprintln!(
         "classroom through AWS quotas (debug build): apply {:.1} s, no-op plan {:.1} s \
          ({reads} reads, {per_resource:.2} per resource), destroy {:.1} s, 0 throttled",

@@ -14,8 +14,10 @@ use crate::support::Sandbox;
 const MAX_READS_PER_RESOURCE: f64 = 2.0;
 
 /// The CLI with its default request budget (`aws`), which the test harness otherwise turns off.
+/// It runs at a high priority (as the proxy with quotas does), so that a saturated machine does
+/// not hold its requests back and then send them in a burst its budget never allowed.
 fn budgeted(sb: &Sandbox, args: &[&str]) -> std::process::Output {
-    ss_env(sb, args, &[("STREAMSTACK_API_BUDGET", "aws")])
+    ss_env_urgent(sb, args, &[("STREAMSTACK_API_BUDGET", "aws")])
 }
 
 #[track_caller]

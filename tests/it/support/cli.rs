@@ -40,6 +40,26 @@ pub fn ss_env(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run streamstack")
 }
 
+/// [`ss_env`] at a high priority (nice -15, where allowed: root), for tests about rates, whose
+/// client must send when it means to, not when a saturated machine lets it run.
+pub fn ss_env_urgent(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let plain = command(sb, args);
+    let mut c = Command::new("nice");
+    c.args(["-n", "-15"])
+        .arg(plain.get_program())
+        .args(plain.get_args());
+    for (key, value) in plain.get_envs() {
+        match value {
+            Some(value) => c.env(key, value),
+            None => c.env_remove(key),
+        };
+    }
+    c.envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run streamstack under nice")
+}
+
 /// Starts the CLI in the background (output piped), for tests that kill it or race it.
 pub fn spawn_ss(sb: &Sandbox, args: &[&str]) -> std::process::Child {
     command(sb, args)

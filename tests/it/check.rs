@@ -1,9 +1,9 @@
 //! `check` and `apply --wait-bootstrap` against moto, with the test playing the host (as the
 //! real instance would: tagging itself bootstrapped, the agent putting records).
 
-use std::time::Duration;
-
 use crate::support::cli::*;
+use crate::support::inventory::assert_nothing_remains;
+use crate::support::wait::{until, PATIENCE};
 use crate::support::Sandbox;
 
 fn instance_id(sb: &Sandbox, stack: &str, region: &str) -> String {
@@ -111,6 +111,7 @@ fn check_names_the_host_hop_then_the_delivery_hop_with_the_stream_count() {
         "{delivery}"
     );
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 /// `ss` that expects exit 1 and returns stdout.
@@ -152,37 +153,27 @@ fn check_put_passes_for_a_direct_delivery_and_reports_the_counts() {
         "{report}"
     );
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, "eu-west-1", "direct");
 }
 
 #[test]
 fn apply_wait_bootstrap_waits_for_the_host_report_and_fails_on_a_failed_one() {
     let sb = Sandbox::passthrough();
     let spec = spec_file(WEATHER_LAB);
-    let endpoint_sb = &sb;
-    let applied = std::thread::scope(|scope| {
-        let apply = scope.spawn(|| {
-            ss(
-                endpoint_sb,
-                &[
-                    "apply",
-                    "--auto-approve",
-                    "--wait-bootstrap",
-                    "60s",
-                    p(&spec.path),
-                ],
-            )
-        });
-        // Play the host: once the instance exists, it reports after a moment.
-        let id = loop {
-            std::thread::sleep(Duration::from_millis(300));
-            if let Some(id) = instance_ids(endpoint_sb, "weather-lab", LAB_REGION).pop() {
-                break id;
-            }
-        };
-        std::thread::sleep(Duration::from_secs(2));
-        report_bootstrap(endpoint_sb, LAB_REGION, &id, "ok");
-        apply.join().expect("apply thread")
-    });
+    let wait_bootstrap = [
+        "apply",
+        "--auto-approve",
+        "--wait-bootstrap",
+        "60s",
+        p(&spec.path),
+    ];
+    // Play the host: it reports only once the apply says it is waiting for the report (which
+    // it says after waiting a while), so the apply is seen waiting whatever the machine's pace.
+    let mut apply = Background::start(&sb, &wait_bootstrap);
+    apply.wait_for_line("waiting for the host to report its bootstrap");
+    let id = instance_id(&sb, "weather-lab", LAB_REGION);
+    report_bootstrap(&sb, LAB_REGION, &id, "ok");
+    let applied = apply.finish();
     assert_eq!(applied.status.code(), Some(0), "{}", text(&applied));
     let out = String::from_utf8_lossy(&applied.stdout);
     assert!(
@@ -195,31 +186,24 @@ fn apply_wait_bootstrap_waits_for_the_host_report_and_fails_on_a_failed_one() {
 
     // A replaced host that reports a failure: apply fails, naming the step and the console.
     rewrite(&spec, &WEATHER_LAB.replace("records: 20", "records: 21"));
-    let applied = std::thread::scope(|scope| {
-        let apply = scope.spawn(|| {
-            ss(
-                endpoint_sb,
-                &[
-                    "apply",
-                    "--auto-approve",
-                    "--wait-bootstrap",
-                    "60s",
-                    p(&spec.path),
-                ],
-            )
-        });
-        let id = loop {
-            std::thread::sleep(Duration::from_millis(300));
-            let new = instance_ids(endpoint_sb, "weather-lab", LAB_REGION)
-                .into_iter()
-                .find(|id| !untagged_old(endpoint_sb, id));
-            if let Some(id) = new {
-                break id;
-            }
-        };
-        report_bootstrap(endpoint_sb, LAB_REGION, &id, "failed:install-agent");
-        apply.join().expect("apply thread")
+    let mut apply = Background::start(&sb, &wait_bootstrap);
+    let id = until("the replacement instance", PATIENCE, || {
+        if apply.exited() {
+            return Ok(None);
+        }
+        let ids = instance_ids(&sb, "weather-lab", LAB_REGION);
+        let new = ids.iter().find(|id| !untagged_old(&sb, id)).cloned();
+        new.map(Some).ok_or(ids)
     });
+    let Some(id) = id else {
+        let out = apply.finish();
+        panic!(
+            "the apply ended before a new instance appeared:\n{}",
+            text(&out)
+        );
+    };
+    report_bootstrap(&sb, LAB_REGION, &id, "failed:install-agent");
+    let applied = apply.finish();
     assert_eq!(applied.status.code(), Some(1), "{}", text(&applied));
     let err = String::from_utf8_lossy(&applied.stderr);
     assert!(
@@ -228,6 +212,7 @@ fn apply_wait_bootstrap_waits_for_the_host_report_and_fails_on_a_failed_one() {
     );
     assert!(err.contains("console output ends with"), "{err}");
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 /// Is `id` the instance that already reported (the one being replaced)?

@@ -310,6 +310,7 @@ fn the_cloudformation_engine_applies_plans_and_destroys_through_change_sets() {
     assert_eq!(report["ok"], true, "{report:#}");
     assert_eq!(stack_status(&sb, "cfn-lab"), None, "the stack is gone");
     assert_eq!(remaining(&sb, &longer.path), Vec::<String>::new());
+    crate::support::inventory::assert_nothing_remains(&sb, LAB_REGION, "cfn-lab");
 }
 
 #[test]

@@ -3,11 +3,13 @@
 //! format, answers lost after AWS acted, ClientToken idempotency, the reshard rule, a group in
 //! use, security groups not visible at once).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::support::cli::*;
+use crate::support::inventory::assert_nothing_remains;
 use crate::support::proxy::ProxyConfig;
-use crate::support::{secs, Sandbox};
+use crate::support::wait::PATIENCE;
+use crate::support::Sandbox;
 
 /// The weather lab with SSH, so a security group is part of it.
 fn lab_with_ssh() -> String {
@@ -32,7 +34,7 @@ fn assert_converged(sb: &Sandbox, spec: &SpecFile) {
 #[test]
 fn apply_and_destroy_converge_through_throttling_5xx_and_lost_answers() {
     let sb = Sandbox::new(ProxyConfig {
-        group_visible: secs(1.0),
+        group_invisible: 2,
         ..ProxyConfig::default()
     });
     let spec = spec_file(&lab_with_ssh());
@@ -101,6 +103,7 @@ fn apply_and_destroy_converge_through_throttling_5xx_and_lost_answers() {
         text(&o)
     );
     assert!(remaining(&sb, &spec.path).is_empty());
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 /// A tiny deterministic generator, so a failing run can be replayed from its seed.
@@ -116,38 +119,47 @@ impl Lcg {
     }
 }
 
-#[test]
-fn reruns_after_kill_9_at_random_instants_converge_with_one_instance() {
-    // Slow enough that kills land inside every phase of the apply.
-    let sb = Sandbox::new(ProxyConfig {
-        stream_creating: secs(0.6),
-        delivery_creating: secs(0.6),
-        role_propagation: secs(0.4),
-        profile_propagation: secs(0.4),
-        instance_pending: secs(0.6),
-        group_visible: secs(0.3),
+fn kill_9_windows() -> ProxyConfig {
+    ProxyConfig {
+        stream_creating: 3,
+        delivery_creating: 3,
+        role_propagation: 2,
+        profile_propagation: 2,
+        instance_pending: 3,
+        group_invisible: 2,
         ..ProxyConfig::default()
-    });
+    }
+}
+
+#[test]
+fn reruns_after_kill_9_at_random_calls_converge_with_one_instance() {
+    // Each apply is killed while the proxy holds one of its calls, drawn at random (not at a
+    // random instant: where a kill lands then does not depend on the machine's pace). The held
+    // call goes on to moto after the kill, as a request already sent does.
     let spec = spec_file(&lab_with_ssh());
+    // How many calls an uninterrupted apply makes (in a sandbox of its own): kills are drawn
+    // among them.
+    let calls = {
+        let reference = Sandbox::new(kill_9_windows());
+        ok(&reference, &["apply", "--auto-approve", p(&spec.path)]);
+        reference.proxy.calls().len()
+    };
+    let sb = Sandbox::new(kill_9_windows());
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(7);
-    eprintln!("kill -9 seed: {seed}");
+    eprintln!("kill -9 seed: {seed}; an uninterrupted apply makes {calls} calls");
     let mut rng = Lcg(seed);
     for round in 0..5 {
+        let n = 1 + (calls as f64 * rng.next_f64()) as usize;
+        let hold = sb.proxy.hold_nth(n);
         let mut child = spawn_ss(&sb, &["apply", "--auto-approve", p(&spec.path)]);
-        let after = Duration::from_secs_f64(0.2 + 2.8 * rng.next_f64());
-        let started = Instant::now();
-        while started.elapsed() < after {
-            if child.try_wait().ok().flatten().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let held = hold.wait_held(PATIENCE, || child.try_wait().ok().flatten().is_some());
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        eprintln!("round {round}: killed after {after:?}");
+        drop(hold);
+        eprintln!("round {round}: killed at call {n}: {held:?}");
     }
     let o = ss(&sb, &["apply", "--auto-approve", p(&spec.path)]);
     assert_eq!(o.status.code(), Some(0), "seed {seed}:\n{}", text(&o));
@@ -159,6 +171,7 @@ fn reruns_after_kill_9_at_random_instants_converge_with_one_instance() {
     );
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
     assert!(remaining(&sb, &spec.path).is_empty());
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 fn shards(sb: &Sandbox, name: &str) -> (String, i32) {
@@ -184,7 +197,7 @@ fn shards(sb: &Sandbox, name: &str) -> (String, i32) {
 fn resharding_goes_in_legal_steps_and_mode_switches_end_at_the_specs_count() {
     // The proxy refuses UpdateShardCount beyond 2× or below ½× the open count, as AWS does.
     let sb = Sandbox::new(ProxyConfig {
-        stream_updating: secs(0.3),
+        stream_updating: 2,
         ..ProxyConfig::default()
     });
     let one = "version: 1\nstack: rs\nregion: eu-west-1\nstreams:\n  events: { mode: provisioned, shards: 1 }\n";
@@ -243,6 +256,8 @@ fn resharding_goes_in_legal_steps_and_mode_switches_end_at_the_specs_count() {
     ok(&sb, &["destroy", "--auto-approve", p(&od.path)]);
     rewrite(&spec, one);
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, "eu-west-1", "od");
+    assert_nothing_remains(&sb, "eu-west-1", "rs");
 }
 
 #[test]
@@ -267,6 +282,7 @@ fn removing_ssh_moves_the_instance_off_its_group_before_deleting_it() {
     assert!(at("done", "host.collector") < at("start", "security_group.collector"));
     assert_converged(&sb, &spec);
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 #[test]
@@ -329,14 +345,17 @@ deliveries:
             .buckets()
             .is_empty());
     });
+    assert_nothing_remains(&sb, "eu-west-1", "named");
 }
 
 #[test]
 fn the_apply_report_gives_makespan_and_the_critical_path() {
+    // Six describes saying CREATING each, polled every 200 ms: the stream's and the delivery's
+    // waits last at least 1.2 s each (the sleeps between polls), whatever the machine's pace.
     let sb = Sandbox::new(ProxyConfig {
-        stream_creating: secs(1.0),
-        delivery_creating: secs(1.0),
-        instance_pending: secs(0.5),
+        stream_creating: 6,
+        delivery_creating: 6,
+        instance_pending: 3,
         ..ProxyConfig::default()
     });
     let spec = spec_file(WEATHER_LAB);
@@ -375,4 +394,5 @@ fn the_apply_report_gives_makespan_and_the_critical_path() {
         "{makespan} vs {critical}"
     );
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }

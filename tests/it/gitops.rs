@@ -1,17 +1,23 @@
 //! GitOps: one apply at a time per stack (the lock), taken over when its holder died, removed
 //! by force-unlock; plan takes no lock.
+//!
+//! The first apply is caught *inside* its run by the proxy: its CreateStream (which comes only
+//! once it holds the lock) is held until the test lets it go, so the second run always meets a
+//! live holder, whatever the speed of the machine.
 
 use std::time::{Duration, Instant};
 
 use crate::support::cli::*;
-use crate::support::proxy::ProxyConfig;
-use crate::support::{secs, Sandbox};
+use crate::support::inventory::assert_nothing_remains;
+use crate::support::proxy::{Hold, ProxyConfig};
+use crate::support::wait::PATIENCE;
+use crate::support::Sandbox;
 
 fn slow() -> ProxyConfig {
     ProxyConfig {
-        stream_creating: secs(2.0),
-        delivery_creating: secs(1.0),
-        instance_pending: secs(1.0),
+        stream_creating: 3,
+        delivery_creating: 2,
+        instance_pending: 2,
         ..ProxyConfig::default()
     }
 }
@@ -29,30 +35,52 @@ fn lock_value(sb: &Sandbox) -> Option<serde_json::Value> {
     })
 }
 
-fn spawn_apply(sb: &Sandbox, spec: &SpecFile) -> std::process::Child {
-    spawn_ss(sb, &["apply", "--auto-approve", p(&spec.path)])
+/// Starts an apply of `spec` and returns once it is inside its run, holding the lock: its
+/// CreateStream is held at the proxy until the returned [`Hold`] is released.
+fn apply_held_at_its_first_write(sb: &Sandbox, spec: &SpecFile) -> (Background, Hold) {
+    let hold = sb.proxy.hold("kinesis:CreateStream");
+    let mut run = Background::start(sb, &["apply", "--auto-approve", p(&spec.path)]);
+    let held = hold.wait_held(PATIENCE, || run.exited());
+    if held.is_none() {
+        drop(hold);
+        let out = run.finish();
+        panic!("the apply never reached its CreateStream:\n{}", text(&out));
+    }
+    (run, hold)
+}
+
+/// The refused lock attempts (`ssm:PutParameter` answered 400) so far.
+fn refused_lock_writes(sb: &Sandbox) -> usize {
+    sb.proxy
+        .calls_of("ssm:PutParameter")
+        .iter()
+        .filter(|c| c.status == 400)
+        .count()
 }
 
 #[test]
 fn of_two_concurrent_applies_one_proceeds_and_the_other_fails_at_once_naming_the_holder() {
     let sb = Sandbox::new(slow());
     let spec = spec_file(WEATHER_LAB);
-    let first = spawn_apply(&sb, &spec);
-    // Once the first holds the lock, start the second.
-    let started = Instant::now();
-    while lock_value(&sb).is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no lock appeared"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (first, hold) = apply_held_at_its_first_write(&sb, &spec);
+    assert!(lock_value(&sb).is_some(), "the first apply holds the lock");
+    let refused_before = refused_lock_writes(&sb);
     let second_started = Instant::now();
     let second = ss(&sb, &["apply", "--auto-approve", p(&spec.path)]);
     let second_took = second_started.elapsed();
     assert_eq!(second.status.code(), Some(1), "{}", text(&second));
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("is locked") && err.contains("pid"), "{err}");
+    // At once: one attempt at the lock, refused, and no waiting for the holder, which is still
+    // inside its run (held at the proxy) when the second has already failed.
+    assert_eq!(
+        refused_lock_writes(&sb) - refused_before,
+        1,
+        "failed in {second_took:?} after {:?}",
+        sb.proxy.call_names()
+    );
+    assert!(hold.is_held(), "the first apply is still in its run");
+    // And in little time (about 0.25 s on an idle machine).
     assert!(
         second_took < Duration::from_secs(10),
         "failed in {second_took:?}"
@@ -64,13 +92,9 @@ fn of_two_concurrent_applies_one_proceeds_and_the_other_fails_at_once_naming_the
         "{}",
         text(&o)
     );
-    let first = first.wait_with_output().expect("first apply");
-    assert_eq!(
-        first.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    hold.release();
+    let first = first.finish();
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     assert!(lock_value(&sb).is_none(), "the lock is released");
     let o = ss(&sb, &["plan", "--detailed-exitcode", p(&spec.path)]);
     assert_eq!(
@@ -80,23 +104,19 @@ fn of_two_concurrent_applies_one_proceeds_and_the_other_fails_at_once_naming_the
         text(&o)
     );
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 #[test]
 fn a_lock_whose_holder_was_killed_is_taken_over_and_force_unlock_removes_one() {
     let sb = Sandbox::new(slow());
     let spec = spec_file(WEATHER_LAB);
-    let mut holder = spawn_apply(&sb, &spec);
-    let started = Instant::now();
-    while lock_value(&sb).is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no lock appeared"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    holder.kill().expect("SIGKILL");
-    let _ = holder.wait();
+    let (mut holder, hold) = apply_held_at_its_first_write(&sb, &spec);
+    assert!(lock_value(&sb).is_some(), "the apply holds the lock");
+    holder.kill(); // SIGKILL, inside its run
+    let killed = holder.finish();
+    assert_eq!(killed.status.code(), None, "killed: {}", text(&killed));
+    drop(hold);
     assert!(lock_value(&sb).is_some(), "a killed holder leaves its lock");
     let o = ss(&sb, &["apply", "--auto-approve", p(&spec.path)]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -123,6 +143,7 @@ fn a_lock_whose_holder_was_killed_is_taken_over_and_force_unlock_removes_one() {
     assert!(lock_value(&sb).is_none());
     ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 #[test]

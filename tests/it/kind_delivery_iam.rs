@@ -5,7 +5,7 @@
 //! found but not ours.
 
 use crate::support::proxy::ProxyConfig;
-use crate::support::{secs, Sandbox};
+use crate::support::Sandbox;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use streamstack::kinds::delivery::DeliveryProps;
 use streamstack::kinds::instance_profile::InstanceProfileProps;
@@ -383,12 +383,22 @@ async fn a_same_named_foreign_role_and_profile_are_found_but_not_ours() {
     assert_eq!(err.code(), Some("EntityAlreadyExists"), "{err}");
 }
 
+/// `(status, emulated)` of each call of `service:Action`, in order.
+fn answers(sb: &Sandbox, call: &str) -> Vec<(u16, Option<&'static str>)> {
+    sb.proxy
+        .calls_of(call)
+        .into_iter()
+        .map(|c| (c.status, c.emulated))
+        .collect()
+}
+
 #[tokio::test]
 async fn delivery_create_rides_out_role_propagation_and_creating_then_deletes() {
+    const K: usize = 3;
     let (sb, cx, model) = setup(ProxyConfig {
-        role_propagation: secs(2.0),
-        delivery_creating: secs(1.5),
-        delivery_deleting: secs(1.0),
+        role_propagation: K as u32,
+        delivery_creating: K as u32,
+        delivery_deleting: 2,
         ..Default::default()
     });
     create_bucket(&sb, &model).await;
@@ -404,17 +414,27 @@ async fn delivery_create_rides_out_role_propagation_and_creating_then_deletes() 
         .await
         .unwrap();
 
-    let started = std::time::Instant::now();
+    sb.proxy.reset_calls();
     delivery::create(&cx, archive, &model)
         .await
         .expect("create archive");
-    assert!(
-        started.elapsed() >= secs(1.5),
-        "waited for the role and CREATING"
+    // Exactly K refusals while the role propagates, then the create; exactly K describes
+    // saying CREATING, then the one saying ACTIVE that ended the wait.
+    let refused = (400, Some("role-propagation"));
+    let mut expected = vec![refused; K];
+    expected.push((200, None));
+    assert_eq!(
+        answers(&sb, "firehose:CreateDeliveryStream"),
+        expected,
+        "{:?}",
+        sb.proxy.call_names()
     );
-    assert!(
-        count(&sb, "firehose", "CreateDeliveryStream") > 1,
-        "CreateDeliveryStream was retried: {:?}",
+    let mut expected = vec![(200, Some("CREATING")); K];
+    expected.push((200, None));
+    assert_eq!(
+        answers(&sb, "firehose:DescribeDeliveryStream"),
+        expected,
+        "waited through CREATING: {:?}",
         sb.proxy.call_names()
     );
     let status = cx
@@ -432,9 +452,12 @@ async fn delivery_create_rides_out_role_propagation_and_creating_then_deletes() 
             .delivery_stream_status(),
         &aws_sdk_firehose::types::DeliveryStreamStatus::Active
     );
+    sb.proxy.reset_calls();
     delivery::create(&cx, direct, &model)
         .await
         .expect("create direct");
+    assert_eq!(sb.proxy.emulated("role-propagation"), K);
+    assert_eq!(sb.proxy.emulated("CREATING"), K);
 
     let lives = delivery::discover(&cx, &model).await.expect("discover");
     assert_eq!(lives.len(), 2);
@@ -446,13 +469,18 @@ async fn delivery_create_rides_out_role_propagation_and_creating_then_deletes() 
         .await
         .expect("create is idempotent for ours");
 
+    sb.proxy.reset_calls();
     for live in &lives {
         delivery::delete(&cx, live).await.expect("delete");
     }
+    // Each delete waited through DELETING (two describes each) until the delivery was gone.
+    assert_eq!(sb.proxy.emulated("DELETING"), 4);
     assert!(delivery::discover(&cx, &model).await.unwrap().is_empty());
     delivery::delete(&cx, &lives[0])
         .await
         .expect("already gone");
+    let left = crate::support::inventory::take(&sb, crate::support::moto::REGION, STACK).await;
+    assert_eq!(left.names("delivery"), Vec::<&str>::new(), "{left}");
 }
 
 #[tokio::test]

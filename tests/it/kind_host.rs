@@ -2,11 +2,9 @@
 //! instance-profile propagation with one instance only, waits through `pending`, reads back
 //! exactly the desired resource, repairs drift in place, and delete waits for `terminated`.
 
-use std::time::Instant;
-
 use crate::support::moto::REGION;
 use crate::support::proxy::ProxyConfig;
-use crate::support::{secs, Sandbox};
+use crate::support::Sandbox;
 use aws_sdk_ec2::types::{Filter, HttpTokensState, InstanceStateName, Tag};
 use streamstack::kinds::host::HostProps;
 use streamstack::kinds::{host, Cx, Live};
@@ -124,10 +122,11 @@ async fn discover_one(cx: &Cx, desired: &Model) -> Live {
 /// Create → read back equal → drift repaired → delete, with every AWS delay emulated.
 #[tokio::test(flavor = "multi_thread")]
 async fn lifecycle_with_propagation_and_pending() {
+    const K: usize = 3;
     let sb = Sandbox::new(ProxyConfig {
-        profile_propagation: secs(1.5),
-        instance_pending: secs(1.5),
-        instance_shutting_down: secs(1.5),
+        profile_propagation: K as u32,
+        instance_pending: K as u32,
+        instance_shutting_down: K as u32,
         ..Default::default()
     });
     let cx = cx(&sb);
@@ -143,26 +142,19 @@ async fn lifecycle_with_propagation_and_pending() {
     make_group(&cx, "t1-collector-ssh").await;
     sb.proxy.reset_calls();
 
-    let start = Instant::now();
     host::create(&cx, &r, &desired).await.expect("create");
-    let took = start.elapsed();
 
-    // Rode out the profile propagation with several RunInstances, yet started one instance.
+    // Rode out the profile propagation: exactly K refused RunInstances, then the one that
+    // started the (one) instance.
     let runs: Vec<_> = sb
         .proxy
-        .calls()
+        .calls_of("ec2:RunInstances")
         .into_iter()
-        .filter(|c| c.service == "ec2" && c.action == "RunInstances")
+        .map(|c| (c.status, c.emulated))
         .collect();
-    assert!(
-        runs.len() >= 2,
-        "RunInstances should have been retried: {runs:?}"
-    );
-    assert_eq!(
-        runs.iter().filter(|c| c.status == 200).count(),
-        1,
-        "{runs:?}"
-    );
+    let mut expected = vec![(400, Some("profile-propagation")); K];
+    expected.push((200, None));
+    assert_eq!(runs, expected);
     let instances = all_instances(&cx).await;
     assert_eq!(instances.len(), 1, "exactly one instance: {instances:#?}");
     let inst = &instances[0];
@@ -171,17 +163,18 @@ async fn lifecycle_with_propagation_and_pending() {
         inst.state().and_then(|s| s.name()),
         Some(&InstanceStateName::Running)
     );
-    let describes_after_run = sb
+    // It polled through exactly K answers saying pending, and stopped at the first running.
+    let polls: Vec<Option<&str>> = sb
         .proxy
-        .call_names()
+        .calls()
         .into_iter()
-        .skip_while(|c| c != "ec2:RunInstances")
-        .filter(|c| c == "ec2:DescribeInstances")
-        .count();
-    assert!(
-        describes_after_run >= 2,
-        "create should have polled while pending ({describes_after_run} polls, {took:?})"
-    );
+        .skip_while(|c| c.to_string() != "ec2:RunInstances" || c.status != 200)
+        .filter(|c| c.to_string() == "ec2:DescribeInstances")
+        .map(|c| c.emulated)
+        .collect();
+    let mut expected = vec![Some("pending"); K];
+    expected.extend([None, None]); // the running one, and all_instances above
+    assert_eq!(polls, expected, "{:?}", sb.proxy.call_names());
     // Launched from the AL2023 AMI of the region, with IMDSv2 only and the Name tag.
     assert_eq!(inst.image_id(), Some("ami-087fc0fcee2c7570a"));
     let md = inst.metadata_options().expect("metadata options");
@@ -238,15 +231,19 @@ async fn lifecycle_with_propagation_and_pending() {
     assert_eq!(repaired.resource.name, r.name);
     assert_eq!(repaired.id, live.id);
 
-    // Delete terminates and waits for the end.
+    // Delete terminates and waits for the end: exactly K answers saying shutting-down, then
+    // the one saying terminated.
     sb.proxy.reset_calls();
-    let start = Instant::now();
     host::delete(&cx, &repaired).await.expect("delete");
-    assert!(
-        start.elapsed() >= secs(1.0),
-        "delete should have waited through shutting-down ({:?})",
-        start.elapsed()
-    );
+    let polls: Vec<Option<&str>> = sb
+        .proxy
+        .calls_of("ec2:DescribeInstances")
+        .into_iter()
+        .map(|c| c.emulated)
+        .collect();
+    let mut expected = vec![Some("shutting-down"); K];
+    expected.push(None);
+    assert_eq!(polls, expected, "{:?}", sb.proxy.call_names());
     let instances = all_instances(&cx).await;
     assert_eq!(
         instances[0].state().and_then(|s| s.name()),
@@ -256,6 +253,8 @@ async fn lifecycle_with_propagation_and_pending() {
         .await
         .expect("discover")
         .is_empty());
+    let left = crate::support::inventory::take(&sb, REGION, STACK).await;
+    assert_eq!(left.names("instance"), Vec::<&str>::new(), "{left}");
     // Deleting again is fine.
     host::delete(&cx, &repaired).await.expect("delete again");
 }

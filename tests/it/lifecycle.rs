@@ -5,11 +5,38 @@
 //! with the SDK directly. The proxy counts every AWS call, so "no write calls" is asserted.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::support::cli::*;
+use crate::support::inventory::{self, assert_nothing_remains};
 use crate::support::proxy::ProxyConfig;
-use crate::support::{secs, Sandbox};
+use crate::support::wait::PATIENCE;
+use crate::support::Sandbox;
+
+/// `(status, emulated)` of each call of `service:Action`, in order.
+fn answers(sb: &Sandbox, call: &str) -> Vec<(u16, Option<&'static str>)> {
+    sb.proxy
+        .calls_of(call)
+        .into_iter()
+        .map(|c| (c.status, c.emulated))
+        .collect()
+}
+
+/// What an apply of the weather lab makes, kind by kind, as the inventory counts it.
+fn weather_lab_kinds() -> Vec<(String, usize)> {
+    [
+        ("bucket", 1),
+        ("delivery", 1),
+        ("instance", 1),
+        ("instance_profile", 1),
+        ("log_group", 1),
+        ("role", 2),
+        ("stream", 1),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_string(), n))
+    .collect()
+}
 
 #[test]
 fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
@@ -38,6 +65,9 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
         applied.contains("Apply complete! Resources: 8 added"),
         "{applied}"
     );
+    // Seen without streamstack: exactly the lab's resources, and the lock released.
+    let made = inventory::of(&sb, LAB_REGION, "weather-lab");
+    assert_eq!(made.counts(), weather_lab_kinds(), "{made}");
 
     // Every resource is there with the spec's properties.
     let conf = sdk(&sb, LAB_REGION);
@@ -360,6 +390,7 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
         "{destroyed}"
     );
     assert!(remaining(&sb, &spec.path).is_empty());
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
     rt().block_on(async {
         let logs = aws_sdk_cloudwatchlogs::Client::new(&conf);
         let groups = logs
@@ -392,15 +423,17 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
 
 #[test]
 fn apply_rides_out_creating_states_and_iam_propagation() {
+    // Windows in calls, not seconds: however slow the machine, Firehose refuses the new role
+    // exactly twice and EC2 the new profile exactly twice.
     let sb = Sandbox::new(ProxyConfig {
-        stream_creating: secs(1.5),
-        stream_updating: secs(1.0),
-        delivery_creating: secs(1.5),
-        // The host starts only after the delivery is ACTIVE (~7 s in), so the profile window
-        // must outlast the stream and delivery waits to be seen by RunInstances.
-        role_propagation: secs(6.0),
-        profile_propagation: secs(12.0),
-        instance_pending: secs(1.5),
+        // Ten describes saying CREATING, polled every 200 ms: the stream's wait lasts at least
+        // 1.8 s (the sleeps between them), beyond the 1 s after which progress is reported.
+        stream_creating: 10,
+        stream_updating: 2,
+        delivery_creating: 3,
+        role_propagation: 2,
+        profile_propagation: 2,
+        instance_pending: 3,
         ..ProxyConfig::default()
     });
     let spec = spec_file(&WEATHER_LAB.replace("retention_hours: 24", "retention_hours: 48"));
@@ -408,17 +441,35 @@ fn apply_rides_out_creating_states_and_iam_propagation() {
     assert!(out.contains("Apply complete!"), "{out}");
     let calls = sb.proxy.call_names();
     let count = |n: &str| calls.iter().filter(|c| c.as_str() == n).count();
-    assert!(
-        count("firehose:CreateDeliveryStream") >= 2,
-        "Firehose create was retried: {calls:?}"
+    assert_eq!(
+        answers(&sb, "firehose:CreateDeliveryStream"),
+        [
+            (400, Some("role-propagation")),
+            (400, Some("role-propagation")),
+            (200, None)
+        ],
+        "Firehose create was retried through the role's propagation: {calls:?}"
     );
-    assert!(
-        count("ec2:RunInstances") >= 2,
-        "RunInstances was retried: {calls:?}"
+    assert_eq!(
+        answers(&sb, "ec2:RunInstances"),
+        [
+            (400, Some("profile-propagation")),
+            (400, Some("profile-propagation")),
+            (200, None)
+        ],
+        "RunInstances was retried through the profile's propagation: {calls:?}"
     );
+    // Every transition was waited out to its end.
+    assert_eq!(sb.proxy.emulated("CREATING"), 10 + 3, "{calls:?}");
+    assert_eq!(sb.proxy.emulated("pending"), 3, "{calls:?}");
     assert!(out.contains("retrying"), "retries are reported:\n{out}");
     assert!(out.contains("Still working"), "waits are reported:\n{out}");
     // Retention was raised after the stream became ACTIVE, and only once.
+    assert_eq!(
+        answers(&sb, "kinesis:IncreaseStreamRetentionPeriod"),
+        [(200, None)],
+        "{calls:?}"
+    );
     assert_eq!(
         count("kinesis:IncreaseStreamRetentionPeriod"),
         1,
@@ -435,9 +486,12 @@ fn apply_rides_out_creating_states_and_iam_propagation() {
             .count()
     });
     assert_eq!(n, 1, "exactly one instance");
+    let made = inventory::of(&sb, LAB_REGION, "weather-lab");
+    assert_eq!(made.counts(), weather_lab_kinds(), "{made}");
     let o = ss(&sb, &["plan", "--detailed-exitcode", p(&spec.path)]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 #[test]
@@ -569,6 +623,7 @@ fn spec_changes_apply_in_place_or_by_replacement_and_removed_hosts_are_deleted()
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
     assert!(remaining(&sb, &spec.path).is_empty());
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 #[test]
@@ -668,57 +723,46 @@ fn destroy_refuses_a_non_empty_bucket_without_force_destroy() {
 
 #[test]
 fn destroy_after_an_interrupted_apply_leaves_nothing() {
-    // Slow Firehose so the apply is still waiting when it is killed.
+    // The apply is killed while it waits for its delivery to become ACTIVE: the proxy holds its
+    // first DescribeDeliveryStream after the create, so the kill lands exactly there.
     let sb = Sandbox::new(ProxyConfig {
-        delivery_creating: secs(30.0),
+        delivery_creating: 3,
         ..ProxyConfig::default()
     });
     let spec = spec_file(WEATHER_LAB);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_streamstack"))
-        .args([
-            "--endpoint-url",
-            &sb.endpoint(),
-            "--no-color",
-            "apply",
-            "--auto-approve",
-            p(&spec.path),
-        ])
-        .env("AWS_ACCESS_KEY_ID", "AKIDSTREAMSTACKTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "streamstack-test-secret")
-        .env("STREAMSTACK_POLL_MS", "200")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_REGION")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn apply");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !sb
-        .proxy
-        .call_names()
-        .iter()
-        .any(|c| c == "firehose:CreateDeliveryStream")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "apply never reached the delivery"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    let hold = sb.proxy.hold_after(
+        "firehose:CreateDeliveryStream",
+        "firehose:DescribeDeliveryStream",
+    );
+    let mut child = spawn_ss(&sb, &["apply", "--auto-approve", p(&spec.path)]);
+    let held = hold.wait_held(PATIENCE, || child.try_wait().ok().flatten().is_some());
     child.kill().expect("kill apply");
-    let _ = child.wait();
-    let half = remaining(&sb, &spec.path);
+    let out = child.wait_with_output().expect("wait for the apply");
     assert!(
-        half.contains(&"stream.weather".to_string()),
+        held.is_some(),
+        "the apply never waited for its delivery:\n{}",
+        text(&out)
+    );
+    drop(hold);
+    let mut half = remaining(&sb, &spec.path);
+    half.sort();
+    assert!(
+        half.contains(&"stream.weather".to_string())
+            && half.contains(&"delivery.weather-to-s3".to_string()),
         "half-applied: {half:?}"
     );
     assert!(
         !half.contains(&"host.collector".to_string()),
         "half-applied: {half:?}"
     );
+    let left = inventory::of(&sb, LAB_REGION, "weather-lab");
+    assert!(
+        left.names("instance").is_empty() && left.names("delivery").len() == 1,
+        "{left}"
+    );
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
     assert!(remaining(&sb, &spec.path).is_empty());
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 #[test]
@@ -769,6 +813,7 @@ fn a_failed_operation_skips_its_dependents_and_the_next_apply_continues() {
     let o = ss(&sb, &["plan", "--detailed-exitcode", p(&spec.path)]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
 #[test]
@@ -862,6 +907,7 @@ fn classroom_lifecycle_at_scale() {
     ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
     eprintln!("classroom destroy: {:.2?}", started.elapsed());
     assert!(remaining(&sb, &spec.path).is_empty());
+    assert_nothing_remains(&sb, "eu-west-1", "classroom");
 }
 
 #[test]

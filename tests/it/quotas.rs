@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use crate::support::cli::*;
+use crate::support::inventory::assert_nothing_remains;
 use crate::support::proxy::{Call, ProxyConfig};
 use crate::support::Sandbox;
 
@@ -13,8 +14,10 @@ use crate::support::Sandbox;
 const MAX_READS_PER_RESOURCE: f64 = 2.0;
 
 /// The CLI with its default request budget (`aws`), which the test harness otherwise turns off.
+/// It runs at a high priority (as the proxy with quotas does), so that a saturated machine does
+/// not hold its requests back and then send them in a burst its budget never allowed.
 fn budgeted(sb: &Sandbox, args: &[&str]) -> std::process::Output {
-    ss_env(sb, args, &[("STREAMSTACK_API_BUDGET", "aws")])
+    ss_env_urgent(sb, args, &[("STREAMSTACK_API_BUDGET", "aws")])
 }
 
 #[track_caller]
@@ -73,6 +76,7 @@ fn the_classroom_keeps_to_aws_quotas_with_no_throttled_answer() {
     let destroy = started.elapsed();
     assert_eq!(sb.proxy.throttled(), [], "throttled during destroy");
     assert!(remaining(&sb, &spec.path).is_empty());
+    assert_nothing_remains(&sb, "eu-west-1", "classroom");
     eprintln!(
         "classroom through AWS quotas (debug build): apply {:.1} s, no-op plan {:.1} s \
          ({reads} reads, {per_resource:.2} per resource), destroy {:.1} s, 0 throttled",

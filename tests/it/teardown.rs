@@ -2,6 +2,7 @@
 //! one by name, and `gc` destroys only the stacks whose `streamstack:expires-at` has passed.
 
 use crate::support::cli::*;
+use crate::support::inventory::{self, assert_nothing_remains};
 use crate::support::Sandbox;
 
 fn lab(stack: &str, expires_after: &str) -> String {
@@ -77,6 +78,16 @@ fn stacks_lists_by_tag_gc_destroys_only_the_expired_and_destroy_by_name_needs_no
         .filter_map(|s| s["name"].as_str().map(str::to_string))
         .collect();
     assert_eq!(names, ["long"]);
+    assert_nothing_remains(&sb, "eu-west-1", "short");
+    let long_left = inventory::of(&sb, "eu-west-1", "long");
+    assert_eq!(
+        (
+            long_left.names("bucket").len(),
+            long_left.names("delivery").len()
+        ),
+        (1, 1),
+        "gc left the other stack alone: {long_left}"
+    );
     let again = ok(&sb, &["--region", "eu-west-1", "gc", "--auto-approve"]);
     assert!(
         again.contains("no stack in this region has expired"),
@@ -108,6 +119,7 @@ fn stacks_lists_by_tag_gc_destroys_only_the_expired_and_destroy_by_name_needs_no
     );
     assert!(out.contains("Nothing of stack long remains"), "{out}");
     assert!(stacks(&sb).is_empty());
+    assert_nothing_remains(&sb, "eu-west-1", "long");
 
     // An unknown name: nothing to do, exit 0, said plainly.
     let out = ok(

@@ -40,6 +40,26 @@ pub fn ss_env(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run streamstack")
 }
 
+/// [`ss_env`] at a high priority (nice -15, where allowed: root), for tests about rates, whose
+/// client must send when it means to, not when a saturated machine lets it run.
+pub fn ss_env_urgent(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let plain = command(sb, args);
+    let mut c = Command::new("nice");
+    c.args(["-n", "-15"])
+        .arg(plain.get_program())
+        .args(plain.get_args());
+    for (key, value) in plain.get_envs() {
+        match value {
+            Some(value) => c.env(key, value),
+            None => c.env_remove(key),
+        };
+    }
+    c.envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run streamstack under nice")
+}
+
 /// Starts the CLI in the background (output piped), for tests that kill it or race it.
 pub fn spawn_ss(sb: &Sandbox, args: &[&str]) -> std::process::Child {
     command(sb, args)
@@ -221,4 +241,129 @@ pub fn venv_tool(
         bin.display()
     );
     bin
+}
+
+/// A CLI run in the background whose standard output is read line by line as it comes, so a
+/// test can act on what the run says ("waiting for ...") rather than on a guess of time.
+pub struct Background {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Standard output so far.
+    pub stdout: Vec<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Background {
+    /// Starts `streamstack ARGS` against the sandbox (as [`spawn_ss`]).
+    pub fn start(sb: &Sandbox, args: &[&str]) -> Background {
+        use std::io::{BufRead, Read};
+        let mut child = spawn_ss(sb, args);
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Background {
+            child,
+            lines,
+            stdout: Vec::new(),
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Takes in the lines printed so far.
+    fn read(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.stdout.push(line);
+        }
+    }
+
+    /// Has the run ended?
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+
+    /// Waits until a line of standard output contains `needle` and returns it. Fails the test,
+    /// showing the output so far, if the run ends first or nothing of the kind comes within
+    /// [`crate::support::wait::PATIENCE`].
+    #[track_caller]
+    pub fn wait_for_line(&mut self, needle: &str) -> String {
+        crate::support::wait::until(
+            &format!("a line with {needle:?}"),
+            crate::support::wait::PATIENCE,
+            || {
+                let ended = self.exited();
+                self.read();
+                if let Some(line) = self.stdout.iter().find(|l| l.contains(needle)) {
+                    return Ok(line.clone());
+                }
+                if ended {
+                    self.read();
+                    panic!(
+                        "the run ended before printing {needle:?}:\n{}",
+                        self.stdout.join("\n")
+                    );
+                }
+                Err(self.stdout.clone())
+            },
+        )
+    }
+
+    /// Kills the run (SIGKILL).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
+
+    /// Waits for the run to end (failing the test after
+    /// [`crate::support::wait::PATIENCE`]) and returns all it printed.
+    #[track_caller]
+    pub fn finish(mut self) -> Output {
+        let status =
+            crate::support::wait::until("the run to end", crate::support::wait::PATIENCE, || {
+                match self.child.try_wait() {
+                    Ok(Some(status)) => Ok(status),
+                    _ => {
+                        self.read();
+                        Err(self.stdout.last().cloned())
+                    }
+                }
+            });
+        // The pipes close when the process ends: the readers finish.
+        let stderr = self
+            .stderr
+            .take()
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default();
+        while let Ok(line) = self.lines.recv() {
+            self.stdout.push(line);
+        }
+        let mut stdout = self.stdout.join("\n");
+        stdout.push('\n');
+        Output {
+            status,
+            stdout: stdout.into_bytes(),
+            stderr: stderr.into_bytes(),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // A test that failed half-way leaves no run behind.
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }

@@ -3,12 +3,16 @@
 //! * [`moto`]: the moto server ([`moto::MotoServer::shared`]), [`moto::unique_account_id`],
 //!   [`moto::sdk_config`] and [`moto::s3_client`].
 //! * [`proxy`]: the realism proxy that makes moto answer like AWS in time (CREATING/UPDATING/
-//!   DELETING phases, IAM propagation, pending instances), counts calls, and isolates tests by
-//!   adding `x-moto-account-id` to every request.
+//!   DELETING phases, IAM propagation, pending instances, each for a number of calls), counts
+//!   calls, holds a call on demand, and isolates tests by adding `x-moto-account-id` to every
+//!   request.
+//! * [`inventory`]: what of a stack exists, read with the SDK alone (the proof that nothing
+//!   remains after a destroy).
+//! * [`wait`]: waiting for an event with a deadline that fails the test with what it saw last.
 //! * [`Sandbox`]: the usual combination: shared moto + a proxy in a fresh account + SDK config.
 //!
 //! ```ignore
-//! let sb = Sandbox::new(ProxyConfig { stream_creating: secs(2), ..Default::default() });
+//! let sb = Sandbox::new(ProxyConfig { stream_creating: 3, ..Default::default() });
 //! let kinesis = aws_sdk_kinesis::Client::new(&sb.config);
 //! // ... or run the CLI with `--endpoint-url sb.endpoint()` / env AWS_ENDPOINT_URL.
 //! assert_eq!(sb.proxy.write_calls().len(), 1);
@@ -16,8 +20,10 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod inventory;
 pub mod moto;
 pub mod proxy;
+pub mod wait;
 
 use std::time::Duration;
 
@@ -98,9 +104,4 @@ impl Sandbox {
     pub fn s3(&self) -> aws_sdk_s3::Client {
         moto::s3_client(&self.config)
     }
-}
-
-/// `Duration::from_secs_f64`, for short test delays.
-pub fn secs(seconds: f64) -> Duration {
-    Duration::from_secs_f64(seconds)
 }

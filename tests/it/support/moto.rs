@@ -27,7 +27,9 @@ pub const ENDPOINT_ENV: &str = "STREAMSTACK_MOTO_ENDPOINT";
 /// The region the tests use.
 pub const REGION: &str = "eu-west-1";
 
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a spawned moto may take to answer (it imports much Python: seconds on an idle
+/// machine, many more on a saturated one); only a moto that never answers waits this long.
+const STARTUP_TIMEOUT: Duration = super::wait::PATIENCE;
 
 /// A moto server: either external (`STREAMSTACK_MOTO_ENDPOINT`) or a child process.
 pub struct MotoServer {

@@ -5,21 +5,34 @@
 //! are created, deletions are immediate, a just-created IAM role or instance profile is usable
 //! straight away and instances are `running` on the first DescribeInstances. Real AWS is
 //! eventually consistent (see the AWS domain notes, sections 4.1-4.5), and the waiting and retry
-//! paths of the engine can only be tested if something reproduces that. Each [`ProxyConfig`]
-//! duration turns one behaviour on (zero = plain passthrough):
+//! paths of the engine can only be tested if something reproduces that.
 //!
-//! | field | after a successful ... | for the duration ... |
+//! **Windows are counted in events, not seconds.** Each [`ProxyConfig`] count `K` turns one
+//! behaviour on (0 = plain passthrough): after the call that opens it, the window answers the
+//! next `K` calls it affects, and then the proxy answers as moto does. Every answer the window
+//! gives counts, refusals included, so a client that only retries a refused call gets through
+//! as surely as one that polls. An emulated transition is thus exactly as long on a busy
+//! machine as on an idle one, and a test can assert how many times it was seen (see
+//! [`Call::emulated`] and [`Proxy::emulated`]):
+//!
+//! | field (`u32`) | opened by a successful ... | the next `K` calls it affects, each answered ... |
 //! |---|---|---|
-//! | `stream_creating` | Kinesis CreateStream | DescribeStream[Summary] say `CREATING`; updates get `ResourceInUseException` |
-//! | `stream_updating` | retention/shard-count/encryption/mode change | as above with `UPDATING` |
-//! | `stream_deleting` | Kinesis DeleteStream | DescribeStream[Summary] answer `DELETING` (synthesised: moto already forgot the stream); CreateStream of the name gets `ResourceInUseException` |
-//! | `delivery_creating` | Firehose CreateDeliveryStream | DescribeDeliveryStream says `CREATING`; DeleteDeliveryStream/UpdateDestination get `ResourceInUseException` |
-//! | `delivery_deleting` | Firehose DeleteDeliveryStream | DescribeDeliveryStream answers `DELETING` (synthesised); CreateDeliveryStream of the name gets `ResourceInUseException` |
-//! | `role_propagation` | IAM CreateRole, PutRolePolicy, AttachRolePolicy, UpdateAssumeRolePolicy | Firehose CreateDeliveryStream/UpdateDestination naming the role (`RoleARN`) get `InvalidArgumentException: Firehose is unable to assume role ...` |
-//! | `profile_propagation` | IAM CreateInstanceProfile, AddRoleToInstanceProfile | EC2 RunInstances naming the profile gets `InvalidParameterValue ... Invalid IAM Instance Profile name` |
-//! | `instance_pending` | EC2 RunInstances | DescribeInstances/DescribeInstanceStatus show the new instances `pending` (0) instead of `running` |
-//! | `instance_shutting_down` | EC2 TerminateInstances | they show `shutting-down` (32) instead of `terminated` |
-//! | `group_visible` | EC2 CreateSecurityGroup | DescribeSecurityGroups answers an empty list (eventual consistency) |
+//! | `stream_creating` | Kinesis CreateStream | DescribeStream[Summary] of the stream: `CREATING`; its updates: `ResourceInUseException` |
+//! | `stream_updating` | retention/shard-count/encryption/mode change | DescribeStream[Summary]: `UPDATING`; updates: `ResourceInUseException` |
+//! | `stream_deleting` | Kinesis DeleteStream | DescribeStream[Summary]: `DELETING` (synthesised: moto already forgot the stream); CreateStream of the name: `ResourceInUseException` |
+//! | `delivery_creating` | Firehose CreateDeliveryStream | DescribeDeliveryStream: `CREATING`; DeleteDeliveryStream/UpdateDestination: `ResourceInUseException` |
+//! | `delivery_deleting` | Firehose DeleteDeliveryStream | DescribeDeliveryStream: `DELETING` (synthesised); CreateDeliveryStream of the name: `ResourceInUseException` |
+//! | `role_propagation` | IAM CreateRole, PutRolePolicy, AttachRolePolicy, UpdateAssumeRolePolicy (each one starts the count again) | Firehose CreateDeliveryStream/UpdateDestination naming the role (`RoleARN`): `InvalidArgumentException: Firehose is unable to assume role ...` |
+//! | `profile_propagation` | IAM CreateInstanceProfile, AddRoleToInstanceProfile (each starts it again) | EC2 RunInstances naming the profile: `InvalidParameterValue ... Invalid IAM Instance Profile name` |
+//! | `instance_pending` | EC2 RunInstances | DescribeInstances/DescribeInstanceStatus answers that list the instance: it is `pending` (0), not `running` |
+//! | `instance_shutting_down` | EC2 TerminateInstances | answers that list it: `shutting-down` (32), not `terminated` |
+//! | `group_invisible` | EC2 CreateSecurityGroup | DescribeSecurityGroups answers that would list the group: without it (eventual consistency) |
+//!
+//! Time is left only where AWS's behaviour *is* about time: the request quotas (token buckets
+//! refilled per second), whose clock a test can stop and move by hand ([`Proxy::freeze_clock`],
+//! [`Proxy::advance_clock`]). A proxy with quotas runs its thread at a high priority (nice -15,
+//! where allowed), so that a saturated machine does not make it see, late and all at once,
+//! requests that came one by one.
 //!
 //! AWS rules moto lacks, always on:
 //! - RunInstances with a `ClientToken` seen before gets the first answer again (moto ignores the
@@ -32,6 +45,12 @@
 //! with an error in its service's own wire format (JSON `__type`, query `ErrorResponse`, EC2
 //! `Response/Errors`, S3 `Error`); [`Proxy::drop_responses`] forwards a call to moto and then
 //! closes the connection unanswered (the call happened, the client never heard: a lost answer).
+//!
+//! Holds, for tests that must act while a client is *inside* a call (kill it, race a second
+//! client against it): [`Proxy::hold`], [`Proxy::hold_after`] and [`Proxy::hold_nth`] keep a
+//! request at the proxy, not yet forwarded, until the [`Hold`] is released (or dropped);
+//! [`Hold::wait_held`] waits for it to arrive. No wall-clock guess of "the client is busy now"
+//! is needed.
 //!
 //! Not emulated: `instance-state-name` filters (moto filters on its own state), Stop/Start,
 //! Kinesis tagging during CREATING, anything keyed by region (state is keyed by name only).
@@ -77,22 +96,32 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 
-/// Delays to emulate (all zero by default = passthrough) and the moto account to use.
+/// The windows to emulate, each a count of calls (all zero by default = passthrough; see the
+/// table in the module docs), and the moto account to use.
 #[derive(Clone, Debug, Default)]
 pub struct ProxyConfig {
     /// Sent as `x-moto-account-id` on every request (see the module docs).
     pub account_id: Option<String>,
-    pub stream_creating: Duration,
-    pub stream_updating: Duration,
-    pub stream_deleting: Duration,
-    pub delivery_creating: Duration,
-    pub delivery_deleting: Duration,
-    pub role_propagation: Duration,
-    pub profile_propagation: Duration,
-    pub instance_pending: Duration,
-    pub instance_shutting_down: Duration,
-    /// After CreateSecurityGroup, DescribeSecurityGroups answers empty for this long.
-    pub group_visible: Duration,
+    /// Describes of a new stream answered `CREATING`.
+    pub stream_creating: u32,
+    /// Describes of an updated stream answered `UPDATING`.
+    pub stream_updating: u32,
+    /// Describes of a deleted stream answered `DELETING`.
+    pub stream_deleting: u32,
+    /// Describes of a new delivery stream answered `CREATING`.
+    pub delivery_creating: u32,
+    /// Describes of a deleted delivery stream answered `DELETING`.
+    pub delivery_deleting: u32,
+    /// Firehose creates/updates naming a new or changed role that are refused.
+    pub role_propagation: u32,
+    /// RunInstances naming a new or changed instance profile that are refused.
+    pub profile_propagation: u32,
+    /// Describes listing a new instance that show it `pending`.
+    pub instance_pending: u32,
+    /// Describes listing a terminated instance that show it `shutting-down`.
+    pub instance_shutting_down: u32,
+    /// DescribeSecurityGroups answers that leave a new group out.
+    pub group_invisible: u32,
     /// Enforce AWS's per-operation request quotas (see the module docs).
     pub quotas: bool,
 }
@@ -106,20 +135,20 @@ impl ProxyConfig {
         }
     }
 
-    /// Every delay set to `delay` ("slow AWS").
-    pub fn all_delays(delay: Duration) -> Self {
+    /// Every window set to `k` calls ("slow AWS").
+    pub fn all_windows(k: u32) -> Self {
         Self {
             account_id: None,
-            stream_creating: delay,
-            stream_updating: delay,
-            stream_deleting: delay,
-            delivery_creating: delay,
-            delivery_deleting: delay,
-            role_propagation: delay,
-            profile_propagation: delay,
-            instance_pending: delay,
-            instance_shutting_down: delay,
-            group_visible: delay,
+            stream_creating: k,
+            stream_updating: k,
+            stream_deleting: k,
+            delivery_creating: k,
+            delivery_deleting: k,
+            role_propagation: k,
+            profile_propagation: k,
+            instance_pending: k,
+            instance_shutting_down: k,
+            group_invisible: k,
             quotas: false,
         }
     }
@@ -143,7 +172,38 @@ pub struct Call {
     pub is_write: bool,
     /// HTTP status returned to the client (including the proxy's own refusals).
     pub status: u16,
+    /// What the proxy answered instead of moto's plain answer, if anything (one of
+    /// [`EMULATED`]): a window's state or refusal, an AWS rule, an injected fault.
+    pub emulated: Option<&'static str>,
 }
+
+/// Every [`Call::emulated`] label:
+/// - `CREATING`, `UPDATING`, `DELETING`: a stream or delivery describe answered in that state;
+/// - `in-use`: a stream or delivery call refused with `ResourceInUseException` during a window;
+/// - `role-propagation`, `profile-propagation`: refused because IAM has not propagated yet;
+/// - `pending`, `shutting-down`: an instance describe that showed an instance in that state;
+/// - `group-invisible`: a DescribeSecurityGroups answer that left a new group out;
+/// - `throttled`: beyond a request quota; `injected`: [`Proxy::fail`] and friends;
+/// - `dropped`: forwarded, then left unanswered ([`Proxy::drop_responses`]);
+/// - `token-replay`: RunInstances answered from an earlier call with the same ClientToken;
+/// - `reshard-rule`, `group-in-use`: refused by an AWS rule moto lacks.
+pub const EMULATED: &[&str] = &[
+    "CREATING",
+    "UPDATING",
+    "DELETING",
+    "in-use",
+    "role-propagation",
+    "profile-propagation",
+    "pending",
+    "shutting-down",
+    "group-invisible",
+    "throttled",
+    "injected",
+    "dropped",
+    "token-replay",
+    "reshard-rule",
+    "group-in-use",
+];
 
 impl fmt::Display for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -176,12 +236,19 @@ impl Proxy {
             config,
             client: Client::builder(TokioExecutor::new()).build_http(),
             state: Mutex::default(),
+            clock: Mutex::default(),
         });
         let (shutdown, stopped) = tokio::sync::oneshot::channel();
+        let urgent = shared.config.quotas;
         let server = serve(listener, Arc::clone(&shared), stopped);
         std::thread::Builder::new()
             .name(format!("realism-proxy-{port}"))
-            .spawn(move || runtime.block_on(server))?;
+            .spawn(move || {
+                if urgent {
+                    raise_this_threads_priority();
+                }
+                runtime.block_on(server)
+            })?;
         Ok(Proxy {
             endpoint: format!("http://127.0.0.1:{port}"),
             shared,
@@ -227,8 +294,80 @@ impl Proxy {
         self.calls().iter().map(Call::to_string).collect()
     }
 
+    /// The calls of `service:Action` so far, in arrival order.
+    pub fn calls_of(&self, call: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.to_string() == call)
+            .collect()
+    }
+
+    /// How many answers so far were emulated as `label` (one of [`EMULATED`]).
+    pub fn emulated(&self, label: &str) -> usize {
+        assert!(
+            EMULATED.contains(&label),
+            "unknown emulated label {label:?}"
+        );
+        self.calls()
+            .iter()
+            .filter(|c| c.emulated == Some(label))
+            .count()
+    }
+
     pub fn reset_calls(&self) {
         self.shared.state().calls.clear();
+    }
+
+    /// Holds the next request of `service:Action` (e.g. `kinesis:CreateStream`) at the proxy,
+    /// before it is forwarded, until the returned [`Hold`] is released or dropped.
+    pub fn hold(&self, call: &str) -> Hold {
+        self.hold_on(HoldOn::Call(call.to_owned()))
+    }
+
+    /// Holds the first request of `service:Action` `call` that arrives after a request of
+    /// `first` got a successful answer (both counted from now on): e.g. the first
+    /// DescribeDeliveryStream after the CreateDeliveryStream, however many came before it.
+    pub fn hold_after(&self, first: &str, call: &str) -> Hold {
+        self.hold_on(HoldOn::After {
+            first: first.to_owned(),
+            seen: false,
+            call: call.to_owned(),
+        })
+    }
+
+    /// Holds the `n`-th request (1 = the next one) that reaches the proxy from now on, whatever
+    /// it is, until the returned [`Hold`] is released or dropped.
+    pub fn hold_nth(&self, n: usize) -> Hold {
+        assert!(n >= 1, "hold_nth counts from 1");
+        let at = self.shared.state().arrivals + n;
+        self.hold_on(HoldOn::Arrival(at))
+    }
+
+    fn hold_on(&self, on: HoldOn) -> Hold {
+        let (release, released) = tokio::sync::watch::channel(false);
+        let gate = Arc::new(Gate {
+            held: Mutex::new(None),
+            arrived: std::sync::Condvar::new(),
+            release,
+            released,
+        });
+        self.shared.state().holds.push((on, Arc::clone(&gate)));
+        Hold { gate }
+    }
+
+    /// Stops the clock of the request quotas ([`ProxyConfig::quotas`]): token buckets refill only
+    /// by [`Proxy::advance_clock`] from now on, so a test of the quotas does not depend on how
+    /// fast the machine sends its calls.
+    pub fn freeze_clock(&self) {
+        let mut clock = self.shared.clock();
+        clock.get_or_insert_with(Instant::now);
+    }
+
+    /// Moves the frozen quota clock forward by `by` (see [`Proxy::freeze_clock`]).
+    pub fn advance_clock(&self, by: Duration) {
+        let mut clock = self.shared.clock();
+        let now = clock.expect("advance_clock needs freeze_clock first");
+        *clock = Some(now + by);
     }
 
     /// The calls answered with a throttling error because they went beyond AWS's request quotas
@@ -280,12 +419,121 @@ impl Proxy {
     }
 }
 
+/// What a [`Hold`] waits for.
+enum HoldOn {
+    /// The next request of this `service:Action`.
+    Call(String),
+    /// The request that arrives as the proxy's n-th (counting every request since it started).
+    Arrival(usize),
+    /// The next request of `call` once a request of `first` was answered with success.
+    After {
+        first: String,
+        seen: bool,
+        call: String,
+    },
+}
+
+impl HoldOn {
+    fn matches(&self, call: &str, arrival: usize) -> bool {
+        match self {
+            HoldOn::Call(c) => c == call,
+            HoldOn::Arrival(n) => *n == arrival,
+            HoldOn::After { seen, call: c, .. } => *seen && c == call,
+        }
+    }
+
+    /// Takes note of a request answered with `status`.
+    fn answered(&mut self, call: &str, status: u16) {
+        if let HoldOn::After { first, seen, .. } = self {
+            *seen |= first == call && (200..300).contains(&status);
+        }
+    }
+}
+
+struct Gate {
+    /// `service:Action` of the request being held, once one arrived.
+    held: Mutex<Option<String>>,
+    arrived: std::sync::Condvar,
+    release: tokio::sync::watch::Sender<bool>,
+    released: tokio::sync::watch::Receiver<bool>,
+}
+
+/// A request kept at the proxy (see [`Proxy::hold`]); released when dropped.
+pub struct Hold {
+    gate: Arc<Gate>,
+}
+
+impl Hold {
+    /// Waits until the held request has arrived and returns its `service:Action`; `None` if
+    /// `timeout` passed first or `stop()` said to give up (checked every 50 ms: e.g. "the
+    /// client exited without making that call").
+    pub fn wait_held(&self, timeout: Duration, mut stop: impl FnMut() -> bool) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut held = self
+            .gate
+            .held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        loop {
+            if let Some(call) = held.as_ref() {
+                return Some(call.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline || stop() {
+                return None;
+            }
+            let wait = (deadline - now).min(Duration::from_millis(50));
+            held = self
+                .gate
+                .arrived
+                .wait_timeout(held, wait)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+    }
+
+    /// Is a request held right now?
+    pub fn is_held(&self) -> bool {
+        self.gate
+            .held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some()
+    }
+
+    /// Lets the held request (if any, and any later one) go on to moto.
+    pub fn release(self) {}
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let _ = self.gate.release.send(true);
+    }
+}
+
 impl Drop for Proxy {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
     }
+}
+
+/// Makes the calling thread win the CPU over ordinary work (nice -15), best effort (root only):
+/// a proxy that judges request rates must see requests when they come, not when a saturated
+/// machine lets it run, or it would see bursts the client never sent.
+pub fn raise_this_threads_priority() {
+    let Ok(me) = std::fs::read_link("/proc/thread-self") else {
+        return;
+    };
+    let Some(tid) = me.file_name().and_then(|t| t.to_str()) else {
+        return;
+    };
+    let _ = std::process::Command::new("renice")
+        .args(["-n", "-15", "-p", tid])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 async fn serve(
@@ -350,6 +598,8 @@ struct Shared {
     config: ProxyConfig,
     client: Client<HttpConnector, Body>,
     state: Mutex<State>,
+    /// The quota clock, when a test froze it ([`Proxy::freeze_clock`]).
+    clock: Mutex<Option<Instant>>,
 }
 
 #[derive(Default)]
@@ -357,11 +607,15 @@ struct State {
     streams: HashMap<String, Phase>,
     deliveries: HashMap<String, Phase>,
     delivery_types: HashMap<String, String>,
-    /// Role/profile name -> the moment it becomes usable.
-    roles: HashMap<String, Instant>,
-    profiles: HashMap<String, Instant>,
+    /// Role/profile name -> how many more calls naming it are refused.
+    roles: HashMap<String, u32>,
+    profiles: HashMap<String, u32>,
     instances: HashMap<String, Phase>,
     calls: Vec<Call>,
+    /// Requests received so far (for [`Proxy::hold_nth`]).
+    arrivals: usize,
+    /// Requests to hold when they arrive.
+    holds: Vec<(HoldOn, Arc<Gate>)>,
     /// `service:Action` → the injected error and how many more times to answer with it
     /// (`None`: until cleared).
     failures: HashMap<String, (Injected, Option<u32>)>,
@@ -373,8 +627,8 @@ struct State {
     shards: HashMap<String, u64>,
     /// Instance id → the security groups it uses (for DependencyViolation).
     instance_groups: HashMap<String, Vec<String>>,
-    /// Group id → the moment DescribeSecurityGroups starts to show it (eventual consistency).
-    new_groups: HashMap<String, Instant>,
+    /// Group id → how many more DescribeSecurityGroups answers leave it out.
+    new_groups: HashMap<String, u32>,
     /// `service:Action` → its token bucket: tokens left as of an instant.
     quota_buckets: HashMap<String, (f64, Instant)>,
     /// Calls refused for going beyond a quota.
@@ -409,15 +663,43 @@ struct Injected {
     status: StatusCode,
 }
 
-/// A status that overrides what moto reports until `until`.
+/// A state that overrides what moto reports, for `left` more answers.
 #[derive(Clone, Copy)]
 struct Phase {
     status: &'static str,
-    until: Instant,
+    left: u32,
 }
 
-fn current(map: &HashMap<String, Phase>, key: &str, now: Instant) -> Option<&'static str> {
-    map.get(key).filter(|p| now < p.until).map(|p| p.status)
+/// The state of `key` now, if a window is open (without counting an answer).
+fn current(map: &HashMap<String, Phase>, key: &str) -> Option<&'static str> {
+    map.get(key).filter(|p| p.left > 0).map(|p| p.status)
+}
+
+/// The state to answer for `key`, if a window is open; counts the answer.
+fn take(map: &mut HashMap<String, Phase>, key: &str) -> Option<&'static str> {
+    let phase = map.get_mut(key).filter(|p| p.left > 0)?;
+    phase.left -= 1;
+    Some(phase.status)
+}
+
+/// Opens a window of `k` answers (none when `k` is 0).
+fn begin(map: &mut HashMap<String, Phase>, key: String, status: &'static str, k: u32) {
+    if k > 0 {
+        map.insert(key, Phase { status, left: k });
+    }
+}
+
+/// Counts one refusal of each name in `names` that still has refusals left; the first such
+/// name, if any.
+fn refuse_one<'n>(left: &mut HashMap<String, u32>, names: &[&'n str]) -> Option<&'n str> {
+    let mut first = None;
+    for name in names {
+        if let Some(n) = left.get_mut(*name).filter(|n| **n > 0) {
+            *n -= 1;
+            first = first.or(Some(*name));
+        }
+    }
+    first
 }
 
 /// What the proxy understood of a request.
@@ -453,11 +735,41 @@ impl Op {
     }
 }
 
+impl Gate {
+    /// Keeps the request `call` here until the hold is released (at once if it already is).
+    async fn pass(&self, call: &str) {
+        let mut released = self.released.clone();
+        if *released.borrow() {
+            return;
+        }
+        *self
+            .held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(call.to_owned());
+        self.arrived.notify_all();
+        let _ = released.wait_for(|r| *r).await;
+    }
+}
+
+/// An answer and what in it the proxy emulated ([`Call::emulated`]).
+type Answer = (Response<Body>, Option<&'static str>);
+
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn clock(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.clock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The quota clock: frozen by a test, or the wall clock.
+    fn now(&self) -> Instant {
+        self.clock().unwrap_or_else(Instant::now)
     }
 
     fn account(&self) -> &str {
@@ -476,22 +788,35 @@ impl Shared {
             }
         };
         let op = classify(&parts, &body);
-        // Reads are answered as of the request's arrival (as AWS would), new phases start when moto
-        // has answered: slow moto answers then never eat into an emulated window.
-        let arrived = Instant::now();
-        let response = match self.intercept(&op, arrived) {
+        let key = format!("{}:{}", op.service, op.action);
+        let gate = {
+            let mut state = self.state();
+            state.arrivals += 1;
+            let arrival = state.arrivals;
+            let at = state
+                .holds
+                .iter()
+                .position(|(on, _)| on.matches(&key, arrival));
+            at.map(|i| state.holds.remove(i).1)
+        };
+        if let Some(gate) = gate {
+            gate.pass(&key).await;
+        }
+        let (response, emulated) = match self.intercept(&op) {
             Some(refusal) => refusal,
             None => match self.forward(&parts, body).await {
-                Ok(upstream) => self.observe(&op, upstream, arrived),
-                Err(e) => plain(
-                    StatusCode::BAD_GATEWAY,
-                    format!("proxy: upstream {}: {e}", self.upstream),
+                Ok(upstream) => self.observe(&op, upstream),
+                Err(e) => (
+                    plain(
+                        StatusCode::BAD_GATEWAY,
+                        format!("proxy: upstream {}: {e}", self.upstream),
+                    ),
+                    None,
                 ),
             },
         };
         let dropped = response.status().is_success() && {
             let mut state = self.state();
-            let key = format!("{}:{}", op.service, op.action);
             match state.drops.get_mut(&key) {
                 Some(n) if *n > 0 => {
                     *n -= 1;
@@ -500,18 +825,26 @@ impl Shared {
                 _ => false,
             }
         };
-        self.state().calls.push(Call {
+        let mut state = self.state();
+        let status = response.status().as_u16();
+        for (on, _) in &mut state.holds {
+            on.answered(&key, status);
+        }
+        state.calls.push(Call {
             service: op.service,
             action: op.action,
             is_write: op.is_write,
-            status: response.status().as_u16(),
+            status,
+            emulated: if dropped { Some("dropped") } else { emulated },
         });
+        drop(state);
         (!dropped).then_some(response)
     }
 
     /// Answers a request itself when AWS would refuse it or moto no longer knows the resource.
-    fn intercept(&self, op: &Op, now: Instant) -> Option<Response<Body>> {
-        let mut state = self.state();
+    fn intercept(&self, op: &Op) -> Option<Answer> {
+        let mut guard = self.state();
+        let state = &mut *guard;
         let key = format!("{}:{}", op.service, op.action);
         if let Some((injected, remaining)) = state.failures.get_mut(&key) {
             let message = format!("injected failure of {}:{}", op.service, op.action);
@@ -525,27 +858,34 @@ impl Shared {
                     if *n == 0 {
                         state.failures.remove(&key);
                     }
-                    return Some(response);
+                    return Some((response, Some("injected")));
                 }
-                None => return Some(response),
+                None => return Some((response, Some("injected"))),
             }
         }
-        if let Some(refusal) = self.quota(op, &mut state, now) {
+        if let Some(refusal) = self.quota(op, state) {
+            return Some((refusal, Some("throttled")));
+        }
+        if let Some(refusal) = self.aws_rules(op, state) {
             return Some(refusal);
         }
-        if let Some(refusal) = self.aws_rules(op, &mut state, now) {
-            return Some(refusal);
-        }
-        let state = state;
         let account = self.account();
-        let in_use = |message: String| Some(json_error("ResourceInUseException", &message));
+        let in_use = |message: String| {
+            (
+                json_error("ResourceInUseException", &message),
+                Some("in-use"),
+            )
+        };
+        // Every answer a window gives counts as one of its calls, refusals included: a client
+        // that only retries a refused call gets through as surely as one that polls.
         match (op.service.as_str(), op.action.as_str()) {
             ("kinesis", action) => {
                 let name = op.stream_name()?;
-                let status = current(&state.streams, &name, now)?;
-                match action {
+                let status = current(&state.streams, &name)?;
+                let answer = match action {
                     "DescribeStream" | "DescribeStreamSummary" if status == "DELETING" => {
-                        Some(json_ok(deleting_stream(action, &name, &op.region, account)))
+                        let body = deleting_stream(action, &name, &op.region, account);
+                        (json_ok(body), Some("DELETING"))
                     }
                     "CreateStream" if status == "DELETING" => {
                         in_use(format!("Stream {name} under account {account} already exists."))
@@ -553,36 +893,55 @@ impl Shared {
                     _ if STREAM_UPDATES.contains(&action) => in_use(format!(
                         "Stream {name} under account {account} not ACTIVE, instead in state {status}"
                     )),
-                    _ => None,
-                }
+                    _ => return None,
+                };
+                take(&mut state.streams, &name);
+                Some(answer)
             }
             ("firehose", action) => {
                 let name = op.delivery_name()?;
                 let prefix = format!("Firehose {name} under account {account}");
-                match (action, current(&state.deliveries, &name, now)) {
+                let windowed = match (action, current(&state.deliveries, &name)) {
                     ("DescribeDeliveryStream", Some("DELETING")) => {
                         let kind = state.delivery_types.get(&name);
                         let kind = kind.map_or("DirectPut", String::as_str);
-                        Some(json_ok(deleting_delivery(&name, kind, &op.region, account)))
+                        let body = deleting_delivery(&name, kind, &op.region, account);
+                        Some((json_ok(body), Some("DELETING")))
                     }
                     ("CreateDeliveryStream", Some("DELETING")) => {
-                        in_use(format!("{prefix} already exists."))
+                        Some(in_use(format!("{prefix} already exists.")))
                     }
-                    ("UpdateDestination" | "DeleteDeliveryStream", Some("CREATING")) => {
-                        in_use(format!("{prefix} is CREATING; wait until it is ACTIVE."))
-                    }
-                    ("CreateDeliveryStream" | "UpdateDestination", _) => {
+                    ("UpdateDestination" | "DeleteDeliveryStream", Some("CREATING")) => Some(
+                        in_use(format!("{prefix} is CREATING; wait until it is ACTIVE.")),
+                    ),
+                    _ => None,
+                };
+                if let Some(answer) = windowed {
+                    take(&mut state.deliveries, &name);
+                    return Some(answer);
+                }
+                match action {
+                    "CreateDeliveryStream" | "UpdateDestination" => {
                         let mut arns = Vec::new();
                         collect_role_arns(&op.json, &mut arns);
-                        let arn = arns.into_iter().find(|arn| {
-                            let role = arn.rsplit('/').next().unwrap_or_default();
-                            state.roles.get(role).is_some_and(|usable| now < *usable)
-                        })?;
+                        arns.sort();
+                        arns.dedup();
+                        let roles: Vec<&str> = arns
+                            .iter()
+                            .map(|arn| arn.rsplit('/').next().unwrap_or_default())
+                            .collect();
+                        let role = refuse_one(&mut state.roles, &roles)?;
+                        let arn = arns
+                            .iter()
+                            .find(|arn| arn.rsplit('/').next() == Some(role))?;
                         let message = format!(
                             "Firehose is unable to assume role {arn}. {}",
                             "Please check the role provided."
                         );
-                        Some(json_error("InvalidArgumentException", &message))
+                        Some((
+                            json_error("InvalidArgumentException", &message),
+                            Some("role-propagation"),
+                        ))
                     }
                     _ => None,
                 }
@@ -597,26 +956,27 @@ impl Shared {
                     ),
                 };
                 let profile = value.rsplit('/').next().unwrap_or_default();
-                state
-                    .profiles
-                    .get(profile)
-                    .filter(|usable| now < **usable)?;
+                refuse_one(&mut state.profiles, &[profile])?;
                 let message = format!(
                     "Value ({value}) for parameter iamInstanceProfile.{param} is invalid. {}",
                     format_args!("Invalid IAM Instance Profile {what}")
                 );
-                Some(ec2_error("InvalidParameterValue", &message))
+                Some((
+                    ec2_error("InvalidParameterValue", &message),
+                    Some("profile-propagation"),
+                ))
             }
             _ => None,
         }
     }
 
     /// A throttling error when `op` goes beyond its quota (with `ProxyConfig::quotas`).
-    fn quota(&self, op: &Op, state: &mut State, now: Instant) -> Option<Response<Body>> {
+    fn quota(&self, op: &Op, state: &mut State) -> Option<Response<Body>> {
         if !self.config.quotas {
             return None;
         }
         let (burst, per_second) = aws_quota(&op.service, &op.action)?;
+        let now = self.now();
         let key = format!("{}:{}", op.service, op.action);
         let (tokens, at) = state.quota_buckets.entry(key).or_insert((burst, now));
         let refilled = now.saturating_duration_since(*at).as_secs_f64() * per_second;
@@ -631,6 +991,7 @@ impl Shared {
             action: op.action.clone(),
             is_write: op.is_write,
             status: 400,
+            emulated: Some("throttled"),
         });
         let account = self.account();
         Some(match op.service.as_str() {
@@ -685,26 +1046,33 @@ impl Shared {
     }
 
     /// AWS behaviours moto lacks: ClientToken idempotency, the ½×–2× reshard rule, a group in
-    /// use refused with DependencyViolation, new security groups not yet visible.
-    fn aws_rules(&self, op: &Op, state: &mut State, now: Instant) -> Option<Response<Body>> {
+    /// use refused with DependencyViolation.
+    fn aws_rules(&self, op: &Op, state: &mut State) -> Option<Answer> {
         match (op.service.as_str(), op.action.as_str()) {
             ("ec2", "RunInstances") => {
                 let token = op.form.get("ClientToken")?;
                 let body = state.tokens.get(token)?.clone();
                 let response = plain(StatusCode::OK, String::from_utf8_lossy(&body).into_owned());
-                Some(with_type(response, "text/xml;charset=UTF-8"))
+                Some((
+                    with_type(response, "text/xml;charset=UTF-8"),
+                    Some("token-replay"),
+                ))
             }
             ("kinesis", "UpdateShardCount") => {
                 let name = op.stream_name()?;
                 let target = op.json.get("TargetShardCount").and_then(Value::as_u64)?;
                 let current = *state.shards.get(&name)?;
-                if target > current * 2 {
-                    Some(json_error("InvalidArgumentException", &format!("UpdateShardCount cannot scale up over double your current open shard count. Current open shard count: {current} Target shard count: {target}")))
+                let refusal = if target > current * 2 {
+                    format!("UpdateShardCount cannot scale up over double your current open shard count. Current open shard count: {current} Target shard count: {target}")
                 } else if target < current.div_ceil(2) {
-                    Some(json_error("InvalidArgumentException", &format!("UpdateShardCount cannot scale down below half your current open shard count. Current open shard count: {current} Target shard count: {target}")))
+                    format!("UpdateShardCount cannot scale down below half your current open shard count. Current open shard count: {current} Target shard count: {target}")
                 } else {
-                    None
-                }
+                    return None;
+                };
+                Some((
+                    json_error("InvalidArgumentException", &refusal),
+                    Some("reshard-rule"),
+                ))
             }
             ("ec2", "DeleteSecurityGroup") => {
                 let group = op.form.get("GroupId")?;
@@ -712,22 +1080,12 @@ impl Shared {
                     .instance_groups
                     .iter()
                     .find(|(_, groups)| groups.contains(group))?;
-                Some(ec2_error(
-                    "DependencyViolation",
-                    &format!("resource {group} has a dependent object ({})", user.0),
-                ))
-            }
-            ("ec2", "DescribeSecurityGroups")
-                if state.new_groups.values().any(|until| now < *until) =>
-            {
-                let body = concat!(
-                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeSecurityGroupsResponse ",
-                    "xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>realism-proxy</requestId>",
-                    "<securityGroupInfo/></DescribeSecurityGroupsResponse>"
-                );
-                Some(with_type(
-                    plain(StatusCode::OK, body.to_owned()),
-                    "text/xml;charset=UTF-8",
+                Some((
+                    ec2_error(
+                        "DependencyViolation",
+                        &format!("resource {group} has a dependent object ({})", user.0),
+                    ),
+                    Some("group-in-use"),
                 ))
             }
             _ => None,
@@ -735,7 +1093,7 @@ impl Shared {
     }
 
     /// Records what [`Shared::aws_rules`] needs from a forwarded call that succeeded.
-    fn remember(&self, op: &Op, body: &Bytes, state: &mut State, now: Instant) {
+    fn remember(&self, op: &Op, body: &Bytes, state: &mut State) {
         let xml = || String::from_utf8_lossy(body).into_owned();
         let numbered = |prefix: &str| -> Vec<String> {
             let mut v: Vec<(&String, &String)> = op
@@ -767,9 +1125,9 @@ impl Shared {
                     state.instance_groups.remove(&id);
                 }
             }
-            ("ec2", "CreateSecurityGroup") if !self.config.group_visible.is_zero() => {
+            ("ec2", "CreateSecurityGroup") if self.config.group_invisible > 0 => {
                 if let Some(id) = xml_value(&xml(), "groupId") {
-                    state.new_groups.insert(id, now + self.config.group_visible);
+                    state.new_groups.insert(id, self.config.group_invisible);
                 }
             }
             ("kinesis", "CreateStream") => {
@@ -803,31 +1161,20 @@ impl Shared {
     }
 
     /// Updates the emulated state from a forwarded call and rewrites what moto says if needed.
-    fn observe(&self, op: &Op, upstream: Upstream, arrived: Instant) -> Response<Body> {
-        let now = Instant::now();
+    fn observe(&self, op: &Op, upstream: Upstream) -> Answer {
         if !upstream.status.is_success() {
-            return upstream.into_response(None);
+            return (upstream.into_response(None), None);
         }
         let cfg = &self.config;
-        let mut state = self.state();
-        let state = &mut *state;
-        self.remember(op, &upstream.body, state, now);
-        let begin = |map: &mut HashMap<String, Phase>, key: String, status, d: Duration| {
-            if !d.is_zero() {
-                map.insert(
-                    key,
-                    Phase {
-                        status,
-                        until: now + d,
-                    },
-                );
-            }
-        };
+        let mut guard = self.state();
+        let state = &mut *guard;
+        self.remember(op, &upstream.body, state);
         let mut rewritten = None;
+        let mut emulated = None;
         match (op.service.as_str(), op.action.as_str()) {
             ("kinesis", action) => {
                 let Some(name) = op.stream_name() else {
-                    return upstream.into_response(None);
+                    return (upstream.into_response(None), None);
                 };
                 match action {
                     "CreateStream" => {
@@ -840,7 +1187,7 @@ impl Shared {
                         begin(&mut state.streams, name, "UPDATING", cfg.stream_updating)
                     }
                     "DescribeStream" | "DescribeStreamSummary" => {
-                        if let Some(status) = current(&state.streams, &name, arrived) {
+                        if let Some(status) = take(&mut state.streams, &name) {
                             let outer = if action == "DescribeStream" {
                                 "StreamDescription"
                             } else {
@@ -848,6 +1195,7 @@ impl Shared {
                             };
                             rewritten =
                                 set_json_status(&upstream.body, outer, "StreamStatus", status);
+                            emulated = Some(status);
                         }
                     }
                     _ => {}
@@ -855,7 +1203,7 @@ impl Shared {
             }
             ("firehose", action) => {
                 let Some(name) = op.delivery_name() else {
-                    return upstream.into_response(None);
+                    return (upstream.into_response(None), None);
                 };
                 match action {
                     "CreateDeliveryStream" => {
@@ -875,26 +1223,23 @@ impl Shared {
                         cfg.delivery_deleting,
                     ),
                     "DescribeDeliveryStream" => {
-                        let status = current(&state.deliveries, &name, arrived);
+                        let status = take(&mut state.deliveries, &name);
                         rewritten = describe_delivery_stream(&upstream.body, status);
+                        emulated = status;
                     }
                     _ => {}
                 }
             }
-            ("iam", action)
-                if ROLE_CHANGES.contains(&action) && !cfg.role_propagation.is_zero() =>
-            {
+            ("iam", action) if ROLE_CHANGES.contains(&action) && cfg.role_propagation > 0 => {
                 if let Some(role) = op.form.get("RoleName") {
-                    state.roles.insert(role.clone(), now + cfg.role_propagation);
+                    state.roles.insert(role.clone(), cfg.role_propagation);
                 }
             }
-            ("iam", action)
-                if PROFILE_CHANGES.contains(&action) && !cfg.profile_propagation.is_zero() =>
-            {
+            ("iam", action) if PROFILE_CHANGES.contains(&action) && cfg.profile_propagation > 0 => {
                 if let Some(profile) = op.form.get("InstanceProfileName") {
                     state
                         .profiles
-                        .insert(profile.clone(), now + cfg.profile_propagation);
+                        .insert(profile.clone(), cfg.profile_propagation);
                 }
             }
             ("ec2", "RunInstances") => {
@@ -909,26 +1254,39 @@ impl Shared {
                     .filter(|(key, _)| key.starts_with("InstanceId."));
                 for (_, id) in ids {
                     state.instances.remove(id); // no longer pending, in any case
-                    let d = cfg.instance_shutting_down;
-                    begin(&mut state.instances, id.clone(), "shutting-down", d);
+                    let k = cfg.instance_shutting_down;
+                    begin(&mut state.instances, id.clone(), "shutting-down", k);
                 }
             }
             ("ec2", "DescribeInstances" | "DescribeInstanceStatus")
                 if !state.instances.is_empty() =>
             {
-                let overrides: HashMap<String, &str> = state
-                    .instances
-                    .iter()
-                    .filter(|(_, p)| arrived < p.until)
-                    .map(|(id, p)| (id.clone(), p.status))
+                let xml = String::from_utf8_lossy(&upstream.body);
+                let mut overrides: HashMap<String, &str> = HashMap::new();
+                for (id, _) in instance_states(&xml) {
+                    if let Some(status) = take(&mut state.instances, &id) {
+                        emulated = emulated.or(Some(status));
+                        overrides.insert(id, status);
+                    }
+                }
+                rewritten = rewrite_instance_states(&xml, &overrides).map(Bytes::from);
+            }
+            ("ec2", "DescribeSecurityGroups") if !state.new_groups.is_empty() => {
+                let xml = String::from_utf8_lossy(&upstream.body);
+                let items = xml_items(&xml, &["securityGroupInfo"], "groupId", "");
+                let hidden: Vec<(usize, usize)> = items
+                    .into_iter()
+                    .filter(|item| refuse_one(&mut state.new_groups, &[item.id.as_str()]).is_some())
+                    .map(|item| item.range)
                     .collect();
-                rewritten =
-                    rewrite_instance_states(&String::from_utf8_lossy(&upstream.body), &overrides)
-                        .map(Bytes::from);
+                if !hidden.is_empty() {
+                    emulated = Some("group-invisible");
+                    rewritten = Some(Bytes::from(cut(&xml, &hidden)));
+                }
             }
             _ => {}
         }
-        upstream.into_response(rewritten)
+        (upstream.into_response(rewritten), emulated)
     }
 }
 
@@ -1227,21 +1585,25 @@ fn ec2_state_code(name: &str) -> u8 {
     }
 }
 
-/// One instance `<item>` of an EC2 XML answer: its id and the byte range of its `<instanceState>`.
-struct InstanceItem {
+/// One `<item>` directly inside a set element of an EC2 XML answer.
+struct XmlItem {
+    /// The text of its direct child `id_tag` (empty if it has none).
     id: String,
-    state: Option<(usize, usize)>,
+    /// The byte range of the whole `<item>...</item>`.
+    range: (usize, usize),
+    /// The byte range of its direct child `child_tag`, if any.
+    child: Option<(usize, usize)>,
 }
 
-/// Instances listed in an EC2 XML answer (`instancesSet` or `instanceStatusSet` items), with the
-/// range of their `<instanceState>...</instanceState>` element. A small tag scanner, not a full XML
-/// parser: enough for moto's and AWS's answers, and it never panics on anything else.
-fn instance_items(xml: &str) -> Vec<InstanceItem> {
+/// The items directly inside any element named in `sets` (e.g. `instancesSet`), with their id
+/// and the range of one child element. A small tag scanner, not a full XML parser: enough for
+/// moto's and AWS's answers, and it never panics on anything else.
+fn xml_items(xml: &str, sets: &[&str], id_tag: &str, child_tag: &str) -> Vec<XmlItem> {
     let mut items = Vec::new();
     // Open elements: (name, offset of its '<', offset after its '>').
     let mut stack: Vec<(&str, usize, usize)> = Vec::new();
-    // The instance item being read and its depth in `stack`.
-    let mut current: Option<(usize, InstanceItem)> = None;
+    // The item being read and its depth in `stack`.
+    let mut current: Option<(usize, XmlItem)> = None;
     let mut pos = 0;
     while let Some(start) = xml[pos..].find('<').map(|i| pos + i) {
         let Some(end) = xml[start..].find('>').map(|i| start + i + 1) else {
@@ -1257,27 +1619,30 @@ fn instance_items(xml: &str) -> Vec<InstanceItem> {
                 break;
             };
             match &mut current {
-                Some((depth, _)) if stack.len() == *depth => {
+                Some((depth, item)) if stack.len() == *depth => {
+                    item.range.1 = end;
                     items.extend(current.take().map(|(_, item)| item))
                 }
-                Some((depth, item)) if stack.len() == *depth + 1 => match name {
-                    "instanceId" => item.id = xml[open_end..start].trim().to_owned(),
-                    "instanceState" => item.state = Some((open_start, end)),
-                    _ => {}
-                },
+                Some((depth, item)) if stack.len() == *depth + 1 => {
+                    if name == id_tag {
+                        item.id = xml[open_end..start].trim().to_owned();
+                    }
+                    if name == child_tag {
+                        item.child = Some((open_start, end));
+                    }
+                }
                 _ => {}
             }
         } else {
             let name = tag.split_whitespace().next().unwrap_or_default();
-            let in_set = stack
-                .last()
-                .is_some_and(|(n, ..)| matches!(*n, "instancesSet" | "instanceStatusSet"));
+            let in_set = stack.last().is_some_and(|(n, ..)| sets.contains(n));
             if name == "item" && in_set && current.is_none() {
                 current = Some((
                     stack.len(),
-                    InstanceItem {
+                    XmlItem {
                         id: String::new(),
-                        state: None,
+                        range: (start, start),
+                        child: None,
                     },
                 ));
             }
@@ -1287,13 +1652,31 @@ fn instance_items(xml: &str) -> Vec<InstanceItem> {
     items
 }
 
-/// `(instance id, byte range of its state)` pairs; used to read the ids of RunInstances answers.
+/// `xml` without the byte `ranges` (sorted, not overlapping).
+fn cut(xml: &str, ranges: &[(usize, usize)]) -> String {
+    let mut out = String::with_capacity(xml.len());
+    let mut pos = 0;
+    for &(start, end) in ranges {
+        out.push_str(&xml[pos..start]);
+        pos = end;
+    }
+    out.push_str(&xml[pos..]);
+    out
+}
+
+/// `(instance id, byte range of its state)` of the instances an EC2 answer lists
+/// (`instancesSet` or `instanceStatusSet` items).
 fn instance_states(xml: &str) -> Vec<(String, Option<(usize, usize)>)> {
-    instance_items(xml)
-        .into_iter()
-        .filter(|i| !i.id.is_empty())
-        .map(|i| (i.id, i.state))
-        .collect()
+    xml_items(
+        xml,
+        &["instancesSet", "instanceStatusSet"],
+        "instanceId",
+        "instanceState",
+    )
+    .into_iter()
+    .filter(|i| !i.id.is_empty())
+    .map(|i| (i.id, i.child))
+    .collect()
 }
 
 /// Replaces the `<instanceState>` of the instances in `overrides`; `None` when nothing changed.

@@ -768,4 +768,90 @@ mod tests {
         assert!(kms_key("arn:aws:kms:eu-west-1:123456789012:key/abcd").is_ok());
         assert!(kms_key("nope").is_err());
     }
+
+    /// The file-name glob as the agent reads it: `*` any run of characters (none included, `/`
+    /// included), `?` exactly one character, everything else itself (`[`, `{`, `\\` too), case
+    /// counting, characters rather than bytes.
+    #[test]
+    fn glob_semantics() {
+        for (pattern, name, matches) in [
+            ("", "", true),
+            ("", "a", false),
+            ("*", "", true),
+            ("*", "any/thing.log", true),
+            ("**", "", true),
+            ("?", "", false),
+            ("?", "é", true),
+            ("??", "é", false),
+            ("*.log", "first.log", true),
+            ("*.log", "first.txt", false),
+            ("*.log", "a.log.gz", false),
+            ("*.log*", "a.log.gz", true),
+            ("app-?.log", "app-1.log", true),
+            ("app-?.log", "app-10.log", false),
+            ("a*b*c", "aXbYbZc", true),
+            ("a*b*c", "aXbYbZ", false),
+            ("a*a", "a", false),
+            ("*a", "ba", true),
+            ("a*", "a", true),
+            ("*?", "", false),
+            ("*?*", "x", true),
+            ("[ab].log", "a.log", false),
+            ("[ab].log", "[ab].log", true),
+            ("{a,b}", "{a,b}", true),
+            ("A.log", "a.log", false),
+            ("x\\*", "x\\yz", true),
+        ] {
+            assert_eq!(
+                glob_matches(pattern, name),
+                matches,
+                "{pattern:?} ~ {name:?}"
+            );
+        }
+    }
+
+    /// The matcher as first written (backtracking, exponential in the worst case): the
+    /// semantics `glob_matches` keeps.
+    fn reference_glob(pattern: &str, name: &str) -> bool {
+        fn go(p: &[char], n: &[char]) -> bool {
+            match (p.first(), n.first()) {
+                (None, None) => true,
+                (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+                (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
+                (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+                _ => false,
+            }
+        }
+        let p: Vec<char> = pattern.chars().collect();
+        let n: Vec<char> = name.chars().collect();
+        go(&p, &n)
+    }
+
+    /// Every string of up to `max` characters from `alphabet`.
+    fn strings(alphabet: &[char], max: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..max {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    #[test]
+    fn glob_agrees_with_the_reference_on_every_small_pattern_and_name() {
+        let names = strings(&['a', 'b', '*'], 4);
+        for pattern in strings(&['a', 'b', '*', '?'], 5) {
+            for name in &names {
+                assert_eq!(
+                    glob_matches(&pattern, name),
+                    reference_glob(&pattern, name),
+                    "{pattern:?} ~ {name:?}"
+                );
+            }
+        }
+    }
 }

@@ -564,20 +564,39 @@ pub fn plain_file_path(v: &str) -> Check {
     Ok(())
 }
 
-/// Does `name` match the agent's file-name glob (`*`, `?`)?
+/// Does `name` match the agent's file-name glob? `*` matches any run of characters (none
+/// included), `?` exactly one character, and every other character itself.
+///
+/// Greedy, with one backtrack point: when a literal fails after a `*`, only the latest `*` takes
+/// one more character (an earlier `*` could not do better, since the later one can absorb
+/// anything it would). O(pattern × name) at worst, linear in practice, whatever the user writes.
 pub fn glob_matches(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
-    go(&p, &n)
+    let (mut pi, mut ni) = (0, 0);
+    // The pattern index just after the latest `*`, and how much of the name it has taken so far.
+    let mut star: Option<(usize, usize)> = None;
+    while let Some(&c) = n.get(ni) {
+        match p.get(pi) {
+            Some('*') => {
+                pi += 1;
+                star = Some((pi, ni));
+            }
+            Some(&q) if q == '?' || q == c => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((after_star, taken)) => {
+                    pi = after_star;
+                    ni = taken + 1;
+                    star = Some((after_star, ni));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 /// An EC2 key pair name: 1–255 ASCII.
@@ -839,6 +858,23 @@ mod tests {
             all.extend(last.iter().cloned());
         }
         all
+    }
+
+    /// Forty stars before a literal that is not there: the backtracking matcher tries every way
+    /// of splitting 10,000 characters among 40 stars and never finishes.
+    #[test]
+    fn glob_with_many_stars_on_a_long_name_is_decided() {
+        let pattern = format!("{}x", "*".repeat(40));
+        let long = "a".repeat(10_000);
+        assert!(!glob_matches(&pattern, &long));
+        assert!(glob_matches(&pattern, &format!("{long}x")));
+        assert!(glob_matches(
+            &format!("{pattern}{}", "*".repeat(40)),
+            &format!("{long}x{long}")
+        ));
+        let stars_and_marks = "*?".repeat(20) + "b";
+        assert!(!glob_matches(&stars_and_marks, &long));
+        assert!(glob_matches(&stars_and_marks, &format!("{long}b")));
     }
 
     #[test]

@@ -565,6 +565,21 @@ fn opt_string(d: &mut Decoder, m: &Mapping, p: &Path, k: &str) -> Option<String>
     Decoder::field(m, k).and_then(|v| d.string(v, &p.key(k)))
 }
 
+/// An optional field: `default` when not given, else what `decode` makes of its value.
+fn or_default<T>(
+    d: &mut Decoder,
+    m: &Mapping,
+    p: &Path,
+    k: &str,
+    default: T,
+    decode: impl FnOnce(&mut Decoder, &Value, &Path) -> Option<T>,
+) -> Option<T> {
+    match Decoder::field(m, k) {
+        None => Some(default),
+        Some(v) => decode(d, v, &p.key(k)),
+    }
+}
+
 fn opt_bool(d: &mut Decoder, m: &Mapping, p: &Path, k: &str, default: bool) -> bool {
     Decoder::field(m, k)
         .and_then(|v| d.boolean(v, &p.key(k)))
@@ -587,7 +602,7 @@ fn bucket(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<BucketSpec> {
 fn stream(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<StreamSpec> {
     d.known_keys(m, p, STREAM_KEYS);
     let name = opt_string(d, m, p, "name");
-    let mode = stream_mode(d, m, p)?;
+    let mode = or_default(d, m, p, "mode", StreamMode::OnDemand, stream_mode)?;
     let shards = Decoder::field(m, "shards")
         .and_then(|v| d.int(v, &p.key("shards"), 1, 10_000))
         .map(|n| n as u32);
@@ -595,7 +610,14 @@ fn stream(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<StreamSpec> {
     let retention_hours = Decoder::field(m, "retention_hours")
         .and_then(|v| d.int(v, &p.key("retention_hours"), 24, 8760))
         .unwrap_or(24) as u32;
-    let encryption = stream_encryption(d, m, p)?;
+    let encryption = or_default(
+        d,
+        m,
+        p,
+        "encryption",
+        StreamEncryption::AwsManaged,
+        stream_encryption,
+    )?;
     Some(StreamSpec {
         name,
         mode,
@@ -605,12 +627,9 @@ fn stream(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<StreamSpec> {
     })
 }
 
-/// `mode`: on_demand (the default) or provisioned.
-fn stream_mode(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<StreamMode> {
-    let Some(v) = Decoder::field(m, "mode") else {
-        return Some(StreamMode::OnDemand);
-    };
-    let mode = d.one_of(v, &p.key("mode"), &["on_demand", "provisioned"])?;
+/// `mode`: on_demand or provisioned.
+fn stream_mode(d: &mut Decoder, v: &Value, mp: &Path) -> Option<StreamMode> {
+    let mode = d.one_of(v, mp, &["on_demand", "provisioned"])?;
     Some(match mode.as_str() {
         "provisioned" => StreamMode::Provisioned,
         _ => StreamMode::OnDemand,
@@ -638,13 +657,9 @@ fn check_shards_for_mode(d: &mut Decoder, m: &Mapping, p: &Path, mode: StreamMod
     }
 }
 
-/// `encryption`: aws_managed (the default), none, or a KMS key.
-fn stream_encryption(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<StreamEncryption> {
-    let Some(v) = Decoder::field(m, "encryption") else {
-        return Some(StreamEncryption::AwsManaged);
-    };
-    let ep = p.key("encryption");
-    let s = d.string(v, &ep)?;
+/// `encryption`: aws_managed, none, or a KMS key.
+fn stream_encryption(d: &mut Decoder, v: &Value, ep: &Path) -> Option<StreamEncryption> {
+    let s = d.string(v, ep)?;
     match s.as_str() {
         "aws_managed" => Some(StreamEncryption::AwsManaged),
         "none" => Some(StreamEncryption::None),
@@ -652,7 +667,7 @@ fn stream_encryption(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<StreamEnc
         other => {
             let hint = suggestion(other, &["aws_managed", "none"]);
             d.error(
-                &ep,
+                ep,
                 format!("unknown encryption {other:?}{hint}"),
                 Some("aws_managed, none, or a KMS key ARN or alias/NAME"),
             );
@@ -674,7 +689,14 @@ fn delivery(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<DeliverySpec> {
     let error_prefix = opt_string(d, m, p, "error_prefix");
     check_prefixes(d, p, prefix.as_deref(), error_prefix.as_deref());
     let buffering = buffering(d, m, p);
-    let compression = compression(d, m, p)?;
+    let compression = or_default(
+        d,
+        m,
+        p,
+        "compression",
+        Compression::Uncompressed,
+        compression,
+    )?;
     let error_logging = error_logging(d, m, p);
     let from = match from?.as_str() {
         "direct" => DeliverySource::Direct,
@@ -735,13 +757,10 @@ fn buffering(d: &mut Decoder, m: &Mapping, p: &Path) -> Buffering {
     buffering
 }
 
-/// `compression`, spelled as Firehose spells it; uncompressed when not given.
-fn compression(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<Compression> {
-    let Some(v) = Decoder::field(m, "compression") else {
-        return Some(Compression::Uncompressed);
-    };
+/// `compression`, spelled as Firehose spells it.
+fn compression(d: &mut Decoder, v: &Value, cp: &Path) -> Option<Compression> {
     let names: Vec<&str> = Compression::ALL.iter().map(|(n, _)| *n).collect();
-    let s = d.one_of(v, &p.key("compression"), &names)?;
+    let s = d.one_of(v, cp, &names)?;
     let named = Compression::ALL.iter().find(|(n, _)| *n == s);
     Some(named.map_or(Compression::Uncompressed, |(_, c)| *c))
 }
@@ -786,7 +805,7 @@ fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {
     if let Some(t) = &instance_type {
         d.check(&p.key("instance_type"), rules::instance_type(t));
     }
-    let image = image(d, m, p);
+    let image = or_default(d, m, p, "image", Image::Al2023, image);
     if let (Some(t), Some(img)) = (&instance_type, &image) {
         check_architecture(d, p, t, img);
     }
@@ -808,27 +827,23 @@ fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {
     })
 }
 
-/// `image`: al2023 (the default), al2023-arm64, an AMI id or `ssm:` and a parameter name.
-fn image(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<Image> {
-    let Some(v) = Decoder::field(m, "image") else {
-        return Some(Image::Al2023);
-    };
-    let ip = p.key("image");
-    let s = d.string(v, &ip)?;
+/// `image`: al2023, al2023-arm64, an AMI id, or `ssm:` and a parameter name.
+fn image(d: &mut Decoder, v: &Value, ip: &Path) -> Option<Image> {
+    let s = d.string(v, ip)?;
     match s.as_str() {
         "al2023" => Some(Image::Al2023),
         "al2023-arm64" => Some(Image::Al2023Arm64),
         s if s.starts_with("ami-") => d
-            .check(&ip, rules::ami_id(s))
+            .check(ip, rules::ami_id(s))
             .then(|| Image::Ami(s.to_string())),
         s if s.starts_with("ssm:") => {
             let param = &s[4..];
-            d.check(&ip, rules::ssm_parameter(param))
+            d.check(ip, rules::ssm_parameter(param))
                 .then(|| Image::Ssm(param.to_string()))
         }
         other => {
             d.error(
-                &ip,
+                ip,
                 format!("unknown image {other:?}"),
                 Some("al2023, al2023-arm64, ami-..., or ssm:/parameter/name"),
             );
@@ -960,10 +975,9 @@ fn flow(d: &mut Decoder, v: &Value, p: &Path) -> Option<Flow> {
     let to = d
         .required(m, p, "to", "a key of `streams`, or of a `direct` delivery")
         .and_then(|v| d.string(v, &p.key("to")));
-    let format = match Decoder::field(m, "format") {
-        None => Some("lines".to_string()),
-        Some(v) => d.one_of(v, &p.key("format"), &Format::NAMES),
-    };
+    let format = or_default(d, m, p, "format", "lines".to_string(), |d, v, fp| {
+        d.one_of(v, fp, &Format::NAMES)
+    });
     let fields = Decoder::field(m, "fields").map(|v| csv_fields(d, v, &p.key("fields")));
     let format = flow_format(d, p, &format?, fields)?;
     Some(Flow {

@@ -388,12 +388,6 @@ fn expires_after(d: &mut Decoder, m: &Mapping) -> Option<Duration> {
     }
 }
 
-/// Position, message and help for a YAML syntax error. libyaml reports where it noticed the
-/// problem and, for unterminated constructs, where they started ("while scanning a quoted scalar
-/// at line 2 column 8"); the start is where the user must look, so it becomes the position.
-/// Two exceptions point where the problem was noticed: a tab (the context is the scalar before
-/// it, often on the line above), and a key out of line with the lines above it (with a help
-/// naming the indentation of both).
 /// serde_yaml's `apply_merge`, also for an anchor that itself merges another (`x-b: &b { <<: *a }`
 /// merged with `<<: *b`): serde_yaml merges one level and leaves the inner `<<` behind as a key.
 /// Resolving the merged values first (innermost first) gives YAML's precedence: keys written
@@ -421,40 +415,19 @@ fn apply_merge(v: &mut Value) -> Result<(), serde_yaml::Error> {
     Ok(())
 }
 
+/// Position, message and help for a YAML syntax error. libyaml reports where it noticed the
+/// problem and, for unterminated constructs, where they started ("while scanning a quoted scalar
+/// at line 2 column 8"); the start is where the user must look, so it becomes the position.
+/// Two exceptions point where the problem was noticed: a tab (the context is the scalar before
+/// it, often on the line above), and a key out of line with the lines above it (with a help
+/// naming the indentation of both).
 fn yaml_error(text: &str, e: &serde_yaml::Error) -> (Pos, String, Option<String>) {
     let noticed = e.location().map(|l| Pos {
         line: l.line(),
         col: l.column(),
     });
-    let mut pos = noticed.unwrap_or(Pos { line: 1, col: 1 });
-    let raw = e.to_string();
-    let mut message = String::new();
-    let mut rest = raw.as_str();
-    // Remove every " at line N column M", remembering the last one of a "while ..." context.
-    while let Some(i) = rest.find(" at line ") {
-        let (before, after) = rest.split_at(i);
-        message.push_str(before);
-        let tail = &after[" at line ".len()..];
-        let line: String = tail.chars().take_while(|c| c.is_ascii_digit()).collect();
-        let after_line = &tail[line.len()..];
-        let col: String = after_line
-            .strip_prefix(" column ")
-            .map(|t| t.chars().take_while(|c| c.is_ascii_digit()).collect())
-            .unwrap_or_default();
-        let consumed = line.len()
-            + if col.is_empty() {
-                0
-            } else {
-                " column ".len() + col.len()
-            };
-        if before.contains("while ") {
-            if let (Ok(l), Ok(c)) = (line.parse(), col.parse()) {
-                pos = Pos { line: l, col: c };
-            }
-        }
-        rest = &tail[consumed..];
-    }
-    message.push_str(rest);
+    let (message, context) = without_locations(&e.to_string());
+    let mut pos = context.or(noticed).unwrap_or(Pos { line: 1, col: 1 });
     let mut help = None;
     if let Some(at) = noticed {
         if message.contains("tab character") {
@@ -475,6 +448,39 @@ fn yaml_error(text: &str, e: &serde_yaml::Error) -> (Pos, String, Option<String>
         message.push_str(" (tabs cannot be used for indentation in YAML; use spaces)");
     }
     (pos, message, help)
+}
+
+/// libyaml's message without any " at line N column M", and the last such position that
+/// follows a "while ..." context.
+fn without_locations(raw: &str) -> (String, Option<Pos>) {
+    let mut message = String::new();
+    let mut context = None;
+    let mut rest = raw;
+    while let Some(i) = rest.find(" at line ") {
+        let (before, after) = rest.split_at(i);
+        message.push_str(before);
+        let tail = &after[" at line ".len()..];
+        let line: String = tail.chars().take_while(|c| c.is_ascii_digit()).collect();
+        let after_line = &tail[line.len()..];
+        let col: String = after_line
+            .strip_prefix(" column ")
+            .map(|t| t.chars().take_while(|c| c.is_ascii_digit()).collect())
+            .unwrap_or_default();
+        let consumed = line.len()
+            + if col.is_empty() {
+                0
+            } else {
+                " column ".len() + col.len()
+            };
+        if before.contains("while ") {
+            if let (Ok(l), Ok(c)) = (line.parse(), col.parse()) {
+                context = Some(Pos { line: l, col: c });
+            }
+        }
+        rest = &tail[consumed..];
+    }
+    message.push_str(rest);
+    (message, context)
 }
 
 /// When the key on line `line` does not start in the same column as the key on the content line

@@ -53,7 +53,7 @@ pub fn suggestion(word: &str, candidates: &[&str]) -> String {
 }
 
 /// Human name of a YAML value's type, for "expected X, found Y".
-fn type_name(v: &Value) -> &'static str {
+pub(super) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "nothing",
         Value::Bool(_) => "a boolean",

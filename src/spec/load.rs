@@ -213,7 +213,7 @@ fn top_level(d: &mut Decoder, m: &Mapping, opts: &LoadOptions) -> Option<Loaded>
     })
 }
 
-/// `version`, which must be 1.
+/// `version`, which must be the number 1.
 fn version(d: &mut Decoder, m: &Mapping) -> Option<u32> {
     let p = Path::root().key("version");
     match d.required(m, &Path::root(), "version", "version: 1")? {
@@ -222,8 +222,15 @@ fn version(d: &mut Decoder, m: &Mapping) -> Option<u32> {
             d.error(&p, format!("unsupported spec version {n}"), Some("1"));
             None
         }
+        // Every other value is an error of its own: a quoted `"1"` passes as a string anywhere
+        // else, so it is named for what it is.
+        Value::String(s) => {
+            d.error(&p, format!("{s:?} is a string, not a number"), Some("1"));
+            None
+        }
         other => {
-            let _ = d.literal_string(other, &p);
+            let found = super::decode::type_name(other);
+            d.error(&p, format!("expected a number, found {found}"), Some("1"));
             None
         }
     }

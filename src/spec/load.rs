@@ -1,5 +1,6 @@
 //! From text to a typed [`Spec`]: YAML syntax, structure, types, value rules and templating.
-//! Cross-references and derived names are checked in `validate.rs`, once everything is decoded.
+//! Cross-references and derived names are checked by the `derive` module, once everything is
+//! decoded.
 
 use std::collections::BTreeMap;
 

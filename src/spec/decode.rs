@@ -44,8 +44,16 @@ pub fn did_you_mean<'c>(
         .map(|(_, c)| c)
 }
 
+/// `; did you mean `X`?` when a candidate is close to `word`, else nothing: the end of a message.
+pub fn suggestion(word: &str, candidates: &[&str]) -> String {
+    match did_you_mean(word, candidates.iter().copied()) {
+        Some(c) => format!("; did you mean `{c}`?"),
+        None => String::new(),
+    }
+}
+
 /// Human name of a YAML value's type, for "expected X, found Y".
-fn type_name(v: &Value) -> &'static str {
+pub(super) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "nothing",
         Value::Bool(_) => "a boolean",
@@ -181,26 +189,33 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// A mapping's key as a string, or an error at the mapping.
+    fn string_key<'k>(&mut self, k: &'k Value, path: &Path) -> Option<&'k String> {
+        if let Value::String(s) = k {
+            return Some(s);
+        }
+        let found = type_name(k);
+        self.error(path, format!("keys must be strings, found {found}"), None);
+        None
+    }
+
     /// Reports keys that are not in `allowed` (with a suggestion) and keys that are not strings.
     pub fn known_keys(&mut self, m: &Mapping, path: &Path, allowed: &[&str]) {
         for k in m.keys() {
-            match k {
-                Value::String(s) if allowed.contains(&s.as_str()) => {}
-                Value::String(s) => {
-                    let (message, expected) = match did_you_mean(s, allowed.iter().copied()) {
-                        Some(c) => (format!("unknown key `{s}`; did you mean `{c}`?"), None),
-                        None => (
-                            format!("unknown key `{s}`"),
-                            Some(format!("one of: {}", allowed.join(", "))),
-                        ),
-                    };
-                    self.error_key(&path.key(s), message, expected);
-                }
-                other => {
-                    let other = type_name(other);
-                    self.error(path, format!("keys must be strings, found {other}"), None)
-                }
+            let Some(s) = self.string_key(k, path) else {
+                continue;
+            };
+            if allowed.contains(&s.as_str()) {
+                continue;
             }
+            let (message, expected) = match did_you_mean(s, allowed.iter().copied()) {
+                Some(c) => (format!("unknown key `{s}`; did you mean `{c}`?"), None),
+                None => (
+                    format!("unknown key `{s}`"),
+                    Some(format!("one of: {}", allowed.join(", "))),
+                ),
+            };
+            self.error_key(&path.key(s), message, expected);
         }
     }
 
@@ -222,17 +237,15 @@ impl<'a> Decoder<'a> {
     ) -> Option<&'v Value> {
         let v = Self::field(m, k);
         if v.is_none() {
-            let pos = self.positions.key(path);
             let p = path.key(k);
-            let msg = if m.contains_key(k) {
-                format!("`{k}` has no value")
+            // Written without a value: at the key; not written: at the mapping.
+            let (pos, msg) = if m.contains_key(k) {
+                (self.positions.key(&p), format!("`{k}` has no value"))
             } else {
-                format!("missing required field `{k}`")
-            };
-            let pos = if m.contains_key(k) {
-                self.positions.key(&p)
-            } else {
-                pos
+                (
+                    self.positions.key(path),
+                    format!("missing required field `{k}`"),
+                )
             };
             self.error_at(pos, &p, msg, Some(expected.to_string()));
         }
@@ -353,10 +366,7 @@ impl<'a> Decoder<'a> {
         if allowed.contains(&s.as_str()) {
             return Some(s);
         }
-        let hint = match did_you_mean(&s, allowed.iter().copied()) {
-            Some(c) => format!("; did you mean `{c}`?"),
-            None => String::new(),
-        };
+        let hint = suggestion(&s, allowed);
         let pos = self.positions.value(path);
         self.error_at(
             pos,
@@ -379,9 +389,7 @@ impl<'a> Decoder<'a> {
             return out;
         };
         for (k, val) in m {
-            let Value::String(k) = k else {
-                let t = type_name(k);
-                self.error(path, format!("keys must be strings, found {t}"), None);
+            let Some(k) = self.string_key(k, path) else {
                 continue;
             };
             let p = path.key(k);
@@ -411,15 +419,12 @@ impl<'a> Decoder<'a> {
         };
         let mut out = Vec::new();
         for (k, val) in m {
-            let Value::String(k) = k else {
-                let t = type_name(k);
-                self.error(path, format!("keys must be strings, found {t}"), None);
+            let Some(k) = self.string_key(k, path) else {
                 continue;
             };
             let p = path.key(k);
             if let Err(v) = rules::resource_key(k) {
-                let pos = self.positions.key(&p);
-                self.error_at(pos, &p, v.message, v.expected);
+                self.error_key(&p, v.message, v.expected);
                 continue;
             }
             out.push((k.clone(), val, p));

@@ -1,16 +1,17 @@
 //! From text to a typed [`Spec`]: YAML syntax, structure, types, value rules and templating.
-//! Cross-references and derived names are checked in `validate.rs`, once everything is decoded.
+//! Cross-references and derived names are checked by the `derive` module, once everything is
+//! decoded.
 
 use std::collections::BTreeMap;
 
 use serde_yaml::{Mapping, Value};
 
-use super::decode::Decoder;
+use super::decode::{suggestion, Decoder};
 use super::positions::{Path, Positions};
 use super::rules;
 use super::template::Templater;
 use super::types::*;
-use crate::diagnostics::{Diagnostic, Diagnostics, Pos, Severity};
+use crate::diagnostics::{Diagnostics, Pos};
 
 /// The keys each section accepts; the JSON Schema test checks it names the same ones.
 pub const TOP_KEYS: &[&str] = &[
@@ -97,235 +98,304 @@ pub(crate) fn load(
         diags: Diagnostics::default(),
         templater: None,
     };
-    // Duplicate keys: reported at the second occurrence, which serde_yaml cannot point at.
-    if !positions.duplicates.is_empty() {
-        for dup in &positions.duplicates {
-            let key = match dup.path.0.last() {
-                Some(super::positions::Seg::Key(k)) => k.clone(),
-                _ => String::new(),
-            };
-            d.error_at(
-                dup.at,
-                &dup.path,
-                format!("duplicate key `{key}` (it is already defined above in the same mapping)"),
-                Some("each key once".into()),
-            );
-            d.help(format!(
-                "the first `{key}` is at line {}: keep one of the two (YAML does not merge them)",
-                dup.first.line
-            ));
-        }
+    if report_duplicate_keys(&mut d) {
         return (None, d.diags);
     }
-    // YAML 1.1 merge keys (`<<: *defaults`, `<<: [*a, *b]`): keys written beside `<<` win.
-    let root: Value = match serde_yaml::from_str::<Value>(text).and_then(|mut v| {
-        apply_merge(&mut v)?;
-        Ok(v)
-    }) {
-        Ok(v) => v,
-        Err(e) => {
-            let (pos, message, help) = yaml_error(text, &e);
-            d.diags.push(Diagnostic {
-                severity: Severity::Error,
-                file: file.to_string(),
-                pos,
-                path: String::new(),
-                message,
-                expected: None,
-                help,
-                notes: Vec::new(),
-            });
-            return (None, d.diags);
-        }
-    };
-    let root_path = Path::root();
-    let Some(m) = (match &root {
-        Value::Null => {
-            d.error(
-                &root_path,
-                "the spec is empty",
-                Some("a mapping with at least `version` and `stack`"),
-            );
-            None
-        }
-        v => d.mapping(v, &root_path),
-    }) else {
+    let Some(root) = parse_yaml(&mut d, text) else {
         return (None, d.diags);
     };
+    let loaded = root_mapping(&mut d, &root).and_then(|m| top_level(&mut d, m, opts));
+    (loaded, d.diags)
+}
+
+/// Duplicate keys: reported at the second occurrence, which serde_yaml cannot point at. Whether
+/// there were any (then nothing else is checked).
+fn report_duplicate_keys(d: &mut Decoder) -> bool {
+    for dup in &d.positions.duplicates {
+        let key = match dup.path.0.last() {
+            Some(super::positions::Seg::Key(k)) => k.clone(),
+            _ => String::new(),
+        };
+        d.error_at(
+            dup.at,
+            &dup.path,
+            format!("duplicate key `{key}` (it is already defined above in the same mapping)"),
+            Some("each key once".into()),
+        );
+        d.help(format!(
+            "the first `{key}` is at line {}: keep one of the two (YAML does not merge them)",
+            dup.first.line
+        ));
+    }
+    !d.positions.duplicates.is_empty()
+}
+
+/// The YAML value tree with merge keys applied, or the syntax error reported.
+fn parse_yaml(d: &mut Decoder, text: &str) -> Option<Value> {
+    // YAML 1.1 merge keys (`<<: *defaults`, `<<: [*a, *b]`): keys written beside `<<` win.
+    let parsed = serde_yaml::from_str::<Value>(text).and_then(|mut v| {
+        apply_merge(&mut v)?;
+        Ok(v)
+    });
+    match parsed {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let (pos, message, help) = yaml_error(text, &e);
+            d.error_at(pos, &Path::root(), message, None);
+            if let Some(help) = help {
+                d.help(help);
+            }
+            None
+        }
+    }
+}
+
+/// The document as a mapping, or an error (an empty document has its own).
+fn root_mapping<'v>(d: &mut Decoder, root: &'v Value) -> Option<&'v Mapping> {
+    if root.is_null() {
+        d.error(
+            &Path::root(),
+            "the spec is empty",
+            Some("a mapping with at least `version` and `stack`"),
+        );
+        return None;
+    }
+    d.mapping(root, &Path::root())
+}
+
+/// The spec from its top-level mapping, in the order its diagnostics are reported: keys,
+/// `version`, `stack`, the region, `vars`, `tags`, `expires_after`, then each section.
+fn top_level(d: &mut Decoder, m: &Mapping, opts: &LoadOptions) -> Option<Loaded> {
     // `x-*` keys at the top hold anchors to merge elsewhere (as docker-compose allows).
     let mut checked = m.clone();
     checked.retain(|k, _| !k.as_str().is_some_and(|k| k.starts_with("x-")));
-    d.known_keys(&checked, &root_path, TOP_KEYS);
-
-    let version = d
-        .required(m, &root_path, "version", "version: 1")
-        .and_then(|v| match v {
-            Value::Number(n) if n.as_u64() == Some(1) => Some(1),
-            Value::Number(n) => {
-                d.error(
-                    &root_path.key("version"),
-                    format!("unsupported spec version {n}"),
-                    Some("1"),
-                );
-                None
-            }
-            other => {
-                let _ = d.literal_string(other, &root_path.key("version"));
-                None
-            }
-        });
-    let stack = d
-        .required(m, &root_path, "stack", "a stack name such as weather-lab")
-        .and_then(|v| d.literal_string(v, &root_path.key("stack")));
-    let mut names_derivable = true;
-    if let Some(s) = &stack {
-        names_derivable &= d.check(&root_path.key("stack"), rules::stack_name(s));
-    }
-    let spec_region =
-        Decoder::field(m, "region").and_then(|v| d.literal_string(v, &root_path.key("region")));
-    if let Some(r) = &spec_region {
-        let valid = d.check(&root_path.key("region"), rules::region(r));
-        names_derivable &= valid;
-        if let Some(cli) = opts.region.as_ref().filter(|_| valid) {
-            if cli != r {
-                d.error(
-                    &root_path.key("region"),
-                    format!("the spec's region {r:?} differs from --region {cli:?}"),
-                    Some("the same region, or no --region (the spec's region is used)"),
-                );
-            }
-        }
-    }
-    let configured = opts.region.as_ref().or(opts.ambient_region.as_ref());
-    let (region, region_is_placeholder) = match (&spec_region, configured) {
-        (Some(r), _) => (r.clone(), false),
-        (None, Some(r)) => {
-            if let Err(v) = rules::region(r) {
-                names_derivable = false;
-                d.error(
-                    &root_path,
-                    format!("configured region: {}", v.message),
-                    v.expected.as_deref(),
-                );
-            }
-            (r.clone(), false)
-        }
-        (None, None) => (PLACEHOLDER_REGION.to_string(), true),
-    };
+    d.known_keys(&checked, &Path::root(), TOP_KEYS);
+    let version = version(d, m);
+    let (stack, stack_valid) = stack(d, m);
+    let region = region(d, m, opts);
     let account_id = opts
         .account_id
         .clone()
         .unwrap_or_else(|| OFFLINE_ACCOUNT_ID.to_string());
-
-    // vars: defaults from the file (rendered over stack/region/account_id), then --var overrides.
-    let mut vars = BTreeMap::new();
     let stack_for_tpl = stack.clone().unwrap_or_default();
-    if let Some(v) = Decoder::field(m, "vars") {
-        let pre = Templater::new(&stack_for_tpl, &region, &account_id, &BTreeMap::new());
-        d.templater = Some(pre);
-        vars = d.string_map(v, &root_path.key("vars"), true);
-    }
-    for (k, v) in &opts.vars {
-        // A --var the spec does not declare is a typo until proven otherwise: it would be
-        // silently ignored.
-        if !vars.contains_key(k) {
-            let declared: Vec<&str> = vars.keys().map(String::as_str).collect();
-            let hint = super::decode::did_you_mean(k, declared.iter().copied())
-                .map(|s| format!("did you mean `{s}`? "))
-                .unwrap_or_default();
-            d.error(
-                &root_path.key("vars"),
-                format!("--var {k}=… sets a variable the spec does not declare"),
-                Some(&if declared.is_empty() {
-                    format!("{hint}a name declared under vars: (there are none)")
-                } else {
-                    format!("{hint}one of: {}", declared.join(", "))
-                }),
-            );
-            continue;
-        }
-        vars.insert(k.clone(), v.clone());
-    }
-    d.templater = Some(Templater::new(&stack_for_tpl, &region, &account_id, &vars));
-
-    let tags = match Decoder::field(m, "tags") {
-        Some(v) => {
-            let p = root_path.key("tags");
-            let tags = d.string_map(v, &p, true);
-            for (k, val) in &tags {
-                let kp = p.key(k);
-                if let Err(e) = rules::tag_key(k) {
-                    let pos = positions.key(&kp);
-                    d.error_at(pos, &kp, e.message, e.expected);
-                }
-                d.check(&kp, rules::tag_value(val));
-            }
-            // streamstack adds streamstack:stack, :address, :created-at, :expires-at, and one of
-            // :force-destroy (buckets) or :image (hosts).
-            let max = rules::TAGS_MAX - 5;
-            if tags.len() > max {
-                d.error(
-                    &p,
-                    format!("{} tags given", tags.len()),
-                    Some(&format!(
-                        "at most {max} (AWS allows 50; streamstack uses up to 5)"
-                    )),
-                );
-            }
-            tags
-        }
-        None => BTreeMap::new(),
-    };
-    let expires_after = Decoder::field(m, "expires_after").and_then(|v| {
-        let p = root_path.key("expires_after");
-        let s = d.string(v, &p)?;
-        match rules::duration(&s) {
-            Ok(seconds) => Some(Duration { seconds }),
-            Err(e) => {
-                d.violation(&p, e);
-                None
-            }
-        }
-    });
-
+    let vars = vars(d, m, opts, (&stack_for_tpl, &region.name, &account_id));
+    d.templater = Some(Templater::new(
+        &stack_for_tpl,
+        &region.name,
+        &account_id,
+        &vars,
+    ));
+    let tags = tags(d, m);
+    let expires_after = expires_after(d, m);
     let mut undecoded = std::collections::BTreeSet::new();
-    let buckets = section(&mut d, m, "buckets", bucket, &mut undecoded);
-    let streams = section(&mut d, m, "streams", stream, &mut undecoded);
-    let deliveries = section(&mut d, m, "deliveries", delivery, &mut undecoded);
-    let hosts = section(&mut d, m, "hosts", host, &mut undecoded);
-
-    let loaded = match (version, stack) {
-        (Some(version), Some(stack)) => Some(Loaded {
-            spec: Spec {
-                file: file.to_string(),
-                version,
-                stack,
-                region: spec_region,
-                tags,
-                expires_after,
-                vars,
-                buckets,
-                streams,
-                deliveries,
-                hosts,
-                undecoded,
-            },
-            region,
-            account_id,
-            region_is_placeholder,
-            names_derivable,
-        }),
-        _ => None,
-    };
-    (loaded, d.diags)
+    let buckets = section(d, m, "buckets", bucket, &mut undecoded);
+    let streams = section(d, m, "streams", stream, &mut undecoded);
+    let deliveries = section(d, m, "deliveries", delivery, &mut undecoded);
+    let hosts = section(d, m, "hosts", host, &mut undecoded);
+    Some(Loaded {
+        spec: Spec {
+            file: d.file.to_string(),
+            version: version?,
+            stack: stack?,
+            region: region.in_spec,
+            tags,
+            expires_after,
+            vars,
+            buckets,
+            streams,
+            deliveries,
+            hosts,
+            undecoded,
+        },
+        region: region.name,
+        account_id,
+        region_is_placeholder: region.is_placeholder,
+        names_derivable: stack_valid && region.valid,
+    })
 }
 
-/// Position, message and help for a YAML syntax error. libyaml reports where it noticed the
-/// problem and, for unterminated constructs, where they started ("while scanning a quoted scalar
-/// at line 2 column 8"); the start is where the user must look, so it becomes the position.
-/// Two exceptions point where the problem was noticed: a tab (the context is the scalar before
-/// it, often on the line above), and a key out of line with the lines above it (with a help
-/// naming the indentation of both).
+/// `version`, which must be the number 1.
+fn version(d: &mut Decoder, m: &Mapping) -> Option<u32> {
+    let p = Path::root().key("version");
+    match d.required(m, &Path::root(), "version", "version: 1")? {
+        Value::Number(n) if n.as_u64() == Some(1) => Some(1),
+        Value::Number(n) => {
+            d.error(&p, format!("unsupported spec version {n}"), Some("1"));
+            None
+        }
+        // Every other value is an error of its own: a quoted `"1"` passes as a string anywhere
+        // else, so it is named for what it is.
+        Value::String(s) => {
+            d.error(&p, format!("{s:?} is a string, not a number"), Some("1"));
+            None
+        }
+        other => {
+            let found = super::decode::type_name(other);
+            d.error(&p, format!("expected a number, found {found}"), Some("1"));
+            None
+        }
+    }
+}
+
+/// `stack`, and whether it is a valid stack name (checked when given).
+fn stack(d: &mut Decoder, m: &Mapping) -> (Option<String>, bool) {
+    let p = Path::root().key("stack");
+    let stack = d
+        .required(
+            m,
+            &Path::root(),
+            "stack",
+            "a stack name such as weather-lab",
+        )
+        .and_then(|v| d.literal_string(v, &p));
+    let valid = match &stack {
+        Some(s) => d.check(&p, rules::stack_name(s)),
+        None => true,
+    };
+    (stack, valid)
+}
+
+/// The region names are built with, and where it comes from.
+struct Region {
+    /// `region:` as written in the spec.
+    in_spec: Option<String>,
+    /// The spec's, else --region's or the ambient one, else [`PLACEHOLDER_REGION`].
+    name: String,
+    is_placeholder: bool,
+    /// Valid, so names can be derived (a spec's region with an error is not).
+    valid: bool,
+}
+
+/// The spec's `region:` (checked, and against --region), else the configured region (checked),
+/// else the placeholder.
+fn region(d: &mut Decoder, m: &Mapping, opts: &LoadOptions) -> Region {
+    let p = Path::root().key("region");
+    let in_spec = Decoder::field(m, "region").and_then(|v| d.literal_string(v, &p));
+    if let Some(r) = &in_spec {
+        let valid = d.check(&p, rules::region(r));
+        if let Some(cli) = opts.region.as_ref().filter(|cli| valid && *cli != r) {
+            d.error(
+                &p,
+                format!("the spec's region {r:?} differs from --region {cli:?}"),
+                Some("the same region, or no --region (the spec's region is used)"),
+            );
+        }
+        let name = r.clone();
+        return Region {
+            in_spec,
+            name,
+            is_placeholder: false,
+            valid,
+        };
+    }
+    let Some(configured) = opts.region.as_ref().or(opts.ambient_region.as_ref()) else {
+        return Region {
+            in_spec,
+            name: PLACEHOLDER_REGION.to_string(),
+            is_placeholder: true,
+            valid: true,
+        };
+    };
+    let valid = match rules::region(configured) {
+        Ok(()) => true,
+        Err(v) => {
+            let message = format!("configured region: {}", v.message);
+            d.error(&Path::root(), message, v.expected.as_deref());
+            false
+        }
+    };
+    Region {
+        in_spec,
+        name: configured.clone(),
+        is_placeholder: false,
+        valid,
+    }
+}
+
+/// `vars`: defaults from the file (rendered over `(stack, region, account_id)`), then the --var
+/// overrides, each of which must name a declared variable.
+fn vars(
+    d: &mut Decoder,
+    m: &Mapping,
+    opts: &LoadOptions,
+    (stack, region, account_id): (&str, &str, &str),
+) -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
+    if let Some(v) = Decoder::field(m, "vars") {
+        let pre = Templater::new(stack, region, account_id, &BTreeMap::new());
+        d.templater = Some(pre);
+        vars = d.string_map(v, &Path::root().key("vars"), true);
+    }
+    for (k, v) in &opts.vars {
+        if vars.contains_key(k) {
+            vars.insert(k.clone(), v.clone());
+        } else {
+            undeclared_var(d, k, &vars);
+        }
+    }
+    vars
+}
+
+/// A --var the spec does not declare is a typo until proven otherwise: it would be silently
+/// ignored.
+fn undeclared_var(d: &mut Decoder, k: &str, vars: &BTreeMap<String, String>) {
+    let declared: Vec<&str> = vars.keys().map(String::as_str).collect();
+    let hint = super::decode::did_you_mean(k, declared.iter().copied())
+        .map(|s| format!("did you mean `{s}`? "))
+        .unwrap_or_default();
+    let expected = if declared.is_empty() {
+        format!("{hint}a name declared under vars: (there are none)")
+    } else {
+        format!("{hint}one of: {}", declared.join(", "))
+    };
+    d.error(
+        &Path::root().key("vars"),
+        format!("--var {k}=… sets a variable the spec does not declare"),
+        Some(&expected),
+    );
+}
+
+/// `tags`: each key and value checked, and room left for streamstack's own.
+fn tags(d: &mut Decoder, m: &Mapping) -> BTreeMap<String, String> {
+    let Some(v) = Decoder::field(m, "tags") else {
+        return BTreeMap::new();
+    };
+    let p = Path::root().key("tags");
+    let tags = d.string_map(v, &p, true);
+    for (k, val) in &tags {
+        let kp = p.key(k);
+        if let Err(e) = rules::tag_key(k) {
+            d.error_key(&kp, e.message, e.expected);
+        }
+        d.check(&kp, rules::tag_value(val));
+    }
+    // streamstack adds streamstack:stack, :address, :created-at, :expires-at, and one of
+    // :force-destroy (buckets) or :image (hosts).
+    let max = rules::TAGS_MAX - 5;
+    if tags.len() > max {
+        d.error(
+            &p,
+            format!("{} tags given", tags.len()),
+            Some(&format!(
+                "at most {max} (AWS allows 50; streamstack uses up to 5)"
+            )),
+        );
+    }
+    tags
+}
+
+fn expires_after(d: &mut Decoder, m: &Mapping) -> Option<Duration> {
+    let p = Path::root().key("expires_after");
+    let s = d.string(Decoder::field(m, "expires_after")?, &p)?;
+    match rules::duration(&s) {
+        Ok(seconds) => Some(Duration { seconds }),
+        Err(e) => {
+            d.violation(&p, e);
+            None
+        }
+    }
+}
+
 /// serde_yaml's `apply_merge`, also for an anchor that itself merges another (`x-b: &b { <<: *a }`
 /// merged with `<<: *b`): serde_yaml merges one level and leaves the inner `<<` behind as a key.
 /// Resolving the merged values first (innermost first) gives YAML's precedence: keys written
@@ -353,40 +423,19 @@ fn apply_merge(v: &mut Value) -> Result<(), serde_yaml::Error> {
     Ok(())
 }
 
+/// Position, message and help for a YAML syntax error. libyaml reports where it noticed the
+/// problem and, for unterminated constructs, where they started ("while scanning a quoted scalar
+/// at line 2 column 8"); the start is where the user must look, so it becomes the position.
+/// Two exceptions point where the problem was noticed: a tab (the context is the scalar before
+/// it, often on the line above), and a key out of line with the lines above it (with a help
+/// naming the indentation of both).
 fn yaml_error(text: &str, e: &serde_yaml::Error) -> (Pos, String, Option<String>) {
     let noticed = e.location().map(|l| Pos {
         line: l.line(),
         col: l.column(),
     });
-    let mut pos = noticed.unwrap_or(Pos { line: 1, col: 1 });
-    let raw = e.to_string();
-    let mut message = String::new();
-    let mut rest = raw.as_str();
-    // Remove every " at line N column M", remembering the last one of a "while ..." context.
-    while let Some(i) = rest.find(" at line ") {
-        let (before, after) = rest.split_at(i);
-        message.push_str(before);
-        let tail = &after[" at line ".len()..];
-        let line: String = tail.chars().take_while(|c| c.is_ascii_digit()).collect();
-        let after_line = &tail[line.len()..];
-        let col: String = after_line
-            .strip_prefix(" column ")
-            .map(|t| t.chars().take_while(|c| c.is_ascii_digit()).collect())
-            .unwrap_or_default();
-        let consumed = line.len()
-            + if col.is_empty() {
-                0
-            } else {
-                " column ".len() + col.len()
-            };
-        if before.contains("while ") {
-            if let (Ok(l), Ok(c)) = (line.parse(), col.parse()) {
-                pos = Pos { line: l, col: c };
-            }
-        }
-        rest = &tail[consumed..];
-    }
-    message.push_str(rest);
+    let (message, context) = without_locations(&e.to_string());
+    let mut pos = context.or(noticed).unwrap_or(Pos { line: 1, col: 1 });
     let mut help = None;
     if let Some(at) = noticed {
         if message.contains("tab character") {
@@ -407,6 +456,39 @@ fn yaml_error(text: &str, e: &serde_yaml::Error) -> (Pos, String, Option<String>
         message.push_str(" (tabs cannot be used for indentation in YAML; use spaces)");
     }
     (pos, message, help)
+}
+
+/// libyaml's message without any " at line N column M", and the last such position that
+/// follows a "while ..." context.
+fn without_locations(raw: &str) -> (String, Option<Pos>) {
+    let mut message = String::new();
+    let mut context = None;
+    let mut rest = raw;
+    while let Some(i) = rest.find(" at line ") {
+        let (before, after) = rest.split_at(i);
+        message.push_str(before);
+        let tail = &after[" at line ".len()..];
+        let line: String = tail.chars().take_while(|c| c.is_ascii_digit()).collect();
+        let after_line = &tail[line.len()..];
+        let col: String = after_line
+            .strip_prefix(" column ")
+            .map(|t| t.chars().take_while(|c| c.is_ascii_digit()).collect())
+            .unwrap_or_default();
+        let consumed = line.len()
+            + if col.is_empty() {
+                0
+            } else {
+                " column ".len() + col.len()
+            };
+        if before.contains("while ") {
+            if let (Ok(l), Ok(c)) = (line.parse(), col.parse()) {
+                context = Some(Pos { line: l, col: c });
+            }
+        }
+        rest = &tail[consumed..];
+    }
+    message.push_str(rest);
+    (message, context)
 }
 
 /// When the key on line `line` does not start in the same column as the key on the content line
@@ -497,6 +579,21 @@ fn opt_string(d: &mut Decoder, m: &Mapping, p: &Path, k: &str) -> Option<String>
     Decoder::field(m, k).and_then(|v| d.string(v, &p.key(k)))
 }
 
+/// An optional field: `default` when not given, else what `decode` makes of its value.
+fn or_default<T>(
+    d: &mut Decoder,
+    m: &Mapping,
+    p: &Path,
+    k: &str,
+    default: T,
+    decode: impl FnOnce(&mut Decoder, &Value, &Path) -> Option<T>,
+) -> Option<T> {
+    match Decoder::field(m, k) {
+        None => Some(default),
+        Some(v) => decode(d, v, &p.key(k)),
+    }
+}
+
 fn opt_bool(d: &mut Decoder, m: &Mapping, p: &Path, k: &str, default: bool) -> bool {
     Decoder::field(m, k)
         .and_then(|v| d.boolean(v, &p.key(k)))
@@ -519,19 +616,42 @@ fn bucket(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<BucketSpec> {
 fn stream(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<StreamSpec> {
     d.known_keys(m, p, STREAM_KEYS);
     let name = opt_string(d, m, p, "name");
-    let mode = match Decoder::field(m, "mode") {
-        Some(v) => match d
-            .one_of(v, &p.key("mode"), &["on_demand", "provisioned"])?
-            .as_str()
-        {
-            "provisioned" => StreamMode::Provisioned,
-            _ => StreamMode::OnDemand,
-        },
-        None => StreamMode::OnDemand,
-    };
+    let mode = or_default(d, m, p, "mode", StreamMode::OnDemand, stream_mode)?;
     let shards = Decoder::field(m, "shards")
         .and_then(|v| d.int(v, &p.key("shards"), 1, 10_000))
         .map(|n| n as u32);
+    check_shards_for_mode(d, m, p, mode);
+    let retention_hours = Decoder::field(m, "retention_hours")
+        .and_then(|v| d.int(v, &p.key("retention_hours"), 24, 8760))
+        .unwrap_or(24) as u32;
+    let encryption = or_default(
+        d,
+        m,
+        p,
+        "encryption",
+        StreamEncryption::AwsManaged,
+        stream_encryption,
+    )?;
+    Some(StreamSpec {
+        name,
+        mode,
+        shards,
+        retention_hours,
+        encryption,
+    })
+}
+
+/// `mode`: on_demand or provisioned.
+fn stream_mode(d: &mut Decoder, v: &Value, mp: &Path) -> Option<StreamMode> {
+    let mode = d.one_of(v, mp, &["on_demand", "provisioned"])?;
+    Some(match mode.as_str() {
+        "provisioned" => StreamMode::Provisioned,
+        _ => StreamMode::OnDemand,
+    })
+}
+
+/// `shards` is required with provisioned streams and refused with on-demand ones.
+fn check_shards_for_mode(d: &mut Decoder, m: &Mapping, p: &Path, mode: StreamMode) {
     match (mode, m.contains_key("shards")) {
         (StreamMode::Provisioned, false) => {
             let pos = d.positions.key(p);
@@ -549,43 +669,25 @@ fn stream(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<StreamSpec> {
         ),
         _ => {}
     }
-    let retention_hours = Decoder::field(m, "retention_hours")
-        .and_then(|v| d.int(v, &p.key("retention_hours"), 24, 8760))
-        .unwrap_or(24) as u32;
-    let encryption = match Decoder::field(m, "encryption") {
-        None => StreamEncryption::AwsManaged,
-        Some(v) => {
-            let ep = p.key("encryption");
-            let s = d.string(v, &ep)?;
-            match s.as_str() {
-                "aws_managed" => StreamEncryption::AwsManaged,
-                "none" => StreamEncryption::None,
-                other => {
-                    if rules::kms_key(other).is_err() {
-                        let hint = match super::decode::did_you_mean(other, ["aws_managed", "none"])
-                        {
-                            Some(c) => format!("; did you mean `{c}`?"),
-                            None => String::new(),
-                        };
-                        d.error(
-                            &ep,
-                            format!("unknown encryption {other:?}{hint}"),
-                            Some("aws_managed, none, or a KMS key ARN or alias/NAME"),
-                        );
-                        return None;
-                    }
-                    StreamEncryption::Kms(other.to_string())
-                }
-            }
+}
+
+/// `encryption`: aws_managed, none, or a KMS key.
+fn stream_encryption(d: &mut Decoder, v: &Value, ep: &Path) -> Option<StreamEncryption> {
+    let s = d.string(v, ep)?;
+    match s.as_str() {
+        "aws_managed" => Some(StreamEncryption::AwsManaged),
+        "none" => Some(StreamEncryption::None),
+        key if rules::kms_key(key).is_ok() => Some(StreamEncryption::Kms(key.to_string())),
+        other => {
+            let hint = suggestion(other, &["aws_managed", "none"]);
+            d.error(
+                ep,
+                format!("unknown encryption {other:?}{hint}"),
+                Some("aws_managed, none, or a KMS key ARN or alias/NAME"),
+            );
+            None
         }
-    };
-    Some(StreamSpec {
-        name,
-        mode,
-        shards,
-        retention_hours,
-        encryption,
-    })
+    }
 }
 
 fn delivery(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<DeliverySpec> {
@@ -599,7 +701,36 @@ fn delivery(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<DeliverySpec> {
         .and_then(|v| d.string(v, &p.key("to")));
     let prefix = opt_string(d, m, p, "prefix");
     let error_prefix = opt_string(d, m, p, "error_prefix");
-    for (field, v) in rules::prefixes(prefix.as_deref(), error_prefix.as_deref()) {
+    check_prefixes(d, p, prefix.as_deref(), error_prefix.as_deref());
+    let buffering = buffering(d, m, p);
+    let compression = or_default(
+        d,
+        m,
+        p,
+        "compression",
+        Compression::Uncompressed,
+        compression,
+    )?;
+    let error_logging = error_logging(d, m, p);
+    let from = match from?.as_str() {
+        "direct" => DeliverySource::Direct,
+        s => DeliverySource::Stream(s.to_string()),
+    };
+    Some(DeliverySpec {
+        name,
+        from,
+        to: to?,
+        prefix,
+        error_prefix,
+        buffering,
+        compression,
+        error_logging,
+    })
+}
+
+/// Firehose's rules for `prefix` and `error_prefix`, each error at its field.
+fn check_prefixes(d: &mut Decoder, p: &Path, prefix: Option<&str>, error_prefix: Option<&str>) {
+    for (field, v) in rules::prefixes(prefix, error_prefix) {
         let fp = match field {
             rules::PrefixField::Prefix => p.key("prefix"),
             rules::PrefixField::ErrorPrefix => p.key("error_prefix"),
@@ -617,50 +748,35 @@ fn delivery(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<DeliverySpec> {
         };
         d.error_at(pos, &fp, v.message, v.expected);
     }
+}
+
+/// `buffering`: Firehose's defaults for what is not given.
+fn buffering(d: &mut Decoder, m: &Mapping, p: &Path) -> Buffering {
     let mut buffering = Buffering::default();
-    if let Some(v) = Decoder::field(m, "buffering") {
-        let bp = p.key("buffering");
-        if let Some(bm) = d.mapping(v, &bp) {
-            d.known_keys(bm, &bp, BUFFERING_KEYS);
-            if let Some(n) =
-                Decoder::field(bm, "size_mb").and_then(|v| d.int(v, &bp.key("size_mb"), 1, 128))
-            {
-                buffering.size_mb = n as u32;
-            }
-            if let Some(n) = Decoder::field(bm, "interval_seconds")
-                .and_then(|v| d.int(v, &bp.key("interval_seconds"), 0, 900))
-            {
-                buffering.interval_seconds = n as u32;
-            }
-        }
+    let bp = p.key("buffering");
+    let Some(bm) = Decoder::field(m, "buffering").and_then(|v| d.mapping(v, &bp)) else {
+        return buffering;
+    };
+    d.known_keys(bm, &bp, BUFFERING_KEYS);
+    if let Some(n) =
+        Decoder::field(bm, "size_mb").and_then(|v| d.int(v, &bp.key("size_mb"), 1, 128))
+    {
+        buffering.size_mb = n as u32;
     }
+    if let Some(n) = Decoder::field(bm, "interval_seconds")
+        .and_then(|v| d.int(v, &bp.key("interval_seconds"), 0, 900))
+    {
+        buffering.interval_seconds = n as u32;
+    }
+    buffering
+}
+
+/// `compression`, spelled as Firehose spells it.
+fn compression(d: &mut Decoder, v: &Value, cp: &Path) -> Option<Compression> {
     let names: Vec<&str> = Compression::ALL.iter().map(|(n, _)| *n).collect();
-    let compression = match Decoder::field(m, "compression") {
-        None => Compression::Uncompressed,
-        Some(v) => {
-            let s = d.one_of(v, &p.key("compression"), &names)?;
-            Compression::ALL
-                .iter()
-                .find(|(n, _)| *n == s)
-                .map(|(_, c)| *c)
-                .unwrap_or(Compression::Uncompressed)
-        }
-    };
-    let error_logging = error_logging(d, m, p);
-    let from = match from?.as_str() {
-        "direct" => DeliverySource::Direct,
-        s => DeliverySource::Stream(s.to_string()),
-    };
-    Some(DeliverySpec {
-        name,
-        from,
-        to: to?,
-        prefix,
-        error_prefix,
-        buffering,
-        compression,
-        error_logging,
-    })
+    let s = d.one_of(v, cp, &names)?;
+    let named = Compression::ALL.iter().find(|(n, _)| *n == s);
+    Some(named.map_or(Compression::Uncompressed, |(_, c)| *c))
 }
 
 /// `error_logging`: absent or `true` → on with the default retention, `false` → off, or a
@@ -703,151 +819,18 @@ fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {
     if let Some(t) = &instance_type {
         d.check(&p.key("instance_type"), rules::instance_type(t));
     }
-    let image = match Decoder::field(m, "image") {
-        None => Some(Image::Al2023),
-        Some(v) => {
-            let ip = p.key("image");
-            d.string(v, &ip).and_then(|s| {
-                let img = match s.as_str() {
-                    "al2023" => Image::Al2023,
-                    "al2023-arm64" => Image::Al2023Arm64,
-                    s if s.starts_with("ami-") => d
-                        .check(&ip, rules::ami_id(s))
-                        .then(|| Image::Ami(s.to_string()))?,
-                    s if s.starts_with("ssm:") => {
-                        let param = &s[4..];
-                        d.check(&ip, rules::ssm_parameter(param))
-                            .then(|| Image::Ssm(param.to_string()))?
-                    }
-                    other => {
-                        d.error(
-                            &ip,
-                            format!("unknown image {other:?}"),
-                            Some("al2023, al2023-arm64, ami-..., or ssm:/parameter/name"),
-                        );
-                        return None;
-                    }
-                };
-                Some(img)
-            })
-        }
-    };
-    // The AL2023 aliases name an architecture; catch the mismatch before RunInstances does.
+    let image = or_default(d, m, p, "image", Image::Al2023, image);
     if let (Some(t), Some(img)) = (&instance_type, &image) {
-        let arm = rules::instance_type_is_arm64(t);
-        let mismatch = match img {
-            Image::Al2023 if arm => Some("al2023-arm64"),
-            Image::Al2023Arm64 if !arm => Some("al2023"),
-            _ => None,
-        };
-        if let Some(want) = mismatch {
-            d.error(
-                &p.key("image"),
-                format!("image {img} does not match the architecture of instance type {t}"),
-                Some(&format!("image: {want}")),
-            );
-        }
+        check_architecture(d, p, t, img);
     }
     let subnet = opt_string(d, m, p, "subnet");
     if let Some(s) = &subnet {
         d.check(&p.key("subnet"), rules::subnet_id(s));
     }
-    let ssh = Decoder::field(m, "ssh").and_then(|v| {
-        let sp = p.key("ssh");
-        let sm = d.mapping(v, &sp)?;
-        d.known_keys(sm, &sp, SSH_KEYS);
-        let key_name = opt_string(d, sm, &sp, "key_name");
-        if let Some(k) = &key_name {
-            d.check(&sp.key("key_name"), rules::key_pair_name(k));
-        }
-        let fp = sp.key("from");
-        let from = match d.required(
-            sm,
-            &sp,
-            "from",
-            "a CIDR block such as 203.0.113.4/32, or a list of them",
-        )? {
-            Value::Sequence(items) => {
-                let mut out = Vec::new();
-                for (i, item) in items.iter().enumerate() {
-                    if let Some(s) = d.string(item, &fp.index(i)) {
-                        if d.check(&fp.index(i), rules::cidr(&s)) {
-                            out.push(s);
-                        }
-                    }
-                }
-                if items.is_empty() {
-                    d.error(&fp, "the list is empty", Some("at least one CIDR block"));
-                }
-                out
-            }
-            v => {
-                let s = d.string(v, &fp)?;
-                if !d.check(&fp, rules::cidr(&s)) {
-                    return None;
-                }
-                if s == "0.0.0.0/0" || s == "::/0" {
-                    d.warn(&fp, "SSH is open to the whole internet".into());
-                }
-                vec![s]
-            }
-        };
-        Some(Ssh { key_name, from })
-    });
-    let fp = p.key("flows");
-    let flows = match d.required(
-        m,
-        p,
-        "flows",
-        "a list of flows (files → stream or direct delivery)",
-    ) {
-        Some(Value::Sequence(items)) => {
-            if items.is_empty() {
-                d.error(
-                    &fp,
-                    "a host needs at least one flow",
-                    Some("a list of flows"),
-                );
-            }
-            let mut out = Vec::new();
-            for (i, item) in items.iter().enumerate() {
-                if let Some(f) = flow(d, item, &fp.index(i)) {
-                    out.push(f);
-                }
-            }
-            out
-        }
-        Some(other) => {
-            d.error(
-                &fp,
-                format!(
-                    "expected a list, found {}",
-                    match other {
-                        Value::Mapping(_) => "a mapping",
-                        Value::String(_) => "a string",
-                        _ => "a scalar",
-                    }
-                ),
-                None,
-            );
-            Vec::new()
-        }
-        None => Vec::new(),
-    };
-    let sample_data = Decoder::field(m, "sample_data").and_then(|v| {
-        let sp = p.key("sample_data");
-        let sm = d.mapping(v, &sp)?;
-        d.known_keys(sm, &sp, SAMPLE_KEYS);
-        let file = d
-            .required(sm, &sp, "file", "the log file to write records to")
-            .and_then(|v| d.string(v, &sp.key("file")))?;
-        d.check(&sp.key("file"), rules::plain_file_path(&file))
-            .then_some(())?;
-        let records = Decoder::field(sm, "records")
-            .and_then(|v| d.int(v, &sp.key("records"), 1, 1000))
-            .unwrap_or(20) as u32;
-        Some(SampleData { file, records })
-    });
+    let ssh = Decoder::field(m, "ssh").and_then(|v| ssh(d, v, &p.key("ssh")));
+    let flows = flows(d, m, p);
+    let sample_data =
+        Decoder::field(m, "sample_data").and_then(|v| sample_data(d, v, &p.key("sample_data")));
     Some(HostSpec {
         instance_type: instance_type?,
         image: image?,
@@ -856,6 +839,137 @@ fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {
         flows,
         sample_data,
     })
+}
+
+/// `image`: al2023, al2023-arm64, an AMI id, or `ssm:` and a parameter name.
+fn image(d: &mut Decoder, v: &Value, ip: &Path) -> Option<Image> {
+    let s = d.string(v, ip)?;
+    match s.as_str() {
+        "al2023" => Some(Image::Al2023),
+        "al2023-arm64" => Some(Image::Al2023Arm64),
+        s if s.starts_with("ami-") => d
+            .check(ip, rules::ami_id(s))
+            .then(|| Image::Ami(s.to_string())),
+        s if s.starts_with("ssm:") => {
+            let param = &s[4..];
+            d.check(ip, rules::ssm_parameter(param))
+                .then(|| Image::Ssm(param.to_string()))
+        }
+        other => {
+            d.error(
+                ip,
+                format!("unknown image {other:?}"),
+                Some("al2023, al2023-arm64, ami-..., or ssm:/parameter/name"),
+            );
+            None
+        }
+    }
+}
+
+/// The AL2023 aliases name an architecture; catch the mismatch before RunInstances does.
+fn check_architecture(d: &mut Decoder, p: &Path, instance_type: &str, image: &Image) {
+    let arm = rules::instance_type_is_arm64(instance_type);
+    let want = match image {
+        Image::Al2023 if arm => "al2023-arm64",
+        Image::Al2023Arm64 if !arm => "al2023",
+        _ => return,
+    };
+    d.error(
+        &p.key("image"),
+        format!("image {image} does not match the architecture of instance type {instance_type}"),
+        Some(&format!("image: {want}")),
+    );
+}
+
+/// `ssh`: an optional key pair and the CIDR blocks allowed in.
+fn ssh(d: &mut Decoder, v: &Value, sp: &Path) -> Option<Ssh> {
+    let sm = d.mapping(v, sp)?;
+    d.known_keys(sm, sp, SSH_KEYS);
+    let key_name = opt_string(d, sm, sp, "key_name");
+    if let Some(k) = &key_name {
+        d.check(&sp.key("key_name"), rules::key_pair_name(k));
+    }
+    let from = d.required(
+        sm,
+        sp,
+        "from",
+        "a CIDR block such as 203.0.113.4/32, or a list of them",
+    )?;
+    let from = ssh_from(d, from, &sp.key("from"))?;
+    Some(Ssh { key_name, from })
+}
+
+/// `ssh.from`: one CIDR block (warned about when it is the whole internet) or a list of them;
+/// the valid ones.
+fn ssh_from(d: &mut Decoder, v: &Value, fp: &Path) -> Option<Vec<String>> {
+    let Value::Sequence(items) = v else {
+        let s = d.string(v, fp)?;
+        if !d.check(fp, rules::cidr(&s)) {
+            return None;
+        }
+        if s == "0.0.0.0/0" || s == "::/0" {
+            d.warn(fp, "SSH is open to the whole internet".into());
+        }
+        return Some(vec![s]);
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        if let Some(s) = d.string(item, &fp.index(i)) {
+            if d.check(&fp.index(i), rules::cidr(&s)) {
+                out.push(s);
+            }
+        }
+    }
+    if items.is_empty() {
+        d.error(fp, "the list is empty", Some("at least one CIDR block"));
+    }
+    Some(out)
+}
+
+/// `flows`: a list of at least one; the flows that decoded.
+fn flows(d: &mut Decoder, m: &Mapping, p: &Path) -> Vec<Flow> {
+    let fp = p.key("flows");
+    let expected = "a list of flows (files → stream or direct delivery)";
+    match d.required(m, p, "flows", expected) {
+        Some(Value::Sequence(items)) => {
+            if items.is_empty() {
+                d.error(
+                    &fp,
+                    "a host needs at least one flow",
+                    Some("a list of flows"),
+                );
+            }
+            let flows = items.iter().enumerate();
+            flows
+                .filter_map(|(i, item)| flow(d, item, &fp.index(i)))
+                .collect()
+        }
+        Some(other) => {
+            let found = match other {
+                Value::Mapping(_) => "a mapping",
+                Value::String(_) => "a string",
+                _ => "a scalar",
+            };
+            d.error(&fp, format!("expected a list, found {found}"), None);
+            Vec::new()
+        }
+        None => Vec::new(),
+    }
+}
+
+/// `sample_data`: a file one of the host's flows watches, and how many records to write.
+fn sample_data(d: &mut Decoder, v: &Value, sp: &Path) -> Option<SampleData> {
+    let sm = d.mapping(v, sp)?;
+    d.known_keys(sm, sp, SAMPLE_KEYS);
+    let file = d
+        .required(sm, sp, "file", "the log file to write records to")
+        .and_then(|v| d.string(v, &sp.key("file")))?;
+    d.check(&sp.key("file"), rules::plain_file_path(&file))
+        .then_some(())?;
+    let records = Decoder::field(sm, "records")
+        .and_then(|v| d.int(v, &sp.key("records"), 1, 1000))
+        .unwrap_or(20) as u32;
+    Some(SampleData { file, records })
 }
 
 fn flow(d: &mut Decoder, v: &Value, p: &Path) -> Option<Flow> {
@@ -875,74 +989,77 @@ fn flow(d: &mut Decoder, v: &Value, p: &Path) -> Option<Flow> {
     let to = d
         .required(m, p, "to", "a key of `streams`, or of a `direct` delivery")
         .and_then(|v| d.string(v, &p.key("to")));
-    let format = match Decoder::field(m, "format") {
-        None => Some("lines".to_string()),
-        Some(v) => d.one_of(v, &p.key("format"), &Format::NAMES),
-    };
-    let fields: Option<Vec<String>> = Decoder::field(m, "fields").and_then(|v| {
-        let fp = p.key("fields");
-        match v {
-            Value::Sequence(items) => Some(
-                items
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, it)| d.string(it, &fp.index(i)))
-                    .collect(),
-            ),
-            other => {
-                d.error(
-                    &fp,
-                    format!(
-                        "expected a list of field names, found {}",
-                        if other.is_string() {
-                            "a string"
-                        } else {
-                            "something else"
-                        }
-                    ),
-                    None,
-                );
-                None
-            }
-        }
+    let format = or_default(d, m, p, "format", "lines".to_string(), |d, v, fp| {
+        d.one_of(v, fp, &Format::NAMES)
     });
-    let fields_given = Decoder::field(m, "fields").is_some();
-    let format = match format?.as_str() {
-        "csv" => match fields {
-            Some(f) if !f.is_empty() => Format::Csv { fields: f },
-            None if fields_given => return None,
+    let fields = Decoder::field(m, "fields").map(|v| csv_fields(d, v, &p.key("fields")));
+    let format = flow_format(d, p, &format?, fields)?;
+    Some(Flow {
+        files: files?,
+        to: to?,
+        format,
+    })
+}
+
+/// `fields`, the column names of format csv: the names that decoded, or `None` when `fields` is
+/// not a list.
+fn csv_fields(d: &mut Decoder, v: &Value, fp: &Path) -> Option<Vec<String>> {
+    let Value::Sequence(items) = v else {
+        let found = if v.is_string() {
+            "a string"
+        } else {
+            "something else"
+        };
+        let message = format!("expected a list of field names, found {found}");
+        d.error(fp, message, None);
+        return None;
+    };
+    let fields = items.iter().enumerate();
+    Some(
+        fields
+            .filter_map(|(i, it)| d.string(it, &fp.index(i)))
+            .collect(),
+    )
+}
+
+/// The format named `name`, with `fields` as decoded when given (`Some(None)`: given, but not
+/// a list): csv needs them, every other format refuses them.
+fn flow_format(
+    d: &mut Decoder,
+    p: &Path,
+    name: &str,
+    fields: Option<Option<Vec<String>>>,
+) -> Option<Format> {
+    if name == "csv" {
+        return match fields {
+            Some(Some(f)) if !f.is_empty() => Some(Format::Csv { fields: f }),
+            // Already reported.
+            Some(None) => None,
             _ => {
                 d.error(
                     &p.key("format"),
                     "format csv needs `fields`, the column names",
                     Some("fields: [a, b, c]"),
                 );
-                return None;
+                None
             }
-        },
-        other => {
-            if fields.is_some() {
-                d.error(
-                    &p.key("fields"),
-                    format!("`fields` only applies to format csv, not {other}"),
-                    None,
-                );
-            }
-            match other {
-                "json" => Format::Json,
-                "apache_log" => Format::ApacheLog,
-                "apache_combined" => Format::ApacheCombined,
-                "apache_error" => Format::ApacheError,
-                "syslog" => Format::Syslog,
-                "rfc3339_syslog" => Format::Rfc3339Syslog,
-                _ => Format::Lines,
-            }
-        }
-    };
-    Some(Flow {
-        files: files?,
-        to: to?,
-        format,
+        };
+    }
+    if let Some(Some(_)) = fields {
+        d.error(
+            &p.key("fields"),
+            format!("`fields` only applies to format csv, not {name}"),
+            None,
+        );
+    }
+    Some(match name {
+        "json" => Format::Json,
+        "apache_log" => Format::ApacheLog,
+        "apache_combined" => Format::ApacheCombined,
+        "apache_error" => Format::ApacheError,
+        "syslog" => Format::Syslog,
+        "rfc3339_syslog" => Format::Rfc3339Syslog,
+        _ => Format::Lines,
     })
 }
 

@@ -257,8 +257,6 @@ fn pos(m: &Marker) -> Pos {
 }
 
 impl Recorder {
-    /// Called for the start of every node; returns the path the node lives at, or None while
-    /// inside a skipped complex key.
     /// Gives every container still waiting for a position the position of this scalar (the
     /// first one inside them).
     fn settle(&mut self, at: Pos) {
@@ -272,6 +270,8 @@ impl Recorder {
         }
     }
 
+    /// Called for the start of every node; returns the path the node lives at, or None for a
+    /// key, and while inside a skipped complex key.
     fn node_start(&mut self, scalar: Option<&str>, at: Pos) -> Option<Path> {
         // A scalar inside a complex key (`{{ x }}` unquoted is a mapping whose key is a
         // mapping) is not where its container starts.
@@ -297,38 +297,16 @@ impl Recorder {
                 if *skipping > 0 {
                     return None;
                 }
-                match pending.take() {
-                    None => {
-                        // This node is a key.
-                        match scalar {
-                            Some(k) => *pending = Some((k.to_string(), at)),
-                            None => *skipping = 1,
-                        }
-                        None
+                let Some((k, key_pos)) = pending.take() else {
+                    // This node is a key.
+                    match scalar {
+                        Some(k) => *pending = Some((k.to_string(), at)),
+                        None => *skipping = 1,
                     }
-                    Some((k, key_pos)) => {
-                        let p = path.key(&k);
-                        // A key written twice is one error: the keys inside its second copy
-                        // repeat those of the first, and are not reported again.
-                        let inside_duplicate =
-                            self.duplicates.iter().any(|d| p.0.starts_with(&d.path.0));
-                        if let Some(first) = self.map.get(&p).filter(|_| !inside_duplicate) {
-                            self.duplicates.push(Duplicate {
-                                path: p.clone(),
-                                at: key_pos,
-                                first: first.key,
-                            });
-                        }
-                        self.map.insert(
-                            p.clone(),
-                            Span {
-                                key: key_pos,
-                                value: at,
-                            },
-                        );
-                        Some(p)
-                    }
-                }
+                    return None;
+                };
+                let p = path.key(&k);
+                self.mapping_value(p, key_pos, at)
             }
             Some(Frame::Seq { path, next }) => {
                 let p = path.index(*next);
@@ -337,6 +315,76 @@ impl Recorder {
                 Some(p)
             }
         }
+    }
+}
+
+impl Recorder {
+    /// Records the value of a mapping's key, noting a key written twice.
+    fn mapping_value(&mut self, p: Path, key_pos: Pos, at: Pos) -> Option<Path> {
+        // A key written twice is one error: the keys inside its second copy repeat those of
+        // the first, and are not reported again.
+        let inside_duplicate = self.duplicates.iter().any(|d| p.0.starts_with(&d.path.0));
+        if let Some(first) = self.map.get(&p).filter(|_| !inside_duplicate) {
+            self.duplicates.push(Duplicate {
+                path: p.clone(),
+                at: key_pos,
+                first: first.key,
+            });
+        }
+        let span = Span {
+            key: key_pos,
+            value: at,
+        };
+        self.map.insert(p.clone(), span);
+        Some(p)
+    }
+
+    /// A mapping or sequence starts (`anchor` 0 when it has none).
+    fn container_start(&mut self, is_map: bool, anchor: usize, at: Pos) {
+        if let Some(Frame::Map { skipping, .. }) = self.stack.last_mut() {
+            if *skipping > 0 {
+                *skipping += 1;
+                return;
+            }
+        }
+        // None: a complex key starts, and node_start has set the mapping to skip it.
+        let Some(path) = self.node_start(None, at) else {
+            return;
+        };
+        if anchor > 0 {
+            self.anchors.insert(anchor, path.clone());
+        }
+        let is_item = matches!(path.0.last(), Some(Seg::Index(_)));
+        self.awaiting_first_child.push((path.clone(), is_item));
+        self.stack.push(if is_map {
+            Frame::Map {
+                path,
+                pending: None,
+                skipping: 0,
+            }
+        } else {
+            Frame::Seq { path, next: 0 }
+        });
+    }
+
+    /// A mapping or sequence ends.
+    fn container_end(&mut self, at: Pos) {
+        // An empty container keeps its own start position.
+        self.awaiting_first_child.clear();
+        if let Some(Frame::Map {
+            skipping, pending, ..
+        }) = self.stack.last_mut()
+        {
+            if *skipping > 0 {
+                *skipping -= 1;
+                if *skipping == 0 {
+                    // The complex key is done; its value follows under a placeholder.
+                    *pending = Some(("<complex key>".to_string(), at));
+                }
+                return;
+            }
+        }
+        self.stack.pop();
     }
 }
 
@@ -354,56 +402,9 @@ impl MarkedEventReceiver for Recorder {
                     self.aliases.push((p, id, at));
                 }
             }
-            Event::MappingStart(..) | Event::SequenceStart(..) => {
-                if let Some(Frame::Map { skipping, .. }) = self.stack.last_mut() {
-                    if *skipping > 0 {
-                        *skipping += 1;
-                        return;
-                    }
-                }
-                let is_map = matches!(ev, Event::MappingStart(..));
-                let anchor = match ev {
-                    Event::MappingStart(a, _) | Event::SequenceStart(a, _) => a,
-                    _ => 0,
-                };
-                if let Some(path) = self.node_start(None, at) {
-                    if anchor > 0 {
-                        self.anchors.insert(anchor, path.clone());
-                    }
-                    let is_item = matches!(path.0.last(), Some(Seg::Index(_)));
-                    self.awaiting_first_child.push((path.clone(), is_item));
-                    self.stack.push(if is_map {
-                        Frame::Map {
-                            path,
-                            pending: None,
-                            skipping: 0,
-                        }
-                    } else {
-                        Frame::Seq { path, next: 0 }
-                    });
-                } else if let Some(Frame::Map { skipping, .. }) = self.stack.last_mut() {
-                    // node_start marked a complex key: it set skipping to 1 for this container.
-                    let _ = skipping;
-                }
-            }
-            Event::MappingEnd | Event::SequenceEnd => {
-                // An empty container keeps its own start position.
-                self.awaiting_first_child.clear();
-                if let Some(Frame::Map {
-                    skipping, pending, ..
-                }) = self.stack.last_mut()
-                {
-                    if *skipping > 0 {
-                        *skipping -= 1;
-                        if *skipping == 0 {
-                            // The complex key is done; its value follows under a placeholder.
-                            *pending = Some(("<complex key>".to_string(), at));
-                        }
-                        return;
-                    }
-                }
-                self.stack.pop();
-            }
+            Event::MappingStart(anchor, _) => self.container_start(true, anchor, at),
+            Event::SequenceStart(anchor, _) => self.container_start(false, anchor, at),
+            Event::MappingEnd | Event::SequenceEnd => self.container_end(at),
             _ => {}
         }
     }

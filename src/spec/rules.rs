@@ -12,11 +12,15 @@ pub struct Violation {
 
 pub type Check = Result<(), Violation>;
 
-fn bad(message: impl Into<String>, expected: impl Into<String>) -> Check {
-    Err(Violation {
+fn violation(message: impl Into<String>, expected: impl Into<String>) -> Violation {
+    Violation {
         message: message.into(),
         expected: Some(expected.into()),
-    })
+    }
+}
+
+fn bad(message: impl Into<String>, expected: impl Into<String>) -> Check {
+    Err(violation(message, expected))
 }
 
 /// A value for a message: long ones are shortened.
@@ -47,14 +51,29 @@ fn only_chars(what: &str, v: &str, ok: impl Fn(char) -> bool, expected: &str) ->
     Ok(())
 }
 
+/// The characters a kind of name may hold, and how an error says so.
+struct Chars {
+    ok: fn(char) -> bool,
+    expected: &'static str,
+}
+
+/// A name's length in characters, then its characters.
+fn name(what: &str, v: &str, (min, max): (usize, usize), chars: &Chars) -> Check {
+    len_between(what, v, min, max)?;
+    only_chars(what, v, chars.ok, chars.expected)
+}
+
+fn lowercase_digit_or_dash(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+}
+
 /// `stack`: `^[a-z][a-z0-9-]{0,30}[a-z0-9]$` (SPEC.md).
 pub fn stack_name(v: &str) -> Check {
     let ok = v.len() >= 2
         && v.len() <= 32
         && v.starts_with(|c: char| c.is_ascii_lowercase())
         && v.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && v.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && v.chars().all(lowercase_digit_or_dash);
     if !ok {
         return bad(
             format!("invalid stack name {v:?} ({} characters)", v.chars().count()),
@@ -66,9 +85,8 @@ pub fn stack_name(v: &str) -> Check {
 
 /// Keys of buckets/streams/deliveries/hosts: `[a-z][a-z0-9-]*`.
 pub fn resource_key(v: &str) -> Check {
-    let ok = v.starts_with(|c: char| c.is_ascii_lowercase())
-        && v.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let ok =
+        v.starts_with(|c: char| c.is_ascii_lowercase()) && v.chars().all(lowercase_digit_or_dash);
     if !ok {
         return bad(
             format!("invalid key {v:?}"),
@@ -78,67 +96,45 @@ pub fn resource_key(v: &str) -> Check {
     Ok(())
 }
 
-fn kinesis_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
-}
+/// `[a-zA-Z0-9_.-]`
+const KINESIS_CHARS: Chars = Chars {
+    ok: |c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'),
+    expected: "letters, digits, '_', '.' and '-'",
+};
+
+/// `[\w+=,.@-]`
+const IAM_CHARS: Chars = Chars {
+    ok: |c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '=' | ',' | '.' | '@' | '-'),
+    expected: "letters, digits and '+=,.@_-'",
+};
 
 /// Kinesis `StreamName`: 1–128, `[a-zA-Z0-9_.-]+`.
 pub fn stream_name(v: &str) -> Check {
-    len_between("stream name", v, 1, 128)?;
-    only_chars(
-        "stream name",
-        v,
-        kinesis_name_char,
-        "letters, digits, '_', '.' and '-'",
-    )
+    name("stream name", v, (1, 128), &KINESIS_CHARS)
 }
 
 /// Firehose `DeliveryStreamName`: 1–64, `[a-zA-Z0-9_.-]+`.
 pub fn delivery_name(v: &str) -> Check {
-    len_between("delivery stream name", v, 1, 64)?;
-    only_chars(
-        "delivery stream name",
-        v,
-        kinesis_name_char,
-        "letters, digits, '_', '.' and '-'",
-    )
-}
-
-fn iam_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '=' | ',' | '.' | '@' | '-')
+    name("delivery stream name", v, (1, 64), &KINESIS_CHARS)
 }
 
 /// IAM `RoleName`: 1–64, `[\w+=,.@-]+`.
 pub fn role_name(v: &str) -> Check {
-    len_between("IAM role name", v, 1, 64)?;
-    only_chars(
-        "IAM role name",
-        v,
-        iam_char,
-        "letters, digits and '+=,.@_-'",
-    )
+    name("IAM role name", v, (1, 64), &IAM_CHARS)
 }
 
 /// IAM `InstanceProfileName`: 1–128, `[\w+=,.@-]+`.
 pub fn instance_profile_name(v: &str) -> Check {
-    len_between("instance profile name", v, 1, 128)?;
-    only_chars(
-        "instance profile name",
-        v,
-        iam_char,
-        "letters, digits and '+=,.@_-'",
-    )
+    name("instance profile name", v, (1, 128), &IAM_CHARS)
 }
 
 /// EC2 security group name: 1–255 ASCII, not starting with `sg-`.
 pub fn security_group_name(v: &str) -> Check {
-    len_between("security group name", v, 1, 255)?;
-    only_chars(
-        "security group name",
-        v,
-        |c| c.is_ascii_alphanumeric() || " ._-:/()#,@[]+=&;{}!$*".contains(c),
-        "letters, digits, spaces and ._-:/()#,@[]+=&;{}!$*",
-    )?;
+    const SECURITY_GROUP_CHARS: Chars = Chars {
+        ok: |c| c.is_ascii_alphanumeric() || " ._-:/()#,@[]+=&;{}!$*".contains(c),
+        expected: "letters, digits, spaces and ._-:/()#,@[]+=&;{}!$*",
+    };
+    name("security group name", v, (1, 255), &SECURITY_GROUP_CHARS)?;
     if v.to_ascii_lowercase().starts_with("sg-") {
         return bad(
             format!("security group name {v:?} starts with 'sg-'"),
@@ -188,21 +184,19 @@ pub fn bucket_name(v: &str) -> Check {
             "a name that is not an IP address",
         );
     }
-    for prefix in ["xn--", "sthree-", "amzn-s3-demo-"] {
-        if v.starts_with(prefix) {
-            return bad(
-                format!("bucket name {v:?} starts with the reserved prefix {prefix:?}"),
-                "a name without a reserved prefix (xn--, sthree-, amzn-s3-demo-)",
-            );
-        }
+    let reserved_prefixes = ["xn--", "sthree-", "amzn-s3-demo-"];
+    if let Some(prefix) = reserved_prefixes.into_iter().find(|p| v.starts_with(p)) {
+        return bad(
+            format!("bucket name {v:?} starts with the reserved prefix {prefix:?}"),
+            "a name without a reserved prefix (xn--, sthree-, amzn-s3-demo-)",
+        );
     }
-    for suffix in ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"] {
-        if v.ends_with(suffix) {
-            return bad(
-                format!("bucket name {v:?} ends with the reserved suffix {suffix:?}"),
-                "a name without a reserved suffix (-s3alias, --ol-s3, .mrap, --x-s3, --table-s3)",
-            );
-        }
+    let reserved_suffixes = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
+    if let Some(suffix) = reserved_suffixes.into_iter().find(|s| v.ends_with(s)) {
+        return bad(
+            format!("bucket name {v:?} ends with the reserved suffix {suffix:?}"),
+            "a name without a reserved suffix (-s3alias, --ol-s3, .mrap, --x-s3, --table-s3)",
+        );
     }
     Ok(())
 }
@@ -232,9 +226,10 @@ pub const TAG_VALUE_MAX: usize = 256;
 /// AWS allows 50 tags per resource; streamstack adds its own.
 pub const TAGS_MAX: usize = 50;
 
-fn tag_char(c: char) -> bool {
-    c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c)
-}
+const TAG_CHARS: Chars = Chars {
+    ok: |c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c),
+    expected: "letters, digits, spaces and _.:/=+-@",
+};
 
 pub fn tag_key(k: &str) -> Check {
     len_between("tag key", k, 1, TAG_KEY_MAX)?;
@@ -250,22 +245,11 @@ pub fn tag_key(k: &str) -> Check {
             "a key not starting with 'streamstack:'",
         );
     }
-    only_chars(
-        "tag key",
-        k,
-        tag_char,
-        "letters, digits, spaces and _.:/=+-@",
-    )
+    only_chars("tag key", k, TAG_CHARS.ok, TAG_CHARS.expected)
 }
 
 pub fn tag_value(v: &str) -> Check {
-    len_between("tag value", v, 0, TAG_VALUE_MAX)?;
-    only_chars(
-        "tag value",
-        v,
-        tag_char,
-        "letters, digits, spaces and _.:/=+-@",
-    )
+    name("tag value", v, (0, TAG_VALUE_MAX), &TAG_CHARS)
 }
 
 /// IPv4 CIDR such as `203.0.113.4/32`, or IPv6 CIDR.
@@ -277,8 +261,7 @@ pub fn cidr(v: &str) -> Check {
             expected,
         );
     };
-    let max = if let Ok(ip) = addr.parse::<std::net::Ipv4Addr>() {
-        let _ = ip;
+    let max = if addr.parse::<std::net::Ipv4Addr>().is_ok() {
         32
     } else if addr.parse::<std::net::Ipv6Addr>().is_ok() {
         128
@@ -301,13 +284,8 @@ pub fn instance_type(v: &str) -> Check {
         return bad(format!("{v:?} is not an instance type"), expected);
     };
     let fam_ok = family.starts_with(|c: char| c.is_ascii_lowercase())
-        && family
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    let size_ok = !size.is_empty()
-        && size
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && family.chars().all(lowercase_digit_or_dash);
+    let size_ok = !size.is_empty() && size.chars().all(lowercase_digit_or_dash);
     if !fam_ok || !size_ok {
         return bad(format!("{v:?} is not an instance type"), expected);
     }
@@ -335,28 +313,30 @@ pub fn instance_type_is_arm64(v: &str) -> bool {
         && after_digits.contains('g')
 }
 
+/// An EC2 resource id: `prefix` followed by 8 or 17 hex digits.
+fn ec2_id(v: &str, prefix: &str, what: &str) -> Check {
+    let hex = v.strip_prefix(prefix).unwrap_or("");
+    if (hex.len() == 8 || hex.len() == 17) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(());
+    }
+    bad(
+        format!("{v:?} is not {what}"),
+        format!("{prefix} followed by 8 or 17 hexadecimal digits"),
+    )
+}
+
 /// `ami-` followed by 8 or 17 hex digits.
 pub fn ami_id(v: &str) -> Check {
-    let hex = v.strip_prefix("ami-").unwrap_or("");
-    if (hex.len() == 8 || hex.len() == 17) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        Ok(())
-    } else {
-        bad(
-            format!("{v:?} is not an AMI id"),
-            "ami- followed by 8 or 17 hexadecimal digits",
-        )
-    }
+    ec2_id(v, "ami-", "an AMI id")
 }
 
 /// SSM parameter name: 1–2048, a path starting with `/` (or a plain name).
 pub fn ssm_parameter(v: &str) -> Check {
-    len_between("SSM parameter name", v, 1, 2048)?;
-    only_chars(
-        "SSM parameter name",
-        v,
-        |c| c.is_ascii_alphanumeric() || "_.-/".contains(c),
-        "letters, digits and _.-/",
-    )
+    const SSM_CHARS: Chars = Chars {
+        ok: |c| c.is_ascii_alphanumeric() || "_.-/".contains(c),
+        expected: "letters, digits and _.-/",
+    };
+    name("SSM parameter name", v, (1, 2048), &SSM_CHARS)
 }
 
 /// `<n>s|m|h|d` → seconds; positive.
@@ -368,26 +348,17 @@ pub fn duration(v: &str) -> Result<u64, Violation> {
         "m" => 60,
         "h" => 3600,
         "d" => 86400,
-        _ => {
-            return Err(Violation {
-                message: format!("{v:?} is not a duration"),
-                expected: Some(expected.into()),
-            })
-        }
+        _ => return Err(violation(format!("{v:?} is not a duration"), expected)),
     };
     match num.parse::<u64>() {
-        Ok(0) => Err(Violation {
-            message: format!("duration {v:?} must be greater than zero"),
-            expected: Some(expected.into()),
-        }),
-        Ok(n) if !num.starts_with('+') => n.checked_mul(mult).ok_or_else(|| Violation {
-            message: format!("duration {v:?} is too long"),
-            expected: Some(expected.into()),
-        }),
-        _ => Err(Violation {
-            message: format!("{v:?} is not a duration"),
-            expected: Some(expected.into()),
-        }),
+        Ok(0) => Err(violation(
+            format!("duration {v:?} must be greater than zero"),
+            expected,
+        )),
+        Ok(n) if !num.starts_with('+') => n
+            .checked_mul(mult)
+            .ok_or_else(|| violation(format!("duration {v:?} is too long"), expected)),
+        _ => Err(violation(format!("{v:?} is not a duration"), expected)),
     }
 }
 
@@ -399,38 +370,17 @@ pub fn prefix_expressions(v: &str) -> Result<Vec<(String, String)>, Vec<Violatio
     while let Some(i) = rest.find("!{") {
         let after = &rest[i + 2..];
         let Some(end) = after.find('}') else {
-            bad.push(Violation {
-                message: "'!{' without a closing '}'".into(),
-                expected: Some("!{namespace:value}".into()),
-            });
+            bad.push(violation(
+                "'!{' without a closing '}'",
+                "!{namespace:value}",
+            ));
             break;
         };
-        let inner = &after[..end];
-        rest = &after[end + 1..];
-        let Some((ns, val)) = inner.split_once(':') else {
-            bad.push(Violation {
-                message: format!("'!{{{inner}}}' has no namespace"),
-                expected: Some(
-                    "!{timestamp:FORMAT} or !{firehose:random-string|error-output-type}".into(),
-                ),
-            });
-            continue;
-        };
-        match ns {
-            "timestamp" if !val.is_empty() => {}
-            "firehose" if val == "random-string" || val == "error-output-type" => {}
-            _ => {
-                bad.push(Violation {
-                    message: format!("unsupported expression '!{{{inner}}}'"),
-                    expected: Some(
-                        "!{timestamp:FORMAT}, !{firehose:random-string} or !{firehose:error-output-type}"
-                            .into(),
-                    ),
-                });
-                continue;
-            }
+        match prefix_expression(&after[..end]) {
+            Ok(e) => out.push(e),
+            Err(v) => bad.push(v),
         }
-        out.push((ns.to_string(), val.to_string()));
+        rest = &after[end + 1..];
     }
     if bad.is_empty() {
         Ok(out)
@@ -439,71 +389,92 @@ pub fn prefix_expressions(v: &str) -> Result<Vec<(String, String)>, Vec<Violatio
     }
 }
 
+/// What is inside one `!{...}`: its namespace and value, if Firehose supports them.
+fn prefix_expression(inner: &str) -> Result<(String, String), Violation> {
+    let Some((ns, val)) = inner.split_once(':') else {
+        return Err(violation(
+            format!("'!{{{inner}}}' has no namespace"),
+            "!{timestamp:FORMAT} or !{firehose:random-string|error-output-type}",
+        ));
+    };
+    match ns {
+        "timestamp" if !val.is_empty() => {}
+        "firehose" if val == "random-string" || val == "error-output-type" => {}
+        _ => {
+            return Err(violation(
+                format!("unsupported expression '!{{{inner}}}'"),
+                "!{timestamp:FORMAT}, !{firehose:random-string} or !{firehose:error-output-type}",
+            ))
+        }
+    }
+    Ok((ns.to_string(), val.to_string()))
+}
+
+fn uses_error_output_type(exprs: &[(String, String)]) -> bool {
+    exprs
+        .iter()
+        .any(|(ns, v)| ns == "firehose" && v == "error-output-type")
+}
+
 /// Firehose `Prefix` / `ErrorOutputPrefix` rules (aws-domain.md §2.2).
 /// Returns violations keyed by which field they belong to.
 pub fn prefixes(prefix: Option<&str>, error_prefix: Option<&str>) -> Vec<(PrefixField, Violation)> {
-    let mut out = Vec::new();
-    let mut prefix_has_expr = false;
-    if let Some(p) = prefix {
-        if let Err(v) = len_between("prefix", p, 0, 512) {
-            out.push((PrefixField::Prefix, v));
-        }
-        match prefix_expressions(p) {
-            Ok(exprs) => {
-                prefix_has_expr = !exprs.is_empty();
-                if exprs
-                    .iter()
-                    .any(|(ns, v)| ns == "firehose" && v == "error-output-type")
-                {
-                    out.push((
-                        PrefixField::Prefix,
-                        Violation {
-                            message: "prefix must not use !{firehose:error-output-type}".into(),
-                            expected: Some("that expression only in error_prefix".into()),
-                        },
-                    ));
-                }
-            }
-            Err(bad) => {
-                prefix_has_expr = true;
-                out.extend(bad.into_iter().map(|v| (PrefixField::Prefix, v)));
-            }
-        }
-    }
+    let (of_prefix, prefix_has_expr) = prefix.map_or((Vec::new(), false), prefix_violations);
+    let mut out: Vec<_> = of_prefix
+        .into_iter()
+        .map(|v| (PrefixField::Prefix, v))
+        .collect();
     match error_prefix {
+        Some(e) => out.extend(
+            error_prefix_violations(e)
+                .into_iter()
+                .map(|v| (PrefixField::ErrorPrefix, v)),
+        ),
         None if prefix_has_expr => out.push((
             PrefixField::Prefix,
-            Violation {
-                message: "error_prefix is required when prefix uses !{...} expressions".into(),
-                expected: Some(
-                    "an error_prefix such as \"errors/!{firehose:error-output-type}/\"".into(),
-                ),
-            },
+            violation(
+                "error_prefix is required when prefix uses !{...} expressions",
+                "an error_prefix such as \"errors/!{firehose:error-output-type}/\"",
+            ),
         )),
         None => {}
-        Some(e) => {
-            if let Err(v) = len_between("error_prefix", e, 0, 512) {
-                out.push((PrefixField::ErrorPrefix, v));
+    }
+    out
+}
+
+/// What is wrong with `prefix`, and whether it uses expressions (a malformed one counts).
+fn prefix_violations(p: &str) -> (Vec<Violation>, bool) {
+    let mut out: Vec<Violation> = len_between("prefix", p, 0, 512).err().into_iter().collect();
+    match prefix_expressions(p) {
+        Ok(exprs) => {
+            if uses_error_output_type(&exprs) {
+                out.push(violation(
+                    "prefix must not use !{firehose:error-output-type}",
+                    "that expression only in error_prefix",
+                ));
             }
-            match prefix_expressions(e) {
-                Ok(exprs) if !exprs.is_empty() => {
-                    if !exprs
-                        .iter()
-                        .any(|(ns, v)| ns == "firehose" && v == "error-output-type")
-                    {
-                        out.push((
-                            PrefixField::ErrorPrefix,
-                            Violation {
-                                message: "error_prefix uses expressions but not !{firehose:error-output-type}".into(),
-                                expected: Some("at least one !{firehose:error-output-type}".into()),
-                            },
-                        ));
-                    }
-                }
-                Ok(_) => {}
-                Err(bad) => out.extend(bad.into_iter().map(|v| (PrefixField::ErrorPrefix, v))),
-            }
+            (out, !exprs.is_empty())
         }
+        Err(bad) => {
+            out.extend(bad);
+            (out, true)
+        }
+    }
+}
+
+/// What is wrong with `error_prefix`: expressions in it must include the error output type.
+fn error_prefix_violations(e: &str) -> Vec<Violation> {
+    let mut out: Vec<Violation> = len_between("error_prefix", e, 0, 512)
+        .err()
+        .into_iter()
+        .collect();
+    match prefix_expressions(e) {
+        Ok(exprs) if !exprs.is_empty() && !uses_error_output_type(&exprs) => out.push(violation(
+            "error_prefix uses expressions but not !{firehose:error-output-type}",
+            "at least one !{firehose:error-output-type}",
+        )),
+        Ok(_) => {}
+        Err(bad) => out.extend(bad),
     }
     out
 }
@@ -541,13 +512,11 @@ pub fn agent_file_pattern(v: &str) -> Check {
             expected,
         );
     }
-    for ext in [".gz", ".bz2", ".zip"] {
-        if v.ends_with(ext) {
-            return bad(
-                format!("the agent ignores files ending in {ext}"),
-                "a pattern for uncompressed files",
-            );
-        }
+    if let Some(ext) = [".gz", ".bz2", ".zip"].into_iter().find(|e| v.ends_with(e)) {
+        return bad(
+            format!("the agent ignores files ending in {ext}"),
+            "a pattern for uncompressed files",
+        );
     }
     Ok(())
 }
@@ -564,44 +533,53 @@ pub fn plain_file_path(v: &str) -> Check {
     Ok(())
 }
 
-/// Does `name` match the agent's file-name glob (`*`, `?`)?
+/// Does `name` match the agent's file-name glob? `*` matches any run of characters (none
+/// included), `?` exactly one character, and every other character itself.
+///
+/// Greedy, with one backtrack point: when a literal fails after a `*`, only the latest `*` takes
+/// one more character (an earlier `*` could not do better, since the later one can absorb
+/// anything it would). O(pattern × name) at worst, linear in practice, whatever the user writes.
 pub fn glob_matches(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
-    go(&p, &n)
+    let (mut pi, mut ni) = (0, 0);
+    // The pattern index just after the latest `*`, and how much of the name it has taken so far.
+    let mut star: Option<(usize, usize)> = None;
+    while let Some(&c) = n.get(ni) {
+        match p.get(pi) {
+            Some('*') => {
+                pi += 1;
+                star = Some((pi, ni));
+            }
+            Some(&q) if q == '?' || q == c => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((after_star, taken)) => {
+                    pi = after_star;
+                    ni = taken + 1;
+                    star = Some((after_star, ni));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 /// An EC2 key pair name: 1–255 ASCII.
 pub fn key_pair_name(v: &str) -> Check {
-    len_between("key pair name", v, 1, 255)?;
-    only_chars(
-        "key pair name",
-        v,
-        |c| c.is_ascii() && !c.is_ascii_control(),
-        "ASCII characters",
-    )
+    const KEY_PAIR_CHARS: Chars = Chars {
+        ok: |c| c.is_ascii() && !c.is_ascii_control(),
+        expected: "ASCII characters",
+    };
+    name("key pair name", v, (1, 255), &KEY_PAIR_CHARS)
 }
 
-/// `subnet-` followed by hex digits.
+/// `subnet-` followed by 8 or 17 hex digits.
 pub fn subnet_id(v: &str) -> Check {
-    let hex = v.strip_prefix("subnet-").unwrap_or("");
-    if (hex.len() == 8 || hex.len() == 17) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        Ok(())
-    } else {
-        bad(
-            format!("{v:?} is not a subnet id"),
-            "subnet- followed by 8 or 17 hexadecimal digits",
-        )
-    }
+    ec2_id(v, "subnet-", "a subnet id")
 }
 
 /// A KMS key reference for Kinesis: key ARN, alias ARN, `alias/Name` or a key id (UUID).
@@ -646,71 +624,129 @@ pub fn kms_key(v: &str) -> Check {
 mod tests {
     use super::*;
 
+    /// `check` accepts every one of `ok` and refuses every one of `refused`.
+    fn judges(check: impl Fn(&str) -> Check, ok: &[&str], refused: &[&str]) {
+        for v in ok {
+            assert!(check(v).is_ok(), "{v:?} refused: {:?}", check(v));
+        }
+        for v in refused {
+            assert!(check(v).is_err(), "{v:?} accepted");
+        }
+    }
+
     #[test]
     fn bucket_names() {
-        for ok in ["abc", "my-bucket.logs", "a1-b2", &"a".repeat(63)] {
-            assert!(bucket_name(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "ab",
-            &"a".repeat(64),
-            "Abc",
-            "-abc",
-            "abc-",
-            "a..b",
-            "192.168.5.4",
-            "xn--abc",
-            "sthree-x",
-            "amzn-s3-demo-x",
-            "abc-s3alias",
-            "abc--ol-s3",
-            "abc.mrap",
-            "abc--x-s3",
-            "abc--table-s3",
-            "ab_c",
-        ] {
-            assert!(bucket_name(bad).is_err(), "{bad}");
-        }
+        let (longest, too_long) = ("a".repeat(63), "a".repeat(64));
+        judges(
+            bucket_name,
+            &["abc", "my-bucket.logs", "a1-b2", &longest],
+            &[
+                "ab",
+                &too_long,
+                "Abc",
+                "-abc",
+                "abc-",
+                "a..b",
+                "192.168.5.4",
+                "xn--abc",
+                "sthree-x",
+                "amzn-s3-demo-x",
+                "abc-s3alias",
+                "abc--ol-s3",
+                "abc.mrap",
+                "abc--x-s3",
+                "abc--table-s3",
+                "ab_c",
+            ],
+        );
     }
 
     #[test]
     fn names_are_full_match_and_count_chars() {
-        assert!(stream_name("my stream!").is_err());
-        assert!(stream_name(&"a".repeat(128)).is_ok());
-        assert!(stream_name(&"a".repeat(129)).is_err());
-        assert!(delivery_name(&"a".repeat(65)).is_err());
-        assert!(role_name(&"a".repeat(64)).is_ok());
-        assert!(role_name(&"a".repeat(65)).is_err());
-        assert!(role_name("é").is_err());
-        assert!(instance_profile_name(&"a".repeat(128)).is_ok());
-        assert!(stack_name("a").is_err());
-        assert!(stack_name("ab").is_ok());
-        assert!(stack_name(&format!("a{}", "b".repeat(31))).is_ok());
-        assert!(stack_name(&format!("a{}", "b".repeat(32))).is_err());
-        assert!(stack_name("weather-").is_err());
+        let a = |n: usize| "a".repeat(n);
+        judges(stream_name, &[&a(128)], &["my stream!", &a(129)]);
+        judges(delivery_name, &[&a(64)], &[&a(65)]);
+        judges(role_name, &[&a(64)], &[&a(65), "é"]);
+        judges(instance_profile_name, &[&a(128)], &[&a(129)]);
+        let (longest, too_long) = (
+            format!("a{}", "b".repeat(31)),
+            format!("a{}", "b".repeat(32)),
+        );
+        judges(stack_name, &["ab", &longest], &["a", &too_long, "weather-"]);
+    }
+
+    #[test]
+    fn messages_name_the_value_and_what_was_expected() {
+        let long_role = format!("IAM role name {:?}… is 65 characters long", "a".repeat(40));
+        for (check, message, expected) in [
+            (
+                stream_name("my stream!"),
+                "stream name \"my stream!\" contains ' '",
+                "letters, digits, '_', '.' and '-'",
+            ),
+            (role_name(&"a".repeat(65)), &long_role, "1 to 64 characters"),
+            (
+                subnet_id("subnet-xyz"),
+                "\"subnet-xyz\" is not a subnet id",
+                "subnet- followed by 8 or 17 hexadecimal digits",
+            ),
+            (
+                ami_id("ami-xyz"),
+                "\"ami-xyz\" is not an AMI id",
+                "ami- followed by 8 or 17 hexadecimal digits",
+            ),
+            (
+                duration("0h").map(|_| ()),
+                "duration \"0h\" must be greater than zero",
+                "a duration such as 90s, 30m, 8h or 7d",
+            ),
+            (
+                tag_value("a|b"),
+                "tag value \"a|b\" contains '|'",
+                "letters, digits, spaces and _.:/=+-@",
+            ),
+        ] {
+            let v = check.err();
+            assert_eq!(
+                v.as_ref()
+                    .map(|v| (v.message.as_str(), v.expected.as_deref())),
+                Some((message, Some(expected)))
+            );
+        }
     }
 
     #[test]
     fn cidrs_durations_types() {
-        assert!(cidr("203.0.113.4/32").is_ok());
-        assert!(cidr("::/0").is_ok());
-        assert!(cidr("203.0.113.4").is_err());
-        assert!(cidr("203.0.113.4/33").is_err());
-        assert!(cidr("300.0.0.1/8").is_err());
+        judges(
+            cidr,
+            &["203.0.113.4/32", "::/0"],
+            &["203.0.113.4", "203.0.113.4/33", "300.0.0.1/8"],
+        );
         assert_eq!(duration("8h").ok(), Some(28800));
-        assert!(duration("0h").is_err());
-        assert!(duration("8 hours").is_err());
-        assert!(duration("h").is_err());
-        assert!(instance_type("t3.micro").is_ok());
-        assert!(instance_type("c7i-flex.large").is_ok());
-        assert!(instance_type("T3.micro").is_err());
-        assert!(instance_type("t3").is_err());
-        assert!(instance_type_is_arm64("t4g.micro"));
-        assert!(instance_type_is_arm64("c7gn.large"));
-        assert!(!instance_type_is_arm64("t3.micro"));
-        assert!(!instance_type_is_arm64("m5.large"));
-        assert!(ami_id("ami-0123456789abcdef0").is_ok());
-        assert!(ami_id("ami-xyz").is_err());
+        judges(
+            |v| duration(v).map(|_| ()),
+            &["90s"],
+            &["0h", "8 hours", "h"],
+        );
+        judges(
+            instance_type,
+            &["t3.micro", "c7i-flex.large"],
+            &["T3.micro", "t3"],
+        );
+        for (t, arm) in [
+            ("t4g.micro", true),
+            ("c7gn.large", true),
+            ("t3.micro", false),
+            ("m5.large", false),
+        ] {
+            assert_eq!(instance_type_is_arm64(t), arm, "{t}");
+        }
+        judges(ami_id, &["ami-0123456789abcdef0"], &["ami-xyz"]);
+        judges(
+            subnet_id,
+            &["subnet-0123abcd"],
+            &["subnet-xyz", "sg-0123abcd"],
+        );
     }
 
     #[test]
@@ -748,24 +784,129 @@ mod tests {
 
     #[test]
     fn tags_and_paths() {
-        assert!(tag_key("aws:foo").is_err());
-        assert!(tag_key("AWS:foo").is_err());
-        assert!(tag_key("streamstack:stack").is_err());
-        assert!(tag_key(&"k".repeat(127)).is_ok());
-        assert!(tag_key(&"k".repeat(128)).is_err());
-        assert!(tag_value(&"v".repeat(257)).is_err());
-        assert!(agent_file_pattern("/var/log/weather/*.log").is_ok());
-        assert!(agent_file_pattern("/var/log/*/x.log").is_err());
-        assert!(agent_file_pattern("var/log/x.log").is_err());
-        assert!(agent_file_pattern("/x.log").is_err());
-        assert!(glob_matches("*.log", "first.log"));
-        assert!(!glob_matches("*.log", "first.txt"));
-        assert!(glob_matches("app-?.log", "app-1.log"));
-        assert!(region("ap-northeast-2").is_ok());
-        assert!(region("us-gov-west-1").is_ok());
-        assert!(region("Europe").is_err());
-        assert!(kms_key("alias/my-key").is_ok());
-        assert!(kms_key("arn:aws:kms:eu-west-1:123456789012:key/abcd").is_ok());
-        assert!(kms_key("nope").is_err());
+        let (k127, k128) = ("k".repeat(127), "k".repeat(128));
+        judges(
+            tag_key,
+            &[&k127],
+            &["aws:foo", "AWS:foo", "streamstack:stack", &k128],
+        );
+        judges(tag_value, &[&"v".repeat(256)], &[&"v".repeat(257)]);
+        judges(
+            agent_file_pattern,
+            &["/var/log/weather/*.log"],
+            &["/var/log/*/x.log", "var/log/x.log", "/x.log"],
+        );
+        judges(region, &["ap-northeast-2", "us-gov-west-1"], &["Europe"]);
+        judges(
+            kms_key,
+            &[
+                "alias/my-key",
+                "arn:aws:kms:eu-west-1:123456789012:key/abcd",
+            ],
+            &["nope"],
+        );
+    }
+
+    /// The file-name glob as the agent reads it: `*` any run of characters (none included, `/`
+    /// included), `?` exactly one character, everything else itself (`[`, `{`, `\\` too), case
+    /// counting, characters rather than bytes.
+    #[test]
+    fn glob_semantics() {
+        for (pattern, name, matches) in [
+            ("", "", true),
+            ("", "a", false),
+            ("*", "", true),
+            ("*", "any/thing.log", true),
+            ("**", "", true),
+            ("?", "", false),
+            ("?", "é", true),
+            ("??", "é", false),
+            ("*.log", "first.log", true),
+            ("*.log", "first.txt", false),
+            ("*.log", "a.log.gz", false),
+            ("*.log*", "a.log.gz", true),
+            ("app-?.log", "app-1.log", true),
+            ("app-?.log", "app-10.log", false),
+            ("a*b*c", "aXbYbZc", true),
+            ("a*b*c", "aXbYbZ", false),
+            ("a*a", "a", false),
+            ("*a", "ba", true),
+            ("a*", "a", true),
+            ("*?", "", false),
+            ("*?*", "x", true),
+            ("[ab].log", "a.log", false),
+            ("[ab].log", "[ab].log", true),
+            ("{a,b}", "{a,b}", true),
+            ("A.log", "a.log", false),
+            ("x\\*", "x\\yz", true),
+        ] {
+            assert_eq!(
+                glob_matches(pattern, name),
+                matches,
+                "{pattern:?} ~ {name:?}"
+            );
+        }
+    }
+
+    /// The matcher as first written (backtracking, exponential in the worst case): the
+    /// semantics `glob_matches` keeps.
+    fn reference_glob(pattern: &str, name: &str) -> bool {
+        fn go(p: &[char], n: &[char]) -> bool {
+            match (p.first(), n.first()) {
+                (None, None) => true,
+                (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+                (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
+                (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+                _ => false,
+            }
+        }
+        let p: Vec<char> = pattern.chars().collect();
+        let n: Vec<char> = name.chars().collect();
+        go(&p, &n)
+    }
+
+    /// Every string of up to `max` characters from `alphabet`.
+    fn strings(alphabet: &[char], max: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..max {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    /// Forty stars before a literal that is not there: the backtracking matcher tries every way
+    /// of splitting 10,000 characters among 40 stars and never finishes.
+    #[test]
+    fn glob_with_many_stars_on_a_long_name_is_decided() {
+        let pattern = format!("{}x", "*".repeat(40));
+        let long = "a".repeat(10_000);
+        assert!(!glob_matches(&pattern, &long));
+        assert!(glob_matches(&pattern, &format!("{long}x")));
+        assert!(glob_matches(
+            &format!("{pattern}{}", "*".repeat(40)),
+            &format!("{long}x{long}")
+        ));
+        let stars_and_marks = "*?".repeat(20) + "b";
+        assert!(!glob_matches(&stars_and_marks, &long));
+        assert!(glob_matches(&stars_and_marks, &format!("{long}b")));
+    }
+
+    #[test]
+    fn glob_agrees_with_the_reference_on_every_small_pattern_and_name() {
+        let names = strings(&['a', 'b', '*'], 4);
+        for pattern in strings(&['a', 'b', '*', '?'], 5) {
+            for name in &names {
+                assert_eq!(
+                    glob_matches(&pattern, name),
+                    reference_glob(&pattern, name),
+                    "{pattern:?} ~ {name:?}"
+                );
+            }
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! AWS naming and value rules, taken from the service models and docs
-//! (../shared/reference/aws-domain.md §2). Each check is a pure function over the final value
+//! (docs/aws-facts.md#naming-and-range-rules). Each check is a pure function over the final value
 //! and returns what is wrong and what was expected. Patterns are full-match; lengths count
 //! characters, not bytes.
 
@@ -67,7 +67,7 @@ fn lowercase_digit_or_dash(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
 }
 
-/// `stack`: `^[a-z][a-z0-9-]{0,30}[a-z0-9]$` (SPEC.md).
+/// `stack`: `^[a-z][a-z0-9-]{0,30}[a-z0-9]$` (docs/spec.md#top-level).
 pub fn stack_name(v: &str) -> Check {
     let ok = v.len() >= 2
         && v.len() <= 32
@@ -144,7 +144,7 @@ pub fn security_group_name(v: &str) -> Check {
     Ok(())
 }
 
-/// S3 general-purpose bucket names (aws-domain.md §2.4, rules 1–13).
+/// S3 general-purpose bucket names (docs/aws-facts.md#s3-bucket-names, rules 1–13).
 pub fn bucket_name(v: &str) -> Check {
     const EXPECTED: &str = "3 to 63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit";
     let n = v.chars().count();
@@ -292,7 +292,8 @@ pub fn instance_type(v: &str) -> Check {
     Ok(())
 }
 
-/// Heuristic from aws-domain.md §2.5: Graviton families carry a `g` after the generation digit.
+/// Heuristic (docs/aws-facts.md#instance-type-architecture): Graviton families carry a `g` after
+/// the generation digit.
 pub fn instance_type_is_arm64(v: &str) -> bool {
     let family = v.split('.').next().unwrap_or("");
     if family == "a1" || family.starts_with("p6e-gb") {
@@ -416,7 +417,7 @@ fn uses_error_output_type(exprs: &[(String, String)]) -> bool {
         .any(|(ns, v)| ns == "firehose" && v == "error-output-type")
 }
 
-/// Firehose `Prefix` / `ErrorOutputPrefix` rules (aws-domain.md §2.2).
+/// Firehose `Prefix` / `ErrorOutputPrefix` rules (docs/aws-facts.md#firehose-prefixes).
 /// Returns violations keyed by which field they belong to.
 pub fn prefixes(prefix: Option<&str>, error_prefix: Option<&str>) -> Vec<(PrefixField, Violation)> {
     let (of_prefix, prefix_has_expr) = prefix.map_or((Vec::new(), false), prefix_violations);

@@ -1,6 +1,6 @@
 //! The user's spec after templating and validation: plain, typed data.
 //!
-//! Field names follow SPEC.md. Physical names are not resolved here (defaults depend on the
+//! Field names follow docs/spec.md. Physical names are not resolved here (defaults depend on the
 //! account and region); `crate::model` derives them.
 
 use std::collections::BTreeMap;

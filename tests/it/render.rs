@@ -44,8 +44,9 @@ fn hosts(spec: &str) -> Vec<String> {
         .collect()
 }
 
-/// Keys the Kinesis Agent reads (aws-domain.md §1.3); it silently ignores anything else, so a
-/// typo would be a silent failure on the host.
+/// Keys the Kinesis Agent reads (docs/aws-facts.md#agent-configuration-keys,
+/// docs/aws-facts.md#flow-keys, docs/aws-facts.md#data-processing-options); it silently ignores
+/// anything else, so a typo would be a silent failure on the host.
 const TOP_KEYS: &[&str] = &[
     "flows",
     "cloudwatch.emitMetrics",

@@ -4,8 +4,9 @@
 //! moto applies every change at once: streams and delivery streams are `ACTIVE` as soon as they
 //! are created, deletions are immediate, a just-created IAM role or instance profile is usable
 //! straight away and instances are `running` on the first DescribeInstances. Real AWS is
-//! eventually consistent (see the AWS domain notes, sections 4.1-4.5), and the waiting and retry
-//! paths of the engine can only be tested if something reproduces that.
+//! eventually consistent (docs/aws-facts.md#iam-propagation and the lifecycle sections after
+//! it), and the waiting and retry paths of the engine can only be tested if something
+//! reproduces that.
 //!
 //! **Windows are counted in events, not seconds.** Each [`ProxyConfig`] count `K` turns one
 //! behaviour on (0 = plain passthrough): after the call that opens it, the window answers the

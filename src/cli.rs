@@ -234,6 +234,8 @@ pub struct PlanArgs {
     /// The spec file.
     #[arg(value_name = "SPEC")]
     pub spec: PathBuf,
+    #[command(flatten)]
+    pub engine: EngineArg,
     /// Print the plan as JSON (same as --format json; shape documented in README.md).
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
@@ -246,8 +248,6 @@ pub struct PlanArgs {
     /// Exit 0 when there are no changes, 2 when there are, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
-    #[command(flatten)]
-    pub engine: EngineArg,
     #[command(flatten)]
     pub online: OnlineArgs,
 }

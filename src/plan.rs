@@ -498,6 +498,14 @@ hosts:
             .collect()
     }
 
+    /// A copy of the live resource at `address`.
+    fn copy_of(live: &[Live], address: &str) -> Live {
+        live.iter()
+            .find(|l| l.address().to_string() == address)
+            .cloned()
+            .unwrap_or_else(|| panic!("{address} is not live"))
+    }
+
     fn find<'p>(p: &'p Plan, address: &str) -> &'p Change {
         p.changes
             .iter()
@@ -832,38 +840,43 @@ hosts:
         ];
         let want = gizmo("lab-g", json!({"size": 1, "mode": "a"}));
         for row in rows {
-            let replaced: BTreeSet<Address> = row
-                .replaced
-                .iter()
-                .map(|(kind, key)| Address::new(*kind, key))
-                .collect();
-            let facts = KindFacts {
-                replace_on: &["size"],
-                name_is_identity: row.name_is_identity,
-                replaced_with: &[FEED],
-            };
-            let got = decide(&want, row.have.as_ref(), &replaced, facts);
-            let Some((action, reason, attrs)) = row.expect else {
-                assert_eq!(got, None, "{}", row.name);
-                continue;
-            };
-            let c = got.unwrap_or_else(|| panic!("{}: no change", row.name));
-            assert_eq!(c.action, action, "{}", row.name);
-            assert_eq!((c.address.as_str(), c.name.as_str()), ("gizmo.g", "lab-g"));
-            let live_id = row.have.as_ref().map(|l| l.id.clone());
-            assert_eq!(c.live_id, live_id, "{}", row.name);
-            let why = c.reason.as_deref();
-            match reason {
-                Some(r) => assert!(why.is_some_and(|w| w.contains(r)), "{}: {why:?}", row.name),
-                None => assert_eq!(why, None, "{}", row.name),
-            }
-            let got: Vec<(&str, bool)> = c
-                .attributes
-                .iter()
-                .map(|a| (a.name.as_str(), a.forces_replacement))
-                .collect();
-            assert_eq!(got, attrs, "{}", row.name);
+            check(&want, row);
         }
+    }
+
+    /// Decides `want` against the row's live resource and compares with what the row expects.
+    fn check(want: &Resource, row: Decision) {
+        let replaced: BTreeSet<Address> = row
+            .replaced
+            .iter()
+            .map(|(kind, key)| Address::new(*kind, key))
+            .collect();
+        let facts = KindFacts {
+            replace_on: &["size"],
+            name_is_identity: row.name_is_identity,
+            replaced_with: &[FEED],
+        };
+        let got = decide(want, row.have.as_ref(), &replaced, facts);
+        let Some((action, reason, attrs)) = row.expect else {
+            assert_eq!(got, None, "{}", row.name);
+            return;
+        };
+        let c = got.unwrap_or_else(|| panic!("{}: no change", row.name));
+        assert_eq!(c.action, action, "{}", row.name);
+        assert_eq!((c.address.as_str(), c.name.as_str()), ("gizmo.g", "lab-g"));
+        let live_id = row.have.as_ref().map(|l| l.id.clone());
+        assert_eq!(c.live_id, live_id, "{}", row.name);
+        let why = c.reason.as_deref();
+        match reason {
+            Some(r) => assert!(why.is_some_and(|w| w.contains(r)), "{}: {why:?}", row.name),
+            None => assert_eq!(why, None, "{}", row.name),
+        }
+        let got: Vec<(&str, bool)> = c
+            .attributes
+            .iter()
+            .map(|a| (a.name.as_str(), a.forces_replacement))
+            .collect();
+        assert_eq!(got, attrs, "{}", row.name);
     }
 
     #[test]
@@ -895,11 +908,7 @@ hosts:
     fn resources_removed_from_the_spec_are_deleted() {
         let m = model(SPEC);
         let mut live = live_of(&m);
-        let mut orphan = live
-            .iter()
-            .find(|l| l.address().to_string() == "host.collector")
-            .cloned()
-            .expect("host");
+        let mut orphan = copy_of(&live, "host.collector");
         orphan.resource.address = REGISTRY.parse_address("host.old").expect("address");
         orphan.resource.name = "lab-old".into();
         orphan.id = "i-old".into();
@@ -922,11 +931,7 @@ hosts:
     fn a_second_instance_for_one_address_is_deleted() {
         let m = model(SPEC);
         let mut live = live_of(&m);
-        let mut twin = live
-            .iter()
-            .find(|l| l.address().to_string() == "host.collector")
-            .cloned()
-            .expect("host");
+        let mut twin = copy_of(&live, "host.collector");
         twin.id = "i-twin".into();
         live.push(twin);
         let p = plan(&REGISTRY, &m, &live).expect("plan");

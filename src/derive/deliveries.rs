@@ -26,11 +26,11 @@ struct Ends {
 
 pub(super) fn deliveries(d: &mut Deriver) {
     for (key, del) in &d.spec.deliveries {
-        let Some(name) = d.delivery_name(key) else {
+        let at = Origin::entry("deliveries", del.name.is_some());
+        let name = d.delivery_name(key);
+        let Some(name) = d.entry_name(at, key, name, rules::delivery_name) else {
             continue;
         };
-        let at = Origin::entry("deliveries", del.name.is_some());
-        d.check_name(at, key, rules::delivery_name(&name));
         let Some(ends) = ends(d, key, del) else {
             continue;
         };

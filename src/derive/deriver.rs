@@ -122,6 +122,20 @@ impl Deriver<'_> {
         self.err(path, at_key, message, expected);
     }
 
+    /// The physical name of `key`'s own resource (`None` when the entry is not there), checked
+    /// against `rule`.
+    pub fn entry_name(
+        &mut self,
+        at: Origin,
+        key: &str,
+        name: Option<String>,
+        rule: fn(&str) -> rules::Check,
+    ) -> Option<String> {
+        let name = name?;
+        self.check_name(at, key, rule(&name));
+        Some(name)
+    }
+
     /// Checks the physical name of `key`'s resource from `at`: written there or derived.
     pub fn check_name(&mut self, at: Origin, key: &str, r: rules::Check) {
         let (path, at_key) = name_path(at.section, key, at.named);

@@ -10,11 +10,11 @@ use crate::spec::rules;
 
 pub(super) fn buckets(d: &mut Deriver) {
     for (key, b) in &d.spec.buckets {
-        let Some(name) = d.bucket_name(key) else {
+        let at = Origin::entry("buckets", b.name.is_some());
+        let name = d.bucket_name(key);
+        let Some(name) = d.entry_name(at, key, name, rules::bucket_name) else {
             continue;
         };
-        let at = Origin::entry("buckets", b.name.is_some());
-        d.check_name(at, key, rules::bucket_name(&name));
         let bucket = d.add(
             at,
             Address::new(bucket::KIND, key),
@@ -36,11 +36,11 @@ pub(super) fn buckets(d: &mut Deriver) {
 
 pub(super) fn streams(d: &mut Deriver) {
     for (key, s) in &d.spec.streams {
-        let Some(name) = d.stream_name(key) else {
+        let at = Origin::entry("streams", s.name.is_some());
+        let name = d.stream_name(key);
+        let Some(name) = d.entry_name(at, key, name, rules::stream_name) else {
             continue;
         };
-        let at = Origin::entry("streams", s.name.is_some());
-        d.check_name(at, key, rules::stream_name(&name));
         let arn = d.env.stream_arn(&name);
         d.add(
             at,

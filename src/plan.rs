@@ -498,6 +498,11 @@ hosts:
             .collect()
     }
 
+    /// A plan's summary: (add, change, destroy).
+    fn counts(p: &Plan) -> (usize, usize, usize) {
+        (p.summary.add, p.summary.change, p.summary.destroy)
+    }
+
     /// A copy of the live resource at `address`.
     fn copy_of(live: &[Live], address: &str) -> Live {
         live.iter()
@@ -526,14 +531,7 @@ hosts:
         let m = model(SPEC);
         let p = plan(&REGISTRY, &m, &live_of(&m)).expect("plan");
         assert!(!p.has_changes(), "{:#?}", p.changes);
-        assert_eq!(
-            p.summary,
-            Summary {
-                add: 0,
-                change: 0,
-                destroy: 0
-            }
-        );
+        assert_eq!(counts(&p), (0, 0, 0));
     }
 
     #[test]
@@ -894,14 +892,7 @@ hosts:
             .reason
             .as_deref()
             .is_some_and(|r| r.contains("stream.weather")));
-        assert_eq!(
-            p.summary,
-            Summary {
-                add: 2,
-                change: 0,
-                destroy: 2
-            }
-        );
+        assert_eq!(counts(&p), (2, 0, 2));
     }
 
     #[test]
@@ -917,14 +908,7 @@ hosts:
         let c = find(&p, "host.old");
         assert_eq!(c.action, Action::Delete);
         assert_eq!(c.live_id.as_deref(), Some("i-old"));
-        assert_eq!(
-            p.summary,
-            Summary {
-                add: 0,
-                change: 0,
-                destroy: 1
-            }
-        );
+        assert_eq!(counts(&p), (0, 0, 1));
     }
 
     #[test]

@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
-use crate::aws::{backoff, Clients, Ctx};
+use crate::aws::{backoff, tagged_resources, Clients};
 use crate::events::{Event, Events};
 use crate::model::{Address, Env, Kind, Model, Resource, TAG_ADDRESS, TAG_STACK};
 use crate::{Error, Result};
@@ -433,39 +433,9 @@ impl Cx {
                     writes: self.clients.budget.writes(),
                     ..Tagged::default()
                 };
-                let mut token: Option<String> = None;
-                loop {
-                    let out = self
-                        .clients
-                        .tagging
-                        .get_resources()
-                        .tag_filters(
-                            aws_sdk_resourcegroupstagging::types::TagFilter::builder()
-                                .key(TAG_STACK)
-                                .values(&self.stack)
-                                .build(),
-                        )
-                        .resources_per_page(100)
-                        .set_pagination_token(token.clone())
-                        .send()
-                        .await
-                        .op("tagging:GetResources")?;
-                    for m in out.resource_tag_mapping_list.unwrap_or_default() {
-                        let Some(arn) = m.resource_arn else {
-                            continue;
-                        };
-                        let tags = m
-                            .tags
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|t| (t.key, t.value))
-                            .collect();
-                        tagged.insert(arn, tags);
-                    }
-                    token = out.pagination_token.filter(|t| !t.is_empty());
-                    if token.is_none() {
-                        break;
-                    }
+                let listed = tagged_resources(&self.clients, TAG_STACK, Some(&self.stack)).await?;
+                for (arn, tags) in listed {
+                    tagged.insert(arn, tags);
                 }
                 Ok::<_, Error>(tagged)
             })

@@ -387,6 +387,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// Shorthand for mapping an SDK result.
 pub trait Ctx<T> {
     fn op(self, operation: &str) -> Result<T, crate::Error>;
+
+    /// [`Ctx::op`] of a call whose answer carries nothing the caller needs.
+    fn done(self, operation: &str) -> Result<(), crate::Error>
+    where
+        Self: Sized,
+    {
+        self.op(operation).map(|_| ())
+    }
 }
 
 impl<T, E> Ctx<T> for Result<T, SdkError<E, HttpResponse>>

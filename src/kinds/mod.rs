@@ -7,8 +7,9 @@
 //! Shared plumbing lives here too: the context, the live-resource type, waiting and retrying
 //! with progress events, and each mechanic several kinds share written once (tag changes from
 //! a delta, "already gone" and "already done" answers, a create that finds its name taken, a
-//! delete retried while the resource is busy, the `check` hop of a missing resource). Paging
-//! through a listing is `crate::aws::all_pages`.
+//! delete retried while the resource is busy, the `check` hop of a missing resource). What the
+//! kinds of one service share lives in `iam_api`; paging through a listing is
+//! `crate::aws::all_pages`.
 
 /// The methods of [`ResourceKind`] every kind implements the same way: `kinds` (`kinds:`, the
 /// kinds it serves), and those that delegate to the kind module's own functions of the same
@@ -82,6 +83,18 @@ macro_rules! module_fn {
     };
 }
 
+/// The `remove` of [`converge_tags`] for a service whose untag call takes the keys as
+/// `TagKeys` (IAM, Kinesis, CloudWatch Logs): `$request`, a fluent builder that names the
+/// resource, is sent with the keys as operation `$op`. (The SDK's builders share no trait.)
+macro_rules! untag {
+    ($op:expr, $request:expr) => {
+        |keys: Vec<String>| async move {
+            let call = $request.set_tag_keys(Some(keys));
+            $crate::aws::Ctx::done(call.send().await, $op)
+        }
+    };
+}
+
 pub mod bucket;
 pub mod delivery;
 pub mod host;
@@ -90,6 +103,9 @@ pub mod log_group;
 pub mod role;
 pub mod security_group;
 pub mod stream;
+
+// What several kinds of one service share: the calls both make, and their conventions.
+mod iam_api;
 
 use std::collections::BTreeMap;
 use std::future::Future;

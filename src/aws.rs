@@ -406,6 +406,22 @@ where
     }
 }
 
+/// Sends `$request`, a fluent builder of the SDK crate `$sdk`, without the SDK's own retries:
+/// for a create whose caller retries it, and must know whether an earlier attempt of its own
+/// may have acted when the name turns out taken.
+macro_rules! send_once {
+    ($sdk:ident, $request:expr) => {
+        $request
+            .customize()
+            .config_override(
+                $sdk::config::Builder::default()
+                    .retry_config(aws_config::retry::RetryConfig::disabled()),
+            )
+            .send()
+    };
+}
+pub(crate) use send_once;
+
 /// Every item of a paginated listing: [`first_pages`] without a limit.
 pub async fn all_pages<C, T, F, Fut>(operation: &str, page: F) -> Result<Vec<T>, crate::Error>
 where

@@ -83,6 +83,26 @@ macro_rules! module_fn {
     };
 }
 
+/// Every tag of a resource whose service pages its tags by key (`ExclusiveStartTagKey`,
+/// `HasMoreTags`: Kinesis streams, Firehose deliveries), asking with `$request` (see
+/// [`crate::aws::pages!`]): a future of the tags as a map.
+macro_rules! tags_by_key {
+    ($op:expr, $request:expr) => {
+        async {
+            let tags = $crate::aws::pages!($op, $request, set_exclusive_start_tag_key, |out| {
+                let next = out.tags.last().filter(|_| out.has_more_tags);
+                let next = next.map(|t| t.key.clone());
+                (out.tags, next)
+            })
+            .await?;
+            let tags = tags
+                .into_iter()
+                .map(|t| (t.key, t.value.unwrap_or_default()));
+            Ok::<_, $crate::Error>(tags.collect::<std::collections::BTreeMap<_, _>>())
+        }
+    };
+}
+
 /// The `remove` of [`converge_tags`] for a service whose untag call takes the keys as
 /// `TagKeys` (IAM, Kinesis, CloudWatch Logs): `$request`, a fluent builder that names the
 /// resource, is sent with the keys as operation `$op`. (The SDK's builders share no trait.)

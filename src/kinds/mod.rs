@@ -8,7 +8,7 @@
 //! with progress events, and each mechanic several kinds share written once (tag changes from
 //! a delta, "already gone" and "already done" answers, a create that finds its name taken, a
 //! delete retried while the resource is busy, the `check` hop of a missing resource). What the
-//! kinds of one service share lives in `iam_api`; paging through a listing is
+//! kinds of one service share lives in `iam_api` and `ec2_api`; paging through a listing is
 //! `crate::aws::all_pages`.
 
 /// The methods of [`ResourceKind`] every kind implements the same way: `kinds` (`kinds:`, the
@@ -125,6 +125,7 @@ pub mod security_group;
 pub mod stream;
 
 // What several kinds of one service share: the calls both make, and their conventions.
+mod ec2_api;
 mod iam_api;
 
 use std::collections::BTreeMap;

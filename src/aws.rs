@@ -2,6 +2,8 @@
 //! the call log every client shares, and [`AwsError`], which keeps what AWS said (service,
 //! operation, error code, HTTP status, request id) exactly as it said it.
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
@@ -11,8 +13,7 @@ use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeTransmitInterceptorContextMut, BeforeTransmitInterceptorContextRef,
-    FinalizerInterceptorContextRef,
+    BeforeTransmitInterceptorContextMut, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
@@ -278,7 +279,8 @@ impl Intercept for CallLog {
         "streamstack::CallLog"
     }
 
-    /// Names the operation on the request, for the request budget (`crate::budget`).
+    /// As each attempt starts: names the operation on the request, for the request budget
+    /// (`crate::budget`); notes when the attempt started; logs it when it is a retry.
     fn modify_before_transmit(
         &self,
         context: &mut BeforeTransmitInterceptorContextMut<'_>,
@@ -286,26 +288,16 @@ impl Intercept for CallLog {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let (service, operation) = operation_name(cfg);
-        context
-            .request_mut()
-            .add_extension(OperationName { service, operation });
-        Ok(())
-    }
-
-    fn read_before_transmit(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _rc: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
         let attempt = cfg.load::<RequestAttempts>().map_or(1, |a| a.attempts());
         if attempt > 1 {
-            let (service, operation) = operation_name(cfg);
             tracing::info!(
                 target: "streamstack::aws",
                 "retry {service}:{operation} (attempt {attempt})"
             );
         }
+        context
+            .request_mut()
+            .add_extension(OperationName { service, operation });
         cfg.interceptor_state()
             .store_put(AttemptStart(Instant::now()));
         Ok(())
@@ -395,6 +387,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// Shorthand for mapping an SDK result.
 pub trait Ctx<T> {
     fn op(self, operation: &str) -> Result<T, crate::Error>;
+
+    /// [`Ctx::op`] of a call whose answer carries nothing the caller needs.
+    fn done(self, operation: &str) -> Result<(), crate::Error>
+    where
+        Self: Sized,
+    {
+        self.op(operation).map(|_| ())
+    }
 }
 
 impl<T, E> Ctx<T> for Result<T, SdkError<E, HttpResponse>>
@@ -406,6 +406,124 @@ where
     }
 }
 
+/// Sends `$request`, a fluent builder of the SDK crate `$sdk`, without the SDK's own retries:
+/// for a create whose caller retries it, and must know whether an earlier attempt of its own
+/// may have acted when the name turns out taken.
+macro_rules! send_once {
+    ($sdk:ident, $request:expr) => {
+        $request
+            .customize()
+            .config_override(
+                $sdk::config::Builder::default()
+                    .retry_config(aws_config::retry::RetryConfig::disabled()),
+            )
+            .send()
+    };
+}
+pub(crate) use send_once;
+
+/// Every item of a paginated listing: [`first_pages`] without a limit.
+pub async fn all_pages<C, T, F, Fut>(operation: &str, page: F) -> Result<Vec<T>, crate::Error>
+where
+    C: Clone + Eq + std::hash::Hash + std::fmt::Debug,
+    F: FnMut(Option<C>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<C>), crate::Error>>,
+{
+    first_pages(operation, usize::MAX, page).await
+}
+
+/// The items on the first `most` pages of a listing, in order. `page(None)` asks for the first
+/// page and `page(Some(cursor))` for the one a cursor points at; each answers with its items
+/// and the cursor of the next page (`None` after the last). A service that answers with a
+/// cursor it was given before would be paged forever: that is an error naming `operation`.
+pub async fn first_pages<C, T, F, Fut>(
+    operation: &str,
+    most: usize,
+    mut page: F,
+) -> Result<Vec<T>, crate::Error>
+where
+    C: Clone + Eq + std::hash::Hash + std::fmt::Debug,
+    F: FnMut(Option<C>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<C>), crate::Error>>,
+{
+    let mut items = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = None;
+    for _ in 0..most {
+        let (got, next) = page(cursor).await?;
+        items.extend(got);
+        let Some(next) = next else {
+            break;
+        };
+        if !seen.insert(next.clone()) {
+            return Err(crate::Error::Internal(format!(
+                "{operation} answered with the page cursor {next:?} a second time: \
+                 its listing would never end"
+            )));
+        }
+        cursor = Some(next);
+    }
+    Ok(items)
+}
+
+/// [`first_pages`] of an SDK request: `$request` (a fluent builder, made anew for each page)
+/// takes each page's cursor through its setter `$set` (`set_next_token`, `set_marker`...), is
+/// sent as operation `$op`, and `|$out| $page` makes the answer into the page's items and the
+/// next page's cursor. Every page; with `most: N`, the first N. (The SDK's builders share no
+/// trait, so this is a macro.)
+macro_rules! pages {
+    ($op:expr, $request:expr, $set:ident, |$out:ident| $page:expr) => {
+        $crate::aws::pages!($op, most: usize::MAX, $request, $set, |$out| $page)
+    };
+    ($op:expr, most: $most:expr, $request:expr, $set:ident, |$out:ident| $page:expr) => {
+        $crate::aws::first_pages($op, $most, |cursor| {
+            let request = $request.$set(cursor);
+            async move {
+                let $out = $crate::aws::Ctx::op(request.send().await, $op)?;
+                Ok($page)
+            }
+        })
+    };
+}
+pub(crate) use pages;
+
+/// A next-page token as most services send it: an empty one means there is no next page.
+pub fn next_token(token: Option<String>) -> Option<String> {
+    token.filter(|t| !t.is_empty())
+}
+
+/// Every resource the Resource Groups Tagging API lists as tagged `key` (with the value `value`,
+/// or with any value), with its tags, in the API's order.
+pub async fn tagged_resources(
+    clients: &Clients,
+    key: &str,
+    value: Option<&str>,
+) -> Result<Vec<(String, BTreeMap<String, String>)>, crate::Error> {
+    let filter = aws_sdk_resourcegroupstagging::types::TagFilter::builder()
+        .key(key)
+        .set_values(value.map(|v| vec![v.to_string()]))
+        .build();
+    let op = "tagging:GetResources";
+    let request = || clients.tagging.get_resources().tag_filters(filter.clone());
+    let mappings = pages!(
+        op,
+        request().resources_per_page(100),
+        set_pagination_token,
+        |out| (
+            out.resource_tag_mapping_list.unwrap_or_default(),
+            next_token(out.pagination_token)
+        )
+    )
+    .await?;
+    Ok(mappings
+        .into_iter()
+        .filter_map(|m| {
+            let tags = m.tags.unwrap_or_default().into_iter();
+            Some((m.resource_arn?, tags.map(|t| (t.key, t.value)).collect()))
+        })
+        .collect())
+}
+
 /// Exponential backoff with a ceiling, for retries of eventual-consistency errors.
 pub fn backoff(attempt: u32) -> Duration {
     let ms = 500u64.saturating_mul(1 << attempt.min(5));
@@ -415,6 +533,61 @@ pub fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One page of a test listing: its items and the next page's cursor.
+    type Page = (Vec<u32>, Option<&'static str>);
+
+    /// A listing of `pages`, answered in turn.
+    fn listing(
+        pages: Vec<Page>,
+    ) -> impl FnMut(Option<&'static str>) -> std::future::Ready<Result<Page, crate::Error>> {
+        let mut pages = pages.into_iter();
+        move |_| std::future::ready(Ok(pages.next().unwrap_or_default()))
+    }
+
+    #[tokio::test]
+    async fn pages_are_read_until_there_is_no_next_one_or_enough() {
+        let three = || {
+            listing(vec![
+                (vec![1, 2], Some("a")),
+                (vec![3], Some("b")),
+                (vec![4], None),
+            ])
+        };
+        assert_eq!(all_pages("x:List", three()).await.unwrap(), [1, 2, 3, 4]);
+        assert_eq!(first_pages("x:List", 2, three()).await.unwrap(), [1, 2, 3]);
+        assert_eq!(
+            first_pages("x:List", 0, three()).await.unwrap(),
+            Vec::<u32>::new()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cursor_answered_twice_is_an_error_not_an_endless_listing() {
+        let mut asked = 0;
+        let forever = |_| {
+            asked += 1;
+            std::future::ready(Ok::<_, crate::Error>((vec![asked], Some("same"))))
+        };
+        let e = all_pages("kinesis:ListStreams", forever).await.unwrap_err();
+        assert!(e.to_string().contains("kinesis:ListStreams"), "{e}");
+        assert!(e.to_string().contains("\"same\""), "{e}");
+        assert_eq!(asked, 2);
+        // A cycle of several cursors is caught too.
+        let cycle = listing(vec![
+            (vec![1], Some("a")),
+            (vec![2], Some("b")),
+            (vec![3], Some("a")),
+        ]);
+        assert!(all_pages("x:List", cycle).await.is_err());
+    }
+
+    #[test]
+    fn an_empty_token_ends_a_listing() {
+        assert_eq!(next_token(Some(String::new())), None);
+        assert_eq!(next_token(None), None);
+        assert_eq!(next_token(Some("t".into())), Some("t".to_string()));
+    }
 
     #[test]
     fn not_found_is_per_service_and_never_a_bare_404() {

@@ -7,14 +7,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::aws::{AwsOptions, Clients};
+use crate::aws::{tagged_resources, AwsOptions, Clients};
 use crate::events::Events;
 use crate::executor::{self, Report};
 use crate::kinds::{self, Cx, Live, Reads, Render, Timeouts};
 use crate::model::Env;
 use std::collections::BTreeMap;
 
-use crate::aws::Ctx;
 use crate::derive::{self, Validated};
 use crate::model::{Model, TAG_CREATED_AT, TAG_EXPIRES_AT, TAG_STACK};
 use crate::plan::{self, Plan};
@@ -165,62 +164,35 @@ pub struct StackInfo {
 pub async fn list_stacks(aws: &AwsOptions) -> Result<Vec<StackInfo>> {
     let clients = Clients::new(aws).await?;
     let mut found: BTreeMap<String, StackInfo> = BTreeMap::new();
-    let mut token: Option<String> = None;
     let now = std::time::SystemTime::now();
-    loop {
-        let out = clients
-            .tagging
-            .get_resources()
-            .tag_filters(
-                aws_sdk_resourcegroupstagging::types::TagFilter::builder()
-                    .key(TAG_STACK)
-                    .build(),
-            )
-            .resources_per_page(100)
-            .set_pagination_token(token.clone())
-            .send()
-            .await
-            .op("tagging:GetResources")?;
-        for mapping in out.resource_tag_mapping_list.unwrap_or_default() {
-            // Terminated instances and their volumes keep their tags for a while.
-            let arn = mapping.resource_arn.unwrap_or_default();
-            if arn.contains(":instance/") || arn.contains(":volume/") {
-                continue;
-            }
-            let tags: BTreeMap<String, String> = mapping
-                .tags
-                .unwrap_or_default()
-                .into_iter()
-                .map(|t| (t.key, t.value))
-                .collect();
-            let Some(name) = tags.get(TAG_STACK) else {
-                continue;
-            };
-            let info = found.entry(name.clone()).or_insert_with(|| StackInfo {
-                name: name.clone(),
-                resources: 0,
-                created_at: None,
-                expires_at: None,
-                expired: false,
-            });
-            info.resources += 1;
-            let earliest = |a: &Option<String>, b: Option<&String>| match (a, b) {
-                (Some(x), Some(y)) if parse_rfc3339(y) < parse_rfc3339(x) => Some(y.clone()),
-                (None, Some(y)) => Some(y.clone()),
-                (x, _) => x.clone(),
-            };
-            info.created_at = earliest(&info.created_at, tags.get(TAG_CREATED_AT));
-            info.expires_at = earliest(&info.expires_at, tags.get(TAG_EXPIRES_AT));
-            info.expired = info
-                .expires_at
-                .as_deref()
-                .and_then(parse_rfc3339)
-                .is_some_and(|at| at <= now);
+    for (arn, tags) in tagged_resources(&clients, TAG_STACK, None).await? {
+        // Terminated instances and their volumes keep their tags for a while.
+        if arn.contains(":instance/") || arn.contains(":volume/") {
+            continue;
         }
-        token = out.pagination_token.filter(|t| !t.is_empty());
-        if token.is_none() {
-            break;
-        }
+        let Some(name) = tags.get(TAG_STACK) else {
+            continue;
+        };
+        let info = found.entry(name.clone()).or_insert_with(|| StackInfo {
+            name: name.clone(),
+            resources: 0,
+            created_at: None,
+            expires_at: None,
+            expired: false,
+        });
+        info.resources += 1;
+        let earliest = |a: &Option<String>, b: Option<&String>| match (a, b) {
+            (Some(x), Some(y)) if parse_rfc3339(y) < parse_rfc3339(x) => Some(y.clone()),
+            (None, Some(y)) => Some(y.clone()),
+            (x, _) => x.clone(),
+        };
+        info.created_at = earliest(&info.created_at, tags.get(TAG_CREATED_AT));
+        info.expires_at = earliest(&info.expires_at, tags.get(TAG_EXPIRES_AT));
+        info.expired = info
+            .expires_at
+            .as_deref()
+            .and_then(parse_rfc3339)
+            .is_some_and(|at| at <= now);
     }
     Ok(found.into_values().collect())
 }
@@ -247,7 +219,7 @@ impl Session {
         )
         .await?;
         let mut all: Vec<Live> = found.into_iter().flatten().collect();
-        kinds::adopt(&self.cx.journal, &mut all);
+        kinds::settle_journal(&self.cx.journal, &mut all);
         all.sort_by(|a, b| (a.address(), &a.id).cmp(&(b.address(), &b.id)));
         Ok((all, cx))
     }

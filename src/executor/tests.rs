@@ -516,7 +516,7 @@ async fn resume_after_a_kill_in_a_process_of_its_own() {
     };
     assert_eq!(refused.0.len(), 1);
     assert_eq!(refused.0[0].name, "fake-b");
-    crate::kinds::adopt(&second.cx.journal, &mut live);
+    crate::kinds::settle_journal(&second.cx.journal, &mut live);
     let plan = plan(&kinds, &desired, &live).expect("plan after adoption");
     let actions: Vec<(&str, Action)> = plan
         .changes
@@ -587,7 +587,7 @@ fn a_journal_record_of_a_resource_found_tagged_is_done_with() {
         broken: None,
         created: None,
     }];
-    crate::kinds::adopt(&journal, &mut lives);
+    crate::kinds::settle_journal(&journal, &mut lives);
     assert!(!journal.has(THING, &r.name));
     assert!(lives[0].ours);
 }

@@ -15,7 +15,8 @@
 //! - Replace: only a name change (a new address, handled by the planner).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::time::Duration;
 
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::types::{
@@ -27,16 +28,16 @@ use aws_sdk_s3::types::{
 };
 use futures::future::try_join_all;
 
-use futures::future::BoxFuture;
 use serde::Serialize;
 
-use super::{address_for, owned_by, read_candidates, retry, wait_for, Cx, Live, ResourceKind};
-use crate::aws::Ctx;
-use crate::events::Event;
-use crate::model::{Address, Kind, Model, Props, Resource, TAG_FORCE_DESTROY};
+pub use super::BUCKET as KIND;
+use super::{
+    address_for, already_done, owned_by, props, read_candidates, retry, wait_for, Cx, Live,
+    MaybeCreated, Progress, ResourceKind,
+};
+use crate::aws::{send_once, Ctx};
+use crate::model::{Address, Model, Props, Resource, TAG_FORCE_DESTROY};
 use crate::{Error, Result};
-
-pub const KIND: Kind = Kind::new("bucket");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BucketProps {
@@ -53,74 +54,64 @@ pub struct BucketProps {
 pub struct Buckets;
 
 impl ResourceKind for Buckets {
-    fn kinds(&self) -> &'static [Kind] {
-        &[KIND]
-    }
+    lifecycle_from_module_fns!(kinds: &[KIND]; outputs, cloudformation);
     fn name_namespace(&self) -> Option<(&'static str, bool)> {
         Some(("bucket", false))
     }
-    lifecycle_from_module_fns!();
-    fn cloudformation(
-        &self,
-        r: &Resource,
-        _cfn: &crate::cfn::Cfn,
-    ) -> Option<crate::cfn::CfnResource> {
-        let p = r.props.get::<BucketProps>()?;
-        let mut props = serde_json::json!({
-            "BucketName": r.name,
-            "BucketEncryption": {"ServerSideEncryptionConfiguration": [
-                {"ServerSideEncryptionByDefault": {"SSEAlgorithm": p.sse_algorithm}}
-            ]},
-            "PublicAccessBlockConfiguration": {
-                "BlockPublicAcls": p.block_public_access,
-                "IgnorePublicAcls": p.block_public_access,
-                "BlockPublicPolicy": p.block_public_access,
-                "RestrictPublicBuckets": p.block_public_access,
-            },
-            "VersioningConfiguration": {"Status": if p.versioning { "Enabled" } else { "Suspended" }},
-            "Tags": crate::cfn::tags(&r.tags),
-        });
-        if let Some(days) = p.expire_after_days {
-            props["LifecycleConfiguration"] = serde_json::json!({"Rules": [
-                {"Id": LIFECYCLE_RULE_ID, "Status": "Enabled", "ExpirationInDays": days}
-            ]});
-        }
-        let mut res = crate::cfn::CfnResource::new("AWS::S3::Bucket", props).output(
-            "Url",
-            serde_json::Value::String(format!("s3://{}/", r.name)),
-            "Where the data lands",
-        );
-        res.checkov_skips = vec![
-            (
-                "CKV_AWS_18",
-                "a lab's bucket: access logging would need a second bucket",
-            ),
-            ("CKV_AWS_144", "a lab's bucket: no cross-region replication"),
-            (
-                "CKV_AWS_145",
-                "SSE-S3 is the lab's encryption; no customer KMS key to manage",
-            ),
-        ];
-        if !p.versioning {
-            res.checkov_skips.push((
-                "CKV_AWS_21",
-                "versioning is off in this spec (versioning: false)",
-            ));
-        }
-        Some(res)
+}
+
+fn cloudformation(r: &Resource, _cfn: &crate::cfn::Cfn) -> Option<crate::cfn::CfnResource> {
+    let p = r.props.get::<BucketProps>()?;
+    let mut props = serde_json::json!({
+        "BucketName": r.name,
+        "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": p.sse_algorithm}}
+        ]},
+        "PublicAccessBlockConfiguration": {
+            "BlockPublicAcls": p.block_public_access,
+            "IgnorePublicAcls": p.block_public_access,
+            "BlockPublicPolicy": p.block_public_access,
+            "RestrictPublicBuckets": p.block_public_access,
+        },
+        "VersioningConfiguration": {"Status": if p.versioning { "Enabled" } else { "Suspended" }},
+        "Tags": crate::cfn::tags(&r.tags),
+    });
+    if let Some(days) = p.expire_after_days {
+        props["LifecycleConfiguration"] = serde_json::json!({"Rules": [
+            {"Id": LIFECYCLE_RULE_ID, "Status": "Enabled", "ExpirationInDays": days}
+        ]});
     }
-    fn outputs<'a>(
-        &'a self,
-        _cx: &'a Cx,
-        live: &'a Live,
-    ) -> BoxFuture<'a, Result<BTreeMap<String, String>>> {
-        Box::pin(async move {
-            Ok(BTreeMap::from([(
-                "url".to_string(),
-                format!("s3://{}/", live.resource.name),
-            )]))
-        })
+    let mut res = crate::cfn::CfnResource::new("AWS::S3::Bucket", props).output(
+        "Url",
+        serde_json::Value::String(format!("s3://{}/", r.name)),
+        "Where the data lands",
+    );
+    res.checkov_skips = vec![
+        (
+            "CKV_AWS_18",
+            "a lab's bucket: access logging would need a second bucket",
+        ),
+        ("CKV_AWS_144", "a lab's bucket: no cross-region replication"),
+        (
+            "CKV_AWS_145",
+            "SSE-S3 is the lab's encryption; no customer KMS key to manage",
+        ),
+    ];
+    if !p.versioning {
+        res.checkov_skips.push((
+            "CKV_AWS_21",
+            "versioning is off in this spec (versioning: false)",
+        ));
     }
+    Some(res)
+}
+
+/// Where the data lands.
+async fn outputs(_cx: &Cx, live: &Live) -> Result<BTreeMap<String, String>> {
+    Ok(BTreeMap::from([(
+        "url".to_string(),
+        format!("s3://{}/", live.resource.name),
+    )]))
 }
 
 /// The id of the one lifecycle rule streamstack manages.
@@ -135,17 +126,10 @@ const DELETE_BATCH: usize = 1000;
 /// Every bucket this stack has or wants: the desired names, plus any `{stack}-*` bucket tagged
 /// as ours (a bucket removed from the spec).
 pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
-    let out = cx
-        .clients
-        .s3
-        .list_buckets()
-        .send()
-        .await
-        .op("s3:ListBuckets")?;
+    let buckets = list_buckets(cx).await?;
     // A stack's bucket lives in the stack's region; others would only answer with a redirect
     // to their region (desired names are read wherever they are, to catch foreign ones).
     let wanted: Vec<&str> = desired.of_kind(KIND).map(|r| r.name.as_str()).collect();
-    let buckets = out.buckets.unwrap_or_default();
     let created: BTreeMap<&str, std::time::SystemTime> = buckets
         .iter()
         .filter_map(|b| {
@@ -187,18 +171,16 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     })
 }
 
+/// Every bucket of the account (ListBuckets).
+async fn list_buckets(cx: &Cx) -> Result<Vec<aws_sdk_s3::types::Bucket>> {
+    let out = cx.clients.s3.list_buckets().send().await;
+    Ok(out.op("s3:ListBuckets")?.buckets.unwrap_or_default())
+}
+
 /// When S3 says the bucket `name` was created (from ListBuckets).
 async fn creation_date(cx: &Cx, name: &str) -> Result<Option<std::time::SystemTime>> {
-    let out = cx
-        .clients
-        .s3
-        .list_buckets()
-        .send()
-        .await
-        .op("s3:ListBuckets")?;
-    Ok(out
-        .buckets
-        .unwrap_or_default()
+    Ok(list_buckets(cx)
+        .await?
         .into_iter()
         .find(|b| b.name.as_deref() == Some(name))
         .and_then(|b| b.creation_date)
@@ -218,44 +200,61 @@ fn bucket_missing(e: &Error) -> bool {
     matches!(e.code(), Some("NoSuchBucket" | "NotFound"))
 }
 
+/// `Ok(None)` when the error says the bucket does not exist.
+fn bucket_found<T>(r: Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if bucket_missing(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>> {
-    let out = unset(
-        cx.clients
-            .s3
-            .get_bucket_tagging()
-            .bucket(name)
-            .send()
-            .await
-            .op("s3:GetBucketTagging"),
-    )?;
+    let call = cx.clients.s3.get_bucket_tagging().bucket(name);
+    let out = unset(call.send().await.op("s3:GetBucketTagging"))?;
     Ok(out
         .map(|o| o.tag_set.into_iter().map(|t| (t.key, t.value)).collect())
         .unwrap_or_default())
 }
 
-/// Reads one bucket by name; `None` if it does not exist.
-pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> {
-    let s3 = &cx.clients.s3;
-    // A bucket of another account (403) or in another region (301, or a region header from
-    // endpoints that answer anyway) exists, and is not something this stack may touch. HEAD
-    // answers have no body, so only the status tells these apart.
-    match s3.head_bucket().bucket(name).send().await {
+/// Where HeadBucket finds a bucket.
+enum Found {
+    /// In this account and region.
+    Here,
+    /// In another account (403) or region (301, or a region header from endpoints that answer
+    /// anyway): it exists, and is not something this stack may touch.
+    Elsewhere,
+}
+
+/// HeadBucket; `None` if there is no such bucket. HEAD answers have no body, so only the status
+/// tells the answers apart.
+async fn head(cx: &Cx, name: &str) -> Result<Option<Found>> {
+    match cx.clients.s3.head_bucket().bucket(name).send().await {
         Ok(out)
             if out
                 .bucket_region
                 .as_deref()
                 .is_some_and(|r| r != cx.env.region) =>
         {
-            return Ok(Some(foreign(name, BTreeMap::new(), desired)));
+            Ok(Some(Found::Elsewhere))
         }
-        Ok(_) => {}
+        Ok(_) => Ok(Some(Found::Here)),
         Err(SdkError::ServiceError(e)) if matches!(e.raw().status().as_u16(), 301 | 403) => {
-            return Ok(Some(foreign(name, BTreeMap::new(), desired)));
+            Ok(Some(Found::Elsewhere))
         }
         Err(e) => {
             let e = Error::Aws(crate::aws::AwsError::from_sdk("s3:HeadBucket", e));
-            return if bucket_missing(&e) { Ok(None) } else { Err(e) };
+            bucket_found(Err(e))
         }
+    }
+}
+
+/// Reads one bucket by name; `None` if it does not exist.
+pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> {
+    match head(cx, name).await? {
+        None => return Ok(None),
+        Some(Found::Elsewhere) => return Ok(Some(foreign(name, BTreeMap::new(), desired))),
+        Some(Found::Here) => {}
     }
     // The tagging API's listing has the tags of the stack's buckets; others are read one by one.
     let listed = cx
@@ -263,9 +262,9 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
         .await?;
     let tags = match listed {
         Some(tags) => tags,
-        None => match tags(cx, name).await {
-            Err(e) if bucket_missing(&e) => return Ok(None),
-            r => r?,
+        None => match bucket_found(tags(cx, name).await)? {
+            Some(tags) => tags,
+            None => return Ok(None),
         },
     };
     if !owned_by(&tags, &cx.stack) {
@@ -278,49 +277,27 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
             ..foreign(name, tags, desired)
         }));
     }
+    let props = settings(cx, name, force_destroy(&tags)).await?;
+    Ok(Some(live(name, tags, props, true, desired)))
+}
+
+/// Versioning, lifecycle, default encryption and the public access block of bucket `name`, read
+/// concurrently.
+async fn settings(cx: &Cx, name: &str, force_destroy: bool) -> Result<BucketProps> {
+    let s3 = &cx.clients.s3;
     let (versioning, lifecycle, encryption, public_access) = futures::try_join!(
+        versioning(cx, name),
         async {
-            match s3.get_bucket_versioning().bucket(name).send().await {
-                Ok(o) => Ok(o.status == Some(BucketVersioningStatus::Enabled)),
-                // moto names the root element `GetBucketVersioningResponse` instead of
-                // `VersioningConfiguration`, which the SDK refuses; a success status means the
-                // call worked, so read the status from the body itself.
-                Err(SdkError::ServiceError(e)) if e.raw().status().is_success() => {
-                    let body = e.raw().body().bytes().unwrap_or_default();
-                    Ok(String::from_utf8_lossy(body).contains("<Status>Enabled</Status>"))
-                }
-                Err(e) => Err(Error::Aws(crate::aws::AwsError::from_sdk(
-                    "s3:GetBucketVersioning",
-                    e,
-                ))),
-            }
+            let call = s3.get_bucket_lifecycle_configuration().bucket(name);
+            unset(call.send().await.op("s3:GetBucketLifecycleConfiguration"))
         },
         async {
-            unset(
-                s3.get_bucket_lifecycle_configuration()
-                    .bucket(name)
-                    .send()
-                    .await
-                    .op("s3:GetBucketLifecycleConfiguration"),
-            )
+            let call = s3.get_bucket_encryption().bucket(name);
+            unset(call.send().await.op("s3:GetBucketEncryption"))
         },
         async {
-            unset(
-                s3.get_bucket_encryption()
-                    .bucket(name)
-                    .send()
-                    .await
-                    .op("s3:GetBucketEncryption"),
-            )
-        },
-        async {
-            unset(
-                s3.get_public_access_block()
-                    .bucket(name)
-                    .send()
-                    .await
-                    .op("s3:GetPublicAccessBlock"),
-            )
+            let call = s3.get_public_access_block().bucket(name);
+            unset(call.send().await.op("s3:GetPublicAccessBlock"))
         },
     )?;
     let expire_after_days = lifecycle
@@ -351,59 +328,81 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
             .iter()
             .all(|f| *f == Some(true))
         });
-    let address = address_for(KIND, name, &tags, desired);
-    Ok(Some(Live {
-        broken: None,
-        created: None,
-        ours: true,
-        id: name.to_string(),
-        resource: Resource {
-            address,
-            name: name.to_string(),
-            depends_on: Default::default(),
-            props: Props::new(BucketProps {
-                versioning,
-                force_destroy: force_destroy(&tags),
-                expire_after_days,
-                sse_algorithm,
-                block_public_access,
-            }),
-            tags,
-        },
-    }))
+    Ok(BucketProps {
+        versioning,
+        force_destroy,
+        expire_after_days,
+        sse_algorithm,
+        block_public_access,
+    })
+}
+
+/// Whether versioning is enabled on bucket `name`.
+async fn versioning(cx: &Cx, name: &str) -> Result<bool> {
+    let call = cx.clients.s3.get_bucket_versioning().bucket(name);
+    let e = match call.send().await {
+        Ok(o) => return Ok(o.status == Some(BucketVersioningStatus::Enabled)),
+        Err(e) => e,
+    };
+    // moto names the root element `GetBucketVersioningResponse` instead of
+    // `VersioningConfiguration`, which the SDK refuses; a success status means the call worked,
+    // so read the status from the body itself (when the SDK kept it).
+    let body = match &e {
+        SdkError::ServiceError(s) if s.raw().status().is_success() => s.raw().body().bytes(),
+        _ => None,
+    };
+    match body {
+        Some(body) => Ok(String::from_utf8_lossy(body).contains("<Status>Enabled</Status>")),
+        None => Err(Error::Aws(crate::aws::AwsError::from_sdk(
+            "s3:GetBucketVersioning",
+            e,
+        ))),
+    }
 }
 
 fn force_destroy(tags: &BTreeMap<String, String>) -> bool {
     tags.get(TAG_FORCE_DESTROY).is_some_and(|v| v == "true")
 }
 
-/// A bucket that is not this stack's: only its name and tags are known.
-fn foreign(name: &str, tags: BTreeMap<String, String>, desired: &Model) -> Live {
-    Live {
-        broken: None,
-        created: None,
-        ours: false,
-        id: name.to_string(),
-        resource: Resource {
-            address: address_for(KIND, name, &tags, desired),
-            name: name.to_string(),
-            depends_on: Default::default(),
-            props: Props::new(BucketProps {
-                versioning: false,
-                force_destroy: force_destroy(&tags),
-                expire_after_days: None,
-                sse_algorithm: String::new(),
-                block_public_access: false,
-            }),
-            tags,
-        },
-    }
+/// A bucket as found; `ours` when it is tagged as this stack's.
+fn live(
+    name: &str,
+    tags: BTreeMap<String, String>,
+    props: BucketProps,
+    ours: bool,
+    desired: &Model,
+) -> Live {
+    let address = address_for(KIND, name, &tags, desired);
+    let props = Props::new(props);
+    Live::new(
+        name.to_string(),
+        ours,
+        address,
+        name.to_string(),
+        tags,
+        props,
+    )
 }
 
-fn props(r: &Resource) -> Result<&BucketProps> {
-    r.props
-        .get::<BucketProps>()
-        .ok_or_else(|| Error::Internal(format!("{} has no BucketProps", r.address)))
+/// A bucket that is not this stack's: only its name and tags are known.
+fn foreign(name: &str, tags: BTreeMap<String, String>, desired: &Model) -> Live {
+    let props = BucketProps {
+        force_destroy: force_destroy(&tags),
+        ..unconfigured()
+    };
+    live(name, tags, props, false, desired)
+}
+
+/// A bucket with nothing configured (not even what AWS sets by default: streamstack
+/// configures it all explicitly).
+fn unconfigured() -> BucketProps {
+    BucketProps {
+        versioning: false,
+        force_destroy: false,
+        expire_after_days: None,
+        sse_algorithm: String::new(),
+        block_public_access: false,
+    }
 }
 
 fn build_err(op: &str, e: impl std::fmt::Display) -> Error {
@@ -411,8 +410,7 @@ fn build_err(op: &str, e: impl std::fmt::Display) -> Error {
 }
 
 pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
-    props(r)?;
-    let s3 = &cx.clients.s3;
+    props::<BucketProps>(r)?;
     // Tagged at creation; us-east-1 is the default and is not a valid LocationConstraint
     // (aws-domain.md §2.4).
     let tags = bucket_tags(&r.tags)?;
@@ -426,87 +424,15 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
     // Endpoints that ignore creation tags (moto) leave a window until PutBucketTagging: the
     // journal covers it (crate::journal).
     cx.journal.begin(KIND, &r.name);
-    // The SDK's own retries are off for this call: when the name turns out taken, only this
-    // loop knows whether an earlier attempt of its own may have created the bucket.
-    let maybe_created = std::sync::atomic::AtomicBool::new(false);
-    let created = retry(
-        cx,
-        &r.address,
-        cx.timeouts.iam_propagation,
-        Error::is_transient,
-        || async {
-            let sent = s3
-                .create_bucket()
-                .bucket(&r.name)
-                .create_bucket_configuration(configuration.clone())
-                .customize()
-                .config_override(
-                    aws_sdk_s3::config::Builder::default()
-                        .retry_config(aws_config::retry::RetryConfig::disabled()),
-                )
-                .send()
-                .await
-                .op("s3:CreateBucket");
-            if let Err(e) = &sent {
-                if e.may_have_acted() {
-                    maybe_created.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-            }
-            sent
-        },
-    )
-    .await;
-    let baseline = match created {
-        Ok(_) => None,
-        Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => {
-            // Ours from an earlier attempt whose answer was lost, or from an interrupted run:
-            // finish configuring it. Anything else with this name is not ours to take over.
-            match read(cx, &r.name, desired).await? {
-                Some(live)
-                    if live.ours
-                        || maybe_created.load(std::sync::atomic::Ordering::SeqCst)
-                        || cx.journal.created_it(
-                            KIND,
-                            &r.name,
-                            creation_date(cx, &r.name).await?,
-                        ) =>
-                {
-                    Some(live)
-                }
-                _ => {
-                    cx.journal.end(KIND, &r.name);
-                    return Err(Error::resource(
-                        &r.address,
-                        format!(
-                            "bucket {} already exists in this account and is not tagged {}={}; \
-                             rename it in the spec (name:) or delete the other one",
-                            r.name,
-                            crate::model::TAG_STACK,
-                            cx.stack
-                        ),
-                    ));
-                }
-            }
-        }
-        Err(e) => {
-            cx.journal.end(KIND, &r.name);
-            return Err(e);
-        }
-    };
+    let baseline = create_bucket(cx, r, desired, &configuration).await?;
     let (live_props, live_tags) = match &baseline {
-        Some(l) => (props(&l.resource)?.clone(), l.resource.tags.clone()),
-        None => (
-            BucketProps {
-                versioning: false,
-                force_destroy: false,
-                expire_after_days: None,
-                // Configure explicitly even where AWS has defaults (new buckets get SSE-S3 and a
-                // public access block; moto gives neither).
-                sse_algorithm: String::new(),
-                block_public_access: false,
-            },
-            BTreeMap::new(),
+        Some(l) => (
+            props::<BucketProps>(&l.resource)?.clone(),
+            l.resource.tags.clone(),
         ),
+        // Configure explicitly even where AWS has defaults (new buckets get SSE-S3 and a
+        // public access block; moto gives neither).
+        None => (unconfigured(), BTreeMap::new()),
     };
     // A new bucket can be briefly unknown to the calls that configure it (S3 is eventually
     // consistent for bucket operations): those are retried while S3 says NoSuchBucket, which
@@ -517,6 +443,69 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
     .await?;
     cx.journal.end(KIND, &r.name);
     Ok(())
+}
+
+/// CreateBucket, retried while the answers are transient (without the SDK's own retries: see
+/// [`send_once`]): `None` when it created the bucket, or
+/// the bucket of that name that this create may take over (ours from an earlier attempt whose
+/// answer was lost, or from an interrupted run); anything else with the name is refused. When
+/// it fails knowing that it created nothing, it ends the journal entry.
+async fn create_bucket(
+    cx: &Cx,
+    r: &Resource,
+    desired: &Model,
+    configuration: &CreateBucketConfiguration,
+) -> Result<Option<Live>> {
+    let maybe_created = MaybeCreated::default();
+    let created = retry(
+        cx,
+        &r.address,
+        cx.timeouts.iam_propagation,
+        Error::is_transient,
+        || async {
+            let request = cx.clients.s3.create_bucket().bucket(&r.name);
+            let request = request.create_bucket_configuration(configuration.clone());
+            let sent = send_once!(aws_sdk_s3, request).await.op("s3:CreateBucket");
+            maybe_created.note(&sent);
+            sent
+        },
+    )
+    .await;
+    match created {
+        Ok(_) => Ok(None),
+        Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => {
+            match read(cx, &r.name, desired).await? {
+                Some(live)
+                    if live.ours
+                        || maybe_created.get()
+                        || cx.journal.created_it(
+                            KIND,
+                            &r.name,
+                            creation_date(cx, &r.name).await?,
+                        ) =>
+                {
+                    Ok(Some(live))
+                }
+                _ => {
+                    cx.journal.end(KIND, &r.name);
+                    Err(Error::resource(
+                        &r.address,
+                        format!(
+                            "bucket {} already exists in this account and is not tagged {}={}; \
+                             rename it in the spec (name:) or delete the other one",
+                            r.name,
+                            crate::model::TAG_STACK,
+                            cx.stack
+                        ),
+                    ))
+                }
+            }
+        }
+        Err(e) => {
+            cx.journal.end(KIND, &r.name);
+            Err(e)
+        }
+    }
 }
 
 fn bucket_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
@@ -539,132 +528,131 @@ async fn converge(
     live: &BucketProps,
     live_tags: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let p = props(r)?;
-    let s3 = &cx.clients.s3;
-    let name = &r.name;
+    let p = props::<BucketProps>(r)?;
     if &r.tags != live_tags {
-        if r.tags.is_empty() {
-            s3.delete_bucket_tagging()
-                .bucket(name)
-                .send()
-                .await
-                .op("s3:DeleteBucketTagging")?;
-        } else {
-            let op = "s3:PutBucketTagging";
-            let tag_set = bucket_tags(&r.tags)?;
-            let tagging = Tagging::builder()
-                .set_tag_set(Some(tag_set))
-                .build()
-                .map_err(|e| build_err(op, e))?;
-            s3.put_bucket_tagging()
-                .bucket(name)
-                .tagging(tagging)
-                .send()
-                .await
-                .op(op)?;
-        }
+        put_tags(cx, &r.name, &r.tags).await?;
     }
     if p.block_public_access != live.block_public_access {
-        if p.block_public_access {
-            let block = PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .ignore_public_acls(true)
-                .block_public_policy(true)
-                .restrict_public_buckets(true)
-                .build();
-            s3.put_public_access_block()
-                .bucket(name)
-                .public_access_block_configuration(block)
-                .send()
-                .await
-                .op("s3:PutPublicAccessBlock")?;
-        } else {
-            s3.delete_public_access_block()
-                .bucket(name)
-                .send()
-                .await
-                .op("s3:DeletePublicAccessBlock")?;
-        }
+        put_public_access_block(cx, &r.name, p.block_public_access).await?;
     }
     if p.sse_algorithm != live.sse_algorithm {
-        if p.sse_algorithm.is_empty() {
-            s3.delete_bucket_encryption()
-                .bucket(name)
-                .send()
-                .await
-                .op("s3:DeleteBucketEncryption")?;
-        } else {
-            let op = "s3:PutBucketEncryption";
-            let default = ServerSideEncryptionByDefault::builder()
-                .sse_algorithm(ServerSideEncryption::from(p.sse_algorithm.as_str()))
-                .build()
-                .map_err(|e| build_err(op, e))?;
-            let conf = ServerSideEncryptionConfiguration::builder()
-                .rules(
-                    ServerSideEncryptionRule::builder()
-                        .apply_server_side_encryption_by_default(default)
-                        .build(),
-                )
-                .build()
-                .map_err(|e| build_err(op, e))?;
-            s3.put_bucket_encryption()
-                .bucket(name)
-                .server_side_encryption_configuration(conf)
-                .send()
-                .await
-                .op(op)?;
-        }
+        put_encryption(cx, &r.name, &p.sse_algorithm).await?;
     }
     if p.versioning != live.versioning {
-        // Versioning can never be switched off again, only suspended.
-        let status = if p.versioning {
-            BucketVersioningStatus::Enabled
-        } else {
-            BucketVersioningStatus::Suspended
-        };
-        s3.put_bucket_versioning()
-            .bucket(name)
-            .versioning_configuration(VersioningConfiguration::builder().status(status).build())
-            .send()
-            .await
-            .op("s3:PutBucketVersioning")?;
+        put_versioning(cx, &r.name, p.versioning).await?;
     }
     if p.expire_after_days != live.expire_after_days {
-        match p.expire_after_days {
-            Some(days) => {
-                let op = "s3:PutBucketLifecycleConfiguration";
-                let rule = LifecycleRule::builder()
-                    .id(LIFECYCLE_RULE_ID)
-                    .filter(LifecycleRuleFilter::builder().prefix("").build())
-                    .status(ExpirationStatus::Enabled)
-                    .expiration(LifecycleExpiration::builder().days(days as i32).build())
-                    .build()
-                    .map_err(|e| build_err(op, e))?;
-                let conf = BucketLifecycleConfiguration::builder()
-                    .rules(rule)
-                    .build()
-                    .map_err(|e| build_err(op, e))?;
-                s3.put_bucket_lifecycle_configuration()
-                    .bucket(name)
-                    .lifecycle_configuration(conf)
-                    .send()
-                    .await
-                    .op(op)?;
-            }
-            None => {
-                s3.delete_bucket_lifecycle()
-                    .bucket(name)
-                    .send()
-                    .await
-                    .op("s3:DeleteBucketLifecycle")?;
-            }
-        }
+        put_lifecycle(cx, &r.name, p.expire_after_days).await?;
     }
     Ok(())
 }
 
+/// The bucket's whole tag set (S3 has no call to add or remove single tags).
+async fn put_tags(cx: &Cx, name: &str, tags: &BTreeMap<String, String>) -> Result<()> {
+    let s3 = &cx.clients.s3;
+    if tags.is_empty() {
+        let call = s3.delete_bucket_tagging().bucket(name);
+        call.send().await.op("s3:DeleteBucketTagging")?;
+    } else {
+        let op = "s3:PutBucketTagging";
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(bucket_tags(tags)?))
+            .build()
+            .map_err(|e| build_err(op, e))?;
+        let call = s3.put_bucket_tagging().bucket(name).tagging(tagging);
+        call.send().await.op(op)?;
+    }
+    Ok(())
+}
+
+/// All four public-access-block flags on (`block`), or no public access block.
+async fn put_public_access_block(cx: &Cx, name: &str, block: bool) -> Result<()> {
+    let s3 = &cx.clients.s3;
+    if block {
+        let block = PublicAccessBlockConfiguration::builder()
+            .block_public_acls(true)
+            .ignore_public_acls(true)
+            .block_public_policy(true)
+            .restrict_public_buckets(true)
+            .build();
+        let call = s3.put_public_access_block().bucket(name);
+        let call = call.public_access_block_configuration(block);
+        call.send().await.op("s3:PutPublicAccessBlock")?;
+    } else {
+        let call = s3.delete_public_access_block().bucket(name);
+        call.send().await.op("s3:DeletePublicAccessBlock")?;
+    }
+    Ok(())
+}
+
+/// Default encryption with `algorithm`, or none (`""`).
+async fn put_encryption(cx: &Cx, name: &str, algorithm: &str) -> Result<()> {
+    let s3 = &cx.clients.s3;
+    if algorithm.is_empty() {
+        let call = s3.delete_bucket_encryption().bucket(name);
+        call.send().await.op("s3:DeleteBucketEncryption")?;
+        return Ok(());
+    }
+    let op = "s3:PutBucketEncryption";
+    let default = ServerSideEncryptionByDefault::builder()
+        .sse_algorithm(ServerSideEncryption::from(algorithm))
+        .build()
+        .map_err(|e| build_err(op, e))?;
+    let conf = ServerSideEncryptionConfiguration::builder()
+        .rules(
+            ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(default)
+                .build(),
+        )
+        .build()
+        .map_err(|e| build_err(op, e))?;
+    let call = s3.put_bucket_encryption().bucket(name);
+    let call = call.server_side_encryption_configuration(conf);
+    call.send().await.op(op)?;
+    Ok(())
+}
+
+/// Versioning on, or suspended (it can never be switched off again).
+async fn put_versioning(cx: &Cx, name: &str, on: bool) -> Result<()> {
+    let status = if on {
+        BucketVersioningStatus::Enabled
+    } else {
+        BucketVersioningStatus::Suspended
+    };
+    let conf = VersioningConfiguration::builder().status(status).build();
+    let call = cx.clients.s3.put_bucket_versioning().bucket(name);
+    let call = call.versioning_configuration(conf);
+    call.send().await.op("s3:PutBucketVersioning")?;
+    Ok(())
+}
+
+/// streamstack's lifecycle rule expiring objects after `days`, or no lifecycle.
+async fn put_lifecycle(cx: &Cx, name: &str, days: Option<u32>) -> Result<()> {
+    let s3 = &cx.clients.s3;
+    let Some(days) = days else {
+        let call = s3.delete_bucket_lifecycle().bucket(name);
+        call.send().await.op("s3:DeleteBucketLifecycle")?;
+        return Ok(());
+    };
+    let op = "s3:PutBucketLifecycleConfiguration";
+    let rule = LifecycleRule::builder()
+        .id(LIFECYCLE_RULE_ID)
+        .filter(LifecycleRuleFilter::builder().prefix("").build())
+        .status(ExpirationStatus::Enabled)
+        .expiration(LifecycleExpiration::builder().days(days as i32).build())
+        .build()
+        .map_err(|e| build_err(op, e))?;
+    let conf = BucketLifecycleConfiguration::builder()
+        .rules(rule)
+        .build()
+        .map_err(|e| build_err(op, e))?;
+    let call = s3.put_bucket_lifecycle_configuration().bucket(name);
+    call.lifecycle_configuration(conf).send().await.op(op)?;
+    Ok(())
+}
+
 pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
-    let lp = props(&live.resource)?;
+    let lp = props::<BucketProps>(&live.resource)?;
     converge(cx, desired, lp, &live.resource.tags).await
 }
 
@@ -672,32 +660,20 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     let name = &live.resource.name;
     let force = force_destroy(&live.resource.tags);
     if !force {
-        match holds_objects(cx, name).await {
-            Ok(false) => {}
-            Ok(true) => return Err(not_empty(live.address(), name)),
-            Err(e) if bucket_missing(&e) => return Ok(()),
-            Err(e) => return Err(e),
+        match bucket_found(holds_objects(cx, name).await)? {
+            None => return Ok(()),
+            Some(false) => {}
+            Some(true) => return Err(not_empty(live.address(), name)),
         }
     }
     // Objects can still arrive while emptying (a delivery being deleted); a few rounds cover it.
     let mut attempts = 0;
     loop {
-        if force {
-            match empty(cx, live.address(), name).await {
-                Ok(()) => {}
-                Err(e) if bucket_missing(&e) => return Ok(()),
-                Err(e) => return Err(e),
-            }
+        if force && bucket_found(empty(cx, live.address(), name).await)?.is_none() {
+            return Ok(());
         }
-        match cx
-            .clients
-            .s3
-            .delete_bucket()
-            .bucket(name)
-            .send()
-            .await
-            .op("s3:DeleteBucket")
-        {
+        let deleted = cx.clients.s3.delete_bucket().bucket(name).send().await;
+        match deleted.op("s3:DeleteBucket") {
             Ok(_) => break,
             Err(e) if bucket_missing(&e) => return Ok(()),
             Err(e) if e.code() == Some("BucketNotEmpty") && force && attempts < 5 => attempts += 1,
@@ -713,19 +689,9 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
         "bucket deleted",
         VISIBLE_TIMEOUT,
         || async {
-            match cx
-                .clients
-                .s3
-                .head_bucket()
-                .bucket(name)
-                .send()
-                .await
-                .op("s3:HeadBucket")
-            {
-                Ok(_) => Ok(None),
-                Err(e) if bucket_missing(&e) => Ok(Some(())),
-                Err(e) => Err(e),
-            }
+            let call = cx.clients.s3.head_bucket().bucket(name);
+            let found = bucket_found(call.send().await.op("s3:HeadBucket"))?;
+            Ok(found.is_none().then_some(()))
         },
     )
     .await
@@ -738,11 +704,8 @@ pub async fn empty_if_force_destroy(cx: &Cx, live: &Live) -> Result<bool> {
     if !live.ours || !force_destroy(&live.resource.tags) {
         return Ok(false);
     }
-    match empty(cx, live.address(), &live.resource.name).await {
-        Ok(()) => Ok(true),
-        Err(e) if bucket_missing(&e) => Ok(false),
-        Err(e) => Err(e),
-    }
+    let emptied = empty(cx, live.address(), &live.resource.name).await;
+    Ok(bucket_found(emptied)?.is_some())
 }
 
 fn not_empty(address: &Address, name: &str) -> Error {
@@ -754,15 +717,8 @@ fn not_empty(address: &Address, name: &str) -> Error {
 
 /// Does the bucket hold any object, version or delete marker?
 async fn holds_objects(cx: &Cx, name: &str) -> Result<bool> {
-    let out = cx
-        .clients
-        .s3
-        .list_object_versions()
-        .bucket(name)
-        .max_keys(1)
-        .send()
-        .await
-        .op("s3:ListObjectVersions")?;
+    let call = cx.clients.s3.list_object_versions().bucket(name);
+    let out = call.max_keys(1).send().await.op("s3:ListObjectVersions")?;
     Ok(!out.versions.unwrap_or_default().is_empty()
         || !out.delete_markers.unwrap_or_default().is_empty())
 }
@@ -770,108 +726,105 @@ async fn holds_objects(cx: &Cx, name: &str) -> Result<bool> {
 /// Deletes every object version, delete marker, current object and multipart upload, until a
 /// whole round finds nothing; reports progress while it works.
 async fn empty(cx: &Cx, address: &Address, name: &str) -> Result<()> {
-    let s3 = &cx.clients.s3;
-    let start = Instant::now();
-    let mut last_report = start;
+    let mut progress = Progress::new(cx, address);
+    let delete = |ids| delete_objects(cx, address, name, ids);
+    let abort = |uploads| abort_uploads(cx, name, uploads);
     let mut deleted = 0usize;
-    let mut report = |deleted: usize| {
-        if last_report.elapsed() >= cx.timeouts.progress_every {
-            cx.events.send(Event::Progress {
-                address: address.clone(),
-                waiting_for: format!("bucket emptied ({deleted} objects deleted so far)"),
-                elapsed: start.elapsed(),
-            });
-            last_report = Instant::now();
-        }
-    };
     loop {
         let mut round = 0usize;
-        // Every page is deleted before the next listing, so each listing starts from the top.
-        loop {
-            let out = s3
-                .list_object_versions()
-                .bucket(name)
-                .max_keys(DELETE_BATCH as i32)
-                .send()
-                .await
-                .op("s3:ListObjectVersions")?;
-            let ids: Vec<(String, Option<String>)> = out
-                .versions
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|v| Some((v.key?, v.version_id)))
-                .chain(
-                    out.delete_markers
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter_map(|m| Some((m.key?, m.version_id))),
-                )
-                .collect();
-            if ids.is_empty() {
-                break;
-            }
-            round += delete_objects(cx, address, name, ids).await?;
-            report(deleted + round);
-        }
-        loop {
-            let out = s3
-                .list_objects_v2()
-                .bucket(name)
-                .max_keys(DELETE_BATCH as i32)
-                .send()
-                .await
-                .op("s3:ListObjectsV2")?;
-            let ids: Vec<(String, Option<String>)> = out
-                .contents
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|o| Some((o.key?, None)))
-                .collect();
-            if ids.is_empty() {
-                break;
-            }
-            round += delete_objects(cx, address, name, ids).await?;
-            report(deleted + round);
-        }
-        loop {
-            let out = s3
-                .list_multipart_uploads()
-                .bucket(name)
-                .send()
-                .await
-                .op("s3:ListMultipartUploads")?;
-            let uploads: Vec<(String, String)> = out
-                .uploads
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|u| Some((u.key?, u.upload_id?)))
-                .collect();
-            if uploads.is_empty() {
-                break;
-            }
-            try_join_all(uploads.iter().map(|(key, id)| async move {
-                match s3
-                    .abort_multipart_upload()
-                    .bucket(name)
-                    .key(key)
-                    .upload_id(id)
-                    .send()
-                    .await
-                    .op("s3:AbortMultipartUpload")
-                {
-                    Err(e) if e.code() == Some("NoSuchUpload") => Ok(()),
-                    r => r.map(|_| ()),
-                }
-            }))
-            .await?;
-            round += uploads.len();
-            report(deleted + round);
-        }
+        round += drain(
+            &mut progress,
+            deleted + round,
+            || versions(cx, name),
+            delete,
+        )
+        .await?;
+        round += drain(&mut progress, deleted + round, || objects(cx, name), delete).await?;
+        round += drain(&mut progress, deleted + round, || uploads(cx, name), abort).await?;
         if round == 0 {
             return Ok(());
         }
         deleted += round;
     }
+}
+
+/// Lists a batch and deletes it, until a listing finds nothing (every batch is deleted before
+/// the next listing, so each listing starts from the top), reporting the count so far (after
+/// `before` deleted earlier). Returns how many it deleted.
+async fn drain<T, L, LFut, D, DFut>(
+    progress: &mut Progress<'_>,
+    before: usize,
+    mut list: L,
+    mut delete: D,
+) -> Result<usize>
+where
+    L: FnMut() -> LFut,
+    LFut: Future<Output = Result<Vec<T>>>,
+    D: FnMut(Vec<T>) -> DFut,
+    DFut: Future<Output = Result<usize>>,
+{
+    let mut deleted = 0;
+    loop {
+        let batch = list().await?;
+        if batch.is_empty() {
+            return Ok(deleted);
+        }
+        deleted += delete(batch).await?;
+        let so_far = before + deleted;
+        progress.report(|| format!("bucket emptied ({so_far} objects deleted so far)"));
+    }
+}
+
+/// The first [`DELETE_BATCH`] object versions and delete markers: (key, version id).
+async fn versions(cx: &Cx, name: &str) -> Result<Vec<(String, Option<String>)>> {
+    let call = cx.clients.s3.list_object_versions().bucket(name);
+    let call = call.max_keys(DELETE_BATCH as i32);
+    let out = call.send().await.op("s3:ListObjectVersions")?;
+    let versions = out.versions.unwrap_or_default().into_iter();
+    let markers = out.delete_markers.unwrap_or_default().into_iter();
+    Ok(versions
+        .filter_map(|v| Some((v.key?, v.version_id)))
+        .chain(markers.filter_map(|m| Some((m.key?, m.version_id))))
+        .collect())
+}
+
+/// The first [`DELETE_BATCH`] current objects: (key, no version id).
+async fn objects(cx: &Cx, name: &str) -> Result<Vec<(String, Option<String>)>> {
+    let call = cx.clients.s3.list_objects_v2().bucket(name);
+    let out = call.max_keys(DELETE_BATCH as i32).send().await;
+    let contents = out.op("s3:ListObjectsV2")?.contents.unwrap_or_default();
+    Ok(contents
+        .into_iter()
+        .filter_map(|o| Some((o.key?, None)))
+        .collect())
+}
+
+/// The first page of multipart uploads in progress: (key, upload id).
+async fn uploads(cx: &Cx, name: &str) -> Result<Vec<(String, String)>> {
+    let call = cx.clients.s3.list_multipart_uploads().bucket(name);
+    let out = call.send().await.op("s3:ListMultipartUploads")?;
+    let uploads = out.uploads.unwrap_or_default().into_iter();
+    Ok(uploads
+        .filter_map(|u| Some((u.key?, u.upload_id?)))
+        .collect())
+}
+
+/// Aborts `uploads` (at once); returns how many.
+async fn abort_uploads(cx: &Cx, name: &str, uploads: Vec<(String, String)>) -> Result<usize> {
+    let s3 = &cx.clients.s3;
+    try_join_all(uploads.iter().map(|(key, id)| async move {
+        let call = s3
+            .abort_multipart_upload()
+            .bucket(name)
+            .key(key)
+            .upload_id(id);
+        already_done(
+            call.send().await.op("s3:AbortMultipartUpload"),
+            "NoSuchUpload",
+        )
+    }))
+    .await?;
+    Ok(uploads.len())
 }
 
 /// One DeleteObjects call (at most [`DELETE_BATCH`] keys, quiet); fails on any per-key error.
@@ -899,15 +852,8 @@ async fn delete_objects(
             .quiet(true)
             .build()
             .map_err(|e| build_err(op, e))?;
-        let out = cx
-            .clients
-            .s3
-            .delete_objects()
-            .bucket(name)
-            .delete(delete)
-            .send()
-            .await
-            .op(op)?;
+        let call = cx.clients.s3.delete_objects().bucket(name).delete(delete);
+        let out = call.send().await.op(op)?;
         if let Some(e) = out.errors.unwrap_or_default().into_iter().next() {
             return Err(Error::resource(
                 address,

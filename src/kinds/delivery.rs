@@ -20,20 +20,18 @@ use aws_sdk_firehose::types::{
     ExtendedS3DestinationUpdate, KinesisStreamSourceConfiguration, Tag,
 };
 
-use futures::future::BoxFuture;
 use serde::Serialize;
 
+pub use super::DELIVERY as KIND;
 use super::{
-    address_for, owned_by, read_candidates, retry, tag_delta, wait_for, CheckRun, Cx, Hop, Live,
-    ResourceKind,
+    address_for, adopt, converge_tags, delete_when_free, found, missing_hop, owned_by, props,
+    put_in_batches, read_candidates, retry, wait_for, CheckRun, Cx, Hop, Live, ResourceKind,
+    BUCKET, DELIVERY_ROLE, LOG_GROUP, STREAM,
 };
-use crate::aws::Ctx;
-use crate::kinds::{bucket, log_group, role, stream};
+use crate::aws::{first_pages, next_token, pages, Ctx};
 use crate::model::{Address, Kind, Model, Props, Resource};
 use crate::spec::types::{Buffering, Compression};
 use crate::{Error, Result};
-
-pub const KIND: Kind = Kind::new("delivery");
 
 /// No API changes a delivery's source (aws-domain.md §4.3).
 pub const REPLACE_ON: &[&str] = &["source"];
@@ -71,14 +69,12 @@ pub struct DeliveryProps {
 pub struct Deliveries;
 
 impl ResourceKind for Deliveries {
-    fn kinds(&self) -> &'static [Kind] {
-        &[KIND]
-    }
+    lifecycle_from_module_fns!(kinds: &[KIND]; outputs, check, put_test_records, cloudformation);
     fn replace_on(&self) -> &'static [&'static str] {
         REPLACE_ON
     }
     fn replaced_with(&self) -> &'static [Kind] {
-        &[stream::KIND]
+        &[STREAM]
     }
     fn name_namespace(&self) -> Option<(&'static str, bool)> {
         Some(("delivery", false))
@@ -88,148 +84,118 @@ impl ResourceKind for Deliveries {
             return Vec::new();
         };
         let mut out = vec![
-            (bucket::KIND, p.bucket_name.clone()),
-            (role::DELIVERY_ROLE, p.role_name.clone()),
+            (BUCKET, p.bucket_name.clone()),
+            (DELIVERY_ROLE, p.role_name.clone()),
         ];
         if let Some(s) = &p.source {
-            out.push((stream::KIND, s.stream_name.clone()));
+            out.push((STREAM, s.stream_name.clone()));
         }
         if let Some(l) = &p.error_logging {
-            out.push((log_group::KIND, l.log_group.clone()));
+            out.push((LOG_GROUP, l.log_group.clone()));
         }
         out
     }
-    lifecycle_from_module_fns!();
     fn hop_order(&self) -> u8 {
         3
     }
-    fn check<'a>(
-        &'a self,
-        cx: &'a Cx,
-        r: &'a Resource,
-        live: Option<&'a Live>,
-        run: &'a CheckRun,
-    ) -> BoxFuture<'a, Result<Option<Hop>>> {
-        Box::pin(async move { check(cx, r, live, run).await.map(Some) })
+}
+
+/// `check --put`: the records, in PutRecordBatch batches, into a direct delivery.
+async fn put_test_records(cx: &Cx, r: &Resource, records: &[String]) -> Result<bool> {
+    // Only a direct delivery takes records from producers; one reading a stream gets them
+    // through its stream.
+    if props::<DeliveryProps>(r)?.source.is_some() {
+        return Ok(false);
     }
-    fn put_test_records<'a>(
-        &'a self,
-        cx: &'a Cx,
-        r: &'a Resource,
-        records: &'a [String],
-    ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            // Only a direct delivery takes records from producers; one reading a stream gets
-            // them through its stream.
-            if props(r)?.source.is_some() {
-                return Ok(false);
-            }
-            for chunk in records.chunks(500) {
-                let batch = chunk
-                    .iter()
-                    .map(|data| {
-                        aws_sdk_firehose::types::Record::builder()
-                            .data(aws_smithy_types::Blob::new(data.as_bytes()))
-                            .build()
-                            .map_err(|e| Error::Internal(format!("firehose:PutRecordBatch: {e}")))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let out = cx
-                    .clients
-                    .firehose
-                    .put_record_batch()
-                    .delivery_stream_name(&r.name)
-                    .set_records(Some(batch))
-                    .send()
-                    .await
-                    .op("firehose:PutRecordBatch")?;
-                if out.failed_put_count > 0 {
-                    return Err(Error::resource(
-                        &r.address,
-                        format!("{} of the test records were refused", out.failed_put_count),
-                    ));
-                }
-            }
-            Ok(true)
-        })
+    put_in_batches(r, records, |_, batch| async move {
+        let batch = batch
+            .iter()
+            .map(|data| {
+                aws_sdk_firehose::types::Record::builder()
+                    .data(aws_smithy_types::Blob::new(data.as_bytes()))
+                    .build()
+                    .map_err(|e| Error::Internal(format!("firehose:PutRecordBatch: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let call = cx.clients.firehose.put_record_batch();
+        let call = call.delivery_stream_name(&r.name).set_records(Some(batch));
+        Ok(call
+            .send()
+            .await
+            .op("firehose:PutRecordBatch")?
+            .failed_put_count)
+    })
+    .await
+}
+
+fn cloudformation(r: &Resource, _cfn: &crate::cfn::Cfn) -> Option<crate::cfn::CfnResource> {
+    let p = r.props.get::<DeliveryProps>()?;
+    let mut dest = serde_json::json!({
+        "BucketARN": p.bucket_arn,
+        "RoleARN": p.role_arn,
+        "BufferingHints": {"IntervalInSeconds": p.buffering.interval_seconds, "SizeInMBs": p.buffering.size_mb},
+        "CompressionFormat": p.compression.api_name(),
+        "CloudWatchLoggingOptions": match &p.error_logging {
+            Some(l) => serde_json::json!({"Enabled": true, "LogGroupName": l.log_group, "LogStreamName": l.log_stream}),
+            None => serde_json::json!({"Enabled": false}),
+        },
+    });
+    if let Some(x) = &p.prefix {
+        dest["Prefix"] = serde_json::json!(x);
     }
-    fn cloudformation(
-        &self,
-        r: &Resource,
-        _cfn: &crate::cfn::Cfn,
-    ) -> Option<crate::cfn::CfnResource> {
-        let p = r.props.get::<DeliveryProps>()?;
-        let mut dest = serde_json::json!({
-            "BucketARN": p.bucket_arn,
-            "RoleARN": p.role_arn,
-            "BufferingHints": {"IntervalInSeconds": p.buffering.interval_seconds, "SizeInMBs": p.buffering.size_mb},
-            "CompressionFormat": p.compression.api_name(),
-            "CloudWatchLoggingOptions": match &p.error_logging {
-                Some(l) => serde_json::json!({"Enabled": true, "LogGroupName": l.log_group, "LogStreamName": l.log_stream}),
-                None => serde_json::json!({"Enabled": false}),
-            },
-        });
-        if let Some(x) = &p.prefix {
-            dest["Prefix"] = serde_json::json!(x);
-        }
-        if let Some(x) = &p.error_prefix {
-            dest["ErrorOutputPrefix"] = serde_json::json!(x);
-        }
-        let mut props = serde_json::json!({
-            "DeliveryStreamName": r.name,
-            "DeliveryStreamType": if p.source.is_some() { "KinesisStreamAsSource" } else { "DirectPut" },
-            "ExtendedS3DestinationConfiguration": dest,
-            "Tags": crate::cfn::tags(&r.tags),
-        });
-        if let Some(s) = &p.source {
-            props["KinesisStreamSourceConfiguration"] =
-                serde_json::json!({"KinesisStreamARN": s.stream_arn, "RoleARN": p.role_arn});
-        }
-        let mut res = crate::cfn::CfnResource::new("AWS::KinesisFirehose::DeliveryStream", props)
-            .output(
-                "Arn",
-                serde_json::Value::String(p.arn.clone()),
-                "The delivery's ARN",
-            );
-        if p.source.is_some() {
-            res.checkov_skips.push((
-                "CKV_AWS_240",
-                "Firehose refuses server-side encryption on a stream-sourced delivery; the stream is encrypted instead",
-            ));
-            res.checkov_skips.push((
-                "CKV_AWS_241",
-                "Firehose refuses server-side encryption on a stream-sourced delivery; the stream is encrypted instead",
-            ));
-        }
-        Some(res)
+    if let Some(x) = &p.error_prefix {
+        dest["ErrorOutputPrefix"] = serde_json::json!(x);
     }
-    fn outputs<'a>(
-        &'a self,
-        _cx: &'a Cx,
-        live: &'a Live,
-    ) -> BoxFuture<'a, Result<BTreeMap<String, String>>> {
-        Box::pin(async move {
-            let p = props(&live.resource)?;
-            let mut out = BTreeMap::from([
-                ("arn".to_string(), p.arn.clone()),
-                (
-                    "data_lands_in".to_string(),
-                    format!(
-                        "s3://{}/{}",
-                        p.bucket_name,
-                        p.prefix.clone().unwrap_or_default()
-                    ),
-                ),
-            ]);
-            if let Some(l) = &p.error_logging {
-                out.insert(
-                    "error_log".to_string(),
-                    format!("{} / {}", l.log_group, l.log_stream),
-                );
-            }
-            Ok(out)
-        })
+    let mut props = serde_json::json!({
+        "DeliveryStreamName": r.name,
+        "DeliveryStreamType": if p.source.is_some() { "KinesisStreamAsSource" } else { "DirectPut" },
+        "ExtendedS3DestinationConfiguration": dest,
+        "Tags": crate::cfn::tags(&r.tags),
+    });
+    if let Some(s) = &p.source {
+        props["KinesisStreamSourceConfiguration"] =
+            serde_json::json!({"KinesisStreamARN": s.stream_arn, "RoleARN": p.role_arn});
     }
+    let mut res = crate::cfn::CfnResource::new("AWS::KinesisFirehose::DeliveryStream", props)
+        .output(
+            "Arn",
+            serde_json::Value::String(p.arn.clone()),
+            "The delivery's ARN",
+        );
+    if p.source.is_some() {
+        res.checkov_skips.push((
+            "CKV_AWS_240",
+            "Firehose refuses server-side encryption on a stream-sourced delivery; the stream is encrypted instead",
+        ));
+        res.checkov_skips.push((
+            "CKV_AWS_241",
+            "Firehose refuses server-side encryption on a stream-sourced delivery; the stream is encrypted instead",
+        ));
+    }
+    Some(res)
+}
+
+/// The ARN, where data lands and where errors are logged.
+async fn outputs(_cx: &Cx, live: &Live) -> Result<BTreeMap<String, String>> {
+    let p = props::<DeliveryProps>(&live.resource)?;
+    let mut out = BTreeMap::from([
+        ("arn".to_string(), p.arn.clone()),
+        (
+            "data_lands_in".to_string(),
+            format!(
+                "s3://{}/{}",
+                p.bucket_name,
+                p.prefix.clone().unwrap_or_default()
+            ),
+        ),
+    ]);
+    if let Some(l) = &p.error_logging {
+        out.insert(
+            "error_log".to_string(),
+            format!("{} / {}", l.log_group, l.log_stream),
+        );
+    }
+    Ok(out)
 }
 
 /// Tags per TagDeliveryStream/UntagDeliveryStream call.
@@ -238,22 +204,17 @@ const TAGS_PER_CALL: usize = 50;
 /// Every delivery this stack has or wants: the desired names, plus any `{stack}-*` delivery
 /// tagged as ours (a delivery removed from the spec).
 pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
-    let mut names: Vec<String> = Vec::new();
-    loop {
-        let out = cx
-            .clients
-            .firehose
-            .list_delivery_streams()
-            .set_exclusive_start_delivery_stream_name(names.last().cloned())
-            .send()
-            .await
-            .op("firehose:ListDeliveryStreams")?;
-        let more = out.has_more_delivery_streams && !out.delivery_stream_names.is_empty();
-        names.extend(out.delivery_stream_names);
-        if !more {
-            break;
+    let names = pages!(
+        "firehose:ListDeliveryStreams",
+        cx.clients.firehose.list_delivery_streams(),
+        set_exclusive_start_delivery_stream_name,
+        |out| {
+            let last = out.delivery_stream_names.last();
+            let next = last.filter(|_| out.has_more_delivery_streams).cloned();
+            (out.delivery_stream_names, next)
         }
-    }
+    )
+    .await?;
     let tagged = cx.tagged_names(&cx.env.delivery_arn("")).await?;
     read_candidates(
         desired,
@@ -270,44 +231,20 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
 }
 
 async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    let mut start = None;
-    loop {
-        let page = cx
-            .clients
-            .firehose
-            .list_tags_for_delivery_stream()
+    let fh = &cx.clients.firehose;
+    let request = || {
+        fh.list_tags_for_delivery_stream()
             .delivery_stream_name(name)
-            .set_exclusive_start_tag_key(start.clone())
-            .send()
-            .await
-            .op("firehose:ListTagsForDeliveryStream")?;
-        for t in &page.tags {
-            out.insert(t.key.clone(), t.value.clone().unwrap_or_default());
-        }
-        if !page.has_more_tags || page.tags.is_empty() {
-            break;
-        }
-        start = page.tags.last().map(|t| t.key.clone());
-    }
-    Ok(out)
+    };
+    tags_by_key!("firehose:ListTagsForDeliveryStream", request()).await
 }
 
 /// `DescribeDeliveryStream`; `None` if there is no such delivery.
 async fn describe(cx: &Cx, name: &str) -> Result<Option<DeliveryStreamDescription>> {
-    match cx
-        .clients
-        .firehose
-        .describe_delivery_stream()
-        .delivery_stream_name(name)
-        .send()
-        .await
-        .op("firehose:DescribeDeliveryStream")
-    {
-        Ok(o) => Ok(o.delivery_stream_description),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
+    let call = cx.clients.firehose.describe_delivery_stream();
+    let call = call.delivery_stream_name(name);
+    let out = found(call.send().await.op("firehose:DescribeDeliveryStream"))?;
+    Ok(out.and_then(|o| o.delivery_stream_description))
 }
 
 /// The last `/`-separated segment of an ARN (a stream or role name).
@@ -341,26 +278,24 @@ fn props_of(d: &DeliveryStreamDescription) -> Result<DeliveryProps> {
     let dest = d.destinations.first();
     let ext = dest.and_then(|x| x.extended_s3_destination_description.as_ref());
     let s3 = dest.and_then(|x| x.s3_destination_description.as_ref());
+    // The two descriptions are different types with the same fields.
+    macro_rules! fields {
+        ($d:expr) => {
+            (
+                $d.role_arn.clone(),
+                $d.bucket_arn.clone(),
+                non_empty($d.prefix.as_deref()),
+                non_empty($d.error_output_prefix.as_deref()),
+                $d.buffering_hints.as_ref(),
+                Some(&$d.compression_format),
+                $d.cloud_watch_logging_options.as_ref(),
+            )
+        };
+    }
     let (role_arn, bucket_arn, prefix, error_prefix, hints, compression, logging) = match (ext, s3)
     {
-        (Some(e), _) => (
-            e.role_arn.clone(),
-            e.bucket_arn.clone(),
-            non_empty(e.prefix.as_deref()),
-            non_empty(e.error_output_prefix.as_deref()),
-            e.buffering_hints.as_ref(),
-            Some(&e.compression_format),
-            e.cloud_watch_logging_options.as_ref(),
-        ),
-        (None, Some(s)) => (
-            s.role_arn.clone(),
-            s.bucket_arn.clone(),
-            non_empty(s.prefix.as_deref()),
-            non_empty(s.error_output_prefix.as_deref()),
-            s.buffering_hints.as_ref(),
-            Some(&s.compression_format),
-            s.cloud_watch_logging_options.as_ref(),
-        ),
+        (Some(e), _) => fields!(e),
+        (None, Some(s)) => fields!(s),
         // Not an S3 delivery: nothing matches, the plan shows the difference.
         (None, None) => (String::new(), String::new(), None, None, None, None, None),
     };
@@ -422,11 +357,10 @@ async fn read_with_tags(
     }
     let tags = match known_tags {
         Some(t) => t,
-        None => match tags(cx, name).await {
-            Ok(t) => t,
-            // Deleted since the describe.
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(e),
+        // None: deleted since the describe.
+        None => match found(tags(cx, name).await)? {
+            Some(t) => t,
+            None => return Ok(None),
         },
     };
     let broken = match d.delivery_stream_status {
@@ -441,25 +375,12 @@ async fn read_with_tags(
     };
     let props = props_of(&d)?;
     let address = address_for(KIND, name, &tags, desired);
+    let (id, name) = (props.arn.clone(), d.delivery_stream_name);
+    let props = Props::new(props);
     Ok(Some(Live {
         broken,
-        created: None,
-        ours: owned_by(&tags, &cx.stack),
-        id: props.arn.clone(),
-        resource: Resource {
-            address,
-            name: d.delivery_stream_name,
-            tags,
-            depends_on: Default::default(),
-            props: Props::new(props),
-        },
+        ..Live::new(id, owned_by(&tags, &cx.stack), address, name, tags, props)
     }))
-}
-
-fn props(r: &Resource) -> Result<&DeliveryProps> {
-    r.props
-        .get::<DeliveryProps>()
-        .ok_or_else(|| Error::Internal(format!("{} has no DeliveryProps", r.address)))
 }
 
 fn hints(b: &Buffering) -> BufferingHints {
@@ -505,8 +426,15 @@ fn failure_reason(d: &DeliveryStreamDescription) -> String {
         .unwrap_or_else(|| "Firehose gave no failure description".into())
 }
 
-pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
-    let p = props(r)?;
+/// What CreateDeliveryStream is sent, but for the name and tags: the destination, the source
+/// (none for DirectPut) and the delivery's type.
+struct Configuration {
+    dest: ExtendedS3DestinationConfiguration,
+    source: Option<KinesisStreamSourceConfiguration>,
+    kind: DeliveryStreamType,
+}
+
+fn configuration(p: &DeliveryProps) -> Result<Configuration> {
     let build = |e: aws_smithy_types::error::operation::BuildError| {
         Error::Internal(format!("{}: {e}", "firehose:CreateDeliveryStream"))
     };
@@ -535,41 +463,15 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
     } else {
         DeliveryStreamType::DirectPut
     };
+    Ok(Configuration { dest, source, kind })
+}
+
+pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
+    let p = props::<DeliveryProps>(r)?;
+    let conf = configuration(p)?;
     let tags: Vec<(String, String)> = r.tags.clone().into_iter().collect();
     let tags = firehose_tags("firehose:CreateDeliveryStream", &tags)?;
-    let fh = &cx.clients.firehose;
-    let attempt = || async {
-        let created = fh
-            .create_delivery_stream()
-            .delivery_stream_name(&r.name)
-            .delivery_stream_type(kind.clone())
-            .set_kinesis_stream_source_configuration(source.clone())
-            .extended_s3_destination_configuration(dest.clone())
-            .set_tags(Some(tags.clone()))
-            .send()
-            .await
-            .op("firehose:CreateDeliveryStream");
-        match created {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ResourceInUseException") => {
-                match read(cx, &r.name, desired).await? {
-                    // Created by an earlier attempt whose answer was lost, or a previous apply.
-                    Some(live) if live.ours => Ok(()),
-                    Some(_) => Err(Error::resource(
-                        &r.address,
-                        format!(
-                            "a delivery named {} already exists and is not tagged as this stack's; \
-                             rename it in the spec (name:) or delete the other one",
-                            r.name
-                        ),
-                    )),
-                    // Still DELETING (a replacement): retried until the name is free.
-                    None => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        }
-    };
+    let attempt = || create_once(cx, r, desired, &conf, &tags);
     retry(
         cx,
         &r.address,
@@ -586,26 +488,58 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
         },
     )
     .await?;
-    if let Err(reason) = wait_active(cx, &r.address, &r.name).await? {
-        // Terminal: only deleting it helps. Do so, so that the next apply creates it again.
-        let deleted = fh
-            .delete_delivery_stream()
-            .delivery_stream_name(&r.name)
-            .allow_force_delete(false)
-            .send()
-            .await
-            .is_ok();
-        let note = if deleted {
-            "streamstack deleted it, so the next apply creates it again"
-        } else {
-            "delete it before applying again"
-        };
-        return Err(Error::resource(
-            &r.address,
-            format!("{} is CREATING_FAILED: {reason}; {note}", r.name),
-        ));
+    match wait_active(cx, &r.address, &r.name).await? {
+        Ok(()) => Ok(()),
+        Err(reason) => Err(delete_failed(cx, r, &reason).await),
     }
-    Ok(())
+}
+
+/// One CreateDeliveryStream. A delivery of that name that is the stack's counts as created (by
+/// an earlier attempt whose answer was lost, or a previous apply).
+async fn create_once(
+    cx: &Cx,
+    r: &Resource,
+    desired: &Model,
+    conf: &Configuration,
+    tags: &[Tag],
+) -> Result<()> {
+    let created = cx
+        .clients
+        .firehose
+        .create_delivery_stream()
+        .delivery_stream_name(&r.name)
+        .delivery_stream_type(conf.kind.clone())
+        .set_kinesis_stream_source_configuration(conf.source.clone())
+        .extended_s3_destination_configuration(conf.dest.clone())
+        .set_tags(Some(tags.to_vec()))
+        .send()
+        .await
+        .op("firehose:CreateDeliveryStream");
+    match created {
+        Ok(_) => Ok(()),
+        // None found: still DELETING (a replacement), retried until the name is free.
+        Err(e) if e.code() == Some("ResourceInUseException") => {
+            let found = read(cx, &r.name, desired).await?;
+            adopt(r, "a delivery", e, found, |live| live.ours).map(|_| ())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The error for a delivery that went CREATING_FAILED (Firehose's `reason`), which is terminal:
+/// only deleting it helps. It is deleted, so that the next apply creates it again; if that
+/// fails too, the error says so and why.
+async fn delete_failed(cx: &Cx, r: &Resource, reason: &str) -> Error {
+    let call = cx.clients.firehose.delete_delivery_stream();
+    let call = call.delivery_stream_name(&r.name).allow_force_delete(false);
+    let note = match call.send().await.op("firehose:DeleteDeliveryStream") {
+        Ok(_) => "streamstack deleted it, so the next apply creates it again".to_string(),
+        Err(e) => format!("delete it before applying again (deleting it failed: {e})"),
+    };
+    Error::resource(
+        &r.address,
+        format!("{} is CREATING_FAILED: {reason}; {note}", r.name),
+    )
 }
 
 /// Do the destination fields differ (everything `UpdateDestination` can change)?
@@ -632,7 +566,7 @@ fn logging_options(p: &DeliveryProps) -> CloudWatchLoggingOptions {
 }
 
 async fn update_destination(cx: &Cx, r: &Resource) -> Result<()> {
-    let p = props(r)?;
+    let p = props::<DeliveryProps>(r)?;
     // UpdateDestination merges: an absent prefix keeps the old one, so "none" is sent as "".
     let update = ExtendedS3DestinationUpdate::builder()
         .role_arn(&p.role_arn)
@@ -684,39 +618,40 @@ async fn update_destination(cx: &Cx, r: &Resource) -> Result<()> {
                 .extended_s3_destination_update(update.clone())
                 .send()
                 .await
-                .op("firehose:UpdateDestination")
-                .map(|_| ())
+                .done("firehose:UpdateDestination")
         },
     )
     .await
 }
 
 async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Result<()> {
-    let (remove, set) = tag_delta(&r.tags, live);
     let fh = &cx.clients.firehose;
-    for chunk in remove.chunks(TAGS_PER_CALL) {
-        fh.untag_delivery_stream()
-            .delivery_stream_name(&r.name)
-            .set_tag_keys(Some(chunk.to_vec()))
-            .send()
-            .await
-            .op("firehose:UntagDeliveryStream")?;
-    }
-    let set: Vec<(String, String)> = set.into_iter().collect();
-    for chunk in set.chunks(TAGS_PER_CALL) {
-        fh.tag_delivery_stream()
-            .delivery_stream_name(&r.name)
-            .set_tags(Some(firehose_tags("firehose:TagDeliveryStream", chunk)?))
-            .send()
-            .await
-            .op("firehose:TagDeliveryStream")?;
-    }
-    Ok(())
+    let untag = |remove: Vec<String>| async move {
+        for chunk in remove.chunks(TAGS_PER_CALL) {
+            let call = fh.untag_delivery_stream().delivery_stream_name(&r.name);
+            let call = call.set_tag_keys(Some(chunk.to_vec()));
+            call.send().await.op("firehose:UntagDeliveryStream")?;
+        }
+        Ok(())
+    };
+    let tag = |set: BTreeMap<String, String>| async move {
+        let set: Vec<(String, String)> = set.into_iter().collect();
+        for chunk in set.chunks(TAGS_PER_CALL) {
+            let tags = firehose_tags("firehose:TagDeliveryStream", chunk)?;
+            let call = fh.tag_delivery_stream().delivery_stream_name(&r.name);
+            call.set_tags(Some(tags))
+                .send()
+                .await
+                .op("firehose:TagDeliveryStream")?;
+        }
+        Ok(())
+    };
+    converge_tags(&r.tags, live, untag, tag).await
 }
 
 pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
-    let p = props(desired)?;
-    let lp = props(&live.resource)?;
+    let p = props::<DeliveryProps>(desired)?;
+    let lp = props::<DeliveryProps>(&live.resource)?;
     if destination_differs(p, lp) {
         update_destination(cx, desired).await?;
     }
@@ -727,28 +662,14 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     let name = &live.resource.name;
     let address = live.address();
     // A delivery still CREATING cannot be deleted yet (ResourceInUseException).
-    let deleted = retry(
-        cx,
-        address,
-        cx.timeouts.delivery,
-        |e| e.code() == Some("ResourceInUseException"),
-        || async {
-            cx.clients
-                .firehose
-                .delete_delivery_stream()
-                .delivery_stream_name(name)
-                .allow_force_delete(false)
-                .send()
-                .await
-                .op("firehose:DeleteDeliveryStream")
-                .map(|_| ())
-        },
-    )
-    .await;
-    match deleted {
-        Ok(()) => {}
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e),
+    let timeout = cx.timeouts.delivery;
+    let deleted = delete_when_free(cx, address, timeout, "ResourceInUseException", || async {
+        let call = cx.clients.firehose.delete_delivery_stream();
+        let call = call.delivery_stream_name(name).allow_force_delete(false);
+        call.send().await.done("firehose:DeleteDeliveryStream")
+    });
+    if !deleted.await? {
+        return Ok(());
     }
     wait_for(
         cx,
@@ -776,57 +697,66 @@ async fn count_objects(
     run_id: Option<&str>,
 ) -> Result<(u64, u64, u64)> {
     let s3 = &cx.clients.s3;
-    let (mut objects, mut records, mut ours) = (0u64, 0u64, 0u64);
-    let mut token = None;
-    // Enough for a lab; bounded so a full bucket cannot keep check reading forever.
-    for _ in 0..10 {
-        let page = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_continuation_token(token.clone())
-            .send()
-            .await
-            .op("s3:ListObjectsV2")?;
-        for o in page.contents.unwrap_or_default() {
-            let Some(key) = o.key else { continue };
-            objects += 1;
-            let body = s3
-                .get_object()
-                .bucket(bucket)
-                .key(&key)
-                .send()
-                .await
-                .op("s3:GetObject")?
-                .body
-                .collect()
-                .await
-                .map_err(|e| Error::resource_read(bucket, &key, e))?
-                .into_bytes();
-            let text = if body.starts_with(&[0x1f, 0x8b]) {
-                let mut out = String::new();
-                std::io::Read::read_to_string(
-                    &mut flate2::read::MultiGzDecoder::new(&body[..]),
-                    &mut out,
-                )
-                .map_err(|e| Error::resource_read(bucket, &key, e))?;
-                out
-            } else {
-                String::from_utf8_lossy(&body).into_owned()
-            };
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                records += 1;
-                if run_id.is_some_and(|id| line.contains(id)) {
-                    ours += 1;
-                }
-            }
+    let op = "s3:ListObjectsV2";
+    // Each page's objects are read before the next page is listed. Enough pages for a lab;
+    // bounded so a full bucket cannot keep check reading forever.
+    let counted = first_pages(op, 10, |token| async move {
+        let call = s3.list_objects_v2().bucket(bucket).prefix(prefix);
+        let page = call.set_continuation_token(token).send().await.op(op)?;
+        let mut counted = Vec::new();
+        for key in page
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| o.key)
+        {
+            counted.push(count_records(cx, bucket, &key, run_id).await?);
         }
-        token = page.next_continuation_token.filter(|t| !t.is_empty());
-        if token.is_none() {
-            break;
+        Ok((counted, next_token(page.next_continuation_token)))
+    })
+    .await?;
+    let records = counted.iter().map(|(all, _)| all).sum();
+    let ours = counted.iter().map(|(_, ours)| ours).sum();
+    Ok((counted.len() as u64, records, ours))
+}
+
+/// The records in one object: (all, carrying `run_id`).
+async fn count_records(
+    cx: &Cx,
+    bucket: &str,
+    key: &str,
+    run_id: Option<&str>,
+) -> Result<(u64, u64)> {
+    let body = cx
+        .clients
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .op("s3:GetObject")?
+        .body
+        .collect()
+        .await
+        .map_err(|e| Error::resource_read(bucket, key, e))?
+        .into_bytes();
+    let text = if body.starts_with(&[0x1f, 0x8b]) {
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&body[..]), &mut out)
+            .map_err(|e| Error::resource_read(bucket, key, e))?;
+        out
+    } else {
+        String::from_utf8_lossy(&body).into_owned()
+    };
+    let (mut records, mut ours) = (0u64, 0u64);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        records += 1;
+        if run_id.is_some_and(|id| line.contains(id)) {
+            ours += 1;
         }
     }
-    Ok((objects, records, ours))
+    Ok((records, ours))
 }
 
 /// The first events of the delivery's error log group, if any.
@@ -842,30 +772,15 @@ async fn first_errors(cx: &Cx, group: &str, stream: &str) -> Result<Vec<String>>
         .send()
         .await
         .op("logs:GetLogEvents");
-    match out {
-        Ok(o) => Ok(o
-            .events
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|e| e.message)
-            .collect()),
-        Err(e) if e.is_not_found() => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
+    let events = found(out)?.and_then(|o| o.events).unwrap_or_default();
+    Ok(events.into_iter().filter_map(|e| e.message).collect())
 }
 
 /// The delivery hop: records reached s3://bucket/prefix, and nothing failed.
-async fn check(cx: &Cx, r: &Resource, live: Option<&Live>, run: &CheckRun) -> Result<Hop> {
-    let address = r.address.to_string();
-    let p = props(r)?;
+async fn check(cx: &Cx, r: &Resource, live: Option<&Live>, run: &CheckRun) -> Result<Option<Hop>> {
+    let p = props::<DeliveryProps>(r)?;
     if live.is_none() {
-        return Ok(Hop {
-            address,
-            ok: false,
-            summary: "no delivery".into(),
-            hint: Some("run streamstack apply".into()),
-            evidence: serde_json::Value::Null,
-        });
+        return Ok(Some(missing_hop(r, "no delivery")));
     }
     let prefix = static_prefix(p.prefix.as_deref());
     let (objects, records, ours) =
@@ -915,8 +830,8 @@ async fn check(cx: &Cx, r: &Resource, live: Option<&Live>, run: &CheckRun) -> Re
         parts.extend(first_error.clone());
         parts.join("; ")
     });
-    Ok(Hop {
-        address,
+    Ok(Some(Hop {
+        address: r.address.to_string(),
         ok,
         summary,
         hint,
@@ -929,5 +844,5 @@ async fn check(cx: &Cx, r: &Resource, live: Option<&Live>, run: &CheckRun) -> Re
             "error_objects": error_objects,
             "log_errors": log_errors,
         }),
-    })
+    }))
 }

@@ -27,17 +27,16 @@ use sha2::{Digest, Sha256};
 use futures::future::BoxFuture;
 use serde::Serialize;
 
+use super::ec2_api::{self, filter};
+pub use super::HOST as KIND;
 use super::{
-    owned_by, retry, tag_delta, tagged_address, wait_for, CheckRun, Cx, Hop, Live, Render,
-    Rendered, ResourceKind,
+    found, missing_hop, owned_by, props, retry, tagged_address, wait_for, CheckRun, Cx, Hop, Live,
+    Render, Rendered, ResourceKind, INSTANCE_PROFILE, SECURITY_GROUP,
 };
-use crate::aws::Ctx;
-use crate::kinds::{instance_profile, security_group};
-use crate::model::{Address, Kind, Model, Props, Resource, TAG_BOOTSTRAP, TAG_IMAGE, TAG_STACK};
+use crate::aws::{next_token, pages, Ctx};
+use crate::model::{Address, Kind, Model, Props, Resource, TAG_BOOTSTRAP, TAG_IMAGE};
 use crate::spec::types::Image;
 use crate::{Error, Result};
-
-pub const KIND: Kind = Kind::new("host");
 
 /// Where the agent logs on the instance.
 const AGENT_LOG: &str = "/var/log/aws-kinesis-agent/aws-kinesis-agent.log";
@@ -59,9 +58,7 @@ pub struct HostProps {
 pub struct Hosts;
 
 impl ResourceKind for Hosts {
-    fn kinds(&self) -> &'static [Kind] {
-        &[KIND]
-    }
+    lifecycle_from_module_fns!(kinds: &[KIND]; outputs, check, cloudformation);
     fn replace_on(&self) -> &'static [&'static str] {
         REPLACE_ON
     }
@@ -75,41 +72,18 @@ impl ResourceKind for Hosts {
         };
         let mut out = Vec::new();
         if !p.instance_profile.is_empty() {
-            out.push((instance_profile::KIND, p.instance_profile.clone()));
+            out.push((INSTANCE_PROFILE, p.instance_profile.clone()));
         }
         if let Some(g) = &p.security_group {
-            out.push((security_group::KIND, g.clone()));
+            out.push((SECURITY_GROUP, g.clone()));
         }
         out
     }
-    lifecycle_from_module_fns!();
     fn prepare<'a>(&'a self, cx: &'a Cx, r: &'a Resource) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            // The image and the subnet depend on nothing the stack creates: asked while the
-            // host waits for its role, stream and deliveries.
-            if let Ok(p) = props(r) {
-                let _ = futures::join!(image_id(cx, r, p), subnet_id(cx, p));
-            }
-        })
-    }
-    fn outputs<'a>(
-        &'a self,
-        cx: &'a Cx,
-        live: &'a Live,
-    ) -> BoxFuture<'a, Result<BTreeMap<String, String>>> {
-        Box::pin(outputs(cx, live))
+        Box::pin(prepare(cx, r))
     }
     fn hop_order(&self) -> u8 {
         1
-    }
-    fn check<'a>(
-        &'a self,
-        cx: &'a Cx,
-        r: &'a Resource,
-        live: Option<&'a Live>,
-        _run: &'a CheckRun,
-    ) -> BoxFuture<'a, Result<Option<Hop>>> {
-        Box::pin(async move { check(cx, r, live).await.map(Some) })
     }
     fn wait_reported<'a>(
         &'a self,
@@ -118,71 +92,6 @@ impl ResourceKind for Hosts {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(wait_bootstrapped(cx, live, timeout))
-    }
-    fn cloudformation(
-        &self,
-        r: &Resource,
-        cfn: &crate::cfn::Cfn,
-    ) -> Option<crate::cfn::CfnResource> {
-        let p = r.props.get::<HostProps>()?;
-        let id = crate::cfn::logical_id(&r.address);
-        let mut parameters = std::collections::BTreeMap::new();
-        let image = match p.image.ssm_parameter() {
-            Some(param) => {
-                parameters.insert(
-                    format!("{id}ImageId"),
-                    serde_json::json!({
-                        "Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
-                        "Default": param,
-                        "Description": format!("The image of {}", r.address),
-                    }),
-                );
-                serde_json::json!({"Ref": format!("{id}ImageId")})
-            }
-            None => serde_json::Value::String(p.image.to_string()),
-        };
-        let mut tags = r.tags.clone();
-        tags.insert(NAME_TAG.into(), r.name.clone());
-        let profile = cfn
-            .dependency(r, instance_profile::KIND)
-            .map(|a| serde_json::json!({"Ref": cfn.logical_id(&a)}))
-            .unwrap_or_else(|| serde_json::Value::String(p.instance_profile.clone()));
-        let mut props = serde_json::json!({
-            "ImageId": image,
-            "InstanceType": p.instance_type,
-            "IamInstanceProfile": profile,
-            "UserData": {"Fn::Base64": cfn.sub(&p.user_data)},
-            "MetadataOptions": {"HttpTokens": if p.http_tokens_required { "required" } else { "optional" }, "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
-            "Monitoring": false,
-            "Tags": crate::cfn::tags(&tags),
-        });
-        if let Some(g) = cfn.dependency(r, security_group::KIND) {
-            props["SecurityGroupIds"] =
-                serde_json::json!([{"Fn::GetAtt": [cfn.logical_id(&g), "GroupId"]}]);
-        }
-        if let Some(s) = &p.subnet {
-            props["SubnetId"] = serde_json::json!(s);
-        }
-        if let Some(k) = &p.key_name {
-            props["KeyName"] = serde_json::json!(k);
-        }
-        let mut res = crate::cfn::CfnResource::new("AWS::EC2::Instance", props).output(
-            "InstanceId",
-            serde_json::json!({"Ref": id}),
-            "The host's instance id",
-        );
-        res.parameters = parameters;
-        res.checkov_skips = vec![
-            (
-                "CKV_AWS_126",
-                "a lab host: detailed monitoring costs extra and is not needed",
-            ),
-            (
-                "CKV_AWS_135",
-                "the instance type decides EBS optimisation; t3 types are already",
-            ),
-        ];
-        Some(res)
     }
     fn render(&self, r: &Resource, what: Render) -> Option<Rendered> {
         let p = r.props.get::<HostProps>()?;
@@ -198,6 +107,79 @@ impl ResourceKind for Hosts {
             body,
         })
     }
+}
+
+/// The image and the subnet depend on nothing the stack creates: asked while the host waits for
+/// its role, stream and deliveries. A failed lookup is not kept: the create asks again and
+/// reports the error.
+async fn prepare(cx: &Cx, r: &Resource) {
+    let Ok(p) = props::<HostProps>(r) else {
+        return;
+    };
+    let (image, subnet) = futures::join!(image_id(cx, r, p), subnet_id(cx, p));
+    for e in [image.err(), subnet.err()].into_iter().flatten() {
+        tracing::debug!("{}: a lookup failed, the create asks again: {e}", r.address);
+    }
+}
+
+fn cloudformation(r: &Resource, cfn: &crate::cfn::Cfn) -> Option<crate::cfn::CfnResource> {
+    let p = r.props.get::<HostProps>()?;
+    let id = crate::cfn::logical_id(&r.address);
+    let mut parameters = std::collections::BTreeMap::new();
+    let image = match p.image.ssm_parameter() {
+        Some(param) => {
+            parameters.insert(
+                format!("{id}ImageId"),
+                serde_json::json!({
+                    "Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
+                    "Default": param,
+                    "Description": format!("The image of {}", r.address),
+                }),
+            );
+            serde_json::json!({"Ref": format!("{id}ImageId")})
+        }
+        None => serde_json::Value::String(p.image.to_string()),
+    };
+    let profile = cfn
+        .dependency(r, INSTANCE_PROFILE)
+        .map(|a| serde_json::json!({"Ref": cfn.logical_id(&a)}))
+        .unwrap_or_else(|| serde_json::Value::String(p.instance_profile.clone()));
+    let mut props = serde_json::json!({
+        "ImageId": image,
+        "InstanceType": p.instance_type,
+        "IamInstanceProfile": profile,
+        "UserData": {"Fn::Base64": cfn.sub(&p.user_data)},
+        "MetadataOptions": {"HttpTokens": if p.http_tokens_required { "required" } else { "optional" }, "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
+        "Monitoring": false,
+        "Tags": crate::cfn::tags(&with_name(&r.tags, &r.name)),
+    });
+    if let Some(g) = cfn.dependency(r, SECURITY_GROUP) {
+        props["SecurityGroupIds"] =
+            serde_json::json!([{"Fn::GetAtt": [cfn.logical_id(&g), "GroupId"]}]);
+    }
+    if let Some(s) = &p.subnet {
+        props["SubnetId"] = serde_json::json!(s);
+    }
+    if let Some(k) = &p.key_name {
+        props["KeyName"] = serde_json::json!(k);
+    }
+    let mut res = crate::cfn::CfnResource::new("AWS::EC2::Instance", props).output(
+        "InstanceId",
+        serde_json::json!({"Ref": id}),
+        "The host's instance id",
+    );
+    res.parameters = parameters;
+    res.checkov_skips = vec![
+        (
+            "CKV_AWS_126",
+            "a lab host: detailed monitoring costs extra and is not needed",
+        ),
+        (
+            "CKV_AWS_135",
+            "the instance type decides EBS optimisation; t3 types are already",
+        ),
+    ];
+    Some(res)
 }
 
 /// How far an instance's bootstrap got, from the tag its user-data sets.
@@ -227,7 +209,7 @@ pub async fn bootstrap_state(cx: &Cx, id: &str) -> Result<(Bootstrap, Option<Dur
         .and_then(|s| s.name())
         .map_or("unknown", |n| n.as_str())
         .to_string();
-    let tags = ec2_tags(&i);
+    let tags = ec2_api::tag_map(i.tags());
     let b = match tags.get(TAG_BOOTSTRAP).map(String::as_str) {
         _ if matches!(state.as_str(), "terminated" | "shutting-down") => Bootstrap::Gone,
         Some("ok") => Bootstrap::Done,
@@ -241,34 +223,26 @@ pub async fn bootstrap_state(cx: &Cx, id: &str) -> Result<(Bootstrap, Option<Dur
 
 /// The last lines of an instance's console output (what a student would look at first).
 pub async fn console_tail(cx: &Cx, id: &str, lines: usize) -> Result<String> {
-    let out = cx
-        .clients
-        .ec2
-        .get_console_output()
-        .instance_id(id)
-        .latest(true)
-        .send()
-        .await;
-    let out = match out.op("ec2:GetConsoleOutput") {
+    let ec2 = &cx.clients.ec2;
+    let latest = ec2.get_console_output().instance_id(id).latest(true).send();
+    let out = match latest.await.op("ec2:GetConsoleOutput") {
         Ok(o) => o,
         // Some partitions and endpoints refuse `latest`: ask again without it.
-        Err(_) => cx
-            .clients
-            .ec2
-            .get_console_output()
-            .instance_id(id)
-            .send()
-            .await
-            .op("ec2:GetConsoleOutput")?,
+        Err(e) => {
+            tracing::debug!("{id}: console output with latest=true refused, asking without: {e}");
+            let call = ec2.get_console_output().instance_id(id);
+            call.send().await.op("ec2:GetConsoleOutput")?
+        }
     };
+    // EC2 sends the output base64-encoded; anything else is shown as it came.
     let text = out
         .output
-        .and_then(|o| {
-            base64::engine::general_purpose::STANDARD
-                .decode(o.trim())
-                .ok()
-        })
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .map(
+            |o| match base64::engine::general_purpose::STANDARD.decode(o.trim()) {
+                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                Err(_) => o,
+            },
+        )
         .unwrap_or_default();
     let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     Ok(all[all.len().saturating_sub(lines)..].join("\n"))
@@ -330,17 +304,11 @@ async fn wait_bootstrapped(cx: &Cx, live: &Live, timeout: Duration) -> Result<()
 }
 
 /// The host hop: running and bootstrapped.
-async fn check(cx: &Cx, r: &Resource, live: Option<&Live>) -> Result<Hop> {
-    let address = r.address.to_string();
+async fn check(cx: &Cx, r: &Resource, live: Option<&Live>, _run: &CheckRun) -> Result<Option<Hop>> {
     let Some(l) = live else {
-        return Ok(Hop {
-            address,
-            ok: false,
-            summary: "no instance".into(),
-            hint: Some("run streamstack apply".into()),
-            evidence: serde_json::Value::Null,
-        });
+        return Ok(Some(missing_hop(r, "no instance")));
     };
+    let address = r.address.to_string();
     let (b, age) = bootstrap_state(cx, &l.id).await?;
     let evidence = serde_json::json!({
         "instance_id": l.id,
@@ -356,7 +324,7 @@ async fn check(cx: &Cx, r: &Resource, live: Option<&Live>) -> Result<Hop> {
             .await
             .unwrap_or_else(|e| format!("(no console output: {e})"))
     };
-    Ok(match b {
+    Ok(Some(match b {
         Bootstrap::Done => Hop {
             address,
             ok: true,
@@ -399,12 +367,12 @@ async fn check(cx: &Cx, r: &Resource, live: Option<&Live>) -> Result<Hop> {
             hint: Some("run streamstack apply to launch it again".into()),
             evidence,
         },
-    })
+    }))
 }
 
 /// State, public IP and how to reach the instance.
 async fn outputs(cx: &Cx, live: &Live) -> Result<BTreeMap<String, String>> {
-    let p = props(&live.resource)?;
+    let p = props::<HostProps>(&live.resource)?;
     let inst = describe(cx, &live.id).await?;
     let public_ip = inst
         .as_ref()
@@ -442,11 +410,11 @@ const NAME_TAG: &str = "Name";
 /// States of an instance that still exists (not shutting down or terminated).
 const LIVE_STATES: &[&str] = &["pending", "running", "stopping", "stopped"];
 
-fn ec2_tags(i: &Instance) -> BTreeMap<String, String> {
-    i.tags()
-        .iter()
-        .filter_map(|t| Some((t.key.clone()?, t.value.clone().unwrap_or_default())))
-        .collect()
+/// A host's tags as EC2 has them: with the name as the `Name` tag.
+fn with_name(tags: &BTreeMap<String, String>, name: &str) -> BTreeMap<String, String> {
+    let mut tags = tags.clone();
+    tags.insert(NAME_TAG.to_string(), name.to_string());
+    tags
 }
 
 /// The image a host was launched from, as the spec names it.
@@ -463,37 +431,29 @@ fn parse_image(tag: Option<&String>, image_id: Option<&str>) -> Image {
 /// Every instance of this stack that is not shutting down or terminated, including several per
 /// address (an earlier apply that stopped half-way) and hosts removed from the spec.
 pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
-    let mut instances = Vec::new();
-    let mut token = None;
-    loop {
-        let out = cx
-            .clients
+    let states = LIVE_STATES.iter().map(|s| s.to_string()).collect();
+    let states = Filter::builder()
+        .name("instance-state-name")
+        .set_values(Some(states))
+        .build();
+    let reservations = pages!(
+        "ec2:DescribeInstances",
+        cx.clients
             .ec2
             .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name(format!("tag:{TAG_STACK}"))
-                    .values(&cx.stack)
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .set_values(Some(LIVE_STATES.iter().map(|s| s.to_string()).collect()))
-                    .build(),
-            )
-            .set_next_token(token.clone())
-            .send()
-            .await
-            .op("ec2:DescribeInstances")?;
-        for r in out.reservations.unwrap_or_default() {
-            instances.extend(r.instances.unwrap_or_default());
-        }
-        token = out.next_token.filter(|t| !t.is_empty());
-        if token.is_none() {
-            break;
-        }
-    }
+            .filters(ec2_api::stack_filter(cx))
+            .filters(states.clone()),
+        set_next_token,
+        |out| (
+            out.reservations.unwrap_or_default(),
+            next_token(out.next_token)
+        )
+    )
+    .await?;
+    let instances: Vec<Instance> = reservations
+        .into_iter()
+        .flat_map(|r| r.instances.unwrap_or_default())
+        .collect();
     let ids: Vec<String> = instances
         .iter()
         .filter_map(|i| i.instance_id.clone())
@@ -528,40 +488,39 @@ fn association_current(a: &IamInstanceProfileAssociation) -> bool {
 async fn profile_associations(cx: &Cx, ids: &[String]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for chunk in ids.chunks(200) {
-        let mut token = None;
-        loop {
-            let page = cx
-                .clients
-                .ec2
-                .describe_iam_instance_profile_associations()
-                .filters(
-                    Filter::builder()
-                        .name("instance-id")
-                        .set_values(Some(chunk.to_vec()))
-                        .build(),
-                )
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .op("ec2:DescribeIamInstanceProfileAssociations")?;
-            for a in page.iam_instance_profile_associations() {
-                let profile = a
-                    .iam_instance_profile()
-                    .and_then(|p| p.arn())
-                    .map(profile_name);
-                if let (true, Some(id), Some(profile)) =
-                    (association_current(a), a.instance_id(), profile)
-                {
-                    out.insert(id.to_string(), profile.to_string());
-                }
-            }
-            token = page.next_token.filter(|t| !t.is_empty());
-            if token.is_none() {
-                break;
+        for a in associations(cx, chunk).await? {
+            let profile = a
+                .iam_instance_profile()
+                .and_then(|p| p.arn())
+                .map(profile_name);
+            if let (true, Some(id), Some(profile)) =
+                (association_current(&a), a.instance_id(), profile)
+            {
+                out.insert(id.to_string(), profile.to_string());
             }
         }
     }
     Ok(out)
+}
+
+/// The instance-profile associations of the instances `ids` (at most 200), every page.
+async fn associations(cx: &Cx, ids: &[String]) -> Result<Vec<IamInstanceProfileAssociation>> {
+    let instances = Filter::builder()
+        .name("instance-id")
+        .set_values(Some(ids.to_vec()))
+        .build();
+    let ec2 = &cx.clients.ec2;
+    pages!(
+        "ec2:DescribeIamInstanceProfileAssociations",
+        ec2.describe_iam_instance_profile_associations()
+            .filters(instances.clone()),
+        set_next_token,
+        |out| (
+            out.iam_instance_profile_associations.unwrap_or_default(),
+            next_token(out.next_token)
+        )
+    )
+    .await
 }
 
 /// The name in an instance profile ARN (`arn:aws:iam::1:instance-profile/path/NAME`).
@@ -588,6 +547,7 @@ async fn user_data(cx: &Cx, id: &str) -> Result<String> {
             field: "UserData",
         });
     };
+    // EC2 sends it base64-encoded; text that is not base64 is taken as it came.
     match base64::engine::general_purpose::STANDARD.decode(encoded.trim()) {
         Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
         Err(_) => Ok(encoded),
@@ -604,7 +564,7 @@ async fn read(
     let Some(id) = i.instance_id() else {
         return Ok(None);
     };
-    let mut tags = ec2_tags(i);
+    let mut tags = ec2_api::tag_map(i.tags());
     let Some(address) = tagged_address(&tags, KIND) else {
         return Ok(None);
     };
@@ -677,25 +637,15 @@ async fn read(
             .and_then(|m| m.http_tokens())
             .is_some_and(|t| *t == HttpTokensState::Required),
     };
-    Ok(Some(Live {
-        broken: None,
-        created: None,
-        ours: owned_by(&tags, &cx.stack),
-        id: id.to_string(),
-        resource: Resource {
-            address,
-            name,
-            tags,
-            depends_on: Default::default(),
-            props: Props::new(props),
-        },
-    }))
-}
-
-fn props(r: &Resource) -> Result<&HostProps> {
-    r.props
-        .get::<HostProps>()
-        .ok_or_else(|| Error::Internal(format!("{} has no HostProps", r.address)))
+    let props = Props::new(props);
+    Ok(Some(Live::new(
+        id.to_string(),
+        owned_by(&tags, &cx.stack),
+        address,
+        name,
+        tags,
+        props,
+    )))
 }
 
 /// The AMI id the image stands for in this region.
@@ -769,25 +719,9 @@ async fn security_group_id(cx: &Cx, address: &Address, name: &str) -> Result<Str
         &format!("security group {name} to be visible"),
         cx.timeouts.iam_propagation,
         || async {
-            let out = cx
-                .clients
-                .ec2
-                .describe_security_groups()
-                .filters(Filter::builder().name("group-name").values(name).build())
-                .filters(
-                    Filter::builder()
-                        .name(format!("tag:{TAG_STACK}"))
-                        .values(&cx.stack)
-                        .build(),
-                )
-                .send()
-                .await
-                .op("ec2:DescribeSecurityGroups")?;
-            Ok(out
-                .security_groups
-                .unwrap_or_default()
-                .into_iter()
-                .find_map(|g| g.group_id))
+            let ours = vec![filter("group-name", name), ec2_api::stack_filter(cx)];
+            let groups = ec2_api::security_groups(cx, ours).await?;
+            Ok(groups.into_iter().find_map(|g| g.group_id))
         },
     )
     .await;
@@ -809,22 +743,9 @@ async fn default_group_id(cx: &Cx, address: &Address, instance_id: &str) -> Resu
         .await?
         .and_then(|i| i.vpc_id)
         .ok_or_else(|| Error::resource(address, format!("instance {instance_id} has no VPC")))?;
-    let out = cx
-        .clients
-        .ec2
-        .describe_security_groups()
-        .filters(
-            Filter::builder()
-                .name("group-name")
-                .values("default")
-                .build(),
-        )
-        .filters(Filter::builder().name("vpc-id").values(&vpc).build())
-        .send()
-        .await
-        .op("ec2:DescribeSecurityGroups")?;
-    out.security_groups
-        .unwrap_or_default()
+    let default = vec![filter("group-name", "default"), filter("vpc-id", &vpc)];
+    ec2_api::security_groups(cx, default)
+        .await?
         .into_iter()
         .find_map(|g| g.group_id)
         .ok_or_else(|| Error::resource(address, format!("VPC {vpc} has no default security group")))
@@ -832,37 +753,30 @@ async fn default_group_id(cx: &Cx, address: &Address, instance_id: &str) -> Resu
 
 /// One instance by id; `None` if EC2 does not know it (yet, or any more).
 async fn describe(cx: &Cx, id: &str) -> Result<Option<Instance>> {
-    match cx
-        .clients
-        .ec2
-        .describe_instances()
-        .instance_ids(id)
-        .send()
-        .await
-        .op("ec2:DescribeInstances")
-    {
-        Ok(out) => Ok(out
-            .reservations
-            .unwrap_or_default()
-            .into_iter()
-            .flat_map(|r| r.instances.unwrap_or_default())
-            .find(|i| i.instance_id() == Some(id))),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
+    let call = cx.clients.ec2.describe_instances().instance_ids(id);
+    let Some(out) = found(call.send().await.op("ec2:DescribeInstances"))? else {
+        return Ok(None);
+    };
+    Ok(out
+        .reservations
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|r| r.instances.unwrap_or_default())
+        .find(|i| i.instance_id() == Some(id)))
 }
 
 /// A RunInstances idempotency token (64 hex characters, EC2's maximum), the same for every run
 /// that launches this desired host: a retry, or a rerun after kill -9 whose launch reached AWS,
 /// gets the instance already launched instead of a second one (aws-domain.md §4.5). `salt`
 /// makes a new generation when a token's instance is gone (terminated out of band).
-fn client_token(cx: &Cx, r: &Resource, salt: &str) -> String {
-    let desired = serde_json::to_string(&r.props).unwrap_or_default();
+fn client_token(cx: &Cx, r: &Resource, salt: &str) -> Result<String> {
+    let desired = serde_json::to_string(&r.props)
+        .map_err(|e| Error::Internal(format!("{}: properties as JSON: {e}", r.address)))?;
     let digest = Sha256::digest(format!(
         "{}/{}/{}/{}/{desired}/{salt}",
         cx.env.account_id, cx.env.region, cx.stack, r.address
     ));
-    format!("{digest:x}")
+    Ok(format!("{digest:x}"))
 }
 
 fn tag_spec(kind: ResourceType, tags: &[Tag]) -> TagSpecification {
@@ -881,12 +795,7 @@ async fn default_subnet(cx: &Cx, instance_type: &str) -> Result<Option<String>> 
         .ec2
         .describe_instance_type_offerings()
         .location_type(aws_sdk_ec2::types::LocationType::AvailabilityZone)
-        .filters(
-            Filter::builder()
-                .name("instance-type")
-                .values(instance_type)
-                .build(),
-        )
+        .filters(filter("instance-type", instance_type))
         .send()
         .await
         .op("ec2:DescribeInstanceTypeOfferings")?;
@@ -903,12 +812,7 @@ async fn default_subnet(cx: &Cx, instance_type: &str) -> Result<Option<String>> 
         .clients
         .ec2
         .describe_subnets()
-        .filters(
-            Filter::builder()
-                .name("default-for-az")
-                .values("true")
-                .build(),
-        )
+        .filters(filter("default-for-az", "true"))
         .send()
         .await
         .op("ec2:DescribeSubnets")?;
@@ -923,22 +827,26 @@ async fn default_subnet(cx: &Cx, instance_type: &str) -> Result<Option<String>> 
     Ok(fitting.into_iter().next().map(|(_, id)| id))
 }
 
-pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<()> {
-    let p = props(r)?;
-    // Three independent lookups, at once (the first two usually done by `prepare`).
+/// What RunInstances is sent for a host, but for the client token.
+struct Launch {
+    ami: String,
+    subnet: Option<String>,
+    group: Option<String>,
+    tags: Vec<Tag>,
+    metadata: InstanceMetadataOptionsRequest,
+    profile: IamInstanceProfileSpecification,
+    user_data: String,
+}
+
+/// Resolves what a launch needs: three independent lookups, at once (the first two usually
+/// done by `prepare`).
+async fn launch(cx: &Cx, r: &Resource, p: &HostProps) -> Result<Launch> {
     let (ami, subnet, group) = futures::try_join!(image_id(cx, r, p), subnet_id(cx, p), async {
         match &p.security_group {
             Some(name) => security_group_id(cx, &r.address, name).await.map(Some),
             None => Ok(None),
         }
     },)?;
-    let mut tags: Vec<Tag> = r
-        .tags
-        .iter()
-        .filter(|(k, _)| k.as_str() != NAME_TAG)
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect();
-    tags.push(Tag::builder().key(NAME_TAG).value(&r.name).build());
     let metadata = InstanceMetadataOptionsRequest::builder()
         .http_tokens(if p.http_tokens_required {
             HttpTokensState::Required
@@ -948,40 +856,33 @@ pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<()> {
         .http_endpoint(InstanceMetadataEndpointState::Enabled)
         .http_put_response_hop_limit(1)
         .build();
-    let profile = IamInstanceProfileSpecification::builder()
-        .name(&p.instance_profile)
-        .build();
-    let user_data = base64::engine::general_purpose::STANDARD.encode(&p.user_data);
-    let ec2 = &cx.clients.ec2;
+    Ok(Launch {
+        ami,
+        subnet,
+        group,
+        tags: ec2_api::tags(&with_name(&r.tags, &r.name)),
+        metadata,
+        profile: IamInstanceProfileSpecification::builder()
+            .name(&p.instance_profile)
+            .build(),
+        user_data: base64::engine::general_purpose::STANDARD.encode(&p.user_data),
+    })
+}
+
+pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<()> {
+    let p = props::<HostProps>(r)?;
+    let launch = launch(cx, r, p).await?;
     let mut salt = String::new();
     loop {
         // One token for every attempt: a retry after an ambiguous failure can never start a
         // second instance.
-        let token = client_token(cx, r, &salt);
+        let token = client_token(cx, r, &salt)?;
         let out = retry(
             cx,
             &r.address,
             cx.timeouts.iam_propagation,
             Error::is_iam_propagation,
-            || async {
-                ec2.run_instances()
-                    .image_id(&ami)
-                    .instance_type(InstanceType::from(p.instance_type.as_str()))
-                    .min_count(1)
-                    .max_count(1)
-                    .set_subnet_id(subnet.clone())
-                    .set_key_name(p.key_name.clone())
-                    .set_security_group_ids(group.clone().map(|g| vec![g]))
-                    .iam_instance_profile(profile.clone())
-                    .user_data(&user_data)
-                    .metadata_options(metadata.clone())
-                    .tag_specifications(tag_spec(ResourceType::Instance, &tags))
-                    .tag_specifications(tag_spec(ResourceType::Volume, &tags))
-                    .client_token(&token)
-                    .send()
-                    .await
-                    .op("ec2:RunInstances")
-            },
+            || run_instance(cx, p, &launch, &token),
         )
         .await?;
         let instance =
@@ -1017,100 +918,87 @@ pub async fn create(cx: &Cx, r: &Resource, _desired: &Model) -> Result<()> {
     }
 }
 
+/// One RunInstances of the host, with idempotency token `token`.
+async fn run_instance(
+    cx: &Cx,
+    p: &HostProps,
+    launch: &Launch,
+    token: &str,
+) -> Result<aws_sdk_ec2::operation::run_instances::RunInstancesOutput> {
+    cx.clients
+        .ec2
+        .run_instances()
+        .image_id(&launch.ami)
+        .instance_type(InstanceType::from(p.instance_type.as_str()))
+        .min_count(1)
+        .max_count(1)
+        .set_subnet_id(launch.subnet.clone())
+        .set_key_name(p.key_name.clone())
+        .set_security_group_ids(launch.group.clone().map(|g| vec![g]))
+        .iam_instance_profile(launch.profile.clone())
+        .user_data(&launch.user_data)
+        .metadata_options(launch.metadata.clone())
+        .tag_specifications(tag_spec(ResourceType::Instance, &launch.tags))
+        .tag_specifications(tag_spec(ResourceType::Volume, &launch.tags))
+        .client_token(token)
+        .send()
+        .await
+        .op("ec2:RunInstances")
+}
+
 /// Waits until the instance is `running`; fails at once if it goes away instead.
 async fn wait_running(cx: &Cx, address: &Address, id: &str) -> Result<()> {
-    wait_for(
-        cx,
-        address,
-        "instance running",
-        cx.timeouts.instance,
-        || async {
-            // A just-started instance may not be visible yet (eventual consistency): keep waiting.
-            let Some(i) = describe(cx, id).await? else {
-                return Ok(None);
-            };
-            let state = i.state().and_then(|s| s.name());
-            match state {
-                Some(InstanceStateName::Running) => Ok(Some(())),
-                Some(
-                    s @ (InstanceStateName::ShuttingDown
-                    | InstanceStateName::Terminated
-                    | InstanceStateName::Stopping
-                    | InstanceStateName::Stopped),
-                ) => {
-                    let reason = i
-                        .state_reason()
-                        .and_then(|r| r.message())
-                        .or(i.state_transition_reason())
-                        .unwrap_or("no reason given");
-                    Err(Error::resource(
-                        address,
-                        format!(
-                            "instance {id} went {} instead of running: {reason}",
-                            s.as_str()
-                        ),
-                    ))
-                }
-                _ => Ok(None),
-            }
-        },
-    )
+    let timeout = cx.timeouts.instance;
+    wait_for(cx, address, "instance running", timeout, || {
+        running(cx, address, id)
+    })
     .await
 }
 
+/// Whether instance `id` is running (`Some`), not yet (`None`), or went away instead (an
+/// error). A just-started instance may not be visible yet (eventual consistency): not yet.
+async fn running(cx: &Cx, address: &Address, id: &str) -> Result<Option<()>> {
+    let Some(i) = describe(cx, id).await? else {
+        return Ok(None);
+    };
+    let state = i.state().and_then(|s| s.name());
+    match state {
+        Some(InstanceStateName::Running) => Ok(Some(())),
+        Some(
+            s @ (InstanceStateName::ShuttingDown
+            | InstanceStateName::Terminated
+            | InstanceStateName::Stopping
+            | InstanceStateName::Stopped),
+        ) => {
+            let reason = i
+                .state_reason()
+                .and_then(|r| r.message())
+                .or(i.state_transition_reason())
+                .unwrap_or("no reason given");
+            Err(Error::resource(
+                address,
+                format!(
+                    "instance {id} went {} instead of running: {reason}",
+                    s.as_str()
+                ),
+            ))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The tags, and the name as the `Name` tag.
 async fn set_tags(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
-    let (remove, mut set) = tag_delta(&desired.tags, &live.resource.tags);
-    let remove: Vec<String> = remove.into_iter().filter(|k| k != NAME_TAG).collect();
-    set.remove(NAME_TAG);
-    if desired.name != live.resource.name {
-        set.insert(NAME_TAG.to_string(), desired.name.clone());
-    }
-    let ec2 = &cx.clients.ec2;
-    if !remove.is_empty() {
-        ec2.delete_tags()
-            .resources(&live.id)
-            .set_tags(Some(
-                remove
-                    .iter()
-                    .map(|k| Tag::builder().key(k).build())
-                    .collect(),
-            ))
-            .send()
-            .await
-            .op("ec2:DeleteTags")?;
-    }
-    if !set.is_empty() {
-        ec2.create_tags()
-            .resources(&live.id)
-            .set_tags(Some(
-                set.iter()
-                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                    .collect(),
-            ))
-            .send()
-            .await
-            .op("ec2:CreateTags")?;
-    }
-    Ok(())
+    let want = with_name(&desired.tags, &desired.name);
+    let have = with_name(&live.resource.tags, &live.resource.name);
+    ec2_api::set_tags(cx, &live.id, &want, &have).await
 }
 
 /// Puts the desired instance profile on the instance, replacing the associated one if any.
 async fn set_profile(cx: &Cx, desired: &Resource, live: &Live, profile: &str) -> Result<()> {
     let ec2 = &cx.clients.ec2;
-    let out = ec2
-        .describe_iam_instance_profile_associations()
-        .filters(
-            Filter::builder()
-                .name("instance-id")
-                .values(&live.id)
-                .build(),
-        )
-        .send()
-        .await
-        .op("ec2:DescribeIamInstanceProfileAssociations")?;
-    let current = out
-        .iam_instance_profile_associations
-        .unwrap_or_default()
+    let current = associations(cx, std::slice::from_ref(&live.id))
+        .await?
         .into_iter()
         .filter(association_current)
         .find_map(|a| a.association_id);
@@ -1131,16 +1019,14 @@ async fn set_profile(cx: &Cx, desired: &Resource, live: &Live, profile: &str) ->
                     .iam_instance_profile(spec.clone())
                     .send()
                     .await
-                    .op("ec2:ReplaceIamInstanceProfileAssociation")
-                    .map(|_| ()),
+                    .done("ec2:ReplaceIamInstanceProfileAssociation"),
                 None => ec2
                     .associate_iam_instance_profile()
                     .instance_id(&live.id)
                     .iam_instance_profile(spec.clone())
                     .send()
                     .await
-                    .op("ec2:AssociateIamInstanceProfile")
-                    .map(|_| ()),
+                    .done("ec2:AssociateIamInstanceProfile"),
             }
         },
     )
@@ -1148,33 +1034,13 @@ async fn set_profile(cx: &Cx, desired: &Resource, live: &Live, profile: &str) ->
 }
 
 pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
-    let p = props(desired)?;
-    let lp = props(&live.resource)?;
-    let ec2 = &cx.clients.ec2;
+    let p = props::<HostProps>(desired)?;
+    let lp = props::<HostProps>(&live.resource)?;
     if p.http_tokens_required != lp.http_tokens_required {
-        ec2.modify_instance_metadata_options()
-            .instance_id(&live.id)
-            .http_tokens(if p.http_tokens_required {
-                HttpTokensState::Required
-            } else {
-                HttpTokensState::Optional
-            })
-            .http_endpoint(InstanceMetadataEndpointState::Enabled)
-            .send()
-            .await
-            .op("ec2:ModifyInstanceMetadataOptions")?;
+        set_http_tokens(cx, &live.id, p.http_tokens_required).await?;
     }
     if p.security_group != lp.security_group {
-        let group = match &p.security_group {
-            Some(name) => security_group_id(cx, &desired.address, name).await?,
-            None => default_group_id(cx, &desired.address, &live.id).await?,
-        };
-        ec2.modify_instance_attribute()
-            .instance_id(&live.id)
-            .groups(group)
-            .send()
-            .await
-            .op("ec2:ModifyInstanceAttribute")?;
+        set_group(cx, desired, live, p.security_group.as_deref()).await?;
     }
     if p.instance_profile != lp.instance_profile {
         set_profile(cx, desired, live, &p.instance_profile).await?;
@@ -1182,19 +1048,35 @@ pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
     set_tags(cx, desired, live).await
 }
 
+/// IMDSv2 only (`required`), or IMDSv1 allowed too.
+async fn set_http_tokens(cx: &Cx, id: &str, required: bool) -> Result<()> {
+    let tokens = if required {
+        HttpTokensState::Required
+    } else {
+        HttpTokensState::Optional
+    };
+    let call = cx.clients.ec2.modify_instance_metadata_options();
+    let call = call.instance_id(id).http_tokens(tokens);
+    let call = call.http_endpoint(InstanceMetadataEndpointState::Enabled);
+    call.send().await.done("ec2:ModifyInstanceMetadataOptions")
+}
+
+/// Puts the instance in this stack's security group `name`, or, without one, in its VPC's
+/// default group.
+async fn set_group(cx: &Cx, desired: &Resource, live: &Live, name: Option<&str>) -> Result<()> {
+    let group = match name {
+        Some(name) => security_group_id(cx, &desired.address, name).await?,
+        None => default_group_id(cx, &desired.address, &live.id).await?,
+    };
+    let call = cx.clients.ec2.modify_instance_attribute();
+    let call = call.instance_id(&live.id).groups(group);
+    call.send().await.done("ec2:ModifyInstanceAttribute")
+}
+
 pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
-    match cx
-        .clients
-        .ec2
-        .terminate_instances()
-        .instance_ids(&live.id)
-        .send()
-        .await
-        .op("ec2:TerminateInstances")
-    {
-        Ok(_) => {}
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e),
+    let call = cx.clients.ec2.terminate_instances().instance_ids(&live.id);
+    if found(call.send().await.op("ec2:TerminateInstances"))?.is_none() {
+        return Ok(());
     }
     // Wait for the end, so the security group and instance profile can go after it.
     wait_for(

@@ -11,19 +11,21 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_iam::types::Tag;
+use aws_sdk_iam::operation::get_instance_profile::GetInstanceProfileOutput;
+use aws_sdk_iam::types::InstanceProfile;
 use futures::future::try_join_all;
 
-use futures::future::BoxFuture;
 use serde::Serialize;
 
-use super::{address_for, complete_iam_names, owned_by, retry, tag_delta, Cx, Live, ResourceKind};
+use super::iam_api;
+pub use super::INSTANCE_PROFILE as KIND;
+use super::{
+    address_for, arn_output, converge_tags, found, gone_ok, owned_by, props, retry, Cx, Live,
+    ResourceKind, HOST_ROLE,
+};
 use crate::aws::Ctx;
-use crate::kinds::role::HOST_ROLE;
 use crate::model::{Kind, Model, Props, Resource, TAG_ADDRESS};
 use crate::{Error, Result};
-
-pub const KIND: Kind = Kind::new("instance_profile");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InstanceProfileProps {
@@ -35,9 +37,7 @@ pub struct InstanceProfileProps {
 pub struct InstanceProfiles;
 
 impl ResourceKind for InstanceProfiles {
-    fn kinds(&self) -> &'static [Kind] {
-        &[KIND]
-    }
+    lifecycle_from_module_fns!(kinds: &[KIND]; outputs, cloudformation);
     fn name_namespace(&self) -> Option<(&'static str, bool)> {
         Some(("instance profile", true))
     }
@@ -48,108 +48,69 @@ impl ResourceKind for InstanceProfiles {
             .map(|p| vec![(HOST_ROLE, p.role_name.clone())])
             .unwrap_or_default()
     }
-    lifecycle_from_module_fns!();
-    fn cloudformation(
-        &self,
-        r: &Resource,
-        cfn: &crate::cfn::Cfn,
-    ) -> Option<crate::cfn::CfnResource> {
-        let p = r.props.get::<InstanceProfileProps>()?;
-        let role = cfn
-            .dependency(r, HOST_ROLE)
-            .map(|a| serde_json::json!({"Ref": cfn.logical_id(&a)}))
-            .unwrap_or_else(|| serde_json::Value::String(p.role_name.clone()));
-        let props = serde_json::json!({
-            "InstanceProfileName": r.name,
-            "Path": cfn.model().env.iam_path,
-            "Roles": [role],
-        });
-        Some(crate::cfn::CfnResource::new(
-            "AWS::IAM::InstanceProfile",
-            props,
-        ))
-    }
-    fn outputs<'a>(
-        &'a self,
-        _cx: &'a Cx,
-        live: &'a Live,
-    ) -> BoxFuture<'a, Result<BTreeMap<String, String>>> {
-        Box::pin(async move { Ok(BTreeMap::from([("arn".to_string(), live.id.clone())])) })
-    }
+}
+
+fn cloudformation(r: &Resource, cfn: &crate::cfn::Cfn) -> Option<crate::cfn::CfnResource> {
+    let p = r.props.get::<InstanceProfileProps>()?;
+    let role = cfn
+        .dependency(r, HOST_ROLE)
+        .map(|a| serde_json::json!({"Ref": cfn.logical_id(&a)}))
+        .unwrap_or_else(|| serde_json::Value::String(p.role_name.clone()));
+    let props = serde_json::json!({
+        "InstanceProfileName": r.name,
+        "Path": cfn.model().env.iam_path,
+        "Roles": [role],
+    });
+    Some(crate::cfn::CfnResource::new(
+        "AWS::IAM::InstanceProfile",
+        props,
+    ))
+}
+
+/// The profile's ARN.
+async fn outputs(_cx: &Cx, live: &Live) -> Result<BTreeMap<String, String>> {
+    Ok(arn_output(live))
 }
 
 /// Every profile this stack has or wants: those under the stack's IAM path, plus any profile
 /// with the name of a desired one (elsewhere and untagged: `ours: false`).
 pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
-    let mut names = list_names(cx, Some(&cx.env.iam_path)).await?;
     let wanted: Vec<&str> = desired.of_kind(KIND).map(|r| r.name.as_str()).collect();
-    complete_iam_names(cx, &mut names, &wanted, || list_names(cx, None)).await?;
+    let names = iam_api::names(cx, &wanted, |path| list_names(cx, path)).await?;
     let found = try_join_all(names.iter().map(|n| read(cx, n, desired))).await?;
-    Ok(found
-        .into_iter()
-        .flatten()
-        .filter(|l| {
-            l.ours
-                || wanted
-                    .iter()
-                    .any(|w| w.eq_ignore_ascii_case(&l.resource.name))
-        })
-        .collect())
+    Ok(iam_api::keep(found, &wanted))
 }
 
-/// Profile names under `path` (every profile of the account without one). moto ignores
-/// PathPrefix, so the path is checked here too.
-async fn list_names(cx: &Cx, path: Option<&str>) -> Result<Vec<String>> {
-    let mut names: Vec<String> = Vec::new();
-    let mut marker = None;
-    loop {
-        let out = cx
-            .clients
-            .iam
-            .list_instance_profiles()
-            .set_path_prefix(path.map(str::to_string))
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .op("iam:ListInstanceProfiles")?;
-        names.extend(
-            out.instance_profiles
-                .into_iter()
-                .filter(|p| path.is_none_or(|x| p.path.starts_with(x)))
-                .map(|p| p.instance_profile_name),
-        );
-        marker = out.marker.filter(|_| out.is_truncated);
-        if marker.is_none() {
-            break;
-        }
-    }
-    Ok(names)
+/// Profile names under `path` (every profile of the account without one).
+async fn list_names(cx: &Cx, path: Option<String>) -> Result<Vec<String>> {
+    let request = cx
+        .clients
+        .iam
+        .list_instance_profiles()
+        .set_path_prefix(path.clone());
+    let op = "iam:ListInstanceProfiles";
+    let profiles = iam_api::pages!(op, request.clone(), |out| out.instance_profiles).await?;
+    let path_and_name = |p: InstanceProfile| (p.path, p.instance_profile_name);
+    Ok(iam_api::names_under(
+        path.as_deref(),
+        profiles,
+        path_and_name,
+    ))
+}
+
+/// GetInstanceProfile; `None` if there is no such profile.
+async fn get(cx: &Cx, name: &str) -> Result<Option<GetInstanceProfileOutput>> {
+    let iam = &cx.clients.iam;
+    let call = iam.get_instance_profile().instance_profile_name(name);
+    found(call.send().await.op("iam:GetInstanceProfile"))
 }
 
 /// Reads one profile by name; `None` if it does not exist.
 pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> {
-    let out = match cx
-        .clients
-        .iam
-        .get_instance_profile()
-        .instance_profile_name(name)
-        .send()
-        .await
-        .op("iam:GetInstanceProfile")
-    {
-        Ok(o) => o,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let Some(p) = out.instance_profile else {
+    let Some(p) = get(cx, name).await?.and_then(|o| o.instance_profile) else {
         return Ok(None);
     };
-    let tags: BTreeMap<String, String> = p
-        .tags
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| (t.key, t.value))
-        .collect();
+    let mut tags = iam_api::tag_map(p.tags.unwrap_or_default());
     let name = p.instance_profile_name;
     let role_name = p
         .roles
@@ -157,18 +118,12 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
         .next()
         .map(|r| r.role_name)
         .unwrap_or_default();
-    let mut tags = tags;
     let mut ours = owned_by(&tags, &cx.stack);
     if !ours && tags.is_empty() && p.path == cx.env.iam_path && !role_name.is_empty() {
         // CloudFormation cannot tag an instance profile (AWS::IAM::InstanceProfile has no
         // Tags): one under this stack's own IAM path that holds this stack's role is ours, and
         // carries the role's stack tags.
-        let role_tags = match crate::kinds::role::tags(cx, &role_name).await {
-            Ok(t) => Some(t),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(e),
-        };
-        if let Some(role_tags) = role_tags {
+        if let Some(role_tags) = found(iam_api::role_tags(cx, &role_name).await)? {
             if owned_by(&role_tags, &cx.stack) {
                 ours = true;
                 tags = role_tags;
@@ -179,69 +134,23 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
         }
     }
     let address = address_for(KIND, &name, &tags, desired);
-    Ok(Some(Live {
-        broken: None,
-        created: None,
-        ours,
-        id: p.arn.clone(),
-        resource: Resource {
-            address,
-            name,
-            tags,
-            depends_on: Default::default(),
-            props: Props::new(InstanceProfileProps {
-                arn: p.arn,
-                role_name,
-            }),
-        },
-    }))
-}
-
-fn props(r: &Resource) -> Result<&InstanceProfileProps> {
-    r.props
-        .get::<InstanceProfileProps>()
-        .ok_or_else(|| Error::Internal(format!("{} has no InstanceProfileProps", r.address)))
-}
-
-fn iam_tags(op: &str, tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::Internal(format!("{}: {e}", op)))
-}
-
-/// Ignores "does not exist": the thing to undo is already gone.
-fn gone_ok<T>(r: Result<T>) -> Result<()> {
-    match r {
-        Err(e) if !e.is_not_found() => Err(e),
-        _ => Ok(()),
-    }
+    let props = Props::new(InstanceProfileProps {
+        arn: p.arn.clone(),
+        role_name,
+    });
+    Ok(Some(Live::new(p.arn, ours, address, name, tags, props)))
 }
 
 pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
-    let p = props(r)?;
-    let created = cx
-        .clients
-        .iam
-        .create_instance_profile()
-        .instance_profile_name(&r.name)
-        .path(&cx.env.iam_path)
-        .set_tags(Some(iam_tags("iam:CreateInstanceProfile", &r.tags)?))
-        .send()
-        .await
-        .op("iam:CreateInstanceProfile");
-    match created {
-        Ok(_) => {}
-        // Left over from an interrupted apply: converge it if it is ours.
-        Err(e) if e.code() == Some("EntityAlreadyExists") => {
-            return match read(cx, &r.name, desired).await? {
-                Some(live) if live.ours => update(cx, r, &live).await,
-                _ => Err(e),
-            };
-        }
-        Err(e) => return Err(e),
-    }
-    if !p.role_name.is_empty() {
+    let p = props::<InstanceProfileProps>(r)?;
+    let tags = iam_api::tags("iam:CreateInstanceProfile", &r.tags)?;
+    let call = cx.clients.iam.create_instance_profile();
+    let call = call.instance_profile_name(&r.name).path(&cx.env.iam_path);
+    let created = call.set_tags(Some(tags)).send().await;
+    let created = created.op("iam:CreateInstanceProfile");
+    let read = || read(cx, &r.name, desired);
+    let update = |live: Live| async move { update(cx, r, &live).await };
+    if iam_api::created(created, read, update).await? && !p.role_name.is_empty() {
         add_role(cx, r, &p.role_name).await?;
     }
     Ok(())
@@ -267,51 +176,34 @@ async fn add_role(cx: &Cx, r: &Resource, role: &str) -> Result<()> {
                 .role_name(role)
                 .send()
                 .await
-                .op("iam:AddRoleToInstanceProfile")
-                .map(|_| ())
+                .done("iam:AddRoleToInstanceProfile")
         },
     )
     .await
 }
 
 async fn remove_role(cx: &Cx, profile: &str, role: &str) -> Result<()> {
-    gone_ok(
-        cx.clients
-            .iam
-            .remove_role_from_instance_profile()
-            .instance_profile_name(profile)
-            .role_name(role)
-            .send()
-            .await
-            .op("iam:RemoveRoleFromInstanceProfile"),
-    )
+    let call = cx.clients.iam.remove_role_from_instance_profile();
+    let call = call.instance_profile_name(profile).role_name(role);
+    gone_ok(call.send().await.op("iam:RemoveRoleFromInstanceProfile"))
 }
 
 async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Result<()> {
-    let (remove, set) = tag_delta(&r.tags, live);
     let iam = &cx.clients.iam;
-    if !remove.is_empty() {
-        iam.untag_instance_profile()
-            .instance_profile_name(&r.name)
-            .set_tag_keys(Some(remove))
-            .send()
-            .await
-            .op("iam:UntagInstanceProfile")?;
-    }
-    if !set.is_empty() {
-        iam.tag_instance_profile()
-            .instance_profile_name(&r.name)
-            .set_tags(Some(iam_tags("iam:TagInstanceProfile", &set)?))
-            .send()
-            .await
-            .op("iam:TagInstanceProfile")?;
-    }
-    Ok(())
+    let request = iam.untag_instance_profile().instance_profile_name(&r.name);
+    let untag = untag!("iam:UntagInstanceProfile", request);
+    let tag = |set| async move {
+        let tags = iam_api::tags("iam:TagInstanceProfile", &set)?;
+        let call = iam.tag_instance_profile().instance_profile_name(&r.name);
+        let call = call.set_tags(Some(tags));
+        call.send().await.done("iam:TagInstanceProfile")
+    };
+    converge_tags(&r.tags, live, untag, tag).await
 }
 
 pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
-    let p = props(desired)?;
-    let lp = props(&live.resource)?;
+    let p = props::<InstanceProfileProps>(desired)?;
+    let lp = props::<InstanceProfileProps>(&live.resource)?;
     if p.role_name != lp.role_name {
         if !lp.role_name.is_empty() {
             remove_role(cx, &desired.name, &lp.role_name).await?;
@@ -326,26 +218,13 @@ pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
 /// Takes out the role it holds (as IAM finds it now), then deletes the profile.
 pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     let name = &live.resource.name;
-    let iam = &cx.clients.iam;
-    let out = match iam
-        .get_instance_profile()
-        .instance_profile_name(name)
-        .send()
-        .await
-        .op("iam:GetInstanceProfile")
-    {
-        Ok(o) => o,
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e),
+    let Some(out) = get(cx, name).await? else {
+        return Ok(());
     };
     for role in out.instance_profile.map(|p| p.roles).unwrap_or_default() {
         remove_role(cx, name, &role.role_name).await?;
     }
-    gone_ok(
-        iam.delete_instance_profile()
-            .instance_profile_name(name)
-            .send()
-            .await
-            .op("iam:DeleteInstanceProfile"),
-    )
+    let iam = &cx.clients.iam;
+    let call = iam.delete_instance_profile().instance_profile_name(name);
+    gone_ok(call.send().await.op("iam:DeleteInstanceProfile"))
 }

@@ -14,15 +14,16 @@
 
 use std::collections::BTreeMap;
 
-use futures::future::BoxFuture;
 use serde::Serialize;
 
-use super::{address_for, owned_by, read_candidates, tag_delta, Cx, Live, ResourceKind};
-use crate::aws::Ctx;
-use crate::model::{Kind, Model, Props, Resource};
+pub use super::LOG_GROUP as KIND;
+use super::{
+    address_for, already_done, converge_tags, found, gone_ok, owned_by, props, read_candidates, Cx,
+    Live, ResourceKind,
+};
+use crate::aws::{next_token, pages, Ctx};
+use crate::model::{Model, Props, Resource};
 use crate::{Error, Result};
-
-pub const KIND: Kind = Kind::new("log_group");
 
 /// The log stream, inside the delivery's log group, that Firehose writes S3 delivery errors to
 /// (the name the console uses).
@@ -48,65 +49,49 @@ pub struct LogGroupProps {
 pub struct LogGroups;
 
 impl ResourceKind for LogGroups {
-    fn kinds(&self) -> &'static [Kind] {
-        &[KIND]
-    }
+    lifecycle_from_module_fns!(kinds: &[KIND]; outputs, cloudformation);
     // Names are derived one to one from delivery names, which are already checked for
     // uniqueness: a second check would only repeat that error.
-    lifecycle_from_module_fns!();
-    fn cloudformation(
-        &self,
-        r: &Resource,
-        _cfn: &crate::cfn::Cfn,
-    ) -> Option<crate::cfn::CfnResource> {
-        let p = r.props.get::<LogGroupProps>()?;
-        let mut props = serde_json::json!({
-            "LogGroupName": r.name,
-            "Tags": crate::cfn::tags(&r.tags),
-        });
-        if let Some(days) = p.retention_days {
-            props["RetentionInDays"] = serde_json::json!(days);
-        }
-        let id = crate::cfn::logical_id(&r.address);
-        let mut res = crate::cfn::CfnResource::new("AWS::Logs::LogGroup", props);
-        res.checkov_skips = vec![(
-            "CKV_AWS_158",
-            "delivery error messages only: CloudWatch Logs' default encryption suffices",
-        )];
-        if !p.log_stream.is_empty() {
-            res.extra.insert(
-                "Stream".into(),
-                serde_json::json!({
-                    "Type": "AWS::Logs::LogStream",
-                    "Properties": {"LogGroupName": {"Ref": id}, "LogStreamName": p.log_stream},
-                }),
-            );
-        }
-        Some(res)
-    }
-    fn outputs<'a>(
-        &'a self,
-        _cx: &'a Cx,
-        live: &'a Live,
-    ) -> BoxFuture<'a, Result<BTreeMap<String, String>>> {
-        Box::pin(async move {
-            let p = props(&live.resource)?;
-            Ok(BTreeMap::from([
-                ("arn".to_string(), p.arn.clone()),
-                (
-                    "retention".to_string(),
-                    p.retention_days
-                        .map_or("forever".to_string(), |d| format!("{d} days")),
-                ),
-            ]))
-        })
-    }
 }
 
-fn props(r: &Resource) -> Result<&LogGroupProps> {
-    r.props
-        .get::<LogGroupProps>()
-        .ok_or_else(|| Error::Internal(format!("{} has no LogGroupProps", r.address)))
+fn cloudformation(r: &Resource, _cfn: &crate::cfn::Cfn) -> Option<crate::cfn::CfnResource> {
+    let p = r.props.get::<LogGroupProps>()?;
+    let mut props = serde_json::json!({
+        "LogGroupName": r.name,
+        "Tags": crate::cfn::tags(&r.tags),
+    });
+    if let Some(days) = p.retention_days {
+        props["RetentionInDays"] = serde_json::json!(days);
+    }
+    let id = crate::cfn::logical_id(&r.address);
+    let mut res = crate::cfn::CfnResource::new("AWS::Logs::LogGroup", props);
+    res.checkov_skips = vec![(
+        "CKV_AWS_158",
+        "delivery error messages only: CloudWatch Logs' default encryption suffices",
+    )];
+    if !p.log_stream.is_empty() {
+        res.extra.insert(
+            "Stream".into(),
+            serde_json::json!({
+                "Type": "AWS::Logs::LogStream",
+                "Properties": {"LogGroupName": {"Ref": id}, "LogStreamName": p.log_stream},
+            }),
+        );
+    }
+    Some(res)
+}
+
+/// The ARN and how long events are kept.
+async fn outputs(_cx: &Cx, live: &Live) -> Result<BTreeMap<String, String>> {
+    let p = props::<LogGroupProps>(&live.resource)?;
+    Ok(BTreeMap::from([
+        ("arn".to_string(), p.arn.clone()),
+        (
+            "retention".to_string(),
+            p.retention_days
+                .map_or("forever".to_string(), |d| format!("{d} days")),
+        ),
+    ]))
 }
 
 /// The ARN tagging calls take: the group's ARN without the `:*` DescribeLogGroups appends.
@@ -116,28 +101,25 @@ fn tagging_arn(arn: &str) -> &str {
 
 /// Every Firehose log group this stack has or wants.
 pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
-    let mut groups: BTreeMap<String, (String, Option<u32>)> = BTreeMap::new();
-    let mut token = None;
-    loop {
-        let out = cx
-            .clients
+    let listed = pages!(
+        "logs:DescribeLogGroups",
+        cx.clients
             .logs
             .describe_log_groups()
-            .log_group_name_prefix(PREFIX)
-            .set_next_token(token.clone())
-            .send()
-            .await
-            .op("logs:DescribeLogGroups")?;
-        for g in out.log_groups.unwrap_or_default() {
-            if let Some(name) = g.log_group_name {
-                let arn = g.arn.unwrap_or_else(|| cx.env.log_group_arn(&name));
-                let retention = g.retention_in_days.map(|d| d.max(0) as u32);
-                groups.insert(name, (arn, retention));
-            }
-        }
-        token = out.next_token.filter(|t| !t.is_empty());
-        if token.is_none() {
-            break;
+            .log_group_name_prefix(PREFIX),
+        set_next_token,
+        |out| (
+            out.log_groups.unwrap_or_default(),
+            next_token(out.next_token)
+        )
+    )
+    .await?;
+    let mut groups: BTreeMap<String, (String, Option<u32>)> = BTreeMap::new();
+    for g in listed {
+        if let Some(name) = g.log_group_name {
+            let arn = g.arn.unwrap_or_else(|| cx.env.log_group_arn(&name));
+            let retention = g.retention_in_days.map(|d| d.max(0) as u32);
+            groups.insert(name, (arn, retention));
         }
     }
     // Candidates: desired names, and the groups of `{stack}-*` deliveries.
@@ -173,39 +155,26 @@ async fn read(
     retention_days: Option<u32>,
     desired: &Model,
 ) -> Result<Option<Live>> {
+    let logs = &cx.clients.logs;
     // The tagging API's listing has the tags of the stack's groups; others are read one by one.
     let tags = match cx.tagged_tags(tagging_arn(arn)).await? {
         Some(tags) => tags,
-        None => match cx
-            .clients
-            .logs
-            .list_tags_for_resource()
-            .resource_arn(tagging_arn(arn))
-            .send()
-            .await
-            .op("logs:ListTagsForResource")
-        {
-            Ok(o) => o.tags.unwrap_or_default().into_iter().collect(),
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(e),
-        },
+        None => {
+            let call = logs.list_tags_for_resource().resource_arn(tagging_arn(arn));
+            match found(call.send().await.op("logs:ListTagsForResource"))? {
+                Some(o) => o.tags.unwrap_or_default().into_iter().collect(),
+                None => return Ok(None),
+            }
+        }
     };
     let streams = if !cx.reads_settings() {
         Vec::new() // deleting the group deletes its streams
     } else {
-        match cx
-            .clients
-            .logs
-            .describe_log_streams()
-            .log_group_name(name)
-            .log_stream_name_prefix(ERROR_LOG_STREAM)
-            .send()
-            .await
-            .op("logs:DescribeLogStreams")
-        {
-            Ok(o) => o.log_streams.unwrap_or_default(),
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(e),
+        let call = logs.describe_log_streams().log_group_name(name);
+        let call = call.log_stream_name_prefix(ERROR_LOG_STREAM);
+        match found(call.send().await.op("logs:DescribeLogStreams"))? {
+            Some(o) => o.log_streams.unwrap_or_default(),
+            None => return Ok(None),
         }
     };
     let log_stream = streams
@@ -214,27 +183,24 @@ async fn read(
         .find(|s| s == ERROR_LOG_STREAM)
         .unwrap_or_default();
     let address = address_for(KIND, name, &tags, desired);
-    Ok(Some(Live {
-        broken: None,
-        created: None,
-        ours: owned_by(&tags, &cx.stack),
-        id: tagging_arn(arn).to_string(),
-        resource: Resource {
-            address,
-            name: name.to_string(),
-            tags,
-            depends_on: Default::default(),
-            props: Props::new(LogGroupProps {
-                arn: tagging_arn(arn).to_string(),
-                retention_days,
-                log_stream,
-            }),
-        },
-    }))
+    let props = Props::new(LogGroupProps {
+        arn: tagging_arn(arn).to_string(),
+        retention_days,
+        log_stream,
+    });
+    let id = tagging_arn(arn).to_string();
+    Ok(Some(Live::new(
+        id,
+        owned_by(&tags, &cx.stack),
+        address,
+        name.to_string(),
+        tags,
+        props,
+    )))
 }
 
 pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
-    props(r)?;
+    props::<LogGroupProps>(r)?;
     let created = cx
         .clients
         .logs
@@ -277,7 +243,7 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
 
 /// Brings retention and the log stream from `live` to the desired values.
 async fn converge(cx: &Cx, r: &Resource, live: &LogGroupProps) -> Result<()> {
-    let p = props(r)?;
+    let p = props::<LogGroupProps>(r)?;
     let logs = &cx.clients.logs;
     if p.retention_days != live.retention_days {
         match p.retention_days {
@@ -299,57 +265,31 @@ async fn converge(cx: &Cx, r: &Resource, live: &LogGroupProps) -> Result<()> {
         }
     }
     if !p.log_stream.is_empty() && p.log_stream != live.log_stream {
-        match logs
-            .create_log_stream()
-            .log_group_name(&r.name)
-            .log_stream_name(&p.log_stream)
-            .send()
-            .await
-            .op("logs:CreateLogStream")
-        {
-            Err(e) if e.code() == Some("ResourceAlreadyExistsException") => {}
-            other => {
-                other?;
-            }
-        }
+        let call = logs.create_log_stream().log_group_name(&r.name);
+        let created = call.log_stream_name(&p.log_stream).send().await;
+        already_done(
+            created.op("logs:CreateLogStream"),
+            "ResourceAlreadyExistsException",
+        )?;
     }
     Ok(())
 }
 
 pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
-    converge(cx, desired, props(&live.resource)?).await?;
-    let (remove, set) = tag_delta(&desired.tags, &live.resource.tags);
+    converge(cx, desired, props::<LogGroupProps>(&live.resource)?).await?;
     let logs = &cx.clients.logs;
-    if !remove.is_empty() {
-        logs.untag_resource()
-            .resource_arn(&live.id)
-            .set_tag_keys(Some(remove))
-            .send()
-            .await
-            .op("logs:UntagResource")?;
-    }
-    if !set.is_empty() {
-        logs.tag_resource()
-            .resource_arn(&live.id)
-            .set_tags(Some(set.into_iter().collect()))
-            .send()
-            .await
-            .op("logs:TagResource")?;
-    }
-    Ok(())
+    let request = logs.untag_resource().resource_arn(&live.id);
+    let untag = untag!("logs:UntagResource", request);
+    let tag = |set: BTreeMap<String, String>| async move {
+        let call = logs.tag_resource().resource_arn(&live.id);
+        let call = call.set_tags(Some(set.into_iter().collect()));
+        call.send().await.done("logs:TagResource")
+    };
+    converge_tags(&desired.tags, &live.resource.tags, untag, tag).await
 }
 
 pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
-    match cx
-        .clients
-        .logs
-        .delete_log_group()
-        .log_group_name(&live.resource.name)
-        .send()
-        .await
-        .op("logs:DeleteLogGroup")
-    {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => other.map(|_| ()),
-    }
+    let call = cx.clients.logs.delete_log_group();
+    let call = call.log_group_name(&live.resource.name);
+    gone_ok(call.send().await.op("logs:DeleteLogGroup"))
 }

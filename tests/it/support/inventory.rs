@@ -84,7 +84,7 @@ impl fmt::Display for Inventory {
 /// The inventory of `stack` in `region` of the sandbox's account (async tests).
 pub async fn take(sb: &Sandbox, region: &str, stack: &str) -> Inventory {
     let proxy = Proxy::start(
-        MotoServer::shared().endpoint(),
+        MotoServer::shared().endpoint_for(&sb.account_id),
         ProxyConfig::account(sb.account_id.clone()),
     )
     .expect("start the inventory's proxy");

@@ -48,8 +48,8 @@ impl Sandbox {
             .account_id
             .get_or_insert_with(unique_account_id)
             .clone();
-        let proxy =
-            Proxy::start(MotoServer::shared().endpoint(), config).expect("start the realism proxy");
+        let moto = MotoServer::shared().endpoint_for(&account_id);
+        let proxy = Proxy::start(moto, config).expect("start the realism proxy");
         let config = sdk_config(&proxy.endpoint(), REGION);
         Sandbox {
             proxy,

@@ -1,7 +1,9 @@
 //! moto, the AWS emulator the integration tests run against, and SDK configuration for it.
 //!
 //! [`MotoServer::shared`] gives the server of this test binary:
-//! * `STREAMSTACK_MOTO_ENDPOINT` set (as `scripts/test` and `scripts/moto run` do): that server;
+//! * `STREAMSTACK_MOTO_ENDPOINT` set (as `scripts/test` and `scripts/moto run` do): that server,
+//!   or those servers (comma-separated: moto answers one request at a time, so `scripts/test`
+//!   starts two and each test's account lives on one of them, [`MotoServer::endpoint_for`]);
 //! * otherwise a `moto_server` is started on a free port, from the project venv
 //!   (`$STREAMSTACK_VENV` or `.venv-moto`, relative to the crate root) or from `PATH`. It runs
 //!   under a tiny `sh` watchdog that kills it when the test process exits, however it exits;
@@ -31,11 +33,54 @@ pub const REGION: &str = "eu-west-1";
 /// machine, many more on a saturated one); only a moto that never answers waits this long.
 const STARTUP_TIMEOUT: Duration = super::wait::PATIENCE;
 
-/// A moto server: either external (`STREAMSTACK_MOTO_ENDPOINT`) or a child process.
+/// A moto server: either external (`STREAMSTACK_MOTO_ENDPOINT`, one or more) or a child process.
 pub struct MotoServer {
-    endpoint: String,
+    /// Every server's endpoint; a test's account lives on one of them.
+    endpoints: Vec<String>,
     /// The process, when this server was spawned here (stopped on drop).
     _child: Option<Spawned>,
+}
+
+/// Makes moto load its lazily built backends (the first EC2 call costs ~3 s of CPU under the
+/// GIL, the first SSM/IAM calls ~0.5 s) before tests start timing emulated AWS delays.
+/// Best effort: errors are ignored; a no-op on an already warm server.
+fn warm_up(endpoint: &str) {
+    let Some(address) = endpoint.strip_prefix("http://") else {
+        return;
+    };
+    let calls = [
+        ("ec2", "", "Action=DescribeInstances&Version=2016-11-15"),
+        ("iam", "", "Action=ListRoles&Version=2010-05-08"),
+        (
+            "ssm",
+            "AmazonSSM.GetParameter",
+            r#"{"Name":"/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"}"#,
+        ),
+        ("kinesis", "Kinesis_20131202.ListStreams", "{}"),
+        ("firehose", "Firehose_20150804.ListDeliveryStreams", "{}"),
+    ];
+    for (service, target, body) in calls {
+        let content_type = if target.is_empty() {
+            "application/x-www-form-urlencoded"
+        } else {
+            "application/x-amz-json-1.1"
+        };
+        let request = format!(
+            "POST / HTTP/1.0\r\nHost: {address}\r\nContent-Type: {content_type}\r\n\
+             X-Amz-Target: {target}\r\nContent-Length: {}\r\nAuthorization: AWS4-HMAC-SHA256 \
+             Credential=warmup/20250101/{REGION}/{service}/aws4_request, SignedHeaders=host, \
+             Signature=0\r\n\r\n{body}",
+            body.len()
+        );
+        let Ok(mut stream) = TcpStream::connect(address) else {
+            return;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut answer = Vec::new();
+        let _ = stream
+            .write_all(request.as_bytes())
+            .and_then(|()| stream.read_to_end(&mut answer));
+    }
 }
 
 struct Spawned {
@@ -50,7 +95,13 @@ impl MotoServer {
     /// Panics (failing the test) with a clear message when moto is not available.
     pub fn shared() -> &'static MotoServer {
         static SHARED: OnceLock<Result<MotoServer, String>> = OnceLock::new();
-        let start = || MotoServer::start().inspect(MotoServer::warm_up);
+        let start = || {
+            MotoServer::start().inspect(|m| {
+                for e in &m.endpoints {
+                    warm_up(e);
+                }
+            })
+        };
         match SHARED.get_or_init(start) {
             Ok(server) => server,
             Err(message) => panic!("{message}"),
@@ -60,8 +111,12 @@ impl MotoServer {
     /// `STREAMSTACK_MOTO_ENDPOINT` if set, else a new server ([`MotoServer::spawn`]).
     pub fn start() -> Result<MotoServer, String> {
         match std::env::var(ENDPOINT_ENV) {
-            Ok(endpoint) if !endpoint.trim().is_empty() => Ok(MotoServer {
-                endpoint: endpoint.trim().trim_end_matches('/').to_owned(),
+            Ok(endpoints) if !endpoints.trim().is_empty() => Ok(MotoServer {
+                endpoints: endpoints
+                    .split(',')
+                    .map(|e| e.trim().trim_end_matches('/').to_owned())
+                    .filter(|e| !e.is_empty())
+                    .collect(),
                 _child: None,
             }),
             _ => MotoServer::spawn(),
@@ -123,56 +178,26 @@ impl MotoServer {
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(MotoServer {
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoints: vec![format!("http://127.0.0.1:{port}")],
             _child: Some(spawned),
         })
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT`: the first server.
     pub fn endpoint(&self) -> &str {
-        &self.endpoint
+        self.endpoint_for("")
     }
 
-    /// Makes moto load its lazily built backends (the first EC2 call costs ~3 s of CPU under the
-    /// GIL, the first SSM/IAM calls ~0.5 s) before tests start timing emulated AWS delays.
-    /// Best effort: errors are ignored; a no-op on an already warm server.
-    pub fn warm_up(&self) {
-        let Some(address) = self.endpoint.strip_prefix("http://") else {
-            return;
-        };
-        let calls = [
-            ("ec2", "", "Action=DescribeInstances&Version=2016-11-15"),
-            ("iam", "", "Action=ListRoles&Version=2010-05-08"),
-            (
-                "ssm",
-                "AmazonSSM.GetParameter",
-                r#"{"Name":"/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"}"#,
-            ),
-            ("kinesis", "Kinesis_20131202.ListStreams", "{}"),
-            ("firehose", "Firehose_20150804.ListDeliveryStreams", "{}"),
-        ];
-        for (service, target, body) in calls {
-            let content_type = if target.is_empty() {
-                "application/x-www-form-urlencoded"
-            } else {
-                "application/x-amz-json-1.1"
-            };
-            let request = format!(
-                "POST / HTTP/1.0\r\nHost: {address}\r\nContent-Type: {content_type}\r\n\
-                 X-Amz-Target: {target}\r\nContent-Length: {}\r\nAuthorization: AWS4-HMAC-SHA256 \
-                 Credential=warmup/20250101/{REGION}/{service}/aws4_request, SignedHeaders=host, \
-                 Signature=0\r\n\r\n{body}",
-                body.len()
-            );
-            let Ok(mut stream) = TcpStream::connect(address) else {
-                return;
-            };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-            let mut answer = Vec::new();
-            let _ = stream
-                .write_all(request.as_bytes())
-                .and_then(|()| stream.read_to_end(&mut answer));
-        }
+    /// The server that holds `account_id`'s state: always the same one for an account, so a
+    /// test and its inventory see the same moto.
+    pub fn endpoint_for(&self, account_id: &str) -> &str {
+        let n = self.endpoints.len().max(1) as u64;
+        let i = account_id
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+        self.endpoints
+            .get((i % n) as usize)
+            .map_or("http://127.0.0.1:0", String::as_str)
     }
 }
 

@@ -24,7 +24,7 @@ use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_types::request_id::RequestId;
 
-use crate::budget::{Budget, BudgetMode, BudgetedHttpClient, OperationName};
+use crate::budget::{Budget, BudgetMode, BudgetedHttpClient, GateClosed, OperationName, Ungated};
 pub use crate::error::{AwsError, Failure};
 
 /// How to reach AWS, from the global flags.
@@ -258,6 +258,39 @@ impl Storable for AttemptStart {
     type Storer = StoreReplace<Self>;
 }
 
+/// Marks an operation's requests as the lock's own (`.customize().interceptor(LockCall)`): they
+/// pass the write gate and are not counted as writes (see `crate::budget`).
+#[derive(Debug)]
+pub struct LockCall;
+
+impl Intercept for LockCall {
+    fn name(&self) -> &'static str {
+        "streamstack::LockCall"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        context.request_mut().add_extension(Ungated);
+        Ok(())
+    }
+}
+
+/// The write gate's refusal inside an SDK error, if that is what it is.
+fn gate_closed<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a GateClosed> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(closed) = err.downcast_ref::<GateClosed>() {
+            return Some(closed);
+        }
+        cur = err.source();
+    }
+    None
+}
+
 /// Logs every attempt of every AWS call: `-v` shows each call's service, operation, status and
 /// milliseconds, and every retry with the reason the previous attempt failed.
 #[derive(Debug)]
@@ -402,7 +435,11 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     fn op(self, operation: &str) -> Result<T, crate::Error> {
-        self.map_err(|e| crate::Error::Aws(AwsError::from_sdk(operation, e)))
+        self.map_err(|e| match gate_closed(&e) {
+            // Not AWS's answer: the request was never sent, because the lock was lost.
+            Some(closed) => crate::Error::Locked(format!("{operation} not sent: {closed}")),
+            None => crate::Error::Aws(AwsError::from_sdk(operation, e)),
+        })
     }
 }
 

@@ -13,6 +13,11 @@
 //!
 //! `--api-budget off` (or `STREAMSTACK_API_BUDGET=off`) turns the budgets off, for emulators that
 //! have no quotas.
+//!
+//! The same connector holds the write gate ([`WriteGate`]): while a run holds its stack's lock,
+//! every write request of the client set waits for the gate first (the lock checks its lease
+//! there), so a run whose lock was taken over stops before its next write, whichever layer
+//! makes it. Requests marked [`Ungated`] (the lock's own) pass straight through.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +29,7 @@ use aws_smithy_runtime_api::client::http::{
     SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
 /// Whether to keep to AWS's quotas.
@@ -156,7 +162,32 @@ pub struct Budget {
     mode: BudgetMode,
     buckets: Mutex<HashMap<(String, String), Bucket>>,
     writes: AtomicU64,
+    gate: Mutex<Option<Arc<dyn WriteGate>>>,
 }
+
+/// What every write request waits for while it is set ([`Budget::set_gate`]): `Err` refuses the
+/// request with [`GateClosed`], before it is sent.
+pub trait WriteGate: Send + Sync + std::fmt::Debug {
+    fn before_write(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), GateClosed>> + Send>>;
+}
+
+/// A write refused by the [`WriteGate`] (why, for the user); the request was never sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateClosed(pub String);
+
+impl std::fmt::Display for GateClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for GateClosed {}
+
+/// On a request: it is the lock's own, which neither waits for the gate nor counts as a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ungated;
 
 /// Whether an operation changes something (by AWS's naming: reads describe, get, list, head).
 pub fn is_write(operation: &str) -> bool {
@@ -171,17 +202,27 @@ impl Budget {
             mode,
             buckets: Mutex::default(),
             writes: AtomicU64::new(0),
+            gate: Mutex::default(),
         }
     }
 
-    /// How many writes these clients have sent, SSM's aside (the lock's, which change no
+    /// Sets (or, with `None`, removes) the gate every write waits for.
+    pub fn set_gate(&self, gate: Option<Arc<dyn WriteGate>>) {
+        *self.gate.lock().unwrap_or_else(|p| p.into_inner()) = gate;
+    }
+
+    fn gate(&self) -> Option<Arc<dyn WriteGate>> {
+        self.gate.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// How many writes these clients have sent, the lock's aside ([`Ungated`], which change no
     /// resource): what was read before a change may be stale after it.
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::SeqCst)
     }
 
-    fn count(&self, service: &str, operation: &str) {
-        if service != "ssm" && is_write(operation) {
+    fn count(&self, operation: &str) {
+        if is_write(operation) {
             self.writes.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -260,16 +301,20 @@ struct BudgetedConnector {
 
 impl HttpConnector for BudgetedConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let wait = request
-            .extension::<OperationName>()
-            .map_or(Duration::ZERO, |op| {
-                self.budget.count(&op.service, &op.operation);
-                self.budget.reserve(&op.service, &op.operation)
-            });
-        if wait.is_zero() {
+        let ungated = request.extension::<Ungated>().is_some();
+        let (wait, gate) = match request.extension::<OperationName>() {
+            Some(op) if !ungated => {
+                self.budget.count(&op.operation);
+                let gate = is_write(&op.operation).then(|| self.budget.gate()).flatten();
+                (self.budget.reserve(&op.service, &op.operation), gate)
+            }
+            Some(op) => (self.budget.reserve(&op.service, &op.operation), None),
+            None => (Duration::ZERO, None),
+        };
+        if wait.is_zero() && gate.is_none() {
             return self.inner.call(request);
         }
-        if let Some(op) = request.extension::<OperationName>() {
+        if let Some(op) = request.extension::<OperationName>().filter(|_| !wait.is_zero()) {
             // The call's own log line (`-> 200 in N ms`) counts this wait too.
             tracing::info!(
                 target: "streamstack::aws",
@@ -281,6 +326,12 @@ impl HttpConnector for BudgetedConnector {
         }
         let inner = self.inner.clone();
         HttpConnectorFuture::new(async move {
+            if let Some(gate) = gate {
+                // A user error: the SDK does not retry it, and the request is never sent.
+                gate.before_write()
+                    .await
+                    .map_err(|closed| ConnectorError::user(Box::new(closed)))?;
+            }
             tokio::time::sleep(wait).await;
             inner.call(request).await
         })
@@ -369,21 +420,99 @@ mod tests {
         }
     }
 
-    #[test]
-    fn writes_are_counted_but_reads_and_the_lock_are_not() {
-        let budget = Budget::new(BudgetMode::Off);
-        for (service, op) in [
-            ("firehose", "DescribeDeliveryStream"),
-            ("s3", "HeadBucket"),
-            ("iam", "ListRoleTags"),
-            ("ssm", "PutParameter"),
-        ] {
-            budget.count(service, op);
+    /// A connector that answers 200 to everything and counts what reached it.
+    #[derive(Debug, Default, Clone)]
+    struct Sent(Arc<AtomicU64>);
+
+    impl HttpConnector for Sent {
+        fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let response = aws_smithy_runtime_api::http::Response::new(
+                200u16.try_into().expect("status"),
+                aws_smithy_types::body::SdkBody::empty(),
+            );
+            HttpConnectorFuture::ready(Ok(response))
+        }
+    }
+
+    /// A gate that refuses while `closed` is set, counting the writes it saw.
+    #[derive(Debug, Default)]
+    struct Gate {
+        closed: std::sync::atomic::AtomicBool,
+        asked: AtomicU64,
+    }
+
+    impl WriteGate for Gate {
+        fn before_write(
+            &self,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), GateClosed>> + Send>>
+        {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            let closed = self.closed.load(Ordering::SeqCst);
+            Box::pin(async move {
+                if closed {
+                    Err(GateClosed("taken over".into()))
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    }
+
+    fn request(service: &str, operation: &str, ungated: bool) -> HttpRequest {
+        let mut r = HttpRequest::get("http://localhost/").expect("request");
+        r.add_extension(OperationName {
+            service: service.into(),
+            operation: operation.into(),
+        });
+        if ungated {
+            r.add_extension(Ungated);
+        }
+        r
+    }
+
+    #[tokio::test]
+    async fn writes_are_counted_and_gated_but_reads_and_the_lock_are_not() {
+        let budget = Arc::new(Budget::new(BudgetMode::Off));
+        let sent = Sent::default();
+        let connector = BudgetedConnector {
+            inner: SharedHttpConnector::new(sent.clone()),
+            budget: Arc::clone(&budget),
+        };
+        let gate = Arc::new(Gate::default());
+        budget.set_gate(Some(Arc::clone(&gate) as Arc<dyn WriteGate>));
+        let calls = [
+            ("firehose", "DescribeDeliveryStream", false),
+            ("s3", "HeadBucket", false),
+            ("iam", "ListRoleTags", false),
+            ("s3", "PutObject", true),
+            ("s3", "DeleteObject", true),
+        ];
+        for (service, op, ungated) in calls {
+            assert!(connector.call(request(service, op, ungated)).await.is_ok());
         }
         assert_eq!(budget.writes(), 0);
-        budget.count("firehose", "TagDeliveryStream");
-        budget.count("logs", "DeleteLogGroup");
+        assert_eq!(gate.asked.load(Ordering::SeqCst), 0, "reads and the lock pass");
+        for op in ["TagDeliveryStream", "DeleteLogGroup"] {
+            assert!(connector.call(request("firehose", op, false)).await.is_ok());
+        }
         assert_eq!(budget.writes(), 2);
+        assert_eq!(gate.asked.load(Ordering::SeqCst), 2);
+        assert_eq!(sent.0.load(Ordering::SeqCst), 7);
+        // A closed gate refuses a write before it is sent; the lock's own still go.
+        gate.closed.store(true, Ordering::SeqCst);
+        let refused = connector
+            .call(request("kinesis", "CreateStream", false))
+            .await;
+        let refused = refused.err().expect("refused");
+        assert!(refused.is_user(), "not retried by the SDK: {refused:?}");
+        let why = std::error::Error::source(&refused).map(|s| s.to_string());
+        assert_eq!(why.as_deref(), Some("taken over"));
+        assert!(connector.call(request("s3", "PutObject", true)).await.is_ok());
+        assert!(connector.call(request("kinesis", "DescribeStream", false)).await.is_ok());
+        assert_eq!(sent.0.load(Ordering::SeqCst), 9, "the refused write was never sent");
+        budget.set_gate(None);
+        assert!(connector.call(request("kinesis", "CreateStream", false)).await.is_ok());
     }
 
     #[test]

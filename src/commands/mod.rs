@@ -208,7 +208,7 @@ pub async fn open_spec_or_stack(
 }
 
 /// Runs `work` holding the stack's lock for `command` (an apply or destroy), and releases the
-/// lock whatever `work` returns; `work`'s failure comes first.
+/// lock whatever `work` returns; `work`'s failure comes first, unless the lock was taken over.
 pub async fn locked(
     s: &streamstack::ops::Session,
     command: &str,
@@ -218,6 +218,10 @@ pub async fn locked(
     let lock = s.lock(command, timeout).await?;
     let outcome = work.await;
     let released = lock.release().await;
+    // A lock taken over from under the run explains whatever else failed: it comes first.
+    if let Err(lost @ streamstack::Error::Locked(_)) = released {
+        return Err(lost.into());
+    }
     let code = outcome?;
     released?;
     Ok(code)

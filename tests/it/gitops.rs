@@ -23,16 +23,7 @@ fn slow() -> ProxyConfig {
 }
 
 fn lock_value(sb: &Sandbox) -> Option<serde_json::Value> {
-    rt().block_on(async {
-        let ssm = aws_sdk_ssm::Client::new(&sdk(sb, LAB_REGION));
-        let out = ssm
-            .get_parameter()
-            .name("/streamstack/weather-lab/lock")
-            .send()
-            .await
-            .ok()?;
-        serde_json::from_str(&out.parameter?.value?).ok()
-    })
+    serde_json::from_str(&lock_object(sb, "weather-lab")?.0).ok()
 }
 
 /// Starts an apply of `spec` and returns once it is inside its run, holding the lock: its
@@ -49,12 +40,12 @@ fn apply_held_at_its_first_write(sb: &Sandbox, spec: &SpecFile) -> (Background, 
     (run, hold)
 }
 
-/// The refused lock attempts (`ssm:PutParameter` answered 400) so far.
+/// The refused lock attempts (a conditional `PutObject` of the lock answered 412) so far.
 fn refused_lock_writes(sb: &Sandbox) -> usize {
     sb.proxy
-        .calls_of("ssm:PutParameter")
+        .lock_writes()
         .iter()
-        .filter(|c| c.status == 400)
+        .filter(|c| c.action == "PUT key" && c.status == 412)
         .count()
 }
 

@@ -352,9 +352,10 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
     let writes = sb.proxy.write_call_names();
     assert_eq!(
         writes,
-        ["ssm:PutParameter", "ssm:DeleteParameter"],
+        ["s3:PUT key", "s3:DELETE key"],
         "a no-op apply writes only its lock"
     );
+    assert!(sb.proxy.resource_writes().is_empty());
     assert!(!calls.is_empty(), "the proxy saw the reads");
 
     let out = ok(&sb, &["output", p(&spec.path)]);
@@ -854,7 +855,7 @@ fn saved_plan_applies_and_goes_stale_when_the_spec_changes() {
     let o = ss(&sb, &["apply", "--auto-approve", p(&planfile)]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("run plan again"));
-    // Nothing written but the stack's lock (SSM), taken and released around the check.
+    // Nothing written but the stack's lock (its S3 object), taken and released around the check.
     let writes = sb.proxy.resource_writes();
     assert!(writes.is_empty(), "{writes:?}");
     rewrite(&spec, WEATHER_LAB);

@@ -718,6 +718,7 @@ fn call(service: &str, action: &str, is_write: bool) -> Call {
         is_write,
         status: 200,
         emulated: None,
+        lock: false,
     }
 }
 

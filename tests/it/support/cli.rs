@@ -196,24 +196,74 @@ pub fn instance_ids(sb: &Sandbox, stack: &str, region: &str, states: &[&str]) ->
     })
 }
 
-/// Puts a lock on `stack` held by another, live run (id `abc123`, lease far in the future), as
-/// the lock's SSM parameter holds it.
-pub fn hold_lock(sb: &Sandbox, stack: &str) {
+/// The lock bucket of the sandbox's account in `region`, and the key of `stack`'s lock.
+pub fn lock_place(sb: &Sandbox, region: &str, stack: &str) -> (String, String) {
+    (
+        format!("streamstack-locks-{}-{region}", sb.account_id),
+        format!("{stack}/lock"),
+    )
+}
+
+/// The raw value of `stack`'s lock object in `LAB_REGION`, and its ETag, if there is one.
+pub fn lock_object(sb: &Sandbox, stack: &str) -> Option<(String, String)> {
+    let (bucket, key) = lock_place(sb, LAB_REGION, stack);
     rt().block_on(async {
-        let ssm = aws_sdk_ssm::Client::new(&sdk(sb, LAB_REGION));
-        let value = serde_json::json!({
-            "id": "abc123", "holder": "arn:aws:iam::1:user/ci", "host": "runner-7",
-            "pid": 4242, "command": "apply", "started": "2026-11-29T00:00:00Z",
-            "lease_until": "2999-01-01T00:00:00Z"
-        });
-        ssm.put_parameter()
-            .name(format!("/streamstack/{stack}/lock"))
-            .value(value.to_string())
-            .r#type(aws_sdk_ssm::types::ParameterType::String)
+        let s3 = crate::support::moto::s3_client(&sdk(sb, LAB_REGION));
+        let out = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
+        let etag = out.e_tag.clone().unwrap_or_default();
+        let body = out.body.collect().await.expect("lock body").into_bytes();
+        Some((String::from_utf8_lossy(&body).into_owned(), etag))
+    })
+}
+
+/// Writes `value` as `stack`'s lock object in `LAB_REGION` (making the lock bucket if needed),
+/// unconditionally: what another run, or something else, left there.
+pub fn put_lock_object(sb: &Sandbox, stack: &str, value: &str) {
+    let (bucket, key) = lock_place(sb, LAB_REGION, stack);
+    rt().block_on(async {
+        let s3 = crate::support::moto::s3_client(&sdk(sb, LAB_REGION));
+        let exists = s3.head_bucket().bucket(&bucket).send().await.is_ok();
+        if !exists {
+            let location = aws_sdk_s3::types::BucketLocationConstraint::from(LAB_REGION);
+            s3.create_bucket()
+                .bucket(&bucket)
+                .create_bucket_configuration(
+                    aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                        .location_constraint(location)
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("create the lock bucket");
+        }
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(value.as_bytes().to_vec().into())
             .send()
             .await
             .expect("put lock");
     });
+}
+
+/// A lock value of another run: id `id`, on host `host`, lease until `lease_until`.
+pub fn lock_value_of(id: &str, host: &str, lease_until: &str) -> String {
+    serde_json::json!({
+        "id": id, "holder": "arn:aws:iam::1:user/ci", "host": host,
+        "pid": 4242, "command": "apply", "started": "2026-11-29T00:00:00Z",
+        "lease_until": lease_until
+    })
+    .to_string()
+}
+
+/// Puts a lock on `stack` held by another, live run (id `abc123`, lease far in the future), as
+/// the lock's object in the lock bucket holds it.
+pub fn hold_lock(sb: &Sandbox, stack: &str) {
+    put_lock_object(
+        sb,
+        stack,
+        &lock_value_of("abc123", "runner-7", "2999-01-01T00:00:00Z"),
+    );
 }
 
 /// A command from one of the venvs the test scripts make (scripts/lib.sh): `$binary_env` if

@@ -14,7 +14,8 @@
 //! - IAM roles and instance profiles under the path `/streamstack/<stack>/`;
 //! - EC2 instances tagged with the stack that are not `terminated`, and security groups tagged
 //!   with it or named `<stack>-*`;
-//! - SSM parameters under `/streamstack/<stack>/` (the stack's lock).
+//! - the stack's lock object, `<stack>/lock` in the account's lock bucket
+//!   `streamstack-locks-<account>-<region>` (the bucket is no stack's: it stays).
 //!
 //! It talks to moto through a passthrough proxy of its own in the sandbox's account, so it
 //! neither sees the test proxy's emulated windows nor shows in the test proxy's call counts.
@@ -32,7 +33,7 @@ const TAG_STACK: &str = "streamstack:stack";
 
 /// What was found, as `(kind, name)`: kinds `tagged` (an ARN from the tagging API), `stream`,
 /// `delivery`, `bucket`, `log_group`, `role`, `instance_profile`, `instance`,
-/// `security_group`, `parameter`.
+/// `security_group`, `lock`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Inventory {
     pub stack: String,
@@ -323,27 +324,15 @@ pub async fn take(sb: &Sandbox, region: &str, stack: &str) -> Inventory {
         }
     }
 
-    let ssm = aws_sdk_ssm::Client::new(&config);
-    let mut token = None;
-    loop {
-        let out = ssm
-            .get_parameters_by_path()
-            .path(&path)
-            .recursive(true)
-            .set_next_token(token)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e:?}", what("ssm:GetParametersByPath")));
-        for p in out.parameters() {
-            inv.add("parameter", p.name().unwrap_or_default());
-        }
-        token = out
-            .next_token()
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned);
-        if token.is_none() {
-            break;
-        }
+    // The stack's lock: its object in the account's lock bucket (the bucket itself is no
+    // stack's, and stays).
+    let s3 = super::moto::s3_client(&config);
+    let bucket = format!("streamstack-locks-{}-{region}", sb.account_id);
+    let key = format!("{stack}/lock");
+    match s3.head_object().bucket(&bucket).key(&key).send().await {
+        Ok(_) => inv.add("lock", format!("s3://{bucket}/{key}")),
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {}
+        Err(e) => panic!("{}: {e:?}", what("s3:HeadObject")),
     }
     inv
 }

@@ -176,6 +176,8 @@ pub struct Call {
     /// What the proxy answered instead of moto's plain answer, if anything (one of
     /// [`EMULATED`]): a window's state or refusal, an AWS rule, an injected fault.
     pub emulated: Option<&'static str>,
+    /// A call on the stack locks' bucket (`streamstack-locks-ACCOUNT-REGION`, path-style).
+    pub lock: bool,
 }
 
 /// Every [`Call::emulated`] label:
@@ -281,13 +283,15 @@ impl Proxy {
         self.write_calls().iter().map(Call::to_string).collect()
     }
 
-    /// The writes other than the stack lock's (an SSM parameter that `apply` and `destroy` take
-    /// and release around whatever they do, even when they then change nothing).
+    /// The writes other than the stack lock's (an S3 object in the lock bucket that `apply` and
+    /// `destroy` take and release around whatever they do, even when they then change nothing).
     pub fn resource_writes(&self) -> Vec<Call> {
-        self.write_calls()
-            .into_iter()
-            .filter(|c| c.service != "ssm")
-            .collect()
+        self.write_calls().into_iter().filter(|c| !c.lock).collect()
+    }
+
+    /// The writes on the lock bucket (`s3:PUT key`, `s3:DELETE key`, ...), in arrival order.
+    pub fn lock_writes(&self) -> Vec<Call> {
+        self.write_calls().into_iter().filter(|c| c.lock).collect()
     }
 
     /// `service:Action` of every call so far (handy for assertions).
@@ -709,6 +713,8 @@ struct Op {
     region: String,
     action: String,
     is_write: bool,
+    /// On the lock bucket ([`Call::lock`]).
+    lock: bool,
     /// Parsed body of JSON-protocol requests (`Null` otherwise).
     json: Value,
     /// Form fields of query-protocol requests.
@@ -837,6 +843,7 @@ impl Shared {
             is_write: op.is_write,
             status,
             emulated: if dropped { Some("dropped") } else { emulated },
+            lock: op.lock,
         });
         drop(state);
         (!dropped).then_some(response)
@@ -993,6 +1000,7 @@ impl Shared {
             is_write: op.is_write,
             status: 400,
             emulated: Some("throttled"),
+            lock: op.lock,
         });
         let account = self.account();
         Some(match op.service.as_str() {
@@ -1389,11 +1397,18 @@ fn classify(parts: &Parts, body: &[u8]) -> Op {
             !matches!(parts.method, Method::GET | Method::HEAD),
         )
     };
+    let lock = service == "s3"
+        && parts
+            .uri
+            .path()
+            .trim_start_matches('/')
+            .starts_with("streamstack-locks-");
     Op {
         service,
         region,
         action,
         is_write,
+        lock,
         json,
         form,
     }

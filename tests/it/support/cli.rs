@@ -62,8 +62,14 @@ pub fn ss_env_urgent(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Outpu
 
 /// Starts the CLI in the background (output piped), for tests that kill it or race it.
 pub fn spawn_ss(sb: &Sandbox, args: &[&str]) -> std::process::Child {
+    spawn_ss_env(sb, args, &[])
+}
+
+/// [`spawn_ss`] with extra environment variables.
+pub fn spawn_ss_env(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
     command(sb, args)
         .env("STREAMSTACK_POLL_MS", "100")
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -306,8 +312,13 @@ pub struct Background {
 impl Background {
     /// Starts `streamstack ARGS` against the sandbox (as [`spawn_ss`]).
     pub fn start(sb: &Sandbox, args: &[&str]) -> Background {
+        Background::start_env(sb, args, &[])
+    }
+
+    /// [`Background::start`] with extra environment variables.
+    pub fn start_env(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Background {
         use std::io::{BufRead, Read};
-        let mut child = spawn_ss(sb, args);
+        let mut child = spawn_ss_env(sb, args, env);
         let stdout = child.stdout.take().expect("piped stdout");
         let mut stderr = child.stderr.take().expect("piped stderr");
         let (tx, lines) = std::sync::mpsc::channel();
@@ -368,6 +379,19 @@ impl Background {
                 Err(self.stdout.clone())
             },
         )
+    }
+
+    /// The run's process id (what its lock records as `pid`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (`libc::SIGSTOP`, `libc::SIGCONT`, ...) to the run.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: a signal to our own child process, which has not been reaped yet.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "kill({pid}, {signal})");
     }
 
     /// Kills the run (SIGKILL).

@@ -43,6 +43,7 @@ fn of_two_runs_taking_over_one_stale_lock_at_once_exactly_one_proceeds() {
         STACK,
         &lock_value_of("stale1", "runner-7", "2001-01-01T00:00:00Z"),
     );
+    sb.proxy.reset_calls(); // the test's own write above went through the proxy
     // Both runs read the stale lock before either writes: their reads are held until both came.
     let reads = [sb.proxy.hold("s3:GET key"), sb.proxy.hold("s3:GET key")];
     let args = ["apply", "--auto-approve", p(&spec.path)];

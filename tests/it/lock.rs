@@ -60,8 +60,8 @@ fn of_two_runs_taking_over_one_stale_lock_at_once_exactly_one_proceeds() {
     held_or_fail(&takeovers[1], &mut b, "its takeover");
     drop(takeovers);
 
-    // The loser fails at once, naming the winner, which is still inside its run.
-    let (loser, winner) = loop_until_one_exits(a, b);
+    // The loser fails at once, naming the winner (which cannot end: its first write is held).
+    let (loser, mut winner) = loop_until_one_exits(a, b);
     let loser_pid = loser.pid();
     let lost = loser.finish();
     assert_eq!(lost.status.code(), Some(1), "{}", text(&lost));
@@ -71,7 +71,8 @@ fn of_two_runs_taking_over_one_stale_lock_at_once_exactly_one_proceeds() {
         "the loser names the winner:\n{err}"
     );
     assert!(!err.contains("taking over"), "{err}");
-    assert!(inside.is_held(), "the winner is inside its run");
+    // The winner goes on into its run (and holds the lock there).
+    held_or_fail(&inside, &mut winner, "its CreateStream");
     let (value, _) = lock_object(&sb, STACK).expect("the winner's lock");
     let v: serde_json::Value = serde_json::from_str(&value).expect("JSON");
     assert_eq!(v["pid"], winner.pid(), "{value}");

@@ -305,7 +305,9 @@ impl HttpConnector for BudgetedConnector {
         let (wait, gate) = match request.extension::<OperationName>() {
             Some(op) if !ungated => {
                 self.budget.count(&op.operation);
-                let gate = is_write(&op.operation).then(|| self.budget.gate()).flatten();
+                let gate = is_write(&op.operation)
+                    .then(|| self.budget.gate())
+                    .flatten();
                 (self.budget.reserve(&op.service, &op.operation), gate)
             }
             Some(op) => (self.budget.reserve(&op.service, &op.operation), None),
@@ -314,7 +316,10 @@ impl HttpConnector for BudgetedConnector {
         if wait.is_zero() && gate.is_none() {
             return self.inner.call(request);
         }
-        if let Some(op) = request.extension::<OperationName>().filter(|_| !wait.is_zero()) {
+        if let Some(op) = request
+            .extension::<OperationName>()
+            .filter(|_| !wait.is_zero())
+        {
             // The call's own log line (`-> 200 in N ms`) counts this wait too.
             tracing::info!(
                 target: "streamstack::aws",
@@ -492,7 +497,11 @@ mod tests {
             assert!(connector.call(request(service, op, ungated)).await.is_ok());
         }
         assert_eq!(budget.writes(), 0);
-        assert_eq!(gate.asked.load(Ordering::SeqCst), 0, "reads and the lock pass");
+        assert_eq!(
+            gate.asked.load(Ordering::SeqCst),
+            0,
+            "reads and the lock pass"
+        );
         for op in ["TagDeliveryStream", "DeleteLogGroup"] {
             assert!(connector.call(request("firehose", op, false)).await.is_ok());
         }
@@ -504,15 +513,30 @@ mod tests {
         let refused = connector
             .call(request("kinesis", "CreateStream", false))
             .await;
-        let refused = refused.err().expect("refused");
+        let Err(refused) = refused else {
+            panic!("a closed gate let a write through");
+        };
         assert!(refused.is_user(), "not retried by the SDK: {refused:?}");
         let why = std::error::Error::source(&refused).map(|s| s.to_string());
         assert_eq!(why.as_deref(), Some("taken over"));
-        assert!(connector.call(request("s3", "PutObject", true)).await.is_ok());
-        assert!(connector.call(request("kinesis", "DescribeStream", false)).await.is_ok());
-        assert_eq!(sent.0.load(Ordering::SeqCst), 9, "the refused write was never sent");
+        assert!(connector
+            .call(request("s3", "PutObject", true))
+            .await
+            .is_ok());
+        assert!(connector
+            .call(request("kinesis", "DescribeStream", false))
+            .await
+            .is_ok());
+        assert_eq!(
+            sent.0.load(Ordering::SeqCst),
+            9,
+            "the refused write was never sent"
+        );
         budget.set_gate(None);
-        assert!(connector.call(request("kinesis", "CreateStream", false)).await.is_ok());
+        assert!(connector
+            .call(request("kinesis", "CreateStream", false))
+            .await
+            .is_ok());
     }
 
     #[test]

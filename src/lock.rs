@@ -501,11 +501,7 @@ impl WriteGate for Gate {
         &self,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), GateClosed>> + Send>> {
         let held = Arc::clone(&self.0);
-        Box::pin(async move {
-            held.check()
-                .await
-                .map_err(|e| GateClosed(e.to_string()))
-        })
+        Box::pin(async move { held.check().await.map_err(|e| GateClosed(e.to_string())) })
     }
 }
 
@@ -583,7 +579,9 @@ pub async fn acquire(
         let info = new_info(&holder, command, length);
         let writing = Instant::now();
         match place.put(&info, Cond::IfAbsent).await? {
-            Put::Written(etag) => return Ok(Lock::start(place, stack, length, info, etag, writing)),
+            Put::Written(etag) => {
+                return Ok(Lock::start(place, stack, length, info, etag, writing))
+            }
             Put::NoBucket if bucket_made < 3 => {
                 bucket_made += 1;
                 place.make_bucket().await?;

@@ -44,7 +44,7 @@ fn of_two_runs_taking_over_one_stale_lock_at_once_exactly_one_proceeds() {
         &lock_value_of("stale1", "runner-7", "2001-01-01T00:00:00Z"),
     );
     sb.proxy.reset_calls(); // the test's own write above went through the proxy
-    // Both runs read the stale lock before either writes: their reads are held until both came.
+                            // Both runs read the stale lock before either writes: their reads are held until both came.
     let reads = [sb.proxy.hold("s3:GET key"), sb.proxy.hold("s3:GET key")];
     let args = ["apply", "--auto-approve", p(&spec.path)];
     let mut a = Background::start(&sb, &args);
@@ -180,7 +180,13 @@ fn a_corrupt_lock_is_a_clear_error_within_the_lock_timeout_and_force_unlock_clea
     put_lock_object(&sb, STACK, "locked by a shell script, not JSON");
     let o = ss(
         &sb,
-        &["apply", "--auto-approve", "--lock-timeout", "3s", p(&spec.path)],
+        &[
+            "apply",
+            "--auto-approve",
+            "--lock-timeout",
+            "3s",
+            p(&spec.path),
+        ],
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);

@@ -29,7 +29,14 @@ pub enum Engine {
 pub async fn plan(engine: Engine, s: &Session) -> Result<(Planned, Option<Holder>)> {
     match engine {
         Engine::Streamstack => {
-            let (live, held) = futures::try_join!(s.live(), s.lock_held())?;
+            // The lock is only mentioned: a plan whose credentials cannot read it still plans.
+            let held = async {
+                s.lock_held().await.or_else(|e| {
+                    tracing::warn!("could not read the stack's lock: {e}");
+                    Ok::<_, Error>(None)
+                })
+            };
+            let (live, held) = futures::try_join!(s.live(), held)?;
             let plan = s.plan(&live)?;
             Ok((Planned::Own { plan, live }, held))
         }

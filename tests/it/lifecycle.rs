@@ -372,7 +372,7 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
     rt().block_on(async {
         let s3 = crate::support::moto::s3_client(&conf);
         let buckets = s3.list_buckets().send().await.expect("buckets");
-        let bucket = buckets.buckets()[0].name().unwrap_or_default().to_string();
+        let bucket = stack_buckets(&buckets)[0].clone();
         for i in 0..5 {
             s3.put_object()
                 .bucket(&bucket)
@@ -404,13 +404,11 @@ fn weather_lab_full_lifecycle_with_properties_and_no_op_reapply() {
             .unwrap_or_default();
         assert!(groups.is_empty(), "destroy left {groups:?}");
         let s3 = crate::support::moto::s3_client(&conf);
-        assert!(s3
-            .list_buckets()
-            .send()
-            .await
-            .expect("buckets")
-            .buckets()
-            .is_empty());
+        let buckets = s3.list_buckets().send().await.expect("buckets");
+        assert!(
+            stack_buckets(&buckets).is_empty(),
+            "only the lock bucket stays"
+        );
         let iam = aws_sdk_iam::Client::new(&conf);
         let roles = iam
             .list_roles()
@@ -689,10 +687,7 @@ fn destroy_refuses_a_non_empty_bucket_without_force_destroy() {
     let conf = sdk(&sb, LAB_REGION);
     let bucket = rt().block_on(async {
         let s3 = crate::support::moto::s3_client(&conf);
-        let name = s3.list_buckets().send().await.expect("list").buckets()[0]
-            .name()
-            .unwrap_or_default()
-            .to_string();
+        let name = stack_buckets(&s3.list_buckets().send().await.expect("list"))[0].clone();
         s3.put_object()
             .bucket(&name)
             .key("weather/keep-me")

@@ -202,6 +202,24 @@ pub fn instance_ids(sb: &Sandbox, stack: &str, region: &str, states: &[&str]) ->
     })
 }
 
+/// Whether a bucket is a lock bucket (no stack's: it stays after destroy).
+pub fn is_lock_bucket(name: &str) -> bool {
+    name.starts_with("streamstack-locks-")
+}
+
+/// The names of the buckets in `listed` that are not lock buckets.
+pub fn stack_buckets(
+    listed: &aws_sdk_s3::operation::list_buckets::ListBucketsOutput,
+) -> Vec<String> {
+    listed
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name())
+        .filter(|n| !is_lock_bucket(n))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The lock bucket of the sandbox's account in `region`, and the key of `stack`'s lock.
 pub fn lock_place(sb: &Sandbox, region: &str, stack: &str) -> (String, String) {
     (
@@ -222,26 +240,36 @@ pub fn lock_object(sb: &Sandbox, stack: &str) -> Option<(String, String)> {
     })
 }
 
+/// Makes the sandbox account's lock bucket in `LAB_REGION` if there is none yet (as the first
+/// lock there would), so that a test's faults on `s3:PUT` meet the stack's bucket, not it.
+pub fn make_lock_bucket(sb: &Sandbox) {
+    let (bucket, _) = lock_place(sb, LAB_REGION, "-");
+    rt().block_on(async {
+        let s3 = crate::support::moto::s3_client(&sdk(sb, LAB_REGION));
+        if s3.head_bucket().bucket(&bucket).send().await.is_ok() {
+            return;
+        }
+        let location = aws_sdk_s3::types::BucketLocationConstraint::from(LAB_REGION);
+        s3.create_bucket()
+            .bucket(&bucket)
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(location)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("create the lock bucket");
+    });
+}
+
 /// Writes `value` as `stack`'s lock object in `LAB_REGION` (making the lock bucket if needed),
 /// unconditionally: what another run, or something else, left there.
 pub fn put_lock_object(sb: &Sandbox, stack: &str, value: &str) {
+    make_lock_bucket(sb);
     let (bucket, key) = lock_place(sb, LAB_REGION, stack);
     rt().block_on(async {
         let s3 = crate::support::moto::s3_client(&sdk(sb, LAB_REGION));
-        let exists = s3.head_bucket().bucket(&bucket).send().await.is_ok();
-        if !exists {
-            let location = aws_sdk_s3::types::BucketLocationConstraint::from(LAB_REGION);
-            s3.create_bucket()
-                .bucket(&bucket)
-                .create_bucket_configuration(
-                    aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                        .location_constraint(location)
-                        .build(),
-                )
-                .send()
-                .await
-                .expect("create the lock bucket");
-        }
         s3.put_object()
             .bucket(bucket)
             .key(key)

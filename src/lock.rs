@@ -30,6 +30,8 @@
 //!
 //! The bucket is made at the first lock in an account and region: `CreateBucket` (with the
 //! region's `LocationConstraint`), all four public-access blocks and SSE-S3 default encryption.
+//! (A run killed between those calls leaves a bucket with AWS's own defaults for new buckets,
+//! which are the same two settings: see docs/aws-facts.md.)
 //! It is not tagged as any stack's, so `stacks` and `gc` never see it, and `destroy` leaves it:
 //! it is the one thing streamstack leaves in an account. Bucket names are global, so every call
 //! names the account as `ExpectedBucketOwner`: a bucket of that name in another account is

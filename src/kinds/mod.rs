@@ -116,12 +116,14 @@ macro_rules! untag {
 }
 
 pub mod bucket;
+pub mod check_memo;
 pub mod delivery;
 #[cfg(test)]
 pub mod fake;
 pub mod host;
 pub mod instance_profile;
 pub mod log_group;
+pub mod objects;
 pub mod role;
 pub mod security_group;
 pub mod stream;
@@ -252,6 +254,9 @@ pub struct CheckRun {
     /// With `--put N`: N, the records each hop must show.
     pub expect: u32,
     pub started: Instant,
+    /// What the check's looks share: objects already counted, where each shard's reading
+    /// stands, the pace of `GetRecords`.
+    pub memo: std::sync::Arc<check_memo::CheckMemo>,
 }
 
 /// One hop of the pipeline as `check` sees it.

@@ -102,17 +102,18 @@ impl ResourceKind for Deliveries {
     }
 }
 
-/// `check --put`: the records, in PutRecordBatch batches, into a direct delivery.
+/// `check --put`: the records, in PutRecordBatch batches (refused ones sent again), into a
+/// direct delivery.
 async fn put_test_records(cx: &Cx, r: &Resource, records: &[String]) -> Result<bool> {
     // Only a direct delivery takes records from producers; one reading a stream gets them
     // through its stream.
     if props::<DeliveryProps>(r)?.source.is_some() {
         return Ok(false);
     }
-    put_in_batches(r, records, |_, batch| async move {
+    put_in_batches(r, records, |batch| async move {
         let batch = batch
             .iter()
-            .map(|data| {
+            .map(|(_, data)| {
                 aws_sdk_firehose::types::Record::builder()
                     .data(aws_smithy_types::Blob::new(data.as_bytes()))
                     .build()
@@ -121,11 +122,12 @@ async fn put_test_records(cx: &Cx, r: &Resource, records: &[String]) -> Result<b
             .collect::<Result<Vec<_>>>()?;
         let call = cx.clients.firehose.put_record_batch();
         let call = call.delivery_stream_name(&r.name).set_records(Some(batch));
-        Ok(call
-            .send()
-            .await
-            .op("firehose:PutRecordBatch")?
-            .failed_put_count)
+        let out = call.send().await.op("firehose:PutRecordBatch")?;
+        Ok(out
+            .request_responses
+            .into_iter()
+            .map(|e| e.error_code)
+            .collect())
     })
     .await
 }

@@ -61,26 +61,23 @@ impl ResourceKind for Streams {
     }
 }
 
-/// `check --put`: the records, in PutRecords batches.
+/// `check --put`: the records, in PutRecords batches (refused ones sent again).
 async fn put_test_records(cx: &Cx, r: &Resource, records: &[String]) -> Result<bool> {
-    put_in_batches(r, records, |n, batch| async move {
+    put_in_batches(r, records, |batch| async move {
         let entries = batch
             .iter()
-            .enumerate()
             .map(|(i, data)| {
                 aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
                     .data(aws_smithy_types::Blob::new(data.as_bytes()))
-                    .partition_key(format!("check-{n}-{i}"))
+                    .partition_key(format!("check-{i}"))
                     .build()
                     .map_err(|e| Error::Internal(format!("kinesis:PutRecords: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
         let call = cx.clients.kinesis.put_records().stream_name(&r.name);
         let out = call.set_records(Some(entries)).send().await;
-        Ok(out
-            .op("kinesis:PutRecords")?
-            .failed_record_count
-            .unwrap_or(0))
+        let out = out.op("kinesis:PutRecords")?;
+        Ok(out.records.into_iter().map(|e| e.error_code).collect())
     })
     .await
 }

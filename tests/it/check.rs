@@ -232,3 +232,251 @@ fn untagged_old(sb: &Sandbox, id: &str) -> bool {
             .any(|t| t.key() == Some("streamstack:bootstrap"))
     })
 }
+
+/// `n` records as the agent writes them, one JSON object a line.
+fn lines(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| format!("{{\"city\":\"Seoul\",\"i\":{i}}}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// `data` as Firehose writes it with `compression`: a gzip file, a zip archive of one entry,
+/// the Snappy framing format, or Hadoop's blocks of raw Snappy chunks.
+fn compressed(compression: &str, data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    match compression {
+        "GZIP" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        }
+        "ZIP" => {
+            let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            w.start_file("records", zip::write::SimpleFileOptions::default())
+                .unwrap();
+            w.write_all(data).unwrap();
+            w.finish().unwrap().into_inner()
+        }
+        "Snappy" => {
+            let mut e = snap::write::FrameEncoder::new(Vec::new());
+            e.write_all(data).unwrap();
+            e.into_inner().unwrap()
+        }
+        "HADOOP_SNAPPY" => {
+            let z = snap::raw::Encoder::new().compress_vec(data).unwrap();
+            let mut out = (data.len() as u32).to_be_bytes().to_vec();
+            out.extend((z.len() as u32).to_be_bytes());
+            out.extend(z);
+            out
+        }
+        other => panic!("{other}"),
+    }
+}
+
+/// The stack's bucket, by its name's prefix.
+fn bucket_of(sb: &Sandbox, stack: &str) -> String {
+    rt().block_on(async {
+        let out = sb.s3().list_buckets().send().await.expect("list buckets");
+        out.buckets()
+            .iter()
+            .filter_map(|b| b.name())
+            .find(|n| n.starts_with(stack))
+            .expect("the stack's bucket")
+            .to_string()
+    })
+}
+
+fn put_object(sb: &Sandbox, bucket: &str, key: &str, body: Vec<u8>) {
+    rt().block_on(async {
+        sb.s3()
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .expect("put object");
+    });
+}
+
+const COMPRESSIONS: [&str; 4] = ["GZIP", "ZIP", "Snappy", "HADOOP_SNAPPY"];
+
+/// Objects in each compression Firehose writes are counted, record by record (a ZIP of 20
+/// records was 1 before), and each is downloaded once however many times check looks.
+#[test]
+fn check_counts_the_records_in_every_compression_and_downloads_each_object_once() {
+    let sb = Sandbox::passthrough();
+    let mut spec = "version: 1\nstack: packed\nregion: eu-west-1\nbuckets:\n  logs: { force_destroy: true }\ndeliveries:\n".to_string();
+    for c in COMPRESSIONS {
+        let key = c.to_lowercase().replace('_', "-");
+        spec += &format!(
+            "  {key}: {{ from: direct, to: logs, prefix: \"{key}/\", compression: {c} }}\n"
+        );
+    }
+    // A delivery with nothing yet: check keeps looking until the test writes its object.
+    spec += "  late: { from: direct, to: logs, prefix: \"late/\", compression: GZIP }\n";
+    let spec = spec_file(&spec);
+    ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
+    let bucket = bucket_of(&sb, "packed");
+    for (i, c) in COMPRESSIONS.iter().enumerate() {
+        let key = c.to_lowercase().replace('_', "-");
+        let object = format!("{key}/2026/12/03/21/packed-{key}-1-2026-12-03-21-00-00-{i}");
+        put_object(&sb, &bucket, &object, compressed(c, &lines(20)));
+    }
+    sb.proxy.reset_calls();
+    let mut check = Background::start(
+        &sb,
+        &["check", "--json", "--timeout", "300s", p(&spec.path)],
+    );
+    // Two looks at least (each lists the five prefixes), then the last hop's object.
+    until("two looks of check", crate::support::wait::PATIENCE, || {
+        let listings = sb.proxy.calls_of("s3:GET").len();
+        if check.exited() {
+            return Ok(());
+        }
+        (listings >= 10).then_some(()).ok_or(listings)
+    });
+    put_object(&sb, &bucket, "late/0", compressed("GZIP", &lines(3)));
+    let out = check.finish();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("a report");
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    for c in COMPRESSIONS {
+        let address = format!("delivery.{}", c.to_lowercase().replace('_', "-"));
+        let hop = report["hops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["address"] == address.as_str())
+            .unwrap_or_else(|| panic!("{address} in {report}"));
+        assert_eq!(hop["evidence"]["records"], 20, "{c}: {hop}");
+        assert_eq!(hop["evidence"]["objects"], 1, "{c}: {hop}");
+        assert_eq!(hop["ok"], true, "{c}: {hop}");
+    }
+    let looks = sb.proxy.calls_of("s3:GET").len() / 5;
+    assert!(looks >= 3, "{looks} looks");
+    // Five objects, each downloaded once in all those looks.
+    assert_eq!(
+        sb.proxy.calls_of("s3:GET key").len(),
+        5,
+        "{:?}",
+        sb.proxy.call_names()
+    );
+    ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, "eu-west-1", "packed");
+}
+
+/// An object that cannot be decoded fails the hop, naming the object and the compression.
+#[test]
+fn check_fails_on_an_object_it_cannot_read_and_names_it() {
+    let sb = Sandbox::passthrough();
+    let spec = spec_file(
+        "version: 1\nstack: broken\nregion: eu-west-1\nbuckets:\n  logs: { force_destroy: true }\n\
+         deliveries:\n  raw: { from: direct, to: logs, prefix: \"raw/\", compression: ZIP }\n",
+    );
+    ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
+    let bucket = bucket_of(&sb, "broken");
+    let mut zip = compressed("ZIP", &lines(20));
+    zip.truncate(zip.len() - 30);
+    put_object(&sb, &bucket, "raw/cut-short", zip);
+    let (code, report) = check_json(&sb, &["check", "--json", p(&spec.path)]);
+    assert_eq!(code, 1, "{report}");
+    let hop = &report["hops"][0];
+    assert_eq!(hop["ok"], false, "{report}");
+    assert_eq!(
+        hop["evidence"]["unreadable_objects"][0]["key"],
+        "raw/cut-short"
+    );
+    let hint = hop["hint"].as_str().unwrap_or_default();
+    assert!(
+        hint.contains("raw/cut-short") && hint.contains("ZIP"),
+        "{hint}"
+    );
+    ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, "eu-west-1", "broken");
+}
+
+/// The stream hop reads each shard once per check, going on from where the last look stopped:
+/// one GetShardIterator per shard whatever the number of looks, one GetRecords per shard per
+/// look (its pace, a second apart on a shard, is the pacer's unit test), no record counted
+/// twice. A partly refused PutRecords sends only the refused records again.
+#[test]
+fn check_reads_each_shard_on_across_looks_and_retries_only_refused_records() {
+    let sb = Sandbox::passthrough();
+    let spec = spec_file(
+        "version: 1\nstack: paced\nregion: eu-west-1\nbuckets:\n  logs: { force_destroy: true }\n\
+         streams:\n  events: { mode: provisioned, shards: 2, encryption: none }\n\
+         deliveries:\n  out: { from: events, to: logs, prefix: \"out/\" }\n",
+    );
+    ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
+    sb.proxy.reset_calls();
+    sb.proxy.refuse_every_second_record("kinesis:PutRecords", 1);
+    // moto's Firehose never reads its stream: the delivery hop stays broken, check looks again
+    // until its timeout.
+    let (code, report) = check_json(
+        &sb,
+        &[
+            "check",
+            "--put",
+            "20",
+            "--timeout",
+            "3s",
+            "--json",
+            p(&spec.path),
+        ],
+    );
+    assert_eq!(code, 1, "{report}");
+    let stream = report["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["address"] == "stream.events")
+        .unwrap_or_else(|| panic!("{report}"));
+    // 20 records, each once: the 10 refused were sent again, alone.
+    assert_eq!(stream["evidence"]["test_records"], 20, "{stream}");
+    assert_eq!(stream["evidence"]["records"], 20, "{stream}");
+    assert_eq!(sb.proxy.emulated("partial"), 1);
+    assert_eq!(sb.proxy.calls_of("kinesis:PutRecords").len(), 2);
+    let looks = sb.proxy.calls_of("kinesis:ListShards").len();
+    assert!(looks >= 1);
+    assert_eq!(sb.proxy.calls_of("kinesis:GetShardIterator").len(), 2);
+    assert_eq!(sb.proxy.calls_of("kinesis:GetRecords").len(), 2 * looks);
+    ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, "eu-west-1", "paced");
+}
+
+/// A partly refused PutRecordBatch into a direct delivery: only the refused records go again.
+#[test]
+fn check_put_into_a_direct_delivery_retries_only_the_refused_records() {
+    let sb = Sandbox::passthrough();
+    let spec = spec_file(
+        "version: 1\nstack: halfput\nregion: eu-west-1\nbuckets:\n  logs: { force_destroy: true }\n\
+         deliveries:\n  raw: { from: direct, to: logs, prefix: \"raw/\" }\n",
+    );
+    ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
+    sb.proxy
+        .refuse_every_second_record("firehose:PutRecordBatch", 1);
+    let (code, report) = check_json(
+        &sb,
+        &[
+            "check",
+            "--put",
+            "20",
+            "--timeout",
+            "60s",
+            "--json",
+            p(&spec.path),
+        ],
+    );
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        report["hops"][0]["evidence"]["test_records"], 20,
+        "{report}"
+    );
+    assert_eq!(sb.proxy.emulated("partial"), 1);
+    assert_eq!(sb.proxy.calls_of("firehose:PutRecordBatch").len(), 2);
+    ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(&sb, "eu-west-1", "halfput");
+}

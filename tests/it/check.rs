@@ -114,6 +114,17 @@ fn check_names_the_host_hop_then_the_delivery_hop_with_the_stream_count() {
     assert_nothing_remains(&sb, LAB_REGION, "weather-lab");
 }
 
+/// `check --put 20 --timeout TIMEOUT --json`: the exit code and the report.
+fn check_put(
+    sb: &Sandbox,
+    spec: &crate::support::cli::SpecFile,
+    timeout: &str,
+) -> (i32, serde_json::Value) {
+    let args = ["check", "--put", "20", "--timeout", timeout, "--json"];
+    let path = p(&spec.path);
+    check_json(sb, &[&args[..], &[path]].concat())
+}
+
 /// `ss` that expects exit 1 and returns stdout.
 fn ok_or_fail(sb: &Sandbox, args: &[&str]) -> String {
     let o = ss(sb, args);
@@ -129,18 +140,7 @@ fn check_put_passes_for_a_direct_delivery_and_reports_the_counts() {
          deliveries:\n  raw: { from: direct, to: logs, prefix: \"raw/\", compression: GZIP }\n",
     );
     ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
-    let (code, report) = check_json(
-        &sb,
-        &[
-            "check",
-            "--put",
-            "20",
-            "--timeout",
-            "60s",
-            "--json",
-            p(&spec.path),
-        ],
-    );
+    let (code, report) = check_put(&sb, &spec, "60s");
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["ok"], true);
     let run = report["run_id"].as_str().expect("run id");
@@ -300,13 +300,26 @@ fn put_object(sb: &Sandbox, bucket: &str, key: &str, body: Vec<u8>) {
     });
 }
 
+/// A sandbox with `spec` (a stack in eu-west-1) applied.
+fn applied(spec: &str) -> (Sandbox, crate::support::cli::SpecFile) {
+    let sb = Sandbox::passthrough();
+    let spec = spec_file(spec);
+    ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
+    (sb, spec)
+}
+
+/// Destroys the stack, and proves nothing of it remains.
+fn destroyed(sb: &Sandbox, spec: &crate::support::cli::SpecFile, stack: &str) {
+    ok(sb, &["destroy", "--auto-approve", p(&spec.path)]);
+    assert_nothing_remains(sb, "eu-west-1", stack);
+}
+
 const COMPRESSIONS: [&str; 4] = ["GZIP", "ZIP", "Snappy", "HADOOP_SNAPPY"];
 
 /// Objects in each compression Firehose writes are counted, record by record (a ZIP of 20
 /// records was 1 before), and each is downloaded once however many times check looks.
 #[test]
 fn check_counts_the_records_in_every_compression_and_downloads_each_object_once() {
-    let sb = Sandbox::passthrough();
     let mut spec = "version: 1\nstack: packed\nregion: eu-west-1\nbuckets:\n  logs: { force_destroy: true }\ndeliveries:\n".to_string();
     for c in COMPRESSIONS {
         let key = c.to_lowercase().replace('_', "-");
@@ -316,8 +329,7 @@ fn check_counts_the_records_in_every_compression_and_downloads_each_object_once(
     }
     // A delivery with nothing yet: check keeps looking until the test writes its object.
     spec += "  late: { from: direct, to: logs, prefix: \"late/\", compression: GZIP }\n";
-    let spec = spec_file(&spec);
-    ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
+    let (sb, spec) = applied(&spec);
     let bucket = bucket_of(&sb, "packed");
     for (i, c) in COMPRESSIONS.iter().enumerate() {
         let key = c.to_lowercase().replace('_', "-");
@@ -364,19 +376,16 @@ fn check_counts_the_records_in_every_compression_and_downloads_each_object_once(
         "{:?}",
         sb.proxy.call_names()
     );
-    ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
-    assert_nothing_remains(&sb, "eu-west-1", "packed");
+    destroyed(&sb, &spec, "packed");
 }
 
 /// An object that cannot be decoded fails the hop, naming the object and the compression.
 #[test]
 fn check_fails_on_an_object_it_cannot_read_and_names_it() {
-    let sb = Sandbox::passthrough();
-    let spec = spec_file(
+    let (sb, spec) = applied(
         "version: 1\nstack: broken\nregion: eu-west-1\nbuckets:\n  logs: { force_destroy: true }\n\
          deliveries:\n  raw: { from: direct, to: logs, prefix: \"raw/\", compression: ZIP }\n",
     );
-    ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
     let bucket = bucket_of(&sb, "broken");
     let mut zip = compressed("ZIP", &lines(20));
     zip.truncate(zip.len() - 30);
@@ -394,8 +403,7 @@ fn check_fails_on_an_object_it_cannot_read_and_names_it() {
         hint.contains("raw/cut-short") && hint.contains("ZIP"),
         "{hint}"
     );
-    ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
-    assert_nothing_remains(&sb, "eu-west-1", "broken");
+    destroyed(&sb, &spec, "broken");
 }
 
 /// The stream hop reads each shard once per check, going on from where the last look stopped:
@@ -404,29 +412,16 @@ fn check_fails_on_an_object_it_cannot_read_and_names_it() {
 /// twice. A partly refused PutRecords sends only the refused records again.
 #[test]
 fn check_reads_each_shard_on_across_looks_and_retries_only_refused_records() {
-    let sb = Sandbox::passthrough();
-    let spec = spec_file(
+    let (sb, spec) = applied(
         "version: 1\nstack: paced\nregion: eu-west-1\nbuckets:\n  logs: { force_destroy: true }\n\
          streams:\n  events: { mode: provisioned, shards: 2, encryption: none }\n\
          deliveries:\n  out: { from: events, to: logs, prefix: \"out/\" }\n",
     );
-    ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
     sb.proxy.reset_calls();
     sb.proxy.refuse_every_second_record("kinesis:PutRecords", 1);
     // moto's Firehose never reads its stream: the delivery hop stays broken, check looks again
     // until its timeout.
-    let (code, report) = check_json(
-        &sb,
-        &[
-            "check",
-            "--put",
-            "20",
-            "--timeout",
-            "3s",
-            "--json",
-            p(&spec.path),
-        ],
-    );
+    let (code, report) = check_put(&sb, &spec, "3s");
     assert_eq!(code, 1, "{report}");
     let stream = report["hops"]
         .as_array()
@@ -443,33 +438,19 @@ fn check_reads_each_shard_on_across_looks_and_retries_only_refused_records() {
     assert!(looks >= 1);
     assert_eq!(sb.proxy.calls_of("kinesis:GetShardIterator").len(), 2);
     assert_eq!(sb.proxy.calls_of("kinesis:GetRecords").len(), 2 * looks);
-    ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
-    assert_nothing_remains(&sb, "eu-west-1", "paced");
+    destroyed(&sb, &spec, "paced");
 }
 
 /// A partly refused PutRecordBatch into a direct delivery: only the refused records go again.
 #[test]
 fn check_put_into_a_direct_delivery_retries_only_the_refused_records() {
-    let sb = Sandbox::passthrough();
-    let spec = spec_file(
+    let (sb, spec) = applied(
         "version: 1\nstack: halfput\nregion: eu-west-1\nbuckets:\n  logs: { force_destroy: true }\n\
          deliveries:\n  raw: { from: direct, to: logs, prefix: \"raw/\" }\n",
     );
-    ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
     sb.proxy
         .refuse_every_second_record("firehose:PutRecordBatch", 1);
-    let (code, report) = check_json(
-        &sb,
-        &[
-            "check",
-            "--put",
-            "20",
-            "--timeout",
-            "60s",
-            "--json",
-            p(&spec.path),
-        ],
-    );
+    let (code, report) = check_put(&sb, &spec, "60s");
     assert_eq!(code, 0, "{report}");
     assert_eq!(
         report["hops"][0]["evidence"]["test_records"], 20,
@@ -477,6 +458,5 @@ fn check_put_into_a_direct_delivery_retries_only_the_refused_records() {
     );
     assert_eq!(sb.proxy.emulated("partial"), 1);
     assert_eq!(sb.proxy.calls_of("firehose:PutRecordBatch").len(), 2);
-    ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
-    assert_nothing_remains(&sb, "eu-west-1", "halfput");
+    destroyed(&sb, &spec, "halfput");
 }

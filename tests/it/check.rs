@@ -460,3 +460,52 @@ fn check_put_into_a_direct_delivery_retries_only_the_refused_records() {
     assert_eq!(sb.proxy.calls_of("firehose:PutRecordBatch").len(), 2);
     destroyed(&sb, &spec, "halfput");
 }
+
+/// Records put into the stream by the test.
+fn put_stream_records(sb: &Sandbox, stream: &str, from: usize, n: usize) {
+    rt().block_on(async {
+        let k = aws_sdk_kinesis::Client::new(&sdk(sb, "eu-west-1"));
+        for i in from..from + n {
+            k.put_record()
+                .stream_name(stream)
+                .partition_key(format!("p{i}"))
+                .data(aws_smithy_types::Blob::new(lines(1)))
+                .send()
+                .await
+                .expect("put record");
+        }
+    });
+}
+
+/// After a reshard, the closed parent shard still holds the records put before it: they are
+/// read (to the parent's end) as well as the children's.
+#[test]
+fn check_reads_a_closed_parent_shard_after_a_reshard() {
+    let one = "version: 1\nstack: split\nregion: eu-west-1\nstreams:\n  events: { mode: provisioned, shards: 1, encryption: none }\n";
+    let (sb, spec) = applied(one);
+    put_stream_records(&sb, "split-events", 0, 10);
+    rewrite(&spec, &one.replace("shards: 1", "shards: 2"));
+    ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
+    put_stream_records(&sb, "split-events", 10, 10);
+    sb.proxy.reset_calls();
+    let (code, report) = check_json(&sb, &["check", "--json", p(&spec.path)]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["hops"][0]["evidence"]["records"], 20, "{report}");
+    // Every shard listed was read, the closed parent included.
+    let shards = rt().block_on(async {
+        let k = aws_sdk_kinesis::Client::new(&sdk(&sb, "eu-west-1"));
+        let out = k.list_shards().stream_name("split-events").send().await;
+        out.expect("list shards").shards.unwrap_or_default()
+    });
+    let closed = shards.iter().filter(|s| {
+        s.sequence_number_range
+            .as_ref()
+            .is_some_and(|r| r.ending_sequence_number.is_some())
+    });
+    assert!(closed.count() >= 1, "{shards:?}");
+    assert_eq!(
+        sb.proxy.calls_of("kinesis:GetShardIterator").len(),
+        shards.len()
+    );
+    destroyed(&sb, &spec, "split");
+}

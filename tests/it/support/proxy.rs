@@ -46,6 +46,8 @@
 //! with an error in its service's own wire format (JSON `__type`, query `ErrorResponse`, EC2
 //! `Response/Errors`, S3 `Error`); [`Proxy::drop_responses`] forwards a call to moto and then
 //! closes the connection unanswered (the call happened, the client never heard: a lost answer).
+//! [`Proxy::refuse_every_second_record`] takes a PutRecords/PutRecordBatch only in part, as AWS
+//! can: the odd records are refused in the answer and never reach moto.
 //!
 //! Holds, for tests that must act while a client is *inside* a call (kill it, race a second
 //! client against it): [`Proxy::hold`], [`Proxy::hold_after`] and [`Proxy::hold_nth`] keep a
@@ -663,10 +665,30 @@ fn aws_quota(service: &str, action: &str) -> Option<(f64, f64)> {
         ("kinesis", _) => Some((5.0, 5.0)),
         ("firehose", "PutRecord" | "PutRecordBatch") => None,
         ("firehose", _) => Some((5.0, 5.0)),
-        ("ec2", "RunInstances") => Some((5.0, 2.0)),
+        // https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html: a bucket
+        // per API; the describes below get the smaller one when called without a filter or
+        // pagination, which the proxy assumes.
+        ("ec2", "RunInstances" | "StartInstances") => Some((5.0, 2.0)),
         ("ec2", "TerminateInstances") => Some((100.0, 5.0)),
+        ("ec2", "CreateTags" | "DeleteTags") => Some((100.0, 10.0)),
+        (
+            "ec2",
+            "AssociateIamInstanceProfile"
+            | "DisassociateIamInstanceProfile"
+            | "ModifyInstanceMetadataOptions",
+        ) => Some((100.0, 5.0)),
+        (
+            "ec2",
+            "DescribeInstances"
+            | "DescribeInstanceStatus"
+            | "DescribeNetworkInterfaces"
+            | "DescribeSecurityGroups"
+            | "DescribeSnapshots"
+            | "DescribeSpotInstanceRequests"
+            | "DescribeVolumes",
+        ) => Some((50.0, 10.0)),
         ("ec2", a) if a.starts_with("Describe") => Some((100.0, 20.0)),
-        ("ec2", _) => Some((200.0, 5.0)),
+        ("ec2", _) => Some((50.0, 5.0)),
         _ => None,
     }
 }

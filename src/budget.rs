@@ -89,23 +89,22 @@ pub fn quota(service: &str, operation: &str) -> Option<Quota> {
             "PutRecord" | "PutRecordBatch" => None,
             _ => q(5, 5),
         },
-        // EC2's token buckets (request rate limiting), per API: RunInstances 5 / 2 per second,
-        // TerminateInstances 100 / 5, non-mutating (Describe*) 100 / 20, mutating 200 / 5.
-        "ec2" => match operation {
-            "RunInstances" => q(5, 2),
-            "TerminateInstances" => q(100, 5),
-            op if op.starts_with("Describe") || op.starts_with("Get") => q(100, 20),
-            _ => q(200, 5),
-        },
-        // CloudWatch Logs: per-operation TPS quotas.
+        // EC2: a token bucket per API ("Request throttling for the Amazon EC2 API",
+        // https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html).
+        "ec2" => ec2_quota(operation),
+        // CloudWatch Logs: per-operation TPS per account and Region ("CloudWatch Logs quotas",
+        // https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/cloudwatch_limits_cwl.html):
+        // CreateLogGroup, DeleteLogGroup, DeleteLogStream, DescribeLogGroups and
+        // DescribeLogStreams 5, CreateLogStream 50, GetLogEvents 10.
         "cloudwatchlogs" => match operation {
-            "DescribeLogStreams" => q(25, 25),
-            "GetLogEvents" => q(25, 25),
             "CreateLogStream" => q(50, 50),
-            "DescribeLogGroups" | "DeleteLogGroup" => q(10, 10),
+            "GetLogEvents" => q(10, 10),
             _ => q(5, 5),
         },
-        // Systems Manager Parameter Store (standard throughput).
+        // Systems Manager Parameter Store, standard throughput: GetParameter, GetParameters and
+        // GetParametersByPath share 40 TPS (one bucket: see `bucket_of`), PutParameter 3
+        // ("AWS Systems Manager endpoints and quotas",
+        // https://docs.aws.amazon.com/general/latest/gr/ssm.html#limits_ssm).
         "ssm" => match operation {
             "GetParameter" | "GetParameters" | "GetParametersByPath" => q(40, 40),
             "PutParameter" => q(3, 3),
@@ -113,6 +112,52 @@ pub fn quota(service: &str, operation: &str) -> Option<Quota> {
         },
         _ => None,
     }
+}
+
+/// EC2's request token bucket of an API (bucket size, refill per second), from the tables of
+/// https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html#throttling-limits-rate-based
+fn ec2_quota(operation: &str) -> Option<Quota> {
+    match operation {
+        // Uncategorized actions, each with its own figures.
+        "RunInstances" | "StartInstances" => q(5, 2),
+        "TerminateInstances" => q(100, 5),
+        "CreateTags" | "DeleteTags" => q(100, 10),
+        "AssociateIamInstanceProfile"
+        | "DisassociateIamInstanceProfile"
+        | "ModifyInstanceMetadataOptions" => q(100, 5),
+        // Unfiltered and unpaginated non-mutating actions: 50 / 10 when called without a
+        // filter or pagination (100 / 20 with one). A request's bucket is charged by name
+        // here, so these keep the smaller one either way.
+        "DescribeInstances"
+        | "DescribeInstanceStatus"
+        | "DescribeNetworkInterfaces"
+        | "DescribeSecurityGroups"
+        | "DescribeSnapshots"
+        | "DescribeSpotInstanceRequests"
+        | "DescribeVolumes" => q(50, 10),
+        // Resource-intensive actions (AuthorizeSecurityGroupIngress,
+        // RevokeSecurityGroupIngress, ...): 50 / 5, like the mutating ones.
+        // Non-mutating actions: 100 / 20.
+        op if ["Describe", "Get", "List", "Search"]
+            .iter()
+            .any(|p| op.starts_with(p)) =>
+        {
+            q(100, 20)
+        }
+        // Mutating actions (CreateSecurityGroup, DeleteSecurityGroup,
+        // ModifyInstanceAttribute, ...) and the resource-intensive ones: 50 / 5.
+        _ => q(50, 5),
+    }
+}
+
+/// The bucket a request of `service:operation` is charged to: the operation's own, except where
+/// AWS counts several operations against one quota (SSM's parameter reads share 40 TPS).
+fn bucket_of(service: &str, operation: &str) -> (String, String) {
+    let shared = match (service, operation) {
+        ("ssm", "GetParameter" | "GetParameters" | "GetParametersByPath") => "GetParameter*",
+        (_, op) => op,
+    };
+    (service.to_string(), shared.to_string())
 }
 
 /// The bucket streamstack itself keeps for a documented quota: under it, for the jitter of
@@ -249,7 +294,7 @@ impl Budget {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         buckets
-            .entry((service.to_string(), operation.to_string()))
+            .entry(bucket_of(service, operation))
             .or_insert_with(|| Bucket::new(own_share(quota), now))
             .reserve(now)
     }
@@ -372,9 +417,59 @@ mod tests {
         assert_eq!(quota("firehose", "UpdateDestination"), q(5, 5));
         assert_eq!(quota("firehose", "PutRecordBatch"), None);
         assert_eq!(quota("ec2", "RunInstances"), q(5, 2));
-        assert_eq!(quota("ec2", "DescribeInstances"), q(100, 20));
+        assert_eq!(quota("ec2", "DescribeInstances"), q(50, 10));
         assert_eq!(quota("iam", "GetRole"), None);
         assert_eq!(quota("sts", "GetCallerIdentity"), None);
+    }
+
+    /// The figures AWS publishes (see `quota`'s sources), bucket size and refill per second.
+    #[test]
+    fn buckets_have_the_sizes_and_rates_aws_publishes() {
+        for (service, op, burst, rate) in [
+            ("ec2", "DescribeInstances", 50, 10),
+            ("ec2", "DescribeSecurityGroups", 50, 10),
+            ("ec2", "DescribeSubnets", 100, 20),
+            ("ec2", "DescribeImages", 100, 20),
+            ("ec2", "CreateSecurityGroup", 50, 5),
+            ("ec2", "DeleteSecurityGroup", 50, 5),
+            ("ec2", "ModifyInstanceAttribute", 50, 5),
+            ("ec2", "AuthorizeSecurityGroupIngress", 50, 5),
+            ("ec2", "RevokeSecurityGroupIngress", 50, 5),
+            ("ec2", "CreateTags", 100, 10),
+            ("ec2", "DeleteTags", 100, 10),
+            ("ec2", "AssociateIamInstanceProfile", 100, 5),
+            ("ec2", "ModifyInstanceMetadataOptions", 100, 5),
+            ("ec2", "RunInstances", 5, 2),
+            ("ec2", "TerminateInstances", 100, 5),
+            ("cloudwatchlogs", "DescribeLogGroups", 5, 5),
+            ("cloudwatchlogs", "CreateLogGroup", 5, 5),
+            ("cloudwatchlogs", "DeleteLogGroup", 5, 5),
+            ("cloudwatchlogs", "DeleteLogStream", 5, 5),
+            ("cloudwatchlogs", "GetLogEvents", 10, 10),
+            ("ssm", "GetParameter", 40, 40),
+            ("ssm", "GetParameters", 40, 40),
+            ("ssm", "GetParametersByPath", 40, 40),
+        ] {
+            assert_eq!(quota(service, op), q(burst, rate), "{service}:{op}");
+        }
+    }
+
+    /// SSM's three parameter reads draw from one bucket; EC2's APIs each from their own.
+    #[test]
+    fn ssm_parameter_reads_share_one_bucket() {
+        let budget = Budget::new(BudgetMode::Aws);
+        let t0 = Instant::now();
+        // Our share of the 40: a burst of 32. Spread over the three calls, the 33rd waits.
+        for i in 0..32 {
+            let op = ["GetParameter", "GetParameters", "GetParametersByPath"][i % 3];
+            assert!(budget.reserve_at("ssm", op, t0).is_zero(), "{i}");
+        }
+        for op in ["GetParameter", "GetParameters", "GetParametersByPath"] {
+            assert!(!budget.reserve_at("ssm", op, t0).is_zero(), "{op}");
+        }
+        assert!(budget.reserve_at("ssm", "PutParameter", t0).is_zero());
+        take(&budget, "ec2", "CreateTags", t0, 80);
+        assert!(budget.reserve_at("ec2", "DeleteTags", t0).is_zero());
     }
 
     /// Over any window of `len` seconds, at most what AWS's own bucket would allow passes:

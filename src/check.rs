@@ -111,6 +111,7 @@ pub async fn check(s: &Session, opts: &CheckOptions) -> Result<CheckReport> {
         run_id: None,
         expect: 0,
         started,
+        memo: Default::default(),
     };
     if let Some(n) = opts.put.filter(|_| missing.is_empty()) {
         let id = run_id();

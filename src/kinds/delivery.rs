@@ -22,6 +22,8 @@ use aws_sdk_firehose::types::{
 
 use serde::Serialize;
 
+use super::check_memo::ObjectCount;
+use super::objects::{self, MAX_OBJECT_BYTES};
 pub use super::DELIVERY as KIND;
 use super::{
     address_for, adopt, converge_tags, delete_when_free, found, missing_hop, owned_by, props,
@@ -100,17 +102,18 @@ impl ResourceKind for Deliveries {
     }
 }
 
-/// `check --put`: the records, in PutRecordBatch batches, into a direct delivery.
+/// `check --put`: the records, in PutRecordBatch batches (refused ones sent again), into a
+/// direct delivery.
 async fn put_test_records(cx: &Cx, r: &Resource, records: &[String]) -> Result<bool> {
     // Only a direct delivery takes records from producers; one reading a stream gets them
     // through its stream.
     if props::<DeliveryProps>(r)?.source.is_some() {
         return Ok(false);
     }
-    put_in_batches(r, records, |_, batch| async move {
+    put_in_batches(r, records, |batch| async move {
         let batch = batch
             .iter()
-            .map(|data| {
+            .map(|(_, data)| {
                 aws_sdk_firehose::types::Record::builder()
                     .data(aws_smithy_types::Blob::new(data.as_bytes()))
                     .build()
@@ -119,11 +122,12 @@ async fn put_test_records(cx: &Cx, r: &Resource, records: &[String]) -> Result<b
             .collect::<Result<Vec<_>>>()?;
         let call = cx.clients.firehose.put_record_batch();
         let call = call.delivery_stream_name(&r.name).set_records(Some(batch));
-        Ok(call
-            .send()
-            .await
-            .op("firehose:PutRecordBatch")?
-            .failed_put_count)
+        let out = call.send().await.op("firehose:PutRecordBatch")?;
+        Ok(out
+            .request_responses
+            .into_iter()
+            .map(|e| e.error_code)
+            .collect())
     })
     .await
 }
@@ -687,52 +691,91 @@ fn static_prefix(prefix: Option<&str>) -> String {
     p.split("!{").next().unwrap_or_default().to_string()
 }
 
-/// Objects under `prefix`, and the records inside them (one per non-empty line; gzip objects
-/// read by their magic bytes, whatever the delivery's compression says): (objects, records,
-/// records carrying `run_id`).
+/// What `check` found under a prefix.
+#[derive(Debug, Default)]
+struct Found {
+    objects: u64,
+    records: u64,
+    /// Records carrying the run id.
+    ours: u64,
+    /// Objects read only to the cap (there may be more records in them).
+    capped: Vec<String>,
+    /// Objects that could not be read: key and why (naming the compression).
+    unreadable: Vec<(String, String)>,
+}
+
+/// Objects under `prefix` and, when `read`, the records inside them (see [`super::objects`]:
+/// every compression Firehose writes, told by magic bytes, else by the delivery's
+/// `compression`). Each object is downloaded once per check (`run.memo`).
 async fn count_objects(
     cx: &Cx,
     bucket: &str,
     prefix: &str,
-    run_id: Option<&str>,
-) -> Result<(u64, u64, u64)> {
+    compression: Compression,
+    run: &CheckRun,
+    read: bool,
+) -> Result<Found> {
     let s3 = &cx.clients.s3;
     let op = "s3:ListObjectsV2";
     // Each page's objects are read before the next page is listed. Enough pages for a lab;
     // bounded so a full bucket cannot keep check reading forever.
-    let counted = first_pages(op, 10, |token| async move {
+    let objects = first_pages(op, 10, |token| async move {
         let call = s3.list_objects_v2().bucket(bucket).prefix(prefix);
         let page = call.set_continuation_token(token).send().await.op(op)?;
         let mut counted = Vec::new();
-        for key in page
-            .contents
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|o| o.key)
-        {
-            counted.push(count_records(cx, bucket, &key, run_id).await?);
+        for o in page.contents.unwrap_or_default() {
+            let Some(key) = o.key else { continue };
+            let count = match read {
+                true => {
+                    Some(object_count(cx, bucket, &key, o.e_tag, o.size, compression, run).await?)
+                }
+                false => None,
+            };
+            counted.push((key, count));
         }
         Ok((counted, next_token(page.next_continuation_token)))
     })
     .await?;
-    let records = counted.iter().map(|(all, _)| all).sum();
-    let ours = counted.iter().map(|(_, ours)| ours).sum();
-    Ok((counted.len() as u64, records, ours))
+    let mut found = Found {
+        objects: objects.len() as u64,
+        ..Found::default()
+    };
+    for (key, count) in objects {
+        match count {
+            Some(Ok(c)) => {
+                found.records += c.records;
+                found.ours += c.ours;
+                if c.capped {
+                    found.capped.push(key);
+                }
+            }
+            Some(Err(why)) => found.unreadable.push((key, why)),
+            None => {}
+        }
+    }
+    Ok(found)
 }
 
-/// The records in one object: (all, carrying `run_id`).
-async fn count_records(
+/// The records in one object, downloaded unless this check already counted it.
+async fn object_count(
     cx: &Cx,
     bucket: &str,
     key: &str,
-    run_id: Option<&str>,
-) -> Result<(u64, u64)> {
-    let body = cx
-        .clients
-        .s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
+    etag: Option<String>,
+    size: Option<i64>,
+    compression: Compression,
+    run: &CheckRun,
+) -> Result<ObjectCount> {
+    let etag = etag.unwrap_or_default();
+    if let Some(known) = run.memo.object(bucket, key, &etag) {
+        return Ok(known);
+    }
+    // The first MAX_OBJECT_BYTES of a larger object only: memory stays bounded.
+    let truncated = size.is_some_and(|n| n as u64 > MAX_OBJECT_BYTES);
+    let range = truncated.then(|| format!("bytes=0-{}", MAX_OBJECT_BYTES - 1));
+    let call = cx.clients.s3.get_object().bucket(bucket).key(key);
+    let body = call
+        .set_range(range)
         .send()
         .await
         .op("s3:GetObject")?
@@ -741,22 +784,11 @@ async fn count_records(
         .await
         .map_err(|e| Error::resource_read(bucket, key, e))?
         .into_bytes();
-    let text = if body.starts_with(&[0x1f, 0x8b]) {
-        let mut out = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&body[..]), &mut out)
-            .map_err(|e| Error::resource_read(bucket, key, e))?;
-        out
-    } else {
-        String::from_utf8_lossy(&body).into_owned()
-    };
-    let (mut records, mut ours) = (0u64, 0u64);
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        records += 1;
-        if run_id.is_some_and(|id| line.contains(id)) {
-            ours += 1;
-        }
-    }
-    Ok((records, ours))
+    let run_id = run.run_id.as_deref();
+    let count = objects::count(&body, compression, run_id, MAX_OBJECT_BYTES, truncated)
+        .map(|(_, counted)| counted);
+    run.memo.remember_object(bucket, key, &etag, count.clone());
+    Ok(count)
 }
 
 /// The first events of the delivery's error log group, if any.
@@ -776,60 +808,58 @@ async fn first_errors(cx: &Cx, group: &str, stream: &str) -> Result<Vec<String>>
     Ok(events.into_iter().filter_map(|e| e.message).collect())
 }
 
-/// The delivery hop: records reached s3://bucket/prefix, and nothing failed.
+/// The delivery hop: records reached s3://bucket/prefix, every object could be read, and
+/// nothing failed.
 async fn check(cx: &Cx, r: &Resource, live: Option<&Live>, run: &CheckRun) -> Result<Option<Hop>> {
     let p = props::<DeliveryProps>(r)?;
     if live.is_none() {
         return Ok(Some(missing_hop(r, "no delivery")));
     }
     let prefix = static_prefix(p.prefix.as_deref());
-    let (objects, records, ours) =
-        count_objects(cx, &p.bucket_name, &prefix, run.run_id.as_deref()).await?;
-    let (error_objects, _, _) = match &p.error_prefix {
-        Some(e) => count_objects(cx, &p.bucket_name, &static_prefix(Some(e)), None).await?,
-        None => (0, 0, 0),
+    let found = count_objects(cx, &p.bucket_name, &prefix, p.compression, run, true).await?;
+    // Objects under the error prefix are counted, not read.
+    let error_objects = match &p.error_prefix {
+        Some(e) => {
+            let e = static_prefix(Some(e));
+            count_objects(cx, &p.bucket_name, &e, p.compression, run, false)
+                .await?
+                .objects
+        }
+        None => 0,
     };
     let log_errors = match &p.error_logging {
         Some(l) => first_errors(cx, &l.log_group, &l.log_stream).await?,
         None => Vec::new(),
     };
     let delivered = match &run.run_id {
-        Some(_) => ours >= u64::from(run.expect),
-        None => records > 0,
+        Some(_) => found.ours >= u64::from(run.expect),
+        None => found.records > 0,
     };
-    let ok = delivered && error_objects == 0 && log_errors.is_empty();
+    let ok =
+        delivered && found.unreadable.is_empty() && error_objects == 0 && log_errors.is_empty();
     let place = format!("s3://{}/{prefix}", p.bucket_name);
-    let summary = match &run.run_id {
+    let (objects, records, ours) = (found.objects, found.records, found.ours);
+    let mut summary = match &run.run_id {
         Some(_) => format!(
             "{ours} of {} test records in {objects} objects under {place} ({records} records in all)",
             run.expect
         ),
         None => format!("{records} records in {objects} objects under {place}"),
     };
-    let first_error = log_errors
-        .first()
-        .map(|e| format!("first delivery error: {e}"));
-    let hint = (!ok).then(|| {
-        let mut parts = Vec::new();
-        if !delivered {
-            parts.push(format!(
-                "none delivered after {} s: Firehose buffers up to interval_seconds={} (or \
-                 size_mb={})",
-                run.started.elapsed().as_secs(),
-                p.buffering.interval_seconds,
-                p.buffering.size_mb
-            ));
-        }
-        if error_objects > 0 {
-            parts.push(format!(
-                "{error_objects} objects under the error prefix s3://{}/{}",
-                p.bucket_name,
-                static_prefix(p.error_prefix.as_deref())
-            ));
-        }
-        parts.extend(first_error.clone());
-        parts.join("; ")
-    });
+    if !found.unreadable.is_empty() {
+        summary.push_str(&format!(
+            "; {} objects cannot be read",
+            found.unreadable.len()
+        ));
+    }
+    if !found.capped.is_empty() {
+        summary.push_str(&format!(
+            "; {} objects read only to their first {} MiB",
+            found.capped.len(),
+            MAX_OBJECT_BYTES / (1024 * 1024)
+        ));
+    }
+    let hint = (!ok).then(|| delivery_hint(p, run, &found, delivered, error_objects, &log_errors));
     Ok(Some(Hop {
         address: r.address.to_string(),
         ok,
@@ -841,8 +871,53 @@ async fn check(cx: &Cx, r: &Resource, live: Option<&Live>, run: &CheckRun) -> Re
             "objects": objects,
             "records": records,
             "test_records": run.run_id.as_ref().map(|_| ours),
+            "unreadable_objects": found.unreadable.iter()
+                .map(|(key, error)| serde_json::json!({"key": key, "error": error}))
+                .collect::<Vec<_>>(),
+            "capped_objects": found.capped,
             "error_objects": error_objects,
             "log_errors": log_errors,
         }),
     }))
+}
+
+/// What to look at when the delivery hop is broken.
+fn delivery_hint(
+    p: &DeliveryProps,
+    run: &CheckRun,
+    found: &Found,
+    delivered: bool,
+    error_objects: u64,
+    log_errors: &[String],
+) -> String {
+    let mut parts = Vec::new();
+    if let Some((key, why)) = found.unreadable.first() {
+        parts.push(format!(
+            "s3://{}/{key} cannot be read (the delivery's compression is {}): {why}",
+            p.bucket_name,
+            p.compression.api_name()
+        ));
+    }
+    if !delivered {
+        parts.push(format!(
+            "none delivered after {} s: Firehose buffers up to interval_seconds={} (or \
+             size_mb={})",
+            run.started.elapsed().as_secs(),
+            p.buffering.interval_seconds,
+            p.buffering.size_mb
+        ));
+    }
+    if error_objects > 0 {
+        parts.push(format!(
+            "{error_objects} objects under the error prefix s3://{}/{}",
+            p.bucket_name,
+            static_prefix(p.error_prefix.as_deref())
+        ));
+    }
+    parts.extend(
+        log_errors
+            .first()
+            .map(|e| format!("first delivery error: {e}")),
+    );
+    parts.join("; ")
 }

@@ -116,12 +116,14 @@ macro_rules! untag {
 }
 
 pub mod bucket;
+pub mod check_memo;
 pub mod delivery;
 #[cfg(test)]
 pub mod fake;
 pub mod host;
 pub mod instance_profile;
 pub mod log_group;
+pub mod objects;
 pub mod role;
 pub mod security_group;
 pub mod stream;
@@ -252,6 +254,9 @@ pub struct CheckRun {
     /// With `--put N`: N, the records each hop must show.
     pub expect: u32,
     pub started: Instant,
+    /// What the check's looks share: objects already counted, where each shard's reading
+    /// stands, the pace of `GetRecords`.
+    pub memo: std::sync::Arc<check_memo::CheckMemo>,
 }
 
 /// One hop of the pipeline as `check` sees it.
@@ -872,25 +877,61 @@ pub fn missing_hop(r: &Resource, what: &str) -> Hop {
     }
 }
 
+/// Times a refused record of `check --put` is sent again before it is an error.
+const PUT_RETRIES: u32 = 4;
+
 /// `check --put` into a resource that takes records in batches of at most 500 (Kinesis
-/// PutRecords, Firehose PutRecordBatch): `put` sends batch number `n` and answers how many of
-/// its records were refused; any refused record is an error.
+/// PutRecords, Firehose PutRecordBatch). `put` sends one batch, given as each record's index in
+/// `records` and the record, and answers, in the same order, the error code of each record the
+/// service refused (`None`: taken): both APIs can take part of a batch and refuse the rest
+/// (https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html,
+/// https://docs.aws.amazon.com/firehose/latest/APIReference/API_PutRecordBatch.html). Only the
+/// refused records are sent again, after a backoff, so none is written twice; a record still
+/// refused after [`PUT_RETRIES`] retries is an error.
 pub async fn put_in_batches<'r, F, Fut>(
     r: &Resource,
     records: &'r [String],
     mut put: F,
 ) -> Result<bool>
 where
-    F: FnMut(usize, &'r [String]) -> Fut,
-    Fut: Future<Output = Result<i32>>,
+    F: FnMut(Vec<(usize, &'r String)>) -> Fut,
+    Fut: Future<Output = Result<Vec<Option<String>>>>,
 {
-    for (n, batch) in records.chunks(500).enumerate() {
-        let refused = put(n, batch).await?;
-        if refused > 0 {
-            return Err(Error::resource(
-                &r.address,
-                format!("{refused} of the test records were refused"),
-            ));
+    let mut next = 0;
+    for batch in records.chunks(500) {
+        let mut pending: Vec<(usize, &'r String)> = (next..).zip(batch).collect();
+        next += batch.len();
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            let answers = put(pending.clone()).await?;
+            let refused: Vec<((usize, &'r String), String)> = pending
+                .iter()
+                .zip(answers)
+                .filter_map(|(record, code)| code.map(|c| (*record, c)))
+                .collect();
+            let Some((_, first_code)) = refused.first() else {
+                break;
+            };
+            if attempt == PUT_RETRIES {
+                return Err(Error::resource(
+                    &r.address,
+                    format!(
+                        "{} of the test records were refused {} times (last: {first_code})",
+                        refused.len(),
+                        attempt + 1,
+                    ),
+                ));
+            }
+            tracing::info!(
+                target: "streamstack::retry",
+                "{}: {} of {} test records refused ({first_code}); sending those again",
+                r.address,
+                refused.len(),
+                pending.len(),
+            );
+            tokio::time::sleep(backoff(attempt)).await;
+            attempt += 1;
+            pending = refused.into_iter().map(|(record, _)| record).collect();
         }
     }
     Ok(true)
@@ -1071,6 +1112,80 @@ mod tests {
             converge_tags(&desired, &live, remove, set).await.unwrap();
             assert_eq!(calls.into_inner().unwrap(), expected);
         }
+    }
+
+    fn test_stream() -> Resource {
+        Resource {
+            address: Address::new(STREAM, "weather"),
+            name: "lab-weather".into(),
+            tags: BTreeMap::new(),
+            depends_on: Default::default(),
+            props: Props::new(()),
+        }
+    }
+
+    /// A batch partly refused: only the refused records go again, so each is written once.
+    #[tokio::test]
+    async fn a_partly_refused_batch_sends_only_the_refused_records_again() {
+        let r = test_stream();
+        let records: Vec<String> = (0..600).map(|i| format!("r{i}")).collect();
+        let sent = Mutex::new(Vec::<Vec<usize>>::new());
+        let written = Mutex::new(Vec::<String>::new());
+        put_in_batches(&r, &records, |batch| {
+            let first_try = !sent
+                .lock()
+                .unwrap()
+                .iter()
+                .flatten()
+                .any(|i| *i == batch[0].0);
+            sent.lock()
+                .unwrap()
+                .push(batch.iter().map(|(i, _)| *i).collect());
+            // The first time a record is sent, every third is refused.
+            let answers: Vec<Option<String>> = batch
+                .iter()
+                .map(|(i, data)| {
+                    if first_try && i % 3 == 0 {
+                        Some("ProvisionedThroughputExceededException".to_string())
+                    } else {
+                        written.lock().unwrap().push(data.to_string());
+                        None
+                    }
+                })
+                .collect();
+            async move { Ok(answers) }
+        })
+        .await
+        .unwrap();
+        let sent = sent.into_inner().unwrap();
+        // Two batches (500 + 100), each followed by one call of its refused records only.
+        let sizes: Vec<usize> = sent.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![500, 167, 100, 33], "{sent:?}");
+        assert!(sent[1].iter().all(|i| i % 3 == 0) && sent[3].iter().all(|i| i % 3 == 0));
+        let mut written = written.into_inner().unwrap();
+        written.sort();
+        let mut expected = records.clone();
+        expected.sort();
+        assert_eq!(written, expected);
+    }
+
+    #[tokio::test]
+    async fn a_record_refused_every_time_is_an_error_after_the_retries() {
+        let r = test_stream();
+        let records = vec!["a".to_string(), "b".to_string()];
+        let calls = Mutex::new(0);
+        let e = put_in_batches(&r, &records, |batch| {
+            *calls.lock().unwrap() += 1;
+            let answers = batch
+                .iter()
+                .map(|(_, d)| (d.as_str() == "b").then(|| "InternalFailure".to_string()))
+                .collect();
+            async move { Ok(answers) }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(*calls.lock().unwrap(), PUT_RETRIES as usize + 1);
+        assert!(e.to_string().contains("InternalFailure"), "{e}");
     }
 
     #[test]

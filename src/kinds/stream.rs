@@ -18,6 +18,11 @@ use aws_sdk_kinesis::types::{
 use serde::Serialize;
 
 pub use super::STREAM as KIND;
+use std::time::Instant;
+
+use aws_sdk_kinesis::types::ShardIteratorType;
+
+use super::check_memo::{parents_first, ShardCursor};
 use super::{
     address_for, adopt, arn_output, converge_tags, delete_when_free, found, missing_hop, owned_by,
     props, put_in_batches, read_candidates, retry, wait_for, CheckRun, Cx, Hop, Live, MaybeCreated,
@@ -56,26 +61,23 @@ impl ResourceKind for Streams {
     }
 }
 
-/// `check --put`: the records, in PutRecords batches.
+/// `check --put`: the records, in PutRecords batches (refused ones sent again).
 async fn put_test_records(cx: &Cx, r: &Resource, records: &[String]) -> Result<bool> {
-    put_in_batches(r, records, |n, batch| async move {
+    put_in_batches(r, records, |batch| async move {
         let entries = batch
             .iter()
-            .enumerate()
             .map(|(i, data)| {
                 aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
                     .data(aws_smithy_types::Blob::new(data.as_bytes()))
-                    .partition_key(format!("check-{n}-{i}"))
+                    .partition_key(format!("check-{i}"))
                     .build()
                     .map_err(|e| Error::Internal(format!("kinesis:PutRecords: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
         let call = cx.clients.kinesis.put_records().stream_name(&r.name);
         let out = call.set_records(Some(entries)).send().await;
-        Ok(out
-            .op("kinesis:PutRecords")?
-            .failed_record_count
-            .unwrap_or(0))
+        let out = out.op("kinesis:PutRecords")?;
+        Ok(out.records.into_iter().map(|e| e.error_code).collect())
     })
     .await
 }
@@ -389,56 +391,115 @@ async fn create_once(
     }
 }
 
-/// Records in the stream, read from TRIM_HORIZON on every shard: (all, carrying `run_id`).
-async fn count_records(cx: &Cx, name: &str, run_id: Option<&str>) -> Result<(u64, u64)> {
-    let k = &cx.clients.kinesis;
-    let shards = k
-        .list_shards()
-        .stream_name(name)
-        .send()
-        .await
-        .op("kinesis:ListShards")?
-        .shards
-        .unwrap_or_default();
-    let (mut all, mut ours) = (0u64, 0u64);
-    for shard in shards {
-        let mut iterator = k
-            .get_shard_iterator()
-            .stream_name(name)
-            .shard_id(&shard.shard_id)
-            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .op("kinesis:GetShardIterator")?
-            .shard_iterator;
-        // Enough pages for a lab; bounded so a busy stream cannot keep check reading forever.
-        for _ in 0..50 {
-            let Some(it) = iterator.take() else {
-                break;
-            };
-            let page = k
-                .get_records()
-                .shard_iterator(it)
-                .limit(10_000)
-                .send()
-                .await
-                .op("kinesis:GetRecords")?;
-            all += page.records.len() as u64;
-            if let Some(id) = run_id {
-                ours += page
-                    .records
-                    .iter()
-                    .filter(|r| String::from_utf8_lossy(r.data.as_ref()).contains(id))
-                    .count() as u64;
-            }
-            let caught_up = page.millis_behind_latest.unwrap_or(0) == 0;
-            if page.records.is_empty() && caught_up {
-                break;
-            }
-            iterator = page.next_shard_iterator;
+/// Pages of one shard read in one look at most: a busy stream cannot keep check reading forever
+/// (the next look goes on from there).
+const PAGES_PER_LOOK: usize = 50;
+
+/// Records in the stream, read from TRIM_HORIZON on every shard, closed parents before their
+/// children, each look of the check going on from where the last stopped: (all, carrying the
+/// run id).
+async fn count_records(cx: &Cx, name: &str, run: &CheckRun) -> Result<(u64, u64)> {
+    let shards = all_pages("kinesis:ListShards", |token: Option<String>| {
+        let call = cx.clients.kinesis.list_shards();
+        // The stream's name and a NextToken cannot go together.
+        let call = match token {
+            Some(t) => call.next_token(t),
+            None => call.stream_name(name),
+        };
+        async move {
+            let out = call.send().await.op("kinesis:ListShards")?;
+            Ok((out.shards.unwrap_or_default(), out.next_token))
         }
+    })
+    .await?;
+    let parents = |s: &aws_sdk_kinesis::types::Shard| {
+        [&s.parent_shard_id, &s.adjacent_parent_shard_id]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    };
+    let (mut all, mut ours) = (0u64, 0u64);
+    for shard in parents_first(shards, |s| s.shard_id.as_str(), parents) {
+        let closed = shard
+            .sequence_number_range
+            .as_ref()
+            .is_some_and(|r| r.ending_sequence_number.is_some());
+        let cursor = read_shard(cx, name, &shard.shard_id, closed, run).await?;
+        all += cursor.records;
+        ours += cursor.ours;
     }
     Ok((all, ours))
+}
+
+/// Reads one shard on from where the check's last look stopped: a closed shard to its end (no
+/// next iterator), an open one until it is caught up with its tip. Every GetRecords waits for
+/// its turn on the shard (see [`super::check_memo::GET_RECORDS_GAP`]) and is sent without the SDK's retries, whose
+/// backoff would not keep that pace: a throttled page is asked for again at the next turn.
+async fn read_shard(
+    cx: &Cx,
+    stream: &str,
+    shard_id: &str,
+    closed: bool,
+    run: &CheckRun,
+) -> Result<ShardCursor> {
+    let k = &cx.clients.kinesis;
+    let pacer = &run.memo.get_records;
+    let turn = format!("{stream}/{shard_id}");
+    let mut cursor = run.memo.shard(stream, shard_id);
+    for _ in 0..PAGES_PER_LOOK {
+        if cursor.ended {
+            break;
+        }
+        let iterator = match cursor.iterator.take() {
+            Some(it) => it,
+            None => {
+                let call = k
+                    .get_shard_iterator()
+                    .stream_name(stream)
+                    .shard_id(shard_id);
+                let call = call.shard_iterator_type(ShardIteratorType::TrimHorizon);
+                let out = call.send().await.op("kinesis:GetShardIterator")?;
+                let Some(it) = out.shard_iterator else { break };
+                it
+            }
+        };
+        tokio::time::sleep(pacer.wait(&turn, Instant::now())).await;
+        let request = k.get_records().shard_iterator(&iterator).limit(10_000);
+        let sent = send_once!(aws_sdk_kinesis, request)
+            .await
+            .op("kinesis:GetRecords");
+        pacer.done(&turn, Instant::now());
+        let page = match sent {
+            Ok(page) => page,
+            Err(e) if e.code() == Some("ProvisionedThroughputExceededException") => {
+                cursor.iterator = Some(iterator);
+                continue;
+            }
+            // An iterator lives 5 minutes: read the shard again from its start.
+            Err(e) if e.code() == Some("ExpiredIteratorException") => {
+                cursor = ShardCursor::default();
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        cursor.records += page.records.len() as u64;
+        if let Some(id) = run.run_id.as_deref() {
+            cursor.ours += page
+                .records
+                .iter()
+                .filter(|r| String::from_utf8_lossy(r.data.as_ref()).contains(id))
+                .count() as u64;
+        }
+        let caught_up = page.millis_behind_latest.unwrap_or(0) == 0;
+        cursor.iterator = page.next_shard_iterator;
+        cursor.ended = cursor.iterator.is_none();
+        if !closed && caught_up {
+            break;
+        }
+    }
+    run.memo.remember_shard(stream, shard_id, cursor.clone());
+    Ok(cursor)
 }
 
 /// The stream hop: records are in the stream.
@@ -446,7 +507,7 @@ async fn check(cx: &Cx, r: &Resource, live: Option<&Live>, run: &CheckRun) -> Re
     if live.is_none() {
         return Ok(Some(missing_hop(r, "no stream")));
     }
-    let (all, ours) = count_records(cx, &r.name, run.run_id.as_deref()).await?;
+    let (all, ours) = count_records(cx, &r.name, run).await?;
     let (ok, summary) = match &run.run_id {
         Some(_) => (
             ours >= u64::from(run.expect),

@@ -46,6 +46,8 @@
 //! with an error in its service's own wire format (JSON `__type`, query `ErrorResponse`, EC2
 //! `Response/Errors`, S3 `Error`); [`Proxy::drop_responses`] forwards a call to moto and then
 //! closes the connection unanswered (the call happened, the client never heard: a lost answer).
+//! [`Proxy::refuse_every_second_record`] takes a PutRecords/PutRecordBatch only in part, as AWS
+//! can: the odd records are refused in the answer and never reach moto.
 //!
 //! Holds, for tests that must act while a client is *inside* a call (kill it, race a second
 //! client against it): [`Proxy::hold`], [`Proxy::hold_after`] and [`Proxy::hold_nth`] keep a
@@ -189,7 +191,9 @@ pub struct Call {
 /// - `throttled`: beyond a request quota; `injected`: [`Proxy::fail`] and friends;
 /// - `dropped`: forwarded, then left unanswered ([`Proxy::drop_responses`]);
 /// - `token-replay`: RunInstances answered from an earlier call with the same ClientToken;
-/// - `reshard-rule`, `group-in-use`: refused by an AWS rule moto lacks.
+/// - `reshard-rule`, `group-in-use`: refused by an AWS rule moto lacks;
+/// - `partial`: a PutRecords/PutRecordBatch of which every second record was refused
+///   ([`Proxy::refuse_every_second_record`]).
 pub const EMULATED: &[&str] = &[
     "CREATING",
     "UPDATING",
@@ -206,6 +210,7 @@ pub const EMULATED: &[&str] = &[
     "token-replay",
     "reshard-rule",
     "group-in-use",
+    "partial",
 ];
 
 impl fmt::Display for Call {
@@ -419,6 +424,15 @@ impl Proxy {
         self.shared.state().drops.insert(call.to_owned(), times);
     }
 
+    /// The next `times` calls of `kinesis:PutRecords` or `firehose:PutRecordBatch` (`call`)
+    /// with two records or more are taken only in part, as AWS can: the records at odd
+    /// positions are refused (Kinesis `ProvisionedThroughputExceededException`, Firehose
+    /// `ServiceUnavailableException`) and not forwarded, the others reach moto; the answer
+    /// lists each record's outcome in order, and its failed count, as AWS's does.
+    pub fn refuse_every_second_record(&self, call: &str, times: u32) {
+        self.shared.state().partial.insert(call.to_owned(), times);
+    }
+
     pub fn clear_failures(&self) {
         self.shared.state().failures.clear();
     }
@@ -626,6 +640,8 @@ struct State {
     failures: HashMap<String, (Injected, Option<u32>)>,
     /// `service:Action` → how many more of its answers to drop after upstream acted.
     drops: HashMap<String, u32>,
+    /// `service:Action` → how many more batches to take only in part.
+    partial: HashMap<String, u32>,
     /// RunInstances ClientToken → the answer given for it (EC2's idempotency; moto ignores it).
     tokens: HashMap<String, Bytes>,
     /// Stream name → open shard count, as last seen (for the ½×–2× reshard rule).
@@ -653,12 +669,68 @@ fn aws_quota(service: &str, action: &str) -> Option<(f64, f64)> {
         ("kinesis", _) => Some((5.0, 5.0)),
         ("firehose", "PutRecord" | "PutRecordBatch") => None,
         ("firehose", _) => Some((5.0, 5.0)),
-        ("ec2", "RunInstances") => Some((5.0, 2.0)),
+        // https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html: a bucket
+        // per API; the describes below get the smaller one when called without a filter or
+        // pagination, which the proxy assumes.
+        ("ec2", "RunInstances" | "StartInstances") => Some((5.0, 2.0)),
         ("ec2", "TerminateInstances") => Some((100.0, 5.0)),
+        ("ec2", "CreateTags" | "DeleteTags") => Some((100.0, 10.0)),
+        (
+            "ec2",
+            "AssociateIamInstanceProfile"
+            | "DisassociateIamInstanceProfile"
+            | "ModifyInstanceMetadataOptions",
+        ) => Some((100.0, 5.0)),
+        (
+            "ec2",
+            "DescribeInstances"
+            | "DescribeInstanceStatus"
+            | "DescribeNetworkInterfaces"
+            | "DescribeSecurityGroups"
+            | "DescribeSnapshots"
+            | "DescribeSpotInstanceRequests"
+            | "DescribeVolumes",
+        ) => Some((50.0, 10.0)),
         ("ec2", a) if a.starts_with("Describe") => Some((100.0, 20.0)),
-        ("ec2", _) => Some((200.0, 5.0)),
+        ("ec2", _) => Some((50.0, 5.0)),
         _ => None,
     }
+}
+
+/// moto's answer to the even records of a partly refused batch ([`Shared::partial_batch`]), made
+/// the answer to all `total`: the odd ones refused, in order, and counted as failed.
+fn merge_batch(service: &str, body: &[u8], total: usize) -> Option<Bytes> {
+    let (list, failed_count, code) = match service {
+        "kinesis" => (
+            "Records",
+            "FailedRecordCount",
+            "ProvisionedThroughputExceededException",
+        ),
+        _ => (
+            "RequestResponses",
+            "FailedPutCount",
+            "ServiceUnavailableException",
+        ),
+    };
+    let mut answer: Value = serde_json::from_slice(body).ok()?;
+    let mut taken = answer.get(list)?.as_array()?.clone().into_iter();
+    let refused = json!({"ErrorCode": code, "ErrorMessage": "Rate exceeded (realism proxy)"});
+    let mut all = Vec::new();
+    for i in 0..total {
+        all.push(if i % 2 == 0 {
+            taken.next()?
+        } else {
+            refused.clone()
+        });
+    }
+    let failed = answer
+        .get(failed_count)
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+        + total as u64 / 2;
+    answer[list] = Value::Array(all);
+    answer[failed_count] = json!(failed);
+    Some(Bytes::from(serde_json::to_vec(&answer).ok()?))
 }
 
 /// An error the proxy answers with instead of moto.
@@ -811,16 +883,27 @@ impl Shared {
         }
         let (response, emulated) = match self.intercept(&op) {
             Some(refusal) => refusal,
-            None => match self.forward(&parts, body).await {
-                Ok(upstream) => self.observe(&op, upstream),
-                Err(e) => (
-                    plain(
-                        StatusCode::BAD_GATEWAY,
-                        format!("proxy: upstream {}: {e}", self.upstream),
+            None => {
+                // A batch taken only in part reaches moto without its refused records.
+                let partial = self.partial_batch(&key, &op);
+                let sent = partial.as_ref().map_or(body, |(kept, _)| kept.clone());
+                match self.forward(&parts, sent).await {
+                    Ok(upstream) => match partial {
+                        Some((_, total)) if upstream.status.is_success() => {
+                            let merged = merge_batch(&op.service, &upstream.body, total);
+                            (upstream.into_response(merged), Some("partial"))
+                        }
+                        _ => self.observe(&op, upstream),
+                    },
+                    Err(e) => (
+                        plain(
+                            StatusCode::BAD_GATEWAY,
+                            format!("proxy: upstream {}: {e}", self.upstream),
+                        ),
+                        None,
                     ),
-                    None,
-                ),
-            },
+                }
+            }
         };
         let dropped = response.status().is_success() && {
             let mut state = self.state();
@@ -847,6 +930,22 @@ impl Shared {
         });
         drop(state);
         (!dropped).then_some(response)
+    }
+
+    /// With [`Proxy::refuse_every_second_record`] pending for `key`: the request body with only
+    /// the records at even positions, and how many records the client sent.
+    fn partial_batch(&self, key: &str, op: &Op) -> Option<(Bytes, usize)> {
+        let mut state = self.state();
+        let left = state.partial.get_mut(key).filter(|n| **n > 0)?;
+        let mut json = op.json.clone();
+        let records = json.get_mut("Records")?.as_array_mut()?;
+        let total = records.len();
+        if total < 2 {
+            return None;
+        }
+        *records = records.iter().step_by(2).cloned().collect();
+        *left -= 1;
+        Some((Bytes::from(serde_json::to_vec(&json).ok()?), total))
     }
 
     /// Answers a request itself when AWS would refuse it or moto no longer knows the resource.

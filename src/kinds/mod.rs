@@ -692,7 +692,8 @@ pub fn address_for(
 /// with `prefix` (names the stack derives: `{stack}-`) and those `tagged` as the stack's (explicit
 /// names that left the spec) concurrently, and keep what is ours or
 /// carries a desired name (a foreign same-named resource is kept, with `ours: false`, so the
-/// planner can refuse it).
+/// planner can refuse it). A candidate that is not a desired one and may not be read
+/// (`AccessDenied`: another team's `{stack}-…` resource) is not the stack's: it is left out.
 pub async fn read_candidates<F, Fut>(
     desired: &Model,
     kind: Kind,
@@ -709,7 +710,19 @@ where
     let candidates = listed
         .into_iter()
         .filter(|n| wanted.contains(&n.as_str()) || n.starts_with(prefix) || tagged.contains(n));
-    let found = futures::future::try_join_all(candidates.map(read)).await?;
+    let read = &read;
+    let wanted = &wanted;
+    let found = futures::future::try_join_all(candidates.map(|n| async move {
+        let desired_name = wanted.contains(&n.as_str());
+        match read(n.clone()).await {
+            Err(e) if e.is_access_denied() && !desired_name => {
+                tracing::info!("{kind} {n} may not be read, so it is not this stack's: {e}");
+                Ok(None)
+            }
+            other => other,
+        }
+    }))
+    .await?;
     Ok(found
         .into_iter()
         .flatten()

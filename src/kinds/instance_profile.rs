@@ -38,6 +38,18 @@ pub struct InstanceProfiles;
 
 impl ResourceKind for InstanceProfiles {
     lifecycle_from_module_fns!(kinds: &[KIND]; outputs, cloudformation);
+    fn correct_listing<'a>(
+        &'a self,
+        clients: &'a crate::aws::Clients,
+        _listed: &'a [String],
+    ) -> futures::future::BoxFuture<'a, Result<super::ListingFix>> {
+        Box::pin(async move {
+            Ok(super::ListingFix {
+                unlisted: iam_api::of_every_stack(&clients.iam, true).await?,
+                not_leftovers: Vec::new(),
+            })
+        })
+    }
     fn name_namespace(&self) -> Option<(&'static str, bool)> {
         Some(("instance profile", true))
     }

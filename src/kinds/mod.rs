@@ -401,6 +401,28 @@ pub trait ResourceKind: Send + Sync {
     fn render(&self, _r: &Resource, _what: Render) -> Option<Rendered> {
         None
     }
+
+    /// For `stacks` and `gc`, which list every stack's resources in the region with the
+    /// Resource Groups Tagging API (`listed`, the ARNs it answered): this kind's resources of
+    /// any stack that the API does not list (IAM's), and the listed ARNs of this kind that are
+    /// no leftovers although still tagged (terminated instances).
+    fn correct_listing<'a>(
+        &'a self,
+        _clients: &'a Clients,
+        _listed: &'a [String],
+    ) -> BoxFuture<'a, Result<ListingFix>> {
+        Box::pin(async { Ok(ListingFix::default()) })
+    }
+}
+
+/// What one kind corrects in the Resource Groups Tagging API's listing of every stack's
+/// resources (see [`ResourceKind::correct_listing`]).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ListingFix {
+    /// Resources the API does not list, with their tags (every one tagged `streamstack:stack`).
+    pub unlisted: Vec<(String, BTreeMap<String, String>)>,
+    /// Listed ARNs that are not leftovers.
+    pub not_leftovers: Vec<String>,
 }
 
 /// What every kind's operations get.

@@ -44,6 +44,18 @@ pub struct Roles;
 
 impl ResourceKind for Roles {
     lifecycle_from_module_fns!(kinds: &KINDS; outputs, cloudformation);
+    fn correct_listing<'a>(
+        &'a self,
+        clients: &'a crate::aws::Clients,
+        _listed: &'a [String],
+    ) -> futures::future::BoxFuture<'a, Result<super::ListingFix>> {
+        Box::pin(async move {
+            Ok(super::ListingFix {
+                unlisted: iam_api::of_every_stack(&clients.iam, false).await?,
+                not_leftovers: Vec::new(),
+            })
+        })
+    }
     fn name_namespace(&self) -> Option<(&'static str, bool)> {
         // Role names are unique per account, compared case-insensitively.
         Some(("IAM role", true))

@@ -26,6 +26,7 @@ mod kind_delivery_iam;
 mod kind_host;
 mod kind_log_group;
 mod lifecycle;
+mod plan_inputs;
 mod proxy;
 mod quotas;
 mod render;

@@ -5,6 +5,7 @@
 use futures::StreamExt;
 
 use crate::support::cli::*;
+use crate::support::proxy::ProxyConfig;
 use crate::support::Sandbox;
 
 const CROWD: &str = "version: 1\nstack: crowd\nregion: eu-west-1\n\
@@ -59,4 +60,35 @@ fn a_first_plan_among_200_foreign_streams_reads_none_of_their_tags() {
     let described = sb.proxy.calls_of("kinesis:DescribeStreamSummary");
     assert_eq!(described.len(), 1, "{described:?}");
     assert_eq!(described[0].status, 400, "{described:?}");
+}
+
+fn moved_delivery(to: &str) -> String {
+    format!(
+        "version: 1\nstack: fresh\nregion: eu-west-1\n\
+         buckets:\n  first: {{ force_destroy: true }}\n  second: {{ force_destroy: true }}\n\
+         deliveries:\n  raw: {{ from: direct, to: {to}, error_logging: false }}\n"
+    )
+}
+
+/// IAM is eventually consistent: right after an apply changed a role's policy, GetRolePolicy
+/// may still answer the document before it. The plan confirms the difference with targeted
+/// re-reads instead of reporting an update.
+#[test]
+fn a_plan_right_after_apply_does_not_report_a_stale_policy_as_drift() {
+    let sb = Sandbox::new(ProxyConfig {
+        policy_stale: 2,
+        ..ProxyConfig::default()
+    });
+    let spec = spec_file(&moved_delivery("first"));
+    ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
+    // The delivery's role may now write to the second bucket instead: PutRolePolicy.
+    rewrite(&spec, &moved_delivery("second"));
+    ok(&sb, &["apply", "--auto-approve", p(&spec.path)]);
+    sb.proxy.reset_calls();
+    let o = ss(&sb, &["plan", "--detailed-exitcode", p(&spec.path)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Both stale answers were given to this plan, and a third read saw the new document.
+    assert_eq!(sb.proxy.emulated("policy-stale"), 2);
+    assert_eq!(sb.proxy.calls_of("iam:GetRolePolicy").len(), 3);
+    ok(&sb, &["destroy", "--auto-approve", p(&spec.path)]);
 }

@@ -626,9 +626,9 @@ async fn read(
         return Ok(None);
     };
     let mut tags = ec2_api::tag_map(i.tags());
-    // Found by the stack's tag: one without its address tag is still the stack's (a leftover
-    // that `gc` must be able to terminate), known by its id.
-    let address = tagged_address(&tags, KIND).unwrap_or_else(|| Address::new(KIND, id));
+    let Some(address) = tagged_address(&tags, KIND) else {
+        return Ok(None);
+    };
     let name = tags.remove(NAME_TAG).unwrap_or_else(|| id.to_string());
     // The host's own bootstrap report is not drift (see TAG_BOOTSTRAP).
     tags.remove(TAG_BOOTSTRAP);

@@ -68,6 +68,20 @@ async fn profile_tags_of(
     Ok(tag_map(tags.unwrap_or_default()))
 }
 
+/// [`super::ResourceKind::correct_listing`] of an IAM kind: its entities of every stack (see
+/// [`of_every_stack`]).
+pub fn unlisted(
+    clients: &crate::aws::Clients,
+    profiles: bool,
+) -> futures::future::BoxFuture<'_, Result<super::ListingFix>> {
+    Box::pin(async move {
+        Ok(super::ListingFix {
+            unlisted: of_every_stack(&clients.iam, profiles).await?,
+            not_leftovers: Vec::new(),
+        })
+    })
+}
+
 /// For `stacks`: the roles (or, with `profiles`, the instance profiles) of every stack in the
 /// account, which the Resource Groups Tagging API does not list
 /// (https://docs.aws.amazon.com/resourcegroupstagging/latest/APIReference/supported-services.html

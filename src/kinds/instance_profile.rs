@@ -43,12 +43,7 @@ impl ResourceKind for InstanceProfiles {
         clients: &'a crate::aws::Clients,
         _listed: &'a [String],
     ) -> futures::future::BoxFuture<'a, Result<super::ListingFix>> {
-        Box::pin(async move {
-            Ok(super::ListingFix {
-                unlisted: iam_api::of_every_stack(&clients.iam, true).await?,
-                not_leftovers: Vec::new(),
-            })
-        })
+        iam_api::unlisted(clients, true)
     }
     fn name_namespace(&self) -> Option<(&'static str, bool)> {
         Some(("instance profile", true))

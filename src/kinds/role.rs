@@ -52,12 +52,7 @@ impl ResourceKind for Roles {
         clients: &'a crate::aws::Clients,
         _listed: &'a [String],
     ) -> futures::future::BoxFuture<'a, Result<super::ListingFix>> {
-        Box::pin(async move {
-            Ok(super::ListingFix {
-                unlisted: iam_api::of_every_stack(&clients.iam, false).await?,
-                not_leftovers: Vec::new(),
-            })
-        })
+        iam_api::unlisted(clients, false)
     }
     fn name_namespace(&self) -> Option<(&'static str, bool)> {
         // Role names are unique per account, compared case-insensitively.

@@ -52,6 +52,9 @@ pub struct Clients {
     pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub cloudformation: aws_sdk_cloudformation::Client,
     pub region: String,
+    /// The clients talk to an endpoint other than AWS's own (`--endpoint-url`: an emulator),
+    /// whose coverage of AWS's APIs may be partial (moto's tagging API skips Kinesis).
+    pub custom_endpoint: bool,
     /// The request budget every client above shares (and its count of writes).
     pub budget: std::sync::Arc<Budget>,
     /// Who the credentials are (account, ARN), asked of STS once per process.
@@ -163,6 +166,7 @@ impl Clients {
             cloudformation: client!(aws_sdk_cloudformation),
             s3,
             region,
+            custom_endpoint,
             budget,
             caller: Default::default(),
         })

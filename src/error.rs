@@ -73,6 +73,14 @@ impl Error {
     pub fn is_iam_propagation(&self) -> bool {
         self.aws().is_some_and(AwsError::is_iam_propagation)
     }
+    /// The caller may not do this (`AccessDenied`, `AccessDeniedException`, or a 403 whose
+    /// body named no code).
+    pub fn is_access_denied(&self) -> bool {
+        self.aws().is_some_and(|a| {
+            matches!(a.code(), Some("AccessDenied" | "AccessDeniedException"))
+                || (a.code().is_none() && a.status() == Some(403))
+        })
+    }
     /// Worth retrying: no answer, a 5xx, or throttling.
     pub fn is_transient(&self) -> bool {
         let Some(a) = self.aws() else {

@@ -153,23 +153,40 @@ pub async fn open_stack(stack: &str, opts: &OpenOptions) -> Result<Session> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StackInfo {
     pub name: String,
-    /// Resources the Resource Groups Tagging API knows as the stack's.
+    /// Resources tagged as the stack's: those the Resource Groups Tagging API lists, less
+    /// terminated instances, plus its IAM roles and instance profiles (which it does not list).
     pub resources: usize,
     pub created_at: Option<String>,
     pub expires_at: Option<String>,
     pub expired: bool,
 }
 
-/// Every stack in the region, found by the `streamstack:stack` tag, by name.
+/// Every stack in the region, found by the `streamstack:stack` tag, by name: the Resource
+/// Groups Tagging API's listing as each kind corrects it (`ResourceKind::correct_listing`).
 pub async fn list_stacks(aws: &AwsOptions) -> Result<Vec<StackInfo>> {
     let clients = Clients::new(aws).await?;
+    let mut listed = tagged_resources(&clients, TAG_STACK, None).await?;
+    let arns: Vec<String> = listed.iter().map(|(arn, _)| arn.clone()).collect();
+    let fixes = futures::future::try_join_all(
+        kinds::REGISTRY
+            .handlers()
+            .map(|h| h.correct_listing(&clients, &arns)),
+    )
+    .await?;
+    for fix in fixes {
+        listed.retain(|(arn, _)| !fix.not_leftovers.contains(arn));
+        listed.extend(fix.unlisted);
+    }
+    Ok(stacks_of(listed, std::time::SystemTime::now()))
+}
+
+/// The stacks `resources` (ARN and tags) belong to, by name, as of `now`.
+fn stacks_of(
+    resources: Vec<(String, BTreeMap<String, String>)>,
+    now: std::time::SystemTime,
+) -> Vec<StackInfo> {
     let mut found: BTreeMap<String, StackInfo> = BTreeMap::new();
-    let now = std::time::SystemTime::now();
-    for (arn, tags) in tagged_resources(&clients, TAG_STACK, None).await? {
-        // Terminated instances and their volumes keep their tags for a while.
-        if arn.contains(":instance/") || arn.contains(":volume/") {
-            continue;
-        }
+    for (_, tags) in resources {
         let Some(name) = tags.get(TAG_STACK) else {
             continue;
         };
@@ -194,7 +211,7 @@ pub async fn list_stacks(aws: &AwsOptions) -> Result<Vec<StackInfo>> {
             .and_then(parse_rfc3339)
             .is_some_and(|at| at <= now);
     }
-    Ok(found.into_values().collect())
+    found.into_values().collect()
 }
 
 impl Session {

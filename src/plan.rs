@@ -941,6 +941,36 @@ hosts:
         assert!(err.to_string().contains("stream.weather"));
     }
 
+    /// A host with ssh in `subnet`: its group is made in that subnet's VPC.
+    fn ssh_host_in(subnet: &str) -> String {
+        format!(
+            "version: 1\nstack: lab\nregion: eu-west-1\nstreams:\n  weather: {{}}\n\
+             hosts:\n  collector:\n    instance_type: t3.micro\n    subnet: {subnet}\n\
+             \x20   ssh: {{ from: [203.0.113.4/32] }}\n\
+             \x20   flows: [{{ files: /var/log/w/*.log, to: weather }}]\n"
+        )
+    }
+
+    #[test]
+    fn a_host_moved_to_another_vpc_replaces_its_security_group_too() {
+        // The group's create reads the VPC from the host's subnet: a value from another
+        // resource, compared as the group's `subnet` (the kind reads a group in another VPC
+        // as that VPC's id).
+        let live = live_of(&model(&ssh_host_in("subnet-0aaa0aaa")));
+        let m = model(&ssh_host_in("subnet-0bbb0bbb"));
+        let p = plan(&REGISTRY, &m, &live).expect("plan");
+        assert_eq!(find(&p, "host.collector").action, Action::Replace);
+        let group = find(&p, "security_group.collector");
+        assert_eq!(group.action, Action::Replace, "{group:#?}");
+        assert!(
+            group.attributes.iter().any(|a| a.name == "subnet"),
+            "{group:#?}"
+        );
+        // The host waits for its group.
+        let order = |a: &str| p.changes.iter().position(|c| c.address == a);
+        assert!(order("security_group.collector") < order("host.collector"));
+    }
+
     #[test]
     fn destroy_deletes_only_ours_users_before_what_they_use() {
         let m = model(SPEC);

@@ -205,12 +205,20 @@ async fn outputs(_cx: &Cx, live: &Live) -> Result<BTreeMap<String, String>> {
 /// Tags per TagDeliveryStream/UntagDeliveryStream call.
 const TAGS_PER_CALL: usize = 50;
 
+/// The most names one ListDeliveryStreams answers (its default is 10: an account of 500
+/// deliveries would take 50 calls at 5 per second)
+/// (https://docs.aws.amazon.com/firehose/latest/APIReference/API_ListDeliveryStreams.html).
+const LIST_LIMIT: i32 = 10_000;
+
 /// Every delivery this stack has or wants: the desired names, plus any `{stack}-*` delivery
 /// tagged as ours (a delivery removed from the spec).
 pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     let names = pages!(
         "firehose:ListDeliveryStreams",
-        cx.clients.firehose.list_delivery_streams(),
+        cx.clients
+            .firehose
+            .list_delivery_streams()
+            .limit(LIST_LIMIT),
         set_exclusive_start_delivery_stream_name,
         |out| {
             let last = out.delivery_stream_names.last();

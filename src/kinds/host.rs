@@ -30,8 +30,8 @@ use serde::Serialize;
 use super::ec2_api::{self, filter};
 pub use super::HOST as KIND;
 use super::{
-    found, missing_hop, owned_by, props, retry, tagged_address, wait_for, CheckRun, Cx, Hop, Live,
-    Render, Rendered, ResourceKind, INSTANCE_PROFILE, SECURITY_GROUP,
+    found, missing_hop, owned_by, props, retry, tagged_address, wait_for, CheckRun, Cx, Hop,
+    ListingFix, Live, Render, Rendered, ResourceKind, INSTANCE_PROFILE, SECURITY_GROUP,
 };
 use crate::aws::{next_token, pages, Ctx};
 use crate::model::{Address, Kind, Model, Props, Resource, TAG_BOOTSTRAP, TAG_IMAGE};
@@ -84,6 +84,13 @@ impl ResourceKind for Hosts {
     }
     fn hop_order(&self) -> u8 {
         1
+    }
+    fn correct_listing<'a>(
+        &'a self,
+        clients: &'a crate::aws::Clients,
+        listed: &'a [String],
+    ) -> BoxFuture<'a, Result<super::ListingFix>> {
+        Box::pin(not_leftovers(clients, listed))
     }
     fn wait_reported<'a>(
         &'a self,
@@ -467,6 +474,60 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     };
     let found = try_join_all(instances.iter().map(|i| read(cx, i, &profiles, desired))).await?;
     Ok(found.into_iter().flatten().collect())
+}
+
+/// For `stacks`: the instances and volumes the Resource Groups Tagging API lists that are no
+/// leftovers. A terminated instance keeps its tags for a while (and stays listed); one pending,
+/// running, stopping or stopped is the costliest leftover of all. Volumes go with their
+/// instance (launched with `DeleteOnTermination`), so they are never counted on their own.
+async fn not_leftovers(clients: &crate::aws::Clients, listed: &[String]) -> Result<ListingFix> {
+    let instance_id = |arn: &String| arn.split_once(":instance/").map(|(_, id)| id.to_string());
+    let ids: Vec<String> = listed.iter().filter_map(instance_id).collect();
+    let mut existing = Vec::new();
+    // DescribeInstances takes at most 200 values per filter.
+    for chunk in ids.chunks(200) {
+        let states = LIVE_STATES.iter().map(|s| s.to_string()).collect();
+        let request = clients
+            .ec2
+            .describe_instances()
+            .filters(filter_of("instance-id", chunk.to_vec()))
+            .filters(filter_of("instance-state-name", states));
+        let reservations = pages!(
+            "ec2:DescribeInstances",
+            request.clone(),
+            set_next_token,
+            |out| (
+                out.reservations.unwrap_or_default(),
+                next_token(out.next_token)
+            )
+        )
+        .await?;
+        existing.extend(
+            reservations
+                .into_iter()
+                .flat_map(|r| r.instances.unwrap_or_default())
+                .filter_map(|i| i.instance_id),
+        );
+    }
+    let not_leftovers = listed
+        .iter()
+        .filter(|arn| {
+            arn.contains(":volume/") || instance_id(arn).is_some_and(|id| !existing.contains(&id))
+        })
+        .cloned()
+        .collect();
+    Ok(ListingFix {
+        unlisted: Vec::new(),
+        not_leftovers,
+    })
+}
+
+/// An EC2 filter on `name` with several values.
+fn filter_of(name: &str, values: Vec<String>) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values))
+        .build()
 }
 
 /// Is an instance-profile association in effect (or becoming so)?

@@ -8,6 +8,8 @@ use std::future::Future;
 use aws_sdk_iam::types::Tag;
 
 use super::{complete_iam_names, Cx, Live};
+use crate::aws::Ctx;
+use crate::model::{IAM_PATH_ROOT, TAG_STACK};
 use crate::{Error, Result};
 
 /// Tags as IAM takes them; `op` names the call they are for.
@@ -45,9 +47,84 @@ pub(crate) use pages;
 
 /// Every tag of role `name` (ListRoleTags, all pages).
 pub async fn role_tags(cx: &Cx, name: &str) -> Result<BTreeMap<String, String>> {
-    let request = cx.clients.iam.list_role_tags().role_name(name);
+    role_tags_of(&cx.clients.iam, name).await
+}
+
+async fn role_tags_of(iam: &aws_sdk_iam::Client, name: &str) -> Result<BTreeMap<String, String>> {
+    let request = iam.list_role_tags().role_name(name);
     let tags = pages!("iam:ListRoleTags", request.clone(), |out| out.tags).await?;
     Ok(tag_map(tags))
+}
+
+/// Every tag of instance profile `name`, as GetInstanceProfile answers them (moto lacks
+/// ListInstanceProfileTags).
+async fn profile_tags_of(
+    iam: &aws_sdk_iam::Client,
+    name: &str,
+) -> Result<BTreeMap<String, String>> {
+    let call = iam.get_instance_profile().instance_profile_name(name);
+    let out = call.send().await.op("iam:GetInstanceProfile")?;
+    let tags = out.instance_profile.and_then(|p| p.tags);
+    Ok(tag_map(tags.unwrap_or_default()))
+}
+
+/// [`super::ResourceKind::correct_listing`] of an IAM kind: its entities of every stack (see
+/// [`of_every_stack`]).
+pub fn unlisted(
+    clients: &crate::aws::Clients,
+    profiles: bool,
+) -> futures::future::BoxFuture<'_, Result<super::ListingFix>> {
+    Box::pin(async move {
+        Ok(super::ListingFix {
+            unlisted: of_every_stack(&clients.iam, profiles).await?,
+            not_leftovers: Vec::new(),
+        })
+    })
+}
+
+/// For `stacks`: the roles (or, with `profiles`, the instance profiles) of every stack in the
+/// account, which the Resource Groups Tagging API does not list
+/// (https://docs.aws.amazon.com/resourcegroupstagging/latest/APIReference/supported-services.html
+/// has no IAM entry): those under [`IAM_PATH_ROOT`] tagged `streamstack:stack`, as (ARN, tags).
+/// One listing by path, then each one's tags (the listings leave tags out).
+pub async fn of_every_stack(
+    iam: &aws_sdk_iam::Client,
+    profiles: bool,
+) -> Result<Vec<(String, BTreeMap<String, String>)>> {
+    let entities: Vec<(String, String, String)> = if profiles {
+        let request = iam.list_instance_profiles().path_prefix(IAM_PATH_ROOT);
+        let op = "iam:ListInstanceProfiles";
+        let listed = pages!(op, request.clone(), |out| out.instance_profiles).await?;
+        listed
+            .into_iter()
+            .map(|p| (p.path, p.instance_profile_name, p.arn))
+            .collect()
+    } else {
+        let request = iam.list_roles().path_prefix(IAM_PATH_ROOT);
+        let listed = pages!("iam:ListRoles", request.clone(), |out| out.roles).await?;
+        listed
+            .into_iter()
+            .map(|r| (r.path, r.role_name, r.arn))
+            .collect()
+    };
+    let under = entities
+        .into_iter()
+        .filter(|(path, _, _)| path.starts_with(IAM_PATH_ROOT));
+    let tagged = futures::future::try_join_all(under.map(|(_, name, arn)| async move {
+        let tags = if profiles {
+            profile_tags_of(iam, &name).await
+        } else {
+            role_tags_of(iam, &name).await
+        };
+        // Gone between the listing and the tag read: not a leftover.
+        Ok::<_, Error>(super::found(tags)?.map(|t| (arn, t)))
+    }))
+    .await?;
+    Ok(tagged
+        .into_iter()
+        .flatten()
+        .filter(|(_, t)| t.contains_key(TAG_STACK))
+        .collect())
 }
 
 /// The names of the IAM entities `listed` under `path` (all of them without one), where

@@ -38,6 +38,13 @@ pub struct InstanceProfiles;
 
 impl ResourceKind for InstanceProfiles {
     lifecycle_from_module_fns!(kinds: &[KIND]; outputs, cloudformation);
+    fn correct_listing<'a>(
+        &'a self,
+        clients: &'a crate::aws::Clients,
+        _listed: &'a [String],
+    ) -> futures::future::BoxFuture<'a, Result<super::ListingFix>> {
+        iam_api::unlisted(clients, true)
+    }
     fn name_namespace(&self) -> Option<(&'static str, bool)> {
         Some(("instance profile", true))
     }

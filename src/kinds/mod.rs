@@ -406,6 +406,28 @@ pub trait ResourceKind: Send + Sync {
     fn render(&self, _r: &Resource, _what: Render) -> Option<Rendered> {
         None
     }
+
+    /// For `stacks` and `gc`, which list every stack's resources in the region with the
+    /// Resource Groups Tagging API (`listed`, the ARNs it answered): this kind's resources of
+    /// any stack that the API does not list (IAM's), and the listed ARNs of this kind that are
+    /// no leftovers although still tagged (terminated instances).
+    fn correct_listing<'a>(
+        &'a self,
+        _clients: &'a Clients,
+        _listed: &'a [String],
+    ) -> BoxFuture<'a, Result<ListingFix>> {
+        Box::pin(async { Ok(ListingFix::default()) })
+    }
+}
+
+/// What one kind corrects in the Resource Groups Tagging API's listing of every stack's
+/// resources (see [`ResourceKind::correct_listing`]).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ListingFix {
+    /// Resources the API does not list, with their tags (every one tagged `streamstack:stack`).
+    pub unlisted: Vec<(String, BTreeMap<String, String>)>,
+    /// Listed ARNs that are not leftovers.
+    pub not_leftovers: Vec<String>,
 }
 
 /// What every kind's operations get.
@@ -697,7 +719,8 @@ pub fn address_for(
 /// with `prefix` (names the stack derives: `{stack}-`) and those `tagged` as the stack's (explicit
 /// names that left the spec) concurrently, and keep what is ours or
 /// carries a desired name (a foreign same-named resource is kept, with `ours: false`, so the
-/// planner can refuse it).
+/// planner can refuse it). A candidate that is not a desired one and may not be read
+/// (`AccessDenied`: another team's `{stack}-…` resource) is not the stack's: it is left out.
 pub async fn read_candidates<F, Fut>(
     desired: &Model,
     kind: Kind,
@@ -714,7 +737,19 @@ where
     let candidates = listed
         .into_iter()
         .filter(|n| wanted.contains(&n.as_str()) || n.starts_with(prefix) || tagged.contains(n));
-    let found = futures::future::try_join_all(candidates.map(read)).await?;
+    let read = &read;
+    let wanted = &wanted;
+    let found = futures::future::try_join_all(candidates.map(|n| async move {
+        let desired_name = wanted.contains(&n.as_str());
+        match read(n.clone()).await {
+            Err(e) if e.is_access_denied() && !desired_name => {
+                tracing::info!("{kind} {n} may not be read, so it is not this stack's: {e}");
+                Ok(None)
+            }
+            other => other,
+        }
+    }))
+    .await?;
     Ok(found
         .into_iter()
         .flatten()

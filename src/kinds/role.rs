@@ -7,6 +7,9 @@
 //!   whitespace do not matter).
 //! - In place: trust policy, inline policies, tags. Managed policies are not part of the model;
 //!   any attached out of band are detached on delete (DeleteRole requires it, aws-domain.md §4.6).
+//! - GetAccountAuthorizationDetails reads many roles at once (a classroom), never required.
+//! - A difference from the desired role is confirmed by targeted re-reads before it is
+//!   reported: IAM's reads are eventually consistent (docs/aws-facts.md#iam-propagation).
 //! - No waiting: IAM propagation is absorbed by the consumers' retries (Firehose, EC2).
 
 use std::borrow::Cow;
@@ -44,6 +47,13 @@ pub struct Roles;
 
 impl ResourceKind for Roles {
     lifecycle_from_module_fns!(kinds: &KINDS; outputs, cloudformation);
+    fn correct_listing<'a>(
+        &'a self,
+        clients: &'a crate::aws::Clients,
+        _listed: &'a [String],
+    ) -> futures::future::BoxFuture<'a, Result<super::ListingFix>> {
+        iam_api::unlisted(clients, false)
+    }
     fn name_namespace(&self) -> Option<(&'static str, bool)> {
         // Role names are unique per account, compared case-insensitively.
         Some(("IAM role", true))
@@ -117,32 +127,73 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
         .collect();
     let names = iam_api::names(cx, &wanted, |path| list_names(cx, path)).await?;
     // GetAccountAuthorizationDetails answers with each role's tags, trust policy and inline
-    // policies, where reading a role alone takes three calls (GetRole, ListRolePolicies,
-    // GetRolePolicy; one when only deleting). Many roles (a classroom): every page of it. Two
-    // or more roles read in full (a lab): its first page, 1,000 roles of the account, and
-    // whatever of the stack's is not on it alone.
-    let pages = if names.len() >= BULK_READ_FROM {
-        Some(usize::MAX)
-    } else if names.len() >= 2 && cx.reads_settings() {
-        Some(1)
+    // policies (of every role in the account), where reading a role alone takes three calls
+    // (GetRole, ListRolePolicies, GetRolePolicy; one when only deleting), made concurrently.
+    // Only many roles (a classroom) are read with it; it is never required (without the
+    // permission, each role is read alone).
+    let mut details = if names.len() >= BULK_READ_FROM && cx.reads_settings() {
+        account_role_details(cx, usize::MAX).await?
     } else {
-        None
-    };
-    let mut details = match pages {
-        Some(pages) => account_role_details(cx, pages).await?,
-        None => BTreeMap::new(),
+        BTreeMap::new()
     };
     let found = try_join_all(names.iter().map(|n| {
         let detail = details.remove(n);
         async move {
-            match detail {
-                Some(d) => Ok(live_from_detail(cx, d, desired)),
-                None => read(cx, n, desired).await,
+            let found = match detail {
+                Some(d) => live_from_detail(cx, d, desired),
+                None => read(cx, n, desired).await?,
+            };
+            match found {
+                Some(live) => confirmed(cx, live, desired).await.map(Some),
+                None => Ok(None),
             }
         }
     }))
     .await?;
     Ok(iam_api::keep(found, &wanted))
+}
+
+/// Pauses before each targeted re-read that confirms a difference (see [`confirmed`]).
+const CONFIRM_PAUSES_MS: [u64; 4] = [250, 500, 1000, 2000];
+
+/// IAM is eventually consistent: a read soon after a change may still answer the document
+/// before it (docs/aws-facts.md#iam-propagation), and GetAccountAuthorizationDetails answers from a snapshot. So a trust or inline policy of
+/// the stack's role that differs from the desired one is read again alone (GetRole,
+/// GetRolePolicy), a few times over about four seconds, before the difference is reported: an
+/// apply's own write seen late costs these reads, never an update.
+async fn confirmed(cx: &Cx, mut live: Live, desired: &Model) -> Result<Live> {
+    let want = match desired.get(live.address()) {
+        Some(r) if live.ours && cx.reads_settings() => props::<RoleProps>(r)?,
+        _ => return Ok(live),
+    };
+    let name = live.resource.name.clone();
+    for pause in CONFIRM_PAUSES_MS {
+        let mut have = props::<RoleProps>(&live.resource)?.clone();
+        let trust_differs = have.trust_policy != want.trust_policy;
+        let differing: Vec<&String> = want
+            .inline_policies
+            .iter()
+            .filter(|(n, doc)| have.inline_policies.get(*n) != Some(*doc))
+            .map(|(n, _)| n)
+            .collect();
+        if !trust_differs && differing.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        if trust_differs {
+            if let Some(role) = get_role(cx, &name).await? {
+                have.trust_policy = trust_policy(&role);
+            }
+        }
+        for policy in differing {
+            match get_policy(cx, &name, policy).await? {
+                Some(doc) => have.inline_policies.insert(policy.clone(), doc),
+                None => have.inline_policies.remove(policy),
+            };
+        }
+        live.resource.props = Props::new(have);
+    }
+    Ok(live)
 }
 
 /// From how many roles discovery reads them all with one GetAccountAuthorizationDetails.
@@ -269,36 +320,42 @@ async fn inline_policy_names(cx: &Cx, name: &str) -> Result<Vec<String>> {
 async fn inline_policies(cx: &Cx, name: &str) -> Result<BTreeMap<String, Value>> {
     let mut out = BTreeMap::new();
     for policy in inline_policy_names(cx, name).await? {
-        let got = cx
-            .clients
-            .iam
-            .get_role_policy()
-            .role_name(name)
-            .policy_name(&policy)
-            .send()
-            .await
-            .op("iam:GetRolePolicy");
         // None: deleted between the list and the get.
-        if let Some(o) = found(got)? {
-            out.insert(policy, decode_policy(&o.policy_document));
+        if let Some(doc) = get_policy(cx, name, &policy).await? {
+            out.insert(policy, doc);
         }
     }
     Ok(out)
 }
 
+/// One inline policy's document (GetRolePolicy); `None` if the role has no such policy.
+async fn get_policy(cx: &Cx, role: &str, policy: &str) -> Result<Option<Value>> {
+    let call = cx.clients.iam.get_role_policy().role_name(role);
+    let got = call.policy_name(policy).send().await;
+    let out = found(got.op("iam:GetRolePolicy"))?;
+    Ok(out.map(|o| decode_policy(&o.policy_document)))
+}
+
+/// GetRole; `None` if there is no such role.
+async fn get_role(cx: &Cx, name: &str) -> Result<Option<aws_sdk_iam::types::Role>> {
+    let got = cx.clients.iam.get_role().role_name(name).send().await;
+    Ok(found(got.op("iam:GetRole"))?.and_then(|o| o.role))
+}
+
+/// A role's trust policy, decoded (`null` when the answer has none).
+fn trust_policy(role: &aws_sdk_iam::types::Role) -> Value {
+    role.assume_role_policy_document
+        .as_deref()
+        .map(decode_policy)
+        .unwrap_or(Value::Null)
+}
+
 /// Reads one role by name; `None` if it does not exist.
 pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> {
-    let got = cx
-        .clients
-        .iam
-        .get_role()
-        .role_name(name)
-        .send()
-        .await
-        .op("iam:GetRole");
-    let Some(role) = found(got)?.and_then(|o| o.role) else {
+    let Some(role) = get_role(cx, name).await? else {
         return Ok(None);
     };
+    let trust_policy = trust_policy(&role);
     let name = role.role_name;
     // GetRole answers with the role's tags (all of them: a role has at most 50); ListRoleTags
     // only when an endpoint leaves them out.
@@ -306,11 +363,6 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
         Some(t) if !t.is_empty() => iam_api::tag_map(t),
         _ => iam_api::role_tags(cx, &name).await?,
     };
-    let trust_policy = role
-        .assume_role_policy_document
-        .as_deref()
-        .map(decode_policy)
-        .unwrap_or(Value::Null);
     // Deleting lists the policies itself, at the time it deletes them.
     let inline_policies = if cx.reads_settings() {
         inline_policies(cx, &name).await?

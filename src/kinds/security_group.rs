@@ -5,7 +5,8 @@
 //!   from the spec) and by the desired group names (same-named groups that are not ours).
 //!   `ssh_from` is every IPv4 and IPv6 range of the ingress rules on exactly TCP 22.
 //! - In place: `ssh_from` (authorize/revoke one CIDR at a time) and tags.
-//! - Replace: `description` (EC2 cannot change it); a name change is a new address.
+//! - Replace: `description` (EC2 cannot change it) and `subnet` when the new one is in another VPC
+//!   (a group belongs to one VPC); a name change is a new address.
 //! - Delete: `DependencyViolation` while a terminated instance still holds the group is retried.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,18 +28,20 @@ use crate::aws::Ctx;
 use crate::model::{Model, Props, Resource};
 use crate::{Error, Result};
 
-/// Attributes whose change forces a new group.
-pub const REPLACE_ON: &[&str] = &["description"];
+/// Attributes whose change forces a new group: EC2 cannot change a group's description, nor
+/// move it to another VPC.
+pub const REPLACE_ON: &[&str] = &["description", "subnet"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SecurityGroupProps {
     pub description: String,
     /// CIDR blocks allowed to TCP port 22; nothing else is allowed in.
     pub ssh_from: Vec<String>,
-    /// The subnet of the host the group is for, if the spec names one: the group is made in
-    /// that subnet's VPC (else in the default VPC). Not an attribute: EC2 reports a group's
-    /// VPC, not a subnet, and the host's own `subnet` already shows the change.
-    #[serde(skip)]
+    /// Where the group is made: in the VPC of its host's subnet (`hosts.KEY.subnet`), or in
+    /// the default VPC (`None`). A value the create reads from another resource (the subnet),
+    /// so it is an attribute the plan compares, and a change replaces the group. EC2 reports
+    /// a group's VPC, not a subnet: a live group in the VPC of the desired subnet reads as that
+    /// subnet; one in another VPC reads as its VPC id (`vpc-…`), which differs.
     pub subnet: Option<String>,
 }
 
@@ -84,6 +87,21 @@ const SSH_PORT: i32 = 22;
 /// Every group this stack has or wants: those tagged as ours, plus any group named like a
 /// desired one (which the planner refuses to touch unless it is ours).
 pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
+    let groups = described(cx, desired).await?;
+    // Where the desired groups belong, when there is a live group to compare.
+    let vpcs = if cx.reads_settings() && !groups.is_empty() {
+        desired_vpcs(cx, desired).await?
+    } else {
+        BTreeMap::new()
+    };
+    Ok(groups
+        .into_values()
+        .filter_map(|g| live(cx, g, desired, &vpcs))
+        .collect())
+}
+
+/// The groups tagged as the stack's and those with a desired name, by id.
+async fn described(cx: &Cx, desired: &Model) -> Result<BTreeMap<String, SecurityGroup>> {
     let mut groups: BTreeMap<String, SecurityGroup> = BTreeMap::new();
     for g in ec2_api::security_groups(cx, vec![ec2_api::stack_filter(cx)]).await? {
         if let Some(id) = g.group_id.clone() {
@@ -102,11 +120,26 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
             }
         }
     }
-    Ok(groups
-        .into_values()
-        .filter_map(|g| live(cx, g, desired))
-        .collect())
+    Ok(groups)
 }
+
+/// The VPC each desired group's `subnet` stands for (`None`: not found).
+async fn desired_vpcs(cx: &Cx, desired: &Model) -> Result<Vpcs> {
+    let subnets: BTreeSet<Option<String>> = desired
+        .of_kind(KIND)
+        .filter_map(|r| r.props.get::<SecurityGroupProps>())
+        .map(|p| p.subnet.clone())
+        .collect();
+    let mut out = BTreeMap::new();
+    for subnet in subnets {
+        let vpc = vpc_of(cx, subnet.as_deref()).await?;
+        out.insert(subnet, vpc);
+    }
+    Ok(out)
+}
+
+/// The VPC of each subnet (`None`: the default VPC) a desired group names, if it was found.
+type Vpcs = BTreeMap<Option<String>, Option<String>>;
 
 /// Reads the group with this name; `None` if there is none. When several VPCs hold a group of
 /// this name, this stack's one wins.
@@ -115,7 +148,7 @@ pub async fn read(cx: &Cx, name: &str, desired: &Model) -> Result<Option<Live>> 
     let mut found: Vec<Live> = ec2_api::security_groups(cx, named)
         .await?
         .into_iter()
-        .filter_map(|g| live(cx, g, desired))
+        .filter_map(|g| live(cx, g, desired, &Vpcs::new()))
         .collect();
     found.sort_by_key(|l| !l.ours);
     Ok(found.into_iter().next())
@@ -151,8 +184,9 @@ fn is_ipv6(cidr: &str) -> bool {
     cidr.contains(':')
 }
 
-/// The live resource of a described group; `None` without an id or name.
-fn live(cx: &Cx, g: SecurityGroup, desired: &Model) -> Option<Live> {
+/// The live resource of a described group; `None` without an id or name. `vpcs` tells where
+/// the desired groups belong (empty: not compared).
+fn live(cx: &Cx, g: SecurityGroup, desired: &Model, vpcs: &Vpcs) -> Option<Live> {
     let id = g.group_id?;
     let name = g.group_name?;
     let tags = ec2_api::tag_map(g.tags.as_deref().unwrap_or_default());
@@ -192,8 +226,15 @@ fn live(cx: &Cx, g: SecurityGroup, desired: &Model) -> Option<Live> {
             ssh_from = want.ssh_from.clone();
         }
     }
-    // EC2 reports a group's VPC, not a subnet: the desired one stands for it.
-    let subnet = want.and_then(|w| w.subnet.clone());
+    // EC2 reports a group's VPC, not a subnet: the desired one stands for it when the group
+    // is in that subnet's VPC (or when that cannot be told), else the group's VPC id does.
+    let subnet = match want {
+        Some(w) => match (vpcs.get(&w.subnet), &g.vpc_id) {
+            (Some(Some(vpc)), Some(here)) if vpc != here => Some(here.clone()),
+            _ => w.subnet.clone(),
+        },
+        None => g.vpc_id.clone(),
+    };
     let props = Props::new(SecurityGroupProps {
         description: g.description.unwrap_or_default(),
         ssh_from,
@@ -211,48 +252,44 @@ fn live(cx: &Cx, g: SecurityGroup, desired: &Model) -> Option<Live> {
 
 /// The VPC of the group's subnet when it names one, else the default VPC.
 async fn vpc_for(cx: &Cx, r: &Resource) -> Result<String> {
-    let ec2 = &cx.clients.ec2;
-    if let Some(subnet) = &props::<SecurityGroupProps>(r)?.subnet {
-        let out = ec2
-            .describe_subnets()
-            .subnet_ids(subnet)
-            .send()
-            .await
-            .op("ec2:DescribeSubnets")?;
-        return out
-            .subnets
-            .unwrap_or_default()
-            .into_iter()
-            .find_map(|s| s.vpc_id)
-            .ok_or_else(|| {
-                Error::resource(
-                    &r.address,
-                    format!(
-                        "subnet {subnet} (hosts.{}.subnet) was not found",
-                        r.address.key
-                    ),
-                )
-            });
-    }
-    let out = ec2
-        .describe_vpcs()
-        .filters(filter("isDefault", "true"))
-        .send()
-        .await
-        .op("ec2:DescribeVpcs")?;
-    out.vpcs
-        .unwrap_or_default()
-        .into_iter()
-        .find_map(|v| v.vpc_id)
-        .ok_or_else(|| {
-            Error::resource(
-                &r.address,
-                format!(
-                    "no default VPC in {}; set hosts.{}.subnet",
-                    cx.env.region, r.address.key
-                ),
-            )
+    let subnet = props::<SecurityGroupProps>(r)?.subnet.as_deref();
+    vpc_of(cx, subnet).await?.ok_or_else(|| {
+        let message = match subnet {
+            Some(subnet) => format!(
+                "subnet {subnet} (hosts.{}.subnet) was not found",
+                r.address.key
+            ),
+            None => format!(
+                "no default VPC in {}; set hosts.{}.subnet",
+                cx.env.region, r.address.key
+            ),
+        };
+        Error::resource(&r.address, message)
+    })
+}
+
+/// The VPC of `subnet`, or the default VPC without one; `None` when there is no such subnet
+/// or no default VPC. Asked once per session.
+async fn vpc_of(cx: &Cx, subnet: Option<&str>) -> Result<Option<String>> {
+    let key = format!("security_group.vpc:{}", subnet.unwrap_or("default"));
+    cx.lookups
+        .get(key, || async {
+            let ec2 = &cx.clients.ec2;
+            if let Some(subnet) = subnet {
+                let call = ec2.describe_subnets().subnet_ids(subnet).send().await;
+                let out = super::found(call.op("ec2:DescribeSubnets"))?;
+                let subnets = out.and_then(|o| o.subnets).unwrap_or_default();
+                return Ok(subnets.into_iter().find_map(|s| s.vpc_id));
+            }
+            let call = ec2.describe_vpcs().filters(filter("isDefault", "true"));
+            let out = call.send().await.op("ec2:DescribeVpcs")?;
+            Ok(out
+                .vpcs
+                .unwrap_or_default()
+                .into_iter()
+                .find_map(|v| v.vpc_id))
         })
+        .await
 }
 
 /// One TCP 22 permission for one CIDR block.

@@ -110,36 +110,56 @@ async fn outputs(_cx: &Cx, live: &Live) -> Result<BTreeMap<String, String>> {
     Ok(arn_output(live))
 }
 
-/// Every stream this stack has or wants: the desired names, plus any `{stack}-*` stream
-/// tagged as ours (a stream removed from the spec).
+/// Every stream this stack has or wants, found by name: the desired names and `{stack}-*`
+/// streams of the account's listing, plus those the stack's Resource Groups Tagging listing
+/// names (an explicitly named stream that left the spec). Only those are read: a first plan in
+/// an account of many streams reads none of theirs.
 pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     let names = list_names(cx).await?;
     let prefix = format!("{}-", cx.stack);
     let mut tagged = cx.tagged_names(&cx.env.stream_arn("")).await?;
-    if tagged.is_empty() {
-        // Some endpoints' tagging API (moto's) does not cover Kinesis: read the tags of the
-        // streams no name rule finds, so an explicitly named stream that left the spec is
-        // still found. Where the tagging API knows the stack's streams, this costs nothing.
-        let wanted: Vec<&str> = desired.of_kind(KIND).map(|r| r.name.as_str()).collect();
-        let others: Vec<&String> = names
-            .iter()
-            .filter(|n| !wanted.contains(&n.as_str()) && !n.starts_with(&prefix))
-            .collect();
-        let found = futures::future::try_join_all(others.iter().map(|n| async move {
-            let tags = found(tags(cx, n).await)?;
-            Ok::<_, Error>(
-                tags.filter(|t| owned_by(t, &cx.stack))
-                    .map(|_| n.to_string()),
-            )
-        }))
-        .await?;
-        tagged.extend(found.into_iter().flatten());
+    if tagged.is_empty() && tagging_may_miss_streams(cx).await? {
+        tagged.extend(tagged_by_scan(cx, desired, &names, &prefix).await?);
     }
     read_candidates(desired, KIND, &prefix, &tagged, names, |n| async move {
         let known = cx.tagged_tags(&cx.env.stream_arn(&n)).await?;
         read_with_tags(cx, &n, desired, known).await
     })
     .await
+}
+
+/// Whether the stack's streams may be missing from its Resource Groups Tagging listing although
+/// they exist: AWS's tagging API lists Kinesis streams
+/// (https://docs.aws.amazon.com/resourcegroupstagging/latest/APIReference/supported-services.html),
+/// moto's does not (docs/aws-facts.md, "moto emulator quirks"). Only on an endpoint other than
+/// AWS's, and only for a stack that exists there (something of it is tagged): before a first
+/// apply nothing of the stack can be found by its tags.
+async fn tagging_may_miss_streams(cx: &Cx) -> Result<bool> {
+    Ok(cx.clients.custom_endpoint && !cx.tagged_arns().await?.is_empty())
+}
+
+/// The names of streams no name rule finds whose own tags say they are the stack's: one
+/// ListTagsForStream per stream (see [`tagging_may_miss_streams`] for where this is needed).
+/// A stream whose tags may not be read is not the stack's.
+async fn tagged_by_scan(
+    cx: &Cx,
+    desired: &Model,
+    names: &[String],
+    prefix: &str,
+) -> Result<Vec<String>> {
+    let wanted: Vec<&str> = desired.of_kind(KIND).map(|r| r.name.as_str()).collect();
+    let others = names
+        .iter()
+        .filter(|n| !wanted.contains(&n.as_str()) && !n.starts_with(prefix));
+    let found = futures::future::try_join_all(others.map(|n| async move {
+        let tags = match found(tags(cx, n).await) {
+            Err(e) if e.is_access_denied() => None,
+            other => other?,
+        };
+        Ok::<_, Error>(tags.filter(|t| owned_by(t, &cx.stack)).map(|_| n.clone()))
+    }))
+    .await?;
+    Ok(found.into_iter().flatten().collect())
 }
 
 /// Where ListStreams goes on: after a NextToken (the current API), or after the last name

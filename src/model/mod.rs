@@ -195,9 +195,12 @@ impl Serialize for Props {
     }
 }
 
+/// The IAM path under which every stack's roles and instance profiles are.
+pub const IAM_PATH_ROOT: &str = "/streamstack/";
+
 /// The IAM path of a stack's roles and instance profiles.
 pub fn iam_path(stack: &str) -> String {
-    format!("/streamstack/{stack}/")
+    format!("{IAM_PATH_ROOT}{stack}/")
 }
 
 /// Where the stack lives: names and ARNs depend on it.

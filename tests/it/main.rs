@@ -17,6 +17,7 @@ mod support;
 
 mod check;
 mod cloudformation;
+mod discovery;
 mod faults;
 mod first_minutes;
 mod gitops;
@@ -26,6 +27,7 @@ mod kind_host;
 mod kind_log_group;
 mod lifecycle;
 mod lock;
+mod plan_inputs;
 mod proxy;
 mod quotas;
 mod render;

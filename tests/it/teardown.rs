@@ -138,3 +138,97 @@ fn stacks_lists_by_tag_gc_destroys_only_the_expired_and_destroy_by_name_needs_no
         "{out}"
     );
 }
+
+/// The tags streamstack puts on a resource of `stack` at `address`, created and expired an
+/// hour ago.
+fn expired_tags(stack: &str, address: &str) -> Vec<(String, String)> {
+    let t = |k: &str, v: &str| (k.to_string(), v.to_string());
+    vec![
+        t("streamstack:stack", stack),
+        t("streamstack:address", address),
+        t("streamstack:created-at", "2020-01-01T00:00:00Z"),
+        t("streamstack:expires-at", "2020-01-01T01:00:00Z"),
+    ]
+}
+
+/// A stack whose only leftover is its host role (which the Resource Groups Tagging API does not
+/// list), and one whose only leftover is a running instance: both are in `stacks`, and `gc`
+/// removes both; a terminated instance is no leftover.
+#[test]
+fn a_role_only_leftover_and_a_running_instance_are_stacks_that_gc_removes() {
+    let sb = Sandbox::passthrough();
+    rt().block_on(async {
+        let conf = sdk(&sb, "eu-west-1");
+        let iam = aws_sdk_iam::Client::new(&conf);
+        let tags = expired_tags("solo", "host_role.collector").into_iter();
+        let tags = tags.map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build());
+        iam.create_role()
+            .role_name("solo-collector-host")
+            .path("/streamstack/solo/")
+            .assume_role_policy_document(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+            )
+            .set_tags(Some(tags.collect::<Result<_, _>>().expect("tags")))
+            .send()
+            .await
+            .expect("CreateRole");
+        iam.put_role_policy()
+            .role_name("solo-collector-host")
+            .policy_name("streamstack")
+            .policy_document(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kinesis:PutRecords","Resource":"*"}]}"#,
+            )
+            .send()
+            .await
+            .expect("PutRolePolicy");
+        let ec2 = aws_sdk_ec2::Client::new(&conf);
+        let mut tags = expired_tags("box", "host.collector");
+        tags.push(("Name".into(), "box-collector".into()));
+        let tags = tags
+            .into_iter()
+            .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build());
+        ec2.run_instances()
+            .image_id("ami-087fc0fcee2c7570a")
+            .min_count(1)
+            .max_count(1)
+            .user_data("IyEvYmluL2Jhc2gK")
+            .tag_specifications(
+                aws_sdk_ec2::types::TagSpecification::builder()
+                    .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                    .set_tags(Some(tags.collect()))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("RunInstances");
+    });
+    let listed: Vec<(String, u64, bool)> = stacks(&sb)
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default().to_string(),
+                s["resources"].as_u64().unwrap_or(0),
+                s["expired"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [("box".into(), 1, true), ("solo".into(), 1, true)],
+        "{listed:?}"
+    );
+    let out = ok(&sb, &["--region", "eu-west-1", "gc", "--auto-approve"]);
+    for stack in ["box", "solo"] {
+        assert!(
+            out.contains(&format!("Nothing of stack {stack} remains")),
+            "{out}"
+        );
+        assert_nothing_remains(&sb, "eu-west-1", stack);
+    }
+    assert_eq!(
+        instance_ids(&sb, "box", "eu-west-1", &["terminated"]).len(),
+        1
+    );
+    // The terminated instance keeps its tags (moto lists it still): no stack is left.
+    assert!(stacks(&sb).is_empty(), "{:?}", stacks(&sb));
+}

@@ -28,6 +28,7 @@
 //! | `instance_pending` | EC2 RunInstances | DescribeInstances/DescribeInstanceStatus answers that list the instance: it is `pending` (0), not `running` |
 //! | `instance_shutting_down` | EC2 TerminateInstances | answers that list it: `shutting-down` (32), not `terminated` |
 //! | `group_invisible` | EC2 CreateSecurityGroup | DescribeSecurityGroups answers that would list the group: without it (eventual consistency) |
+//! | `policy_stale` | IAM PutRolePolicy replacing an earlier document of that policy (each one starts it again) | GetRolePolicy of the policy: the earlier document (eventual consistency) |
 //!
 //! Time is left only where AWS's behaviour *is* about time: the request quotas (token buckets
 //! refilled per second), whose clock a test can stop and move by hand ([`Proxy::freeze_clock`],
@@ -125,6 +126,9 @@ pub struct ProxyConfig {
     pub instance_shutting_down: u32,
     /// DescribeSecurityGroups answers that leave a new group out.
     pub group_invisible: u32,
+    /// GetRolePolicy answers that still give the document an inline policy had before its
+    /// last PutRolePolicy (IAM is eventually consistent).
+    pub policy_stale: u32,
     /// Enforce AWS's per-operation request quotas (see the module docs).
     pub quotas: bool,
 }
@@ -152,6 +156,7 @@ impl ProxyConfig {
             instance_pending: k,
             instance_shutting_down: k,
             group_invisible: k,
+            policy_stale: k,
             quotas: false,
         }
     }
@@ -187,6 +192,8 @@ pub struct Call {
 /// - `in-use`: a stream or delivery call refused with `ResourceInUseException` during a window;
 /// - `role-propagation`, `profile-propagation`: refused because IAM has not propagated yet;
 /// - `pending`, `shutting-down`: an instance describe that showed an instance in that state;
+/// - `policy-stale`: a GetRolePolicy answered with the policy's document before its last
+///   PutRolePolicy;
 /// - `group-invisible`: a DescribeSecurityGroups answer that left a new group out;
 /// - `throttled`: beyond a request quota; `injected`: [`Proxy::fail`] and friends;
 /// - `dropped`: forwarded, then left unanswered ([`Proxy::drop_responses`]);
@@ -211,6 +218,7 @@ pub const EMULATED: &[&str] = &[
     "reshard-rule",
     "group-in-use",
     "partial",
+    "policy-stale",
 ];
 
 impl fmt::Display for Call {
@@ -650,6 +658,11 @@ struct State {
     instance_groups: HashMap<String, Vec<String>>,
     /// Group id → how many more DescribeSecurityGroups answers leave it out.
     new_groups: HashMap<String, u32>,
+    /// (role, policy) → the document of its last PutRolePolicy.
+    policies: HashMap<(String, String), String>,
+    /// (role, policy) → the document before the last PutRolePolicy, and how many more
+    /// GetRolePolicy answers give it.
+    stale_policies: HashMap<(String, String), (String, u32)>,
     /// `service:Action` → its token bucket: tokens left as of an instant.
     quota_buckets: HashMap<String, (f64, Instant)>,
     /// Calls refused for going beyond a quota.
@@ -1269,6 +1282,47 @@ impl Shared {
     }
 
     /// Updates the emulated state from a forwarded call and rewrites what moto says if needed.
+    /// The `policy_stale` window: PutRolePolicy replacing a document opens it; a GetRolePolicy
+    /// inside it gets the earlier document (its answer rewritten).
+    fn stale_policy(&self, op: &Op, body: &[u8], state: &mut State) -> Option<Bytes> {
+        let key = (
+            op.form.get("RoleName")?.clone(),
+            op.form.get("PolicyName")?.clone(),
+        );
+        match op.action.as_str() {
+            "PutRolePolicy" => {
+                let doc = op.form.get("PolicyDocument")?.clone();
+                let before = state.policies.insert(key.clone(), doc.clone());
+                if let Some(before) = before.filter(|b| *b != doc && self.config.policy_stale > 0) {
+                    let k = self.config.policy_stale;
+                    state.stale_policies.insert(key, (before, k));
+                }
+                None
+            }
+            "GetRolePolicy" => {
+                let (before, left) = state.stale_policies.get_mut(&key)?;
+                if *left == 0 {
+                    return None;
+                }
+                *left -= 1;
+                let xml = String::from_utf8_lossy(body);
+                let (open, close) = ("<PolicyDocument>", "</PolicyDocument>");
+                let start = xml.find(open)? + open.len();
+                let end = start + xml[start..].find(close)?;
+                let encoded = percent_encoding::utf8_percent_encode(
+                    before,
+                    percent_encoding::NON_ALPHANUMERIC,
+                );
+                Some(Bytes::from(format!(
+                    "{}{encoded}{}",
+                    &xml[..start],
+                    &xml[end..]
+                )))
+            }
+            _ => None,
+        }
+    }
+
     fn observe(&self, op: &Op, upstream: Upstream) -> Answer {
         if !upstream.status.is_success() {
             return (upstream.into_response(None), None);
@@ -1279,6 +1333,12 @@ impl Shared {
         self.remember(op, &upstream.body, state);
         let mut rewritten = None;
         let mut emulated = None;
+        if op.service == "iam" {
+            if let Some(stale) = self.stale_policy(op, &upstream.body, state) {
+                rewritten = Some(stale);
+                emulated = Some("policy-stale");
+            }
+        }
         match (op.service.as_str(), op.action.as_str()) {
             ("kinesis", action) => {
                 let Some(name) = op.stream_name() else {

@@ -699,3 +699,78 @@ fn the_cloudformation_template_passes_checkov_and_reads_the_same_in_yaml_1_1() {
         assert_eq!(pyyaml, ours, "{spec}: YAML 1.1 and 1.2 readers differ");
     }
 }
+
+/// The bootstrap report rides out the new role's propagation: `aws ec2 create-tags` is refused
+/// at first and retried (12 attempts, 5 s apart: about a minute), then the script gives up with
+/// a warning rather than failing. The script's output also goes to the console, and an error
+/// inside a function still reaches the ERR trap (`set -E`).
+#[test]
+fn bootstrap_report_retries_while_the_role_propagates() {
+    let script = stdout_ok(&["render", "stacks/weather-lab.yaml", "--what", "user-data"]);
+    assert!(
+        script.contains("set -Eeuo pipefail\n"),
+        "set -E for the trap"
+    );
+    assert!(
+        script.contains("2>/dev/console) 2>&1\n"),
+        "the script's output goes to the console too"
+    );
+    let report = script_piece(&script, "report() {", "}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stubs = dir.path().join("bin");
+    std::fs::create_dir_all(&stubs).expect("stubs");
+    let calls = dir.path().join("calls");
+    let stub = |tool: &str, body: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = stubs.join(tool);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("stub");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    };
+    stub("curl", "echo i-0123456789abcdef0");
+    stub(
+        "sleep",
+        &format!("echo sleep \"$1\" >>'{}'", calls.display()),
+    );
+    // Refused REFUSE times (the role is not usable yet), then accepted.
+    stub(
+        "aws",
+        &format!(
+            "echo \"aws $*\" >>'{0}'\nn=$(grep -c '^aws ' '{0}')\n[ \"$n\" -gt \"$REFUSE\" ] || \
+             {{ echo 'An error occurred (UnauthorizedOperation)' >&2; exit 254; }}",
+            calls.display()
+        ),
+    );
+    let run = |refuse: u32| {
+        let _ = std::fs::remove_file(&calls);
+        let o = Command::new("bash")
+            .args(["-c", &format!("set -Eeuo pipefail\n{report}\nreport ok\n")])
+            .env("PATH", format!("{}:/usr/bin:/bin", stubs.display()))
+            .env("REFUSE", refuse.to_string())
+            .output()
+            .expect("bash");
+        let log = std::fs::read_to_string(&calls).unwrap_or_default();
+        let count = |p: &str| log.lines().filter(|l| l.starts_with(p)).count();
+        (o, count("aws "), count("sleep "), log)
+    };
+    let (o, tags, sleeps, log) = run(3);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!((tags, sleeps), (4, 3), "{log}");
+    assert!(out.contains("reported ok"), "{out}");
+    assert!(
+        log.contains("--tags Key=streamstack:bootstrap,Value=ok"),
+        "{log}"
+    );
+    // Never accepted: 12 attempts, a warning, and the script goes on (exit 0).
+    let (o, tags, sleeps, log) = run(100);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!((tags, sleeps), (12, 11), "{log}");
+    assert!(
+        log.lines()
+            .filter(|l| l.starts_with("sleep "))
+            .all(|l| l == "sleep 5"),
+        "{log}"
+    );
+    assert!(out.contains("could not report bootstrap ok"), "{out}");
+}

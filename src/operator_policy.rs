@@ -62,9 +62,7 @@ pub fn operator_policy(model: &Model, purpose: Purpose, account: Option<&str>) -
     statements.extend(services(&s));
     statements.extend(iam(&s));
     statements.extend(ec2(&s));
-    if purpose == Purpose::Apply {
-        statements.extend(lock_statements(&model.env, &model.stack));
-    }
+    statements.extend(lock_statements(&model.env, &model.stack, purpose));
     let statements = statements.into_iter().flatten().collect::<Vec<_>>();
     let mut doc = json!({"Version": "2012-10-17", "Statement": statements});
     let account = account.unwrap_or("*");
@@ -504,38 +502,52 @@ fn image_parameters(s: &Scope) -> Vec<String> {
 }
 
 /// The stack's lock: the object `{stack}/lock` in the account's lock bucket
-/// `streamstack-locks-{account}-{region}`, which the first run creates (private, encrypted).
-/// While [`LEGACY_SSM_LOCK`] is set, also the SSM parameter `/streamstack/{stack}/lock`.
-pub fn lock_statements(env: &Env, stack: &str) -> Vec<Option<Value>> {
+/// `streamstack-locks-{account}-{region}`, which the first apply creates (private, encrypted);
+/// `plan` reads it to say who holds it. While [`LEGACY_SSM_LOCK`] is set, also the SSM
+/// parameter `/streamstack/{stack}/lock`.
+pub fn lock_statements(env: &Env, stack: &str, purpose: Purpose) -> Vec<Option<Value>> {
     let bucket = env.bucket_arn(&format!(
         "streamstack-locks-{}-{}",
         env.account_id, env.region
     ));
+    let apply = purpose == Purpose::Apply;
+    // s3:ListBucket is HeadBucket's permission, and makes a missing object a 404, not a 403.
+    let bucket_actions: &[&str] = if apply {
+        &[
+            "s3:ListBucket",
+            "s3:CreateBucket",
+            "s3:PutBucketPublicAccessBlock",
+            "s3:PutEncryptionConfiguration",
+        ]
+    } else {
+        &["s3:ListBucket"]
+    };
+    let object_actions: &[&str] = if apply {
+        &["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    } else {
+        &["s3:GetObject"]
+    };
     let mut out = vec![
-        statement(
-            "LockBucket",
-            &[
-                "s3:ListBucket",
-                "s3:CreateBucket",
-                "s3:PutBucketPublicAccessBlock",
-                "s3:PutEncryptionConfiguration",
-            ],
-            vec![bucket.clone()],
-        ),
+        statement("LockBucket", bucket_actions, vec![bucket.clone()]),
         statement(
             "LockObject",
-            &["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            object_actions,
             vec![format!("{bucket}/{stack}/lock")],
         ),
     ];
     if LEGACY_SSM_LOCK {
-        out.push(statement(
-            "LockParameter",
+        let parameter_actions: &[&str] = if apply {
             &[
                 "ssm:GetParameter",
                 "ssm:PutParameter",
                 "ssm:DeleteParameter",
-            ],
+            ]
+        } else {
+            &["ssm:GetParameter"]
+        };
+        out.push(statement(
+            "LockParameter",
+            parameter_actions,
             vec![format!(
                 "arn:{}:ssm:{}:{}:parameter/streamstack/{stack}/*",
                 env.partition, env.region, env.account_id

@@ -25,6 +25,7 @@ mod kind_delivery_iam;
 mod kind_host;
 mod kind_log_group;
 mod lifecycle;
+mod operator_policy;
 mod proxy;
 mod quotas;
 mod render;

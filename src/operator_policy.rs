@@ -569,3 +569,175 @@ fn replace_in_strings(v: &mut Value, from: &str, to: &str) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAB: &str = include_str!("../stacks/weather-lab.yaml");
+    const DIRECT: &str = include_str!("../stacks/direct.yaml");
+
+    fn model(text: &str) -> Model {
+        let opts = crate::spec::LoadOptions {
+            account_id: Some("123456789012".into()),
+            ..Default::default()
+        };
+        match crate::derive::load_str("s.yaml", text, &opts) {
+            Ok(v) => v.model,
+            Err(d) => panic!("{d:?}"),
+        }
+    }
+
+    fn statements(p: &Value) -> Vec<&Value> {
+        p["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .collect()
+    }
+
+    fn strings(v: &Value) -> Vec<&str> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect()
+    }
+
+    fn actions(p: &Value) -> BTreeSet<&str> {
+        statements(p)
+            .into_iter()
+            .filter(|s| s["Effect"] == "Allow")
+            .flat_map(|s| strings(&s["Action"]))
+            .collect()
+    }
+
+    #[test]
+    fn plan_only_reads_and_apply_adds_the_writes() {
+        let m = model(LAB);
+        let plan = operator_policy(&m, Purpose::Plan, None);
+        let apply = operator_policy(&m, Purpose::Apply, None);
+        let read = |a: &&str| {
+            let op = a.split(':').nth(1).unwrap_or_default();
+            ["Describe", "List", "Get", "ListBucket"]
+                .iter()
+                .any(|p| op.starts_with(p))
+        };
+        assert!(actions(&plan).iter().all(read), "{:?}", actions(&plan));
+        assert!(actions(&plan).is_subset(&actions(&apply)));
+        for a in [
+            "kinesis:CreateStream",
+            "firehose:CreateDeliveryStream",
+            "ec2:RunInstances",
+            "iam:PassRole",
+            "s3:PutObject",
+        ] {
+            assert!(actions(&apply).contains(a), "{a}");
+            assert!(!actions(&plan).contains(a), "{a}");
+        }
+        // No wildcard action; no account-wide grant of a writing action.
+        for st in statements(&apply) {
+            for a in strings(&st["Action"]) {
+                assert!(!a.contains('*'), "{a}");
+            }
+            if strings(&st["Resource"]).contains(&"*") {
+                assert_eq!(st["Sid"], "Discover", "{st}");
+            }
+        }
+    }
+
+    #[test]
+    fn resources_are_the_stacks_names_path_and_tags() {
+        let p = operator_policy(&model(LAB), Purpose::Apply, None);
+        let by_sid = |sid: &str| {
+            statements(&p)
+                .into_iter()
+                .find(|s| s["Sid"] == sid)
+                .unwrap_or_else(|| panic!("{sid} in {p}"))
+        };
+        assert_eq!(
+            strings(&by_sid("Streams")["Resource"]),
+            ["arn:aws:kinesis:ap-northeast-2:*:stream/weather-lab-*"]
+        );
+        assert_eq!(
+            strings(&by_sid("Roles")["Resource"]),
+            ["arn:aws:iam::*:role/streamstack/weather-lab/*"]
+        );
+        // The offline account id is nowhere, not even inside a bucket's name.
+        assert!(!p.to_string().contains("123456789012"), "{p}");
+        let pass = by_sid("PassRoles");
+        assert_eq!(
+            pass["Condition"]["StringEquals"]["iam:PassedToService"],
+            json!(["ec2.amazonaws.com", "firehose.amazonaws.com"])
+        );
+        // EC2: created only with the stack's tag, changed only when tagged with it.
+        let deny = by_sid("OnlyTaggedCreations");
+        assert_eq!(deny["Effect"], "Deny");
+        assert_eq!(
+            deny["Condition"]["StringNotEquals"]["aws:RequestTag/streamstack:stack"],
+            "weather-lab"
+        );
+        assert_eq!(
+            by_sid("ChangeTagged")["Condition"]["StringEquals"]
+                ["aws:ResourceTag/streamstack:stack"],
+            "weather-lab"
+        );
+        assert_eq!(
+            by_sid("TagOnCreate")["Condition"]["StringEquals"]["ec2:CreateAction"],
+            json!(["RunInstances", "CreateSecurityGroup"])
+        );
+        // A given account is kept.
+        let own = operator_policy(&model(LAB), Purpose::Apply, Some("123456789012"));
+        assert!(own
+            .to_string()
+            .contains(":123456789012:stream/weather-lab-*"));
+    }
+
+    #[test]
+    fn the_lock_is_the_s3_object_of_the_stack() {
+        let env = Env::new("*", "eu-west-1", "lab");
+        let lock: Vec<Value> = lock_statements(&env, "lab", Purpose::Apply)
+            .into_iter()
+            .flatten()
+            .collect();
+        let object = &lock[1];
+        assert_eq!(
+            strings(&object["Resource"]),
+            ["arn:aws:s3:::streamstack-locks-*-eu-west-1/lab/lock"]
+        );
+        assert_eq!(
+            strings(&object["Action"]),
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+        );
+        assert!(strings(&lock[0]["Action"]).contains(&"s3:CreateBucket"));
+        let plan: Vec<Value> = lock_statements(&env, "lab", Purpose::Plan)
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(strings(&plan[1]["Action"]), ["s3:GetObject"]);
+        // The SSM lock's actions only while the lock still lives there.
+        let ssm = lock
+            .iter()
+            .any(|s| strings(&s["Action"]).contains(&"ssm:PutParameter"));
+        assert_eq!(ssm, LEGACY_SSM_LOCK);
+    }
+
+    #[test]
+    fn only_what_the_spec_uses_and_small_enough_for_a_managed_policy() {
+        let p = operator_policy(&model(DIRECT), Purpose::Apply, None);
+        // direct.yaml has no Kinesis stream.
+        assert!(
+            !actions(&p).iter().any(|a| a.starts_with("kinesis:")),
+            "{p}"
+        );
+        for text in [LAB, DIRECT, include_str!("../stacks/classroom.yaml")] {
+            let p = operator_policy(&model(text), Purpose::Apply, None);
+            // A customer-managed policy holds at most 6,144 characters without whitespace.
+            assert!(
+                crate::iam::policy_size(&p) <= 6144,
+                "{}",
+                crate::iam::policy_size(&p)
+            );
+        }
+    }
+}

@@ -20,6 +20,8 @@
 #                      and awscli pins its botocore, either would downgrade moto's.
 #   ensure_checkov     ensure_tool_venv .venv-checkov checkov==$CHECKOV_VERSION; export STREAMSTACK_CHECKOV
 #   ensure_awscli      ensure_tool_venv .venv-awscli awscli==$AWSCLI_VERSION; export STREAMSTACK_AWS_CLI
+#   ensure_parliament  ensure_tool_venv .venv-parliament parliament==$PARLIAMENT_VERSION; export
+#                      STREAMSTACK_PARLIAMENT (the IAM policy linter the render tests run)
 
 STREAMSTACK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MOTO_VERSION="5.2.5"
@@ -160,6 +162,7 @@ ensure_actionlint() {
 
 CHECKOV_VERSION="3.3.30"
 AWSCLI_VERSION="1.46.2"
+PARLIAMENT_VERSION="1.6.4"
 
 UV_VERSION="0.13.9"
 
@@ -208,4 +211,10 @@ ensure_awscli() {
   local bin
   bin="$(ensure_tool_venv "${STREAMSTACK_AWSCLI_VENV:-.venv-awscli}" "awscli==$AWSCLI_VERSION")"
   export STREAMSTACK_AWS_CLI="$bin/aws"
+}
+
+ensure_parliament() {
+  local bin
+  bin="$(ensure_tool_venv "${STREAMSTACK_PARLIAMENT_VENV:-.venv-parliament}" "parliament==$PARLIAMENT_VERSION")"
+  export STREAMSTACK_PARLIAMENT="$bin/parliament"
 }

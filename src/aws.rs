@@ -385,16 +385,23 @@ impl AwsError {
         let failure = match &e {
             SdkError::ServiceError(ctx) => {
                 let err = ctx.err();
+                let raw = ctx.raw();
                 Failure::Service {
-                    code: err.code().map(str::to_string),
-                    message: err.message().map(str::to_string),
-                    status: ctx.raw().status().as_u16(),
+                    code: err
+                        .code()
+                        .map(str::to_string)
+                        .or_else(|| xml_field(raw, "Code")),
+                    message: err
+                        .message()
+                        .map(str::to_string)
+                        .or_else(|| xml_field(raw, "Message")),
+                    status: raw.status().as_u16(),
                     request_id,
                 }
             }
             SdkError::ResponseError(ctx) => Failure::Service {
-                code: None,
-                message: Some(error_chain(&e)),
+                code: xml_field(ctx.raw(), "Code"),
+                message: xml_field(ctx.raw(), "Message").or_else(|| Some(error_chain(&e))),
                 status: ctx.raw().status().as_u16(),
                 request_id,
             },
@@ -405,6 +412,16 @@ impl AwsError {
             failure,
         }
     }
+}
+
+/// The text of the first `<tag>...</tag>` of an error answer's body, if any and not empty: an
+/// error the SDK could not read as its protocol's (an XML `<Error>` from an authorization layer
+/// in front of a JSON service, such as an AccessDenied) still says what went wrong.
+fn xml_field(raw: &HttpResponse, tag: &str) -> Option<String> {
+    let body = String::from_utf8_lossy(raw.body().bytes()?);
+    let start = body.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let len = body[start..].find(&format!("</{tag}>"))?;
+    Some(body[start..start + len].trim().to_string()).filter(|t| !t.is_empty())
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

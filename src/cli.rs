@@ -224,8 +224,20 @@ pub struct RenderArgs {
     /// What to render.
     #[arg(long, value_enum, default_value_t = What::UserData)]
     pub what: What,
+    /// With --what operator-policy: the commands the policy is for (plan: read-only; apply:
+    /// apply, check and destroy).
+    #[arg(long = "for", value_enum, value_name = "COMMANDS", default_value_t = PolicyFor::Apply)]
+    pub for_commands: PolicyFor,
     #[command(flatten)]
     pub spec_args: SpecArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyFor {
+    /// plan (read-only).
+    Plan,
+    /// apply, check and destroy.
+    Apply,
 }
 
 // `plan SPEC [--format FORMAT | --json] [--out FILE] [--detailed-exitcode] [--engine ENGINE]`
@@ -478,6 +490,8 @@ pub enum What {
     Policies,
     /// The whole stack as one CloudFormation template (YAML).
     Cloudformation,
+    /// The least-privilege IAM policy of whoever runs streamstack for this spec (JSON).
+    OperatorPolicy,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {

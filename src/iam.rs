@@ -11,7 +11,7 @@
 
 use serde_json::{json, Value};
 
-use crate::model::{Env, AGENT_METRICS_NAMESPACE};
+use crate::model::{Env, AGENT_METRICS_NAMESPACE, TAG_ADDRESS, TAG_BOOTSTRAP, TAG_STACK};
 
 /// Trust policy for a role assumed by EC2 instances.
 pub fn ec2_trust_policy() -> Value {
@@ -43,6 +43,8 @@ pub fn firehose_trust_policy(env: &Env) -> Value {
 pub struct HostAccess {
     /// The stack the host belongs to (its instance carries `streamstack:stack=<stack>`).
     pub stack: String,
+    /// The host's address (`host.KEY`): its instance carries `streamstack:address=<address>`.
+    pub address: String,
     /// Kinesis stream names the flows write to.
     pub streams: Vec<String>,
     /// Direct-put Firehose delivery names the flows write to.
@@ -119,21 +121,7 @@ pub fn host_policy(env: &Env, access: &HostAccess) -> Value {
             "kinesis",
         ));
     }
-    // The bootstrap reports by tagging its own instance: only that tag key, only on the
-    // instance making the call, only on the stack's instances.
-    statements.push(json!({
-        "Sid": "ReportBootstrap",
-        "Effect": "Allow",
-        "Action": ["ec2:CreateTags"],
-        "Resource": format!("arn:{}:ec2:{}:{}:instance/*", env.partition, env.region, env.account_id),
-        "Condition": {
-            "StringEquals": {
-                "aws:ARN": "${ec2:SourceInstanceARN}",
-                "aws:ResourceTag/streamstack:stack": access.stack
-            },
-            "ForAllValues:StringEquals": {"aws:TagKeys": [crate::model::TAG_BOOTSTRAP]}
-        }
-    }));
+    statements.push(report_bootstrap(env, access));
     statements.push(json!({
         "Sid": "AgentMetrics",
         "Effect": "Allow",
@@ -142,6 +130,28 @@ pub fn host_policy(env: &Env, access: &HostAccess) -> Value {
         "Condition": {"StringEquals": {"cloudwatch:namespace": AGENT_METRICS_NAMESPACE}}
     }));
     json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// The bootstrap reports by tagging its own instance: only that tag key, only on the instance
+/// that carries this host's `streamstack:address` and the stack's `streamstack:stack` (every
+/// host has a role of its own, so that is the instance making the call). Only condition keys
+/// documented for `ec2:CreateTags` on an instance: `aws:ResourceTag/${TagKey}` and
+/// `aws:TagKeys` (docs/aws-facts.md#host-role); `aws:ARN` is not one of them.
+fn report_bootstrap(env: &Env, access: &HostAccess) -> Value {
+    let tag = |key: &str| format!("aws:ResourceTag/{key}");
+    json!({
+        "Sid": "ReportBootstrap",
+        "Effect": "Allow",
+        "Action": ["ec2:CreateTags"],
+        "Resource": format!("arn:{}:ec2:{}:{}:instance/*", env.partition, env.region, env.account_id),
+        "Condition": {
+            "StringEquals": {
+                tag(TAG_ADDRESS): access.address,
+                tag(TAG_STACK): access.stack
+            },
+            "ForAllValues:StringEquals": {"aws:TagKeys": [TAG_BOOTSTRAP]}
+        }
+    })
 }
 
 /// What a delivery reads and writes, with physical names resolved.
@@ -257,6 +267,7 @@ mod tests {
             &env(),
             &HostAccess {
                 stack: "lab".into(),
+                address: "host.web".into(),
                 streams: vec!["lab-weather".into()],
                 deliveries: vec!["lab-direct".into()],
                 kms_keys: vec![],
@@ -281,13 +292,17 @@ mod tests {
                 "*"
             ]
         );
-        // The host may set only its bootstrap tag, only on itself, only on the stack's hosts.
+        // The host may set only its bootstrap tag, only on itself, only on the stack's hosts,
+        // with condition keys documented for ec2:CreateTags (no aws:ARN).
         let tag = &p["Statement"][2]["Condition"];
-        assert_eq!(tag["StringEquals"]["aws:ARN"], "${ec2:SourceInstanceARN}");
         assert_eq!(
-            tag["StringEquals"]["aws:ResourceTag/streamstack:stack"],
-            "lab"
+            tag["StringEquals"],
+            serde_json::json!({
+                "aws:ResourceTag/streamstack:address": "host.web",
+                "aws:ResourceTag/streamstack:stack": "lab"
+            })
         );
+        assert!(!p.to_string().contains("aws:ARN"));
         assert_eq!(
             tag["ForAllValues:StringEquals"]["aws:TagKeys"],
             serde_json::json!(["streamstack:bootstrap"])

@@ -35,6 +35,8 @@ const LAYERS: &[&str] = &[
     "plan",
     "executor",
     "lock",
+    // The operator's least-privilege policy, from the model and the kinds.
+    "operator_policy",
     // The library behind the commands.
     "ops",
     "cloudformation",

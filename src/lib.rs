@@ -23,6 +23,7 @@ pub mod journal;
 pub mod kinds;
 pub mod lock;
 pub mod model;
+pub mod operator_policy;
 pub mod ops;
 pub mod plan;
 pub mod schema;

@@ -4,7 +4,7 @@ use streamstack::kinds::Render;
 use streamstack::ops;
 
 use super::{load_options, print_diagnostics, stderr_color, Failure, Outcome};
-use streamstack::cli::{Global, RenderArgs, What};
+use streamstack::cli::{Global, PolicyFor, RenderArgs, What};
 
 pub fn run(g: &Global, a: &RenderArgs) -> Outcome {
     let (path, host, what) = (a.spec.as_path(), a.host.as_deref(), a.what);
@@ -18,6 +18,7 @@ pub fn run(g: &Global, a: &RenderArgs) -> Outcome {
             print!("{}", streamstack::cloudformation::render(path, &v)?);
             return Ok(0);
         }
+        What::OperatorPolicy => return operator_policy(&v.model, a.for_commands),
     };
     // Hosts are the resources that have user-data.
     let hosts: Vec<String> = ops::render(&v.model, Render::UserData, None)?
@@ -77,5 +78,24 @@ pub fn run(g: &Global, a: &RenderArgs) -> Outcome {
     } else {
         println!("{text}");
     }
+    Ok(0)
+}
+
+/// `--what operator-policy`: the policy on stdout; on stderr, what it assumes.
+fn operator_policy(model: &streamstack::model::Model, commands: PolicyFor) -> Outcome {
+    use streamstack::operator_policy::{operator_policy, Purpose};
+    let purpose = match commands {
+        PolicyFor::Plan => Purpose::Plan,
+        PolicyFor::Apply => Purpose::Apply,
+    };
+    let policy = operator_policy(model, purpose, None);
+    eprintln!(
+        "note: the account id is not known offline: `*` stands in the account position of every \
+         ARN; the policy is for the default engine (not --engine cloudformation)"
+    );
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&policy).map_err(|e| Failure::Message(e.to_string()))?
+    );
     Ok(0)
 }

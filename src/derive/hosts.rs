@@ -50,6 +50,7 @@ fn flows(d: &mut Deriver, key: &str, h: &HostSpec) -> Flows {
     let mut out = Flows {
         access: iam::HostAccess {
             stack: d.spec.stack.clone(),
+            address: Address::new(host::KIND, key).to_string(),
             ..Default::default()
         },
         ..Flows::default()

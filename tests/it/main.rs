@@ -28,6 +28,7 @@ mod kind_log_group;
 mod lifecycle;
 mod lock;
 mod plan_inputs;
+mod operator_policy;
 mod proxy;
 mod quotas;
 mod render;

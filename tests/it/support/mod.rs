@@ -23,6 +23,7 @@ pub mod cli;
 pub mod inventory;
 pub mod moto;
 pub mod proxy;
+pub mod resign;
 pub mod wait;
 
 use std::time::Duration;

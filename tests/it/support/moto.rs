@@ -125,6 +125,12 @@ impl MotoServer {
 
     /// Starts a private `moto_server` on a free port; it is stopped on drop.
     pub fn spawn() -> Result<MotoServer, String> {
+        MotoServer::spawn_with(&[])
+    }
+
+    /// [`MotoServer::spawn`] with extra environment variables for moto (a test that needs a
+    /// server of its own, such as one enforcing IAM with `INITIAL_NO_AUTH_ACTION_COUNT`).
+    pub fn spawn_with(env: &[(&str, &str)]) -> Result<MotoServer, String> {
         let program = find_moto_server().ok_or_else(|| {
             format!(
                 "moto is not available, and the integration tests need it (they do not skip).\n\
@@ -153,6 +159,7 @@ impl MotoServer {
                 "MOTO_IAM_LOAD_MANAGED_POLICIES",
                 std::env::var("MOTO_IAM_LOAD_MANAGED_POLICIES").unwrap_or_else(|_| "true".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(log)
             .stderr(log_err)

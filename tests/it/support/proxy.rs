@@ -131,6 +131,9 @@ pub struct ProxyConfig {
     pub policy_stale: u32,
     /// Enforce AWS's per-operation request quotas (see the module docs).
     pub quotas: bool,
+    /// IAM users (access key id, secret) whose form requests are signed again the way moto
+    /// checks them when it enforces IAM ([`super::resign`]).
+    pub resign: Vec<(String, String)>,
 }
 
 impl ProxyConfig {
@@ -158,6 +161,7 @@ impl ProxyConfig {
             group_invisible: k,
             policy_stale: k,
             quotas: false,
+            resign: Vec::new(),
         }
     }
 
@@ -1137,6 +1141,10 @@ impl Shared {
         let uri: Uri = format!("{}{path}", self.upstream)
             .parse()
             .map_err(|e| format!("bad uri: {e}"))?;
+        let resigned = super::resign::resign(parts, &body, &self.config.resign);
+        let body = resigned
+            .as_ref()
+            .map_or(body, |(b, _)| Bytes::from(b.clone()));
         let mut req = Request::new(Full::new(body.clone()));
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri;
@@ -1145,6 +1153,9 @@ impl Shared {
             if !is_hop_by_hop(name) && name != CONTENT_LENGTH {
                 headers.append(name.clone(), value.clone());
             }
+        }
+        if let Some((_, auth)) = resigned {
+            headers.insert(hyper::header::AUTHORIZATION, auth);
         }
         if !body.is_empty() || parts.headers.contains_key(CONTENT_LENGTH) {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));

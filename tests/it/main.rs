@@ -28,5 +28,6 @@ mod lifecycle;
 mod proxy;
 mod quotas;
 mod render;
+mod saved_plans;
 mod spec_corpus;
 mod teardown;

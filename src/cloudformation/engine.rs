@@ -610,41 +610,73 @@ pub async fn discard(s: &Session, cs: &ChangeSet) -> Result<()> {
     Ok(())
 }
 
-/// Event ids the stack has now (so that only later ones are shown).
+/// The id of the stack's newest event now (so that only later ones are shown): events come
+/// newest first, so one page says it.
 async fn event_ids(s: &Session, stack_id: &str) -> Result<BTreeSet<String>> {
-    Ok(events(s, stack_id)
-        .await?
+    let page = events_page(s, stack_id, None).await?;
+    Ok(page
+        .and_then(|(events, _)| events.into_iter().next())
+        .and_then(|e| e.event_id)
         .into_iter()
-        .filter_map(|e| e.event_id)
         .collect())
 }
 
-/// The stack's events, oldest first.
-async fn events(
+type StackEvent = aws_sdk_cloudformation::types::StackEvent;
+
+/// One page of `DescribeStackEvents` (newest first) and the next token; `None` when the stack
+/// is gone.
+async fn events_page(
     s: &Session,
     stack_id: &str,
-) -> Result<Vec<aws_sdk_cloudformation::types::StackEvent>> {
+    token: Option<String>,
+) -> Result<Option<(Vec<StackEvent>, Option<String>)>> {
+    match s
+        .cx
+        .clients
+        .cloudformation
+        .describe_stack_events()
+        .stack_name(stack_id)
+        .set_next_token(token)
+        .send()
+        .await
+        .op("cloudformation:DescribeStackEvents")
+    {
+        Ok(o) => Ok(Some((o.stack_events.unwrap_or_default(), o.next_token))),
+        Err(e) if gone(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The events of a page (newest first) before the first one already `seen`, and whether the
+/// page reached a seen one (then every later page is older still: paging stops there).
+fn unseen(page: Vec<StackEvent>, seen: &BTreeSet<String>) -> (Vec<StackEvent>, bool) {
+    let mut out = Vec::new();
+    for e in page {
+        if e.event_id.as_ref().is_some_and(|id| seen.contains(id)) {
+            return (out, true);
+        }
+        out.push(e);
+    }
+    (out, false)
+}
+
+/// The stack's events newer than every `seen` one, oldest first: pages are read only until
+/// one reaches an event already seen, not the whole history.
+async fn new_events(
+    s: &Session,
+    stack_id: &str,
+    seen: &BTreeSet<String>,
+) -> Result<Vec<StackEvent>> {
     let mut all = Vec::new();
     let mut token = None;
     loop {
-        let out = match s
-            .cx
-            .clients
-            .cloudformation
-            .describe_stack_events()
-            .stack_name(stack_id)
-            .set_next_token(token)
-            .send()
-            .await
-            .op("cloudformation:DescribeStackEvents")
-        {
-            Ok(o) => o,
-            Err(e) if gone(&e) => break,
-            Err(e) => return Err(e),
+        let Some((page, next)) = events_page(s, stack_id, token).await? else {
+            break;
         };
-        all.extend(out.stack_events.unwrap_or_default());
-        token = out.next_token;
-        if token.is_none() {
+        let (fresh, reached) = unseen(page, seen);
+        all.extend(fresh);
+        token = next;
+        if reached || token.is_none() {
             break;
         }
     }
@@ -663,10 +695,10 @@ async fn follow(
     let map = addresses(s);
     let start = Instant::now();
     let mut started: BTreeMap<String, Instant> = BTreeMap::new();
-    let mut new_events = Vec::new();
+    let mut followed = Vec::new();
     let mut pause = Duration::from_millis(200);
     loop {
-        for e in events(s, stack_id).await? {
+        for e in new_events(s, stack_id, &seen).await? {
             let Some(eid) = e.event_id.clone() else {
                 continue;
             };
@@ -674,7 +706,7 @@ async fn follow(
                 continue;
             }
             send_event(s, &map, &e, &mut started);
-            new_events.push(e);
+            followed.push(e);
         }
         let status = match describe(s, stack_id).await? {
             None if deleting => StackStatus::DeleteComplete.as_str().to_string(),
@@ -686,7 +718,7 @@ async fn follow(
             Some(d) => d.status,
         };
         if !status.ends_with("_IN_PROGRESS") {
-            return Ok((status, new_events));
+            return Ok((status, followed));
         }
         if start.elapsed() > STACK_TIMEOUT {
             return Err(Error::Timeout {
@@ -1051,6 +1083,26 @@ mod tests {
         assert_eq!(f.address, "stream.weather");
         assert_eq!(f.reason, "Rate exceeded");
         assert!(first_failure("lab", &map, &events[..1]).is_none());
+    }
+
+    #[test]
+    fn following_stops_at_the_first_event_already_seen() {
+        let ev = |id: &str| StackEvent::builder().event_id(id).build();
+        let ids = |v: &[StackEvent]| -> Vec<String> {
+            v.iter().filter_map(|e| e.event_id.clone()).collect()
+        };
+        let seen = BTreeSet::from(["e3".to_string()]);
+        // Newest first: e5 and e4 are new; e3 was seen, so e2 (older) is not even looked at.
+        let (fresh, reached) = unseen(vec![ev("e5"), ev("e4"), ev("e3"), ev("e2")], &seen);
+        assert_eq!(ids(&fresh), ["e5", "e4"]);
+        assert!(reached);
+        // A page of only new events: the next page must be read.
+        let (fresh, reached) = unseen(vec![ev("e9"), ev("e8")], &seen);
+        assert_eq!(ids(&fresh), ["e9", "e8"]);
+        assert!(!reached);
+        // The newest event seen: nothing new, and no further page.
+        let (fresh, reached) = unseen(vec![ev("e3"), ev("e2")], &seen);
+        assert!(fresh.is_empty() && reached);
     }
 
     #[test]

@@ -23,6 +23,7 @@ use aws_sdk_cloudformation::types::{
 use serde::Serialize;
 use serde_json::Value;
 
+use super::staging::{self, Placement, Staged};
 use crate::aws::Ctx;
 use crate::cfn::{logical_id, CREATED_AT_PARAMETER, EXPIRES_AT_PARAMETER};
 use crate::events::Event;
@@ -32,8 +33,6 @@ use crate::ops::{stamps_from, Session};
 use crate::plan::{Action, AttrChange, Change, Plan, Summary};
 use crate::{Error, Result};
 
-/// CloudFormation takes a template body of at most this many bytes inline.
-pub const MAX_TEMPLATE_BODY: usize = 51_200;
 
 /// Addresses for stack-level events and resources the model does not name.
 const STACK: Kind = Kind::new("cloudformation");
@@ -224,21 +223,10 @@ fn parameters(stamps: &Stamps) -> Vec<Parameter> {
     p
 }
 
-/// The rendered template, refused when CloudFormation would not take it inline.
+/// The rendered template (its size is checked where it is sent: [`super::staging`]).
 fn template_body(s: &Session, stamps: &Stamps) -> Result<String> {
     let t = super::template(&s.validated.model, &s.spec_sha256, stamps)?;
-    let body = super::yaml::to_string(&t);
-    if body.len() > MAX_TEMPLATE_BODY {
-        return Err(Error::Config(format!(
-            "the template of stack {} is {} bytes; CloudFormation takes at most {MAX_TEMPLATE_BODY} \
-             inline. Deploy it from S3 yourself (streamstack render SPEC --what cloudformation > \
-             t.yaml; aws cloudformation deploy --s3-bucket BUCKET ...), split the stack, or use \
-             the default engine",
-            s.cx.stack,
-            body.len()
-        )));
-    }
-    Ok(body)
+    Ok(super::yaml::to_string(&t))
 }
 
 /// Logical id → address, for every resource of the model.
@@ -270,9 +258,14 @@ pub async fn change_set(s: &Session) -> Result<ChangeSet> {
     let deployed = owned(s).await?;
     let creating = check_deployable(s, &name, deployed.as_ref()).await?;
     let stamps = stamps(s, deployed.as_ref());
-    let (id, stack_id) = create_change_set(s, &name, creating, &stamps).await?;
+    let (id, stack_id, staged) = create_change_set(s, &name, creating, &stamps).await?;
     let made_stack = creating && deployed.is_none();
-    let (status, reason) = computed(s, &name, &id).await?;
+    let computed = computed(s, &name, &id).await;
+    // The change set holds its own copy of the template once computed.
+    if let Some(staged) = &staged {
+        staging::unstage(&s.cx, staged).await;
+    }
+    let (status, reason) = computed?;
     if status == Some(ChangeSetStatus::Failed) {
         let nothing = reason.contains("didn't contain changes")
             || reason.contains("No updates are to be performed");
@@ -357,14 +350,45 @@ async fn check_deployable(s: &Session, name: &str, deployed: Option<&Deployed>) 
     Ok(true)
 }
 
-/// `CreateChangeSet` of the spec's template: its id and the stack's.
+/// `CreateChangeSet` of the spec's template: its id, the stack's, and the template object
+/// staged in S3 when it was too large to pass inline (to delete once the change set is
+/// computed).
 async fn create_change_set(
     s: &Session,
     name: &str,
     creating: bool,
     stamps: &Stamps,
-) -> Result<(String, String)> {
+) -> Result<(String, String, Option<Staged>)> {
     let body = template_body(s, stamps)?;
+    let staged = match staging::placement(&s.cx.stack, body.len())? {
+        Placement::Inline => None,
+        Placement::S3 => Some(staging::stage(&s.cx, &body).await?),
+    };
+    let created = send_change_set(s, name, creating, stamps, body, staged.as_ref()).await;
+    match created {
+        Ok((id, stack_id)) => Ok((id, stack_id, staged)),
+        Err(e) => {
+            if let Some(staged) = &staged {
+                staging::unstage(&s.cx, staged).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The `CreateChangeSet` call itself: the template inline, or its staged object's URL.
+async fn send_change_set(
+    s: &Session,
+    name: &str,
+    creating: bool,
+    stamps: &Stamps,
+    body: String,
+    staged: Option<&Staged>,
+) -> Result<(String, String)> {
+    let (template_body, template_url) = match staged {
+        Some(st) => (None, Some(st.url.clone())),
+        None => (Some(body), None),
+    };
     let cs_name = format!(
         "streamstack-{}",
         std::time::SystemTime::now()
@@ -382,7 +406,8 @@ async fn create_change_set(
             } else {
                 ChangeSetType::Update
             })
-            .template_body(body)
+            .set_template_body(template_body)
+            .set_template_url(template_url)
             .set_parameters(Some(parameters(stamps)))
             .capabilities(Capability::CapabilityNamedIam)
             .tags(Tag::builder().key(TAG_STACK).value(&s.cx.stack).build())

@@ -5,6 +5,7 @@
 //! graph with `DependsOn` (where no `Ref`/`GetAtt` already implies it), and adds the Metadata.
 
 pub mod engine;
+pub mod staging;
 pub mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -361,3 +361,86 @@ fn the_cloudformation_engine_refuses_a_stack_it_did_not_make_and_a_held_lock() {
     );
     assert_eq!(stack_status(&sb, "cfn-locked"), None, "nothing was made");
 }
+
+/// [`CFN_LAB`]'s bucket and stream with `hosts` hosts: each adds about 8 KB of template (its
+/// role, profile, group and user-data).
+fn big_spec(hosts: usize) -> String {
+    let mut spec = String::from(
+        "version: 1\nstack: cfn-big\nregion: ap-northeast-2\nbuckets:\n  archive:\n    \
+         force_destroy: true\nstreams:\n  weather:\n    mode: provisioned\n    shards: 1\n    \
+         encryption: none\nhosts:\n",
+    );
+    for i in 0..hosts {
+        spec.push_str(&format!(
+            "  h{i}:\n    instance_type: t3.micro\n    image: al2023\n    flows:\n      - files: \
+             /var/log/weather/*.log\n        to: weather\n        format: json\n"
+        ));
+    }
+    spec
+}
+
+#[test]
+fn a_template_over_the_inline_limit_deploys_through_s3() {
+    let sb = Sandbox::passthrough();
+    let spec = spec_file(&big_spec(7));
+    let template = ok(&sb, &["render", p(&spec.path), "--what", "cloudformation"]);
+    assert!(
+        template.len() > 51_200,
+        "the template is {} bytes: not over CloudFormation's inline limit",
+        template.len()
+    );
+    sb.proxy.record_bodies("cloudformation:CreateChangeSet");
+    let o = ss(
+        &sb,
+        &[
+            "apply",
+            "--auto-approve",
+            "--json",
+            "--engine",
+            "cloudformation",
+            p(&spec.path),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report = ndjson_report(&o.stdout);
+    assert_eq!(report["status"], "CREATE_COMPLETE", "{report:#}");
+    // The change set was made from the staged object, not from an inline body.
+    let bodies = sb.proxy.bodies_of("cloudformation:CreateChangeSet");
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert!(
+        bodies[0].contains("TemplateURL=") && !bodies[0].contains("TemplateBody="),
+        "{}",
+        &bodies[0][..bodies[0].len().min(600)]
+    );
+    let bucket = format!("streamstack-locks-{}-{LAB_REGION}", sb.account_id);
+    let staged = || {
+        rt().block_on(async {
+            let out = sb
+                .s3()
+                .list_objects_v2()
+                .bucket(&bucket)
+                .prefix("cfn-big/cfn/")
+                .send()
+                .await
+                .expect("list the staging bucket");
+            out.contents.unwrap_or_default().len()
+        })
+    };
+    assert_eq!(staged(), 0, "the staged template is deleted once used");
+    // Both engines see the stack as the spec says (an unchanged template is no change set).
+    assert_eq!(plan_of(&sb, &spec.path, "cloudformation").0, 0);
+    assert_eq!(plan_of(&sb, &spec.path, "streamstack").0, 0);
+    assert_eq!(staged(), 0);
+    ok(
+        &sb,
+        &[
+            "destroy",
+            "--auto-approve",
+            "--engine",
+            "cloudformation",
+            p(&spec.path),
+        ],
+    );
+    assert_eq!(stack_status(&sb, "cfn-big"), None, "the stack is gone");
+    crate::support::inventory::assert_nothing_remains(&sb, LAB_REGION, "cfn-big");
+}

@@ -33,7 +33,6 @@ use crate::ops::{stamps_from, Session};
 use crate::plan::{Action, AttrChange, Change, Plan, Summary};
 use crate::{Error, Result};
 
-
 /// Addresses for stack-level events and resources the model does not name.
 const STACK: Kind = Kind::new("cloudformation");
 
@@ -971,22 +970,7 @@ pub async fn destroy(
     };
     if let Some(d) = deployed {
         ensure_idle(&name, d)?;
-        empty_buckets(s, &d.id).await?;
-        let seen = event_ids(s, &d.id).await?;
-        s.cx.clients
-            .cloudformation
-            .delete_stack()
-            .stack_name(&d.id)
-            .client_request_token(format!(
-                "streamstack-delete-{}",
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |x| x.as_millis())
-            ))
-            .send()
-            .await
-            .op("cloudformation:DeleteStack")?;
-        let (status, events) = follow(s, &d.id, seen, true).await?;
+        let (status, events) = delete_emptying(s, &name, &d.id).await?;
         report.ok = status == "DELETE_COMPLETE";
         report.status = status;
         if !report.ok {
@@ -1021,8 +1005,77 @@ pub async fn destroy(
     Ok(report)
 }
 
-/// Empties every bucket of the stack that is the stack's own and tagged force-destroy.
-async fn empty_buckets(s: &Session, stack_id: &str) -> Result<()> {
+/// How many times a stack delete is tried when it fails only because objects arrived in a
+/// `force_destroy` bucket after it was emptied (a delivery flushing its buffer as it goes).
+const DELETE_ROUNDS: usize = 5;
+
+/// Deletes the stack as the default engine deletes a `force_destroy` bucket: empty, delete, and
+/// when the delete fails because new objects arrived in such a bucket, empty again and retry,
+/// at most [`DELETE_ROUNDS`] times. Returns the final status and the last round's events.
+async fn delete_emptying(
+    s: &Session,
+    name: &str,
+    stack_id: &str,
+) -> Result<(String, Vec<StackEvent>)> {
+    let mut round = 1;
+    loop {
+        let emptied = empty_buckets(s, stack_id).await?;
+        let seen = event_ids(s, stack_id).await?;
+        s.cx.clients
+            .cloudformation
+            .delete_stack()
+            .stack_name(stack_id)
+            .client_request_token(format!(
+                "streamstack-delete-{round}-{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |x| x.as_millis())
+            ))
+            .send()
+            .await
+            .op("cloudformation:DeleteStack")?;
+        let (status, events) = follow(s, stack_id, seen, true).await?;
+        let refilled = refilled_buckets(&events);
+        if status == "DELETE_COMPLETE" || emptied == 0 || refilled.is_empty() {
+            return Ok((status, events));
+        }
+        if round >= DELETE_ROUNDS {
+            tracing::warn!(
+                "CloudFormation stack {name}: bucket(s) {} kept receiving objects through                  {DELETE_ROUNDS} deletes; giving up",
+                refilled.join(", ")
+            );
+            return Ok((status, events));
+        }
+        tracing::warn!(
+            "CloudFormation stack {name} is {status}: bucket(s) {} received objects after they              were emptied (a delivery flushing?); emptying them again and deleting again",
+            refilled.join(", ")
+        );
+        round += 1;
+    }
+}
+
+/// The logical ids of buckets whose delete failed because they were not empty (S3's
+/// `BucketNotEmpty`, "The bucket you tried to delete is not empty").
+fn refilled_buckets(events: &[StackEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.resource_type.as_deref() == Some("AWS::S3::Bucket"))
+        .filter(|e| {
+            e.resource_status
+                .as_ref()
+                .is_some_and(|x| x.as_str() == "DELETE_FAILED")
+        })
+        .filter(|e| {
+            let r = e.resource_status_reason.as_deref().unwrap_or_default();
+            r.contains("BucketNotEmpty") || r.contains("not empty")
+        })
+        .filter_map(|e| e.logical_resource_id.clone())
+        .collect()
+}
+
+/// Empties every bucket of the stack that is the stack's own and tagged force-destroy; returns
+/// how many it emptied.
+async fn empty_buckets(s: &Session, stack_id: &str) -> Result<usize> {
     let mut buckets = Vec::new();
     let mut token = None;
     loop {
@@ -1047,12 +1100,15 @@ async fn empty_buckets(s: &Session, stack_id: &str) -> Result<()> {
             break;
         }
     }
+    let mut emptied = 0;
     for b in buckets {
         if let Some(live) = bucket::read(&s.cx, &b, &s.validated.model).await? {
-            bucket::empty_if_force_destroy(&s.cx, &live).await?;
+            if bucket::empty_if_force_destroy(&s.cx, &live).await? {
+                emptied += 1;
+            }
         }
     }
-    Ok(())
+    Ok(emptied)
 }
 
 #[cfg(test)]
@@ -1128,6 +1184,63 @@ mod tests {
         // The newest event seen: nothing new, and no further page.
         let (fresh, reached) = unseen(vec![ev("e3"), ev("e2")], &seen);
         assert!(fresh.is_empty() && reached);
+    }
+
+    #[test]
+    fn a_delete_that_failed_on_a_refilled_bucket_is_retried_and_no_other() {
+        use aws_sdk_cloudformation::types::{ResourceStatus, StackEvent};
+        let ev = |id: &str, type_: &str, status: ResourceStatus, reason: &str| {
+            StackEvent::builder()
+                .logical_resource_id(id)
+                .resource_type(type_)
+                .resource_status(status)
+                .resource_status_reason(reason)
+                .build()
+        };
+        let not_empty = "The bucket you tried to delete is not empty (Service: S3, Status Code: \
+                         409, Error Code: BucketNotEmpty)";
+        let events = vec![
+            ev(
+                "lab",
+                "AWS::CloudFormation::Stack",
+                ResourceStatus::DeleteInProgress,
+                "",
+            ),
+            ev(
+                "DeliveryToS3",
+                "AWS::KinesisFirehose::DeliveryStream",
+                ResourceStatus::DeleteComplete,
+                "",
+            ),
+            ev(
+                "BucketArchive",
+                "AWS::S3::Bucket",
+                ResourceStatus::DeleteFailed,
+                not_empty,
+            ),
+            ev(
+                "lab",
+                "AWS::CloudFormation::Stack",
+                ResourceStatus::DeleteFailed,
+                "The following resource(s) failed to delete: [BucketArchive]",
+            ),
+        ];
+        assert_eq!(refilled_buckets(&events), ["BucketArchive"]);
+        // Any other failure is not a reason to empty and retry.
+        let denied = vec![ev(
+            "BucketArchive",
+            "AWS::S3::Bucket",
+            ResourceStatus::DeleteFailed,
+            "Access Denied",
+        )];
+        assert!(refilled_buckets(&denied).is_empty());
+        let role = vec![ev(
+            "RoleX",
+            "AWS::IAM::Role",
+            ResourceStatus::DeleteFailed,
+            not_empty,
+        )];
+        assert!(refilled_buckets(&role).is_empty());
     }
 
     #[test]

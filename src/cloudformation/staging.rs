@@ -189,7 +189,10 @@ mod tests {
         let bucket = bucket_name(&env);
         assert_eq!(bucket, "streamstack-locks-123456789012-ap-northeast-2");
         let k = key("lab", "Resources: {}\n");
-        assert!(k.starts_with("lab/cfn/template-") && k.ends_with(".yaml"), "{k}");
+        assert!(
+            k.starts_with("lab/cfn/template-") && k.ends_with(".yaml"),
+            "{k}"
+        );
         assert_eq!(k.len(), "lab/cfn/template-.yaml".len() + 64);
         assert_ne!(k, key("lab", "Resources: {x: 1}\n"));
         assert_eq!(

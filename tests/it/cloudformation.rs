@@ -444,3 +444,62 @@ fn a_template_over_the_inline_limit_deploys_through_s3() {
     assert_eq!(stack_status(&sb, "cfn-big"), None, "the stack is gone");
     crate::support::inventory::assert_nothing_remains(&sb, LAB_REGION, "cfn-big");
 }
+
+#[test]
+fn objects_that_arrive_while_the_stack_is_deleted_do_not_leave_the_bucket_behind() {
+    use crate::support::cli::Background;
+    let sb = Sandbox::passthrough();
+    let spec = spec_file(CFN_LAB);
+    ok(
+        &sb,
+        &[
+            "apply",
+            "--auto-approve",
+            "--engine",
+            "cloudformation",
+            p(&spec.path),
+        ],
+    );
+    // The bucket is emptied, then an object lands (a delivery flushing) before CloudFormation
+    // deletes it: the DeleteStack is held at the proxy while the object is written.
+    let hold = sb.proxy.hold("cloudformation:DeleteStack");
+    let mut run = Background::start(
+        &sb,
+        &[
+            "destroy",
+            "--auto-approve",
+            "--json",
+            "--engine",
+            "cloudformation",
+            p(&spec.path),
+        ],
+    );
+    if hold
+        .wait_held(crate::support::wait::PATIENCE, || run.exited())
+        .is_none()
+    {
+        drop(hold);
+        panic!("destroy never reached DeleteStack:\n{}", text(&run.finish()));
+    }
+    rt().block_on(async {
+        let bucket = format!("cfn-lab-archive-{}-{LAB_REGION}", sb.account_id);
+        sb.s3()
+            .put_object()
+            .bucket(&bucket)
+            .key("weather/late.gz")
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(b"late"))
+            .send()
+            .await
+            .expect("put an object");
+    });
+    hold.release();
+    let o = run.finish();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report = ndjson_report(&o.stdout);
+    assert_eq!(report["ok"], true, "{report:#}");
+    // moto's CloudFormation leaves a bucket that holds objects and says DELETE_COMPLETE (AWS
+    // says DELETE_FAILED, and streamstack empties and deletes again): either way the bucket
+    // does not outlive the destroy.
+    assert_eq!(stack_status(&sb, "cfn-lab"), None, "the stack is gone");
+    crate::support::inventory::assert_nothing_remains(&sb, LAB_REGION, "cfn-lab");
+}

@@ -317,13 +317,21 @@ impl Proxy {
 
     /// From now on, keeps the request body of every `call` (`service:Action`).
     pub fn record_bodies(&self, call: &str) {
-        self.shared.state().bodies.entry(call.to_string()).or_default();
+        self.shared
+            .state()
+            .bodies
+            .entry(call.to_string())
+            .or_default();
     }
 
     /// The request bodies of `call` kept since [`Proxy::record_bodies`], oldest first.
     pub fn bodies_of(&self, call: &str) -> Vec<String> {
         let state = self.shared.state();
-        let bodies = state.bodies.get(call).map(Vec::as_slice).unwrap_or_default();
+        let bodies = state
+            .bodies
+            .get(call)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         bodies
             .iter()
             .map(|b| String::from_utf8_lossy(b).into_owned())

@@ -479,7 +479,10 @@ fn objects_that_arrive_while_the_stack_is_deleted_do_not_leave_the_bucket_behind
         .is_none()
     {
         drop(hold);
-        panic!("destroy never reached DeleteStack:\n{}", text(&run.finish()));
+        panic!(
+            "destroy never reached DeleteStack:\n{}",
+            text(&run.finish())
+        );
     }
     rt().block_on(async {
         let bucket = format!("cfn-lab-archive-{}-{LAB_REGION}", sb.account_id);

@@ -170,6 +170,22 @@ fn ndjson_report(stdout: &[u8]) -> serde_json::Value {
     last["report"].clone()
 }
 
+/// `VERB --auto-approve --json --engine cloudformation SPEC` (apply or destroy): exit 0, and
+/// the report it ends with.
+fn cfn_json(sb: &Sandbox, verb: &str, spec: &Path) -> serde_json::Value {
+    let args = [
+        verb,
+        "--auto-approve",
+        "--json",
+        "--engine",
+        "cloudformation",
+        p(spec),
+    ];
+    let o = ss(sb, &args);
+    assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o));
+    ndjson_report(&o.stdout)
+}
+
 #[test]
 fn a_template_the_aws_cli_deployed_is_the_same_stack() {
     let sb = Sandbox::passthrough();
@@ -226,19 +242,7 @@ fn the_cloudformation_engine_applies_plans_and_destroys_through_change_sets() {
     assert_eq!(stack_status(&sb, "cfn-lab"), None, "plan made no stack");
 
     // apply: NDJSON on stdout, ending with the report.
-    let o = ss(
-        &sb,
-        &[
-            "apply",
-            "--auto-approve",
-            "--json",
-            "--engine",
-            "cloudformation",
-            p(&spec.path),
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let report = ndjson_report(&o.stdout);
+    let report = cfn_json(&sb, "apply", &spec.path);
     assert_eq!(report["ok"], true, "{report:#}");
     assert_eq!(report["status"], "CREATE_COMPLETE");
     assert_eq!(
@@ -294,19 +298,7 @@ fn the_cloudformation_engine_applies_plans_and_destroys_through_change_sets() {
             .await
             .expect("put an object");
     });
-    let o = ss(
-        &sb,
-        &[
-            "destroy",
-            "--auto-approve",
-            "--json",
-            "--engine",
-            "cloudformation",
-            p(&longer.path),
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let report = ndjson_report(&o.stdout);
+    let report = cfn_json(&sb, "destroy", &longer.path);
     assert_eq!(report["ok"], true, "{report:#}");
     assert_eq!(stack_status(&sb, "cfn-lab"), None, "the stack is gone");
     assert_eq!(remaining(&sb, &longer.path), Vec::<String>::new());
@@ -390,19 +382,7 @@ fn a_template_over_the_inline_limit_deploys_through_s3() {
         template.len()
     );
     sb.proxy.record_bodies("cloudformation:CreateChangeSet");
-    let o = ss(
-        &sb,
-        &[
-            "apply",
-            "--auto-approve",
-            "--json",
-            "--engine",
-            "cloudformation",
-            p(&spec.path),
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let report = ndjson_report(&o.stdout);
+    let report = cfn_json(&sb, "apply", &spec.path);
     assert_eq!(report["status"], "CREATE_COMPLETE", "{report:#}");
     // The change set was made from the staged object, not from an inline body.
     let bodies = sb.proxy.bodies_of("cloudformation:CreateChangeSet");

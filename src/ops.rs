@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::aws::{tagged_resources, AwsOptions, Clients};
@@ -20,6 +20,9 @@ use crate::plan::{self, Plan};
 use crate::spec::LoadOptions;
 use crate::time::parse_rfc3339;
 use crate::{Error, Result};
+
+mod planfile;
+pub use planfile::PlanFile;
 
 /// A spec bound to an AWS account and region.
 pub struct Session {
@@ -448,107 +451,6 @@ pub fn render(model: &Model, what: Render, host: Option<&str>) -> Result<Vec<kin
         }
     }
     Ok(out)
-}
-
-/// A plan saved by `plan --out`: the plan plus what it was computed from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlanFile {
-    pub streamstack_plan: String,
-    pub spec_path: PathBuf,
-    pub spec_sha256: String,
-    pub vars: Vec<(String, String)>,
-    pub plan: Plan,
-}
-
-impl PlanFile {
-    pub fn new(session: &Session, vars: &[(String, String)], plan: &Plan) -> Self {
-        PlanFile {
-            streamstack_plan: plan::FORMAT_VERSION.into(),
-            spec_path: session.spec_path.clone(),
-            spec_sha256: session.spec_sha256.clone(),
-            vars: vars.to_vec(),
-            plan: plan.clone(),
-        }
-    }
-
-    /// Reads a plan file; `None` if the file is not one (then it is a spec: a plan file is a
-    /// JSON object with a `streamstack_plan` key). A file that cannot be read, a plan file that
-    /// does not parse, and one of another format version are errors.
-    pub fn read(path: &Path) -> Result<Option<PlanFile>> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(&text) else {
-            return Ok(None);
-        };
-        let Some(version) = fields.get("streamstack_plan") else {
-            return Ok(None);
-        };
-        if version.as_str() != Some(plan::FORMAT_VERSION) {
-            return Err(Error::StalePlan(format!(
-                "{} is a plan of format version {version}; this streamstack reads version {}: \
-                 run plan again",
-                path.display(),
-                plan::FORMAT_VERSION
-            )));
-        }
-        let file = serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| {
-            Error::Config(format!("{} is not a valid plan file: {e}", path.display()))
-        })?;
-        Ok(Some(file))
-    }
-
-    /// Checks that the spec is unchanged and that a fresh plan equals the saved one.
-    pub fn check(&self, session: &Session, fresh: &Plan) -> Result<()> {
-        if session.spec_sha256 != self.spec_sha256 {
-            return Err(Error::StalePlan(format!(
-                "{} changed since the plan was saved; run plan again",
-                self.spec_path.display()
-            )));
-        }
-        if fresh != &self.plan {
-            return Err(Error::StalePlan(format!(
-                "the live state changed since the plan was saved: {}; run plan again",
-                plan_differences(&self.plan, fresh).join("; ")
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// Which resources a saved plan and a fresh one disagree on, and how.
-fn plan_differences(saved: &Plan, fresh: &Plan) -> Vec<String> {
-    let show = |c: Option<&plan::Change>| match c {
-        None => "no change".to_string(),
-        Some(c) => {
-            let attrs: Vec<&str> = c.attributes.iter().map(|a| a.name.as_str()).collect();
-            let action = c.action.name().to_string();
-            if attrs.is_empty() {
-                action
-            } else {
-                format!("{action} of {}", attrs.join(", "))
-            }
-        }
-    };
-    let mut addresses: Vec<&str> = saved
-        .changes
-        .iter()
-        .chain(&fresh.changes)
-        .map(|c| c.address.as_str())
-        .collect();
-    addresses.sort_unstable();
-    addresses.dedup();
-    let mut out: Vec<String> = addresses
-        .into_iter()
-        .filter_map(|a| {
-            let was = saved.changes.iter().find(|c| c.address == a);
-            let now = fresh.changes.iter().find(|c| c.address == a);
-            (was != now).then(|| format!("{a}: planned {}, now {}", show(was), show(now)))
-        })
-        .collect();
-    if out.is_empty() {
-        out.push("the plan's metadata differs".into());
-    }
-    out
 }
 
 /// What `output` shows for one live resource.

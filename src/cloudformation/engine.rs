@@ -23,6 +23,7 @@ use aws_sdk_cloudformation::types::{
 use serde::Serialize;
 use serde_json::Value;
 
+use super::staging::{self, Placement, Staged};
 use crate::aws::Ctx;
 use crate::cfn::{logical_id, CREATED_AT_PARAMETER, EXPIRES_AT_PARAMETER};
 use crate::events::Event;
@@ -31,9 +32,6 @@ use crate::model::{Address, Kind, Stamps, TAG_STACK};
 use crate::ops::{stamps_from, Session};
 use crate::plan::{Action, AttrChange, Change, Plan, Summary};
 use crate::{Error, Result};
-
-/// CloudFormation takes a template body of at most this many bytes inline.
-pub const MAX_TEMPLATE_BODY: usize = 51_200;
 
 /// Addresses for stack-level events and resources the model does not name.
 const STACK: Kind = Kind::new("cloudformation");
@@ -224,21 +222,10 @@ fn parameters(stamps: &Stamps) -> Vec<Parameter> {
     p
 }
 
-/// The rendered template, refused when CloudFormation would not take it inline.
+/// The rendered template (its size is checked where it is sent: [`super::staging`]).
 fn template_body(s: &Session, stamps: &Stamps) -> Result<String> {
     let t = super::template(&s.validated.model, &s.spec_sha256, stamps)?;
-    let body = super::yaml::to_string(&t);
-    if body.len() > MAX_TEMPLATE_BODY {
-        return Err(Error::Config(format!(
-            "the template of stack {} is {} bytes; CloudFormation takes at most {MAX_TEMPLATE_BODY} \
-             inline. Deploy it from S3 yourself (streamstack render SPEC --what cloudformation > \
-             t.yaml; aws cloudformation deploy --s3-bucket BUCKET ...), split the stack, or use \
-             the default engine",
-            s.cx.stack,
-            body.len()
-        )));
-    }
-    Ok(body)
+    Ok(super::yaml::to_string(&t))
 }
 
 /// Logical id → address, for every resource of the model.
@@ -270,9 +257,14 @@ pub async fn change_set(s: &Session) -> Result<ChangeSet> {
     let deployed = owned(s).await?;
     let creating = check_deployable(s, &name, deployed.as_ref()).await?;
     let stamps = stamps(s, deployed.as_ref());
-    let (id, stack_id) = create_change_set(s, &name, creating, &stamps).await?;
+    let (id, stack_id, staged) = create_change_set(s, &name, creating, &stamps).await?;
     let made_stack = creating && deployed.is_none();
-    let (status, reason) = computed(s, &name, &id).await?;
+    let computed = computed(s, &name, &id).await;
+    // The change set holds its own copy of the template once computed.
+    if let Some(staged) = &staged {
+        staging::unstage(&s.cx, staged).await;
+    }
+    let (status, reason) = computed?;
     if status == Some(ChangeSetStatus::Failed) {
         let nothing = reason.contains("didn't contain changes")
             || reason.contains("No updates are to be performed");
@@ -357,14 +349,45 @@ async fn check_deployable(s: &Session, name: &str, deployed: Option<&Deployed>) 
     Ok(true)
 }
 
-/// `CreateChangeSet` of the spec's template: its id and the stack's.
+/// `CreateChangeSet` of the spec's template: its id, the stack's, and the template object
+/// staged in S3 when it was too large to pass inline (to delete once the change set is
+/// computed).
 async fn create_change_set(
     s: &Session,
     name: &str,
     creating: bool,
     stamps: &Stamps,
-) -> Result<(String, String)> {
+) -> Result<(String, String, Option<Staged>)> {
     let body = template_body(s, stamps)?;
+    let staged = match staging::placement(&s.cx.stack, body.len())? {
+        Placement::Inline => None,
+        Placement::S3 => Some(staging::stage(&s.cx, &body).await?),
+    };
+    let created = send_change_set(s, name, creating, stamps, body, staged.as_ref()).await;
+    match created {
+        Ok((id, stack_id)) => Ok((id, stack_id, staged)),
+        Err(e) => {
+            if let Some(staged) = &staged {
+                staging::unstage(&s.cx, staged).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The `CreateChangeSet` call itself: the template inline, or its staged object's URL.
+async fn send_change_set(
+    s: &Session,
+    name: &str,
+    creating: bool,
+    stamps: &Stamps,
+    body: String,
+    staged: Option<&Staged>,
+) -> Result<(String, String)> {
+    let (template_body, template_url) = match staged {
+        Some(st) => (None, Some(st.url.clone())),
+        None => (Some(body), None),
+    };
     let cs_name = format!(
         "streamstack-{}",
         std::time::SystemTime::now()
@@ -382,7 +405,8 @@ async fn create_change_set(
             } else {
                 ChangeSetType::Update
             })
-            .template_body(body)
+            .set_template_body(template_body)
+            .set_template_url(template_url)
             .set_parameters(Some(parameters(stamps)))
             .capabilities(Capability::CapabilityNamedIam)
             .tags(Tag::builder().key(TAG_STACK).value(&s.cx.stack).build())
@@ -610,41 +634,73 @@ pub async fn discard(s: &Session, cs: &ChangeSet) -> Result<()> {
     Ok(())
 }
 
-/// Event ids the stack has now (so that only later ones are shown).
+/// The id of the stack's newest event now (so that only later ones are shown): events come
+/// newest first, so one page says it.
 async fn event_ids(s: &Session, stack_id: &str) -> Result<BTreeSet<String>> {
-    Ok(events(s, stack_id)
-        .await?
+    let page = events_page(s, stack_id, None).await?;
+    Ok(page
+        .and_then(|(events, _)| events.into_iter().next())
+        .and_then(|e| e.event_id)
         .into_iter()
-        .filter_map(|e| e.event_id)
         .collect())
 }
 
-/// The stack's events, oldest first.
-async fn events(
+type StackEvent = aws_sdk_cloudformation::types::StackEvent;
+
+/// One page of `DescribeStackEvents` (newest first) and the next token; `None` when the stack
+/// is gone.
+async fn events_page(
     s: &Session,
     stack_id: &str,
-) -> Result<Vec<aws_sdk_cloudformation::types::StackEvent>> {
+    token: Option<String>,
+) -> Result<Option<(Vec<StackEvent>, Option<String>)>> {
+    match s
+        .cx
+        .clients
+        .cloudformation
+        .describe_stack_events()
+        .stack_name(stack_id)
+        .set_next_token(token)
+        .send()
+        .await
+        .op("cloudformation:DescribeStackEvents")
+    {
+        Ok(o) => Ok(Some((o.stack_events.unwrap_or_default(), o.next_token))),
+        Err(e) if gone(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The events of a page (newest first) before the first one already `seen`, and whether the
+/// page reached a seen one (then every later page is older still: paging stops there).
+fn unseen(page: Vec<StackEvent>, seen: &BTreeSet<String>) -> (Vec<StackEvent>, bool) {
+    let mut out = Vec::new();
+    for e in page {
+        if e.event_id.as_ref().is_some_and(|id| seen.contains(id)) {
+            return (out, true);
+        }
+        out.push(e);
+    }
+    (out, false)
+}
+
+/// The stack's events newer than every `seen` one, oldest first: pages are read only until
+/// one reaches an event already seen, not the whole history.
+async fn new_events(
+    s: &Session,
+    stack_id: &str,
+    seen: &BTreeSet<String>,
+) -> Result<Vec<StackEvent>> {
     let mut all = Vec::new();
     let mut token = None;
     loop {
-        let out = match s
-            .cx
-            .clients
-            .cloudformation
-            .describe_stack_events()
-            .stack_name(stack_id)
-            .set_next_token(token)
-            .send()
-            .await
-            .op("cloudformation:DescribeStackEvents")
-        {
-            Ok(o) => o,
-            Err(e) if gone(&e) => break,
-            Err(e) => return Err(e),
+        let Some((page, next)) = events_page(s, stack_id, token).await? else {
+            break;
         };
-        all.extend(out.stack_events.unwrap_or_default());
-        token = out.next_token;
-        if token.is_none() {
+        let (fresh, reached) = unseen(page, seen);
+        all.extend(fresh);
+        token = next;
+        if reached || token.is_none() {
             break;
         }
     }
@@ -663,10 +719,10 @@ async fn follow(
     let map = addresses(s);
     let start = Instant::now();
     let mut started: BTreeMap<String, Instant> = BTreeMap::new();
-    let mut new_events = Vec::new();
+    let mut followed = Vec::new();
     let mut pause = Duration::from_millis(200);
     loop {
-        for e in events(s, stack_id).await? {
+        for e in new_events(s, stack_id, &seen).await? {
             let Some(eid) = e.event_id.clone() else {
                 continue;
             };
@@ -674,7 +730,7 @@ async fn follow(
                 continue;
             }
             send_event(s, &map, &e, &mut started);
-            new_events.push(e);
+            followed.push(e);
         }
         let status = match describe(s, stack_id).await? {
             None if deleting => StackStatus::DeleteComplete.as_str().to_string(),
@@ -686,7 +742,7 @@ async fn follow(
             Some(d) => d.status,
         };
         if !status.ends_with("_IN_PROGRESS") {
-            return Ok((status, new_events));
+            return Ok((status, followed));
         }
         if start.elapsed() > STACK_TIMEOUT {
             return Err(Error::Timeout {
@@ -914,22 +970,7 @@ pub async fn destroy(
     };
     if let Some(d) = deployed {
         ensure_idle(&name, d)?;
-        empty_buckets(s, &d.id).await?;
-        let seen = event_ids(s, &d.id).await?;
-        s.cx.clients
-            .cloudformation
-            .delete_stack()
-            .stack_name(&d.id)
-            .client_request_token(format!(
-                "streamstack-delete-{}",
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |x| x.as_millis())
-            ))
-            .send()
-            .await
-            .op("cloudformation:DeleteStack")?;
-        let (status, events) = follow(s, &d.id, seen, true).await?;
+        let (status, events) = delete_emptying(s, &name, &d.id).await?;
         report.ok = status == "DELETE_COMPLETE";
         report.status = status;
         if !report.ok {
@@ -964,8 +1005,77 @@ pub async fn destroy(
     Ok(report)
 }
 
-/// Empties every bucket of the stack that is the stack's own and tagged force-destroy.
-async fn empty_buckets(s: &Session, stack_id: &str) -> Result<()> {
+/// How many times a stack delete is tried when it fails only because objects arrived in a
+/// `force_destroy` bucket after it was emptied (a delivery flushing its buffer as it goes).
+const DELETE_ROUNDS: usize = 5;
+
+/// Deletes the stack as the default engine deletes a `force_destroy` bucket: empty, delete, and
+/// when the delete fails because new objects arrived in such a bucket, empty again and retry,
+/// at most [`DELETE_ROUNDS`] times. Returns the final status and the last round's events.
+async fn delete_emptying(
+    s: &Session,
+    name: &str,
+    stack_id: &str,
+) -> Result<(String, Vec<StackEvent>)> {
+    let mut round = 1;
+    loop {
+        let emptied = empty_buckets(s, stack_id).await?;
+        let seen = event_ids(s, stack_id).await?;
+        s.cx.clients
+            .cloudformation
+            .delete_stack()
+            .stack_name(stack_id)
+            .client_request_token(format!(
+                "streamstack-delete-{round}-{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |x| x.as_millis())
+            ))
+            .send()
+            .await
+            .op("cloudformation:DeleteStack")?;
+        let (status, events) = follow(s, stack_id, seen, true).await?;
+        let refilled = refilled_buckets(&events);
+        if status == "DELETE_COMPLETE" || emptied == 0 || refilled.is_empty() {
+            return Ok((status, events));
+        }
+        if round >= DELETE_ROUNDS {
+            tracing::warn!(
+                "CloudFormation stack {name}: bucket(s) {} kept receiving objects through                  {DELETE_ROUNDS} deletes; giving up",
+                refilled.join(", ")
+            );
+            return Ok((status, events));
+        }
+        tracing::warn!(
+            "CloudFormation stack {name} is {status}: bucket(s) {} received objects after they              were emptied (a delivery flushing?); emptying them again and deleting again",
+            refilled.join(", ")
+        );
+        round += 1;
+    }
+}
+
+/// The logical ids of buckets whose delete failed because they were not empty (S3's
+/// `BucketNotEmpty`, "The bucket you tried to delete is not empty").
+fn refilled_buckets(events: &[StackEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.resource_type.as_deref() == Some("AWS::S3::Bucket"))
+        .filter(|e| {
+            e.resource_status
+                .as_ref()
+                .is_some_and(|x| x.as_str() == "DELETE_FAILED")
+        })
+        .filter(|e| {
+            let r = e.resource_status_reason.as_deref().unwrap_or_default();
+            r.contains("BucketNotEmpty") || r.contains("not empty")
+        })
+        .filter_map(|e| e.logical_resource_id.clone())
+        .collect()
+}
+
+/// Empties every bucket of the stack that is the stack's own and tagged force-destroy; returns
+/// how many it emptied.
+async fn empty_buckets(s: &Session, stack_id: &str) -> Result<usize> {
     let mut buckets = Vec::new();
     let mut token = None;
     loop {
@@ -990,12 +1100,15 @@ async fn empty_buckets(s: &Session, stack_id: &str) -> Result<()> {
             break;
         }
     }
+    let mut emptied = 0;
     for b in buckets {
         if let Some(live) = bucket::read(&s.cx, &b, &s.validated.model).await? {
-            bucket::empty_if_force_destroy(&s.cx, &live).await?;
+            if bucket::empty_if_force_destroy(&s.cx, &live).await? {
+                emptied += 1;
+            }
         }
     }
-    Ok(())
+    Ok(emptied)
 }
 
 #[cfg(test)]
@@ -1051,6 +1164,83 @@ mod tests {
         assert_eq!(f.address, "stream.weather");
         assert_eq!(f.reason, "Rate exceeded");
         assert!(first_failure("lab", &map, &events[..1]).is_none());
+    }
+
+    #[test]
+    fn following_stops_at_the_first_event_already_seen() {
+        let ev = |id: &str| StackEvent::builder().event_id(id).build();
+        let ids = |v: &[StackEvent]| -> Vec<String> {
+            v.iter().filter_map(|e| e.event_id.clone()).collect()
+        };
+        let seen = BTreeSet::from(["e3".to_string()]);
+        // Newest first: e5 and e4 are new; e3 was seen, so e2 (older) is not even looked at.
+        let (fresh, reached) = unseen(vec![ev("e5"), ev("e4"), ev("e3"), ev("e2")], &seen);
+        assert_eq!(ids(&fresh), ["e5", "e4"]);
+        assert!(reached);
+        // A page of only new events: the next page must be read.
+        let (fresh, reached) = unseen(vec![ev("e9"), ev("e8")], &seen);
+        assert_eq!(ids(&fresh), ["e9", "e8"]);
+        assert!(!reached);
+        // The newest event seen: nothing new, and no further page.
+        let (fresh, reached) = unseen(vec![ev("e3"), ev("e2")], &seen);
+        assert!(fresh.is_empty() && reached);
+    }
+
+    #[test]
+    fn a_delete_that_failed_on_a_refilled_bucket_is_retried_and_no_other() {
+        use aws_sdk_cloudformation::types::{ResourceStatus, StackEvent};
+        let ev = |id: &str, type_: &str, status: ResourceStatus, reason: &str| {
+            StackEvent::builder()
+                .logical_resource_id(id)
+                .resource_type(type_)
+                .resource_status(status)
+                .resource_status_reason(reason)
+                .build()
+        };
+        let not_empty = "The bucket you tried to delete is not empty (Service: S3, Status Code: \
+                         409, Error Code: BucketNotEmpty)";
+        let events = vec![
+            ev(
+                "lab",
+                "AWS::CloudFormation::Stack",
+                ResourceStatus::DeleteInProgress,
+                "",
+            ),
+            ev(
+                "DeliveryToS3",
+                "AWS::KinesisFirehose::DeliveryStream",
+                ResourceStatus::DeleteComplete,
+                "",
+            ),
+            ev(
+                "BucketArchive",
+                "AWS::S3::Bucket",
+                ResourceStatus::DeleteFailed,
+                not_empty,
+            ),
+            ev(
+                "lab",
+                "AWS::CloudFormation::Stack",
+                ResourceStatus::DeleteFailed,
+                "The following resource(s) failed to delete: [BucketArchive]",
+            ),
+        ];
+        assert_eq!(refilled_buckets(&events), ["BucketArchive"]);
+        // Any other failure is not a reason to empty and retry.
+        let denied = vec![ev(
+            "BucketArchive",
+            "AWS::S3::Bucket",
+            ResourceStatus::DeleteFailed,
+            "Access Denied",
+        )];
+        assert!(refilled_buckets(&denied).is_empty());
+        let role = vec![ev(
+            "RoleX",
+            "AWS::IAM::Role",
+            ResourceStatus::DeleteFailed,
+            not_empty,
+        )];
+        assert!(refilled_buckets(&role).is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! graph with `DependsOn` (where no `Ref`/`GetAtt` already implies it), and adds the Metadata.
 
 pub mod engine;
+pub mod staging;
 pub mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -199,5 +200,38 @@ impl Sections {
             let output = json!({"Description": description, "Value": value});
             self.outputs.insert(format!("{id}{name}"), output);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::derive::load_str;
+    use crate::spec::LoadOptions;
+
+    fn template_of(spec: &str) -> Value {
+        let opts = LoadOptions {
+            region: Some("eu-west-1".into()),
+            account_id: Some("123456789012".into()),
+            vars: vec![],
+            ambient_region: None,
+        };
+        let v = load_str("t.yaml", spec, &opts).expect("a valid spec");
+        let stamps = crate::ops::stamps_from(&v, "2026-01-01T00:00:00Z".into());
+        template(&v.model, "ab", &stamps).expect("a template")
+    }
+
+    #[test]
+    fn only_a_versioned_bucket_has_a_versioning_configuration() {
+        let t = template_of(
+            "version: 1\nstack: lab\nbuckets:\n  plain: {}\n  kept: { versioning: true }\n",
+        );
+        let props = |id: &str| t["Resources"][id]["Properties"].clone();
+        assert!(props("BucketPlain").is_object(), "{t:#}");
+        assert_eq!(props("BucketPlain").get("VersioningConfiguration"), None);
+        assert_eq!(
+            props("BucketKept")["VersioningConfiguration"],
+            json!({"Status": "Enabled"})
+        );
     }
 }

@@ -8,13 +8,23 @@ use streamstack::ops::{self, PlanFile, Session};
 
 use super::{
     approval_possible, confirm, event_printer, finish, locked, open_options, runtime, stdout_style,
-    Outcome,
+    Failure, Outcome,
 };
 use streamstack::cli::{ApplyArgs, Global};
 
 pub fn run(g: &Global, a: &ApplyArgs) -> Outcome {
     approval_possible(a.change.auto_approve)?;
+    // All of the file's checks come before any AWS call: a file that is neither a plan nor a
+    // spec, a plan of another format version, or --var beside a saved plan make none.
     let saved = PlanFile::read(&a.target)?;
+    if let (Some(f), false) = (&saved, g.spec.vars.is_empty()) {
+        return Err(Failure::Message(format!(
+            "--var is not taken with a saved plan: {} applies the variables it was planned with \
+             (recorded: {}); to change them, run plan --out again with the --var",
+            a.target.display(),
+            recorded(&f.vars)
+        )));
+    }
     let (spec, vars) = match &saved {
         Some(f) => (f.spec_path.clone(), f.vars.clone()),
         None => (a.target.clone(), g.spec.vars.clone()),
@@ -97,4 +107,13 @@ async fn wait_bootstrap(
         }
         _ => Ok(()),
     }
+}
+
+/// The names of the variables a saved plan records (or "none"); values are not repeated.
+fn recorded(vars: &[(String, String)]) -> String {
+    if vars.is_empty() {
+        return "none".into();
+    }
+    let names: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
+    names.join(", ")
 }

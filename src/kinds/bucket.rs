@@ -73,9 +73,14 @@ fn cloudformation(r: &Resource, _cfn: &crate::cfn::Cfn) -> Option<crate::cfn::Cf
             "BlockPublicPolicy": p.block_public_access,
             "RestrictPublicBuckets": p.block_public_access,
         },
-        "VersioningConfiguration": {"Status": if p.versioning { "Enabled" } else { "Suspended" }},
         "Tags": crate::cfn::tags(&r.tags),
     });
+    // Only a versioned bucket says so: `Suspended` is not "never versioned" (a bucket once
+    // suspended can never return to unversioned, and keeps null-version semantics), see
+    // https://docs.aws.amazon.com/AmazonS3/latest/userguide/Versioning.html
+    if p.versioning {
+        props["VersioningConfiguration"] = serde_json::json!({"Status": "Enabled"});
+    }
     if let Some(days) = p.expire_after_days {
         props["LifecycleConfiguration"] = serde_json::json!({"Rules": [
             {"Id": LIFECYCLE_RULE_ID, "Status": "Enabled", "ExpirationInDays": days}

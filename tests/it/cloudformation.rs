@@ -170,6 +170,22 @@ fn ndjson_report(stdout: &[u8]) -> serde_json::Value {
     last["report"].clone()
 }
 
+/// `VERB --auto-approve --json --engine cloudformation SPEC` (apply or destroy): exit 0, and
+/// the report it ends with.
+fn cfn_json(sb: &Sandbox, verb: &str, spec: &Path) -> serde_json::Value {
+    let args = [
+        verb,
+        "--auto-approve",
+        "--json",
+        "--engine",
+        "cloudformation",
+        p(spec),
+    ];
+    let o = ss(sb, &args);
+    assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o));
+    ndjson_report(&o.stdout)
+}
+
 #[test]
 fn a_template_the_aws_cli_deployed_is_the_same_stack() {
     let sb = Sandbox::passthrough();
@@ -226,19 +242,7 @@ fn the_cloudformation_engine_applies_plans_and_destroys_through_change_sets() {
     assert_eq!(stack_status(&sb, "cfn-lab"), None, "plan made no stack");
 
     // apply: NDJSON on stdout, ending with the report.
-    let o = ss(
-        &sb,
-        &[
-            "apply",
-            "--auto-approve",
-            "--json",
-            "--engine",
-            "cloudformation",
-            p(&spec.path),
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let report = ndjson_report(&o.stdout);
+    let report = cfn_json(&sb, "apply", &spec.path);
     assert_eq!(report["ok"], true, "{report:#}");
     assert_eq!(report["status"], "CREATE_COMPLETE");
     assert_eq!(
@@ -294,19 +298,7 @@ fn the_cloudformation_engine_applies_plans_and_destroys_through_change_sets() {
             .await
             .expect("put an object");
     });
-    let o = ss(
-        &sb,
-        &[
-            "destroy",
-            "--auto-approve",
-            "--json",
-            "--engine",
-            "cloudformation",
-            p(&longer.path),
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let report = ndjson_report(&o.stdout);
+    let report = cfn_json(&sb, "destroy", &longer.path);
     assert_eq!(report["ok"], true, "{report:#}");
     assert_eq!(stack_status(&sb, "cfn-lab"), None, "the stack is gone");
     assert_eq!(remaining(&sb, &longer.path), Vec::<String>::new());
@@ -360,4 +352,137 @@ fn the_cloudformation_engine_refuses_a_stack_it_did_not_make_and_a_held_lock() {
         text(&o)
     );
     assert_eq!(stack_status(&sb, "cfn-locked"), None, "nothing was made");
+}
+
+/// [`CFN_LAB`]'s bucket and stream with `hosts` hosts: each adds about 8 KB of template (its
+/// role, profile, group and user-data).
+fn big_spec(hosts: usize) -> String {
+    let mut spec = String::from(
+        "version: 1\nstack: cfn-big\nregion: ap-northeast-2\nbuckets:\n  archive:\n    \
+         force_destroy: true\nstreams:\n  weather:\n    mode: provisioned\n    shards: 1\n    \
+         encryption: none\nhosts:\n",
+    );
+    for i in 0..hosts {
+        spec.push_str(&format!(
+            "  h{i}:\n    instance_type: t3.micro\n    image: al2023\n    flows:\n      - files: \
+             /var/log/weather/*.log\n        to: weather\n        format: json\n"
+        ));
+    }
+    spec
+}
+
+#[test]
+fn a_template_over_the_inline_limit_deploys_through_s3() {
+    let sb = Sandbox::passthrough();
+    let spec = spec_file(&big_spec(7));
+    let template = ok(&sb, &["render", p(&spec.path), "--what", "cloudformation"]);
+    assert!(
+        template.len() > 51_200,
+        "the template is {} bytes: not over CloudFormation's inline limit",
+        template.len()
+    );
+    sb.proxy.record_bodies("cloudformation:CreateChangeSet");
+    let report = cfn_json(&sb, "apply", &spec.path);
+    assert_eq!(report["status"], "CREATE_COMPLETE", "{report:#}");
+    // The change set was made from the staged object, not from an inline body.
+    let bodies = sb.proxy.bodies_of("cloudformation:CreateChangeSet");
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert!(
+        bodies[0].contains("TemplateURL=") && !bodies[0].contains("TemplateBody="),
+        "{}",
+        &bodies[0][..bodies[0].len().min(600)]
+    );
+    let bucket = format!("streamstack-locks-{}-{LAB_REGION}", sb.account_id);
+    let staged = || {
+        rt().block_on(async {
+            let out = sb
+                .s3()
+                .list_objects_v2()
+                .bucket(&bucket)
+                .prefix("cfn-big/cfn/")
+                .send()
+                .await
+                .expect("list the staging bucket");
+            out.contents.unwrap_or_default().len()
+        })
+    };
+    assert_eq!(staged(), 0, "the staged template is deleted once used");
+    // Both engines see the stack as the spec says (an unchanged template is no change set).
+    assert_eq!(plan_of(&sb, &spec.path, "cloudformation").0, 0);
+    assert_eq!(plan_of(&sb, &spec.path, "streamstack").0, 0);
+    assert_eq!(staged(), 0);
+    ok(
+        &sb,
+        &[
+            "destroy",
+            "--auto-approve",
+            "--engine",
+            "cloudformation",
+            p(&spec.path),
+        ],
+    );
+    assert_eq!(stack_status(&sb, "cfn-big"), None, "the stack is gone");
+    crate::support::inventory::assert_nothing_remains(&sb, LAB_REGION, "cfn-big");
+}
+
+#[test]
+fn objects_that_arrive_while_the_stack_is_deleted_do_not_leave_the_bucket_behind() {
+    use crate::support::cli::Background;
+    let sb = Sandbox::passthrough();
+    let spec = spec_file(CFN_LAB);
+    ok(
+        &sb,
+        &[
+            "apply",
+            "--auto-approve",
+            "--engine",
+            "cloudformation",
+            p(&spec.path),
+        ],
+    );
+    // The bucket is emptied, then an object lands (a delivery flushing) before CloudFormation
+    // deletes it: the DeleteStack is held at the proxy while the object is written.
+    let hold = sb.proxy.hold("cloudformation:DeleteStack");
+    let mut run = Background::start(
+        &sb,
+        &[
+            "destroy",
+            "--auto-approve",
+            "--json",
+            "--engine",
+            "cloudformation",
+            p(&spec.path),
+        ],
+    );
+    if hold
+        .wait_held(crate::support::wait::PATIENCE, || run.exited())
+        .is_none()
+    {
+        drop(hold);
+        panic!(
+            "destroy never reached DeleteStack:\n{}",
+            text(&run.finish())
+        );
+    }
+    rt().block_on(async {
+        let bucket = format!("cfn-lab-archive-{}-{LAB_REGION}", sb.account_id);
+        sb.s3()
+            .put_object()
+            .bucket(&bucket)
+            .key("weather/late.gz")
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(b"late"))
+            .send()
+            .await
+            .expect("put an object");
+    });
+    hold.release();
+    let o = run.finish();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report = ndjson_report(&o.stdout);
+    assert_eq!(report["ok"], true, "{report:#}");
+    // moto's CloudFormation leaves a bucket that holds objects and says DELETE_COMPLETE (AWS
+    // says DELETE_FAILED, and streamstack empties and deletes again): either way the bucket
+    // does not outlive the destroy.
+    assert_eq!(stack_status(&sb, "cfn-lab"), None, "the stack is gone");
+    crate::support::inventory::assert_nothing_remains(&sb, LAB_REGION, "cfn-lab");
 }

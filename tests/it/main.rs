@@ -32,5 +32,6 @@ mod operator_policy;
 mod proxy;
 mod quotas;
 mod render;
+mod saved_plans;
 mod spec_corpus;
 mod teardown;

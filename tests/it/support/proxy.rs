@@ -336,6 +336,29 @@ impl Proxy {
             .count()
     }
 
+    /// From now on, keeps the request body of every `call` (`service:Action`).
+    pub fn record_bodies(&self, call: &str) {
+        self.shared
+            .state()
+            .bodies
+            .entry(call.to_string())
+            .or_default();
+    }
+
+    /// The request bodies of `call` kept since [`Proxy::record_bodies`], oldest first.
+    pub fn bodies_of(&self, call: &str) -> Vec<String> {
+        let state = self.shared.state();
+        let bodies = state
+            .bodies
+            .get(call)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        bodies
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect()
+    }
+
     pub fn reset_calls(&self) {
         self.shared.state().calls.clear();
     }
@@ -671,6 +694,9 @@ struct State {
     quota_buckets: HashMap<String, (f64, Instant)>,
     /// Calls refused for going beyond a quota.
     throttled: Vec<Call>,
+    /// `service:Action` → the request bodies of those calls, for calls asked for with
+    /// [`Proxy::record_bodies`].
+    bodies: HashMap<String, Vec<Bytes>>,
 }
 
 /// AWS's documented request quota of an operation, as a token bucket `(burst, per second)`;
@@ -887,6 +913,9 @@ impl Shared {
         let key = format!("{}:{}", op.service, op.action);
         let gate = {
             let mut state = self.state();
+            if let Some(bodies) = state.bodies.get_mut(&key) {
+                bodies.push(body.clone());
+            }
             state.arrivals += 1;
             let arrival = state.arrivals;
             let at = state

@@ -516,6 +516,14 @@ pub struct Lock {
     renewer: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// Makes the account's lock bucket of the region (private, encrypted) if it is not there, and
+/// returns its name. The CloudFormation engine stages large templates in it.
+pub async fn make_bucket(clients: &Clients) -> Result<String> {
+    let place = Place::of(clients, "-").await?;
+    place.make_bucket().await?;
+    Ok(place.bucket)
+}
+
 /// The lock of `stack`, if someone holds it (for `plan` to mention).
 pub async fn held(clients: &Clients, stack: &str) -> Result<Option<Holder>> {
     let place = Place::of(clients, stack).await?;

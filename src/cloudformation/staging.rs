@@ -8,7 +8,6 @@
 //! the stack's region, which this one is.
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 
 use crate::aws::Ctx;
 use crate::kinds::Cx;
@@ -45,7 +44,7 @@ pub fn placement(stack: &str, bytes: usize) -> Result<Placement> {
 
 /// The account's streamstack bucket in the region (shared with the lock).
 pub fn bucket_name(env: &Env) -> String {
-    format!("streamstack-locks-{}-{}", env.account_id, env.region)
+    crate::lock::bucket_name(&env.account_id, &env.region)
 }
 
 /// Where a template body is staged: by stack and content.
@@ -74,11 +73,13 @@ pub struct Staged {
     pub url: String,
 }
 
-/// Uploads `body` to the staging bucket (made if missing) and returns where it is.
+/// Uploads `body` to the staging bucket and returns where it is. The bucket is the lock's: it
+/// exists whenever `apply` holds the lock; otherwise (a first `plan`) the lock's own code makes
+/// it, private and encrypted, the one way it is ever made.
 pub async fn stage(cx: &Cx, body: &str) -> Result<Staged> {
     let bucket = bucket_name(&cx.env);
     let key = key(&cx.stack, body);
-    ensure_bucket(cx, &bucket).await?;
+    let mut made = false;
     // A bucket just made may take a moment to be visible to PutObject: a few bounded tries.
     let mut pause = std::time::Duration::from_millis(200);
     for attempt in 1.. {
@@ -96,6 +97,10 @@ pub async fn stage(cx: &Cx, body: &str) -> Result<Staged> {
             .op("s3:PutObject");
         match put {
             Ok(_) => break,
+            Err(e) if e.code() == Some("NoSuchBucket") && !made => {
+                crate::lock::make_bucket(&cx.clients).await?;
+                made = true;
+            }
             Err(e) if e.code() == Some("NoSuchBucket") && attempt < 8 => {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(std::time::Duration::from_secs(5));
@@ -125,48 +130,6 @@ pub async fn unstage(cx: &Cx, staged: &Staged) {
             staged.bucket,
             staged.key
         );
-    }
-}
-
-/// Makes the staging bucket if it does not exist. One that exists must be this account's
-/// (`ExpectedBucketOwner`: a bucket of that name in another account answers 403).
-async fn ensure_bucket(cx: &Cx, bucket: &str) -> Result<()> {
-    let s3 = &cx.clients.s3;
-    let head = s3
-        .head_bucket()
-        .bucket(bucket)
-        .expected_bucket_owner(&cx.env.account_id)
-        .send()
-        .await
-        .op("s3:HeadBucket");
-    match head {
-        Ok(_) => return Ok(()),
-        Err(e) if matches!(e.code(), Some("NotFound" | "NoSuchBucket")) => {}
-        Err(e) => {
-            return Err(Error::Config(format!(
-                "cannot use bucket {bucket} to stage the CloudFormation template (it may belong \
-                 to another account): {e}"
-            )))
-        }
-    }
-    // us-east-1 is the default and is not a valid LocationConstraint.
-    let configuration = CreateBucketConfiguration::builder()
-        .set_location_constraint(
-            (cx.env.region != "us-east-1")
-                .then(|| BucketLocationConstraint::from(cx.env.region.as_str())),
-        )
-        .build();
-    let created = s3
-        .create_bucket()
-        .bucket(bucket)
-        .create_bucket_configuration(configuration)
-        .send()
-        .await
-        .op("s3:CreateBucket");
-    match created {
-        Ok(_) => Ok(()),
-        Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => Ok(()),
-        Err(e) => Err(e),
     }
 }
 

@@ -341,8 +341,8 @@ impl Place {
     /// One made by a concurrent first run is fine; one of that name in another account is not.
     async fn make_bucket(&self) -> Result<()> {
         use aws_sdk_s3::types::{
-            BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration,
-            ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+            BucketLocationConstraint, CreateBucketConfiguration, ServerSideEncryption,
+            ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
             ServerSideEncryptionRule,
         };
         let s3 = &self.clients.s3;
@@ -375,12 +375,7 @@ impl Place {
             }
             Err(e) => return Err(self.refused(e)),
         }
-        let block = PublicAccessBlockConfiguration::builder()
-            .block_public_acls(true)
-            .ignore_public_acls(true)
-            .block_public_policy(true)
-            .restrict_public_buckets(true)
-            .build();
+        let block = crate::aws::all_public_access_blocked();
         s3.put_public_access_block()
             .bucket(&self.bucket)
             .expected_bucket_owner(&self.account)

@@ -22,9 +22,9 @@ use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::types::{
     BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus,
     CreateBucketConfiguration, Delete, ExpirationStatus, LifecycleExpiration, LifecycleRule,
-    LifecycleRuleFilter, ObjectIdentifier, PublicAccessBlockConfiguration, ServerSideEncryption,
-    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    Tag, Tagging, VersioningConfiguration,
+    LifecycleRuleFilter, ObjectIdentifier, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+    VersioningConfiguration,
 };
 use futures::future::try_join_all;
 
@@ -574,12 +574,7 @@ async fn put_tags(cx: &Cx, name: &str, tags: &BTreeMap<String, String>) -> Resul
 async fn put_public_access_block(cx: &Cx, name: &str, block: bool) -> Result<()> {
     let s3 = &cx.clients.s3;
     if block {
-        let block = PublicAccessBlockConfiguration::builder()
-            .block_public_acls(true)
-            .ignore_public_acls(true)
-            .block_public_policy(true)
-            .restrict_public_buckets(true)
-            .build();
+        let block = crate::aws::all_public_access_blocked();
         let call = s3.put_public_access_block().bucket(name);
         let call = call.public_access_block_configuration(block);
         call.send().await.op("s3:PutPublicAccessBlock")?;

@@ -588,6 +588,17 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(ms.min(10_000))
 }
 
+/// An S3 public access block with all four flags on: the stack's buckets (unless the spec says
+/// otherwise) and the lock bucket.
+pub fn all_public_access_blocked() -> aws_sdk_s3::types::PublicAccessBlockConfiguration {
+    aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+        .block_public_acls(true)
+        .ignore_public_acls(true)
+        .block_public_policy(true)
+        .restrict_public_buckets(true)
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,15 +678,4 @@ mod tests {
         assert!(!e("s3:GetObject", Some("NotFound"), 404).is_not_found());
         assert!(!e("iam:GetRole", Some("ResourceNotFoundException"), 404).is_not_found());
     }
-}
-
-/// An S3 public access block with all four flags on: the stack's buckets (unless the spec says
-/// otherwise) and the lock bucket.
-pub fn all_public_access_blocked() -> aws_sdk_s3::types::PublicAccessBlockConfiguration {
-    aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
-        .block_public_acls(true)
-        .ignore_public_acls(true)
-        .block_public_policy(true)
-        .restrict_public_buckets(true)
-        .build()
 }

@@ -513,8 +513,12 @@ async fn read_shard(
         }
         let caught_up = page.millis_behind_latest.unwrap_or(0) == 0;
         cursor.iterator = page.next_shard_iterator;
-        cursor.ended = cursor.iterator.is_none();
-        if !closed && caught_up {
+        // AWS ends a closed shard with no next iterator. An empty page at the stream's tip
+        // ends it too: a closed shard gets no more records (moto never drops the iterator, and
+        // each further page would cost a paced second).
+        cursor.ended =
+            cursor.iterator.is_none() || (closed && caught_up && page.records.is_empty());
+        if caught_up && (!closed || cursor.ended) {
             break;
         }
     }

@@ -170,11 +170,15 @@ async fn confirmed(cx: &Cx, mut live: Live, desired: &Model) -> Result<Live> {
     for pause in CONFIRM_PAUSES_MS {
         let mut have = props::<RoleProps>(&live.resource)?.clone();
         let trust_differs = have.trust_policy != want.trust_policy;
-        let differing: Vec<&String> = want
+        // A policy the apply wrote, changed or deleted may each still read as before.
+        let differing: Vec<String> = want
             .inline_policies
-            .iter()
-            .filter(|(n, doc)| have.inline_policies.get(*n) != Some(*doc))
-            .map(|(n, _)| n)
+            .keys()
+            .chain(have.inline_policies.keys())
+            .filter(|n| have.inline_policies.get(*n) != want.inline_policies.get(*n))
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
             .collect();
         if !trust_differs && differing.is_empty() {
             break;
@@ -186,9 +190,9 @@ async fn confirmed(cx: &Cx, mut live: Live, desired: &Model) -> Result<Live> {
             }
         }
         for policy in differing {
-            match get_policy(cx, &name, policy).await? {
-                Some(doc) => have.inline_policies.insert(policy.clone(), doc),
-                None => have.inline_policies.remove(policy),
+            match get_policy(cx, &name, &policy).await? {
+                Some(doc) => have.inline_policies.insert(policy, doc),
+                None => have.inline_policies.remove(&policy),
             };
         }
         live.resource.props = Props::new(have);

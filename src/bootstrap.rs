@@ -2,6 +2,8 @@
 //! rendered from the minijinja templates in `templates/`, embedded in the binary so an installed
 //! `streamstack` works from any directory.
 
+pub mod bundle;
+
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 use serde_json::{json, Value};

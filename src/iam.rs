@@ -132,6 +132,16 @@ pub fn host_policy(env: &Env, access: &HostAccess) -> Value {
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
+/// An external host's user's one inline policy: the host policy without the bootstrap report
+/// (there is no instance to tag): put to its streams and deliveries, and the agent's metrics.
+pub fn external_host_policy(env: &Env, access: &HostAccess) -> Value {
+    let mut policy = host_policy(env, access);
+    if let Some(statements) = policy["Statement"].as_array_mut() {
+        statements.retain(|s| s["Sid"] != "ReportBootstrap");
+    }
+    policy
+}
+
 /// The bootstrap reports by tagging its own instance: only that tag key, only on the instance
 /// that carries this host's `streamstack:address` and the stack's `streamstack:stack` (every
 /// host has a role of its own, so that is the instance making the call). Only condition keys

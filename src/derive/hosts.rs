@@ -2,7 +2,7 @@
 //! (with a least-privilege policy built from its flows), the instance profile that carries the
 //! role, and with `ssh` a security group; the user-data and agent.json rendered from the flows.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::deriver::{customer_key, expected_keys, p, Deriver, Origin};
 use super::names::{host_role_name, instance_profile_name, security_group_name};
@@ -13,10 +13,12 @@ use crate::kinds::host::{self, HostProps};
 use crate::kinds::instance_profile::{self, InstanceProfileProps};
 use crate::kinds::role;
 use crate::kinds::security_group::{self, SecurityGroupProps};
+use crate::kinds::credentials_file;
 use crate::kinds::stream;
-use crate::model::{Address, Props, TAG_IMAGE};
+use crate::kinds::user::{self, AgentSetup, UserProps};
+use crate::model::{Address, Props, INLINE_POLICY_NAME, TAG_IMAGE};
 use crate::spec::rules;
-use crate::spec::types::{DeliverySource, Flow, HostSpec};
+use crate::spec::types::{DeliverySource, Flow, HostSpec, Platform};
 
 /// What a host's flows resolve to: the agent's flows, what the instance waits for, and what its
 /// role may write to.
@@ -29,6 +31,11 @@ struct Flows {
 
 pub(super) fn hosts(d: &mut Deriver) {
     for (key, h) in &d.spec.hosts {
+        if h.platform == Platform::External {
+            let flows = flows(d, key, h);
+            external_user(d, key, flows);
+            continue;
+        }
         let mut flows = flows(d, key, h);
         if !d.spec.is_undecoded("hosts", key) {
             check_sample(d, key, h);
@@ -282,4 +289,48 @@ fn instance(
     let at = Origin::entry("hosts", false);
     let instance = d.add(at, address, name, flows.deps, Props::new(props));
     instance.tags.insert(TAG_IMAGE.into(), h.image.to_string());
+}
+
+/// An external host: no instance, group, role or profile; an IAM user (its policy from the
+/// flows, without the bootstrap report) whose access key the apply writes to the credentials
+/// file, and the agent's configuration naming that file's profile.
+fn external_user(d: &mut Deriver, key: &str, flows: Flows) {
+    let name = host_role_name(&d.spec.stack, key);
+    let at = Origin::entry("hosts", false);
+    d.check_name(at, key, rules::user_name(&name));
+    let profile = credentials_file::profile_name(&d.spec.stack, key);
+    let agent_json = match bootstrap::agent_json(&d.env, &flows.agent) {
+        Ok(j) => bootstrap::bundle::external_agent_json(&j, &profile),
+        Err(e) => {
+            let at = p(&["hosts", key]);
+            d.err(at, true, format!("could not render agent.json: {e}"), None);
+            return;
+        }
+    };
+    let mut directories: Vec<String> = flows
+        .agent
+        .iter()
+        .filter_map(|f| f.files.rsplit_once('/').map(|(dir, _)| dir.to_string()))
+        .collect();
+    directories.sort();
+    directories.dedup();
+    let props = UserProps {
+        arn: user::user_arn(&d.env, &name),
+        inline_policies: BTreeMap::from([(
+            INLINE_POLICY_NAME.to_string(),
+            iam::external_host_policy(&d.env, &flows.access),
+        )]),
+        managed_policies: Vec::new(),
+        setup: AgentSetup {
+            stack: d.spec.stack.clone(),
+            host: key.to_string(),
+            region: d.env.region.clone(),
+            profile,
+            agent_json,
+            directories,
+        },
+    };
+    let address = Address::new(user::KIND, key);
+    // Created once the streams and deliveries it writes to exist (as an instance would be).
+    d.add(at.derived(), address, name, flows.deps, Props::new(props));
 }

@@ -107,7 +107,7 @@ impl ResourceKind for Hosts {
             Render::AgentConfig => serde_json::Value::String(
                 crate::bootstrap::extract_agent_json(&p.user_data)?.to_string(),
             ),
-            Render::Policies => return None,
+            Render::Policies | Render::AgentBundle => return None,
         };
         Some(Rendered {
             host: Some(r.address.key.clone()),

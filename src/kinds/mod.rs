@@ -127,6 +127,9 @@ pub mod objects;
 pub mod role;
 pub mod security_group;
 pub mod stream;
+pub mod user;
+/// The shared-credentials file an external host's access key is written to.
+pub mod credentials_file;
 
 // What several kinds of one service share: the calls both make, and their conventions.
 mod ec2_api;
@@ -156,6 +159,8 @@ pub const DELIVERY: Kind = Kind::new("delivery");
 pub const INSTANCE_PROFILE: Kind = Kind::new("instance_profile");
 pub const SECURITY_GROUP: Kind = Kind::new("security_group");
 pub const HOST: Kind = Kind::new("host");
+/// The IAM user an external host's agent authenticates as (`platform: external`).
+pub const HOST_USER: Kind = Kind::new("host_user");
 
 /// Every resource kind streamstack manages, in the order a reader meets them in a pipeline.
 /// Adding a kind: CONTRIBUTING.md ("Adding a resource kind") lists every place, per case.
@@ -168,6 +173,7 @@ pub static REGISTRY: Registry<'static> = Registry(&[
     &instance_profile::InstanceProfiles,
     &security_group::SecurityGroups,
     &host::Hosts,
+    &user::Users,
 ]);
 
 /// A list of kind implementations: [`REGISTRY`], or another in tests (the executor's tests run
@@ -236,6 +242,28 @@ pub enum Render {
     AgentConfig,
     /// A role's trust and inline policies.
     Policies,
+    /// Everything to install the agent on an external host: a JSON object of file name →
+    /// contents (`agent.json`, `install.sh`, `README.md`).
+    AgentBundle,
+}
+
+/// What `apply --credentials-dir DIR [--rotate-keys]` asks of kinds that hand out a secret
+/// (an external host's access key): where it may be written, and whether to replace it.
+#[derive(Debug, Clone, Default)]
+pub struct KeyOptions {
+    pub dir: Option<std::path::PathBuf>,
+    pub rotate: bool,
+}
+
+/// A secret a kind handed out, as reported: where it went, never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IssuedKey {
+    pub address: String,
+    pub access_key_id: String,
+    pub file: String,
+    pub profile: String,
+    /// The ids of the keys deleted after the new one was written (`--rotate-keys`).
+    pub deleted: Vec<String>,
 }
 
 /// One rendered artefact.
@@ -400,6 +428,28 @@ pub trait ResourceKind: Send + Sync {
         _cfn: &crate::cfn::Cfn,
     ) -> Option<crate::cfn::CfnResource> {
         None
+    }
+
+    /// Before an apply writes anything: why it will have to hand out a new secret for `r` (a
+    /// user without an access key, or `--rotate-keys`), if it will. Most kinds never do.
+    fn key_due<'a>(
+        &'a self,
+        _cx: &'a Cx,
+        _r: &'a Resource,
+        _opts: &'a KeyOptions,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// After a successful apply: hands out the secret `key_due` announced (writes it only to
+    /// `opts.dir`), deleting a replaced one only once the new one is written.
+    fn issue_key<'a>(
+        &'a self,
+        _cx: &'a Cx,
+        _r: &'a Resource,
+        _opts: &'a KeyOptions,
+    ) -> BoxFuture<'a, Result<Option<IssuedKey>>> {
+        Box::pin(async { Ok(None) })
     }
 
     /// What `render` prints for a desired resource, if this kind has that artefact.

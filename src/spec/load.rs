@@ -47,7 +47,11 @@ pub const HOST_KEYS: &[&str] = &[
     "ssh",
     "flows",
     "sample_data",
+    "platform",
+    "credentials",
 ];
+/// Keys of `hosts.KEY` that only an EC2 host takes (an error on an external one).
+pub const EC2_ONLY_HOST_KEYS: &[&str] = &["instance_type", "image", "subnet", "ssh", "sample_data"];
 pub const SSH_KEYS: &[&str] = &["key_name", "from"];
 pub const FLOW_KEYS: &[&str] = &["files", "to", "format", "fields"];
 pub const SAMPLE_KEYS: &[&str] = &["file", "records"];
@@ -813,6 +817,16 @@ fn error_logging(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<ErrorLogging>
 
 fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {
     d.known_keys(m, p, HOST_KEYS);
+    let platform = or_default(d, m, p, "platform", Platform::Ec2, |d, v, pp| {
+        match d.one_of(v, pp, &Platform::NAMES)?.as_str() {
+            "external" => Some(Platform::External),
+            _ => Some(Platform::Ec2),
+        }
+    })?;
+    let credentials = host_credentials(d, m, p, platform);
+    if platform == Platform::External {
+        return external_host(d, m, p, credentials);
+    }
     let instance_type = d
         .required(m, p, "instance_type", "an instance type such as t3.micro")
         .and_then(|v| d.string(v, &p.key("instance_type")));
@@ -838,6 +852,64 @@ fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {
         ssh,
         flows,
         sample_data,
+        platform,
+        credentials,
+    })
+}
+
+/// `credentials`: only on an external host, where it defaults to `access_key` (the one way
+/// offered); on an EC2 host the agent uses the instance profile, so it is an error there.
+fn host_credentials(
+    d: &mut Decoder,
+    m: &Mapping,
+    p: &Path,
+    platform: Platform,
+) -> Option<HostCredentials> {
+    let given = Decoder::field(m, "credentials");
+    if platform == Platform::Ec2 {
+        if given.is_some() {
+            d.error_key(
+                &p.key("credentials"),
+                "`credentials` is for external hosts: an EC2 host's agent uses its instance profile",
+                Some("no `credentials`, or `platform: external`".into()),
+            );
+        }
+        return None;
+    }
+    match given {
+        None => Some(HostCredentials::AccessKey),
+        Some(v) => d
+            .one_of(v, &p.key("credentials"), &HostCredentials::NAMES)
+            .map(|_| HostCredentials::AccessKey),
+    }
+}
+
+/// An external host: flows only; every field about an instance is an error at its key.
+fn external_host(
+    d: &mut Decoder,
+    m: &Mapping,
+    p: &Path,
+    credentials: Option<HostCredentials>,
+) -> Option<HostSpec> {
+    for k in EC2_ONLY_HOST_KEYS {
+        if Decoder::field(m, k).is_some() {
+            d.error_key(
+                &p.key(k),
+                format!("`{k}` is meaningless on an external host (streamstack launches no instance)"),
+                Some("no `{k}`, or `platform: ec2`".replace("{k}", k)),
+            );
+        }
+    }
+    let flows = flows(d, m, p);
+    Some(HostSpec {
+        instance_type: String::new(),
+        image: Image::Al2023,
+        subnet: None,
+        ssh: None,
+        flows,
+        sample_data: None,
+        platform: Platform::External,
+        credentials,
     })
 }
 

@@ -123,6 +123,11 @@ pub fn role_name(v: &str) -> Check {
     name("IAM role name", v, (1, 64), &IAM_CHARS)
 }
 
+/// IAM `UserName`: 1–64, `[\w+=,.@-]+`.
+pub fn user_name(v: &str) -> Check {
+    name("IAM user name", v, (1, 64), &IAM_CHARS)
+}
+
 /// IAM `InstanceProfileName`: 1–128, `[\w+=,.@-]+`.
 pub fn instance_profile_name(v: &str) -> Check {
     name("instance profile name", v, (1, 128), &IAM_CHARS)

@@ -301,10 +301,43 @@ pub struct SampleData {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostSpec {
+    /// Empty on an external host (it has no instance).
     pub instance_type: String,
     pub image: Image,
     pub subnet: Option<String>,
     pub ssh: Option<Ssh>,
     pub flows: Vec<Flow>,
     pub sample_data: Option<SampleData>,
+    /// Where the host runs: an EC2 instance streamstack launches, or a machine of the user's.
+    pub platform: Platform,
+    /// How an external host's agent authenticates (`None` on EC2: the instance profile).
+    pub credentials: Option<HostCredentials>,
+}
+
+/// `hosts.KEY.platform`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    /// An EC2 instance with an instance profile (the default).
+    #[default]
+    Ec2,
+    /// A machine outside EC2 (a data centre, a laptop, another cloud): no instance, no
+    /// security group, no instance profile; its agent authenticates as an IAM user.
+    External,
+}
+
+impl Platform {
+    pub const NAMES: [&'static str; 2] = ["ec2", "external"];
+}
+
+/// `hosts.KEY.credentials`: how an external host's agent gets AWS credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostCredentials {
+    /// An IAM user of the stack with one access key, written only to `apply --credentials-dir`.
+    AccessKey,
+}
+
+impl HostCredentials {
+    pub const NAMES: [&'static str; 1] = ["access_key"];
 }

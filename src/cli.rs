@@ -228,6 +228,9 @@ pub struct RenderArgs {
     /// apply, check and destroy).
     #[arg(long = "for", value_enum, value_name = "COMMANDS", default_value_t = PolicyFor::Apply)]
     pub for_commands: PolicyFor,
+    /// With --what agent-bundle: the directory the bundle's files are written to.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     #[command(flatten)]
     pub spec_args: SpecArgs,
 }
@@ -291,6 +294,14 @@ pub struct ApplyArgs {
     /// Also wait until new or replaced hosts report their bootstrap (default 10m).
     #[arg(long, value_name = "DUR", num_args = 0..=1, default_missing_value = "10m", value_parser = parse_duration)]
     pub wait_bootstrap: Option<std::time::Duration>,
+    /// Where external hosts' access keys are written: DIR/credentials, an AWS
+    /// shared-credentials file (mode 0600) with a profile per host. Keys go nowhere else.
+    #[arg(long, value_name = "DIR")]
+    pub credentials_dir: Option<PathBuf>,
+    /// Replace each external host's access key: create a new one, write it, then delete the
+    /// old one.
+    #[arg(long)]
+    pub rotate_keys: bool,
     #[command(flatten)]
     pub engine: EngineArg,
     #[command(flatten)]
@@ -492,6 +503,9 @@ pub enum What {
     Cloudformation,
     /// The least-privilege IAM policy of whoever runs streamstack for this spec (JSON).
     OperatorPolicy,
+    /// Everything to install the agent on an external host (--host KEY --out DIR):
+    /// agent.json, install.sh, README.md.
+    AgentBundle,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {

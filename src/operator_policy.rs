@@ -56,6 +56,7 @@ pub fn operator_policy(model: &Model, purpose: Purpose, account: Option<&str>) -
     let mut statements = discovery(&s);
     statements.extend(services(&s));
     statements.extend(iam(&s));
+    statements.extend(users(&s));
     statements.extend(ec2(&s));
     statements.extend(lock_statements(&model.env, &model.stack, purpose));
     let statements = statements.into_iter().flatten().collect::<Vec<_>>();
@@ -386,6 +387,38 @@ fn iam(s: &Scope) -> Vec<Option<Value>> {
         ));
     }
     out
+}
+
+/// External hosts' IAM users and their access keys, under the stack's path only.
+fn users(s: &Scope) -> Vec<Option<Value>> {
+    if !s.has(crate::kinds::HOST_USER) {
+        return Vec::new();
+    }
+    let reads = [
+        "iam:GetUser",
+        "iam:ListUserTags",
+        "iam:ListUserPolicies",
+        "iam:GetUserPolicy",
+        "iam:ListAttachedUserPolicies",
+        "iam:ListAccessKeys",
+        "iam:GetAccessKeyLastUsed",
+    ];
+    let writes = [
+        "iam:CreateUser",
+        "iam:DeleteUser",
+        "iam:TagUser",
+        "iam:UntagUser",
+        "iam:PutUserPolicy",
+        "iam:DeleteUserPolicy",
+        "iam:DetachUserPolicy",
+        "iam:DeleteLoginProfile",
+        "iam:CreateAccessKey",
+        "iam:DeleteAccessKey",
+    ];
+    vec![
+        statement("DiscoverUsers", &["iam:ListUsers"], vec!["*".into()]),
+        statement("Users", &s.actions(&reads, &writes), vec![s.iam("user")]),
+    ]
 }
 
 /// EC2: instances, volumes and security groups are created only with the stack's tag (a Deny

@@ -21,6 +21,7 @@ use crate::spec::LoadOptions;
 use crate::time::parse_rfc3339;
 use crate::{Error, Result};
 
+mod keys;
 mod planfile;
 pub use planfile::PlanFile;
 

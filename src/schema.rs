@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::spec::types::{Compression, Format, LOG_RETENTION_DAYS};
+use crate::spec::types::{Compression, Format, HostCredentials, Platform, LOG_RETENTION_DAYS};
 
 const NAME_KEY: &str = "^[a-z][a-z0-9-]*$";
 
@@ -146,9 +146,25 @@ fn delivery() -> Value {
 }
 
 fn host() -> Value {
+    let mut host = host_fields();
+    // An EC2 host needs an instance type; an external host takes none of the instance's
+    // fields, and only it takes `credentials`.
+    let ec2_only = ["instance_type", "image", "subnet", "ssh", "sample_data"];
+    let not_given: Vec<Value> = ec2_only.iter().map(|k| json!({"required": [k]})).collect();
+    host["allOf"] = json!([{
+        "if": {"properties": {"platform": {"const": "external"}}, "required": ["platform"]},
+        "then": {"not": {"anyOf": not_given}},
+        "else": {"required": ["instance_type"], "not": {"required": ["credentials"]}}
+    }]);
+    host
+}
+
+fn host_fields() -> Value {
     object(
-        &["instance_type", "flows"],
+        &["flows"],
         json!({
+            "platform": {"enum": Platform::NAMES, "default": "ec2", "description": "ec2 (default): an instance streamstack launches; external: a machine of yours, whose agent authenticates as an IAM user."},
+            "credentials": {"enum": HostCredentials::NAMES, "description": "External hosts only: access_key (default), an IAM user whose key apply writes to --credentials-dir."},
             "instance_type": string("EC2 instance type such as t3.micro."),
             "image": string("al2023 (default), al2023-arm64, ami-..., or ssm:/parameter/name."),
             "subnet": string("Subnet id; default subnet of the default VPC unless given."),

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use streamstack::deploy::{self, Engine, Planned};
+use streamstack::kinds::{IssuedKey, KeyOptions};
 use streamstack::ops::{self, PlanFile, Session};
 
 use super::{
@@ -52,13 +53,32 @@ async fn apply_locked(
     let json = a.change.json;
     let planned = deploy::plan_apply(Engine::from(a.engine.engine), s, saved).await?;
     let plan = planned.plan();
+    // External hosts' access keys: an apply that must write one and has nowhere to write it
+    // is refused here, before any write.
+    let keys = KeyOptions {
+        dir: a.credentials_dir.clone(),
+        rotate: a.rotate_keys,
+    };
+    let keys_due = match planned {
+        Planned::Own { .. } => s.check_keys_writable(&keys).await?,
+        Planned::Stack(_) => Vec::new(),
+    };
     if json {
         println!("{}", serde_json::json!({"type": "planned", "plan": plan}));
     } else {
         print!("{}", streamstack::ui::render_plan(plan, style));
+        for why in &keys_due {
+            println!("access key: {why}");
+        }
     }
     if let Planned::Own { .. } = planned {
         if !plan.has_changes() {
+            if !keys_due.is_empty() {
+                if !a.change.auto_approve {
+                    confirm("\nDo you want to write the access keys?")?;
+                }
+                print_keys(&s.issue_keys(&keys).await?, json);
+            }
             if json {
                 let empty = streamstack::executor::Report::default();
                 println!("{}", serde_json::json!({"type": "report", "report": empty}));
@@ -81,6 +101,13 @@ async fn apply_locked(
         }
     }
     let applied = planned.apply(s, a.parallelism).await?;
+    let issued = match planned {
+        Planned::Own { .. } if applied.ok() => s.issue_keys(&keys).await,
+        _ => Ok(Vec::new()),
+    };
+    if let Ok(issued) = &issued {
+        print_keys(issued, json);
+    }
     let waited = wait_bootstrap(s, &planned, applied.ok(), a.wait_bootstrap).await;
     if json {
         let report = applied.to_json();
@@ -89,8 +116,32 @@ async fn apply_locked(
             serde_json::json!({"type": "report", "report": report})
         );
     }
+    issued?;
     waited?;
     finish(&applied, applied.applied_line(plan), json)
+}
+
+/// Where each access key went (its id, file and profile; never the secret).
+fn print_keys(issued: &[IssuedKey], json: bool) {
+    for k in issued {
+        if json {
+            let mut line = serde_json::json!({"type": "credentials"});
+            if let (Some(m), Ok(serde_json::Value::Object(k))) =
+                (line.as_object_mut(), serde_json::to_value(k))
+            {
+                m.extend(k);
+            }
+            println!("{line}");
+        } else {
+            println!(
+                "{}: access key {} written to {} (profile [{}])",
+                k.address, k.access_key_id, k.file, k.profile
+            );
+            if !k.deleted.is_empty() {
+                println!("{}: deleted the old key(s) {}", k.address, k.deleted.join(", "));
+            }
+        }
+    }
 }
 
 /// `--wait-bootstrap`: after a successful apply that changed something, waits until what it

@@ -19,6 +19,7 @@ pub fn run(g: &Global, a: &RenderArgs) -> Outcome {
             return Ok(0);
         }
         What::OperatorPolicy => return operator_policy(&v.model, a.for_commands),
+        What::AgentBundle => return agent_bundle(path, &v.model, host, a.out.as_deref()),
     };
     // Hosts are the resources that have user-data.
     let hosts: Vec<String> = ops::render(&v.model, Render::UserData, None)?
@@ -97,5 +98,45 @@ fn operator_policy(model: &streamstack::model::Model, commands: PolicyFor) -> Ou
         "{}",
         serde_json::to_string_pretty(&policy).map_err(|e| Failure::Message(e.to_string()))?
     );
+    Ok(0)
+}
+
+/// `--what agent-bundle --host KEY --out DIR`: an external host's bundle, one file each.
+fn agent_bundle(
+    path: &std::path::Path,
+    model: &streamstack::model::Model,
+    host: Option<&str>,
+    out: Option<&std::path::Path>,
+) -> Outcome {
+    let (Some(host), Some(out)) = (host, out) else {
+        return Err(Failure::Message(
+            "--what agent-bundle needs --host KEY (an external host) and --out DIR".into(),
+        ));
+    };
+    let rendered = ops::render(model, Render::AgentBundle, Some(host))?;
+    let Some(files) = rendered.first().and_then(|r| r.body.as_object()) else {
+        let external: Vec<String> = ops::render(model, Render::AgentBundle, None)?
+            .into_iter()
+            .filter_map(|r| r.host)
+            .collect();
+        return Err(Failure::Message(format!(
+            "{host:?} is not an external host of {} (external hosts: {})",
+            path.display(),
+            if external.is_empty() { "none".to_string() } else { external.join(", ") }
+        )));
+    };
+    let fail = |e: std::io::Error| Failure::Message(format!("cannot write to {}: {e}", out.display()));
+    std::fs::create_dir_all(out).map_err(fail)?;
+    for (name, body) in files {
+        let file = out.join(name);
+        std::fs::write(&file, body.as_str().unwrap_or_default()).map_err(fail)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = if name.ends_with(".sh") { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).map_err(fail)?;
+        }
+        println!("{}", file.display());
+    }
     Ok(0)
 }

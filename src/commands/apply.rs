@@ -138,7 +138,11 @@ fn print_keys(issued: &[IssuedKey], json: bool) {
                 k.address, k.access_key_id, k.file, k.profile
             );
             if !k.deleted.is_empty() {
-                println!("{}: deleted the old key(s) {}", k.address, k.deleted.join(", "));
+                println!(
+                    "{}: deleted the old key(s) {}",
+                    k.address,
+                    k.deleted.join(", ")
+                );
             }
         }
     }

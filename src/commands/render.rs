@@ -122,10 +122,15 @@ fn agent_bundle(
         return Err(Failure::Message(format!(
             "{host:?} is not an external host of {} (external hosts: {})",
             path.display(),
-            if external.is_empty() { "none".to_string() } else { external.join(", ") }
+            if external.is_empty() {
+                "none".to_string()
+            } else {
+                external.join(", ")
+            }
         )));
     };
-    let fail = |e: std::io::Error| Failure::Message(format!("cannot write to {}: {e}", out.display()));
+    let fail =
+        |e: std::io::Error| Failure::Message(format!("cannot write to {}: {e}", out.display()));
     std::fs::create_dir_all(out).map_err(fail)?;
     for (name, body) in files {
         let file = out.join(name);

@@ -168,7 +168,10 @@ impl Mode0700 for std::fs::DirBuilder {
 mod tests {
     use super::*;
 
-    const KEY: [(&str, &str); 2] = [("aws_access_key_id", "AKIANEW"), ("aws_secret_access_key", "s")];
+    const KEY: [(&str, &str); 2] = [
+        ("aws_access_key_id", "AKIANEW"),
+        ("aws_secret_access_key", "s"),
+    ];
 
     #[test]
     fn a_profile_is_appended_and_others_are_kept() {
@@ -176,7 +179,10 @@ mod tests {
         let out = merge(text, "streamstack-lab-edge", &KEY);
         assert!(out.starts_with(text), "{out}");
         assert!(out.ends_with("\n[streamstack-lab-edge]\naws_access_key_id = AKIANEW\naws_secret_access_key = s\n"), "{out}");
-        assert_eq!(value_of(&out, "default", "aws_access_key_id").as_deref(), Some("AKIAMINE"));
+        assert_eq!(
+            value_of(&out, "default", "aws_access_key_id").as_deref(),
+            Some("AKIAMINE")
+        );
     }
 
     #[test]
@@ -189,7 +195,10 @@ mod tests {
         );
         assert!(!out.contains("old"));
         assert_eq!(value_of(&out, "b", "y").as_deref(), Some("2"));
-        assert_eq!(merge("", "p", &KEY), "[p]\naws_access_key_id = AKIANEW\naws_secret_access_key = s\n");
+        assert_eq!(
+            merge("", "p", &KEY),
+            "[p]\naws_access_key_id = AKIANEW\naws_secret_access_key = s\n"
+        );
     }
 
     #[test]

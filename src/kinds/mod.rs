@@ -117,6 +117,8 @@ macro_rules! untag {
 
 pub mod bucket;
 pub mod check_memo;
+/// The shared-credentials file an external host's access key is written to.
+pub mod credentials_file;
 pub mod delivery;
 #[cfg(test)]
 pub mod fake;
@@ -128,8 +130,6 @@ pub mod role;
 pub mod security_group;
 pub mod stream;
 pub mod user;
-/// The shared-credentials file an external host's access key is written to.
-pub mod credentials_file;
 
 // What several kinds of one service share: the calls both make, and their conventions.
 mod ec2_api;

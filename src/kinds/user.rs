@@ -24,11 +24,11 @@ use serde_json::{json, Value};
 use super::credentials_file;
 use super::iam_api;
 use super::role::decode_policy;
+pub use super::HOST_USER as KIND;
 use super::{
     converge_tags, found, gone_ok, owned_by, props, tagged_address, CheckRun, Cx, Hop, IssuedKey,
     KeyOptions, Live, Render, Rendered, ResourceKind,
 };
-pub use super::HOST_USER as KIND;
 use crate::aws::Ctx;
 use crate::model::{Address, Model, Props, Resource};
 use crate::{Error, Result};
@@ -309,7 +309,12 @@ async fn put_policy(cx: &Cx, user: &str, name: &str, doc: &Value) -> Result<()> 
 
 async fn delete_policy(cx: &Cx, user: &str, name: &str) -> Result<()> {
     let call = cx.clients.iam.delete_user_policy().user_name(user);
-    gone_ok(call.policy_name(name).send().await.op("iam:DeleteUserPolicy"))
+    gone_ok(
+        call.policy_name(name)
+            .send()
+            .await
+            .op("iam:DeleteUserPolicy"),
+    )
 }
 
 async fn detach(cx: &Cx, user: &str, arn: &str) -> Result<()> {
@@ -367,7 +372,13 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     for arn in found(attached_policies(cx, name).await)?.unwrap_or_default() {
         detach(cx, name, &arn).await?;
     }
-    gone_ok(iam.delete_user().user_name(name).send().await.op("iam:DeleteUser"))
+    gone_ok(
+        iam.delete_user()
+            .user_name(name)
+            .send()
+            .await
+            .op("iam:DeleteUser"),
+    )
 }
 
 /// Why the apply must hand out a key for `r`: a new user, a user without an active key, or
@@ -378,7 +389,10 @@ pub async fn key_due(cx: &Cx, r: &Resource, opts: &KeyOptions) -> Result<Option<
         return Ok(Some(format!("{} is created with an access key", r.address)));
     }
     if opts.rotate {
-        return Ok(Some(format!("--rotate-keys replaces {}'s access key", r.address)));
+        return Ok(Some(format!(
+            "--rotate-keys replaces {}'s access key",
+            r.address
+        )));
     }
     let keys = access_keys(cx, &r.name).await?;
     Ok(keys
@@ -425,14 +439,18 @@ pub async fn issue_key(cx: &Cx, r: &Resource, opts: &KeyOptions) -> Result<Optio
     let key = out
         .access_key
         .ok_or_else(|| Error::Internal("iam:CreateAccessKey answered no key".into()))?;
-    let written = credentials_file::write_key(dir, &profile, &key.access_key_id, &key.secret_access_key);
+    let written =
+        credentials_file::write_key(dir, &profile, &key.access_key_id, &key.secret_access_key);
     let file = match written {
         Ok(f) => f,
         Err(e) => {
             // The secret is lost with this process: the new key is useless, the old one stays.
             let id = key.access_key_id.clone();
             if let Err(d) = delete_key(cx, &r.name, &id).await {
-                tracing::warn!("{}: could not delete the unwritten key {id}: {d}", r.address);
+                tracing::warn!(
+                    "{}: could not delete the unwritten key {id}: {d}",
+                    r.address
+                );
             }
             return Err(e);
         }
@@ -451,7 +469,12 @@ pub async fn issue_key(cx: &Cx, r: &Resource, opts: &KeyOptions) -> Result<Optio
 
 async fn delete_key(cx: &Cx, user: &str, id: &str) -> Result<()> {
     let call = cx.clients.iam.delete_access_key().user_name(user);
-    gone_ok(call.access_key_id(id).send().await.op("iam:DeleteAccessKey"))
+    gone_ok(
+        call.access_key_id(id)
+            .send()
+            .await
+            .op("iam:DeleteAccessKey"),
+    )
 }
 
 /// The refusal of an apply that must write a key and was given nowhere to write it.
@@ -485,8 +508,14 @@ async fn check(cx: &Cx, r: &Resource, live: Option<&Live>, _run: &CheckRun) -> R
     let call = cx.clients.iam.get_access_key_last_used().access_key_id(&id);
     let used = call.send().await.op("iam:GetAccessKeyLastUsed")?;
     let last = used.access_key_last_used;
-    let last_date = last.as_ref().and_then(|u| u.last_used_date).map(|d| d.secs());
-    let service = last.as_ref().map(|u| u.service_name.clone()).unwrap_or_default();
+    let last_date = last
+        .as_ref()
+        .and_then(|u| u.last_used_date)
+        .map(|d| d.secs());
+    let service = last
+        .as_ref()
+        .map(|u| u.service_name.clone())
+        .unwrap_or_default();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);

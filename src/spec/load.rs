@@ -895,7 +895,9 @@ fn external_host(
         if Decoder::field(m, k).is_some() {
             d.error_key(
                 &p.key(k),
-                format!("`{k}` is meaningless on an external host (streamstack launches no instance)"),
+                format!(
+                    "`{k}` is meaningless on an external host (streamstack launches no instance)"
+                ),
                 Some("no `{k}`, or `platform: ec2`".replace("{k}", k)),
             );
         }

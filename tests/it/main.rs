@@ -18,6 +18,7 @@ mod support;
 mod check;
 mod cloudformation;
 mod discovery;
+mod external_hosts;
 mod faults;
 mod first_minutes;
 mod gitops;

@@ -334,3 +334,100 @@ fn external_user(d: &mut Deriver, key: &str, flows: Flows) {
     // Created once the streams and deliveries it writes to exist (as an instance would be).
     d.add(at.derived(), address, name, flows.deps, Props::new(props));
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::kinds::user::UserProps;
+    use crate::kinds::{HOST, HOST_ROLE, HOST_USER, INSTANCE_PROFILE};
+    use crate::spec::LoadOptions;
+
+    const BASE: &str = "version: 1\nstack: lab\nregion: eu-west-1\n\
+        streams:\n  weather:\n    mode: on_demand\nhosts:\n";
+
+    fn load(hosts: &str) -> Result<super::super::Validated, String> {
+        super::super::load_str("s.yaml", &format!("{BASE}{hosts}"), &LoadOptions::default())
+            .map_err(|d| d.to_string())
+    }
+
+    #[test]
+    fn an_external_host_is_a_user_with_the_policy_and_no_instance() {
+        let v = load(
+            "  edge:\n    platform: external\n    flows:\n      - files: /var/log/e/*.log\n        to: weather\n",
+        )
+        .unwrap();
+        let m = &v.model;
+        for kind in [HOST, HOST_ROLE, INSTANCE_PROFILE] {
+            assert_eq!(m.of_kind(kind).count(), 0, "{kind}");
+        }
+        let users: Vec<_> = m.of_kind(HOST_USER).collect();
+        assert_eq!(users.len(), 1);
+        assert_eq!(users[0].name, "lab-edge-host");
+        assert_eq!(users[0].tags["streamstack:stack"], "lab");
+        let p = users[0].props.get::<UserProps>().unwrap();
+        assert_eq!(
+            p.arn,
+            "arn:aws:iam::000000000000:user/streamstack/lab/lab-edge-host"
+        );
+        assert!(p.managed_policies.is_empty());
+        let doc = p.inline_policies["streamstack"].to_string();
+        assert!(
+            doc.contains("kinesis:PutRecords") && doc.contains("stream/lab-weather"),
+            "{doc}"
+        );
+        assert!(
+            !doc.contains("ReportBootstrap") && !doc.contains("FullAccess"),
+            "{doc}"
+        );
+        // credentials defaults to access_key; the agent config names the profile, no key.
+        assert_eq!(p.setup.profile, "streamstack-lab-edge");
+        assert!(p.setup.agent_json.contains("streamstack-lab-edge"));
+        assert!(!p.setup.agent_json.contains("awsSecretAccessKey"));
+        assert_eq!(p.setup.directories, ["/var/log/e"]);
+        // The user waits for the stream it writes to.
+        assert!(users[0]
+            .depends_on
+            .iter()
+            .any(|a| a.to_string() == "stream.weather"));
+    }
+
+    #[test]
+    fn instance_fields_on_an_external_host_and_credentials_on_ec2_are_errors_at_their_keys() {
+        let err = load(
+            "  edge:\n    platform: external\n    instance_type: t3.micro\n    image: al2023\n\
+             \x20   subnet: subnet-12345678\n    ssh: { from: 10.0.0.0/8 }\n\
+             \x20   sample_data: { file: /var/log/e/a.log }\n    credentials: password\n\
+             \x20   flows:\n      - files: /var/log/e/*.log\n        to: weather\n\
+             \x20 box:\n    instance_type: t3.micro\n    credentials: access_key\n\
+             \x20   flows:\n      - files: /var/log/b/*.log\n        to: weather\n",
+        )
+        .unwrap_err();
+        for (line, col, what) in [
+            (
+                10,
+                5,
+                "hosts.edge.instance_type: `instance_type` is meaningless on an external host",
+            ),
+            (11, 5, "hosts.edge.image:"),
+            (12, 5, "hosts.edge.subnet:"),
+            (13, 5, "hosts.edge.ssh:"),
+            (14, 5, "hosts.edge.sample_data:"),
+            (15, 18, "hosts.edge.credentials: unknown value \"password\""),
+            (
+                21,
+                5,
+                "hosts.box.credentials: `credentials` is for external hosts",
+            ),
+        ] {
+            let want = format!("s.yaml:{line}:{col}: {what}");
+            assert!(err.contains(&want), "missing {want:?} in\n{err}");
+        }
+        let bad_platform = load(
+            "  edge:\n    platform: onprem\n    flows:\n      - files: /var/log/e/*.log\n        to: weather\n",
+        )
+        .unwrap_err();
+        assert!(
+            bad_platform.contains("hosts.edge.platform"),
+            "{bad_platform}"
+        );
+    }
+}

@@ -30,7 +30,7 @@ use super::{
     KeyOptions, Live, Render, Rendered, ResourceKind,
 };
 use crate::aws::Ctx;
-use crate::model::{Address, Model, Props, Resource};
+use crate::model::{Address, Model, Props, Resource, IAM_PATH_ROOT, TAG_STACK};
 use crate::{Error, Result};
 
 /// What an external host's agent needs on the host: rendered into the agent bundle. Not an
@@ -76,6 +76,18 @@ impl ResourceKind for Users {
     fn hop_order(&self) -> u8 {
         // Where hosts are: they produce.
         1
+    }
+    fn correct_listing<'a>(
+        &'a self,
+        clients: &'a crate::aws::Clients,
+        _listed: &'a [String],
+    ) -> BoxFuture<'a, Result<super::ListingFix>> {
+        Box::pin(async move {
+            Ok(super::ListingFix {
+                unlisted: of_every_stack(&clients.iam).await?,
+                not_leftovers: Vec::new(),
+            })
+        })
     }
     fn render(&self, r: &Resource, what: Render) -> Option<Rendered> {
         let p = r.props.get::<UserProps>()?;
@@ -173,6 +185,29 @@ async fn outputs(cx: &Cx, live: &Live) -> Result<BTreeMap<String, String>> {
         credentials_file::profile_name(&cx.stack, &live.resource.address.key),
     );
     Ok(out)
+}
+
+/// For `stacks` and `gc`: the users of every stack (under [`IAM_PATH_ROOT`], tagged
+/// `streamstack:stack`), which the Resource Groups Tagging API does not list, as (ARN, tags).
+async fn of_every_stack(
+    iam: &aws_sdk_iam::Client,
+) -> Result<Vec<(String, BTreeMap<String, String>)>> {
+    let request = iam.list_users().path_prefix(IAM_PATH_ROOT);
+    let users = iam_api::pages!("iam:ListUsers", request.clone(), |out| out.users).await?;
+    let under = users
+        .into_iter()
+        .filter(|u| u.path.starts_with(IAM_PATH_ROOT));
+    let tagged = try_join_all(under.map(|u| async move {
+        let request = iam.list_user_tags().user_name(&u.user_name);
+        let tags = iam_api::pages!("iam:ListUserTags", request.clone(), |out| out.tags).await;
+        Ok::<_, Error>(found(tags)?.map(|t| (u.arn, iam_api::tag_map(t))))
+    }))
+    .await?;
+    Ok(tagged
+        .into_iter()
+        .flatten()
+        .filter(|(_, t)| t.contains_key(TAG_STACK))
+        .collect())
 }
 
 /// Every user of the stack (under its IAM path), plus any with a desired name elsewhere.

@@ -167,7 +167,7 @@ fn an_external_host_gets_a_user_whose_key_is_only_in_the_credentials_file() {
     assert_eq!(name, &format!("{STACK}-edge-host"));
     assert_eq!(inline, &["streamstack"]);
     assert!(attached.is_empty(), "{attached:?}");
-    assert_eq!(keys, &[first_id.clone()]);
+    assert_eq!(keys, std::slice::from_ref(&first_id));
 
     // Not in a plan (shown, JSON, saved), nor in the CloudFormation template.
     let o = ss(&sb, &["plan", p(&spec.path)]);
@@ -197,7 +197,7 @@ fn an_external_host_gets_a_user_whose_key_is_only_in_the_credentials_file() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(sb.proxy.calls_of("iam:CreateAccessKey").len(), 1);
-    assert_eq!(users(&sb)[0].3, [first_id.clone()]);
+    assert_eq!(users(&sb)[0].3, std::slice::from_ref(&first_id));
 
     // --rotate-keys: exactly one key, a new one, in the file; the old one is gone.
     let o = ss(

@@ -169,6 +169,20 @@ fn an_external_host_gets_a_user_whose_key_is_only_in_the_credentials_file() {
     assert!(attached.is_empty(), "{attached:?}");
     assert_eq!(keys, std::slice::from_ref(&first_id));
 
+    // check: the external host's hop is its key (age, last use); never used yet.
+    let o = ss(&sb, &["check", "--json", "--timeout", "1s", p(&spec.path)]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("check --json");
+    let hop = report["hops"]
+        .as_array()
+        .and_then(|h| h.iter().find(|h| h["address"] == "host.edge"))
+        .unwrap_or_else(|| panic!("no host.edge hop in {report}"));
+    assert_eq!(hop["ok"], false, "{hop}");
+    assert_eq!(hop["evidence"]["access_key_id"], first_id.as_str(), "{hop}");
+    assert_eq!(hop["evidence"]["age_days"], 0, "{hop}");
+    assert_secret_absent(&secret, "check", &output_text(&o));
+
     // Not in a plan (shown, JSON, saved), nor in the CloudFormation template.
     let o = ss(&sb, &["plan", p(&spec.path)]);
     assert_secret_absent(&secret, "plan", &output_text(&o));

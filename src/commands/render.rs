@@ -21,8 +21,8 @@ pub fn run(g: &Global, a: &RenderArgs) -> Outcome {
         What::OperatorPolicy => return operator_policy(&v.model, a.for_commands),
         What::AgentBundle => return agent_bundle(path, &v.model, host, a.out.as_deref()),
     };
-    // Hosts are the resources that have user-data.
-    let hosts: Vec<String> = ops::render(&v.model, Render::UserData, None)?
+    // Hosts are the resources that have an agent.json (EC2 and external hosts).
+    let hosts: Vec<String> = ops::render(&v.model, Render::AgentConfig, None)?
         .into_iter()
         .filter_map(|r| r.host)
         .collect();

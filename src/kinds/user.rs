@@ -193,7 +193,13 @@ async fn of_every_stack(
     iam: &aws_sdk_iam::Client,
 ) -> Result<Vec<(String, BTreeMap<String, String>)>> {
     let request = iam.list_users().path_prefix(IAM_PATH_ROOT);
-    let users = iam_api::pages!("iam:ListUsers", request.clone(), |out| out.users).await?;
+    let users = match iam_api::pages!("iam:ListUsers", request.clone(), |out| out.users).await {
+        Err(e) if e.is_access_denied() => {
+            tracing::warn!("external hosts' users are not listed: {e}");
+            return Ok(Vec::new());
+        }
+        other => other?,
+    };
     let under = users
         .into_iter()
         .filter(|u| u.path.starts_with(IAM_PATH_ROOT));
@@ -213,7 +219,15 @@ async fn of_every_stack(
 /// Every user of the stack (under its IAM path), plus any with a desired name elsewhere.
 pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     let wanted: Vec<&str> = desired.of_kind(KIND).map(|r| r.name.as_str()).collect();
-    let names = iam_api::names(cx, &wanted, |path| list_names(cx, path)).await?;
+    let names = match iam_api::names(cx, &wanted, |path| list_names(cx, path)).await {
+        // A stack without external hosts, run by a principal whose policy was rendered for
+        // it (no iam:ListUsers): it has no users to find.
+        Err(e) if e.is_access_denied() && wanted.is_empty() => {
+            tracing::info!("not looking for external hosts' users: {e}");
+            return Ok(Vec::new());
+        }
+        other => other?,
+    };
     let found = try_join_all(names.iter().map(|n| read(cx, n, desired))).await?;
     Ok(iam_api::keep(found, &wanted))
 }

@@ -318,6 +318,26 @@ pub struct EngineArg {
     /// the stack, through change sets).
     #[arg(long = "engine", value_enum, default_value_t = Engine::Streamstack, value_name = "ENGINE")]
     pub engine: Engine,
+    /// With --engine stacksets: who deploys the instances (default self-managed: the standard
+    /// administration and execution roles; service-managed: Organizations OUs).
+    #[arg(long = "permission-model", value_enum, value_name = "MODEL")]
+    pub permission_model: Option<PermissionModelArg>,
+}
+
+/// `--permission-model`: a stack set's permission model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PermissionModelArg {
+    SelfManaged,
+    ServiceManaged,
+}
+
+impl From<PermissionModelArg> for crate::cloudformation::stacksets::PermissionModel {
+    fn from(p: PermissionModelArg) -> Self {
+        match p {
+            PermissionModelArg::SelfManaged => Self::SelfManaged,
+            PermissionModelArg::ServiceManaged => Self::ServiceManaged,
+        }
+    }
 }
 
 // `check SPEC [--put N] [--timeout DUR] [--json]`
@@ -451,6 +471,9 @@ pub enum Engine {
     Streamstack,
     /// A CloudFormation stack named after the stack, deployed through change sets.
     Cloudformation,
+    /// A CloudFormation StackSet named after the stack, one instance per fleet target (needs
+    /// --fleet).
+    Stacksets,
 }
 
 impl From<Engine> for crate::deploy::Engine {
@@ -458,6 +481,7 @@ impl From<Engine> for crate::deploy::Engine {
         match e {
             Engine::Streamstack => crate::deploy::Engine::Streamstack,
             Engine::Cloudformation => crate::deploy::Engine::Cloudformation,
+            Engine::Stacksets => crate::deploy::Engine::Stacksets,
         }
     }
 }

@@ -669,6 +669,8 @@ mod tests {
             "streamstack apply s.yaml --engine cloudformation --auto-approve",
             "streamstack destroy s.yaml --engine cloudformation --auto-approve",
             "streamstack destroy --stack weather-lab --engine streamstack",
+            "streamstack plan s.yaml --engine stacksets --permission-model service-managed",
+            "streamstack destroy s.yaml --engine stacksets --permission-model self-managed --auto-approve",
             // The global flags, before the command (docs/cli.md#global-flags) and after it.
             "streamstack --var a=b --region eu-west-1 --profile p --endpoint-url http://127.0.0.1:5000 --no-color -v plan s.yaml",
             "streamstack plan s.yaml --var a=b --region eu-west-1 --profile p --endpoint-url http://127.0.0.1:5000 --no-color -v",

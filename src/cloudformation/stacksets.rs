@@ -550,7 +550,7 @@ pub async fn instances(s: &Session, name: &str, opts: &StackSetOptions) -> Resul
         }
         token = page.next_token;
         if token.is_none() {
-            out.sort_by(|a, b| a.target().cmp(&b.target()));
+            out.sort_by_key(Instance::target);
             return Ok(out);
         }
     }
@@ -796,7 +796,7 @@ async fn apply_steps(
         follow(s, name, id, "CREATE", opts, report).await?;
     }
     // Outdated instances are redeployed, unless an update of the stack set just did.
-    if !(plan.template_changed || !plan.parameters.is_empty()) {
+    if !plan.template_changed && plan.parameters.is_empty() {
         for (accounts, regions) in groups(&plan.outdated) {
             let id = retry_busy(s, name, || async {
                 cf.update_stack_instances()
@@ -1351,5 +1351,43 @@ mod tests {
         let c = (t("333", "eu-west-1"), template("lab", "other"));
         let err = one_template(&[a, c]).expect_err("differing templates");
         assert!(err.to_string().contains("333/eu-west-1"), "{err}");
+    }
+
+    #[test]
+    fn the_operator_plans_with_reads_and_applies_with_writes_on_its_stack_set_only() {
+        use crate::operator_policy::{stacksets_statements, Purpose};
+        let env = crate::model::Env::new("123456789012", "eu-west-1", "lab");
+        let actions = |p: Purpose| -> Vec<String> {
+            stacksets_statements(&env, "lab", ADMINISTRATION_ROLE, p)
+                .into_iter()
+                .flatten()
+                .flat_map(|st| {
+                    st["Action"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|a| a.as_str().map(str::to_string))
+                })
+                .collect()
+        };
+        let plan = actions(Purpose::Plan);
+        assert!(
+            plan.iter()
+                .all(|a| a.contains(":Describe") || a.contains(":List")),
+            "{plan:?}"
+        );
+        let apply = actions(Purpose::Apply);
+        for a in [
+            "cloudformation:CreateStackSet",
+            "cloudformation:DeleteStackInstances",
+            "iam:PassRole",
+        ] {
+            assert!(apply.iter().any(|x| x == a), "{a} in {apply:?}");
+        }
+        let docs = stacksets_statements(&env, "lab", ADMINISTRATION_ROLE, Purpose::Apply);
+        let text = serde_json::to_string(&docs).unwrap_or_default();
+        assert!(text.contains("stackset/lab:*"), "{text}");
+        assert!(!text.contains("stackset/*"), "{text}");
     }
 }

@@ -14,7 +14,7 @@ use streamstack::cloudformation::stacksets::{self, StackSetOptions, Target};
 use streamstack::events::{Event, Events};
 use streamstack::ops::Session;
 
-use crate::support::cli::rt;
+use crate::support::cli::{p, rt, spec_file, ss, text};
 use crate::support::moto::{unique_account_id, MotoServer, REGION};
 use crate::support::proxy::ProxyConfig;
 use crate::support::Sandbox;
@@ -172,6 +172,18 @@ fn a_stack_set_streamstack_did_not_make_is_never_touched() {
     let cf = aws_sdk_cloudformation::Client::new(&admin.config);
     let s = session(&admin, Events::none());
     let opts = StackSetOptions::default();
+    // Without a fleet, the engine is refused before any AWS call, with every command.
+    let spec = spec_file(SPEC);
+    for verb in ["plan", "apply", "destroy"] {
+        let o = ss(&admin, &[verb, p(&spec.path), "--engine", "stacksets"]);
+        assert_eq!(o.status.code(), Some(1), "{verb}: {}", text(&o));
+        assert!(
+            text(&o).contains("--engine stacksets deploys a fleet: give --fleet FILE"),
+            "{verb}: {}",
+            text(&o)
+        );
+    }
+    assert_eq!(admin.proxy.calls().len(), 0, "no AWS call");
     rt().block_on(async {
         // Someone else's stack set of the same name: no streamstack tag, another template.
         cf.create_stack_set()

@@ -144,6 +144,42 @@ fn a_stack_set_deploys_the_spec_to_three_accounts_and_destroy_leaves_nothing() {
         assert!(!again.has_changes(), "{again:#?}");
         assert_eq!(again.unchanged.len(), 3);
 
+        // The fleet changes: the first account leaves, a fourth joins. Its instance is made and
+        // the leaver's deleted (its resources with it); the others are not touched.
+        let joiner = Target::new(unique_account_id(), REGION);
+        let joined = in_account(&admin, &joiner.account);
+        let mut moved: Vec<Target> = targets[1..].to_vec();
+        moved.push(joiner.clone());
+        let plan = stacksets::plan(&s, &moved, &opts)
+            .await
+            .expect("plan the move");
+        assert_eq!(plan.add, vec![joiner.clone()], "{plan:#?}");
+        assert_eq!(plan.remove, vec![targets[0].clone()], "{plan:#?}");
+        assert!(
+            !plan.template_changed && plan.parameters.is_empty(),
+            "{plan:#?}"
+        );
+        let report = stacksets::apply(&s, &plan, &opts)
+            .await
+            .expect("apply the move");
+        assert!(report.ok, "{report:#?}");
+        let actions: Vec<&str> = report
+            .operations
+            .iter()
+            .map(|o| o.action.as_str())
+            .collect();
+        assert_eq!(actions, ["CREATE", "DELETE"], "{report:#?}");
+        assert!(
+            found(&accounts[0]).await.is_empty(),
+            "the account that left"
+        );
+        assert_eq!(found(&joined).await, want, "the account that joined");
+        assert_eq!(found(&accounts[1]).await, want, "an account that stayed");
+        let again = stacksets::plan(&s, &moved, &opts)
+            .await
+            .expect("plan after the move");
+        assert!(!again.has_changes(), "{again:#?}");
+
         // Destroy: no instance, no stack set, nothing in any account.
         let report = stacksets::destroy(&s, &opts).await.expect("destroy");
         assert!(report.ok && report.deleted, "{report:#?}");
@@ -156,7 +192,7 @@ fn a_stack_set_deploys_the_spec_to_three_accounts_and_destroy_leaves_nothing() {
             .await
             .expect_err("the stack set is gone");
         assert!(format!("{gone:?}").contains("StackSetNotFound"), "{gone:?}");
-        for sb in &accounts {
+        for sb in accounts.iter().chain([&joined]) {
             assert!(found(sb).await.is_empty(), "account {}", sb.account_id);
         }
         // A second destroy finds nothing to do.

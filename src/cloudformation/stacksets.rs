@@ -664,9 +664,11 @@ pub async fn apply(
         .map(|t| t.account.as_str())
         .collect();
     let prefs = operation_preferences(preferences(accounts.len(), opts));
+    // The template is sent only to create or update the stack set.
+    let sends_template = !plan.exists || plan.template_changed || !plan.parameters.is_empty();
     let staged = match staging::placement(&s.cx.stack, plan.body.len())? {
-        Placement::Inline => None,
-        Placement::S3 => Some(staging::stage(&s.cx, &plan.body).await?),
+        Placement::S3 if sends_template => Some(staging::stage(&s.cx, &plan.body).await?),
+        _ => None,
     };
     let result = apply_steps(s, plan, opts, &prefs, staged.as_ref(), &mut report).await;
     if let Some(st) = &staged {
@@ -783,7 +785,7 @@ async fn apply_steps(
                     (opts.permission_model == PermissionModel::SelfManaged)
                         .then(|| accounts.clone()),
                 )
-                .set_deployment_targets(ou_targets(opts, None))
+                .set_deployment_targets(ou_targets(opts, Some(&accounts)))
                 .set_regions(Some(regions.clone()))
                 .operation_preferences(prefs.clone())
                 .set_call_as(call_as(opts))
@@ -1389,5 +1391,27 @@ mod tests {
         let text = serde_json::to_string(&docs).unwrap_or_default();
         assert!(text.contains("stackset/lab:*"), "{text}");
         assert!(!text.contains("stackset/*"), "{text}");
+    }
+
+    #[test]
+    fn service_managed_targets_are_the_ous_narrowed_to_the_fleet_accounts() {
+        let accounts = vec!["111".to_string()];
+        assert!(ou_targets(&StackSetOptions::default(), Some(&accounts)).is_none());
+        let opts = StackSetOptions {
+            permission_model: PermissionModel::ServiceManaged,
+            organizational_units: vec!["ou-ab12-cd34ef56".into()],
+            ..Default::default()
+        };
+        let t = ou_targets(&opts, Some(&accounts)).expect("deployment targets");
+        assert_eq!(
+            t.organizational_unit_ids(),
+            ["ou-ab12-cd34ef56".to_string()]
+        );
+        assert_eq!(t.accounts(), ["111".to_string()]);
+        assert_eq!(
+            t.account_filter_type(),
+            Some(&aws_sdk_cloudformation::types::AccountFilterType::Intersection)
+        );
+        assert!(call_as(&opts).is_some() && call_as(&StackSetOptions::default()).is_none());
     }
 }

@@ -329,6 +329,26 @@ pub struct EngineArg {
     /// the stack, through change sets).
     #[arg(long = "engine", value_enum, default_value_t = Engine::Streamstack, value_name = "ENGINE")]
     pub engine: Engine,
+    /// With --engine stacksets: who deploys the instances (default self-managed: the standard
+    /// administration and execution roles; service-managed: Organizations OUs).
+    #[arg(long = "permission-model", value_enum, value_name = "MODEL")]
+    pub permission_model: Option<PermissionModelArg>,
+}
+
+/// `--permission-model`: a stack set's permission model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PermissionModelArg {
+    SelfManaged,
+    ServiceManaged,
+}
+
+impl From<PermissionModelArg> for crate::cloudformation::stacksets::PermissionModel {
+    fn from(p: PermissionModelArg) -> Self {
+        match p {
+            PermissionModelArg::SelfManaged => Self::SelfManaged,
+            PermissionModelArg::ServiceManaged => Self::ServiceManaged,
+        }
+    }
 }
 
 // `check SPEC [--put N] [--timeout DUR] [--json]`
@@ -462,6 +482,9 @@ pub enum Engine {
     Streamstack,
     /// A CloudFormation stack named after the stack, deployed through change sets.
     Cloudformation,
+    /// A CloudFormation StackSet named after the stack, one instance per fleet target (needs
+    /// --fleet).
+    Stacksets,
 }
 
 impl From<Engine> for crate::deploy::Engine {
@@ -469,6 +492,7 @@ impl From<Engine> for crate::deploy::Engine {
         match e {
             Engine::Streamstack => crate::deploy::Engine::Streamstack,
             Engine::Cloudformation => crate::deploy::Engine::Cloudformation,
+            Engine::Stacksets => crate::deploy::Engine::Stacksets,
         }
     }
 }
@@ -659,6 +683,8 @@ mod tests {
             "streamstack apply s.yaml --engine cloudformation --auto-approve",
             "streamstack destroy s.yaml --engine cloudformation --auto-approve",
             "streamstack destroy --stack weather-lab --engine streamstack",
+            "streamstack plan s.yaml --engine stacksets --permission-model service-managed",
+            "streamstack destroy s.yaml --engine stacksets --permission-model self-managed --auto-approve",
             // The global flags, before the command (docs/cli.md#global-flags) and after it.
             "streamstack --var a=b --region eu-west-1 --profile p --endpoint-url http://127.0.0.1:5000 --no-color -v plan s.yaml",
             "streamstack plan s.yaml --var a=b --region eu-west-1 --profile p --endpoint-url http://127.0.0.1:5000 --no-color -v",

@@ -21,6 +21,16 @@ pub enum Engine {
     Streamstack,
     /// A CloudFormation stack named after the stack, deployed through change sets.
     Cloudformation,
+    /// A StackSet over a fleet (`cloudformation::stacksets`): run by the fleet runner, never
+    /// on one account; the flow here refuses it.
+    Stacksets,
+}
+
+/// Why `--engine stacksets` is refused without a fleet.
+pub const STACKSETS_NEED_A_FLEET: &str = "--engine stacksets deploys a fleet: give --fleet FILE";
+
+fn stacksets_need_a_fleet() -> Error {
+    Error::Config(STACKSETS_NEED_A_FLEET.into())
 }
 
 /// What `plan` shows, and the lock another run holds, if any: plan takes no lock, but says when
@@ -41,6 +51,7 @@ pub async fn plan(engine: Engine, s: &Session) -> Result<(Planned, Option<Holder
             Ok((Planned::Own { plan, live }, held))
         }
         Engine::Cloudformation => Ok((Planned::Stack(engine::change_set(s).await?), None)),
+        Engine::Stacksets => Err(stacksets_need_a_fleet()),
     }
 }
 
@@ -63,6 +74,7 @@ pub async fn plan_apply(engine: Engine, s: &Session, saved: Option<&PlanFile>) -
                 .into(),
         )),
         (Engine::Cloudformation, None) => Ok(Planned::Stack(engine::change_set(s).await?)),
+        (Engine::Stacksets, _) => Err(stacksets_need_a_fleet()),
     }
 }
 
@@ -121,6 +133,7 @@ pub async fn plan_destroy(engine: Engine, s: &Session) -> Result<DestroyPlanned>
             name: engine::stack_name(s)?,
             deployed: engine::owned(s).await?,
         },
+        Engine::Stacksets => return Err(stacksets_need_a_fleet()),
     })
 }
 

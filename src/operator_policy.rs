@@ -564,6 +564,53 @@ pub fn lock_statements(env: &Env, stack: &str, purpose: Purpose) -> Vec<Option<V
     ]
 }
 
+/// `--engine stacksets`: what the principal in the administrator account calls on the stack
+/// set named after the stack (src/cloudformation/stacksets.rs), and passing the self-managed
+/// administration role (`administration_role`, by name) to CloudFormation. Not part of
+/// [`operator_policy`] (the default engine's); the fleet wiring adds it for this engine.
+pub fn stacksets_statements(
+    env: &Env,
+    stack: &str,
+    administration_role: &str,
+    purpose: Purpose,
+) -> Vec<Option<Value>> {
+    let (p, region, account) = (&env.partition, &env.region, &env.account_id);
+    let set = format!("arn:{p}:cloudformation:{region}:{account}:stackset/{stack}:*");
+    let reads: &[&str] = &[
+        "cloudformation:DescribeStackSet",
+        "cloudformation:DescribeStackSetOperation",
+        "cloudformation:ListStackInstances",
+        "cloudformation:ListStackSetOperationResults",
+    ];
+    let mut out = vec![statement("StackSetRead", reads, vec![set.clone()])];
+    if purpose == Purpose::Apply {
+        out.push(statement(
+            "StackSetWrite",
+            &[
+                "cloudformation:CreateStackSet",
+                "cloudformation:UpdateStackSet",
+                "cloudformation:DeleteStackSet",
+                "cloudformation:CreateStackInstances",
+                "cloudformation:UpdateStackInstances",
+                "cloudformation:DeleteStackInstances",
+                "cloudformation:TagResource",
+            ],
+            vec![
+                set,
+                format!("arn:{p}:cloudformation:*:{account}:stackset-target/*"),
+                format!("arn:{p}:cloudformation:{region}::type/resource/*"),
+            ],
+        ));
+        out.push(conditional(
+            "StackSetPassAdministrationRole",
+            &["iam:PassRole"],
+            vec![format!("arn:{p}:iam::{account}:role/{administration_role}")],
+            json!({"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}),
+        ));
+    }
+    out
+}
+
 fn replace_in_strings(v: &mut Value, from: &str, to: &str) {
     match v {
         Value::String(s) if s.contains(from) => *s = s.replace(from, to),

@@ -5,6 +5,7 @@
 //! graph with `DependsOn` (where no `Ref`/`GetAtt` already implies it), and adds the Metadata.
 
 pub mod engine;
+pub mod stacksets;
 pub mod staging;
 pub mod yaml;
 

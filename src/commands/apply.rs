@@ -14,6 +14,9 @@ use super::{
 use streamstack::cli::{ApplyArgs, Global};
 
 pub fn run(g: &Global, a: &ApplyArgs) -> Outcome {
+    if a.engine.engine == streamstack::cli::Engine::Stacksets {
+        return Err(Failure::Message(deploy::STACKSETS_NEED_A_FLEET.into()));
+    }
     approval_possible(a.change.auto_approve)?;
     // All of the file's checks come before any AWS call: a file that is neither a plan nor a
     // spec, a plan of another format version, or --var beside a saved plan make none.

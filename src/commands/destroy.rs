@@ -12,6 +12,9 @@ use streamstack::cli::{DestroyArgs, Global};
 
 pub fn run(g: &Global, a: &DestroyArgs) -> Outcome {
     let c = &a.change;
+    if a.engine.engine == streamstack::cli::Engine::Stacksets {
+        return Err(Failure::Message(deploy::STACKSETS_NEED_A_FLEET.into()));
+    }
     approval_possible(c.auto_approve)?;
     let style = stdout_style(g);
     runtime()?.block_on(async {

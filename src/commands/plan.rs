@@ -12,6 +12,9 @@ use super::{open_options, runtime, stdout_style, Failure, Outcome};
 use streamstack::cli::{Global, PlanArgs, PlanFormat};
 
 pub fn run(g: &Global, a: &PlanArgs) -> Outcome {
+    if a.engine.engine == streamstack::cli::Engine::Stacksets {
+        return Err(Failure::Message(deploy::STACKSETS_NEED_A_FLEET.into()));
+    }
     let format = a.output();
     let engine = Engine::from(a.engine.engine);
     if a.out.is_some() && engine == Engine::Cloudformation {

@@ -35,4 +35,5 @@ mod quotas;
 mod render;
 mod saved_plans;
 mod spec_corpus;
+mod stacksets;
 mod teardown;

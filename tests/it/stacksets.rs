@@ -1,0 +1,257 @@
+//! `--engine stacksets` (src/cloudformation/stacksets.rs) on moto: the spec's template as a stack
+//! set in an administrator account, one instance in each of 3 target accounts.
+//!
+//! moto's StackSets run every operation at once (SUCCEEDED when the call returns) and create a
+//! self-managed instance's stack in its target account (named `StackSet:<name>`, not AWS's
+//! `StackSet-<name>-<uuid>`), so the target accounts' resources are read there, through a proxy
+//! that names the account (`x-moto-account-id`). moto's CloudFormation skips Firehose deliveries,
+//! so the spec has none.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use streamstack::cloudformation::stacksets::{self, StackSetOptions, Target};
+use streamstack::events::{Event, Events};
+use streamstack::ops::Session;
+
+use crate::support::cli::{p, rt, spec_file, ss, text};
+use crate::support::moto::{unique_account_id, MotoServer, REGION};
+use crate::support::proxy::ProxyConfig;
+use crate::support::Sandbox;
+
+const STACK: &str = "fleet-lab";
+
+const SPEC: &str = r#"
+version: 1
+stack: fleet-lab
+region: eu-west-1
+expires_after: 2h
+buckets:
+  archive:
+    force_destroy: true
+streams:
+  weather:
+    mode: provisioned
+    shards: 1
+    retention_hours: 24
+    encryption: none
+"#;
+
+/// The spec's session in `sb`'s account (the administrator, or a target to read it).
+fn session(sb: &Sandbox, events: Events) -> Session {
+    let opts = streamstack::spec::LoadOptions {
+        region: Some(REGION.into()),
+        account_id: Some(sb.account_id.clone()),
+        vars: vec![],
+        ambient_region: None,
+    };
+    let validated = match streamstack::derive::load_str("fleet-lab.yaml", SPEC, &opts) {
+        Ok(v) => v,
+        Err(d) => panic!("spec does not load: {d:?}"),
+    };
+    let mut cx = sb.cx(STACK);
+    cx.events = events;
+    Session {
+        spec_path: "fleet-lab.yaml".into(),
+        spec_sha256: streamstack::ops::sha256_hex(SPEC.as_bytes()),
+        validated,
+        cx,
+    }
+}
+
+/// A sandbox for `account` on the administrator's moto server (where the instances' stacks are).
+fn in_account(admin: &Sandbox, account: &str) -> Sandbox {
+    let moto = MotoServer::shared().endpoint_for(&admin.account_id);
+    let proxy = crate::support::proxy::Proxy::start(moto, ProxyConfig::account(account))
+        .expect("start a proxy");
+    let config = crate::support::moto::sdk_config(&proxy.endpoint(), REGION);
+    Sandbox {
+        proxy,
+        account_id: account.to_string(),
+        config,
+    }
+}
+
+/// The addresses of the stack's resources found in `sb`'s account, owned (tagged) or not.
+async fn found(sb: &Sandbox) -> BTreeSet<String> {
+    let live = session(sb, Events::none()).live().await.expect("discover");
+    live.iter()
+        .map(|l| format!("{}{}", l.address(), if l.ours { "" } else { " (not ours)" }))
+        .collect()
+}
+
+#[test]
+fn a_stack_set_deploys_the_spec_to_three_accounts_and_destroy_leaves_nothing() {
+    let admin = Sandbox::passthrough();
+    let targets: Vec<Target> = (0..3)
+        .map(|_| Target::new(unique_account_id(), REGION))
+        .collect();
+    let accounts: Vec<Sandbox> = targets
+        .iter()
+        .map(|t| in_account(&admin, &t.account))
+        .collect();
+    let seen: Arc<Mutex<Vec<Event>>> = Arc::default();
+    let sink = seen.clone();
+    let s = session(
+        &admin,
+        Events::call(move |e| sink.lock().unwrap().push(e.clone())),
+    );
+    let opts = StackSetOptions::default();
+    let want: BTreeSet<String> = ["bucket.archive", "stream.weather"]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    rt().block_on(async {
+        // A first plan creates the stack set and an instance per target.
+        let plan = stacksets::plan(&s, &targets, &opts).await.expect("plan");
+        assert!(!plan.exists && plan.has_changes(), "{plan:?}");
+        assert_eq!(plan.add.len(), 3, "{plan:?}");
+
+        let report = stacksets::apply(&s, &plan, &opts).await.expect("apply");
+        assert!(report.ok, "{report:#?}");
+        assert_eq!(report.operations.len(), 1, "{report:#?}");
+        assert_eq!(report.operations[0].results.len(), 3, "{report:#?}");
+        let mut current = report.current_targets();
+        current.sort();
+        let mut sorted = targets.clone();
+        sorted.sort();
+        assert_eq!(current, sorted, "{report:#?}");
+        // Each instance's outcome was an event naming its account and region.
+        let done: BTreeSet<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Done { address, .. } if address.to_string().contains(REGION) => {
+                    Some(address.to_string())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(done.len(), 3, "{done:?}");
+
+        // Each target account holds the stack's resources, tagged as the stack's; the
+        // administrator account holds none.
+        for sb in &accounts {
+            assert_eq!(found(sb).await, want, "account {}", sb.account_id);
+        }
+        assert!(found(&admin).await.is_empty(), "administrator account");
+
+        // A second plan has nothing to do.
+        let again = stacksets::plan(&s, &targets, &opts)
+            .await
+            .expect("plan again");
+        assert!(!again.has_changes(), "{again:#?}");
+        assert_eq!(again.unchanged.len(), 3);
+
+        // The fleet changes: the first account leaves, a fourth joins. Its instance is made and
+        // the leaver's deleted (its resources with it); the others are not touched.
+        let joiner = Target::new(unique_account_id(), REGION);
+        let joined = in_account(&admin, &joiner.account);
+        let mut moved: Vec<Target> = targets[1..].to_vec();
+        moved.push(joiner.clone());
+        let plan = stacksets::plan(&s, &moved, &opts)
+            .await
+            .expect("plan the move");
+        assert_eq!(plan.add, vec![joiner.clone()], "{plan:#?}");
+        assert_eq!(plan.remove, vec![targets[0].clone()], "{plan:#?}");
+        assert!(
+            !plan.template_changed && plan.parameters.is_empty(),
+            "{plan:#?}"
+        );
+        let report = stacksets::apply(&s, &plan, &opts)
+            .await
+            .expect("apply the move");
+        assert!(report.ok, "{report:#?}");
+        let actions: Vec<&str> = report
+            .operations
+            .iter()
+            .map(|o| o.action.as_str())
+            .collect();
+        assert_eq!(actions, ["CREATE", "DELETE"], "{report:#?}");
+        assert!(
+            found(&accounts[0]).await.is_empty(),
+            "the account that left"
+        );
+        assert_eq!(found(&joined).await, want, "the account that joined");
+        assert_eq!(found(&accounts[1]).await, want, "an account that stayed");
+        let again = stacksets::plan(&s, &moved, &opts)
+            .await
+            .expect("plan after the move");
+        assert!(!again.has_changes(), "{again:#?}");
+
+        // Destroy: no instance, no stack set, nothing in any account.
+        let report = stacksets::destroy(&s, &opts).await.expect("destroy");
+        assert!(report.ok && report.deleted, "{report:#?}");
+        assert_eq!(report.operations[0].action, "DELETE", "{report:#?}");
+        let cf = aws_sdk_cloudformation::Client::new(&admin.config);
+        let gone = cf
+            .describe_stack_set()
+            .stack_set_name(STACK)
+            .send()
+            .await
+            .expect_err("the stack set is gone");
+        assert!(format!("{gone:?}").contains("StackSetNotFound"), "{gone:?}");
+        for sb in accounts.iter().chain([&joined]) {
+            assert!(found(sb).await.is_empty(), "account {}", sb.account_id);
+        }
+        // A second destroy finds nothing to do.
+        let report = stacksets::destroy(&s, &opts).await.expect("destroy again");
+        assert!(report.ok && !report.deleted && report.operations.is_empty());
+    });
+}
+
+#[test]
+fn a_stack_set_streamstack_did_not_make_is_never_touched() {
+    let admin = Sandbox::passthrough();
+    let target = Target::new(unique_account_id(), REGION);
+    let cf = aws_sdk_cloudformation::Client::new(&admin.config);
+    let s = session(&admin, Events::none());
+    let opts = StackSetOptions::default();
+    // Without a fleet, the engine is refused before any AWS call, with every command.
+    let spec = spec_file(SPEC);
+    for verb in ["plan", "apply", "destroy"] {
+        let o = ss(&admin, &[verb, p(&spec.path), "--engine", "stacksets"]);
+        assert_eq!(o.status.code(), Some(1), "{verb}: {}", text(&o));
+        assert!(
+            text(&o).contains("--engine stacksets deploys a fleet: give --fleet FILE"),
+            "{verb}: {}",
+            text(&o)
+        );
+    }
+    assert_eq!(admin.proxy.calls().len(), 0, "no AWS call");
+    rt().block_on(async {
+        // Someone else's stack set of the same name: no streamstack tag, another template.
+        cf.create_stack_set()
+            .stack_set_name(STACK)
+            .template_body(r#"{"Resources": {"T": {"Type": "AWS::SNS::Topic"}}}"#)
+            .send()
+            .await
+            .expect("create a foreign stack set");
+        let refused = stacksets::plan(&s, &[target], &opts)
+            .await
+            .expect_err("plan refuses it");
+        assert!(
+            refused.to_string().contains("streamstack did not make it"),
+            "{refused}"
+        );
+        let refused = stacksets::destroy(&s, &opts)
+            .await
+            .expect_err("destroy refuses it");
+        assert!(
+            refused.to_string().contains("streamstack did not make it"),
+            "{refused}"
+        );
+        let still = cf
+            .describe_stack_set()
+            .stack_set_name(STACK)
+            .send()
+            .await
+            .expect("still there");
+        let status = still.stack_set.and_then(|x| x.status);
+        assert_eq!(
+            status.map(|x| x.as_str().to_string()).as_deref(),
+            Some("ACTIVE")
+        );
+    });
+}

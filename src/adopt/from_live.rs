@@ -268,7 +268,10 @@ async fn read_delivery(clients: &Clients, name: &str) -> Result<LiveDelivery> {
         }
     }
     if let Some((group, _)) = &out.logging {
-        let call = clients.logs.describe_log_groups().log_group_name_prefix(group);
+        let call = clients
+            .logs
+            .describe_log_groups()
+            .log_group_name_prefix(group);
         let groups = call.send().await.op("logs:DescribeLogGroups")?;
         out.log_retention_days = groups
             .log_groups
@@ -317,7 +320,12 @@ async fn read_bucket(clients: &Clients, name: &str) -> Result<LiveBucket> {
         }
     };
     let lifecycle = s3.get_bucket_lifecycle_configuration().bucket(name);
-    let lifecycle = unset(lifecycle.send().await.op("s3:GetBucketLifecycleConfiguration"))?;
+    let lifecycle = unset(
+        lifecycle
+            .send()
+            .await
+            .op("s3:GetBucketLifecycleConfiguration"),
+    )?;
     let rules: Vec<_> = lifecycle
         .and_then(|l| l.rules)
         .unwrap_or_default()
@@ -338,7 +346,9 @@ async fn read_bucket(clients: &Clients, name: &str) -> Result<LiveBucket> {
     Ok(LiveBucket {
         name: name.to_string(),
         versioning,
-        other_rules: rules.len().saturating_sub(usize::from(expire_after_days.is_some())),
+        other_rules: rules
+            .len()
+            .saturating_sub(usize::from(expire_after_days.is_some())),
         expire_after_days,
         sse_algorithm,
     })
@@ -351,8 +361,7 @@ fn unset<T>(r: Result<T>) -> Result<Option<T>> {
         Err(e)
             if e.is_not_found()
                 || e.code().is_some_and(|c| {
-                    c.starts_with("NoSuch")
-                        || c == "ServerSideEncryptionConfigurationNotFoundError"
+                    c.starts_with("NoSuch") || c == "ServerSideEncryptionConfigurationNotFoundError"
                 }) =>
         {
             Ok(None)
@@ -457,7 +466,10 @@ async fn read_instance(clients: &Clients, id: &str) -> Result<LiveHost> {
         }
     }
     if let Some(profile) = &h.instance_profile {
-        let call = clients.iam.get_instance_profile().instance_profile_name(profile);
+        let call = clients
+            .iam
+            .get_instance_profile()
+            .instance_profile_name(profile);
         if let Some(p) = found(call.send().await.op("iam:GetInstanceProfile"))? {
             h.role = p
                 .instance_profile
@@ -619,7 +631,9 @@ pub fn write_spec(live: &LiveSetup) -> String {
     for b in &live.buckets {
         let key = &bucket_keys[&b.name];
         y.push_str(&format!("  {key}:\n    name: {}\n", q(&b.name)));
-        y.push_str("    # destroy empties this bucket (every object and version) before deleting it;\n");
+        y.push_str(
+            "    # destroy empties this bucket (every object and version) before deleting it;\n",
+        );
         y.push_str("    # set false to keep a bucket that holds data you need.\n");
         y.push_str("    force_destroy: true\n");
         y.push_str(&format!("    versioning: {}\n", b.versioning));
@@ -712,7 +726,9 @@ pub fn write_spec(live: &LiveSetup) -> String {
                     .log_retention_days
                     .filter(|r| crate::spec::types::LOG_RETENTION_DAYS.contains(r));
                 match days {
-                    Some(r) => y.push_str(&format!("    error_logging: {{ retention_days: {r} }}\n")),
+                    Some(r) => {
+                        y.push_str(&format!("    error_logging: {{ retention_days: {r} }}\n"))
+                    }
                     None => {
                         y.push_str("    error_logging: { retention_days: 14 }\n");
                         assumptions.push(format!(
@@ -720,8 +736,7 @@ pub fn write_spec(live: &LiveSetup) -> String {
                         ));
                     }
                 }
-                if group != &console_group || stream != crate::kinds::log_group::ERROR_LOG_STREAM
-                {
+                if group != &console_group || stream != crate::kinds::log_group::ERROR_LOG_STREAM {
                     assumptions.push(format!(
                         "delivery {}: logs errors to {group}/{stream}; streamstack's group is {console_group}/{} (apply switches to it)",
                         d.name,
@@ -780,10 +795,14 @@ fn write_hosts(
     if live.hosts.is_empty() {
         return;
     }
-    y.push_str("\n# HOSTS: an EC2 instance is not adopted. streamstack launches its hosts itself (its\n");
+    y.push_str(
+        "\n# HOSTS: an EC2 instance is not adopted. streamstack launches its hosts itself (its\n",
+    );
     y.push_str("# bootstrap is the instance's user-data, which EC2 cannot change on a running instance),\n");
     y.push_str("# so taking one over would replace it. What was read of each instance is below: uncomment\n");
-    y.push_str("# it and apply to launch a streamstack-managed replacement, then terminate the old one.\n");
+    y.push_str(
+        "# it and apply to launch a streamstack-managed replacement, then terminate the old one.\n",
+    );
     y.push_str("# hosts:\n");
     for h in &live.hosts {
         let key = &host_keys[h.name.as_deref().unwrap_or(h.id.as_str())];
@@ -821,7 +840,9 @@ fn write_hosts(
         }
         match &h.flows {
             Some(flows) if !flows.is_empty() => {
-                y.push_str("#     flows:   # read from the agent.json in the instance's user-data\n");
+                y.push_str(
+                    "#     flows:   # read from the agent.json in the instance's user-data\n",
+                );
                 for f in flows {
                     let to = match (&f.stream, &f.delivery) {
                         (Some(s), _) => stream_keys.get(s).cloned().unwrap_or_else(|| key_of(s)),
@@ -830,7 +851,10 @@ fn write_hosts(
                         }
                         _ => "FILL-IN".into(),
                     };
-                    y.push_str(&format!("#       - files: {}\n#         to: {to}\n", f.files));
+                    y.push_str(&format!(
+                        "#       - files: {}\n#         to: {to}\n",
+                        f.files
+                    ));
                     if let Some(fmt) = &f.format {
                         y.push_str(&format!("#         format: {fmt}\n"));
                     }
@@ -840,7 +864,11 @@ fn write_hosts(
                 y.push_str("#     flows:   # FILL IN: no agent.json in the user-data (the console's agent\n");
                 y.push_str("#              # was configured by hand on the instance)\n");
                 y.push_str("#       - files: /var/log/weather/*.log\n");
-                let to = stream_keys.values().next().cloned().unwrap_or_else(|| "STREAM".into());
+                let to = stream_keys
+                    .values()
+                    .next()
+                    .cloned()
+                    .unwrap_or_else(|| "STREAM".into());
                 y.push_str(&format!("#         to: {to}\n"));
             }
         }
@@ -909,7 +937,12 @@ mod tests {
         };
         let v = crate::derive::load_str("live.yaml", &text, &opts)
             .unwrap_or_else(|d| panic!("{d}\n{text}"));
-        let names: Vec<&str> = v.model.resources.values().map(|r| r.name.as_str()).collect();
+        let names: Vec<&str> = v
+            .model
+            .resources
+            .values()
+            .map(|r| r.name.as_str())
+            .collect();
         for n in [
             "KDS-weather",
             "my-lab-bucket-0412",
@@ -922,7 +955,10 @@ mod tests {
         assert_eq!(s.encryption, crate::spec::types::StreamEncryption::None);
         assert!(text.contains("managed policy AmazonKinesisFullAccess on role ec2-kinesis"));
         assert!(text.contains("log group /aws/kinesisfirehose/KDS-S3-weather: it keeps"));
-        assert!(text.contains("#   kinesis-agent:   # instance i-0123"), "{text}");
+        assert!(
+            text.contains("#   kinesis-agent:   # instance i-0123"),
+            "{text}"
+        );
         assert!(text.contains("FILL IN"), "{text}");
         // No host is declared: adopting never launches or replaces an instance.
         assert!(v.spec.hosts.is_empty());
@@ -943,7 +979,10 @@ mod tests {
             .unwrap_or_else(|d| panic!("{d}\n{text}"));
         let s = &v.spec.streams["kds-weather"];
         assert_eq!(s.shards, Some(2));
-        assert_eq!(s.encryption, crate::spec::types::StreamEncryption::AwsManaged);
+        assert_eq!(
+            s.encryption,
+            crate::spec::types::StreamEncryption::AwsManaged
+        );
         assert!(v.spec.deliveries["kds-s3-weather"].error_logging.is_none());
         assert!(
             text.contains("#       - files: /var/log/weather/*.log\n#         to: kds-weather\n#         format: syslog"),

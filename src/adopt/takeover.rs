@@ -81,10 +81,19 @@ pub fn owner(tags: &BTreeMap<String, String>, stack: &str) -> Option<String> {
         .map(|_| "CloudFormation".to_string())
 }
 
+/// Attributes (kind, attribute) whose in-place change creates something inside the resource
+/// (a log group's missing log stream is `CreateLogStream`): adopt leaves such a resource's
+/// settings to apply, so that adopting makes no create call at all.
+const CREATES_INSIDE: &[(&str, &str)] = &[("log_group", "log_stream")];
+
 /// What adopting does, from the desired model (stamped: its tags are what the stack's
 /// resources carry) and what is live: the plan, and the live resources as they will be seen
 /// once adopted (marked the stack's).
-pub fn decide(registry: &Registry, desired: &Model, live: &[Live]) -> Result<(AdoptPlan, Vec<Live>)> {
+pub fn decide(
+    registry: &Registry,
+    desired: &Model,
+    live: &[Live],
+) -> Result<(AdoptPlan, Vec<Live>)> {
     let mut out = AdoptPlan {
         stack: desired.stack.clone(),
         ..AdoptPlan::default()
@@ -174,12 +183,22 @@ pub fn decide(registry: &Registry, desired: &Model, live: &[Live]) -> Result<(Ad
             .iter()
             .find(|d| !by_address.contains_key(&d.to_string()));
         let replaced = out.replacements.iter().any(|r| r.address == c_str(address));
+        let creates_inside = updates.iter().find(|u| {
+            CREATES_INSIDE
+                .iter()
+                .any(|(k, a)| *k == address.kind.as_str() && *a == u.name)
+        });
         let deferred = if replaced {
             Some("it is replaced at apply (--allow-replace)".to_string())
+        } else if let Some(u) = creates_inside {
+            Some(format!(
+                "the settings wait for apply: setting {} creates something inside it",
+                u.name
+            ))
         } else {
-            missing_dep.filter(|_| !updates.is_empty()).map(|d| {
-                format!("the settings wait for apply: they use {d}, which apply creates")
-            })
+            missing_dep
+                .filter(|_| !updates.is_empty())
+                .map(|d| format!("the settings wait for apply: they use {d}, which apply creates"))
         };
         out.adopt.push(Adoption {
             address: address.to_string(),
@@ -293,6 +312,73 @@ pub async fn run(
     Ok(done)
 }
 
+/// The adopt plan for people: per resource the tags added and the settings changed in place,
+/// then what adopt leaves to apply and what stops it.
+pub fn render_text(p: &AdoptPlan) -> String {
+    let mut out = String::new();
+    if !p.adopt.is_empty() {
+        out.push_str(&format!(
+            "streamstack will adopt these resources into stack {}:\n",
+            p.stack
+        ));
+    }
+    for a in &p.adopt {
+        out.push_str(&format!("\n  ~ {} ({}, {})\n", a.address, a.name, a.id));
+        for (k, v) in &a.tags_added {
+            out.push_str(&format!("      + tag {k} = {v:?}\n"));
+        }
+        match &a.deferred {
+            Some(why) if !a.updates.is_empty() => {
+                out.push_str(&format!("      settings unchanged now: {why}\n"));
+            }
+            _ => {}
+        }
+        for u in &a.updates {
+            let verb = if a.deferred.is_some() {
+                "at apply"
+            } else {
+                "in place"
+            };
+            out.push_str(&format!(
+                "      ~ {}: {} -> {} ({verb})\n",
+                u.name, u.before, u.after
+            ));
+        }
+    }
+    for a in &p.already_ours {
+        out.push_str(&format!("\n  = {a}: already this stack's\n"));
+    }
+    if !p.missing.is_empty() {
+        out.push_str("\nNot live, so not adopted (apply creates them):\n");
+        for m in &p.missing {
+            out.push_str(&format!("  + {m}\n"));
+        }
+    }
+    for r in &p.replacements {
+        out.push_str(&format!(
+            "\n  -/+ {} ({}) would be replaced: {}\n",
+            r.address, r.name, r.reason
+        ));
+    }
+    for r in &p.refused {
+        out.push_str(&format!(
+            "\n  ! {} ({}) is refused: owned by {}\n",
+            r.address, r.name, r.owner
+        ));
+    }
+    let updates: usize = p
+        .adopt
+        .iter()
+        .filter(|a| a.deferred.is_none())
+        .map(|a| a.updates.len())
+        .sum();
+    out.push_str(&format!(
+        "\nAdopt: {} to tag, {updates} setting(s) to change in place, nothing created, deleted or replaced.\n",
+        p.adopt.len()
+    ));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,19 +428,29 @@ mod tests {
         let desired = fake::model([thing.clone(), gadget.clone(), widget.clone()]);
         let lives = vec![
             live(&gadget, BTreeMap::new(), json!({"uses": "console"})),
-            live(&thing, tags(&[("team", "a")]), json!({"mode": "od", "hours": 24})),
+            live(
+                &thing,
+                tags(&[("team", "a")]),
+                json!({"mode": "od", "hours": 24}),
+            ),
         ];
         let (p, marked) = decide(&reg, &desired, &lives).unwrap();
         assert!(p.refused.is_empty() && p.replacements.is_empty(), "{p:?}");
         assert_eq!(p.missing, vec!["widget.w".to_string()]);
         assert_eq!(p.adopt.len(), 2);
         let th = p.adopt.iter().find(|a| a.address == "thing.t").unwrap();
-        assert_eq!(th.tags_added.get(TAG_STACK).map(String::as_str), Some(STACK));
+        assert_eq!(
+            th.tags_added.get(TAG_STACK).map(String::as_str),
+            Some(STACK)
+        );
         assert_eq!(th.updates.len(), 1, "{th:?}");
         assert_eq!(th.updates[0].name, "hours");
         assert_eq!(th.deferred, None);
         let ga = p.adopt.iter().find(|a| a.address == "gadget.g").unwrap();
-        assert!(ga.deferred.as_deref().unwrap().contains("widget.w"), "{ga:?}");
+        assert!(
+            ga.deferred.as_deref().unwrap().contains("widget.w"),
+            "{ga:?}"
+        );
         assert!(marked.iter().all(|l| l.ours));
         assert!(stop_reason(&p, false).is_none());
         // The live user tag is kept beside the stack's; deferred settings stay as live.
@@ -376,7 +472,11 @@ mod tests {
         let widget = fake::resource(WIDGET, "w", json!({}));
         let desired = fake::model([thing.clone(), widget.clone()]);
         let lives = vec![
-            live(&thing, tags(&[(TAG_STACK, "other-lab")]), json!({"mode": "od"})),
+            live(
+                &thing,
+                tags(&[(TAG_STACK, "other-lab")]),
+                json!({"mode": "od"}),
+            ),
             live(
                 &widget,
                 tags(&[("aws:cloudformation:stack-name", "cfn-lab")]),
@@ -387,9 +487,15 @@ mod tests {
         assert!(p.adopt.is_empty());
         assert!(marked.iter().all(|l| !l.ours));
         let owners: Vec<&str> = p.refused.iter().map(|r| r.owner.as_str()).collect();
-        assert_eq!(owners, vec!["stack other-lab", "CloudFormation stack cfn-lab"]);
+        assert_eq!(
+            owners,
+            vec!["stack other-lab", "CloudFormation stack cfn-lab"]
+        );
         let e = stop_reason(&p, true).unwrap().to_string();
-        assert!(e.contains("thing.t (fake-t) is owned by stack other-lab"), "{e}");
+        assert!(
+            e.contains("thing.t (fake-t) is owned by stack other-lab"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -404,7 +510,10 @@ mod tests {
         let (p, _) = decide(&reg, &desired, &lives).unwrap();
         assert_eq!(p.replacements.len(), 1, "{p:?}");
         let e = stop_reason(&p, false).unwrap().to_string();
-        assert!(e.contains("--allow-replace") && e.contains("thing.t"), "{e}");
+        assert!(
+            e.contains("--allow-replace") && e.contains("thing.t"),
+            "{e}"
+        );
         assert!(stop_reason(&p, true).is_none());
         let deferred = p.adopt[0].deferred.as_deref().unwrap();
         assert!(deferred.contains("replaced at apply"));

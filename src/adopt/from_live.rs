@@ -621,6 +621,31 @@ pub fn write_spec(live: &LiveSetup) -> String {
     y.push_str("# without re-creating any. Review the ASSUMPTIONS below, then:\n");
     y.push_str("#   streamstack adopt THIS_FILE      # tags them as this stack's (asks first)\n");
     y.push_str("#   streamstack plan THIS_FILE       # what apply will still change\n");
+    y.push_str("#\n# Live resources read (physical names):\n");
+    for b in &live.buckets {
+        y.push_str(&format!("#   bucket      {}\n", b.name));
+    }
+    for s in &live.streams {
+        y.push_str(&format!("#   stream      {}\n", s.name));
+    }
+    for d in &live.deliveries {
+        y.push_str(&format!("#   delivery    {}\n", d.name));
+        if let Some((group, _)) = &d.logging {
+            y.push_str(&format!("#   log group   {group}\n"));
+        }
+    }
+    for r in &live.roles {
+        y.push_str(&format!(
+            "#   IAM role    {} (used by {})\n",
+            r.name, r.used_by
+        ));
+    }
+    for h in &live.hosts {
+        y.push_str(&format!("#   instance    {}\n", h.id));
+        if let Some(p) = &h.instance_profile {
+            y.push_str(&format!("#   profile     {p} (of instance {})\n", h.id));
+        }
+    }
     y.push_str("version: 1\n");
     y.push_str(&format!("stack: {}\n", live.stack));
     y.push_str(&format!("region: {}\n", live.region));
@@ -732,7 +757,7 @@ pub fn write_spec(live: &LiveSetup) -> String {
                     None => {
                         y.push_str("    error_logging: { retention_days: 14 }\n");
                         assumptions.push(format!(
-                            "log group {group}: it keeps error events forever; the spec keeps them 14 days (set at adopt)"
+                            "log group {group}: it keeps error events forever; the spec keeps them 14 days (set in place)"
                         ));
                     }
                 }
@@ -764,12 +789,23 @@ pub fn write_spec(live: &LiveSetup) -> String {
     write_hosts(&mut y, live, &host_keys, &stream_keys, &delivery_keys);
 
     for r in &live.roles {
+        let fate = if r.used_by.starts_with("delivery") {
+            "apply creates the delivery's derived least-privilege role and points the delivery at it in place; this role is then unused, left as it is for you to delete"
+        } else {
+            "the role stays with the instance, which is not adopted (see HOSTS); streamstack never deletes a role an instance uses"
+        };
         for m in &r.managed {
             assumptions.push(format!(
-                "managed policy {} on role {} ({}) is not adopted: streamstack's derived least-privilege role replaces the role at apply; the console's role is left as it is (delete it yourself once nothing uses it)",
+                "managed policy {} on role {} ({}) is not adopted: {fate}",
                 last_segment(m),
                 r.name,
                 r.used_by
+            ));
+        }
+        if r.managed.is_empty() {
+            assumptions.push(format!(
+                "role {} ({}) is not adopted: {fate}",
+                r.name, r.used_by
             ));
         }
     }
@@ -954,6 +990,12 @@ mod tests {
         let s = &v.spec.streams["kds-weather"];
         assert_eq!(s.encryption, crate::spec::types::StreamEncryption::None);
         assert!(text.contains("managed policy AmazonKinesisFullAccess on role ec2-kinesis"));
+        for line in [
+            "#   instance    i-0123",
+            "#   IAM role    ec2-kinesis (used by instance i-0123)",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
         assert!(text.contains("log group /aws/kinesisfirehose/KDS-S3-weather: it keeps"));
         assert!(
             text.contains("#   kinesis-agent:   # instance i-0123"),

@@ -519,6 +519,31 @@ mod tests {
         assert!(deferred.contains("replaced at apply"));
     }
 
+    /// A log group whose log stream is missing: creating it would be a create call, so adopt
+    /// only tags the group and leaves its settings to apply.
+    #[test]
+    fn a_change_that_creates_inside_a_resource_waits_for_apply() {
+        const LOG_GROUP: crate::model::Kind = crate::model::Kind::new("log_group");
+        let cloud = Cloud::new();
+        let groups = FakeKind::new(&cloud, &[LOG_GROUP]);
+        let list: [&dyn kinds::ResourceKind; 1] = [&groups];
+        let reg = Registry(&list);
+        let group = fake::resource(LOG_GROUP, "d", json!({"log_stream": "DestinationDelivery"}));
+        let desired = fake::model([group.clone()]);
+        let lives = vec![live(&group, BTreeMap::new(), json!({"log_stream": ""}))];
+        let (p, marked) = decide(&reg, &desired, &lives).unwrap();
+        let a = &p.adopt[0];
+        assert!(
+            a.deferred.as_deref().unwrap().contains("log_stream"),
+            "{a:?}"
+        );
+        assert_eq!(
+            target(&group, &marked[0], a).props,
+            marked[0].resource.props
+        );
+        assert!(render_text(&p).contains("0 setting(s) to change in place"));
+    }
+
     #[test]
     fn owners_are_read_from_tags() {
         assert_eq!(owner(&tags(&[(TAG_STACK, "lab")]), "lab"), None);

@@ -579,12 +579,16 @@ pub fn key_of(name: &str) -> String {
     }
 }
 
-/// Unique keys for `names` (a suffix `-2`, `-3`... on a repeat).
-fn keys_for<'a>(names: impl Iterator<Item = &'a str>) -> BTreeMap<String, String> {
+/// Unique keys for `names` (a suffix `-2`, `-3`... on a repeat), each at most `max` long
+/// before the suffix (derived names such as a delivery role's `{stack}-{key}-firehose` have
+/// IAM's limits).
+fn keys_for<'a>(names: impl Iterator<Item = &'a str>, max: usize) -> BTreeMap<String, String> {
     let mut used = BTreeSet::new();
     let mut out = BTreeMap::new();
     for n in names {
-        let base = key_of(n);
+        let mut base = key_of(n);
+        base.truncate(max.max(1));
+        let base = base.trim_end_matches('-').to_string();
         let mut key = base.clone();
         let mut i = 2;
         while !used.insert(key.clone()) {
@@ -601,17 +605,32 @@ fn q(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
 }
 
+/// Validates a written spec as `validate` would (offline), so that a spec `init --from-live`
+/// writes is known to load.
+pub fn check(file: &str, text: &str, region: &str) -> Result<()> {
+    let opts = crate::spec::LoadOptions {
+        region: Some(region.to_string()),
+        ..crate::spec::LoadOptions::default()
+    };
+    crate::derive::load_str(file, text, &opts)
+        .map(|_| ())
+        .map_err(Error::Spec)
+}
+
 /// The spec, as YAML with comments, describing `live`.
 pub fn write_spec(live: &LiveSetup) -> String {
     let mut y = String::new();
     let mut assumptions: Vec<String> = Vec::new();
-    let stream_keys = keys_for(live.streams.iter().map(|s| s.name.as_str()));
-    let bucket_keys = keys_for(live.buckets.iter().map(|b| b.name.as_str()));
-    let delivery_keys = keys_for(live.deliveries.iter().map(|d| d.name.as_str()));
+    // `{stack}-{key}-firehose` and `{stack}-{key}-host` are IAM role names: 64 at most.
+    let iam_room = 64usize.saturating_sub(live.stack.len() + 12);
+    let stream_keys = keys_for(live.streams.iter().map(|s| s.name.as_str()), 63);
+    let bucket_keys = keys_for(live.buckets.iter().map(|b| b.name.as_str()), 63);
+    let delivery_keys = keys_for(live.deliveries.iter().map(|d| d.name.as_str()), iam_room);
     let host_keys = keys_for(
         live.hosts
             .iter()
             .map(|h| h.name.as_deref().unwrap_or(h.id.as_str())),
+        iam_room,
     );
     y.push_str(&format!(
         "# Written by `streamstack init --from-live` from what is live in {}.\n",
@@ -1033,12 +1052,23 @@ mod tests {
     }
 
     #[test]
+    fn long_names_still_make_a_valid_spec() {
+        let mut live = lab();
+        live.stack = "a-stack-name-of-thirty-two-chars".into();
+        live.deliveries[0].name = "KDS-S3-weather-delivery-stream-for-production-use".into();
+        let text = write_spec(&live);
+        check("long.yaml", &text, "ap-northeast-2").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    }
+
+    #[test]
     fn keys_are_spec_keys_and_unique() {
         assert_eq!(key_of("KDS_S3 weather"), "kds-s3-weather");
         assert_eq!(key_of("9lives"), "lives");
         assert_eq!(key_of("---"), "x");
-        let keys = keys_for(["a.b", "a-b"].into_iter());
+        let keys = keys_for(["a.b", "a-b"].into_iter(), 63);
         assert_eq!(keys["a.b"], "a-b");
         assert_eq!(keys["a-b"], "a-b-2");
+        let keys = keys_for(["delivery-to-s3"].into_iter(), 9);
+        assert_eq!(keys["delivery-to-s3"], "delivery");
     }
 }

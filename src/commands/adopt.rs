@@ -28,10 +28,13 @@ pub fn init_from_live(g: &Global, a: &InitArgs) -> Outcome {
     let text = runtime()?.block_on(async {
         let clients = streamstack::aws::Clients::new(&opts.aws).await?;
         let live = from_live::read(&clients, &req).await?;
-        Ok::<_, Failure>(from_live::write_spec(&live))
+        Ok::<_, Failure>((from_live::write_spec(&live), live.region))
     })?;
-    std::fs::write(path, text)
+    let (text, region) = text;
+    std::fs::write(path, &text)
         .map_err(|e| Failure::Message(format!("cannot write {}: {e}", path.display())))?;
+    // What it wrote must load: a spec that does not is reported at once, with its lines.
+    from_live::check(&path.display().to_string(), &text, &region)?;
     let p = path.display();
     println!("Wrote {p} from what is live. Next:");
     println!("  streamstack validate {p}     # offline");

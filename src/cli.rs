@@ -596,7 +596,8 @@ mod tests {
     #[test]
     fn commands_show_only_the_flags_they_use() {
         let aws = ["--region", "--profile", "--endpoint-url", "--api-budget"];
-        for offline in ["schema", "validate", "render", "init", "completions"] {
+        // (`init` takes them for `init --from-live`, which reads AWS.)
+        for offline in ["schema", "validate", "render", "completions"] {
             let help = help_of(offline);
             for flag in aws {
                 assert!(
@@ -617,6 +618,8 @@ mod tests {
             "force-unlock",
             "stacks",
             "gc",
+            "init",
+            "adopt",
         ] {
             let help = help_of(online);
             for flag in aws {
@@ -693,6 +696,8 @@ mod tests {
             "streamstack --var a=b validate s.yaml",
             "streamstack validate s.yaml --var a=b --no-color",
             "streamstack schema --no-color -vv",
+            "streamstack init --from-live --region eu-west-1 --delivery a --delivery b --instance i-1 --stack lab lab.yaml",
+            "streamstack adopt s.yaml --auto-approve --allow-replace --json",
         ] {
             parse(line).unwrap_or_else(|e| panic!("{e}"));
         }
@@ -707,5 +712,8 @@ mod tests {
         assert!(parse("streamstack --region a-1 plan s.yaml --region b-2")
             .is_err_and(|e| e.contains("--region")));
         assert!(parse("streamstack --region a-1 plan s.yaml --region a-1").is_ok());
+        // The --from-live flags only with --from-live; an example is not live.
+        assert!(parse("streamstack init --delivery a").is_err());
+        assert!(parse("streamstack init --from-live --example classroom").is_err());
     }
 }

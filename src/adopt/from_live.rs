@@ -805,13 +805,20 @@ pub fn write_spec(live: &LiveSetup) -> String {
         ));
     }
 
-    write_hosts(&mut y, live, &host_keys, &stream_keys, &delivery_keys);
+    write_hosts(
+        &mut y,
+        live,
+        &host_keys,
+        &stream_keys,
+        &delivery_keys,
+        &mut assumptions,
+    );
 
     for r in &live.roles {
         let fate = if r.used_by.starts_with("delivery") {
             "apply creates the delivery's derived least-privilege role and points the delivery at it in place; this role is then unused, left as it is for you to delete"
         } else {
-            "the role stays with the instance, which is not adopted (see HOSTS); streamstack never deletes a role an instance uses"
+            "apply creates the host's derived least-privilege role and profile and swaps the profile onto the running instance in place; this role is never deleted by streamstack (not the stack's), left for you to delete once unused"
         };
         for m in &r.managed {
             assumptions.push(format!(
@@ -838,66 +845,80 @@ pub fn write_spec(live: &LiveSetup) -> String {
     y
 }
 
-/// The hosts as commented entries: an instance cannot be adopted in place (see the module docs
-/// of `crate::adopt`).
+/// The hosts, one per instance read, each adopting its instance (`instance_id`): type, image
+/// (the AMI id), subnet and SSH rules as live, the flows from the agent.json in its user-data
+/// (else a placeholder that validates, marked FILL IN). Adopting never replaces the instance:
+/// its user-data is not streamstack's and is never compared (`kinds::host::TAG_ADOPTED`).
 fn write_hosts(
     y: &mut String,
     live: &LiveSetup,
     host_keys: &BTreeMap<String, String>,
     stream_keys: &BTreeMap<String, String>,
     delivery_keys: &BTreeMap<String, String>,
+    assumptions: &mut Vec<String>,
 ) {
     if live.hosts.is_empty() {
         return;
     }
-    y.push_str(
-        "\n# HOSTS: an EC2 instance is not adopted. streamstack launches its hosts itself (its\n",
-    );
-    y.push_str("# bootstrap is the instance's user-data, which EC2 cannot change on a running instance),\n");
-    y.push_str("# so taking one over would replace it. What was read of each instance is below: uncomment\n");
-    y.push_str(
-        "# it and apply to launch a streamstack-managed replacement, then terminate the old one.\n",
-    );
-    y.push_str("# hosts:\n");
+    y.push_str("\n# HOSTS: each adopts its running instance (instance_id): adopt tags it, apply swaps the\n");
+    y.push_str("# derived least-privilege instance profile (and security group, with ssh) onto it in place.\n");
+    y.push_str("# Its user-data and agent configuration are not managed by streamstack; the flows tell\n");
+    y.push_str("# check and tail what it sends. A new image, type or subnet would replace the instance.\n");
+    y.push_str("hosts:\n");
     for h in &live.hosts {
         let key = &host_keys[h.name.as_deref().unwrap_or(h.id.as_str())];
         y.push_str(&format!(
-            "#   {key}:   # instance {}{}\n",
+            "  {key}:   # instance {}{}\n",
             h.id,
             h.name
                 .as_ref()
-                .map(|n| format!(" (Name {n})"))
+                .map(|n| format!(" (Name {n}; renamed {}-{key})", live.stack))
                 .unwrap_or_default()
         ));
-        y.push_str(&format!("#     instance_type: {}\n", h.instance_type));
-        y.push_str(&format!("#     image: {}\n", h.image_id));
+        y.push_str(&format!("    instance_id: {}\n", h.id));
+        y.push_str(&format!("    instance_type: {}\n", q(&h.instance_type)));
+        y.push_str(&format!("    image: {}\n", q(&h.image_id)));
         if let Some(s) = &h.subnet {
-            y.push_str(&format!("#     subnet: {s}\n"));
+            y.push_str(&format!("    subnet: {s}\n"));
         }
-        if !h.ssh_from.is_empty() || h.key_name.is_some() {
+        if !h.ssh_from.is_empty() {
             let key_name = h
                 .key_name
                 .as_ref()
-                .map(|k| format!("key_name: {k}, "))
+                .map(|k| format!("key_name: {}, ", q(k)))
                 .unwrap_or_default();
             y.push_str(&format!(
-                "#     ssh: {{ {key_name}from: [{}] }}\n",
+                "    ssh: {{ {key_name}from: [{}] }}\n",
                 h.ssh_from.join(", ")
+            ));
+        } else if let Some(k) = &h.key_name {
+            y.push_str(&format!(
+                "    # key pair {k}: no inbound SSH rule, so the spec names none (set at launch; kept)\n"
             ));
         }
         for r in &h.other_ingress {
-            y.push_str(&format!("#     # inbound rule not kept: {r}\n"));
+            y.push_str(&format!("    # inbound rule not kept: {r}\n"));
+            assumptions.push(format!(
+                "instance {}: inbound rule {r} is not in the spec; the derived security group allows only SSH",
+                h.id
+            ));
         }
-        if let (Some(p), Some(r)) = (&h.instance_profile, &h.role) {
+        if let Some(p) = &h.instance_profile {
             y.push_str(&format!(
-                "#     # instance profile {p} (role {r}) is replaced by the host's derived one\n"
+                "    # instance profile now: {p}{} (the console's); apply swaps in the derived\n",
+                h.role
+                    .as_ref()
+                    .map(|r| format!(" (role {r})"))
+                    .unwrap_or_default()
+            ));
+            y.push_str(&format!(
+                "    # least-privilege {}-{key}-host in place; the console's profile and role are left as they are\n",
+                live.stack
             ));
         }
         match &h.flows {
             Some(flows) if !flows.is_empty() => {
-                y.push_str(
-                    "#     flows:   # read from the agent.json in the instance's user-data\n",
-                );
+                y.push_str("    flows:   # read from the agent.json in the instance's user-data\n");
                 for f in flows {
                     let to = match (&f.stream, &f.delivery) {
                         (Some(s), _) => stream_keys.get(s).cloned().unwrap_or_else(|| key_of(s)),
@@ -906,25 +927,27 @@ fn write_hosts(
                         }
                         _ => "FILL-IN".into(),
                     };
-                    y.push_str(&format!(
-                        "#       - files: {}\n#         to: {to}\n",
-                        f.files
-                    ));
+                    y.push_str(&format!("      - files: {}\n        to: {to}\n", q(&f.files)));
                     if let Some(fmt) = &f.format {
-                        y.push_str(&format!("#         format: {fmt}\n"));
+                        y.push_str(&format!("        format: {fmt}\n"));
                     }
                 }
             }
             _ => {
-                y.push_str("#     flows:   # FILL IN: no agent.json in the user-data (the console's agent\n");
-                y.push_str("#              # was configured by hand on the instance)\n");
-                y.push_str("#       - files: /var/log/weather/*.log\n");
+                y.push_str("    flows:   # FILL IN: no agent.json in the user-data (the console's agent was\n");
+                y.push_str("             # configured by hand on the instance): a placeholder, fix files/to\n");
+                y.push_str("      - files: /var/log/weather/*.log\n");
                 let to = stream_keys
                     .values()
                     .next()
+                    .or_else(|| delivery_keys.values().next())
                     .cloned()
-                    .unwrap_or_else(|| "STREAM".into());
-                y.push_str(&format!("#         to: {to}\n"));
+                    .unwrap_or_else(|| "FILL-IN".into());
+                y.push_str(&format!("        to: {to}\n"));
+                assumptions.push(format!(
+                    "instance {}: its user-data holds no agent.json; the host's flows are a placeholder (FILL IN)",
+                    h.id
+                ));
             }
         }
     }
@@ -965,10 +988,13 @@ mod tests {
                 ..LiveDelivery::default()
             }],
             hosts: vec![LiveHost {
-                id: "i-0123".into(),
+                id: "i-0123456789abcdef0".into(),
                 name: Some("kinesis-agent".into()),
                 instance_type: "t2.micro".into(),
-                image_id: "ami-0abc".into(),
+                image_id: "ami-0abc1234".into(),
+                subnet: Some("subnet-0123abcd".into()),
+                ssh_from: vec!["203.0.113.0/24".into()],
+                other_ingress: vec!["tcp 80-80 from 0.0.0.0/0".into()],
                 role: Some("ec2-kinesis".into()),
                 instance_profile: Some("ec2-kinesis".into()),
                 flows: None,
@@ -976,7 +1002,7 @@ mod tests {
             }],
             roles: vec![LiveRole {
                 name: "ec2-kinesis".into(),
-                used_by: "instance i-0123".into(),
+                used_by: "instance i-0123456789abcdef0".into(),
                 managed: vec!["arn:aws:iam::aws:policy/AmazonKinesisFullAccess".into()],
                 inline: vec![],
             }],
@@ -1010,19 +1036,30 @@ mod tests {
         assert_eq!(s.encryption, crate::spec::types::StreamEncryption::None);
         assert!(text.contains("managed policy AmazonKinesisFullAccess on role ec2-kinesis"));
         for line in [
-            "#   instance    i-0123",
-            "#   IAM role    ec2-kinesis (used by instance i-0123)",
+            "#   instance    i-0123456789abcdef0",
+            "#   IAM role    ec2-kinesis (used by instance i-0123456789abcdef0)",
         ] {
             assert!(text.contains(line), "{line}\n{text}");
         }
         assert!(text.contains("log group /aws/kinesisfirehose/KDS-S3-weather: it keeps"));
         assert!(
-            text.contains("#   kinesis-agent:   # instance i-0123"),
+            text.contains("  kinesis-agent:   # instance i-0123456789abcdef0"),
             "{text}"
         );
         assert!(text.contains("FILL IN"), "{text}");
-        // No host is declared: adopting never launches or replaces an instance.
-        assert!(v.spec.hosts.is_empty());
+        // The host adopts the instance, as live: no launch, no replacement.
+        let h = &v.spec.hosts["kinesis-agent"];
+        assert_eq!(h.instance_id.as_deref(), Some("i-0123456789abcdef0"));
+        assert_eq!(h.instance_type, "t2.micro");
+        assert_eq!(
+            h.image,
+            crate::spec::types::Image::Ami("ami-0abc1234".into())
+        );
+        assert_eq!(h.subnet.as_deref(), Some("subnet-0123abcd"));
+        assert_eq!(h.ssh.as_ref().map(|s| s.from.clone()), Some(vec!["203.0.113.0/24".to_string()]));
+        assert_eq!(h.flows[0].to, "kds-weather");
+        assert!(text.contains("its user-data holds no agent.json"), "{text}");
+        assert!(text.contains("inbound rule tcp 80-80"), "{text}");
     }
 
     #[test]
@@ -1046,7 +1083,7 @@ mod tests {
         );
         assert!(v.spec.deliveries["kds-s3-weather"].error_logging.is_none());
         assert!(
-            text.contains("#       - files: /var/log/weather/*.log\n#         to: kds-weather\n#         format: syslog"),
+            text.contains("      - files: \"/var/log/weather/*.log\"\n        to: kds-weather\n        format: syslog"),
             "{text}"
         );
     }

@@ -29,6 +29,10 @@ pub struct Adoption {
     /// tags are still added.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deferred: Option<String>,
+    /// What adopting means for this resource beyond its settings (an adopted instance: what
+    /// apply swaps onto it in place, and that its agent configuration stays unmanaged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// A resource adopt will not take.
@@ -109,7 +113,12 @@ pub fn decide(
         } else {
             want.name == l.resource.name
         };
-        if !same_name {
+        // A kind whose name is a label (a host's `Name` tag) is matched by discovery instead
+        // (the instance id the spec adopts): its name is renamed in place.
+        let name_is_identity = registry
+            .handler(want.address.kind)
+            .map_or(true, |h| h.name_is_identity());
+        if !same_name && name_is_identity {
             continue;
         }
         if l.ours {
@@ -207,6 +216,11 @@ pub fn decide(
             tags_added: added_tags(&want.tags, &l.resource.tags),
             updates,
             deferred,
+            note: if address.kind == kinds::host::KIND {
+                kinds::host::adopted_note(want, l)
+            } else {
+                None
+            },
         });
     }
     Ok((out, marked))
@@ -326,6 +340,9 @@ pub fn render_text(p: &AdoptPlan) -> String {
         out.push_str(&format!("\n  ~ {} ({}, {})\n", a.address, a.name, a.id));
         for (k, v) in &a.tags_added {
             out.push_str(&format!("      + tag {k} = {v:?}\n"));
+        }
+        if let Some(note) = &a.note {
+            out.push_str(&format!("      # {note}\n"));
         }
         match &a.deferred {
             Some(why) if !a.updates.is_empty() => {

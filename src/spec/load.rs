@@ -47,6 +47,7 @@ pub const HOST_KEYS: &[&str] = &[
     "ssh",
     "flows",
     "sample_data",
+    "instance_id",
 ];
 pub const SSH_KEYS: &[&str] = &["key_name", "from"];
 pub const FLOW_KEYS: &[&str] = &["files", "to", "format", "fields"];
@@ -831,6 +832,10 @@ fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {
     let flows = flows(d, m, p);
     let sample_data =
         Decoder::field(m, "sample_data").and_then(|v| sample_data(d, v, &p.key("sample_data")));
+    let instance_id = opt_string(d, m, p, "instance_id");
+    if let Some(i) = &instance_id {
+        d.check(&p.key("instance_id"), rules::instance_id(i));
+    }
     Some(HostSpec {
         instance_type: instance_type?,
         image: image?,
@@ -838,6 +843,7 @@ fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {
         ssh,
         flows,
         sample_data,
+        instance_id,
     })
 }
 

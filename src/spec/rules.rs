@@ -583,6 +583,11 @@ pub fn subnet_id(v: &str) -> Check {
     ec2_id(v, "subnet-", "a subnet id")
 }
 
+/// `i-` followed by 8 or 17 hex digits: the instance a host adopts.
+pub fn instance_id(v: &str) -> Check {
+    ec2_id(v, "i-", "an instance id")
+}
+
 /// A KMS key reference for Kinesis: key ARN, alias ARN, `alias/Name` or a key id (UUID).
 pub fn kms_key(v: &str) -> Check {
     let expected = "a KMS key ARN, alias ARN, alias/NAME or key id";

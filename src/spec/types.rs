@@ -307,4 +307,6 @@ pub struct HostSpec {
     pub ssh: Option<Ssh>,
     pub flows: Vec<Flow>,
     pub sample_data: Option<SampleData>,
+    /// An existing instance this host adopts (`streamstack adopt`), instead of launching one.
+    pub instance_id: Option<String>,
 }

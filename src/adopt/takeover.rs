@@ -561,6 +561,33 @@ mod tests {
         assert!(render_text(&p).contains("0 setting(s) to change in place"));
     }
 
+    /// A kind whose name is a label (a host's `Name` tag): discovery puts the candidate at the
+    /// desired address (the instance id the spec adopts), whatever its name. The plan refuses
+    /// it until adopted; adopt takes it with a rename in place, or refuses another stack's.
+    #[test]
+    fn a_label_named_candidate_is_adopted_at_its_address_and_refused_by_plan() {
+        let cloud = Cloud::new();
+        let things = FakeKind::new(&cloud, &[THING]).renames_in_place();
+        let list: [&dyn kinds::ResourceKind; 1] = [&things];
+        let reg = Registry(&list);
+        let want = fake::resource(THING, "agent", json!({"mode": "od"}));
+        let desired = fake::model([want.clone()]);
+        let mut console = live(&want, tags(&[("Name", "x")]), json!({"mode": "od"}));
+        console.resource.name = "kinesis-agent".into();
+        let e = plan::plan(&reg, &desired, std::slice::from_ref(&console)).unwrap_err();
+        assert!(matches!(e, Error::NotOurs(_)), "{e}");
+        let (p, marked) = decide(&reg, &desired, std::slice::from_ref(&console)).unwrap();
+        assert!(p.refused.is_empty() && p.replacements.is_empty(), "{p:?}");
+        assert_eq!(p.adopt.len(), 1, "{p:?}");
+        assert!(marked[0].ours);
+        assert_eq!(p.adopt[0].updates[0].name, "name", "{p:?}");
+        // Another stack's instance at that address: refused.
+        console.resource.tags = tags(&[(TAG_STACK, "other-lab")]);
+        let (p, _) = decide(&reg, &desired, &[console]).unwrap();
+        assert_eq!(p.refused.len(), 1, "{p:?}");
+        assert!(p.adopt.is_empty());
+    }
+
     #[test]
     fn owners_are_read_from_tags() {
         assert_eq!(owner(&tags(&[(TAG_STACK, "lab")]), "lab"), None);

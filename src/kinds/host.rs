@@ -1285,3 +1285,79 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Props;
+
+    fn props(profile: &str, group: Option<&str>, instance_id: Option<&str>) -> HostProps {
+        HostProps {
+            instance_type: "t2.micro".into(),
+            image: Image::Ami("ami-0abc1234".into()),
+            subnet: None,
+            key_name: None,
+            instance_profile: profile.into(),
+            security_group: group.map(str::to_string),
+            user_data: "#!/bin/bash\n".into(),
+            http_tokens_required: true,
+            instance_id: instance_id.map(str::to_string),
+        }
+    }
+
+    fn live(id: &str, tags: &[(&str, &str)], p: HostProps) -> Live {
+        Live::new(
+            id.into(),
+            true,
+            Address::new(KIND, "agent"),
+            "lab-agent".into(),
+            tags.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            Props::new(p),
+        )
+    }
+
+    #[test]
+    fn an_instance_is_adopted_by_its_tag_or_the_spec_s_instance_id() {
+        let want = props("p", None, Some("i-0123456789abcdef0"));
+        let none = BTreeMap::new();
+        assert!(is_adopted("i-0123456789abcdef0", &none, Some(&want)));
+        assert!(!is_adopted("i-0fedcba987654321f", &none, Some(&want)));
+        assert!(!is_adopted("i-0123456789abcdef0", &none, None));
+        let tagged: BTreeMap<String, String> =
+            [(TAG_ADOPTED.to_string(), "true".to_string())].into();
+        assert!(is_adopted("i-0fedcba987654321f", &tagged, None));
+    }
+
+    /// The plan names the swap of the console's profile and group as a tightening, and says the
+    /// agent configuration is not managed; a host streamstack launched gets no note.
+    #[test]
+    fn an_update_to_an_adopted_instance_is_noted_as_a_tightening() {
+        let id = "i-0123456789abcdef0";
+        let mut desired = crate::kinds::fake::resource(KIND, "agent", serde_json::json!({}));
+        desired.props = Props::new(props("lab-agent-host", Some("lab-agent-ssh"), Some(id)));
+        let before = live(
+            id,
+            &[],
+            props("ec2-kinesis-role", Some("launch-wizard-1"), Some(id)),
+        );
+        let note = adopted_note(&desired, &before).unwrap();
+        for part in [
+            "a tightening: instance profile ec2-kinesis-role (not the stack's",
+            "→ derived least-privilege profile lab-agent-host, swapped in place",
+            "security group launch-wizard-1 → derived group lab-agent-ssh",
+            "not managed by streamstack",
+        ] {
+            assert!(note.contains(part), "{part}: {note}");
+        }
+        // In sync but for its tags: only the agent note.
+        let synced = live(id, &[], props("lab-agent-host", Some("lab-agent-ssh"), Some(id)));
+        let note = adopted_note(&desired, &synced).unwrap();
+        assert!(!note.contains("tightening"), "{note}");
+        // A host streamstack launched: no note.
+        desired.props = Props::new(props("lab-agent-host", None, None));
+        let launched = live(id, &[], props("other", None, None));
+        assert_eq!(adopted_note(&desired, &launched), None);
+    }
+}

@@ -753,6 +753,11 @@ mod tests {
             &["subnet-0123abcd"],
             &["subnet-xyz", "sg-0123abcd"],
         );
+        judges(
+            instance_id,
+            &["i-0123abcd", "i-0123456789abcdef0"],
+            &["i-0123", "i-xyz0123g", "ami-0123abcd", "i-0123456789abcdef01"],
+        );
     }
 
     #[test]

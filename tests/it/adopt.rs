@@ -22,6 +22,8 @@ struct Lab {
     bucket: String,
     delivery: String,
     instance: String,
+    /// An instance nobody names: never touched.
+    other_instance: String,
     other_stream: String,
     other_bucket: String,
 }
@@ -33,10 +35,11 @@ fn console_lab(sb: &Sandbox) -> Lab {
         bucket: format!("console-lab-{}", sb.account_id),
         delivery: "KDS-S3-weather".into(),
         instance: String::new(),
+        other_instance: String::new(),
         other_stream: "someone-elses-stream".into(),
         other_bucket: format!("someone-elses-{}", sb.account_id),
     };
-    let instance = rt().block_on(async {
+    let (instance, other_instance) = rt().block_on(async {
         let cfg = sdk(sb, REGION);
         let iam = aws_sdk_iam::Client::new(&cfg);
         let kinesis = aws_sdk_kinesis::Client::new(&cfg);
@@ -86,6 +89,16 @@ fn console_lab(sb: &Sandbox) -> Lab {
             .await
             .unwrap();
         let instance = run.instances()[0].instance_id().unwrap().to_string();
+        let other = ec2
+            .run_instances()
+            .image_id("ami-087fc0fcee2c7570a")
+            .instance_type(aws_sdk_ec2::types::InstanceType::T2Micro)
+            .min_count(1)
+            .max_count(1)
+            .send()
+            .await
+            .unwrap();
+        let other = other.instances()[0].instance_id().unwrap().to_string();
         // 4. The on-demand stream (and another one nobody names).
         for name in [&lab.stream, &lab.other_stream] {
             kinesis
@@ -168,15 +181,19 @@ fn console_lab(sb: &Sandbox) -> Lab {
             .send()
             .await
             .unwrap();
-        instance
+        (instance, other)
     });
-    Lab { instance, ..lab }
+    Lab {
+        instance,
+        other_instance,
+        ..lab
+    }
 }
 
 /// Whether a call creates, deletes or replaces something.
 fn is_lifecycle(c: &Call) -> bool {
     let a = c.action.as_str();
-    a.contains("Create")
+    (a.contains("Create") && a != "CreateTags")
         || a.contains("Delete")
         || a == "RunInstances"
         || a == "TerminateInstances"
@@ -249,6 +266,15 @@ fn the_console_lab_is_written_adopted_applied_and_destroyed() {
     for name in [&lab.stream, &lab.bucket, &lab.delivery, &lab.instance] {
         assert!(text.contains(name.as_str()), "{name} missing:\n{text}");
     }
+    // The host adopts the instance, uncommented: no user-data, so the flows are a placeholder.
+    assert!(
+        text.contains(&format!("    instance_id: {}\n", lab.instance))
+            && text.contains("    instance_type: \"t2.micro\"")
+            && text.contains("    image: \"ami-087fc0fcee2c7570a\"")
+            && text.contains("FILL IN"),
+        "{text}"
+    );
+    assert!(!text.contains(&lab.other_instance), "{text}");
     assert!(
         text.contains("managed policy AmazonKinesisFullAccess on role ec2-kinesis-role"),
         "{text}"
@@ -280,6 +306,10 @@ fn the_console_lab_is_written_adopted_applied_and_destroyed() {
         .collect();
     assert!(lifecycle.is_empty(), "{lifecycle:?}\n{out}");
     let names = sb.proxy.write_call_names();
+    // The instance: tagged, and nothing else (its profile is swapped at apply).
+    let ec2_writes: Vec<&String> = names.iter().filter(|n| n.starts_with("ec2:")).collect();
+    assert_eq!(ec2_writes, vec!["ec2:CreateTags"], "{out}");
+    assert_eq!(instance_state(&sb, &lab.instance), "running");
     for tagging in [
         "kinesis:AddTagsToStream",
         "firehose:TagDeliveryStream",
@@ -292,7 +322,12 @@ fn the_console_lab_is_written_adopted_applied_and_destroyed() {
         );
     }
     let report: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
-    assert_eq!(report["adopted"].as_array().unwrap().len(), 4, "{out}");
+    assert_eq!(report["adopted"].as_array().unwrap().len(), 5, "{out}");
+    assert!(
+        out.contains("a tightening: instance profile ec2-kinesis-role")
+            && out.contains("not managed by streamstack"),
+        "{out}"
+    );
 
     // The ordinary plan and apply manage them now: a new least-privilege delivery role, the
     // delivery pointed at it in place; nothing replaced.
@@ -302,7 +337,34 @@ fn the_console_lab_is_written_adopted_applied_and_destroyed() {
         acts.iter().all(|(_, a)| a == "create" || a == "update"),
         "{acts:?}"
     );
+    let host = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == "host.kinesis-agent" || c["live_id"] == lab.instance.as_str())
+        .unwrap_or_else(|| panic!("no change to the instance: {plan}"));
+    assert_eq!(host["action"], "update", "{host}");
+    assert!(
+        host["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("derived least-privilege profile")),
+        "{host}"
+    );
+    sb.proxy.reset_calls();
     ok(&sb, &["apply", "--auto-approve", &spec]);
+    let names = sb.proxy.write_call_names();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n == "ec2:RunInstances" || n == "ec2:TerminateInstances"),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n == "ec2:ReplaceIamInstanceProfileAssociation"),
+        "{names:?}"
+    );
     let o = ss(&sb, &["plan", "--detailed-exitcode", &spec]);
     assert_eq!(o.status.code(), Some(0), "{}", text_of(&o));
     assert_eq!(instance_state(&sb, &lab.instance), "running");
@@ -315,7 +377,18 @@ fn the_console_lab_is_written_adopted_applied_and_destroyed() {
     let buckets = bucket_names(&sb);
     assert!(!buckets.contains(&lab.bucket), "{buckets:?}");
     assert!(buckets.contains(&lab.other_bucket), "{buckets:?}");
-    assert_eq!(instance_state(&sb, &lab.instance), "running");
+    assert_eq!(instance_state(&sb, &lab.instance), "terminated");
+    assert_eq!(instance_state(&sb, &lab.other_instance), "running");
+    // The console's role and profile are not the stack's: left as they are.
+    rt().block_on(async {
+        let iam = aws_sdk_iam::Client::new(&sdk(&sb, REGION));
+        iam.get_instance_profile()
+            .instance_profile_name("ec2-kinesis-role")
+            .send()
+            .await
+            .unwrap();
+        iam.get_role().role_name("ec2-kinesis-role").send().await.unwrap();
+    });
 }
 
 fn text_of(o: &std::process::Output) -> String {

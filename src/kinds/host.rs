@@ -1,5 +1,8 @@
 //! EC2 instances running the Kinesis Agent.
 //!
+//! - Adopted instances (the spec's `instance_id`, tag [`TAG_ADOPTED`]): read by id while still
+//!   untagged, so `adopt` can take them; their user-data and key pair are not streamstack's and
+//!   never compared (never a replacement); the plan notes the profile swap ([`adopted_note`]).
 //! - Read: `DescribeInstances` filtered on the stack tag and the live states, plus
 //!   `DescribeInstanceAttribute(userData)` per instance. The image comes back from the
 //!   `streamstack:image` tag (the spec's name for it, so a new AMI release is not a change); the

@@ -860,10 +860,43 @@ fn write_hosts(
     if live.hosts.is_empty() {
         return;
     }
+    // What a flow may send to: a stream of the spec, or a delivery of it that takes direct puts.
+    let direct: Vec<&String> = live
+        .deliveries
+        .iter()
+        .filter(|d| d.source_stream.is_none())
+        .filter_map(|d| delivery_keys.get(&d.name))
+        .collect();
+    let fallback = stream_keys
+        .values()
+        .next()
+        .or_else(|| direct.first().copied())
+        .cloned();
+    let Some(fallback) = fallback else {
+        // Nothing in the spec a flow could send to: a host would not validate.
+        y.push_str(
+            "\n# HOSTS: not written, as the spec has no stream for their flows (add --delivery).\n",
+        );
+        for h in &live.hosts {
+            y.push_str(&format!(
+                "#   instance {}: {}, image {}\n",
+                h.id, h.instance_type, h.image_id
+            ));
+        }
+        assumptions.push(
+            "the instances read are not in the spec: it has no stream their flows could send to"
+                .into(),
+        );
+        return;
+    };
     y.push_str("\n# HOSTS: each adopts its running instance (instance_id): adopt tags it, apply swaps the\n");
     y.push_str("# derived least-privilege instance profile (and security group, with ssh) onto it in place.\n");
-    y.push_str("# Its user-data and agent configuration are not managed by streamstack; the flows tell\n");
-    y.push_str("# check and tail what it sends. A new image, type or subnet would replace the instance.\n");
+    y.push_str(
+        "# Its user-data and agent configuration are not managed by streamstack; the flows tell\n",
+    );
+    y.push_str(
+        "# check and tail what it sends. A new image, type or subnet would replace the instance.\n",
+    );
     y.push_str("hosts:\n");
     for h in &live.hosts {
         let key = &host_keys[h.name.as_deref().unwrap_or(h.id.as_str())];
@@ -920,14 +953,25 @@ fn write_hosts(
             Some(flows) if !flows.is_empty() => {
                 y.push_str("    flows:   # read from the agent.json in the instance's user-data\n");
                 for f in flows {
-                    let to = match (&f.stream, &f.delivery) {
-                        (Some(s), _) => stream_keys.get(s).cloned().unwrap_or_else(|| key_of(s)),
-                        (None, Some(d)) => {
-                            delivery_keys.get(d).cloned().unwrap_or_else(|| key_of(d))
-                        }
-                        _ => "FILL-IN".into(),
+                    let known = match (&f.stream, &f.delivery) {
+                        (Some(s), _) => stream_keys.get(s),
+                        (None, Some(d)) => delivery_keys.get(d).filter(|k| direct.contains(k)),
+                        _ => None,
                     };
-                    y.push_str(&format!("      - files: {}\n        to: {to}\n", q(&f.files)));
+                    let to = known.cloned().unwrap_or_else(|| fallback.clone());
+                    y.push_str(&format!("      - files: {}\n        to: {to}", q(&f.files)));
+                    if known.is_none() {
+                        let target = f.stream.as_ref().or(f.delivery.as_ref());
+                        let target = target.map_or("nothing", String::as_str);
+                        y.push_str(&format!(
+                            "   # FILL IN: the agent sends to {target}, which this spec lacks"
+                        ));
+                        assumptions.push(format!(
+                            "instance {}: its agent sends {} to {target}, not in the spec; the flow says {to} (FILL IN)",
+                            h.id, f.files
+                        ));
+                    }
+                    y.push('\n');
                     if let Some(fmt) = &f.format {
                         y.push_str(&format!("        format: {fmt}\n"));
                     }
@@ -937,13 +981,7 @@ fn write_hosts(
                 y.push_str("    flows:   # FILL IN: no agent.json in the user-data (the console's agent was\n");
                 y.push_str("             # configured by hand on the instance): a placeholder, fix files/to\n");
                 y.push_str("      - files: /var/log/weather/*.log\n");
-                let to = stream_keys
-                    .values()
-                    .next()
-                    .or_else(|| delivery_keys.values().next())
-                    .cloned()
-                    .unwrap_or_else(|| "FILL-IN".into());
-                y.push_str(&format!("        to: {to}\n"));
+                y.push_str(&format!("        to: {fallback}\n"));
                 assumptions.push(format!(
                     "instance {}: its user-data holds no agent.json; the host's flows are a placeholder (FILL IN)",
                     h.id
@@ -1056,7 +1094,10 @@ mod tests {
             crate::spec::types::Image::Ami("ami-0abc1234".into())
         );
         assert_eq!(h.subnet.as_deref(), Some("subnet-0123abcd"));
-        assert_eq!(h.ssh.as_ref().map(|s| s.from.clone()), Some(vec!["203.0.113.0/24".to_string()]));
+        assert_eq!(
+            h.ssh.as_ref().map(|s| s.from.clone()),
+            Some(vec!["203.0.113.0/24".to_string()])
+        );
         assert_eq!(h.flows[0].to, "kds-weather");
         assert!(text.contains("its user-data holds no agent.json"), "{text}");
         assert!(text.contains("inbound rule tcp 80-80"), "{text}");
@@ -1086,6 +1127,29 @@ mod tests {
             text.contains("      - files: \"/var/log/weather/*.log\"\n        to: kds-weather\n        format: syslog"),
             "{text}"
         );
+    }
+
+    /// A flow to a stream the spec lacks falls back to one it has, marked FILL IN; with no
+    /// stream at all the hosts are left out, and the spec still validates.
+    #[test]
+    fn hosts_always_validate() {
+        let mut live = lab();
+        live.hosts[0].flows = Some(vec![LiveFlow {
+            files: "/var/log/app.log".into(),
+            stream: Some("elsewhere".into()),
+            ..LiveFlow::default()
+        }]);
+        let text = write_spec(&live);
+        check("a.yaml", &text, "ap-northeast-2").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(
+            text.contains("to: kds-weather   # FILL IN: the agent sends to elsewhere"),
+            "{text}"
+        );
+        live.streams.clear();
+        live.deliveries.clear();
+        let text = write_spec(&live);
+        check("b.yaml", &text, "ap-northeast-2").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(text.contains("HOSTS: not written"), "{text}");
     }
 
     #[test]

@@ -341,7 +341,11 @@ async fn check(cx: &Cx, r: &Resource, live: Option<&Live>, _run: &CheckRun) -> R
     };
     // An adopted instance was not bootstrapped by streamstack: running is all it can report (its
     // records are checked on the stream's hops).
-    let adopted = l.resource.tags.get(TAG_ADOPTED).is_some_and(|v| v == "true");
+    let adopted = l
+        .resource
+        .tags
+        .get(TAG_ADOPTED)
+        .is_some_and(|v| v == "true");
     if let (true, Bootstrap::Pending(state)) = (adopted, &b) {
         if state == "running" {
             return Ok(Some(Hop {
@@ -543,7 +547,11 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     let adopting: Vec<String> = desired
         .of_kind(KIND)
         .filter_map(|r| r.props.get::<HostProps>()?.instance_id.clone())
-        .filter(|id| !instances.iter().any(|i| i.instance_id() == Some(id.as_str())))
+        .filter(|id| {
+            !instances
+                .iter()
+                .any(|i| i.instance_id() == Some(id.as_str()))
+        })
         .collect();
     if cx.reads_settings() && !adopting.is_empty() {
         let reservations = pages!(
@@ -1355,7 +1363,11 @@ mod tests {
             assert!(note.contains(part), "{part}: {note}");
         }
         // In sync but for its tags: only the agent note.
-        let synced = live(id, &[], props("lab-agent-host", Some("lab-agent-ssh"), Some(id)));
+        let synced = live(
+            id,
+            &[],
+            props("lab-agent-host", Some("lab-agent-ssh"), Some(id)),
+        );
         let note = adopted_note(&desired, &synced).unwrap();
         assert!(!note.contains("tightening"), "{note}");
         // A host streamstack launched: no note.

@@ -756,7 +756,12 @@ mod tests {
         judges(
             instance_id,
             &["i-0123abcd", "i-0123456789abcdef0"],
-            &["i-0123", "i-xyz0123g", "ami-0123abcd", "i-0123456789abcdef01"],
+            &[
+                "i-0123",
+                "i-xyz0123g",
+                "ami-0123abcd",
+                "i-0123456789abcdef01",
+            ],
         );
     }
 

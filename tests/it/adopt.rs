@@ -387,7 +387,11 @@ fn the_console_lab_is_written_adopted_applied_and_destroyed() {
             .send()
             .await
             .unwrap();
-        iam.get_role().role_name("ec2-kinesis-role").send().await.unwrap();
+        iam.get_role()
+            .role_name("ec2-kinesis-role")
+            .send()
+            .await
+            .unwrap();
     });
 }
 

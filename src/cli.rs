@@ -160,7 +160,9 @@ impl Command {
             Command::Output(a) => a.online.shared(),
             Command::Stacks(a) => (None, Some(&a.aws)),
             Command::Gc(a) => (None, Some(&a.aws)),
-            Command::Schema | Command::Init(_) | Command::Completions(_) => (None, None),
+            Command::Schema | Command::Completions(_) => (None, None),
+            Command::Init(a) => (None, Some(&a.aws)),
+            Command::Adopt(a) => a.online.shared(),
         }
     }
 }
@@ -196,6 +198,9 @@ pub enum Command {
     Init(InitArgs),
     /// Print a shell completion script (source it from your shell's startup file).
     Completions(CompletionsArgs),
+    /// Take over resources that match the spec by physical name but carry no streamstack tags
+    /// (made in the console): tag them as the stack's, after showing exactly what changes.
+    Adopt(AdoptArgs),
 }
 
 // `validate SPEC...`
@@ -456,6 +461,42 @@ pub struct InitArgs {
     /// Where to write it.
     #[arg(value_name = "PATH", default_value = "stack.yaml")]
     pub path: PathBuf,
+    /// Describe live resources instead of an example: the delivery streams given with
+    /// --delivery (and the stream, bucket, role and error logging each uses) and the instances
+    /// given with --instance. Every physical name is kept, so `adopt` can take them over.
+    #[arg(long, conflicts_with = "example")]
+    pub from_live: bool,
+    /// With --from-live: a Firehose delivery stream to describe (repeatable).
+    #[arg(long = "delivery", value_name = "NAME", requires = "from_live")]
+    pub deliveries: Vec<String>,
+    /// With --from-live: an EC2 instance id to describe (repeatable).
+    #[arg(long = "instance", value_name = "ID", requires = "from_live")]
+    pub instances: Vec<String>,
+    /// With --from-live: the spec's `stack:` (default: from the first delivery's name).
+    #[arg(long, value_name = "NAME", requires = "from_live")]
+    pub stack: Option<String>,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+// `adopt SPEC [--auto-approve] [--allow-replace] [--json]`
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    /// The spec whose resources (by physical name) to take over.
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// Adopt without asking for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Adopt resources whose differences from the spec force a replacement (apply replaces
+    /// them); without it, such a difference stops adopt before any change.
+    #[arg(long)]
+    pub allow_replace: bool,
+    /// Print the adopt plan and the report as JSON (NDJSON lines).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub online: OnlineArgs,
 }
 
 // `completions SHELL`
@@ -593,7 +634,8 @@ mod tests {
     #[test]
     fn commands_show_only_the_flags_they_use() {
         let aws = ["--region", "--profile", "--endpoint-url", "--api-budget"];
-        for offline in ["schema", "validate", "render", "init", "completions"] {
+        // (`init` takes them for `init --from-live`, which reads AWS.)
+        for offline in ["schema", "validate", "render", "completions"] {
             let help = help_of(offline);
             for flag in aws {
                 assert!(
@@ -614,6 +656,8 @@ mod tests {
             "force-unlock",
             "stacks",
             "gc",
+            "init",
+            "adopt",
         ] {
             let help = help_of(online);
             for flag in aws {
@@ -692,6 +736,8 @@ mod tests {
             "streamstack --var a=b validate s.yaml",
             "streamstack validate s.yaml --var a=b --no-color",
             "streamstack schema --no-color -vv",
+            "streamstack init --from-live --region eu-west-1 --delivery a --delivery b --instance i-1 --stack lab lab.yaml",
+            "streamstack adopt s.yaml --auto-approve --allow-replace --json",
         ] {
             parse(line).unwrap_or_else(|e| panic!("{e}"));
         }
@@ -706,5 +752,8 @@ mod tests {
         assert!(parse("streamstack --region a-1 plan s.yaml --region b-2")
             .is_err_and(|e| e.contains("--region")));
         assert!(parse("streamstack --region a-1 plan s.yaml --region a-1").is_ok());
+        // The --from-live flags only with --from-live; an example is not live.
+        assert!(parse("streamstack init --delivery a").is_err());
+        assert!(parse("streamstack init --from-live --example classroom").is_err());
     }
 }

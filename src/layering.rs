@@ -39,6 +39,8 @@ const LAYERS: &[&str] = &[
     "operator_policy",
     // The library behind the commands.
     "ops",
+    // From live resources to a spec, and taking them over (`init --from-live`, `adopt`).
+    "adopt",
     "cloudformation",
     "check",
     // One flow over both engines.

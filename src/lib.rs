@@ -3,6 +3,7 @@
 //! Data flows one way: `spec` (the user's file) → `model` (the desired world as plain data) →
 //! plan → executor → AWS. See CONTRIBUTING.md in the repository for the map.
 
+pub mod adopt;
 pub mod aws;
 pub mod bootstrap;
 pub mod budget;

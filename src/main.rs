@@ -40,8 +40,10 @@ fn main() -> ExitCode {
         Command::Gc(a) => commands::gc::run(g, a),
         Command::Output(a) => commands::output::run(g, a),
         Command::Schema => commands::schema::run(),
+        Command::Init(a) if a.from_live => commands::adopt::init_from_live(g, a),
         Command::Init(a) => commands::init::run(a),
         Command::Completions(a) => commands::completions::run(a),
+        Command::Adopt(a) => commands::adopt::run(g, a),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

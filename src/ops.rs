@@ -291,6 +291,21 @@ impl Session {
         let (model, created) = self.desired(live, created_at);
         let mut plan = plan::plan(&kinds::REGISTRY, &model, live)?;
         plan.created_at = Some(created);
+        // An update to an adopted instance says what it tightens and what stays unmanaged.
+        for c in plan.changes.iter_mut() {
+            let found = live.iter().find(|l| {
+                l.ours && l.address().to_string() == c.address && Some(&l.id) == c.live_id.as_ref()
+            });
+            let note = match (c.action, found) {
+                (plan::Action::Update, Some(l)) if l.address().kind == kinds::host::KIND => model
+                    .get(l.address())
+                    .and_then(|want| kinds::host::adopted_note(want, l)),
+                _ => None,
+            };
+            if note.is_some() && c.reason.is_none() {
+                c.reason = note;
+            }
+        }
         Ok(plan)
     }
 

@@ -243,7 +243,12 @@ fn foreign(kinds: &Registry, desired: &Model, live: &[Live]) -> Vec<NotOurs> {
             desired.of_kind(l.address().kind).any(|r| {
                 r.name == l.resource.name
                     || (case_insensitive && r.name.eq_ignore_ascii_case(&l.resource.name))
-            })
+            }) || (
+                // A kind whose name is a label (hosts) finds a candidate by what the spec says
+                // it adopts (an instance id), at the desired address.
+                !KindFacts::of(kinds, l.address().kind).name_is_identity
+                    && desired.get(l.address()).is_some()
+            )
         })
         .map(|l| NotOurs {
             address: l.address().clone(),

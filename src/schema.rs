@@ -179,7 +179,12 @@ fn host_fields() -> Value {
             "sample_data": object(&["file"], json!({
                 "file": {"type": "string"},
                 "records": templated_int(1, 1000, "How many weather records to write (default 20).")
-            }))
+            })),
+            "instance_id": {
+                "type": "string",
+                "pattern": "^i-([0-9a-fA-F]{8}|[0-9a-fA-F]{17})$",
+                "description": "An existing instance this host adopts (streamstack adopt) instead of launching one; written by init --from-live --instance ID."
+            }
         }),
     )
 }

@@ -1,5 +1,6 @@
 //! One thin file per command: glue between the CLI and the library, no AWS or spec logic.
 
+pub mod adopt;
 pub mod apply;
 pub mod check;
 pub mod completions;

@@ -283,12 +283,19 @@ fn instance(
         security_group,
         user_data,
         http_tokens_required: true,
+        instance_id: h.instance_id.clone(),
     };
     let name = format!("{}-{key}", d.spec.stack);
     let address = Address::new(host::KIND, key);
     let at = Origin::entry("hosts", false);
     let instance = d.add(at, address, name, flows.deps, Props::new(props));
     instance.tags.insert(TAG_IMAGE.into(), h.image.to_string());
+    if h.instance_id.is_some() {
+        // An adopted instance: its user-data is not streamstack's (see kinds::host).
+        instance
+            .tags
+            .insert(host::TAG_ADOPTED.into(), "true".into());
+    }
 }
 
 /// An external host: no instance, group, role or profile; an IAM user (its policy from the

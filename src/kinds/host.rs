@@ -1,5 +1,8 @@
 //! EC2 instances running the Kinesis Agent.
 //!
+//! - Adopted instances (the spec's `instance_id`, tag [`TAG_ADOPTED`]): read by id while still
+//!   untagged, so `adopt` can take them; their user-data and key pair are not streamstack's and
+//!   never compared (never a replacement); the plan notes the profile swap ([`adopted_note`]).
 //! - Read: `DescribeInstances` filtered on the stack tag and the live states, plus
 //!   `DescribeInstanceAttribute(userData)` per instance. The image comes back from the
 //!   `streamstack:image` tag (the spec's name for it, so a new AMI release is not a change); the
@@ -53,6 +56,11 @@ pub struct HostProps {
     pub user_data: String,
     /// IMDSv2 only.
     pub http_tokens_required: bool,
+    /// The existing instance this host adopts (the spec's `instance_id`): discovery reads it
+    /// while it is untagged, so `adopt` can take it over. Never a difference (the live side
+    /// carries the desired value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
 }
 
 pub struct Hosts;
@@ -331,6 +339,27 @@ async fn check(cx: &Cx, r: &Resource, live: Option<&Live>, _run: &CheckRun) -> R
             .await
             .unwrap_or_else(|e| format!("(no console output: {e})"))
     };
+    // An adopted instance was not bootstrapped by streamstack: running is all it can report (its
+    // records are checked on the stream's hops).
+    let adopted = l
+        .resource
+        .tags
+        .get(TAG_ADOPTED)
+        .is_some_and(|v| v == "true");
+    if let (true, Bootstrap::Pending(state)) = (adopted, &b) {
+        if state == "running" {
+            return Ok(Some(Hop {
+                address,
+                ok: true,
+                summary: format!(
+                    "instance {} running (adopted: its agent is not managed by streamstack)",
+                    l.id
+                ),
+                hint: None,
+                evidence,
+            }));
+        }
+    }
     Ok(Some(match b {
         Bootstrap::Done => Hop {
             address,
@@ -412,6 +441,58 @@ async fn outputs(cx: &Cx, live: &Live) -> Result<BTreeMap<String, String>> {
 /// Attributes whose change forces a new instance.
 pub const REPLACE_ON: &[&str] = &["instance_type", "image", "subnet", "key_name", "user_data"];
 
+/// Marks an instance the stack adopted (`streamstack adopt`, the spec's `instance_id`) rather
+/// than launched: it was started with someone else's user-data (or none), so the user-data and
+/// the agent configuration it carries are not streamstack's. Such a host is never compared on
+/// its user-data (which would replace it); its type, image, subnet and key pair still are.
+pub const TAG_ADOPTED: &str = "streamstack:adopted";
+
+/// Whether a live instance is one the stack adopts or adopted: tagged so, or the instance the
+/// desired host names in `instance_id`.
+pub fn is_adopted(id: &str, tags: &BTreeMap<String, String>, wanted: Option<&HostProps>) -> bool {
+    tags.get(TAG_ADOPTED).is_some_and(|v| v == "true")
+        || wanted.is_some_and(|w| w.instance_id.as_deref() == Some(id))
+}
+
+/// What the plan says of an update to an adopted instance (`None` for any other host): the
+/// instance profile and the security group are swapped in place onto the running instance (a
+/// tightening: the derived least-privilege ones replace the console's, which are not the stack's
+/// and are left as they are), and the agent configuration is not streamstack's.
+pub fn adopted_note(desired: &Resource, live: &Live) -> Option<String> {
+    let want = desired.props.get::<HostProps>()?;
+    let have = live.resource.props.get::<HostProps>()?;
+    if !is_adopted(&live.id, &live.resource.tags, Some(want)) {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if want.instance_profile != have.instance_profile {
+        let before = if have.instance_profile.is_empty() {
+            "no instance profile".to_string()
+        } else {
+            format!(
+                "instance profile {} (not the stack's: its role and managed policies are left as they are)",
+                have.instance_profile
+            )
+        };
+        parts.push(format!(
+            "a tightening: {before} → derived least-privilege profile {}, swapped in place on the running instance",
+            want.instance_profile
+        ));
+    }
+    if want.security_group != have.security_group {
+        parts.push(format!(
+            "security group {} → derived group {} (only the spec's rules), in place",
+            have.security_group.as_deref().unwrap_or("default"),
+            want.security_group.as_deref().unwrap_or("default")
+        ));
+    }
+    parts.push(format!(
+        "instance {} is adopted: its user-data and agent configuration are not managed by streamstack (check and tail still read the records of its flows)",
+        live.id
+    ));
+    Some(parts.join("; "))
+}
+
 /// The tag EC2 consoles show as the instance name; it carries [`Resource::name`].
 const NAME_TAG: &str = "Name";
 /// States of an instance that still exists (not shutting down or terminated).
@@ -457,10 +538,42 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
         )
     )
     .await?;
-    let instances: Vec<Instance> = reservations
+    let mut instances: Vec<Instance> = reservations
         .into_iter()
         .flat_map(|r| r.instances.unwrap_or_default())
         .collect();
+    // The instances desired hosts adopt (`instance_id`), when not found by the stack's tag: read
+    // as candidates that are not ours (adopt takes them; a plan refuses them until then).
+    let adopting: Vec<String> = desired
+        .of_kind(KIND)
+        .filter_map(|r| r.props.get::<HostProps>()?.instance_id.clone())
+        .filter(|id| {
+            !instances
+                .iter()
+                .any(|i| i.instance_id() == Some(id.as_str()))
+        })
+        .collect();
+    if cx.reads_settings() && !adopting.is_empty() {
+        let reservations = pages!(
+            "ec2:DescribeInstances",
+            cx.clients
+                .ec2
+                .describe_instances()
+                .filters(filter_of("instance-id", adopting.clone()))
+                .filters(states.clone()),
+            set_next_token,
+            |out| (
+                out.reservations.unwrap_or_default(),
+                next_token(out.next_token)
+            )
+        )
+        .await?;
+        instances.extend(
+            reservations
+                .into_iter()
+                .flat_map(|r| r.instances.unwrap_or_default()),
+        );
+    }
     let ids: Vec<String> = instances
         .iter()
         .filter_map(|i| i.instance_id.clone())
@@ -626,7 +739,23 @@ async fn read(
         return Ok(None);
     };
     let mut tags = ec2_api::tag_map(i.tags());
-    let Some(address) = tagged_address(&tags, KIND) else {
+    // The desired host that adopts this instance (`instance_id`), if any: the address of an
+    // instance that is not ours yet (even one tagged by another stack, which adopt refuses).
+    let adopter = desired
+        .of_kind(KIND)
+        .find(|r| {
+            r.props
+                .get::<HostProps>()
+                .is_some_and(|p| p.instance_id.as_deref() == Some(id))
+        })
+        .map(|r| r.address.clone());
+    let tagged = tagged_address(&tags, KIND);
+    let address = if owned_by(&tags, &cx.stack) {
+        tagged.or(adopter)
+    } else {
+        adopter.or(tagged)
+    };
+    let Some(address) = address else {
         return Ok(None);
     };
     let name = tags.remove(NAME_TAG).unwrap_or_else(|| id.to_string());
@@ -665,8 +794,11 @@ async fn read(
                 operation: "ec2:DescribeInstances",
                 field: "InstanceType",
             })?;
+    let adopted = is_adopted(id, &tags, wanted);
     let image = match (tags.get(TAG_IMAGE), wanted) {
         (Some(tag), _) => parse_image(Some(tag), i.image_id()),
+        // An instance being adopted has no image tag yet: its AMI is what the spec must name.
+        (None, Some(_)) if adopted => parse_image(None, i.image_id()),
         // The tag was removed out of band: it shows as a tag change (and is put back); the
         // image itself cannot be told from the AMI id, so it is taken as unchanged.
         (None, Some(w)) => w.image.clone(),
@@ -685,18 +817,24 @@ async fn read(
         instance_type,
         image,
         subnet,
-        key_name: i.key_name().map(str::to_string),
+        key_name: match wanted {
+            // Set at launch only, by whoever launched it: not compared on an adopted instance.
+            Some(w) if adopted => w.key_name.clone(),
+            _ => i.key_name().map(str::to_string),
+        },
         instance_profile,
         security_group,
-        user_data: if cx.reads_settings() {
-            user_data(cx, id).await?
-        } else {
-            String::new()
+        user_data: match wanted {
+            // Not streamstack's (TAG_ADOPTED): never compared, so never a replacement.
+            Some(w) if adopted => w.user_data.clone(),
+            _ if cx.reads_settings() => user_data(cx, id).await?,
+            _ => String::new(),
         },
         http_tokens_required: i
             .metadata_options()
             .and_then(|m| m.http_tokens())
             .is_some_and(|t| *t == HttpTokensState::Required),
+        instance_id: wanted.and_then(|w| w.instance_id.clone()),
     };
     let props = Props::new(props);
     Ok(Some(Live::new(
@@ -1157,4 +1295,84 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
         },
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Props;
+
+    fn props(profile: &str, group: Option<&str>, instance_id: Option<&str>) -> HostProps {
+        HostProps {
+            instance_type: "t2.micro".into(),
+            image: Image::Ami("ami-0abc1234".into()),
+            subnet: None,
+            key_name: None,
+            instance_profile: profile.into(),
+            security_group: group.map(str::to_string),
+            user_data: "#!/bin/bash\n".into(),
+            http_tokens_required: true,
+            instance_id: instance_id.map(str::to_string),
+        }
+    }
+
+    fn live(id: &str, tags: &[(&str, &str)], p: HostProps) -> Live {
+        Live::new(
+            id.into(),
+            true,
+            Address::new(KIND, "agent"),
+            "lab-agent".into(),
+            tags.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            Props::new(p),
+        )
+    }
+
+    #[test]
+    fn an_instance_is_adopted_by_its_tag_or_the_spec_s_instance_id() {
+        let want = props("p", None, Some("i-0123456789abcdef0"));
+        let none = BTreeMap::new();
+        assert!(is_adopted("i-0123456789abcdef0", &none, Some(&want)));
+        assert!(!is_adopted("i-0fedcba987654321f", &none, Some(&want)));
+        assert!(!is_adopted("i-0123456789abcdef0", &none, None));
+        let tagged: BTreeMap<String, String> =
+            [(TAG_ADOPTED.to_string(), "true".to_string())].into();
+        assert!(is_adopted("i-0fedcba987654321f", &tagged, None));
+    }
+
+    /// The plan names the swap of the console's profile and group as a tightening, and says the
+    /// agent configuration is not managed; a host streamstack launched gets no note.
+    #[test]
+    fn an_update_to_an_adopted_instance_is_noted_as_a_tightening() {
+        let id = "i-0123456789abcdef0";
+        let mut desired = crate::kinds::fake::resource(KIND, "agent", serde_json::json!({}));
+        desired.props = Props::new(props("lab-agent-host", Some("lab-agent-ssh"), Some(id)));
+        let before = live(
+            id,
+            &[],
+            props("ec2-kinesis-role", Some("launch-wizard-1"), Some(id)),
+        );
+        let note = adopted_note(&desired, &before).unwrap();
+        for part in [
+            "a tightening: instance profile ec2-kinesis-role (not the stack's",
+            "→ derived least-privilege profile lab-agent-host, swapped in place",
+            "security group launch-wizard-1 → derived group lab-agent-ssh",
+            "not managed by streamstack",
+        ] {
+            assert!(note.contains(part), "{part}: {note}");
+        }
+        // In sync but for its tags: only the agent note.
+        let synced = live(
+            id,
+            &[],
+            props("lab-agent-host", Some("lab-agent-ssh"), Some(id)),
+        );
+        let note = adopted_note(&desired, &synced).unwrap();
+        assert!(!note.contains("tightening"), "{note}");
+        // A host streamstack launched: no note.
+        desired.props = Props::new(props("lab-agent-host", None, None));
+        let launched = live(id, &[], props("other", None, None));
+        assert_eq!(adopted_note(&desired, &launched), None);
+    }
 }

@@ -49,9 +49,17 @@ pub const HOST_KEYS: &[&str] = &[
     "sample_data",
     "platform",
     "credentials",
+    "instance_id",
 ];
 /// Keys of `hosts.KEY` that only an EC2 host takes (an error on an external one).
-pub const EC2_ONLY_HOST_KEYS: &[&str] = &["instance_type", "image", "subnet", "ssh", "sample_data"];
+pub const EC2_ONLY_HOST_KEYS: &[&str] = &[
+    "instance_type",
+    "image",
+    "subnet",
+    "ssh",
+    "sample_data",
+    "instance_id",
+];
 pub const SSH_KEYS: &[&str] = &["key_name", "from"];
 pub const FLOW_KEYS: &[&str] = &["files", "to", "format", "fields"];
 pub const SAMPLE_KEYS: &[&str] = &["file", "records"];
@@ -845,6 +853,10 @@ fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {
     let flows = flows(d, m, p);
     let sample_data =
         Decoder::field(m, "sample_data").and_then(|v| sample_data(d, v, &p.key("sample_data")));
+    let instance_id = opt_string(d, m, p, "instance_id");
+    if let Some(i) = &instance_id {
+        d.check(&p.key("instance_id"), rules::instance_id(i));
+    }
     Some(HostSpec {
         instance_type: instance_type?,
         image: image?,
@@ -854,6 +866,7 @@ fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {
         sample_data,
         platform,
         credentials,
+        instance_id,
     })
 }
 
@@ -912,6 +925,7 @@ fn external_host(
         sample_data: None,
         platform: Platform::External,
         credentials,
+        instance_id: None,
     })
 }
 

@@ -588,6 +588,11 @@ pub fn subnet_id(v: &str) -> Check {
     ec2_id(v, "subnet-", "a subnet id")
 }
 
+/// `i-` followed by 8 or 17 hex digits: the instance a host adopts.
+pub fn instance_id(v: &str) -> Check {
+    ec2_id(v, "i-", "an instance id")
+}
+
 /// A KMS key reference for Kinesis: key ARN, alias ARN, `alias/Name` or a key id (UUID).
 pub fn kms_key(v: &str) -> Check {
     let expected = "a KMS key ARN, alias ARN, alias/NAME or key id";
@@ -752,6 +757,16 @@ mod tests {
             subnet_id,
             &["subnet-0123abcd"],
             &["subnet-xyz", "sg-0123abcd"],
+        );
+        judges(
+            instance_id,
+            &["i-0123abcd", "i-0123456789abcdef0"],
+            &[
+                "i-0123",
+                "i-xyz0123g",
+                "ami-0123abcd",
+                "i-0123456789abcdef01",
+            ],
         );
     }
 

@@ -308,6 +308,8 @@ pub struct HostSpec {
     pub ssh: Option<Ssh>,
     pub flows: Vec<Flow>,
     pub sample_data: Option<SampleData>,
+    /// An existing instance this host adopts (`streamstack adopt`), instead of launching one.
+    pub instance_id: Option<String>,
     /// Where the host runs: an EC2 instance streamstack launches, or a machine of the user's.
     pub platform: Platform,
     /// How an external host's agent authenticates (`None` on EC2: the instance profile).

@@ -15,6 +15,7 @@
 
 mod support;
 
+mod adopt;
 mod check;
 mod cloudformation;
 mod discovery;

@@ -160,6 +160,7 @@ impl Command {
             Command::Output(a) => a.online.shared(),
             Command::Stacks(a) => (None, Some(&a.aws)),
             Command::Gc(a) => (None, Some(&a.aws)),
+            Command::Tail(a) => a.online.shared(),
             Command::Schema | Command::Init(_) | Command::Completions(_) => (None, None),
         }
     }
@@ -196,6 +197,9 @@ pub enum Command {
     Init(InitArgs),
     /// Print a shell completion script (source it from your shell's startup file).
     Completions(CompletionsArgs),
+    /// Watch the records flow through one hop: a stream's records, the objects a delivery
+    /// writes (and its errors), or a host's console and bootstrap.
+    Tail(TailArgs),
 }
 
 // `validate SPEC...`
@@ -506,6 +510,41 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
         ));
     }
     Ok((name.to_string(), value.to_string()))
+}
+
+// `tail SPEC (stream.KEY|delivery.KEY|host.KEY) [--from-start | --since DUR] [--max N]
+//  [--timeout DUR] [--json] [--grep REGEX] [--pretty]`
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// The spec file.
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// What to watch: stream.KEY, delivery.KEY or host.KEY.
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+    /// Start at the oldest record still retained (TRIM_HORIZON; a delivery: every object).
+    #[arg(long, conflicts_with = "since")]
+    pub from_start: bool,
+    /// Start this long ago (AT_TIMESTAMP; a delivery: objects written since).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// Stop after N printed records (exit 0).
+    #[arg(long, value_name = "N")]
+    pub max: Option<u64>,
+    /// Stop after this long (exit 0).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// One JSON object per record: shard, sequence, partition_key, arrival, data.
+    #[arg(long)]
+    pub json: bool,
+    /// Print only records whose decoded data matches REGEX.
+    #[arg(long, value_name = "REGEX")]
+    pub grep: Option<String>,
+    /// Indent JSON data.
+    #[arg(long)]
+    pub pretty: bool,
+    #[command(flatten)]
+    pub online: OnlineArgs,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

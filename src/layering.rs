@@ -41,6 +41,8 @@ const LAYERS: &[&str] = &[
     "ops",
     "cloudformation",
     "check",
+    // Watch one hop's records (`tail`).
+    "tail",
     // One flow over both engines.
     "deploy",
     // Presentation and the command line's definition.

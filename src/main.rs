@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         Command::Schema => commands::schema::run(),
         Command::Init(a) => commands::init::run(a),
         Command::Completions(a) => commands::completions::run(a),
+        Command::Tail(a) => commands::tail::run(g, a),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

@@ -1,25 +1,21 @@
 //! `tail stream.KEY`: every open shard, followed across reshards, politely.
 //!
-//! - Shards are listed at the start and again when one ends (AWS ends a closed shard read to its
-//!   end with no next iterator). moto never ends one, so a closed shard read to an empty page at
-//!   the tip ends too (as `check` does), and when every shard is caught up the shards are listed
-//!   again at most every [`RELIST_IDLE`]: a reshard is then seen even without an end.
-//! - A child is read only once each of its parents (still listed) has ended: nothing is lost or
-//!   repeated across a split or a merge. A child is read from its start (`TRIM_HORIZON`).
+//! - Shards are listed at the start and again only when one ends: AWS ends a closed shard read
+//!   to its end with no next iterator. A child is read only once each of its parents (still
+//!   listed) has ended, from its start (`TRIM_HORIZON`): nothing is lost or repeated across a
+//!   split or a merge. A shard already closed when the tail starts is read too (from the start
+//!   asked for): on AWS its first page ends it.
 //! - One `GetRecords` per shard at a time, at least [`GET_RECORDS_GAP`] after the previous one
-//!   on that shard returned (the shared [`Pacer`] of `check`): Firehose keeps the other four
-//!   of the shard's 5 reads a second. Caught up (`MillisBehindLatest` 0), a shard waits
-//!   [`CAUGHT_UP_GAP`]; refused with `ProvisionedThroughputExceededException`, it backs off
-//!   from 2 s, doubling to 30 s. Requests go without the SDK's own retries (their backoff would
-//!   not keep the pace).
-//! - moto moves a split shard's records into its children (with new sequence numbers) and copies
-//!   merged shards' records into the child; AWS keeps them in the closed parent. A record of a
-//!   child whose sequence number is not above the highest read from its parents, and whose
-//!   partition key and data are those of a record read from a parent, is that copy: skipped
-//!   (on AWS a child's sequence numbers are all above its parents', so nothing is ever skipped).
+//!   on that shard returned (the [`Pacer`] `check` uses): Firehose keeps the other four of the
+//!   shard's 5 reads a second. Caught up (`MillisBehindLatest` 0), a shard waits
+//!   [`CAUGHT_UP_GAP`]; refused with `ProvisionedThroughputExceededException`, it backs off from
+//!   2 s, doubling to 30 s. Requests go without the SDK's own retries (their backoff would not
+//!   keep the pace).
+//! - moto never ends a shard, and after a split keeps putting records into the closed parent
+//!   (its shard lookup takes the first shard whose hash range matches, closed or not; the
+//!   children stay empty): reading a closed shard until AWS says it ended is what shows them.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::types::{Shard, ShardIteratorType};
@@ -32,12 +28,10 @@ use crate::Result;
 
 /// A caught-up shard's next `GetRecords` waits this long after the previous one returned.
 pub const CAUGHT_UP_GAP: Duration = Duration::from_millis(1500);
-/// Every shard caught up: the shards are listed again at most this often.
-pub const RELIST_IDLE: Duration = Duration::from_secs(5);
+/// Every shard ended: the shards are listed again after this long.
+const ALL_ENDED_WAIT: Duration = Duration::from_secs(1);
 const THROTTLED_FIRST: Duration = Duration::from_secs(2);
 const THROTTLED_MOST: Duration = Duration::from_secs(30);
-/// Records remembered per shard to recognise an emulator's copies in its children.
-const REMEMBERED: usize = 20_000;
 
 /// What the reader knows of one shard.
 #[derive(Debug, Default)]
@@ -54,49 +48,8 @@ pub struct ShardState {
     pub due: Option<Instant>,
     pub backoff: Option<Duration>,
     pub caught_up: bool,
-    /// The highest sequence number read.
+    /// The highest sequence number read (an expired iterator goes on after it).
     pub last_sequence: Option<String>,
-    seen: Seen,
-}
-
-/// Remembers the (partition key, data) of the last records read from a shard, as a multiset.
-#[derive(Debug, Default)]
-struct Seen {
-    order: VecDeque<u64>,
-    counts: HashMap<u64, u32>,
-}
-
-impl Seen {
-    fn add(&mut self, h: u64) {
-        self.order.push_back(h);
-        *self.counts.entry(h).or_default() += 1;
-        if self.order.len() > REMEMBERED {
-            if let Some(old) = self.order.pop_front() {
-                self.take(old);
-            }
-        }
-    }
-
-    fn take(&mut self, h: u64) -> bool {
-        match self.counts.get_mut(&h) {
-            Some(n) if *n > 1 => {
-                *n -= 1;
-                true
-            }
-            Some(_) => {
-                self.counts.remove(&h);
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-fn record_hash(partition_key: &str, data: &[u8]) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    partition_key.hash(&mut h);
-    data.hash(&mut h);
-    h.finish()
 }
 
 /// `a < b` for Kinesis sequence numbers (decimal strings of up to 128 bits).
@@ -116,7 +69,7 @@ pub struct Shards {
 
 impl Shards {
     /// Takes a listing: (id, parents, closed), in any order.
-    pub fn listed(&mut self, listing: Vec<(String, Vec<String>, bool)>, start: Start) {
+    pub fn listed(&mut self, listing: Vec<(String, Vec<String>, bool)>) {
         let first = !self.listed_once;
         self.listed_once = true;
         let ordered = parents_first(listing, |s| s.0.as_str(), |s| s.1.clone());
@@ -124,8 +77,6 @@ impl Shards {
         for (id, parents, closed) in ordered {
             let s = self.shards.entry(id).or_insert_with(|| ShardState {
                 initial: first,
-                // Nothing more will land in a shard closed before a tail from now.
-                ended: first && closed && start == Start::Latest,
                 ..ShardState::default()
             });
             s.parents = parents;
@@ -160,34 +111,6 @@ impl Shards {
                 (id, at)
             })
             .min_by_key(|(_, at)| *at)
-    }
-
-    /// Every readable shard is caught up (or there is none).
-    pub fn all_caught_up(&self) -> bool {
-        self.readable()
-            .iter()
-            .all(|id| self.shards.get(id).is_some_and(|s| s.caught_up))
-    }
-
-    /// Is a record of `shard` a copy of one already read from a parent (see the module docs)?
-    /// Consumes the parent's memory of it.
-    fn copy_of_parents(&mut self, shard: &str, sequence: &str, h: u64) -> bool {
-        let parents = match self.shards.get(shard) {
-            Some(s) => s.parents.clone(),
-            None => return false,
-        };
-        for p in parents {
-            if let Some(ps) = self.shards.get_mut(&p) {
-                let below = ps
-                    .last_sequence
-                    .as_deref()
-                    .is_some_and(|last| !sequence_lt(last, sequence));
-                if below && ps.seen.take(h) {
-                    return true;
-                }
-            }
-        }
-        false
     }
 }
 
@@ -260,22 +183,19 @@ async fn iterator(
 pub async fn tail(cx: &Cx, stream: &str, opts: &TailOptions, out: &mut Emit<'_>) -> Result<()> {
     let pacer = Pacer::new(GET_RECORDS_GAP);
     let mut shards = Shards::default();
-    shards.listed(list(cx, stream).await?, opts.start);
-    let mut listed_at = Instant::now();
+    shards.listed(list(cx, stream).await?);
     let mut relist = false;
     loop {
         if out.stopped() {
             return Ok(());
         }
-        let idle = shards.all_caught_up() && listed_at.elapsed() >= RELIST_IDLE;
-        if relist || idle {
-            shards.listed(list(cx, stream).await?, opts.start);
-            listed_at = Instant::now();
+        if relist {
+            shards.listed(list(cx, stream).await?);
             relist = false;
         }
         let Some((id, at)) = shards.next_turn(&pacer, Instant::now()) else {
-            // Every shard ended (a stream being deleted, or resharding): look again later.
-            tokio::time::sleep(RELIST_IDLE.min(Duration::from_secs(1))).await;
+            // Every shard ended (a stream being resharded): look again in a while.
+            tokio::time::sleep(ALL_ENDED_WAIT).await;
             relist = true;
             continue;
         };
@@ -343,28 +263,18 @@ async fn read_page(
     let caught_up = page.millis_behind_latest.unwrap_or(0) == 0;
     s.caught_up = caught_up;
     s.due = caught_up.then(|| now + CAUGHT_UP_GAP);
-    let records = page.records;
-    let empty = records.is_empty();
     s.iterator = page.next_shard_iterator;
-    let ended = s.iterator.is_none() || (s.closed && caught_up && empty);
+    // AWS's end of a closed shard: no next iterator (the children come next).
+    let ended = s.iterator.is_none();
     s.ended = ended;
-    for r in records {
+    for r in page.records {
         let seq = r.sequence_number;
-        let pk = r.partition_key.clone().unwrap_or_default();
-        let h = record_hash(&pk, r.data.as_ref());
-        let copy = shards.copy_of_parents(id, &seq, h);
-        if let Some(s) = shards.shards.get_mut(id) {
-            s.seen.add(h);
-            if s.last_sequence
-                .as_deref()
-                .is_none_or(|last| sequence_lt(last, &seq))
-            {
-                s.last_sequence = Some(seq.clone());
-            }
-        }
-        if copy {
-            tracing::debug!("{id}: {seq} is a copy of a parent's record, skipped");
-            continue;
+        let pk = r.partition_key.unwrap_or_default();
+        if s.last_sequence
+            .as_deref()
+            .is_none_or(|last| sequence_lt(last, &seq))
+        {
+            s.last_sequence = Some(seq.clone());
         }
         let arrival = r
             .approximate_arrival_timestamp
@@ -416,65 +326,42 @@ mod tests {
     #[test]
     fn children_wait_for_their_parents_to_end() {
         let mut s = Shards::default();
-        s.listed(
-            listing(&[("s0", &[], false), ("s1", &[], false)]),
-            Start::FromStart,
-        );
+        s.listed(listing(&[("s0", &[], false), ("s1", &[], false)]));
         assert_eq!(s.readable(), ["s0", "s1"]);
         // A split of s0 and a merge of s1 with... s0's children, listed children first.
-        s.listed(
-            listing(&[
-                ("s3", &["s0"], false),
-                ("s2", &["s0"], false),
-                ("s1", &[], false),
-                ("s0", &[], true),
-            ]),
-            Start::FromStart,
-        );
+        s.listed(listing(&[
+            ("s3", &["s0"], false),
+            ("s2", &["s0"], false),
+            ("s1", &[], false),
+            ("s0", &[], true),
+        ]));
         assert_eq!(s.readable(), ["s1", "s0"]);
         assert!(!s.shards["s2"].initial, "a child is read from its start");
         s.shards.get_mut("s0").unwrap().ended = true;
         assert_eq!(s.readable(), ["s1", "s3", "s2"]);
         // A merge of s2 and s3 into s4: s4 waits for both.
-        s.listed(
-            listing(&[
-                ("s0", &[], true),
-                ("s1", &[], false),
-                ("s2", &[], true),
-                ("s3", &[], true),
-                ("s4", &["s2", "s3"], false),
-            ]),
-            Start::FromStart,
-        );
+        s.listed(listing(&[
+            ("s0", &[], true),
+            ("s1", &[], false),
+            ("s2", &[], true),
+            ("s3", &[], true),
+            ("s4", &["s2", "s3"], false),
+        ]));
         s.shards.get_mut("s2").unwrap().ended = true;
         assert!(!s.readable().contains(&"s4".to_string()));
         s.shards.get_mut("s3").unwrap().ended = true;
         assert_eq!(s.readable(), ["s1", "s4"]);
         // A parent no longer listed (past retention) does not hold its child back.
         let mut t = Shards::default();
-        t.listed(listing(&[("s9", &["gone"], false)]), Start::Latest);
+        t.listed(listing(&[("s9", &["gone"], false)]));
         assert_eq!(t.readable(), ["s9"]);
-    }
-
-    #[test]
-    fn from_now_a_shard_closed_at_the_start_is_not_read() {
-        let mut s = Shards::default();
-        let l = listing(&[("s0", &[], true), ("s1", &["s0"], false)]);
-        s.listed(l.clone(), Start::Latest);
-        assert_eq!(s.readable(), ["s1"]);
-        let mut s = Shards::default();
-        s.listed(l, Start::Since(Duration::from_secs(600)));
-        assert_eq!(s.readable(), ["s0"]);
     }
 
     #[test]
     fn the_next_turn_keeps_each_shard_a_gap_apart_and_honours_back_off() {
         let pacer = Pacer::new(GET_RECORDS_GAP);
         let mut s = Shards::default();
-        s.listed(
-            listing(&[("a", &[], false), ("b", &[], false)]),
-            Start::Latest,
-        );
+        s.listed(listing(&[("a", &[], false), ("b", &[], false)]));
         let t0 = Instant::now();
         // a was just read: b goes first, at once; a after the gap.
         pacer.done("a", t0);
@@ -493,27 +380,6 @@ mod tests {
         for id in ["a", "b"] {
             assert!(pacer.wait(id, later) > Duration::ZERO || id == "a");
         }
-    }
-
-    #[test]
-    fn an_emulators_copies_of_parent_records_are_recognised_only_below_their_sequence() {
-        let mut s = Shards::default();
-        s.listed(
-            listing(&[("p", &[], true), ("c", &["p"], false)]),
-            Start::FromStart,
-        );
-        let h = record_hash("k", b"x");
-        {
-            let p = s.shards.get_mut("p").unwrap();
-            p.seen.add(h);
-            p.last_sequence = Some("8".into());
-        }
-        // Above the parent's last sequence (AWS): never a copy.
-        assert!(!s.copy_of_parents("c", "9", h));
-        // At or below it, with the same key and data: a copy, once.
-        assert!(s.copy_of_parents("c", "1", h));
-        assert!(!s.copy_of_parents("c", "2", h));
-        assert!(!s.copy_of_parents("c", "3", record_hash("k", b"y")));
     }
 
     #[test]

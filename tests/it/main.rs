@@ -34,4 +34,5 @@ mod quotas;
 mod render;
 mod saved_plans;
 mod spec_corpus;
+mod tail;
 mod teardown;

@@ -615,6 +615,7 @@ mod tests {
             "force-unlock",
             "stacks",
             "gc",
+            "tail",
         ] {
             let help = help_of(online);
             for flag in aws {
@@ -684,6 +685,9 @@ mod tests {
             "streamstack apply s.yaml --engine cloudformation --auto-approve",
             "streamstack destroy s.yaml --engine cloudformation --auto-approve",
             "streamstack destroy --stack weather-lab --engine streamstack",
+            "streamstack tail s.yaml stream.weather --from-start --max 60 --timeout 2m --json",
+            "streamstack tail s.yaml delivery.archive --since 10m --grep Seoul --pretty",
+            "streamstack tail s.yaml host.collector --region eu-west-1",
             // The global flags, before the command (docs/cli.md#global-flags) and after it.
             "streamstack --var a=b --region eu-west-1 --profile p --endpoint-url http://127.0.0.1:5000 --no-color -v plan s.yaml",
             "streamstack plan s.yaml --var a=b --region eu-west-1 --profile p --endpoint-url http://127.0.0.1:5000 --no-color -v",

@@ -149,29 +149,37 @@ struct Log {
 
 impl Log {
     async fn look(&mut self, cx: &Cx, out: &mut Emit<'_>) -> Result<()> {
-        let logs = &cx.clients.logs;
-        let op = "logs:FilterLogEvents";
-        let (group, stream, since) = (&self.group, &self.stream, self.since_ms);
-        let events = first_pages(op, 10, |token| async move {
-            let call = logs
-                .filter_log_events()
-                .log_group_name(group)
-                .log_stream_names(stream)
-                .start_time(since);
-            match call.set_next_token(token).send().await.op(op) {
-                Ok(page) => Ok((page.events.unwrap_or_default(), page.next_token)),
+        // GetLogEvents (what `check` reads too) forward from `since_ms`; at the end it answers
+        // with the token it was given.
+        let op = "logs:GetLogEvents";
+        let mut events = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..PAGES_PER_LOOK {
+            let call = cx
+                .clients
+                .logs
+                .get_log_events()
+                .log_group_name(&self.group)
+                .log_stream_name(&self.stream)
+                .start_time(self.since_ms)
+                .start_from_head(true);
+            let page = match call.set_next_token(token.clone()).send().await.op(op) {
+                Ok(page) => page,
                 // No group or stream yet: Firehose makes the stream at its first error.
-                Err(e) if e.is_not_found() => Ok((Vec::new(), None)),
-                Err(e) => Err(e),
+                Err(e) if e.is_not_found() => break,
+                Err(e) => return Err(e),
+            };
+            let got = page.events.unwrap_or_default();
+            let done = got.is_empty() || page.next_forward_token == token;
+            events.extend(got);
+            if done {
+                break;
             }
-        })
-        .await?;
+            token = page.next_forward_token;
+        }
         for e in events {
             let t = e.timestamp.unwrap_or(self.since_ms);
-            let id = e
-                .event_id
-                .clone()
-                .unwrap_or_else(|| format!("{t}:{:?}", e.message));
+            let id = format!("{t}:{:?}", e.message);
             if !self.seen.entry(t).or_default().insert(id) {
                 continue;
             }

@@ -293,3 +293,63 @@ fn tail_ends_quietly_on_a_closed_pipe_and_shows_a_deliverys_objects() {
     want.sort();
     assert_eq!(shown, want, "{got:?}");
 }
+
+/// `tail host.KEY` shows the console output and the bootstrap progress, and ends (exit 0) when
+/// the host reports its bootstrap.
+#[test]
+fn tail_follows_a_hosts_console_and_ends_at_its_bootstrap_report() {
+    let spec = "version: 1\nstack: booting\nregion: eu-west-1\nstreams:\n  events: {}\nhosts:\n  collector:\n    instance_type: t3.micro\n    flows:\n      - files: /var/log/app/*.log\n        to: events\n";
+    let (sb, spec) = applied(spec);
+    let id = instance_ids(&sb, "booting", REGION, &["pending", "running"])
+        .into_iter()
+        .next()
+        .expect("an instance");
+    let mut child = spawn_ss(
+        &sb,
+        &[
+            "tail",
+            p(&spec.path),
+            "host.collector",
+            "--timeout",
+            "80s",
+            "--json",
+        ],
+    );
+    let rx = lines_of(&mut child);
+    // Not bootstrapped yet: said so.
+    let first = rx.recv_timeout(HANG).expect("a first line");
+    let waiting = std::iter::once(first)
+        .chain(rx.iter())
+        .find(|l| l.contains("no bootstrap report yet"))
+        .expect("the pending bootstrap");
+    assert!(waiting.contains(&format!("bootstrap:{id}")), "{waiting}");
+    rt().block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&sdk(&sb, REGION));
+        ec2.create_tags()
+            .resources(&id)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("streamstack:bootstrap")
+                    .value("ok")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("tag");
+    });
+    let (code, stderr) = exited(child);
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
+    let rest: Vec<serde_json::Value> = rx
+        .try_iter()
+        .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let last = rest.last().expect("the bootstrap report");
+    assert_eq!(last["source"], format!("bootstrap:{id}"), "{rest:?}");
+    assert!(
+        last["data"]
+            .as_str()
+            .is_some_and(|d| d.contains("streamstack:bootstrap=ok")),
+        "{rest:?}"
+    );
+    assert!(last["error"].is_null(), "{rest:?}");
+}

@@ -234,3 +234,101 @@ pub async fn tail(
         None => Ended::Max,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes `room` records, then answers as a closed pipe.
+    struct Pipe {
+        got: Vec<String>,
+        room: usize,
+    }
+
+    impl Sink for Pipe {
+        fn write(&mut self, r: &TailRecord) -> std::io::Result<()> {
+            if self.got.len() == self.room {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            self.got.push(r.line());
+            Ok(())
+        }
+    }
+
+    fn emit<'a>(sink: &'a mut Pipe, grep: Option<&'a regex_lite::Regex>, max: u64) -> Emit<'a> {
+        Emit {
+            sink,
+            grep,
+            max: Some(max),
+            pretty: false,
+            printed: 0,
+            closed: false,
+        }
+    }
+
+    fn rec(i: usize) -> TailRecord {
+        TailRecord {
+            shard: Some("shardId-000000000001".into()),
+            partition_key: Some(format!("k{i}")),
+            arrival: Some("2026-12-03T21:00:00.250Z".into()),
+            ..TailRecord::default()
+        }
+    }
+
+    #[test]
+    fn grep_max_and_a_closed_pipe_stop_or_filter_the_records() {
+        let re = regex_lite::Regex::new("Seoul").unwrap();
+        let mut pipe = Pipe {
+            got: Vec::new(),
+            room: 10,
+        };
+        let mut out = emit(&mut pipe, Some(&re), 2);
+        for (i, data) in [
+            b"{\"city\": \"Seoul\"}".as_slice(),
+            b"Busan",
+            b"Seoul 2",
+            b"Seoul 3",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            emit_data(&mut out, rec(i), data).unwrap();
+        }
+        assert!(out.stopped());
+        assert_eq!(out.printed, 2);
+        assert_eq!(
+            pipe.got,
+            [
+                "2026-12-03T21:00:00.250Z shardId-000000000001 k0 {\"city\":\"Seoul\"}",
+                "2026-12-03T21:00:00.250Z shardId-000000000001 k2 Seoul 2"
+            ]
+        );
+        // A closed pipe: no error, and nothing more is written.
+        let mut pipe = Pipe {
+            got: Vec::new(),
+            room: 1,
+        };
+        let mut out = emit(&mut pipe, None, 100);
+        for i in 0..3 {
+            emit_data(&mut out, rec(i), b"x").unwrap();
+        }
+        assert!(out.stopped());
+        assert_eq!((out.printed, pipe.got.len()), (1, 1));
+    }
+
+    #[test]
+    fn errors_are_marked_and_arrival_has_milliseconds() {
+        let r = TailRecord {
+            source: Some("s3://b/failed/x".into()),
+            error: Some("error output".into()),
+            data: "{}".into(),
+            ..TailRecord::default()
+        };
+        assert_eq!(r.line(), "- s3://b/failed/x ERROR(error output) {}");
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["error"], "error output");
+        assert!(v["shard"].is_null() && v["sequence"].is_null());
+        let t = std::time::UNIX_EPOCH + Duration::from_millis(1_764_795_600_042);
+        assert_eq!(arrival_text(t), "2025-12-03T21:00:00.042Z");
+    }
+}

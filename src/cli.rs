@@ -163,6 +163,7 @@ impl Command {
             Command::Schema | Command::Completions(_) => (None, None),
             Command::Init(a) => (None, Some(&a.aws)),
             Command::Adopt(a) => a.online.shared(),
+            Command::Tail(a) => a.online.shared(),
         }
     }
 }
@@ -201,6 +202,9 @@ pub enum Command {
     /// Take over resources that match the spec by physical name but carry no streamstack tags
     /// (made in the console): tag them as the stack's, after showing exactly what changes.
     Adopt(AdoptArgs),
+    /// Watch the records flow through one hop: a stream's records, the objects a delivery
+    /// writes (and its errors), or a host's console and bootstrap.
+    Tail(TailArgs),
 }
 
 // `validate SPEC...`
@@ -587,6 +591,41 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
     Ok((name.to_string(), value.to_string()))
 }
 
+// `tail SPEC (stream.KEY|delivery.KEY|host.KEY) [--from-start | --since DUR] [--max N]
+//  [--timeout DUR] [--json] [--grep REGEX] [--pretty]`
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// The spec file.
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// What to watch: stream.KEY, delivery.KEY or host.KEY.
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+    /// Start at the oldest record still retained (TRIM_HORIZON; a delivery: every object).
+    #[arg(long, conflicts_with = "since")]
+    pub from_start: bool,
+    /// Start this long ago (AT_TIMESTAMP; a delivery: objects written since).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// Stop after N printed records (exit 0).
+    #[arg(long, value_name = "N")]
+    pub max: Option<u64>,
+    /// Stop after this long (exit 0).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// One JSON object per record: shard, sequence, partition_key, arrival, data.
+    #[arg(long)]
+    pub json: bool,
+    /// Print only records whose decoded data matches REGEX.
+    #[arg(long, value_name = "REGEX")]
+    pub grep: Option<String>,
+    /// Indent JSON data.
+    #[arg(long)]
+    pub pretty: bool,
+    #[command(flatten)]
+    pub online: OnlineArgs,
+}
+
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     crate::spec::rules::duration(s)
         .map(std::time::Duration::from_secs)
@@ -658,6 +697,7 @@ mod tests {
             "gc",
             "init",
             "adopt",
+            "tail",
         ] {
             let help = help_of(online);
             for flag in aws {
@@ -729,6 +769,9 @@ mod tests {
             "streamstack destroy --stack weather-lab --engine streamstack",
             "streamstack plan s.yaml --engine stacksets --permission-model service-managed",
             "streamstack destroy s.yaml --engine stacksets --permission-model self-managed --auto-approve",
+            "streamstack tail s.yaml stream.weather --from-start --max 60 --timeout 2m --json",
+            "streamstack tail s.yaml delivery.archive --since 10m --grep Seoul --pretty",
+            "streamstack tail s.yaml host.collector --region eu-west-1",
             // The global flags, before the command (docs/cli.md#global-flags) and after it.
             "streamstack --var a=b --region eu-west-1 --profile p --endpoint-url http://127.0.0.1:5000 --no-color -v plan s.yaml",
             "streamstack plan s.yaml --var a=b --region eu-west-1 --profile p --endpoint-url http://127.0.0.1:5000 --no-color -v",

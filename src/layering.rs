@@ -43,6 +43,8 @@ const LAYERS: &[&str] = &[
     "adopt",
     "cloudformation",
     "check",
+    // Watch one hop's records (`tail`).
+    "tail",
     // One flow over both engines.
     "deploy",
     // Presentation and the command line's definition.

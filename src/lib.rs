@@ -29,6 +29,7 @@ pub mod ops;
 pub mod plan;
 pub mod schema;
 pub mod spec;
+pub mod tail;
 pub mod time;
 pub mod ui;
 

@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         Command::Init(a) => commands::init::run(a),
         Command::Completions(a) => commands::completions::run(a),
         Command::Adopt(a) => commands::adopt::run(g, a),
+        Command::Tail(a) => commands::tail::run(g, a),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

@@ -13,6 +13,7 @@ pub mod plan;
 pub mod render;
 pub mod schema;
 pub mod stacks;
+pub mod tail;
 pub mod validate;
 
 use std::io::IsTerminal;

@@ -99,8 +99,32 @@ pub fn count(
     cap: u64,
     truncated: bool,
 ) -> Result<(Format, Counted), String> {
+    read_lines(body, configured, run_id, cap, truncated, false)
+        .map(|(format, counted, _)| (format, counted))
+}
+
+/// The records of an object themselves (`tail`): each non-empty line, as [`count`] counts them
+/// (lossy UTF-8, trailing `\r` dropped), read the same way and within the same cap.
+pub fn records(
+    body: &[u8],
+    configured: Compression,
+    cap: u64,
+    truncated: bool,
+) -> Result<(Format, Counted, Vec<String>), String> {
+    read_lines(body, configured, None, cap, truncated, true)
+}
+
+fn read_lines(
+    body: &[u8],
+    configured: Compression,
+    run_id: Option<&str>,
+    cap: u64,
+    truncated: bool,
+    keep: bool,
+) -> Result<(Format, Counted, Vec<String>), String> {
     let format = detect(body, configured);
     let mut lines = Lines::new(run_id, cap);
+    lines.keep = keep;
     let read = match format {
         Format::Gzip => lines.read_all(flate2::read::MultiGzDecoder::new(body)),
         Format::Snappy => lines.read_all(snap::read::FrameDecoder::new(body)),
@@ -110,8 +134,10 @@ pub fn count(
             // no NUL byte; a Hadoop-Snappy object under 16 MiB starts with one.
             Err(_) if !body.contains(&0) && std::str::from_utf8(body).is_ok() => {
                 lines = Lines::new(run_id, cap);
+                lines.keep = keep;
                 lines.push(body);
-                return Ok((Format::Text, lines.finish(truncated)));
+                let counted = lines.finish(truncated);
+                return Ok((Format::Text, counted, lines.kept));
             }
             other => other,
         },
@@ -128,8 +154,14 @@ pub fn count(
         }
     };
     match read {
-        Ok(()) => Ok((format, lines.finish(truncated))),
-        Err(_) if truncated && lines.seen > 0 => Ok((format, lines.finish(true))),
+        Ok(()) => {
+            let counted = lines.finish(truncated);
+            Ok((format, counted, lines.kept))
+        }
+        Err(_) if truncated && lines.seen > 0 => {
+            let counted = lines.finish(true);
+            Ok((format, counted, lines.kept))
+        }
         Err(e) => Err(format!("cannot read it as {}: {e}", format.name())),
     }
 }
@@ -205,6 +237,10 @@ struct Lines<'a> {
     tail: Vec<u8>,
     /// An incomplete UTF-8 sequence at the start of a line still blank.
     pending: Vec<u8>,
+    /// Keep each record's text (`tail`), in `kept`; the current line is in `line`.
+    keep: bool,
+    line: Vec<u8>,
+    kept: Vec<String>,
 }
 
 impl<'a> Lines<'a> {
@@ -220,6 +256,9 @@ impl<'a> Lines<'a> {
             started: false,
             tail: Vec::new(),
             pending: Vec::new(),
+            keep: false,
+            line: Vec::new(),
+            kept: Vec::new(),
         }
     }
 
@@ -267,6 +306,9 @@ impl<'a> Lines<'a> {
             return;
         }
         self.started = true;
+        if self.keep {
+            self.line.extend_from_slice(part);
+        }
         if self.blank {
             for b in part {
                 self.take_blank_byte(*b);
@@ -309,7 +351,13 @@ impl<'a> Lines<'a> {
             if self.matched {
                 self.counted.ours += 1;
             }
+            if self.keep {
+                let text = String::from_utf8_lossy(&self.line);
+                self.kept
+                    .push(text.strip_suffix('\r').unwrap_or(&text).to_string());
+            }
         }
+        self.line.clear();
         self.blank = true;
         self.matched = false;
         self.started = false;
@@ -317,7 +365,7 @@ impl<'a> Lines<'a> {
         self.pending.clear();
     }
 
-    fn finish(mut self, truncated: bool) -> Counted {
+    fn finish(&mut self, truncated: bool) -> Counted {
         self.end_line();
         self.counted.capped = self.capped || truncated;
         self.counted
@@ -545,5 +593,26 @@ mod tests {
         let (_, c) = count(cut, Compression::Gzip, None, MAX_OBJECT_BYTES, true).unwrap();
         assert!(c.capped);
         assert!(c.records > 0 && c.records < 2000, "{c:?}");
+    }
+
+    #[test]
+    fn the_records_themselves_are_kept_for_tail_in_every_format() {
+        let data = b"{\"a\":1}\r\n\n  \nplain text\n{\"a\":2}".to_vec();
+        let want = vec!["{\"a\":1}", "plain text", "{\"a\":2}"];
+        for (body, configured) in [
+            (data.clone(), Compression::Uncompressed),
+            (gzip(&data), Compression::Gzip),
+            (zip_one(&data), Compression::Zip),
+            (snappy_framed(&data), Compression::Snappy),
+            (hadoop_snappy(&data, 8, 4), Compression::HadoopSnappy),
+        ] {
+            let (_, counted, kept) = super::records(&body, configured, 1 << 20, false)
+                .unwrap_or_else(|e| panic!("{configured:?}: {e}"));
+            assert_eq!(kept, want, "{configured:?}");
+            assert_eq!(counted.records, 3);
+        }
+        // Counting keeps nothing, and still counts the same.
+        let (_, counted) = count(&gzip(&data), Compression::Gzip, None, 1 << 20, false).unwrap();
+        assert_eq!(counted.records, 3);
     }
 }

@@ -37,4 +37,5 @@ mod render;
 mod saved_plans;
 mod spec_corpus;
 mod stacksets;
+mod tail;
 mod teardown;

@@ -24,6 +24,7 @@ pub mod inventory;
 pub mod moto;
 pub mod proxy;
 pub mod resign;
+pub mod timed;
 pub mod wait;
 
 use std::time::Duration;

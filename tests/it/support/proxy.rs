@@ -361,6 +361,18 @@ impl Proxy {
 
     pub fn reset_calls(&self) {
         self.shared.state().calls.clear();
+        self.shared.state().timed.clear();
+    }
+
+    /// The Kinesis calls of `service:Action` so far, with their arrival time and shard.
+    pub fn timed_calls_of(&self, call: &str) -> Vec<super::timed::Timed> {
+        let state = self.shared.state();
+        state
+            .timed
+            .iter()
+            .filter(|t| t.call == call)
+            .cloned()
+            .collect()
     }
 
     /// Holds the next request of `service:Action` (e.g. `kinesis:CreateStream`) at the proxy,
@@ -697,6 +709,8 @@ struct State {
     /// `service:Action` → the request bodies of those calls, for calls asked for with
     /// [`Proxy::record_bodies`].
     bodies: HashMap<String, Vec<Bytes>>,
+    /// Kinesis calls with their arrival time and shard ([`Proxy::timed_calls_of`]).
+    timed: Vec<super::timed::Timed>,
 }
 
 /// AWS's documented request quota of an operation, as a token bucket `(burst, per second)`;
@@ -917,6 +931,13 @@ impl Shared {
                 bodies.push(body.clone());
             }
             state.arrivals += 1;
+            if op.service == "kinesis" {
+                state.timed.push(super::timed::Timed {
+                    call: key.clone(),
+                    at: Instant::now(),
+                    shard: super::timed::shard_of(&op.json),
+                });
+            }
             let arrival = state.arrivals;
             let at = state
                 .holds

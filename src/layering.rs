@@ -43,6 +43,8 @@ const LAYERS: &[&str] = &[
     "check",
     // One flow over both engines.
     "deploy",
+    // Fleets: one spec across accounts and regions, over the library.
+    "fleet",
     // Presentation and the command line's definition.
     "ui",
     "cli",

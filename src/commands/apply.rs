@@ -13,6 +13,23 @@ use super::{
 use streamstack::cli::{ApplyArgs, Global};
 
 pub fn run(g: &Global, a: &ApplyArgs) -> Outcome {
+    if a.fleet.fleet.is_some() {
+        let command = streamstack::fleet::run::Command::Apply {
+            parallelism: a.parallelism,
+        };
+        return super::fleet::run(
+            g,
+            super::fleet::Request {
+                fleet: &a.fleet,
+                spec: Some(&a.target),
+                command,
+                json: a.change.json,
+                ask: !a.change.auto_approve,
+                lock_timeout: a.change.lock_timeout.unwrap_or_default(),
+                engine: a.engine.engine,
+            },
+        );
+    }
     approval_possible(a.change.auto_approve)?;
     // All of the file's checks come before any AWS call: a file that is neither a plan nor a
     // spec, a plan of another format version, or --var beside a saved plan make none.

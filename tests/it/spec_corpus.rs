@@ -29,6 +29,7 @@ fn opts() -> LoadOptions {
         region: None,
         ambient_region: Some("eu-west-1".into()),
         account_id: None,
+        fleet_region: None,
     }
 }
 

@@ -92,6 +92,7 @@ impl Sandbox {
         let opts = streamstack::spec::LoadOptions {
             region: Some(REGION.into()),
             account_id: Some(self.account_id.clone()),
+            fleet_region: None,
             vars: vec![],
             ambient_region: None,
         };

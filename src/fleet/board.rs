@@ -1,0 +1,313 @@
+//! What a fleet run shows while it works, and the report it leaves.
+//!
+//! - on a terminal, one line per target redrawn in place (phase, resources done/total,
+//!   elapsed, result);
+//! - without one, plain lines (a phase change, a result), never an escape sequence;
+//! - with `--json`, NDJSON: every event carries `"target": "ACCOUNT/REGION"`, and the last
+//!   line is the report (`{"type":"report", ..., "targets":[...]}`).
+//!
+//! The report is also saved (see [`report_path`]) so that `--retry-failed` can read it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::events::Event;
+use crate::{Error, Result};
+
+use super::preflight::Row;
+use super::run::{Board, FleetReport, TargetResult};
+use super::Target;
+
+/// How the board shows itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A terminal: lines redrawn in place.
+    Live,
+    /// Plain lines.
+    Plain,
+    /// NDJSON on stdout.
+    Json,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Line {
+    phase: String,
+    done: usize,
+    total: usize,
+    result: Option<String>,
+}
+
+/// The board, writing to stdout.
+pub struct Printer {
+    mode: Mode,
+    started: Instant,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Targets in the order first seen.
+    order: Vec<String>,
+    lines: BTreeMap<String, Line>,
+    /// Lines drawn last time (Live), to move back over.
+    drawn: usize,
+}
+
+impl Printer {
+    pub fn new(mode: Mode) -> Self {
+        Printer {
+            mode,
+            started: Instant::now(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut Line)) -> Option<String> {
+        let mut st = self.state.lock().ok()?;
+        if !st.lines.contains_key(id) {
+            st.order.push(id.to_string());
+        }
+        let line = st.lines.entry(id.to_string()).or_default();
+        f(line);
+        let text = format!("{id:<28} {}", describe(line));
+        if self.mode == Mode::Live {
+            redraw(&mut st, self.started);
+        }
+        Some(text)
+    }
+
+    fn json(&self, mut v: Value, target: &str) {
+        if let Some(o) = v.as_object_mut() {
+            o.insert("target".into(), json!(target));
+        }
+        println!("{v}");
+    }
+}
+
+fn describe(l: &Line) -> String {
+    let progress = if l.total > 0 {
+        format!(" {}/{}", l.done.min(l.total), l.total)
+    } else {
+        String::new()
+    };
+    match &l.result {
+        Some(r) => format!("{:<9}{progress} {r}", l.phase),
+        None => format!("{:<9}{progress}", l.phase),
+    }
+}
+
+fn redraw(st: &mut State, started: Instant) {
+    let mut out = std::io::stdout().lock();
+    if st.drawn > 0 {
+        let _ = write!(out, "\x1b[{}A", st.drawn);
+    }
+    let elapsed = started.elapsed().as_secs();
+    for id in &st.order {
+        if let Some(l) = st.lines.get(id) {
+            let _ = writeln!(out, "\x1b[2K{id:<28} {} ({elapsed}s)", describe(l));
+        }
+    }
+    st.drawn = st.order.len();
+    let _ = out.flush();
+}
+
+impl Board for Printer {
+    fn phase(&self, target: &Target, phase: &str) {
+        let id = target.id();
+        let text = self.update(&id, |l| l.phase = phase.to_string());
+        match self.mode {
+            Mode::Json => self.json(json!({"type": "phase", "phase": phase}), &id),
+            Mode::Plain => {
+                if let Some(t) = text {
+                    println!("{t}");
+                }
+            }
+            Mode::Live => {}
+        }
+    }
+
+    fn total(&self, target: &Target, total: usize) {
+        self.update(&target.id(), |l| {
+            l.total = total;
+            l.done = 0;
+        });
+    }
+
+    fn event(&self, target: &Target, event: &Event) {
+        let id = target.id();
+        if matches!(event, Event::Done { .. }) {
+            self.update(&id, |l| l.done += 1);
+        }
+        if self.mode == Mode::Json {
+            if let Ok(v) = serde_json::to_value(event) {
+                self.json(v, &id);
+            }
+        }
+    }
+
+    fn finished(&self, r: &TargetResult) {
+        let verdict = match (&r.error, r.ok, r.skipped) {
+            (_, true, _) => format!("ok in {:.1}s", r.elapsed_s),
+            (Some(e), _, true) => format!("skipped: {e}"),
+            (Some(e), _, _) => format!("FAILED: {e}"),
+            (None, _, _) => "FAILED".to_string(),
+        };
+        let text = self.update(&r.target, |l| {
+            l.phase = r.phase.clone();
+            if r.ok {
+                l.done = l.total;
+            }
+            l.result = Some(verdict);
+        });
+        match self.mode {
+            Mode::Json => {
+                let v = json!({"type": "target_done", "ok": r.ok, "skipped": r.skipped,
+                    "error": r.error, "phase": r.phase, "elapsed_s": r.elapsed_s});
+                self.json(v, &r.target);
+            }
+            Mode::Plain => {
+                if let Some(t) = text {
+                    println!("{t}");
+                }
+            }
+            Mode::Live => {}
+        }
+    }
+
+    fn preflight(&self, rows: &[Row]) {
+        if self.mode == Mode::Json {
+            for r in rows {
+                if let Ok(v) = serde_json::to_value(r) {
+                    let mut v = v;
+                    v["type"] = json!("preflight");
+                    let target = r.target.clone();
+                    self.json(v, &target);
+                }
+            }
+        }
+    }
+}
+
+/// The last NDJSON line: SPEC.md's report.
+pub fn report_json(r: &FleetReport) -> Value {
+    let targets: Vec<Value> = r
+        .targets
+        .iter()
+        .map(|t| {
+            json!({"target": t.target, "account": t.account, "region": t.region, "name": t.name,
+                "ok": t.ok, "error": t.error, "skipped": t.skipped, "phase": t.phase,
+                "elapsed_s": t.elapsed_s, "detail": t.detail})
+        })
+        .collect();
+    json!({"type": "report", "command": r.command, "ok": r.ok,
+        "stopped_by_preflight": r.stopped_by_preflight,
+        "succeeded": r.targets.iter().filter(|t| t.ok).count(),
+        "failed": r.targets.iter().filter(|t| !t.ok && !t.skipped).count(),
+        "skipped": r.targets.iter().filter(|t| t.skipped).count(),
+        "preflight": r.preflight, "targets": targets})
+}
+
+/// The summary table printed at the end (and, for `check`, every target's hops).
+pub fn summary(r: &FleetReport) -> String {
+    let mut out = format!(
+        "\n{:<28} {:<20} {:<8} {:<8} {:>8}  {}\n",
+        "TARGET", "NAME", "RESULT", "PHASE", "ELAPSED", "ERROR"
+    );
+    for t in &r.targets {
+        let result = if t.ok {
+            "ok"
+        } else if t.skipped {
+            "skipped"
+        } else {
+            "FAILED"
+        };
+        out.push_str(&format!(
+            "{:<28} {:<20} {:<8} {:<8} {:>7.1}s  {}\n",
+            t.target,
+            t.name,
+            result,
+            t.phase,
+            t.elapsed_s,
+            t.error.as_deref().unwrap_or("")
+        ));
+    }
+    if r.command == "check" {
+        for t in &r.targets {
+            let Some(hops) = t.detail.get("hops").and_then(Value::as_array) else {
+                continue;
+            };
+            out.push_str(&format!("\n{} ({})\n", t.target, t.name));
+            for h in hops {
+                let ok = h.get("ok").and_then(Value::as_bool).unwrap_or(false);
+                out.push_str(&format!(
+                    "  {} {:<32} {}\n",
+                    if ok { "ok  " } else { "FAIL" },
+                    h.get("address").and_then(Value::as_str).unwrap_or("?"),
+                    h.get("summary").and_then(Value::as_str).unwrap_or("")
+                ));
+            }
+        }
+    }
+    let failed = r.targets.iter().filter(|t| !t.ok).count();
+    out.push_str(&format!(
+        "\n{} of {} targets succeeded{}.\n",
+        r.targets.len() - failed,
+        r.targets.len(),
+        if failed > 0 {
+            "; rerun the others with --retry-failed"
+        } else {
+            ""
+        }
+    ));
+    out
+}
+
+/// Where the last run's report of `stack` over `fleet` is kept: `.streamstack/fleet/
+/// <stack>-<fleet file stem>.json` in the current directory.
+pub fn report_path(stack: &str, fleet: &Path) -> PathBuf {
+    let stem = fleet
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "fleet".into());
+    PathBuf::from(".streamstack")
+        .join("fleet")
+        .join(format!("{stack}-{stem}.json"))
+}
+
+/// Saves the report (for `--retry-failed`).
+pub fn save(path: &Path, r: &FleetReport) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let text =
+        serde_json::to_string_pretty(&report_json(r)).map_err(|e| Error::Config(e.to_string()))?;
+    std::fs::write(path, text)
+        .map_err(|e| Error::Config(format!("cannot write {}: {e}", path.display())))
+}
+
+/// The targets (`ACCOUNT/REGION`) that did not succeed in the saved report.
+pub fn failed_targets(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Config(format!(
+            "--retry-failed: no report of an earlier run at {} ({e})",
+            path.display()
+        ))
+    })?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    Ok(v.get("targets")
+        .and_then(Value::as_array)
+        .map(|ts| {
+            ts.iter()
+                .filter(|t| t.get("ok").and_then(Value::as_bool) != Some(true))
+                .filter_map(|t| t.get("target").and_then(Value::as_str).map(String::from))
+                .collect()
+        })
+        .unwrap_or_default())
+}

@@ -39,7 +39,12 @@ pub fn run(g: &Global, r: Request) -> Outcome {
         Some(spec) => offline_stack(g, spec, &file)?,
         None => "fleet".to_string(),
     };
-    let report_path = board::report_path(&stack, fleet_path);
+    let dir = r
+        .spec
+        .unwrap_or(fleet_path)
+        .parent()
+        .unwrap_or(Path::new("."));
+    let report_path = board::report_path(dir, &stack, fleet_path);
     if r.ask {
         if !std::io::stdin().is_terminal() {
             return Err(Failure::Message(

@@ -267,14 +267,14 @@ pub fn summary(r: &FleetReport) -> String {
     out
 }
 
-/// Where the last run's report of `stack` over `fleet` is kept: `.streamstack/fleet/
-/// <stack>-<fleet file stem>.json` in the current directory.
-pub fn report_path(stack: &str, fleet: &Path) -> PathBuf {
+/// Where the last run's report of `stack` over `fleet` is kept: `.streamstack/fleet/<stack>-<fleet
+/// file stem>.json` in `dir`, the spec's directory (the fleet file's for `stacks` and `gc`).
+pub fn report_path(dir: &Path, stack: &str, fleet: &Path) -> PathBuf {
     let stem = fleet
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_else(|| "fleet".into());
-    PathBuf::from(".streamstack")
+    dir.join(".streamstack")
         .join("fleet")
         .join(format!("{stack}-{stem}.json"))
 }

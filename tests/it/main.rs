@@ -20,6 +20,7 @@ mod cloudformation;
 mod discovery;
 mod faults;
 mod first_minutes;
+mod fleet;
 mod gitops;
 mod kind_bucket_sg;
 mod kind_delivery_iam;

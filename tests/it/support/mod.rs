@@ -20,6 +20,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod fleet_emulation;
 pub mod inventory;
 pub mod moto;
 pub mod proxy;

@@ -290,11 +290,19 @@ async fn service_quota(c: &Clients, quota: Quota) -> Result<(u64, String)> {
     let Some((service, code)) = quota.codes() else {
         return Ok((quota.documented_default(), "documented-default".into()));
     };
+    // One quick try each: an answer missing here has two fallbacks, and an endpoint without
+    // Service Quotas (an emulator) must not cost the SDK's eight backed-off attempts.
+    let once = || {
+        aws_sdk_servicequotas::config::Builder::default()
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+    };
     let applied = c
         .servicequotas
         .get_service_quota()
         .service_code(service)
         .quota_code(code)
+        .customize()
+        .config_override(once())
         .send()
         .await;
     if let Some(v) = applied.ok().and_then(|o| o.quota().and_then(|q| q.value())) {
@@ -305,6 +313,8 @@ async fn service_quota(c: &Clients, quota: Quota) -> Result<(u64, String)> {
         .get_aws_default_service_quota()
         .service_code(service)
         .quota_code(code)
+        .customize()
+        .config_override(once())
         .send()
         .await;
     if let Some(v) = default.ok().and_then(|o| o.quota().and_then(|q| q.value())) {

@@ -159,23 +159,52 @@ pub async fn run(
     let base = Clients::new(&base_aws).await?;
     let session_name = super::targets::session_name(&opts.stack, &run_id());
     let failed = Arc::new(AtomicUsize::new(0));
-    let mut results: Vec<TargetResult> = Vec::new();
-    // First look, read-only: assume, open, and for plan/apply plan and pre-flight.
-    let looks: Vec<(Target, Instant, Result<(Prepared, Vec<Row>)>)> =
-        futures::stream::iter(targets.into_iter().map(|t| {
-            let (base, name, opts, board, command) =
-                (&base, &session_name, &opts, Arc::clone(&board), &command);
-            async move {
-                let started = Instant::now();
-                let r = prepare(base, name, opts, &board, command, &t, started).await;
-                (t, started, r)
-            }
-        }))
-        .buffered(opts.in_flight.max(1))
-        .collect()
-        .await;
-    let mut prepared = Vec::new();
-    let mut rows = Vec::new();
+    let (prepared, rows, mut results) =
+        first_looks(targets, &base, &session_name, &opts, &board, &command).await;
+    failed.fetch_add(results.len(), Ordering::SeqCst);
+    if command.preflight() {
+        board.preflight(&rows);
+    }
+    let short = rows.iter().any(|r| !r.ok);
+    if short || matches!(command, Command::Plan) {
+        let stopped = short && !matches!(command, Command::Plan);
+        results.extend(after_preflight(prepared, &rows, &board, &command));
+        return Ok(report(&command, results, rows, stopped));
+    }
+    let done: Vec<TargetResult> = futures::stream::iter(prepared.into_iter().map(|p| {
+        let (opts, board, command, failed) =
+            (&opts, Arc::clone(&board), &command, Arc::clone(&failed));
+        async move { one_target(p, opts, board, command, &failed).await }
+    }))
+    .buffer_unordered(opts.in_flight.max(1))
+    .collect()
+    .await;
+    results.extend(done);
+    Ok(report(&command, results, rows, false))
+}
+
+/// A target's first look, or why it failed.
+type Look = (Target, Instant, Result<(Prepared, Vec<Row>)>);
+
+/// The first, read-only look at every target (assume, open; plan and pre-flight for plan and
+/// apply): the targets ready to go on, the pre-flight rows, and the targets that failed.
+async fn first_looks(
+    targets: Vec<Target>,
+    base: &Clients,
+    session_name: &str,
+    opts: &RunOptions,
+    board: &Arc<dyn Board>,
+    command: &Command,
+) -> (Vec<Prepared>, Vec<Row>, Vec<TargetResult>) {
+    let looks: Vec<Look> = futures::stream::iter(targets.into_iter().map(|t| async move {
+        let started = Instant::now();
+        let r = prepare(base, session_name, opts, board, command, &t, started).await;
+        (t, started, r)
+    }))
+    .buffered(opts.in_flight.max(1))
+    .collect()
+    .await;
+    let (mut prepared, mut rows, mut failed) = (Vec::new(), Vec::new(), Vec::new());
     for (t, started, r) in looks {
         match r {
             Ok((p, r)) => {
@@ -183,7 +212,6 @@ pub async fn run(
                 prepared.push(p);
             }
             Err(e) => {
-                failed.fetch_add(1, Ordering::SeqCst);
                 let r = result(
                     &t,
                     started,
@@ -194,104 +222,98 @@ pub async fn run(
                     Value::Null,
                 );
                 board.finished(&r);
-                results.push(r);
+                failed.push(r);
             }
         }
     }
-    if command.preflight() {
-        board.preflight(&rows);
-    }
-    let short = rows.iter().any(|r| !r.ok);
-    if short || matches!(command, Command::Plan) {
-        for p in prepared {
+    (prepared, rows, failed)
+}
+
+/// `plan` ends after the pre-flight; a shortfall ends `apply` there, before any write: the
+/// short targets fail, the others are skipped.
+fn after_preflight(
+    prepared: Vec<Prepared>,
+    rows: &[Row],
+    board: &Arc<dyn Board>,
+    command: &Command,
+) -> Vec<TargetResult> {
+    let is_plan = matches!(command, Command::Plan);
+    prepared
+        .into_iter()
+        .map(|p| {
             let mine: Vec<&Row> = rows
                 .iter()
                 .filter(|r| r.target == p.target.id() && !r.ok)
                 .collect();
-            let error = (!mine.is_empty()).then(|| shortfall(&mine));
-            let skipped = error.is_none() && !matches!(command, Command::Plan);
-            let error = error.or_else(|| {
+            let short = (!mine.is_empty()).then(|| shortfall(&mine));
+            let skipped = short.is_none() && !is_plan;
+            let error = short.or_else(|| {
                 skipped.then(|| {
-                    "not started: the pre-flight found a quota shortfall in another target"
-                        .to_string()
+                    "not started: the pre-flight found a quota shortfall in another target".into()
                 })
             });
+            let ok = error.is_none();
             let r = result(
                 &p.target,
                 p.started,
-                error.is_none(),
+                ok,
                 error,
                 skipped,
                 "plan",
                 p.plan_detail,
             );
             board.finished(&r);
-            results.push(r);
-        }
-        return Ok(report(
-            &command,
-            results,
-            rows,
-            short && !matches!(command, Command::Plan),
-        ));
-    }
-    let done: Vec<TargetResult> = futures::stream::iter(prepared.into_iter().map(|p| {
-        let (opts, board, command, failed) =
-            (&opts, Arc::clone(&board), &command, Arc::clone(&failed));
-        async move {
-            if opts
-                .failure_tolerance
-                .is_some_and(|n| failed.load(Ordering::SeqCst) > n)
-            {
-                let e = "skipped: more targets failed than --failure-tolerance allows".to_string();
-                let r = result(
-                    &p.target,
-                    p.started,
-                    false,
-                    Some(e),
-                    true,
-                    "skipped",
-                    Value::Null,
-                );
-                board.finished(&r);
-                return r;
-            }
-            let r = execute(&p, opts, &board, command).await;
-            let phase = command.name();
-            let r = match r {
-                Ok((true, detail)) => {
-                    result(&p.target, p.started, true, None, false, phase, detail)
-                }
-                Ok((false, detail)) => {
-                    let e = detail
-                        .get("error")
-                        .and_then(Value::as_str)
-                        .unwrap_or("failed")
-                        .to_string();
-                    result(&p.target, p.started, false, Some(e), false, phase, detail)
-                }
-                Err(e) => result(
-                    &p.target,
-                    p.started,
-                    false,
-                    Some(e.to_string()),
-                    false,
-                    phase,
-                    Value::Null,
-                ),
-            };
-            if !r.ok {
-                failed.fetch_add(1, Ordering::SeqCst);
-            }
-            board.finished(&r);
             r
+        })
+        .collect()
+}
+
+/// The command in one target, unless more targets failed than the tolerance allows.
+async fn one_target(
+    p: Prepared,
+    opts: &RunOptions,
+    board: Arc<dyn Board>,
+    command: &Command,
+    failed: &AtomicUsize,
+) -> TargetResult {
+    if opts
+        .failure_tolerance
+        .is_some_and(|n| failed.load(Ordering::SeqCst) > n)
+    {
+        let e = "skipped: more targets failed than --failure-tolerance allows".to_string();
+        let r = result(
+            &p.target,
+            p.started,
+            false,
+            Some(e),
+            true,
+            "skipped",
+            Value::Null,
+        );
+        board.finished(&r);
+        return r;
+    }
+    let phase = command.name();
+    let r = match execute(&p, opts, &board, command).await {
+        Ok((true, detail)) => result(&p.target, p.started, true, None, false, phase, detail),
+        Ok((false, detail)) => {
+            let e = detail
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("failed")
+                .to_string();
+            result(&p.target, p.started, false, Some(e), false, phase, detail)
         }
-    }))
-    .buffer_unordered(opts.in_flight.max(1))
-    .collect()
-    .await;
-    results.extend(done);
-    Ok(report(&command, results, rows, false))
+        Err(e) => {
+            let e = Some(e.to_string());
+            result(&p.target, p.started, false, e, false, phase, Value::Null)
+        }
+    };
+    if !r.ok {
+        failed.fetch_add(1, Ordering::SeqCst);
+    }
+    board.finished(&r);
+    r
 }
 
 fn shortfall(rows: &[&Row]) -> String {

@@ -108,7 +108,6 @@ fn a_fleet_of_two_accounts_in_two_regions_applies_checks_and_destroys_each_in_it
     // Each target assumed its own account's role, with a session name naming the run.
     let assumed = sb.proxy.calls_of("sts:AssumeRole");
     assert_eq!(assumed.len(), 4, "{:?}", sb.proxy.call_names());
-
     let o = ss(
         &sb,
         &[
@@ -137,7 +136,6 @@ fn a_fleet_of_two_accounts_in_two_regions_applies_checks_and_destroys_each_in_it
         assert_eq!(t["target"], id.as_str());
         assert_eq!(t["detail"]["hops"][0]["evidence"]["test_records"], 5, "{t}");
     }
-
     let o = ss(&sb, &["destroy", "--auto-approve", "--fleet", f, s]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     for a in &accounts {
@@ -265,9 +263,9 @@ fn a_vcpu_quota_below_the_need_in_one_account_stops_the_run_before_any_write() {
         let code = row.iter().position(|c| *c == "L-1216C47A").unwrap();
         assert_eq!((row[code + 1], row[code + 2]), ("2", "1"), "{out}");
         assert!(
-            out.contains(&format!(
+            out.contains(
                 "--service-code ec2 --quota-code L-1216C47A --desired-value 2 --region eu-west-1"
-            )),
+            ),
             "{out}"
         );
     }

@@ -311,3 +311,74 @@ pub fn failed_targets(path: &Path) -> Result<Vec<String>> {
         })
         .unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> FleetReport {
+        let t = |id: &str, ok: bool, error: Option<&str>, detail: Value| TargetResult {
+            target: id.into(),
+            account: id.split('/').next().unwrap_or_default().into(),
+            region: id.split('/').nth(1).unwrap_or_default().into(),
+            name: "alice".into(),
+            ok,
+            error: error.map(String::from),
+            skipped: false,
+            phase: "check".into(),
+            elapsed_s: 1.5,
+            detail,
+        };
+        let hops =
+            json!({"hops": [{"address": "delivery.raw", "ok": true, "summary": "20 of 20 in S3"}]});
+        FleetReport {
+            command: "check".into(),
+            ok: false,
+            targets: vec![
+                t("111111111111/eu-west-1", true, None, hops),
+                t(
+                    "222222222222/eu-west-1",
+                    false,
+                    Some("AccessDenied: no"),
+                    Value::Null,
+                ),
+            ],
+            preflight: Vec::new(),
+            stopped_by_preflight: false,
+        }
+    }
+
+    #[test]
+    fn the_report_line_has_spec_shape_and_the_summary_shows_hops() {
+        let r = report();
+        let j = report_json(&r);
+        assert_eq!(j["type"], "report");
+        assert_eq!(j["ok"], false);
+        let t = &j["targets"][1];
+        for k in ["target", "account", "region", "name", "ok", "error"] {
+            assert!(t.get(k).is_some(), "{k} in {t}");
+        }
+        assert_eq!(t["target"], "222222222222/eu-west-1");
+        assert_eq!(t["account"], "222222222222");
+        let s = summary(&r);
+        assert!(s.contains("FAILED   check"), "{s}");
+        assert!(s.contains("AccessDenied: no"), "{s}");
+        assert!(s.contains("ok   delivery.raw"), "{s}");
+        assert!(
+            s.contains("1 of 2 targets succeeded; rerun the others with --retry-failed"),
+            "{s}"
+        );
+        assert!(!s.contains('\x1b'));
+    }
+
+    #[test]
+    fn retry_failed_reads_the_targets_that_did_not_succeed() {
+        let dir = std::env::temp_dir().join(format!("ss-fleet-board-{}", std::process::id()));
+        let path = report_path(&dir, "lab", Path::new("class.yaml"));
+        assert!(path.ends_with(".streamstack/fleet/lab-class.json"));
+        save(&path, &report()).unwrap();
+        assert_eq!(failed_targets(&path).unwrap(), ["222222222222/eu-west-1"]);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(failed_targets(&path).is_err());
+    }
+}

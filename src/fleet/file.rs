@@ -575,3 +575,18 @@ mod tests {
         assert!(external_id_rule("tenant:42/x").is_ok());
     }
 }
+
+#[cfg(test)]
+mod example {
+    #[test]
+    fn the_classroom_fleet_example_loads() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stacks/fleet-classroom.yaml");
+        let f = super::load_file(&path).unwrap();
+        assert_eq!(f.targets.len(), 4);
+        assert_eq!(
+            f.targets[3].regions,
+            Some(vec!["ap-northeast-1".to_string()])
+        );
+    }
+}

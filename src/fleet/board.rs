@@ -253,6 +253,7 @@ pub fn summary(r: &FleetReport) -> String {
             }
         }
     }
+    out.push_str(&found(r));
     let failed = r.targets.iter().filter(|t| !t.ok).count();
     out.push_str(&format!(
         "\n{} of {} targets succeeded{}.\n",
@@ -265,6 +266,73 @@ pub fn summary(r: &FleetReport) -> String {
         }
     ));
     out
+}
+
+/// What `stacks`, `output` and `gc` found in each target, a line each.
+fn found(r: &FleetReport) -> String {
+    let mut out = String::new();
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+    for t in &r.targets {
+        let lines: Vec<String> = match r.command.as_str() {
+            "stacks" => rows(&t.detail, "stacks")
+                .iter()
+                .map(|s| {
+                    let n = s.get("resources").and_then(Value::as_u64).unwrap_or(0);
+                    let expired = s.get("expired").and_then(Value::as_bool) == Some(true);
+                    let expires = text(s, "expires_at");
+                    let state = if expired { "expired" } else { "live" };
+                    format!(
+                        "{} ({n} resources, expires {expires}, {state})",
+                        text(s, "name")
+                    )
+                })
+                .collect(),
+            "output" => rows(&t.detail, "outputs")
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{} = {} ({})",
+                        text(o, "address"),
+                        text(o, "name"),
+                        text(o, "id")
+                    )
+                })
+                .collect(),
+            "gc" => {
+                let names = |k: &str| {
+                    let v: Vec<String> = rows(&t.detail, k)
+                        .iter()
+                        .filter_map(|n| n.as_str().map(String::from))
+                        .collect();
+                    v.join(", ")
+                };
+                vec![format!(
+                    "expired: {}; destroyed: {}",
+                    names("expired"),
+                    names("destroyed")
+                )]
+            }
+            _ => Vec::new(),
+        };
+        if !lines.is_empty() || matches!(r.command.as_str(), "stacks" | "output") && t.ok {
+            out.push_str(&format!("\n{} ({})\n", t.target, t.name));
+            if lines.is_empty() {
+                out.push_str("  nothing\n");
+            }
+            for l in lines {
+                out.push_str(&format!("  {l}\n"));
+            }
+        }
+    }
+    out
+}
+
+fn rows(detail: &Value, key: &str) -> Vec<Value> {
+    detail
+        .get(key)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Where the last run's report of `stack` over `fleet` is kept: `.streamstack/fleet/<stack>-<fleet

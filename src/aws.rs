@@ -51,6 +51,10 @@ pub struct Clients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub cloudformation: aws_sdk_cloudformation::Client,
+    /// AWS Organizations (a fleet's organizational units).
+    pub organizations: aws_sdk_organizations::Client,
+    /// Service Quotas (a fleet's pre-flight).
+    pub servicequotas: aws_sdk_servicequotas::Client,
     pub region: String,
     /// The clients talk to an endpoint other than AWS's own (`--endpoint-url`: an emulator),
     /// whose coverage of AWS's APIs may be partial (moto's tagging API skips Kinesis).
@@ -71,6 +75,28 @@ struct Caller {
 impl Clients {
     /// Builds clients from the SDK's configuration chain plus the overrides in `opts`.
     pub async fn new(opts: &AwsOptions) -> Result<Clients, crate::Error> {
+        Clients::with_credentials(opts, None).await
+    }
+
+    /// Clients in `region` with the temporary credentials AssumeRole returned (a fleet's
+    /// target account); everything else (endpoint, budget mode, retries) as `opts` says. Each
+    /// call makes a new request budget: AWS's quotas are per account and region.
+    pub async fn assumed(
+        opts: &AwsOptions,
+        region: &str,
+        credentials: aws_sdk_sts::config::Credentials,
+    ) -> Result<Clients, crate::Error> {
+        let opts = AwsOptions {
+            region: Some(region.to_string()),
+            ..opts.clone()
+        };
+        Clients::with_credentials(&opts, Some(credentials)).await
+    }
+
+    async fn with_credentials(
+        opts: &AwsOptions,
+        credentials: Option<aws_sdk_sts::config::Credentials>,
+    ) -> Result<Clients, crate::Error> {
         // Standard retries (exponential backoff with jitter) rather than adaptive: adaptive mode
         // slows the whole client for seconds after one throttled answer, and streamstack keeps
         // to the control-plane quotas itself. Eight attempts ride out bursts of throttling,
@@ -99,6 +125,9 @@ impl Clients {
         // about 10 ms of every command's start; this one is made at its first HTTPS request
         // (never, against a plain-HTTP emulator with keys in the environment).
         loader = loader.http_client(LazyHttpsClient::shared());
+        if let Some(c) = credentials {
+            loader = loader.credentials_provider(c);
+        }
         let conf = loader.load().await;
         Clients::from_sdk_config_with_budget(&conf, endpoint.is_some(), opts.api_budget)
     }
@@ -164,6 +193,8 @@ impl Clients {
             logs: client!(aws_sdk_cloudwatchlogs),
             tagging: client!(aws_sdk_resourcegroupstagging),
             cloudformation: client!(aws_sdk_cloudformation),
+            organizations: client!(aws_sdk_organizations),
+            servicequotas: client!(aws_sdk_servicequotas),
             s3,
             region,
             custom_endpoint,

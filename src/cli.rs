@@ -274,6 +274,8 @@ pub struct PlanArgs {
     pub detailed_exitcode: bool,
     #[command(flatten)]
     pub online: OnlineArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 impl PlanArgs {
@@ -315,6 +317,8 @@ pub struct ApplyArgs {
     pub engine: EngineArg,
     #[command(flatten)]
     pub online: OnlineArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 // What `apply` and `destroy` share: approval, output and the lock.
@@ -378,6 +382,8 @@ pub struct CheckArgs {
     pub json: bool,
     #[command(flatten)]
     pub online: OnlineArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 // `destroy (SPEC | --stack NAME) [--auto-approve] [--json] [--lock-timeout DUR] [--engine ENGINE]`
@@ -399,6 +405,8 @@ pub struct DestroyArgs {
     pub engine: EngineArg,
     #[command(flatten)]
     pub online: OnlineArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 // `force-unlock SPEC LOCK_ID`
@@ -422,6 +430,8 @@ pub struct StacksArgs {
     pub json: bool,
     #[command(flatten)]
     pub aws: AwsArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 // `gc [--dry-run] [--auto-approve] [--json]`
@@ -438,6 +448,8 @@ pub struct GcArgs {
     pub json: bool,
     #[command(flatten)]
     pub aws: AwsArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 // `output SPEC [--json]`
@@ -451,6 +463,8 @@ pub struct OutputArgs {
     pub json: bool,
     #[command(flatten)]
     pub online: OnlineArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 // `init [--example NAME] [--force] [PATH]`
@@ -799,4 +813,26 @@ mod tests {
         assert!(parse("streamstack init --delivery a").is_err());
         assert!(parse("streamstack init --from-live --example classroom").is_err());
     }
+}
+
+// `--fleet FLEET [--targets-in-flight N] [--failure-tolerance N] [--only TARGET...]
+// [--retry-failed]`: the command in every target of a fleet file (docs/cli.md#fleets).
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// Run in every target (ACCOUNT/REGION) of this fleet file: assume each target's role,
+    /// the target's region replacing the spec's `region:`.
+    #[arg(long, value_name = "FLEET")]
+    pub fleet: Option<PathBuf>,
+    /// Targets worked on at once.
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "fleet")]
+    pub targets_in_flight: usize,
+    /// Once more than N targets failed, skip the targets not yet started (default: go on).
+    #[arg(long, value_name = "N", requires = "fleet")]
+    pub failure_tolerance: Option<usize>,
+    /// Only these targets: ACCOUNT/REGION, an account id or a target's name.
+    #[arg(long, value_name = "TARGET", num_args = 1.., requires = "fleet")]
+    pub only: Vec<String>,
+    /// Only the targets that did not succeed in the last run's report.
+    #[arg(long, requires = "fleet")]
+    pub retry_failed: bool,
 }

@@ -47,6 +47,8 @@ const LAYERS: &[&str] = &[
     "tail",
     // One flow over both engines.
     "deploy",
+    // Fleets: one spec across accounts and regions, over the library.
+    "fleet",
     // Presentation and the command line's definition.
     "ui",
     "cli",

@@ -19,6 +19,7 @@ pub mod diagnostics;
 pub mod error;
 pub mod events;
 pub mod executor;
+pub mod fleet;
 pub mod iam;
 pub mod journal;
 pub mod kinds;

@@ -84,6 +84,33 @@ pub async fn open(spec_path: &Path, opts: &OpenOptions) -> Result<Session> {
     ))
 }
 
+/// [`open`] with clients already made (a fleet target's: assumed credentials, the target's
+/// region, which `opts.load.fleet_region` names too).
+pub async fn open_with(spec_path: &Path, opts: &OpenOptions, clients: Clients) -> Result<Session> {
+    let text = std::fs::read(spec_path)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", spec_path.display())))?;
+    let account_id = clients.account_id().await?;
+    let load = LoadOptions {
+        ambient_region: Some(clients.region.clone()),
+        account_id: Some(account_id.clone()),
+        ..opts.load.clone()
+    };
+    let validated = derive::load_file(spec_path, &load).map_err(Error::Spec)?;
+    Ok(session(
+        spec_path.to_path_buf(),
+        sha256_hex(&text),
+        validated,
+        clients,
+        &account_id,
+        opts,
+    ))
+}
+
+/// [`open_stack`] with clients already made (a fleet target's).
+pub async fn open_stack_with(stack: &str, opts: &OpenOptions, clients: Clients) -> Result<Session> {
+    stack_session(stack, opts, clients).await
+}
+
 fn session(
     spec_path: PathBuf,
     spec_sha256: String,
@@ -127,6 +154,10 @@ pub async fn open_stack(stack: &str, opts: &OpenOptions) -> Result<Session> {
         )));
     }
     let clients = Clients::new(&opts.aws).await?;
+    stack_session(stack, opts, clients).await
+}
+
+async fn stack_session(stack: &str, opts: &OpenOptions, clients: Clients) -> Result<Session> {
     let account_id = clients.account_id().await?;
     let env = Env::new(&account_id, &clients.region, stack);
     let validated = Validated {
@@ -169,6 +200,12 @@ pub struct StackInfo {
 /// Groups Tagging API's listing as each kind corrects it (`ResourceKind::correct_listing`).
 pub async fn list_stacks(aws: &AwsOptions) -> Result<Vec<StackInfo>> {
     let clients = Clients::new(aws).await?;
+    list_stacks_with(&clients).await
+}
+
+/// [`list_stacks`] with clients already made (a fleet target's).
+pub async fn list_stacks_with(clients: &Clients) -> Result<Vec<StackInfo>> {
+    let clients = clients.clone();
     let mut listed = tagged_resources(&clients, TAG_STACK, None).await?;
     let arns: Vec<String> = listed.iter().map(|(arn, _)| arn.clone()).collect();
     let fixes = futures::future::try_join_all(

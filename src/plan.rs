@@ -479,6 +479,7 @@ hosts:
             &LoadOptions {
                 region: Some("eu-west-1".into()),
                 account_id: Some("123456789012".into()),
+                fleet_region: None,
                 vars: vec![],
                 ambient_region: None,
             },

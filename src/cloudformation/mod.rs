@@ -214,6 +214,7 @@ mod tests {
         let opts = LoadOptions {
             region: Some("eu-west-1".into()),
             account_id: Some("123456789012".into()),
+            fleet_region: None,
             vars: vec![],
             ambient_region: None,
         };

@@ -14,6 +14,23 @@ use super::{
 use streamstack::cli::{ApplyArgs, Global};
 
 pub fn run(g: &Global, a: &ApplyArgs) -> Outcome {
+    if a.fleet.fleet.is_some() {
+        let command = streamstack::fleet::run::Command::Apply {
+            parallelism: a.parallelism,
+        };
+        return super::fleet::run(
+            g,
+            super::fleet::Request {
+                fleet: &a.fleet,
+                spec: Some(&a.target),
+                command,
+                json: a.change.json,
+                ask: !a.change.auto_approve,
+                lock_timeout: a.change.lock_timeout.unwrap_or_default(),
+                engine: a.engine.engine,
+            },
+        );
+    }
     if a.engine.engine == streamstack::cli::Engine::Stacksets {
         return Err(Failure::Message(deploy::STACKSETS_NEED_A_FLEET.into()));
     }

@@ -10,6 +10,30 @@ use super::{open_options, runtime, stdout_style, Failure, Outcome};
 use streamstack::cli::{CheckArgs, Global};
 
 pub fn run(g: &Global, a: &CheckArgs) -> Outcome {
+    if a.fleet.fleet.is_some() {
+        let opts = CheckOptions {
+            put: a.put,
+            timeout: a.timeout.unwrap_or(if a.put.is_some() {
+                Duration::from_secs(300)
+            } else {
+                Duration::ZERO
+            }),
+            poll: super::timeouts().poll,
+        };
+        let command = streamstack::fleet::run::Command::Check(opts);
+        return super::fleet::run(
+            g,
+            super::fleet::Request {
+                fleet: &a.fleet,
+                spec: Some(&a.spec),
+                command,
+                json: a.json,
+                ask: false,
+                lock_timeout: Duration::ZERO,
+                engine: streamstack::cli::Engine::Streamstack,
+            },
+        );
+    }
     let (spec, put, timeout, json) = (&a.spec, a.put, a.timeout, a.json);
     let style = stdout_style(g);
     runtime()?.block_on(async {

@@ -11,6 +11,28 @@ use super::{
 use streamstack::cli::{DestroyArgs, Global};
 
 pub fn run(g: &Global, a: &DestroyArgs) -> Outcome {
+    if a.fleet.fleet.is_some() {
+        let Some(spec) = a.spec.as_deref() else {
+            return Err(Failure::Message(
+                "destroy --fleet needs the spec file".into(),
+            ));
+        };
+        let command = streamstack::fleet::run::Command::Destroy {
+            parallelism: DEFAULT_PARALLELISM,
+        };
+        return super::fleet::run(
+            g,
+            super::fleet::Request {
+                fleet: &a.fleet,
+                spec: Some(spec),
+                command,
+                json: a.change.json,
+                ask: !a.change.auto_approve,
+                lock_timeout: a.change.lock_timeout.unwrap_or_default(),
+                engine: a.engine.engine,
+            },
+        );
+    }
     let c = &a.change;
     if a.engine.engine == streamstack::cli::Engine::Stacksets {
         return Err(Failure::Message(deploy::STACKSETS_NEED_A_FLEET.into()));

@@ -10,6 +10,22 @@ use streamstack::cli::{GcArgs, Global};
 const AT_ONCE: usize = 3;
 
 pub fn run(g: &Global, a: &GcArgs) -> Outcome {
+    if a.fleet.fleet.is_some() {
+        let command = streamstack::fleet::run::Command::Gc { dry_run: a.dry_run };
+        let ask = !a.auto_approve && !a.dry_run;
+        return super::fleet::run(
+            g,
+            super::fleet::Request {
+                fleet: &a.fleet,
+                spec: None,
+                command,
+                json: a.json,
+                ask,
+                lock_timeout: std::time::Duration::ZERO,
+                engine: streamstack::cli::Engine::Streamstack,
+            },
+        );
+    }
     let (dry_run, auto_approve, json) = (a.dry_run, a.auto_approve, a.json);
     runtime()?.block_on(async {
         let base = open_options(g, streamstack::events::Events::none());

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod check;
 pub mod completions;
 pub mod destroy;
+pub mod fleet;
 pub mod force_unlock;
 pub mod gc;
 pub mod init;
@@ -54,6 +55,7 @@ pub fn load_options(g: &Global) -> LoadOptions {
         region: g.connection.region.clone().filter(|r| !r.is_empty()),
         ambient_region,
         account_id: None,
+        fleet_region: None,
     }
 }
 

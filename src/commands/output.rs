@@ -7,6 +7,21 @@ use super::{open_options, runtime, Outcome};
 use streamstack::cli::{Global, OutputArgs};
 
 pub fn run(g: &Global, a: &OutputArgs) -> Outcome {
+    if a.fleet.fleet.is_some() {
+        let command = streamstack::fleet::run::Command::Output;
+        return super::fleet::run(
+            g,
+            super::fleet::Request {
+                fleet: &a.fleet,
+                spec: Some(&a.spec),
+                command,
+                json: a.json,
+                ask: false,
+                lock_timeout: std::time::Duration::ZERO,
+                engine: streamstack::cli::Engine::Streamstack,
+            },
+        );
+    }
     let (spec, json) = (&a.spec, a.json);
     runtime()?.block_on(async {
         let s = ops::open(spec, &open_options(g, Events::none())).await?;

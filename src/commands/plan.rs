@@ -12,6 +12,20 @@ use super::{open_options, runtime, stdout_style, Failure, Outcome};
 use streamstack::cli::{Global, PlanArgs, PlanFormat};
 
 pub fn run(g: &Global, a: &PlanArgs) -> Outcome {
+    if a.fleet.fleet.is_some() {
+        return super::fleet::run(
+            g,
+            super::fleet::Request {
+                fleet: &a.fleet,
+                spec: Some(&a.spec),
+                command: streamstack::fleet::run::Command::Plan,
+                json: a.output() == streamstack::cli::PlanFormat::Json,
+                ask: false,
+                lock_timeout: std::time::Duration::ZERO,
+                engine: a.engine.engine,
+            },
+        );
+    }
     if a.engine.engine == streamstack::cli::Engine::Stacksets {
         return Err(Failure::Message(deploy::STACKSETS_NEED_A_FLEET.into()));
     }

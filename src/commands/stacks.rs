@@ -6,6 +6,21 @@ use super::{open_options, runtime, Outcome};
 use streamstack::cli::{Global, StacksArgs};
 
 pub fn run(g: &Global, a: &StacksArgs) -> Outcome {
+    if a.fleet.fleet.is_some() {
+        let command = streamstack::fleet::run::Command::Stacks;
+        return super::fleet::run(
+            g,
+            super::fleet::Request {
+                fleet: &a.fleet,
+                spec: None,
+                command,
+                json: a.json,
+                ask: false,
+                lock_timeout: std::time::Duration::ZERO,
+                engine: streamstack::cli::Engine::Streamstack,
+            },
+        );
+    }
     let json = a.json;
     let opts = open_options(g, streamstack::events::Events::none());
     runtime()?.block_on(async {

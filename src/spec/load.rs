@@ -79,6 +79,8 @@ pub struct LoadOptions {
     pub ambient_region: Option<String>,
     /// The live account id; [`OFFLINE_ACCOUNT_ID`] when offline.
     pub account_id: Option<String>,
+    /// `--fleet`: the target's region, which replaces the spec's `region:` (and --region's).
+    pub fleet_region: Option<String>,
 }
 
 /// A decoded spec plus what loading learned about its environment.
@@ -283,6 +285,15 @@ struct Region {
 fn region(d: &mut Decoder, m: &Mapping, opts: &LoadOptions) -> Region {
     let p = Path::root().key("region");
     let in_spec = Decoder::field(m, "region").and_then(|v| d.literal_string(v, &p));
+    if let Some(r) = &opts.fleet_region {
+        // A fleet's target region was checked with the fleet file.
+        return Region {
+            in_spec,
+            name: r.clone(),
+            is_placeholder: false,
+            valid: rules::region(r).is_ok(),
+        };
+    }
     if let Some(r) = &in_spec {
         let valid = d.check(&p, rules::region(r));
         if let Some(cli) = opts.region.as_ref().filter(|cli| valid && *cli != r) {

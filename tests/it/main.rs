@@ -22,6 +22,7 @@ mod discovery;
 mod external_hosts;
 mod faults;
 mod first_minutes;
+mod fleet;
 mod gitops;
 mod kind_bucket_sg;
 mod kind_delivery_iam;

@@ -29,6 +29,7 @@ fn opts() -> LoadOptions {
         region: None,
         ambient_region: Some("eu-west-1".into()),
         account_id: None,
+        fleet_region: None,
     }
 }
 
@@ -106,6 +107,14 @@ fn every_valid_spec_and_example_stack_validates() {
     assert!(files.len() >= 2);
     for path in files {
         let text = std::fs::read_to_string(&path).expect("readable");
+        // Fleet files (stacks/fleet-*.yaml) are checked as fleet files.
+        let name = path.file_name().map(|n| n.to_string_lossy().to_string());
+        if name.is_some_and(|n| n.starts_with("fleet-")) {
+            if let Err(d) = streamstack::fleet::file::load_str(&path.display().to_string(), &text) {
+                panic!("{} was rejected:\n{d}", path.display());
+            }
+            continue;
+        }
         if let Err(d) = streamstack::derive::load_str(
             &path.display().to_string(),
             &text,

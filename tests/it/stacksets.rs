@@ -44,6 +44,7 @@ fn session(sb: &Sandbox, events: Events) -> Session {
         account_id: Some(sb.account_id.clone()),
         vars: vec![],
         ambient_region: None,
+        fleet_region: None,
     };
     let validated = match streamstack::derive::load_str("fleet-lab.yaml", SPEC, &opts) {
         Ok(v) => v,

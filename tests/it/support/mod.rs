@@ -20,6 +20,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod fleet_emulation;
 pub mod inventory;
 pub mod moto;
 pub mod proxy;
@@ -93,6 +94,7 @@ impl Sandbox {
         let opts = streamstack::spec::LoadOptions {
             region: Some(REGION.into()),
             account_id: Some(self.account_id.clone()),
+            fleet_region: None,
             vars: vec![],
             ambient_region: None,
         };

@@ -134,6 +134,8 @@ pub struct ProxyConfig {
     /// IAM users (access key id, secret) whose form requests are signed again the way moto
     /// checks them when it enforces IAM ([`super::resign`]).
     pub resign: Vec<(String, String)>,
+    /// Service Quotas and refused AssumeRole for fleets ([`super::fleet_emulation`]).
+    pub fleet: super::fleet_emulation::FleetEmulation,
 }
 
 impl ProxyConfig {
@@ -162,6 +164,7 @@ impl ProxyConfig {
             policy_stale: k,
             quotas: false,
             resign: Vec::new(),
+            fleet: Default::default(),
         }
     }
 
@@ -279,6 +282,11 @@ impl Proxy {
     /// `http://127.0.0.1:PORT`, to be used as the SDK `endpoint_url`.
     pub fn endpoint(&self) -> String {
         self.endpoint.clone()
+    }
+
+    /// The fleet emulation this proxy answers with ([`super::fleet_emulation`]).
+    pub fn config_fleet(&self) -> &super::fleet_emulation::FleetEmulation {
+        &self.shared.config.fleet
     }
 
     pub fn account_id(&self) -> Option<&str> {
@@ -948,7 +956,22 @@ impl Shared {
         if let Some(gate) = gate {
             gate.pass(&key).await;
         }
-        let (response, emulated) = match self.intercept(&op) {
+        let authorization = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let fleet = (self.config.fleet).answer(
+            &op.service,
+            &op.action,
+            &op.json,
+            &op.form,
+            authorization.unwrap_or_default(),
+        );
+        let fleet = fleet.map(|(status, content_type, body)| {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            (with_type(plain(status, body), content_type), Some("fleet"))
+        });
+        let (response, emulated) = match fleet.or_else(|| self.intercept(&op)) {
             Some(refusal) => refusal,
             None => {
                 // A batch taken only in part reaches moto without its refused records.
@@ -960,7 +983,11 @@ impl Shared {
                             let merged = merge_batch(&op.service, &upstream.body, total);
                             (upstream.into_response(merged), Some("partial"))
                         }
-                        _ => self.observe(&op, upstream),
+                        _ => {
+                            let fleet = &self.config.fleet;
+                            fleet.observe(&op.service, &op.action, &op.form, &upstream.body);
+                            self.observe(&op, upstream)
+                        }
                     },
                     Err(e) => (
                         plain(

@@ -120,7 +120,10 @@ fn session(
     opts: &OpenOptions,
 ) -> Session {
     let stack = validated.spec.stack.clone();
-    let env = Env::new(account_id, &clients.region, &stack);
+    let mut env = Env::new(account_id, &clients.region, &stack);
+    if validated.model.env.iam_per_region {
+        env = env.with_iam_per_region(&stack);
+    }
     let journal = std::sync::Arc::new(crate::journal::Journal::open(
         account_id,
         &env.region,
@@ -159,7 +162,10 @@ pub async fn open_stack(stack: &str, opts: &OpenOptions) -> Result<Session> {
 
 async fn stack_session(stack: &str, opts: &OpenOptions, clients: Clients) -> Result<Session> {
     let account_id = clients.account_id().await?;
-    let env = Env::new(&account_id, &clients.region, stack);
+    let mut env = Env::new(&account_id, &clients.region, stack);
+    if opts.load.fleet_region.is_some() {
+        env = env.with_iam_per_region(stack);
+    }
     let validated = Validated {
         spec: crate::spec::types::Spec {
             stack: stack.to_string(),

@@ -86,7 +86,7 @@ fn delivery(d: &mut Deriver, at: Origin, key: &str, del: &DeliverySpec, name: St
         bucket_name,
         mut deps,
     } = ends;
-    let role_name = delivery_role_name(&d.spec.stack, key);
+    let role_name = d.env.iam_name(delivery_role_name(&d.spec.stack, key));
     d.check_name(at.derived(), key, rules::role_name(&role_name));
     let log_group_name = log_group::name_for(&name);
     if let Some(logging) = &del.error_logging {

@@ -181,8 +181,8 @@ fn check_sample(d: &mut Deriver, key: &str, h: &HostSpec) {
 /// The host's role (its policy from `access`) and the instance profile carrying it; returns
 /// the profile's name.
 fn iam_resources(d: &mut Deriver, key: &str, access: iam::HostAccess) -> String {
-    let role_name = host_role_name(&d.spec.stack, key);
-    let profile_name = instance_profile_name(&d.spec.stack, key);
+    let role_name = d.env.iam_name(host_role_name(&d.spec.stack, key));
+    let profile_name = d.env.iam_name(instance_profile_name(&d.spec.stack, key));
     let at = Origin::entry("hosts", false);
     d.check_name(at, key, rules::role_name(&role_name));
     d.check_name(at, key, rules::instance_profile_name(&profile_name));
@@ -302,7 +302,7 @@ fn instance(
 /// flows, without the bootstrap report) whose access key the apply writes to the credentials
 /// file, and the agent's configuration naming that file's profile.
 fn external_user(d: &mut Deriver, key: &str, flows: Flows) {
-    let name = host_role_name(&d.spec.stack, key);
+    let name = d.env.iam_name(host_role_name(&d.spec.stack, key));
     let at = Origin::entry("hosts", false);
     d.check_name(at, key, rules::user_name(&name));
     let profile = credentials_file::profile_name(&d.spec.stack, key);
@@ -436,5 +436,46 @@ mod tests {
             bad_platform.contains("hosts.edge.platform"),
             "{bad_platform}"
         );
+    }
+
+    /// A fleet deploys one spec to several regions of an account: its IAM names and path carry
+    /// the region, so no two regions share (and overwrite, and delete) a role.
+    #[test]
+    fn in_a_fleet_iam_names_and_path_carry_the_region() {
+        let hosts = "  web:\n    instance_type: t3.micro\n    flows:\n      - files: /var/log/w/*.log\n        to: weather\n";
+        let text = format!(
+            "{BASE}{hosts}deliveries:\n  d:\n    from: weather\n    to: b\nbuckets:\n  b: {{}}\n"
+        );
+        let one = |fleet_region: Option<&str>| {
+            let opts = LoadOptions {
+                fleet_region: fleet_region.map(str::to_string),
+                ..LoadOptions::default()
+            };
+            let v = super::super::load_str("s.yaml", &text, &opts).unwrap();
+            let mut names: Vec<String> = [HOST_ROLE, INSTANCE_PROFILE, crate::kinds::DELIVERY_ROLE]
+                .into_iter()
+                .flat_map(|k| {
+                    v.model
+                        .of_kind(k)
+                        .map(|r| r.name.clone())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            names.sort();
+            (names, v.model.env.iam_path.clone())
+        };
+        let (plain, path) = one(None);
+        assert_eq!(plain, ["lab-d-firehose", "lab-web-host", "lab-web-host"]);
+        assert_eq!(path, "/streamstack/lab/");
+        let (fleet, path) = one(Some("us-east-1"));
+        assert_eq!(
+            fleet,
+            [
+                "lab-d-firehose-us-east-1",
+                "lab-web-host-us-east-1",
+                "lab-web-host-us-east-1"
+            ]
+        );
+        assert_eq!(path, "/streamstack/lab/us-east-1/");
     }
 }

@@ -59,7 +59,10 @@ pub fn load_str(file: &str, text: &str, opts: &LoadOptions) -> Result<Validated,
         // them would only repeat the error already reported.
         return Err(diags);
     }
-    let env = Env::new(&loaded.account_id, &loaded.region, &loaded.spec.stack);
+    let mut env = Env::new(&loaded.account_id, &loaded.region, &loaded.spec.stack);
+    if opts.fleet_region.is_some() {
+        env = env.with_iam_per_region(&loaded.spec.stack);
+    }
     match derive(&loaded.spec, env) {
         Ok(_) if diags.has_errors() => Err(diags),
         Ok(model) => Ok(Validated {

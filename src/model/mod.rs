@@ -203,6 +203,12 @@ pub fn iam_path(stack: &str) -> String {
     format!("{IAM_PATH_ROOT}{stack}/")
 }
 
+/// The IAM path of a stack deployed by a fleet in one of several regions of an account:
+/// `/streamstack/{stack}/{region}/` (see [`Env::iam_per_region`]).
+pub fn iam_path_in_region(stack: &str, region: &str) -> String {
+    format!("{IAM_PATH_ROOT}{stack}/{region}/")
+}
+
 /// Where the stack lives: names and ARNs depend on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Env {
@@ -212,6 +218,12 @@ pub struct Env {
     /// IAM path of every role and instance profile of the stack: `/streamstack/{stack}/`, so one
     /// `ListRoles(PathPrefix)` finds them all, including ones no longer in the spec.
     pub iam_path: String,
+    /// IAM is global to an account while everything else is regional: a fleet that deploys a
+    /// stack to several regions of one account would otherwise give every region the same role
+    /// names, each region's apply overwriting the others' region-scoped policies and each
+    /// region's destroy deleting roles the others use. With `--fleet`, the stack's IAM names end
+    /// with the region and its IAM path is `/streamstack/{stack}/{region}/`.
+    pub iam_per_region: bool,
 }
 
 impl Env {
@@ -228,6 +240,22 @@ impl Env {
             region: region.to_string(),
             partition: partition.to_string(),
             iam_path: iam_path(stack),
+            iam_per_region: false,
+        }
+    }
+    /// This environment with region-scoped IAM names and path (see [`Env::iam_per_region`]).
+    pub fn with_iam_per_region(mut self, stack: &str) -> Self {
+        self.iam_path = iam_path_in_region(stack, &self.region);
+        self.iam_per_region = true;
+        self
+    }
+    /// A derived IAM name `base` (`{stack}-{key}-host`), with `-{region}` appended when the IAM
+    /// names are region-scoped.
+    pub fn iam_name(&self, base: String) -> String {
+        if self.iam_per_region {
+            format!("{base}-{}", self.region)
+        } else {
+            base
         }
     }
     /// DNS suffix of regional service endpoints.

@@ -51,6 +51,9 @@ pub struct Clients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub cloudformation: aws_sdk_cloudformation::Client,
+    /// The Price List Query API (`crate::cost`), always asked in us-east-1 (one of its three
+    /// endpoints) whatever the stack's region; two attempts, since prices never fail a plan.
+    pub pricing: aws_sdk_pricing::Client,
     pub region: String,
     /// The clients talk to an endpoint other than AWS's own (`--endpoint-url`: an emulator),
     /// whose coverage of AWS's APIs may be partial (moto's tagging API skips Kinesis).
@@ -164,6 +167,14 @@ impl Clients {
             logs: client!(aws_sdk_cloudwatchlogs),
             tagging: client!(aws_sdk_resourcegroupstagging),
             cloudformation: client!(aws_sdk_cloudformation),
+            pricing: aws_sdk_pricing::Client::from_conf(
+                aws_sdk_pricing::config::Builder::from(conf)
+                    .region(Region::new("us-east-1"))
+                    .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+                    .http_client(http.clone())
+                    .interceptor(CallLog)
+                    .build(),
+            ),
             s3,
             region,
             custom_endpoint,

@@ -4,6 +4,7 @@
 //! plan → executor → AWS. See CONTRIBUTING.md in the repository for the map.
 
 pub mod aws;
+pub mod bill;
 pub mod bootstrap;
 pub mod budget;
 pub mod cfn;
@@ -11,6 +12,7 @@ pub mod check;
 /// The command line's definition (clap): flags, arguments and their help. Commands in
 /// `src/commands/` are thin glue over the library.
 pub mod cli;
+pub mod cost;
 pub mod cloudformation;
 pub mod deploy;
 pub mod derive;

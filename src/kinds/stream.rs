@@ -50,6 +50,9 @@ pub struct Streams;
 
 impl ResourceKind for Streams {
     lifecycle_from_module_fns!(kinds: &[KIND]; outputs, check, put_test_records, cloudformation);
+    fn cost(&self, r: &Resource, usage: &crate::cost::Usage) -> Vec<crate::cost::Line> {
+        cost_lines(r, usage)
+    }
     fn name_namespace(&self) -> Option<(&'static str, bool)> {
         Some(("stream", false))
     }
@@ -772,5 +775,42 @@ mod tests {
         }
         assert_eq!(scaling_steps(1, 1000).len(), 10);
         assert!(scaling_steps(1, 2000).len() > SCALINGS_PER_DAY);
+    }
+}
+
+/// What a stream bills per hour (`crate::cost`): provisioned, its shard-hours and PUT payload
+/// units (25 KB each, every record at least one); on-demand, its stream-hour and the data in and
+/// out (each record rounded up to 1 KB).
+fn cost_lines(r: &Resource, usage: &crate::cost::Usage) -> Vec<crate::cost::Line> {
+    use crate::cost::{Line, Price};
+    let Ok(p) = props::<StreamProps>(r) else {
+        return Vec::new();
+    };
+    match p.mode {
+        StreamMode::Provisioned => vec![
+            Line::new(
+                "shard-hours",
+                Price::KinesisShardHour,
+                f64::from(p.shards.unwrap_or(1)),
+            ),
+            Line::new(
+                "PUT payload units",
+                Price::KinesisPutPayloadUnit,
+                usage.put_payload_units_per_hour(),
+            ),
+        ],
+        StreamMode::OnDemand => vec![
+            Line::new("stream-hours", Price::KinesisOnDemandStreamHour, 1.0),
+            Line::new(
+                "data in (1 KB per record)",
+                Price::KinesisOnDemandInGb,
+                usage.rounded_gb_per_hour(1024),
+            ),
+            Line::new(
+                "data out (1 KB per record)",
+                Price::KinesisOnDemandOutGb,
+                usage.rounded_gb_per_hour(1024) * usage.reads_per_record,
+            ),
+        ],
     }
 }

@@ -1,0 +1,237 @@
+//! Pricing with the kinds' cost models (`kinds::ResourceKind::cost`): a plan's `cost` object
+//! (the stack after the plan, what the plan adds and removes, its expiry, 30 days forgotten)
+//! and the rate and accrued cost of the live stacks `stacks` and `gc` list.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::aws::{tagged_resources, AwsOptions, Clients};
+use crate::cost::{self, Cost, Estimate, Line, PriceBook, PricesMode, UsageBook};
+use crate::deploy::Planned;
+use crate::kinds::{self, Live};
+use crate::model::{Model, Resource, TAG_CREATED_AT, TAG_STACK};
+use crate::ops::{Session, StackInfo};
+use crate::plan::{Action, Plan};
+use crate::Result;
+
+/// A resource's hourly lines, by its kind's cost model.
+pub fn lines_of(r: &Resource, usage: &UsageBook) -> Vec<Line> {
+    kinds::REGISTRY
+        .handler(r.address.kind)
+        .map(|h| h.cost(r, &usage.for_resource(r)))
+        .unwrap_or_default()
+}
+
+/// Every resource of `model` with its lines (resources that bill nothing are left out).
+pub fn model_lines(model: &Model, usage: &UsageBook) -> Vec<(String, Vec<Line>)> {
+    model
+        .resources
+        .values()
+        .map(|r| (r.address.to_string(), lines_of(r, usage)))
+        .filter(|(_, l)| !l.is_empty())
+        .collect()
+}
+
+/// The instance types a model runs (what a live price fetch asks for).
+fn instance_types(lines: &[(String, Vec<Line>)]) -> Vec<String> {
+    let mut out: Vec<String> = lines
+        .iter()
+        .flat_map(|(_, l)| l.iter())
+        .filter_map(|l| match &l.price {
+            cost::Price::Ec2Hour(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The price book for the session's region in `mode`.
+pub async fn prices(
+    clients: &Clients,
+    mode: PricesMode,
+    lines: &[(String, Vec<Line>)],
+) -> PriceBook {
+    cost::prices::book(
+        mode,
+        &clients.region,
+        Some(&clients.pricing),
+        &instance_types(lines),
+    )
+    .await
+}
+
+/// The usage of a session's spec (the lab's defaults; `usage:` in the spec overrides them).
+pub fn usage_of(_s: &Session) -> UsageBook {
+    UsageBook::default()
+}
+
+/// The cost of the stack a plan leaves, and of its changes. Never fails: without prices, the
+/// figures are null and `reason` says why.
+pub async fn plan_cost(s: &Session, planned: &Planned, mode: PricesMode) -> Cost {
+    let model = &s.validated.model;
+    let usage = usage_of(s);
+    let after_lines = model_lines(model, &usage);
+    let book = prices(&s.cx.clients, mode, &after_lines).await;
+    let (added, removed) = match planned {
+        Planned::Own { plan, live } => changes_cost(plan, model, live, &usage, &book),
+        Planned::Stack(_) => (None, None),
+    };
+    cost_of(
+        cost::estimate(after_lines, &book),
+        added,
+        removed,
+        s.validated
+            .spec
+            .expires_after
+            .map(|d| std::time::Duration::from_secs(d.seconds)),
+        &book,
+        &usage,
+        model,
+    )
+}
+
+/// [`Cost::new`] with the assumptions of `model`'s billed resources.
+pub fn cost_of(
+    after: Estimate,
+    added: Option<f64>,
+    removed: Option<f64>,
+    expires_after: Option<std::time::Duration>,
+    book: &PriceBook,
+    usage: &UsageBook,
+    model: &Model,
+) -> Cost {
+    let usages: Vec<(String, cost::Usage)> = after
+        .resources
+        .iter()
+        .filter_map(|rc| {
+            let r = model.resources.values().find(|r| r.address.to_string() == rc.address)?;
+            Some((rc.address.clone(), usage.for_resource(r)))
+        })
+        .collect();
+    let mut assumptions = cost::assumptions(&usages);
+    if let Some(note) = &book.note {
+        assumptions.push(format!("prices: {note}; used the {}", book.source));
+    }
+    Cost::new(after, added, removed, expires_after, book, assumptions)
+}
+
+/// What the plan's changes add and remove per hour: creations and replacements add the desired
+/// resource's cost, deletions and replacements remove the live one's, an update both.
+pub fn changes_cost(
+    plan: &Plan,
+    model: &Model,
+    live: &[Live],
+    usage: &UsageBook,
+    book: &PriceBook,
+) -> (Option<f64>, Option<f64>) {
+    let hourly = |r: &Resource| {
+        cost::estimate(vec![(r.address.to_string(), lines_of(r, usage))], book).hourly_usd
+    };
+    let desired = |a: &str| model.resources.values().find(|r| r.address.to_string() == a);
+    let was = |a: &str| {
+        live.iter()
+            .map(|l| &l.resource)
+            .find(|r| r.address.to_string() == a)
+    };
+    let (mut added, mut removed) = (Some(0.0), Some(0.0));
+    let add = |sum: &mut Option<f64>, x: Option<f64>| {
+        *sum = sum.zip(x).map(|(a, b)| a + b);
+    };
+    for c in &plan.changes {
+        let (new, old) = match c.action {
+            Action::Create => (desired(&c.address).map(hourly), None),
+            Action::Delete => (None, was(&c.address).map(hourly)),
+            Action::Replace | Action::Update => (
+                desired(&c.address).map(hourly),
+                was(&c.address).map(hourly),
+            ),
+            Action::NoOp => (None, None),
+        };
+        if let Some(n) = new {
+            add(&mut added, n);
+        }
+        if let Some(o) = old {
+            add(&mut removed, o);
+        }
+    }
+    (added, removed)
+}
+
+/// A stack `stacks` lists, with what it costs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StackCost {
+    #[serde(flatten)]
+    pub info: StackInfo,
+    /// What its live resources bill per hour (null, with `cost_reason`, when unknown).
+    pub hourly_usd: Option<f64>,
+    /// `hourly_usd` times the hours since its `created-at` tag.
+    pub accrued_usd: Option<f64>,
+    /// What collecting it would save per day.
+    pub daily_usd: Option<f64>,
+    pub price_source: String,
+    pub price_date: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_reason: Option<String>,
+}
+
+/// Every stack in the region (as `ops::list_stacks` finds them) with its rate and its cost since
+/// `created-at`. Listing errors fail; prices never do.
+pub async fn list_stacks_with_cost(aws: &AwsOptions, mode: PricesMode) -> Result<Vec<StackCost>> {
+    let clients = Clients::new(aws).await?;
+    let mut listed = tagged_resources(&clients, TAG_STACK, None).await?;
+    let arns: Vec<String> = listed.iter().map(|(arn, _)| arn.clone()).collect();
+    let fixes = futures::future::try_join_all(
+        kinds::REGISTRY
+            .handlers()
+            .map(|h| h.correct_listing(&clients, &arns)),
+    )
+    .await?;
+    for fix in fixes {
+        listed.retain(|(arn, _)| !fix.not_leftovers.contains(arn));
+        listed.extend(fix.unlisted);
+    }
+    let arns: Vec<String> = listed.iter().map(|(arn, _)| arn.clone()).collect();
+    let lines: Vec<(String, Vec<Line>)> = futures::future::try_join_all(
+        kinds::REGISTRY
+            .handlers()
+            .map(|h| h.listed_cost(&clients, &arns)),
+    )
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
+    let book = prices(&clients, mode, &lines).await;
+    let stack_of: BTreeMap<&str, &str> = listed
+        .iter()
+        .filter_map(|(arn, tags)| Some((arn.as_str(), tags.get(TAG_STACK)?.as_str())))
+        .collect();
+    let now = std::time::SystemTime::now();
+    let infos = crate::ops::stacks_of(listed.clone(), now);
+    Ok(infos
+        .into_iter()
+        .map(|info| {
+            let mine: Vec<(String, Vec<Line>)> = lines
+                .iter()
+                .filter(|(arn, _)| stack_of.get(arn.as_str()) == Some(&info.name.as_str()))
+                .cloned()
+                .collect();
+            let e = cost::estimate(mine, &book);
+            let created = info.created_at.as_deref().and_then(crate::time::parse_rfc3339);
+            StackCost {
+                hourly_usd: e.hourly_usd.map(cost::round6),
+                accrued_usd: cost::accrued(e.hourly_usd, created, now),
+                daily_usd: e.hourly_usd.map(|h| cost::round6(h * 24.0)),
+                price_source: book.source.clone(),
+                price_date: book.date.clone(),
+                cost_reason: e.reason,
+                info,
+            }
+        })
+        .collect())
+}
+
+/// The created-at tag key, for callers that stamp it (re-exported for tests).
+pub const CREATED_AT_TAG: &str = TAG_CREATED_AT;

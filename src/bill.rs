@@ -235,3 +235,120 @@ pub async fn list_stacks_with_cost(aws: &AwsOptions, mode: PricesMode) -> Result
 
 /// The created-at tag key, for callers that stamp it (re-exported for tests).
 pub const CREATED_AT_TAG: &str = TAG_CREATED_AT;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cost::prices::snapshot;
+
+    const LAB: &str = include_str!("../stacks/weather-lab.yaml");
+    const CLASSROOM: &str = include_str!("../stacks/classroom.yaml");
+
+    fn model(text: &str, region: &str) -> Model {
+        let text: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("region:") {
+                    format!("region: {region}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        let opts = crate::spec::LoadOptions {
+            account_id: Some("123456789012".into()),
+            ..Default::default()
+        };
+        match crate::derive::load_str("s.yaml", &text, &opts) {
+            Ok(v) => v.model,
+            Err(d) => panic!("{d:?}"),
+        }
+    }
+
+    fn hourly(text: &str, region: &str) -> Estimate {
+        let m = model(text, region);
+        cost::estimate(model_lines(&m, &UsageBook::default()), &snapshot(region))
+    }
+
+    /// AWS's published us-east-1 list prices (reference/pricing.md), summed by hand: the lab's
+    /// 20 records of 95 bytes an hour are 20 KB in, 20 KB out (1 KB rounding), 100 KB through
+    /// Firehose (5 KB rounding) and 20 S3 PUTs (at most one per 60 s buffer).
+    fn lab_by_hand(stream: f64) -> f64 {
+        let gb = 1024.0 * 1024.0 * 1024.0;
+        let ebs = 8.0 * 0.08 / 730.0;
+        stream + 0.0104 + ebs + 20.0 * 5120.0 / gb * 0.029 + 20.0 * 0.005 / 1000.0
+    }
+
+    #[test]
+    fn the_lab_in_us_east_1_costs_the_sum_of_the_list_prices() {
+        let e = hourly(LAB, "us-east-1");
+        let h = e.hourly_usd.unwrap_or(f64::NAN);
+        let gb = 1024.0 * 1024.0 * 1024.0;
+        let data = 20.0 * 1024.0 / gb * (0.08 + 0.04);
+        assert!((h - lab_by_hand(0.04 + data)).abs() < 1e-9, "{h}");
+        assert!((h - 0.0513).abs() < 0.001, "{h}");
+        let stream = e.resources.iter().find(|r| r.address == "stream.weather");
+        let items: Vec<(&str, Option<f64>)> = stream
+            .map(|r| r.items.iter().map(|i| (i.unit.as_str(), i.unit_usd)).collect())
+            .unwrap_or_default();
+        assert_eq!(items[0], ("stream-hour", Some(0.04)));
+    }
+
+    #[test]
+    fn a_provisioned_one_shard_lab_bills_shard_hours_and_put_units() {
+        let text = LAB.replace("mode: on_demand", "mode: provisioned\n    shards: 1");
+        let h = hourly(&text, "us-east-1").hourly_usd.unwrap_or(f64::NAN);
+        let put_units = 20.0 * 0.014 / 1e6;
+        assert!((h - lab_by_hand(0.015 + put_units)).abs() < 1e-9, "{h}");
+    }
+
+    #[test]
+    fn a_classroom_costs_thirty_labs() {
+        let lab = hourly(LAB, "us-east-1").hourly_usd.unwrap_or(f64::NAN);
+        let class = hourly(CLASSROOM, "us-east-1").hourly_usd.unwrap_or(f64::NAN);
+        // One shared bucket instead of 30, and each delivery's own buffer: within a cent.
+        assert!((class - 30.0 * lab).abs() < 0.01, "{class} vs 30 × {lab}");
+    }
+
+    #[test]
+    fn a_region_without_prices_is_unknown_not_an_error() {
+        let e = hourly(LAB, "ap-southeast-7");
+        assert_eq!(e.hourly_usd, None);
+        let why = e.reason.unwrap_or_default();
+        assert!(why.starts_with("unknown:") && why.contains("ap-southeast-7"), "{why}");
+        let c = Cost::new(
+            hourly(LAB, "ap-southeast-7"),
+            None,
+            None,
+            Some(std::time::Duration::from_secs(8 * 3600)),
+            &snapshot("ap-southeast-7"),
+            Vec::new(),
+        );
+        assert_eq!((c.daily_usd, c.forgotten_30d_usd), (None, None));
+        assert!(cost::render(&c, false).contains("cost unknown: unknown:"));
+    }
+
+    #[test]
+    fn a_day_a_month_and_an_expiry_scale_the_hour() {
+        let book = snapshot("us-east-1");
+        let e = hourly(LAB, "us-east-1");
+        let h = e.hourly_usd.unwrap_or(f64::NAN);
+        let c = Cost::new(
+            e,
+            Some(h),
+            Some(0.0),
+            Some(std::time::Duration::from_secs(8 * 3600)),
+            &book,
+            Vec::new(),
+        );
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-5);
+        assert!(close(c.daily_usd, h * 24.0));
+        assert!(close(c.forgotten_30d_usd, h * 720.0));
+        assert!(close(c.expires_after_usd, h * 8.0));
+        assert!(close(c.times(30), h * 30.0));
+        assert_eq!(c.price_date, crate::cost::prices::SNAPSHOT_DATE);
+        let now = std::time::SystemTime::now();
+        let ten_hours_ago = now - std::time::Duration::from_secs(36_000);
+        assert!(close(cost::accrued(Some(h), Some(ten_hours_ago), now), h * 10.0));
+    }
+}

@@ -316,29 +316,31 @@ impl Cost {
     }
 }
 
-/// What a `usage` left to the defaults, as sentences for the output.
+/// What the estimate assumed, as sentences for the output: the usage of each resource (`usages`,
+/// by address) that no `usage:` in the spec set, and the fixed assumptions of the models.
 pub fn assumptions(usages: &[(String, Usage)]) -> Vec<String> {
+    let d = Usage::default();
+    let defaulted: Vec<&str> = usages
+        .iter()
+        .filter(|(_, u)| u.set.is_empty())
+        .map(|(a, _)| a.as_str())
+        .collect();
     let mut out = Vec::new();
-    for (key, u) in usages {
-        let d = Usage::default();
-        let mut said = Vec::new();
-        if !u.set.contains(&"records_per_second") {
-            said.push(format!(
-                "{:.0} records/hour (the lab's 20 sample records, written once)",
-                d.records_per_hour()
-            ));
-        }
-        if !u.set.contains(&"record_bytes") {
-            said.push(format!("{} bytes/record (one weather JSON line)", d.record_bytes));
-        }
-        if !u.set.contains(&"volume_gb") {
-            said.push(format!("an {} GB gp3 root volume per host", d.volume_gb));
-        }
-        if !said.is_empty() {
-            out.push(format!("{key}: {}", said.join("; ")));
-        }
+    if !defaulted.is_empty() {
+        out.push(format!(
+            "the lab's usage for {}: {:.0} records/hour of {} bytes (its 20 sample weather records, \
+             written once), each read once; {} GB root volume per host",
+            defaulted.join(", "),
+            d.records_per_hour(),
+            d.record_bytes,
+            d.volume_gb
+        ));
     }
-    out.push("S3: one PUT per delivery buffer interval; storage of the lab's data; log groups ingest nothing (Firehose logs only its errors)".into());
+    for (a, u) in usages.iter().filter(|(_, u)| !u.set.is_empty()) {
+        out.push(format!("{a}: usage from the spec ({})", u.set.join(", ")));
+    }
+    out.push("S3: one object per delivery buffer interval; storage of the lab's data".into());
+    out.push("CloudWatch Logs: nothing ingested (Firehose logs only its errors)".into());
     out.push("EC2: Linux on-demand, shared tenancy; no data transfer out of AWS".into());
     out
 }
@@ -352,7 +354,7 @@ pub fn round6(x: f64) -> f64 {
 pub fn usd(x: Option<f64>) -> String {
     match x {
         None => "unknown".into(),
-        Some(v) if v != 0.0 && v.abs() < 0.01 => format!("${v:.4}"),
+        Some(v) if v != 0.0 && v.abs() < 1.0 => format!("${v:.4}"),
         Some(v) => format!("${v:.2}"),
     }
 }

@@ -337,7 +337,7 @@ async fn fetch(
                 .set_next_token(token.clone())
                 .send()
                 .await
-                .map_err(|e| aws_sdk_pricing::error::DisplayErrorContext(&e).to_string())?;
+                .map_err(|e| short_error(&e))?;
             for doc in out.price_list() {
                 if let Some((usagetype, usd)) = parse_product(doc) {
                     for (suffix, key) in &q.wants {
@@ -368,6 +368,26 @@ async fn fetch(
         return Err(format!("no products for {region}"));
     }
     Ok(book)
+}
+
+/// An SDK error in one line: the HTTP status and AWS's code, or why nothing answered.
+fn short_error<E: aws_sdk_pricing::error::ProvideErrorMetadata>(
+    e: &aws_sdk_pricing::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> String {
+    use aws_sdk_pricing::error::SdkError;
+    match e {
+        SdkError::ServiceError(se) => format!(
+            "GetProducts answered HTTP {}{}",
+            se.raw().status().as_u16(),
+            se.err()
+                .code()
+                .map(|c| format!(" {c}"))
+                .unwrap_or_default()
+        ),
+        SdkError::TimeoutError(_) => "GetProducts timed out".into(),
+        SdkError::DispatchFailure(_) => "the pricing endpoint could not be reached".into(),
+        _ => "GetProducts returned no usable answer".into(),
+    }
 }
 
 /// Whether a usage type (`USE1-BilledBytes`, `Storage-ShardHour`) is `suffix` with at most a

@@ -51,7 +51,7 @@ pub struct Clients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub cloudformation: aws_sdk_cloudformation::Client,
-    /// The Price List Query API (`crate::cost`), always asked in us-east-1 (one of its three
+    /// The Price List Query API (for cost estimates), always asked in us-east-1 (one of its three
     /// endpoints) whatever the stack's region; two attempts, since prices never fail a plan.
     pub pricing: aws_sdk_pricing::Client,
     pub region: String,

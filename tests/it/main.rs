@@ -17,6 +17,7 @@ mod support;
 
 mod check;
 mod cloudformation;
+mod cost;
 mod discovery;
 mod faults;
 mod first_minutes;

@@ -22,6 +22,7 @@
 pub mod cli;
 pub mod inventory;
 pub mod moto;
+pub mod pricing;
 pub mod proxy;
 pub mod resign;
 pub mod wait;

@@ -64,8 +64,42 @@ pub async fn prices(
 }
 
 /// The usage of a session's spec (the lab's defaults; `usage:` in the spec overrides them).
-pub fn usage_of(_s: &Session) -> UsageBook {
-    UsageBook::default()
+pub fn usage_of(s: &Session) -> UsageBook {
+    usage_of_spec(&s.validated.spec)
+}
+
+/// The `usage:` mappings of a spec's streams and hosts, by key.
+pub fn usage_of_spec(spec: &crate::spec::types::Spec) -> UsageBook {
+    let mut book = UsageBook::default();
+    let specs = spec
+        .streams
+        .iter()
+        .filter_map(|(k, s)| Some((k, s.usage.as_ref()?)))
+        .chain(
+            spec.hosts
+                .iter()
+                .filter_map(|(k, h)| Some((k, h.usage.as_ref()?))),
+        );
+    for (key, u) in specs {
+        let e = book.by_key.entry(key.clone()).or_default();
+        if let Some(n) = u.records_per_hour {
+            e.records_per_second = n as f64 / 3600.0;
+            e.set.push("records_per_hour");
+        }
+        if let Some(n) = u.record_bytes {
+            e.record_bytes = n;
+            e.set.push("record_bytes");
+        }
+        if let Some(n) = u.reads_per_record {
+            e.reads_per_record = n as f64;
+            e.set.push("reads_per_record");
+        }
+        if let Some(n) = u.volume_gb {
+            e.volume_gb = n as f64;
+            e.set.push("volume_gb");
+        }
+    }
+    book
 }
 
 /// The cost of the stack a plan leaves, and of its changes. Never fails: without prices, the
@@ -350,5 +384,56 @@ mod tests {
         let now = std::time::SystemTime::now();
         let ten_hours_ago = now - std::time::Duration::from_secs(36_000);
         assert!(close(cost::accrued(Some(h), Some(ten_hours_ago), now), h * 10.0));
+    }
+
+    #[test]
+    fn usage_in_the_spec_replaces_the_lab_defaults_and_is_validated() {
+        let text = LAB
+            .replace(
+                "    encryption: aws_managed\n",
+                "    encryption: aws_managed\n    usage: { records_per_hour: 3600000, record_bytes: 2000 }\n",
+            )
+            .replace(
+                "    image: al2023\n",
+                "    image: al2023\n    usage: { volume_gb: 30 }\n",
+            );
+        let opts = crate::spec::LoadOptions {
+            account_id: Some("123456789012".into()),
+            ..Default::default()
+        };
+        let v = match crate::derive::load_str("s.yaml", &text.replace("ap-northeast-2", "us-east-1"), &opts) {
+            Ok(v) => v,
+            Err(d) => panic!("{d:?}"),
+        };
+        let usage = usage_of_spec(&v.spec);
+        let e = cost::estimate(model_lines(&v.model, &usage), &snapshot("us-east-1"));
+        let item = |address: &str, what: &str| {
+            e.resources
+                .iter()
+                .find(|r| r.address == address)
+                .and_then(|r| r.items.iter().find(|i| i.what.starts_with(what)))
+                .map(|i| i.quantity)
+        };
+        let gb = 1024.0 * 1024.0 * 1024.0;
+        // 1,000 records a second of 2,000 bytes: 2 KB each on-demand, 5 KB each in Firehose.
+        assert_eq!(item("stream.weather", "data in"), Some(3_600_000.0 * 2048.0 / gb));
+        assert_eq!(
+            item("delivery.weather-to-s3", "ingestion"),
+            Some(3_600_000.0 * 5120.0 / gb)
+        );
+        assert_eq!(item("host.collector", "EBS"), Some(30.0 / 730.0));
+        let said = cost::assumptions(&[("stream.weather".into(), usage.for_key("weather"))]);
+        assert!(said[0].contains("usage from the spec"), "{said:?}");
+
+        let bad = LAB.replace(
+            "    encryption: aws_managed\n",
+            "    encryption: aws_managed\n    usage: { record_bytes: 0, volume_gb: 3 }\n",
+        );
+        let d = match crate::derive::load_str("s.yaml", &bad, &opts) {
+            Ok(_) => panic!("a bad usage is refused"),
+            Err(d) => format!("{d:?}"),
+        };
+        assert!(d.contains("streams.weather.usage.record_bytes"), "{d}");
+        assert!(d.contains("streams.weather.usage.volume_gb"), "{d}");
     }
 }

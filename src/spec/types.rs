@@ -112,6 +112,8 @@ pub struct StreamSpec {
     pub shards: Option<u32>,
     pub retention_hours: u32,
     pub encryption: StreamEncryption,
+    /// `usage:` for the cost estimate.
+    pub usage: Option<UsageSpec>,
 }
 
 /// Where a delivery reads from.
@@ -307,4 +309,19 @@ pub struct HostSpec {
     pub ssh: Option<Ssh>,
     pub flows: Vec<Flow>,
     pub sample_data: Option<SampleData>,
+    /// `usage:` for the cost estimate.
+    pub usage: Option<UsageSpec>,
+}
+
+/// `usage:` of a stream or a host: what the cost estimate cannot know (unset: the lab's).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UsageSpec {
+    /// Records written per hour (streams).
+    pub records_per_hour: Option<u64>,
+    /// Bytes per record (streams).
+    pub record_bytes: Option<u64>,
+    /// How many consumers read each record (streams; the delivery is one).
+    pub reads_per_record: Option<u64>,
+    /// The root volume's size in GB (hosts).
+    pub volume_gb: Option<u64>,
 }

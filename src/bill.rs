@@ -141,7 +141,10 @@ pub fn cost_of(
         .resources
         .iter()
         .filter_map(|rc| {
-            let r = model.resources.values().find(|r| r.address.to_string() == rc.address)?;
+            let r = model
+                .resources
+                .values()
+                .find(|r| r.address.to_string() == rc.address)?;
             Some((rc.address.clone(), usage.for_resource(r)))
         })
         .collect();
@@ -164,7 +167,12 @@ pub fn changes_cost(
     let hourly = |r: &Resource| {
         cost::estimate(vec![(r.address.to_string(), lines_of(r, usage))], book).hourly_usd
     };
-    let desired = |a: &str| model.resources.values().find(|r| r.address.to_string() == a);
+    let desired = |a: &str| {
+        model
+            .resources
+            .values()
+            .find(|r| r.address.to_string() == a)
+    };
     let was = |a: &str| {
         live.iter()
             .map(|l| &l.resource)
@@ -178,10 +186,9 @@ pub fn changes_cost(
         let (new, old) = match c.action {
             Action::Create => (desired(&c.address).map(hourly), None),
             Action::Delete => (None, was(&c.address).map(hourly)),
-            Action::Replace | Action::Update => (
-                desired(&c.address).map(hourly),
-                was(&c.address).map(hourly),
-            ),
+            Action::Replace | Action::Update => {
+                (desired(&c.address).map(hourly), was(&c.address).map(hourly))
+            }
             Action::NoOp => (None, None),
         };
         if let Some(n) = new {
@@ -253,7 +260,10 @@ pub async fn list_stacks_with_cost(aws: &AwsOptions, mode: PricesMode) -> Result
                 .cloned()
                 .collect();
             let e = cost::estimate(mine, &book);
-            let created = info.created_at.as_deref().and_then(crate::time::parse_rfc3339);
+            let created = info
+                .created_at
+                .as_deref()
+                .and_then(crate::time::parse_rfc3339);
             StackCost {
                 hourly_usd: e.hourly_usd.map(cost::round6),
                 accrued_usd: cost::accrued(e.hourly_usd, created, now),
@@ -323,7 +333,12 @@ mod tests {
         assert!((h - 0.0513).abs() < 0.001, "{h}");
         let stream = e.resources.iter().find(|r| r.address == "stream.weather");
         let items: Vec<(&str, Option<f64>)> = stream
-            .map(|r| r.items.iter().map(|i| (i.unit.as_str(), i.unit_usd)).collect())
+            .map(|r| {
+                r.items
+                    .iter()
+                    .map(|i| (i.unit.as_str(), i.unit_usd))
+                    .collect()
+            })
             .unwrap_or_default();
         assert_eq!(items[0], ("stream-hour", Some(0.04)));
     }
@@ -339,7 +354,9 @@ mod tests {
     #[test]
     fn a_classroom_costs_thirty_labs() {
         let lab = hourly(LAB, "us-east-1").hourly_usd.unwrap_or(f64::NAN);
-        let class = hourly(CLASSROOM, "us-east-1").hourly_usd.unwrap_or(f64::NAN);
+        let class = hourly(CLASSROOM, "us-east-1")
+            .hourly_usd
+            .unwrap_or(f64::NAN);
         // One shared bucket instead of 30, and each delivery's own buffer: within a cent.
         assert!((class - 30.0 * lab).abs() < 0.01, "{class} vs 30 × {lab}");
     }
@@ -349,7 +366,10 @@ mod tests {
         let e = hourly(LAB, "ap-southeast-7");
         assert_eq!(e.hourly_usd, None);
         let why = e.reason.unwrap_or_default();
-        assert!(why.starts_with("unknown:") && why.contains("ap-southeast-7"), "{why}");
+        assert!(
+            why.starts_with("unknown:") && why.contains("ap-southeast-7"),
+            "{why}"
+        );
         let c = Cost::new(
             hourly(LAB, "ap-southeast-7"),
             None,
@@ -383,7 +403,10 @@ mod tests {
         assert_eq!(c.price_date, crate::cost::prices::SNAPSHOT_DATE);
         let now = std::time::SystemTime::now();
         let ten_hours_ago = now - std::time::Duration::from_secs(36_000);
-        assert!(close(cost::accrued(Some(h), Some(ten_hours_ago), now), h * 10.0));
+        assert!(close(
+            cost::accrued(Some(h), Some(ten_hours_ago), now),
+            h * 10.0
+        ));
     }
 
     #[test]
@@ -401,7 +424,11 @@ mod tests {
             account_id: Some("123456789012".into()),
             ..Default::default()
         };
-        let v = match crate::derive::load_str("s.yaml", &text.replace("ap-northeast-2", "us-east-1"), &opts) {
+        let v = match crate::derive::load_str(
+            "s.yaml",
+            &text.replace("ap-northeast-2", "us-east-1"),
+            &opts,
+        ) {
             Ok(v) => v,
             Err(d) => panic!("{d:?}"),
         };
@@ -416,7 +443,10 @@ mod tests {
         };
         let gb = 1024.0 * 1024.0 * 1024.0;
         // 1,000 records a second of 2,000 bytes: 2 KB each on-demand, 5 KB each in Firehose.
-        assert_eq!(item("stream.weather", "data in"), Some(3_600_000.0 * 2048.0 / gb));
+        assert_eq!(
+            item("stream.weather", "data in"),
+            Some(3_600_000.0 * 2048.0 / gb)
+        );
         assert_eq!(
             item("delivery.weather-to-s3", "ingestion"),
             Some(3_600_000.0 * 5120.0 / gb)

@@ -12,8 +12,8 @@ pub mod check;
 /// The command line's definition (clap): flags, arguments and their help. Commands in
 /// `src/commands/` are thin glue over the library.
 pub mod cli;
-pub mod cost;
 pub mod cloudformation;
+pub mod cost;
 pub mod deploy;
 pub mod derive;
 pub mod diagnostics;

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
+use streamstack::cost::Cost;
 use streamstack::deploy::{self, Engine};
 use streamstack::events::Events;
 use streamstack::ops::{self, PlanFile, Session};
-use streamstack::cost::Cost;
 use streamstack::plan::Plan;
 
 use super::{open_options, runtime, stdout_style, Failure, Outcome};
@@ -60,7 +60,8 @@ fn print_plan(plan: &Plan, format: PlanFormat, g: &Global, cost: &Cost) -> Resul
             let mut value =
                 serde_json::to_value(plan).map_err(|e| Failure::Message(e.to_string()))?;
             if let Some(object) = value.as_object_mut() {
-                let cost = serde_json::to_value(cost).map_err(|e| Failure::Message(e.to_string()))?;
+                let cost =
+                    serde_json::to_value(cost).map_err(|e| Failure::Message(e.to_string()))?;
                 object.insert("cost".into(), cost);
             }
             super::print_json(&value)?;

@@ -167,6 +167,9 @@ impl Line {
     }
 }
 
+/// Resources (addresses or ARNs) with their lines.
+pub type Priced = Vec<(String, Vec<Line>)>;
+
 /// A priced line.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Item {
@@ -360,7 +363,11 @@ pub fn usd(x: Option<f64>) -> String {
 }
 
 /// The cost accrued since `created_at` at `hourly` dollars an hour, as of `now`.
-pub fn accrued(hourly: Option<f64>, created_at: Option<std::time::SystemTime>, now: std::time::SystemTime) -> Option<f64> {
+pub fn accrued(
+    hourly: Option<f64>,
+    created_at: Option<std::time::SystemTime>,
+    now: std::time::SystemTime,
+) -> Option<f64> {
     let hours = now.duration_since(created_at?).ok()?.as_secs_f64() / 3600.0;
     hourly.map(|h| round6(h * hours))
 }
@@ -394,11 +401,7 @@ pub fn render(c: &Cost, markdown: bool) -> String {
         usd(c.daily_usd)
     );
     if let (Some(hours), cost) = (c.expires_after_hours, c.expires_after_usd) {
-        let _ = writeln!(
-            out,
-            "{b}until it expires ({hours} h): {}",
-            usd(cost)
-        );
+        let _ = writeln!(out, "{b}until it expires ({hours} h): {}", usd(cost));
     }
     let _ = writeln!(
         out,
@@ -406,7 +409,10 @@ pub fn render(c: &Cost, markdown: bool) -> String {
         usd(c.forgotten_30d_usd)
     );
     if markdown {
-        let _ = writeln!(out, "\n| resource | item | quantity/hour | unit price | $/hour |");
+        let _ = writeln!(
+            out,
+            "\n| resource | item | quantity/hour | unit price | $/hour |"
+        );
         let _ = writeln!(out, "|---|---|---|---|---|");
     }
     for r in &c.resources {

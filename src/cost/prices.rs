@@ -145,7 +145,11 @@ pub fn snapshot(region: &str) -> PriceBook {
 /// The directory of the price cache: `$STREAMSTACK_PRICES_DIR`, else
 /// `$XDG_CACHE_HOME/streamstack/prices`, else `~/.cache/streamstack/prices`.
 pub fn cache_dir() -> Option<PathBuf> {
-    let var = |n: &str| std::env::var_os(n).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |n: &str| {
+        std::env::var_os(n)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(d) = var("STREAMSTACK_PRICES_DIR") {
         return Some(d);
     }
@@ -231,8 +235,14 @@ fn queries(instance_types: &[String]) -> Vec<Query> {
             filters: vec![],
             wants: vec![
                 (Some("Storage-ShardHour"), "kinesis.shard_hour".into()),
-                (Some("PutRequestPayloadUnits"), "kinesis.put_payload_unit".into()),
-                (Some("OnDemand-StreamHour"), "kinesis.on_demand_stream_hour".into()),
+                (
+                    Some("PutRequestPayloadUnits"),
+                    "kinesis.put_payload_unit".into(),
+                ),
+                (
+                    Some("OnDemand-StreamHour"),
+                    "kinesis.on_demand_stream_hour".into(),
+                ),
                 (
                     Some("OnDemand-BilledIncomingBytes"),
                     "kinesis.on_demand_in_gb".into(),
@@ -314,11 +324,7 @@ async fn fetch(
         note: None,
     };
     for q in queries(instance_types) {
-        let mut filters = vec![(
-            "regionCode",
-            FilterType::TermMatch,
-            region.to_string(),
-        )];
+        let mut filters = vec![("regionCode", FilterType::TermMatch, region.to_string())];
         filters.extend(q.filters.iter().cloned());
         let filters: Vec<Filter> = filters
             .into_iter()
@@ -379,10 +385,7 @@ fn short_error<E: aws_sdk_pricing::error::ProvideErrorMetadata>(
         SdkError::ServiceError(se) => format!(
             "GetProducts answered HTTP {}{}",
             se.raw().status().as_u16(),
-            se.err()
-                .code()
-                .map(|c| format!(" {c}"))
-                .unwrap_or_default()
+            se.err().code().map(|c| format!(" {c}")).unwrap_or_default()
         ),
         SdkError::TimeoutError(_) => "GetProducts timed out".into(),
         SdkError::DispatchFailure(_) => "the pricing endpoint could not be reached".into(),
@@ -411,8 +414,15 @@ pub fn parse_product(doc: &str) -> Option<(String, f64)> {
     let mut best: Option<f64> = None;
     for term in terms.values() {
         for dim in term.get("priceDimensions")?.as_object()?.values() {
-            let begin = dim.get("beginRange").and_then(|b| b.as_str()).unwrap_or("0");
-            let usd = dim.pointer("/pricePerUnit/USD")?.as_str()?.parse::<f64>().ok()?;
+            let begin = dim
+                .get("beginRange")
+                .and_then(|b| b.as_str())
+                .unwrap_or("0");
+            let usd = dim
+                .pointer("/pricePerUnit/USD")?
+                .as_str()?
+                .parse::<f64>()
+                .ok()?;
             if begin == "0" {
                 best = Some(usd);
             }
@@ -445,7 +455,10 @@ mod tests {
         let b = snapshot("ap-southeast-7");
         assert!(b.prices.is_empty());
         let why = b.unknown.unwrap_or_default();
-        assert!(why.starts_with("unknown:") && why.contains("ap-southeast-7"), "{why}");
+        assert!(
+            why.starts_with("unknown:") && why.contains("ap-southeast-7"),
+            "{why}"
+        );
     }
 
     #[test]

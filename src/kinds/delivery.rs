@@ -952,6 +952,10 @@ fn cost_lines(r: &Resource, usage: &crate::cost::Usage) -> Vec<crate::cost::Line
             Price::FirehoseIngestGb,
             usage.rounded_gb_per_hour(5 * 1024),
         ),
-        Line::new("S3 PUT requests (an object per buffer)", Price::S3PutRequest, puts),
+        Line::new(
+            "S3 PUT requests (an object per buffer)",
+            Price::S3PutRequest,
+            puts,
+        ),
     ]
 }

@@ -66,7 +66,7 @@ impl ResourceKind for Hosts {
         &'a self,
         clients: &'a crate::aws::Clients,
         arns: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<(String, Vec<crate::cost::Line>)>>> {
+    ) -> BoxFuture<'a, Result<crate::cost::Priced>> {
         Box::pin(listed_cost(clients, arns))
     }
     fn replace_on(&self) -> &'static [&'static str] {
@@ -1201,7 +1201,7 @@ fn instance_lines(instance_type: &str, running: bool, volume_gb: f64) -> Vec<cra
 async fn listed_cost(
     clients: &crate::aws::Clients,
     arns: &[String],
-) -> Result<Vec<(String, Vec<crate::cost::Line>)>> {
+) -> Result<crate::cost::Priced> {
     let ids: Vec<(String, String)> = arns
         .iter()
         .filter_map(|arn| {
@@ -1252,7 +1252,11 @@ async fn listed_cost(
                 .unwrap_or_default();
             out.push((
                 arn,
-                instance_lines(&instance_type, running, crate::cost::Usage::default().volume_gb),
+                instance_lines(
+                    &instance_type,
+                    running,
+                    crate::cost::Usage::default().volume_gb,
+                ),
             ));
         }
     }

@@ -431,7 +431,7 @@ pub trait ResourceKind: Send + Sync {
         &'a self,
         _clients: &'a Clients,
         _arns: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<(String, Vec<crate::cost::Line>)>>> {
+    ) -> BoxFuture<'a, Result<crate::cost::Priced>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 }

@@ -753,31 +753,6 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     .await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scaling_goes_by_doubling_or_halving() {
-        assert_eq!(scaling_steps(1, 8), [2, 4, 8]);
-        assert_eq!(scaling_steps(3, 8), [6, 8]);
-        assert_eq!(scaling_steps(8, 1), [4, 2, 1]);
-        assert_eq!(scaling_steps(5, 2), [3, 2]);
-        assert_eq!(scaling_steps(4, 4), Vec::<u32>::new());
-        assert_eq!(scaling_steps(4, 7), [7]);
-        for (from, to) in [(1u32, 1000u32), (1000, 1), (7, 100), (100, 7), (3, 5)] {
-            let mut cur = from;
-            for n in scaling_steps(from, to) {
-                assert!(n <= cur * 2 && n >= cur.div_ceil(2), "{cur} → {n}");
-                cur = n;
-            }
-            assert_eq!(cur, to);
-        }
-        assert_eq!(scaling_steps(1, 1000).len(), 10);
-        assert!(scaling_steps(1, 2000).len() > SCALINGS_PER_DAY);
-    }
-}
-
 /// What a stream bills per hour (`crate::cost`): provisioned, its shard-hours and PUT payload
 /// units (25 KB each, every record at least one); on-demand, its stream-hour and the data in and
 /// out (each record rounded up to 1 KB).
@@ -812,5 +787,30 @@ fn cost_lines(r: &Resource, usage: &crate::cost::Usage) -> Vec<crate::cost::Line
                 usage.rounded_gb_per_hour(1024) * usage.reads_per_record,
             ),
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_goes_by_doubling_or_halving() {
+        assert_eq!(scaling_steps(1, 8), [2, 4, 8]);
+        assert_eq!(scaling_steps(3, 8), [6, 8]);
+        assert_eq!(scaling_steps(8, 1), [4, 2, 1]);
+        assert_eq!(scaling_steps(5, 2), [3, 2]);
+        assert_eq!(scaling_steps(4, 4), Vec::<u32>::new());
+        assert_eq!(scaling_steps(4, 7), [7]);
+        for (from, to) in [(1u32, 1000u32), (1000, 1), (7, 100), (100, 7), (3, 5)] {
+            let mut cur = from;
+            for n in scaling_steps(from, to) {
+                assert!(n <= cur * 2 && n >= cur.div_ceil(2), "{cur} → {n}");
+                cur = n;
+            }
+            assert_eq!(cur, to);
+        }
+        assert_eq!(scaling_steps(1, 1000).len(), 10);
+        assert!(scaling_steps(1, 2000).len() > SCALINGS_PER_DAY);
     }
 }

@@ -37,7 +37,11 @@ fn plan_prices_live_caches_them_with_the_date_and_an_unpriced_region_is_unknown(
     assert!(date.ends_with('Z'), "{date}");
     let hourly = live["hourly_usd"].as_f64().expect("hourly");
     assert!((hourly - 0.0514).abs() < 0.001, "{live}");
-    assert!(sb.proxy.emulated("pricing") >= 8, "{:?}", sb.proxy.call_names());
+    assert!(
+        sb.proxy.emulated("pricing") >= 8,
+        "{:?}",
+        sb.proxy.call_names()
+    );
     let stream = &live["resources"]
         .as_array()
         .expect("resources")
@@ -46,7 +50,9 @@ fn plan_prices_live_caches_them_with_the_date_and_an_unpriced_region_is_unknown(
         .expect("stream")["items"][0];
     assert_eq!(stream["unit_usd"], 0.04, "{stream}");
     assert_eq!(stream["quantity"], 1.0, "{stream}");
-    assert!(live["assumptions"].as_array().is_some_and(|a| !a.is_empty()));
+    assert!(live["assumptions"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty()));
     assert!(dir.path().join("us-east-1.json").is_file());
 
     // Cached (the default source): the same prices and date, no call to the Price List API.
@@ -63,7 +69,10 @@ fn plan_prices_live_caches_them_with_the_date_and_an_unpriced_region_is_unknown(
         let c = cost_of(&sb, &elsewhere.path, prices, dir_s);
         assert!(c["hourly_usd"].is_null(), "{c}");
         let why = c["reason"].as_str().unwrap_or_default();
-        assert!(why.starts_with("unknown") && why.contains("eu-west-1"), "{c}");
+        assert!(
+            why.starts_with("unknown") && why.contains("eu-west-1"),
+            "{c}"
+        );
     }
     let human = ok(&sb, &["plan", p(&elsewhere.path), "--prices", "offline"]);
     assert!(human.contains("cost unknown: unknown"), "{human}");
@@ -96,7 +105,14 @@ fn stacks_shows_the_rate_and_the_cost_since_created_at() {
     });
     let out = ok(
         &sb,
-        &["--region", "us-east-1", "stacks", "--json", "--prices", "offline"],
+        &[
+            "--region",
+            "us-east-1",
+            "stacks",
+            "--json",
+            "--prices",
+            "offline",
+        ],
     );
     let v: serde_json::Value = serde_json::from_str(&out).expect("stacks --json");
     let s = v
@@ -110,6 +126,12 @@ fn stacks_shows_the_rate_and_the_cost_since_created_at() {
     let accrued = s["accrued_usd"].as_f64().expect("accrued");
     // Ten hours, give or take the seconds the test took.
     assert!((accrued - 10.0 * rate).abs() < 0.001, "{s}");
-    let human = ok(&sb, &["--region", "us-east-1", "stacks", "--prices", "offline"]);
-    assert!(human.contains("$0.0113") && human.contains("$0.1128"), "{human}");
+    let human = ok(
+        &sb,
+        &["--region", "us-east-1", "stacks", "--prices", "offline"],
+    );
+    assert!(
+        human.contains("$0.0113") && human.contains("$0.1128"),
+        "{human}"
+    );
 }

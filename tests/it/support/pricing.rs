@@ -10,16 +10,72 @@ use serde_json::{json, Value};
 /// Every answered request is counted here by the proxy (label "pricing").
 pub const LABEL: &str = "pricing";
 
-/// (service code, usage type, extra attributes, unit, USD per unit) of the recordings.
-const RECORDED: &[(&str, &str, &[(&str, &str)], &str, &str)] = &[
-    ("AmazonKinesis", "Storage-ShardHour", &[], "ShardHour", "0.0150000000"),
-    ("AmazonKinesis", "PutRequestPayloadUnits", &[], "PutRequest", "0.0000000140"),
-    ("AmazonKinesis", "OnDemand-StreamHour", &[], "StreamHour", "0.0400000000"),
-    ("AmazonKinesis", "OnDemand-BilledIncomingBytes", &[], "GB", "0.0800000000"),
-    ("AmazonKinesis", "OnDemand-BilledOutgoingBytes", &[], "GB", "0.0400000000"),
-    ("AmazonKinesisFirehose", "BilledBytes", &[], "GB", "0.0290000000"),
-    ("AmazonS3", "TimedStorage-ByteHrs", &[("volumeType", "Standard")], "GB-Mo", "0.0230000000"),
-    ("AmazonS3", "Requests-Tier1", &[], "Requests", "0.0000050000"),
+/// One recording: service code, usage type, extra attributes, unit, USD per unit.
+type Recording = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+    &'static str,
+);
+
+const RECORDED: &[Recording] = &[
+    (
+        "AmazonKinesis",
+        "Storage-ShardHour",
+        &[],
+        "ShardHour",
+        "0.0150000000",
+    ),
+    (
+        "AmazonKinesis",
+        "PutRequestPayloadUnits",
+        &[],
+        "PutRequest",
+        "0.0000000140",
+    ),
+    (
+        "AmazonKinesis",
+        "OnDemand-StreamHour",
+        &[],
+        "StreamHour",
+        "0.0400000000",
+    ),
+    (
+        "AmazonKinesis",
+        "OnDemand-BilledIncomingBytes",
+        &[],
+        "GB",
+        "0.0800000000",
+    ),
+    (
+        "AmazonKinesis",
+        "OnDemand-BilledOutgoingBytes",
+        &[],
+        "GB",
+        "0.0400000000",
+    ),
+    (
+        "AmazonKinesisFirehose",
+        "BilledBytes",
+        &[],
+        "GB",
+        "0.0290000000",
+    ),
+    (
+        "AmazonS3",
+        "TimedStorage-ByteHrs",
+        &[("volumeType", "Standard")],
+        "GB-Mo",
+        "0.0230000000",
+    ),
+    (
+        "AmazonS3",
+        "Requests-Tier1",
+        &[],
+        "Requests",
+        "0.0000050000",
+    ),
     (
         "AmazonEC2",
         "EBS:VolumeUsage.gp3",
@@ -40,12 +96,30 @@ const RECORDED: &[(&str, &str, &[(&str, &str)], &str, &str)] = &[
         "Hrs",
         "0.0104000000",
     ),
-    ("AmazonCloudWatch", "DataProcessing-Bytes", &[], "GB", "0.5000000000"),
-    ("AmazonCloudWatch", "TimedStorage-ByteHrs", &[], "GB-Mo", "0.0300000000"),
+    (
+        "AmazonCloudWatch",
+        "DataProcessing-Bytes",
+        &[],
+        "GB",
+        "0.5000000000",
+    ),
+    (
+        "AmazonCloudWatch",
+        "TimedStorage-ByteHrs",
+        &[],
+        "GB-Mo",
+        "0.0300000000",
+    ),
 ];
 
 /// One product of a `PriceList`, as the JSON string AWS sends.
-fn product(service: &str, usagetype: &str, attrs: &[(&str, &str)], unit: &str, usd: &str) -> String {
+fn product(
+    service: &str,
+    usagetype: &str,
+    attrs: &[(&str, &str)],
+    unit: &str,
+    usd: &str,
+) -> String {
     let sku = format!("{:X}", usagetype.len() * 7919 + service.len());
     let mut attributes = json!({
         "usagetype": usagetype,

@@ -400,6 +400,12 @@ mod tests {
         assert!(close(c.forgotten_30d_usd, h * 720.0));
         assert!(close(c.expires_after_usd, h * 8.0));
         assert!(close(c.times(30), h * 30.0));
+        let md = cost::render(&c, true);
+        assert!(md.contains("| `stream.weather` | $0.0400 |"), "{md}");
+        assert!(md.contains("if forgotten for 30 days: $36.9"), "{md}");
+        let text = cost::render(&c, false);
+        assert!(text.contains("the stack after it: $0.0514/hour, $1.23/day"), "{text}");
+        assert!(text.contains("until it expires (8 h): $0.41"), "{text}");
         assert_eq!(c.price_date, crate::cost::prices::SNAPSHOT_DATE);
         let now = std::time::SystemTime::now();
         let ten_hours_ago = now - std::time::Duration::from_secs(36_000);

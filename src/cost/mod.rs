@@ -409,27 +409,35 @@ pub fn render(c: &Cost, markdown: bool) -> String {
         usd(c.forgotten_30d_usd)
     );
     if markdown {
-        let _ = writeln!(
-            out,
-            "\n| resource | item | quantity/hour | unit price | $/hour |"
-        );
-        let _ = writeln!(out, "|---|---|---|---|---|");
-    }
-    for r in &c.resources {
-        for i in &r.items {
-            let unit = i
-                .unit_usd
-                .map_or("unknown".to_string(), |u| format!("${u} per {}", i.unit));
-            if markdown {
-                let _ = writeln!(
-                    out,
-                    "| `{}` | {} | {:.6} | {unit} | {} |",
-                    r.address,
-                    i.what,
-                    i.quantity,
-                    usd(i.hourly_usd)
-                );
-            } else {
+        // One row per resource, folded: a classroom's plan must stay a pull-request comment.
+        let _ = writeln!(out, "\n<details><summary>Cost by resource</summary>\n");
+        let _ = writeln!(out, "| resource | $/hour | items |");
+        let _ = writeln!(out, "|---|---|---|");
+        for r in &c.resources {
+            let items: Vec<String> = r
+                .items
+                .iter()
+                .filter(|i| i.hourly_usd != Some(0.0))
+                .map(|i| match i.unit_usd {
+                    Some(u) => format!("{} {:.6} × ${u}/{}", i.what, i.quantity, i.unit),
+                    None => format!("{} (no price)", i.what),
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} |",
+                r.address,
+                usd(r.hourly_usd),
+                items.join("; ")
+            );
+        }
+        let _ = writeln!(out, "\n</details>\n");
+    } else {
+        for r in &c.resources {
+            for i in &r.items {
+                let unit = i
+                    .unit_usd
+                    .map_or("unknown".to_string(), |u| format!("${u} per {}", i.unit));
                 let _ = writeln!(
                     out,
                     "{b}{:<28} {:<40} {:>12.6} × {unit} = {}/h",
@@ -440,9 +448,6 @@ pub fn render(c: &Cost, markdown: bool) -> String {
                 );
             }
         }
-    }
-    if markdown {
-        out.push('\n');
     }
     for a in &c.assumptions {
         let _ = writeln!(out, "{b}assumed: {a}");

@@ -404,7 +404,10 @@ mod tests {
         assert!(md.contains("| `stream.weather` | $0.0400 |"), "{md}");
         assert!(md.contains("if forgotten for 30 days: $36.9"), "{md}");
         let text = cost::render(&c, false);
-        assert!(text.contains("the stack after it: $0.0514/hour, $1.23/day"), "{text}");
+        assert!(
+            text.contains("the stack after it: $0.0514/hour, $1.23/day"),
+            "{text}"
+        );
         assert!(text.contains("until it expires (8 h): $0.41"), "{text}");
         assert_eq!(c.price_date, crate::cost::prices::SNAPSHOT_DATE);
         let now = std::time::SystemTime::now();

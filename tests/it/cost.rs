@@ -102,6 +102,29 @@ fn stacks_shows_the_rate_and_the_cost_since_created_at() {
             .send()
             .await
             .expect("RunInstances");
+        // moto's Tagging API skips Kinesis: `stacks` finds the stream by its own tags.
+        let kinesis = aws_sdk_kinesis::Client::new(&sdk(&sb, "us-east-1"));
+        kinesis
+            .create_stream()
+            .stream_name("priced-weather")
+            .stream_mode_details(
+                aws_sdk_kinesis::types::StreamModeDetails::builder()
+                    .stream_mode(aws_sdk_kinesis::types::StreamMode::OnDemand)
+                    .build()
+                    .expect("mode"),
+            )
+            .send()
+            .await
+            .expect("CreateStream");
+        kinesis
+            .add_tags_to_stream()
+            .stream_name("priced-weather")
+            .tags("streamstack:stack", "priced")
+            .tags("streamstack:address", "stream.weather")
+            .tags("streamstack:created-at", &created)
+            .send()
+            .await
+            .expect("AddTagsToStream");
     });
     let out = ok(
         &sb,
@@ -119,8 +142,10 @@ fn stacks_shows_the_rate_and_the_cost_since_created_at() {
         .as_array()
         .and_then(|a| a.iter().find(|s| s["name"] == "priced"))
         .expect("the stack");
-    // t3.micro and its 8 GB gp3 volume at us-east-1 list prices.
-    let rate = 0.0104 + 8.0 * 0.08 / 730.0;
+    // An on-demand stream-hour, t3.micro and its 8 GB gp3 volume at us-east-1 list prices
+    // (and the lab's 20 KB in and out an hour).
+    let data = 20.0 * 1024.0 / 1024f64.powi(3) * (0.08 + 0.04);
+    let rate = 0.04 + 0.0104 + 8.0 * 0.08 / 730.0 + data;
     let hourly = s["hourly_usd"].as_f64().expect("hourly");
     assert!((hourly - rate).abs() < 1e-5, "{s}");
     let accrued = s["accrued_usd"].as_f64().expect("accrued");
@@ -131,7 +156,7 @@ fn stacks_shows_the_rate_and_the_cost_since_created_at() {
         &["--region", "us-east-1", "stacks", "--prices", "offline"],
     );
     assert!(
-        human.contains("$0.0113") && human.contains("$0.1128"),
+        human.contains("$0.0513") && human.contains("$0.5128"),
         "{human}"
     );
 }

@@ -55,6 +55,9 @@ pub struct Clients {
     pub organizations: aws_sdk_organizations::Client,
     /// Service Quotas (a fleet's pre-flight).
     pub servicequotas: aws_sdk_servicequotas::Client,
+    /// The Price List Query API (for cost estimates), always asked in us-east-1 (one of its three
+    /// endpoints) whatever the stack's region; two attempts, since prices never fail a plan.
+    pub pricing: aws_sdk_pricing::Client,
     pub region: String,
     /// The clients talk to an endpoint other than AWS's own (`--endpoint-url`: an emulator),
     /// whose coverage of AWS's APIs may be partial (moto's tagging API skips Kinesis).
@@ -195,6 +198,14 @@ impl Clients {
             cloudformation: client!(aws_sdk_cloudformation),
             organizations: client!(aws_sdk_organizations),
             servicequotas: client!(aws_sdk_servicequotas),
+            pricing: aws_sdk_pricing::Client::from_conf(
+                aws_sdk_pricing::config::Builder::from(conf)
+                    .region(Region::new("us-east-1"))
+                    .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+                    .http_client(http.clone())
+                    .interceptor(CallLog)
+                    .build(),
+            ),
             s3,
             region,
             custom_endpoint,

@@ -276,6 +276,10 @@ pub struct PlanArgs {
     pub online: OnlineArgs,
     #[command(flatten)]
     pub fleet: FleetArgs,
+    /// Prices of the cost estimate: live (the AWS Price List API, then cached), cached (the
+    /// default: the cache of a live run, else the offline snapshot) or offline (the snapshot).
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    pub prices: Option<crate::cost::PricesMode>,
 }
 
 impl PlanArgs {
@@ -428,6 +432,9 @@ pub struct StacksArgs {
     /// Print the list as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Prices of each stack's rate: live, cached (the default) or offline (see plan --prices).
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    pub prices: Option<crate::cost::PricesMode>,
     #[command(flatten)]
     pub aws: AwsArgs,
     #[command(flatten)]

@@ -28,6 +28,8 @@ const LAYERS: &[&str] = &[
     "iam",
     "bootstrap",
     "aws",
+    // What a stack costs: usage, prices (the snapshot, the cache, the Price List API).
+    "cost",
     // One file per resource kind, and the registry.
     "kinds",
     // Spec → model, the pure plan, the executor, the lock.
@@ -47,6 +49,8 @@ const LAYERS: &[&str] = &[
     "tail",
     // One flow over both engines.
     "deploy",
+    // Pricing a plan and the live stacks with the kinds' cost models.
+    "bill",
     // Fleets: one spec across accounts and regions, over the library.
     "fleet",
     // Presentation and the command line's definition.

@@ -5,6 +5,7 @@
 
 pub mod adopt;
 pub mod aws;
+pub mod bill;
 pub mod bootstrap;
 pub mod budget;
 pub mod cfn;
@@ -13,6 +14,7 @@ pub mod check;
 /// `src/commands/` are thin glue over the library.
 pub mod cli;
 pub mod cloudformation;
+pub mod cost;
 pub mod deploy;
 pub mod derive;
 pub mod diagnostics;

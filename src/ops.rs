@@ -228,7 +228,7 @@ pub async fn list_stacks_with(clients: &Clients) -> Result<Vec<StackInfo>> {
 }
 
 /// The stacks `resources` (ARN and tags) belong to, by name, as of `now`.
-fn stacks_of(
+pub fn stacks_of(
     resources: Vec<(String, BTreeMap<String, String>)>,
     now: std::time::SystemTime,
 ) -> Vec<StackInfo> {

@@ -113,7 +113,12 @@ fn stream() -> Value {
             "type": "string",
             "description": "aws_managed (default, alias/aws/kinesis), none, or a KMS key ARN or alias/NAME.",
             "default": "aws_managed"
-        }
+        },
+        "usage": object(&[], json!({
+            "records_per_hour": templated_int(0, 3_600_000_000, "Records written per hour, for the cost estimate (default 20: the lab's sample)."),
+            "record_bytes": templated_int(1, 10_485_760, "Bytes per record, for the cost estimate (default 95: one weather record)."),
+            "reads_per_record": templated_int(0, 100, "Consumers reading each record, for the cost estimate (default 1: the delivery).")
+        }))
     }))
 }
 
@@ -184,7 +189,10 @@ fn host_fields() -> Value {
                 "type": "string",
                 "pattern": "^i-([0-9a-fA-F]{8}|[0-9a-fA-F]{17})$",
                 "description": "An existing instance this host adopts (streamstack adopt) instead of launching one; written by init --from-live --instance ID."
-            }
+            },
+            "usage": object(&[], json!({
+                "volume_gb": templated_int(1, 65536, "The root EBS gp3 volume in GB, for the cost estimate (default 8).")
+            }))
         }),
     )
 }

@@ -29,11 +29,25 @@ pub fn run(g: &Global, a: &GcArgs) -> Outcome {
     let (dry_run, auto_approve, json) = (a.dry_run, a.auto_approve, a.json);
     runtime()?.block_on(async {
         let base = open_options(g, streamstack::events::Events::none());
-        let expired: Vec<ops::StackInfo> = ops::list_stacks(&base.aws)
-            .await?
-            .into_iter()
-            .filter(|s| s.expired)
-            .collect();
+        // A dry run also prices what collecting would save (prices never fail it).
+        let costed: Vec<streamstack::bill::StackCost> = if dry_run {
+            streamstack::bill::list_stacks_with_cost(&base.aws, Default::default())
+                .await?
+                .into_iter()
+                .filter(|s| s.info.expired)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let expired: Vec<ops::StackInfo> = if dry_run {
+            costed.iter().map(|s| s.info.clone()).collect()
+        } else {
+            ops::list_stacks(&base.aws)
+                .await?
+                .into_iter()
+                .filter(|s| s.expired)
+                .collect()
+        };
         let names: Vec<&str> = expired.iter().map(|s| s.name.as_str()).collect();
         if expired.is_empty() {
             if json {
@@ -54,8 +68,18 @@ pub fn run(g: &Global, a: &GcArgs) -> Outcome {
             }
         }
         if dry_run {
+            let saves = costed.iter().map(|s| s.daily_usd).sum::<Option<f64>>();
             if json {
-                println!("{}", serde_json::json!({"type": "gc", "expired": expired, "destroyed": []}));
+                println!(
+                    "{}",
+                    serde_json::json!({"type": "gc", "expired": costed, "destroyed": [],
+                        "saves_daily_usd": saves})
+                );
+            } else {
+                println!(
+                    "Collecting would save {}/day.",
+                    streamstack::cost::usd(saves)
+                );
             }
             return Ok(0);
         }

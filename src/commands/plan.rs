@@ -1,8 +1,9 @@
 //! `streamstack plan SPEC [--format human|json|markdown] [--json] [--out FILE] [--detailed-exitcode]
-//! [--engine ENGINE]`
+//! [--engine ENGINE] [--prices live|cached|offline]`
 
 use std::path::Path;
 
+use streamstack::cost::Cost;
 use streamstack::deploy::{self, Engine};
 use streamstack::events::Events;
 use streamstack::ops::{self, PlanFile, Session};
@@ -51,8 +52,10 @@ pub fn run(g: &Global, a: &PlanArgs) -> Outcome {
         if let Some(held) = held {
             eprintln!("note: an apply or destroy of this stack is under way: {held}");
         }
+        // Prices never fail a plan: without them the cost says "unknown" and why.
+        let cost = streamstack::bill::plan_cost(&s, &planned, a.prices.unwrap_or_default()).await;
         // A change set made only to be shown goes, whatever printing does.
-        let printed = print_plan(planned.plan(), format, g);
+        let printed = print_plan(planned.plan(), format, g, &cost);
         let discarded = planned.discard(&s).await;
         printed?;
         discarded?;
@@ -67,13 +70,27 @@ pub fn run(g: &Global, a: &PlanArgs) -> Outcome {
     })
 }
 
-fn print_plan(plan: &Plan, format: PlanFormat, g: &Global) -> Result<(), Failure> {
+fn print_plan(plan: &Plan, format: PlanFormat, g: &Global, cost: &Cost) -> Result<(), Failure> {
     match format {
         PlanFormat::Json => {
-            super::print_json(plan)?;
+            // The plan's JSON with its "cost" object (SPEC.md, "Added in the third release").
+            let mut value =
+                serde_json::to_value(plan).map_err(|e| Failure::Message(e.to_string()))?;
+            if let Some(object) = value.as_object_mut() {
+                let cost =
+                    serde_json::to_value(cost).map_err(|e| Failure::Message(e.to_string()))?;
+                object.insert("cost".into(), cost);
+            }
+            super::print_json(&value)?;
         }
-        PlanFormat::Markdown => print!("{}", streamstack::ui::render_plan_markdown(plan)),
-        PlanFormat::Human => print!("{}", streamstack::ui::render_plan(plan, stdout_style(g))),
+        PlanFormat::Markdown => {
+            print!("{}", streamstack::ui::render_plan_markdown(plan));
+            print!("{}", streamstack::cost::render(cost, true));
+        }
+        PlanFormat::Human => {
+            print!("{}", streamstack::ui::render_plan(plan, stdout_style(g)));
+            print!("{}", streamstack::cost::render(cost, false));
+        }
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! `streamstack stacks [--json]`
+//! `streamstack stacks [--json] [--prices live|cached|offline]`
 
-use streamstack::ops;
+use streamstack::bill;
+use streamstack::cost::usd;
 
 use super::{open_options, runtime, Outcome};
 use streamstack::cli::{Global, StacksArgs};
@@ -24,7 +25,7 @@ pub fn run(g: &Global, a: &StacksArgs) -> Outcome {
     let json = a.json;
     let opts = open_options(g, streamstack::events::Events::none());
     runtime()?.block_on(async {
-        let stacks = ops::list_stacks(&opts.aws).await?;
+        let stacks = bill::list_stacks_with_cost(&opts.aws, a.prices.unwrap_or_default()).await?;
         if json {
             return super::print_json(&stacks);
         }
@@ -33,18 +34,27 @@ pub fn run(g: &Global, a: &StacksArgs) -> Outcome {
             return Ok(0);
         }
         println!(
-            "{:<32} {:>9}  {:<20}  {:<20}  EXPIRED",
-            "STACK", "RESOURCES", "CREATED-AT", "EXPIRES-AT"
+            "{:<32} {:>9}  {:<20}  {:<20}  {:<7}  {:>10}  {:>10}",
+            "STACK", "RESOURCES", "CREATED-AT", "EXPIRES-AT", "EXPIRED", "$/HOUR", "ACCRUED"
         );
-        for s in stacks {
+        for s in &stacks {
+            let i = &s.info;
             println!(
-                "{:<32} {:>9}  {:<20}  {:<20}  {}",
-                s.name,
-                s.resources,
-                s.created_at.as_deref().unwrap_or("-"),
-                s.expires_at.as_deref().unwrap_or("never"),
-                if s.expired { "yes" } else { "no" }
+                "{:<32} {:>9}  {:<20}  {:<20}  {:<7}  {:>10}  {:>10}",
+                i.name,
+                i.resources,
+                i.created_at.as_deref().unwrap_or("-"),
+                i.expires_at.as_deref().unwrap_or("never"),
+                if i.expired { "yes" } else { "no" },
+                usd(s.hourly_usd),
+                usd(s.accrued_usd)
             );
+        }
+        if let Some(s) = stacks.first() {
+            println!("\nPrices: {}, {}.", s.price_source, s.price_date);
+            if let Some(why) = stacks.iter().find_map(|s| s.cost_reason.as_deref()) {
+                println!("Cost unknown: {why}");
+            }
         }
         Ok(0)
     })

@@ -55,6 +55,9 @@ pub struct Buckets;
 
 impl ResourceKind for Buckets {
     lifecycle_from_module_fns!(kinds: &[KIND]; outputs, cloudformation);
+    fn cost(&self, r: &Resource, usage: &crate::cost::Usage) -> Vec<crate::cost::Line> {
+        cost_lines(r, usage)
+    }
     fn name_namespace(&self) -> Option<(&'static str, bool)> {
         Some(("bucket", false))
     }
@@ -868,4 +871,15 @@ async fn delete_objects(
         done += chunk.len();
     }
     Ok(done)
+}
+
+/// What a bucket bills per hour (`crate::cost`): S3 Standard storage by GB-month (the PUT
+/// requests are its deliveries').
+fn cost_lines(_r: &Resource, usage: &crate::cost::Usage) -> Vec<crate::cost::Line> {
+    use crate::cost::{Line, Price, HOURS_PER_MONTH};
+    vec![Line::new(
+        "storage",
+        Price::S3StorageGbMonth,
+        usage.stored_gb / HOURS_PER_MONTH,
+    )]
 }

@@ -72,6 +72,9 @@ pub struct Deliveries;
 
 impl ResourceKind for Deliveries {
     lifecycle_from_module_fns!(kinds: &[KIND]; outputs, check, put_test_records, cloudformation);
+    fn cost(&self, r: &Resource, usage: &crate::cost::Usage) -> Vec<crate::cost::Line> {
+        cost_lines(r, usage)
+    }
     fn replace_on(&self) -> &'static [&'static str] {
         REPLACE_ON
     }
@@ -928,4 +931,31 @@ fn delivery_hint(
             .map(|e| format!("first delivery error: {e}")),
     );
     parts.join("; ")
+}
+
+/// What a delivery bills per hour (`crate::cost`): ingestion, each record rounded up to 5 KB,
+/// and the S3 PUT requests of its objects (at most one per buffer interval).
+fn cost_lines(r: &Resource, usage: &crate::cost::Usage) -> Vec<crate::cost::Line> {
+    use crate::cost::{Line, Price};
+    let interval = props::<DeliveryProps>(r)
+        .map(|p| p.buffering.interval_seconds)
+        .unwrap_or(300)
+        .max(1);
+    let puts = if usage.records_per_second > 0.0 {
+        (3600.0 / f64::from(interval)).min(usage.records_per_hour())
+    } else {
+        0.0
+    };
+    vec![
+        Line::new(
+            "ingestion (5 KB per record)",
+            Price::FirehoseIngestGb,
+            usage.rounded_gb_per_hour(5 * 1024),
+        ),
+        Line::new(
+            "S3 PUT requests (an object per buffer)",
+            Price::S3PutRequest,
+            puts,
+        ),
+    ]
 }

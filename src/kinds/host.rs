@@ -67,6 +67,16 @@ pub struct Hosts;
 
 impl ResourceKind for Hosts {
     lifecycle_from_module_fns!(kinds: &[KIND]; outputs, check, cloudformation);
+    fn cost(&self, r: &Resource, usage: &crate::cost::Usage) -> Vec<crate::cost::Line> {
+        cost_lines(r, usage)
+    }
+    fn listed_cost<'a>(
+        &'a self,
+        clients: &'a crate::aws::Clients,
+        arns: &'a [String],
+    ) -> BoxFuture<'a, Result<crate::cost::Priced>> {
+        Box::pin(listed_cost(clients, arns))
+    }
     fn replace_on(&self) -> &'static [&'static str] {
         REPLACE_ON
     }
@@ -1295,6 +1305,100 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
         },
     )
     .await
+}
+
+/// What a host bills per hour (`crate::cost`): its instance-hour by type and its root EBS gp3
+/// volume (GB-months, by the hour).
+fn cost_lines(r: &Resource, usage: &crate::cost::Usage) -> Vec<crate::cost::Line> {
+    let Ok(p) = props::<HostProps>(r) else {
+        return Vec::new();
+    };
+    instance_lines(&p.instance_type, true, usage.volume_gb)
+}
+
+fn instance_lines(instance_type: &str, running: bool, volume_gb: f64) -> Vec<crate::cost::Line> {
+    use crate::cost::{Line, Price, HOURS_PER_MONTH};
+    let mut lines = Vec::new();
+    if running {
+        lines.push(Line::new(
+            format!("{instance_type} instance-hours"),
+            Price::Ec2Hour(instance_type.to_string()),
+            1.0,
+        ));
+    }
+    lines.push(Line::new(
+        format!("EBS gp3 root volume, {volume_gb} GB"),
+        Price::EbsGp3GbMonth,
+        volume_gb / HOURS_PER_MONTH,
+    ));
+    lines
+}
+
+/// For `stacks`: the listed instances that are pending, running, stopping or stopped, each
+/// with its type (a stopped one bills only its volume).
+async fn listed_cost(
+    clients: &crate::aws::Clients,
+    arns: &[String],
+) -> Result<crate::cost::Priced> {
+    let ids: Vec<(String, String)> = arns
+        .iter()
+        .filter_map(|arn| {
+            arn.split_once(":instance/")
+                .map(|(_, id)| (arn.clone(), id.to_string()))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for chunk in ids.chunks(200) {
+        let states = LIVE_STATES.iter().map(|s| s.to_string()).collect();
+        let request = clients
+            .ec2
+            .describe_instances()
+            .filters(filter_of(
+                "instance-id",
+                chunk.iter().map(|(_, id)| id.clone()).collect(),
+            ))
+            .filters(filter_of("instance-state-name", states));
+        let reservations = pages!(
+            "ec2:DescribeInstances",
+            request.clone(),
+            set_next_token,
+            |out| (
+                out.reservations.unwrap_or_default(),
+                next_token(out.next_token)
+            )
+        )
+        .await?;
+        for i in reservations
+            .into_iter()
+            .flat_map(|r| r.instances.unwrap_or_default())
+        {
+            let Some(arn) = chunk
+                .iter()
+                .find(|(_, id)| Some(id.as_str()) == i.instance_id.as_deref())
+                .map(|(arn, _)| arn.clone())
+            else {
+                continue;
+            };
+            let running = !matches!(
+                i.state.as_ref().and_then(|s| s.name.as_ref()),
+                Some(aws_sdk_ec2::types::InstanceStateName::Stopped)
+            );
+            let instance_type = i
+                .instance_type
+                .as_ref()
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default();
+            out.push((
+                arn,
+                instance_lines(
+                    &instance_type,
+                    running,
+                    crate::cost::Usage::default().volume_gb,
+                ),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -50,6 +50,9 @@ pub struct LogGroups;
 
 impl ResourceKind for LogGroups {
     lifecycle_from_module_fns!(kinds: &[KIND]; outputs, cloudformation);
+    fn cost(&self, r: &Resource, usage: &crate::cost::Usage) -> Vec<crate::cost::Line> {
+        cost_lines(r, usage)
+    }
     // Names are derived one to one from delivery names, which are already checked for
     // uniqueness: a second check would only repeat that error.
 }
@@ -292,4 +295,23 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
     let call = cx.clients.logs.delete_log_group();
     let call = call.log_group_name(&live.resource.name);
     gone_ok(call.send().await.op("logs:DeleteLogGroup"))
+}
+
+/// What a log group bills per hour (`crate::cost`): ingestion, and storage of what its
+/// retention keeps (30 days when it keeps everything).
+fn cost_lines(r: &Resource, usage: &crate::cost::Usage) -> Vec<crate::cost::Line> {
+    use crate::cost::{Line, Price, GB, HOURS_PER_MONTH};
+    let days = props::<LogGroupProps>(r)
+        .ok()
+        .and_then(|p| p.retention_days)
+        .unwrap_or(30);
+    let gb_per_hour = usage.log_bytes_per_hour / GB;
+    vec![
+        Line::new("ingestion", Price::LogsIngestGb, gb_per_hour),
+        Line::new(
+            "storage",
+            Price::LogsStorageGbMonth,
+            gb_per_hour * 24.0 * f64::from(days) / HOURS_PER_MONTH,
+        ),
+    ]
 }

@@ -468,6 +468,22 @@ pub trait ResourceKind: Send + Sync {
     ) -> BoxFuture<'a, Result<ListingFix>> {
         Box::pin(async { Ok(ListingFix::default()) })
     }
+
+    /// What a resource of this kind bills per hour at `usage` (`crate::cost`): nothing by
+    /// default (roles, instance profiles and security groups are free).
+    fn cost(&self, _r: &Resource, _usage: &crate::cost::Usage) -> Vec<crate::cost::Line> {
+        Vec::new()
+    }
+
+    /// For `stacks`: what this kind's resources among `arns` (one stack's, as listed) bill per
+    /// hour, read from AWS (an instance's type and state), by ARN.
+    fn listed_cost<'a>(
+        &'a self,
+        _clients: &'a Clients,
+        _arns: &'a [String],
+    ) -> BoxFuture<'a, Result<crate::cost::Priced>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// What one kind corrects in the Resource Groups Tagging API's listing of every stack's

@@ -50,6 +50,23 @@ pub struct Streams;
 
 impl ResourceKind for Streams {
     lifecycle_from_module_fns!(kinds: &[KIND]; outputs, check, put_test_records, cloudformation);
+    fn cost(&self, r: &Resource, usage: &crate::cost::Usage) -> Vec<crate::cost::Line> {
+        cost_lines(r, usage)
+    }
+    fn correct_listing<'a>(
+        &'a self,
+        clients: &'a crate::aws::Clients,
+        listed: &'a [String],
+    ) -> futures::future::BoxFuture<'a, Result<super::ListingFix>> {
+        Box::pin(emulator_listing(clients, listed))
+    }
+    fn listed_cost<'a>(
+        &'a self,
+        clients: &'a crate::aws::Clients,
+        arns: &'a [String],
+    ) -> futures::future::BoxFuture<'a, Result<crate::cost::Priced>> {
+        Box::pin(listed_cost(clients, arns))
+    }
     fn name_namespace(&self) -> Option<(&'static str, bool)> {
         Some(("stream", false))
     }
@@ -748,6 +765,124 @@ pub async fn delete(cx: &Cx, live: &Live) -> Result<()> {
         || async { Ok(describe(cx, name).await?.is_none().then_some(())) },
     )
     .await
+}
+
+/// What a stream bills per hour (`crate::cost`): provisioned, its shard-hours and PUT payload
+/// units (25 KB each, every record at least one); on-demand, its stream-hour and the data in and
+/// out (each record rounded up to 1 KB).
+fn cost_lines(r: &Resource, usage: &crate::cost::Usage) -> Vec<crate::cost::Line> {
+    let Ok(p) = props::<StreamProps>(r) else {
+        return Vec::new();
+    };
+    mode_lines(p.mode, p.shards.unwrap_or(1), usage)
+}
+
+fn mode_lines(mode: StreamMode, shards: u32, usage: &crate::cost::Usage) -> Vec<crate::cost::Line> {
+    use crate::cost::{Line, Price};
+    match mode {
+        StreamMode::Provisioned => vec![
+            Line::new("shard-hours", Price::KinesisShardHour, f64::from(shards)),
+            Line::new(
+                "PUT payload units",
+                Price::KinesisPutPayloadUnit,
+                usage.put_payload_units_per_hour(),
+            ),
+        ],
+        StreamMode::OnDemand => vec![
+            Line::new("stream-hours", Price::KinesisOnDemandStreamHour, 1.0),
+            Line::new(
+                "data in (1 KB per record)",
+                Price::KinesisOnDemandInGb,
+                usage.rounded_gb_per_hour(1024),
+            ),
+            Line::new(
+                "data out (1 KB per record)",
+                Price::KinesisOnDemandOutGb,
+                usage.rounded_gb_per_hour(1024) * usage.reads_per_record,
+            ),
+        ],
+    }
+}
+
+/// For `stacks`: each listed stream's mode and open shards (DescribeStreamSummary), priced at the
+/// lab's usage. A stream gone meanwhile is left out.
+async fn listed_cost(
+    clients: &crate::aws::Clients,
+    arns: &[String],
+) -> Result<crate::cost::Priced> {
+    let mut out = Vec::new();
+    for arn in arns.iter().filter(|a| a.contains(":kinesis:")) {
+        let Some((_, name)) = arn.split_once(":stream/") else {
+            continue;
+        };
+        let call = clients.kinesis.describe_stream_summary().stream_name(name);
+        let Some(d) = found(call.send().await.op("kinesis:DescribeStreamSummary"))? else {
+            continue;
+        };
+        let Some(s) = d.stream_description_summary else {
+            continue;
+        };
+        let mode = match s.stream_mode_details.map(|m| m.stream_mode) {
+            Some(ApiMode::Provisioned) => StreamMode::Provisioned,
+            _ => StreamMode::OnDemand,
+        };
+        let shards = s.open_shard_count.max(0) as u32;
+        out.push((arn.clone(), mode_lines(mode, shards, &Default::default())));
+    }
+    Ok(out)
+}
+
+/// For `stacks` against an emulator whose Tagging API skips Kinesis (moto; see
+/// [`tagging_may_miss_streams`]): the tagged streams, found with ListStreams and
+/// ListTagsForStream. Against AWS (or when the listing has streams) nothing changes.
+async fn emulator_listing(
+    clients: &crate::aws::Clients,
+    listed: &[String],
+) -> Result<super::ListingFix> {
+    let mut fix = super::ListingFix::default();
+    if !clients.custom_endpoint || listed.iter().any(|a| a.contains(":kinesis:")) {
+        return Ok(fix);
+    }
+    let mut after: Option<String> = None;
+    let mut names = Vec::new();
+    // Bounded: an emulator's account holds a handful of streams.
+    for _ in 0..100 {
+        let mut request = clients.kinesis.list_streams();
+        if let Some(a) = &after {
+            request = request.exclusive_start_stream_name(a);
+        }
+        let page = request.send().await.op("kinesis:ListStreams")?;
+        after = page
+            .stream_names
+            .last()
+            .cloned()
+            .filter(|_| page.has_more_streams);
+        names.extend(page.stream_names);
+        if after.is_none() {
+            break;
+        }
+    }
+    for name in names {
+        let k = &clients.kinesis;
+        let Ok(tags) = tags_by_key!(
+            "kinesis:ListTagsForStream",
+            k.list_tags_for_stream().stream_name(&name)
+        )
+        .await
+        else {
+            continue;
+        };
+        if !tags.contains_key(crate::model::TAG_STACK) {
+            continue;
+        }
+        let call = k.describe_stream_summary().stream_name(&name);
+        if let Ok(Some(d)) = found(call.send().await.op("kinesis:DescribeStreamSummary")) {
+            if let Some(s) = d.stream_description_summary {
+                fix.unlisted.push((s.stream_arn, tags));
+            }
+        }
+    }
+    Ok(fix)
 }
 
 #[cfg(test)]

@@ -27,7 +27,16 @@ pub const TOP_KEYS: &[&str] = &[
     "hosts",
 ];
 pub const BUCKET_KEYS: &[&str] = &["name", "force_destroy", "versioning", "expire_after_days"];
-pub const STREAM_KEYS: &[&str] = &["name", "mode", "shards", "retention_hours", "encryption"];
+pub const STREAM_KEYS: &[&str] = &[
+    "name",
+    "mode",
+    "shards",
+    "retention_hours",
+    "encryption",
+    "usage",
+];
+pub const STREAM_USAGE_KEYS: &[&str] = &["records_per_hour", "record_bytes", "reads_per_record"];
+pub const HOST_USAGE_KEYS: &[&str] = &["volume_gb"];
 pub const DELIVERY_KEYS: &[&str] = &[
     "name",
     "from",
@@ -50,6 +59,7 @@ pub const HOST_KEYS: &[&str] = &[
     "platform",
     "credentials",
     "instance_id",
+    "usage",
 ];
 /// Keys of `hosts.KEY` that only an EC2 host takes (an error on an external one).
 pub const EC2_ONLY_HOST_KEYS: &[&str] = &[
@@ -59,6 +69,7 @@ pub const EC2_ONLY_HOST_KEYS: &[&str] = &[
     "ssh",
     "sample_data",
     "instance_id",
+    "usage",
 ];
 pub const SSH_KEYS: &[&str] = &["key_name", "from"];
 pub const FLOW_KEYS: &[&str] = &["files", "to", "format", "fields"];
@@ -655,12 +666,14 @@ fn stream(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<StreamSpec> {
         StreamEncryption::AwsManaged,
         stream_encryption,
     )?;
+    let usage = Decoder::field(m, "usage").and_then(|v| usage(d, v, &p.key("usage"), true));
     Some(StreamSpec {
         name,
         mode,
         shards,
         retention_hours,
         encryption,
+        usage,
     })
 }
 
@@ -868,6 +881,7 @@ fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {
     if let Some(i) = &instance_id {
         d.check(&p.key("instance_id"), rules::instance_id(i));
     }
+    let usage = Decoder::field(m, "usage").and_then(|v| usage(d, v, &p.key("usage"), false));
     Some(HostSpec {
         instance_type: instance_type?,
         image: image?,
@@ -878,6 +892,7 @@ fn host(d: &mut Decoder, m: &Mapping, p: &Path) -> Option<HostSpec> {
         platform,
         credentials,
         instance_id,
+        usage,
     })
 }
 
@@ -937,6 +952,7 @@ fn external_host(
         platform: Platform::External,
         credentials,
         instance_id: None,
+        usage: None,
     })
 }
 
@@ -1054,6 +1070,36 @@ fn flows(d: &mut Decoder, m: &Mapping, p: &Path) -> Vec<Flow> {
         }
         None => Vec::new(),
     }
+}
+
+/// `usage:` of a stream (`stream`) or a host: the figures the cost estimate cannot know.
+fn usage(d: &mut Decoder, v: &Value, up: &Path, stream: bool) -> Option<UsageSpec> {
+    let um = d.mapping(v, up)?;
+    d.known_keys(
+        um,
+        up,
+        if stream {
+            STREAM_USAGE_KEYS
+        } else {
+            HOST_USAGE_KEYS
+        },
+    );
+    let mut int = |key: &str, min: u64, max: u64| {
+        Decoder::field(um, key).and_then(|v| d.int(v, &up.key(key), min, max))
+    };
+    Some(if stream {
+        UsageSpec {
+            records_per_hour: int("records_per_hour", 0, 3_600_000_000),
+            record_bytes: int("record_bytes", 1, 10_485_760),
+            reads_per_record: int("reads_per_record", 0, 100),
+            volume_gb: None,
+        }
+    } else {
+        UsageSpec {
+            volume_gb: int("volume_gb", 1, 65_536),
+            ..UsageSpec::default()
+        }
+    })
 }
 
 /// `sample_data`: a file one of the host's flows watches, and how many records to write.

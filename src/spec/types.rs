@@ -112,6 +112,8 @@ pub struct StreamSpec {
     pub shards: Option<u32>,
     pub retention_hours: u32,
     pub encryption: StreamEncryption,
+    /// `usage:` for the cost estimate.
+    pub usage: Option<UsageSpec>,
 }
 
 /// Where a delivery reads from.
@@ -314,6 +316,8 @@ pub struct HostSpec {
     pub platform: Platform,
     /// How an external host's agent authenticates (`None` on EC2: the instance profile).
     pub credentials: Option<HostCredentials>,
+    /// `usage:` for the cost estimate.
+    pub usage: Option<UsageSpec>,
 }
 
 /// `hosts.KEY.platform`.
@@ -342,4 +346,17 @@ pub enum HostCredentials {
 
 impl HostCredentials {
     pub const NAMES: [&'static str; 1] = ["access_key"];
+}
+
+/// `usage:` of a stream or a host: what the cost estimate cannot know (unset: the lab's).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UsageSpec {
+    /// Records written per hour (streams).
+    pub records_per_hour: Option<u64>,
+    /// Bytes per record (streams).
+    pub record_bytes: Option<u64>,
+    /// How many consumers read each record (streams; the delivery is one).
+    pub reads_per_record: Option<u64>,
+    /// The root volume's size in GB (hosts).
+    pub volume_gb: Option<u64>,
 }

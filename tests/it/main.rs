@@ -18,6 +18,7 @@ mod support;
 mod adopt;
 mod check;
 mod cloudformation;
+mod cost;
 mod discovery;
 mod external_hosts;
 mod faults;

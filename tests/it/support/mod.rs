@@ -23,6 +23,7 @@ pub mod cli;
 pub mod fleet_emulation;
 pub mod inventory;
 pub mod moto;
+pub mod pricing;
 pub mod proxy;
 pub mod resign;
 pub mod timed;

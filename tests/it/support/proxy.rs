@@ -226,6 +226,7 @@ pub const EMULATED: &[&str] = &[
     "group-in-use",
     "partial",
     "policy-stale",
+    "pricing",
 ];
 
 impl fmt::Display for Call {
@@ -1063,6 +1064,11 @@ impl Shared {
                 }
                 None => return Some((response, Some("injected"))),
             }
+        }
+        // moto has no Price List API: recorded answers (support/pricing.rs).
+        if op.service == "pricing" && op.action.ends_with("GetProducts") {
+            let answer = super::pricing::get_products(&op.json);
+            return Some((json_ok(answer), Some(super::pricing::LABEL)));
         }
         if let Some(refusal) = self.quota(op, state) {
             return Some((refusal, Some("throttled")));

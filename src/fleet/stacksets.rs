@@ -14,10 +14,11 @@
 //!   (destroy).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::aws::{AwsOptions, Clients};
@@ -26,12 +27,11 @@ use crate::cloudformation::stacksets::{
 };
 use crate::events::{Event, Events};
 use crate::ops::{self, OpenOptions, Session};
-use crate::plan::Plan;
+use crate::plan::{Action, Summary};
 use crate::spec::LoadOptions;
 use crate::{Error, Result};
 
-use super::preflight::Row;
-use super::run::{self, Board, Command, FleetReport, RunOptions, TargetResult};
+use super::run::{self, Board, FleetReport, TargetResult};
 use super::Target;
 
 /// The fleet's targets as the engine names them.
@@ -85,23 +85,32 @@ pub fn check_one_template(spec: &Path, load: &LoadOptions, targets: &[Target]) -
     stacksets::one_template(&rendered)
 }
 
-/// The spec's session in the administrator account, in `region` (where the stack set lives).
+/// The spec's session in the administrator account, in `region` (where the stack set lives),
+/// its events on `board`: an instance's under its target, the stack set's own under the
+/// administrator's account and region.
 pub async fn admin_session(
     spec: &Path,
     open: &OpenOptions,
     region: &str,
-    events: Events,
+    targets: &[Target],
+    board: Arc<dyn Board>,
 ) -> Result<Session> {
     let aws = AwsOptions {
         region: Some(region.to_string()),
         ..open.aws.clone()
     };
     let clients = Clients::new(&aws).await?;
+    let account = clients.account_id().await?;
+    let stack = spec
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let admin = admin_target(&account, region, &stack);
     let mut o = open.clone();
     o.load.region = None;
     o.load.fleet_region = Some(region.to_string());
     o.aws = aws;
-    o.events = events;
+    o.events = board_events(targets, admin, board);
     ops::open_with(spec, &o, clients).await
 }
 
@@ -131,11 +140,11 @@ fn address(e: &Event) -> &crate::model::Address {
 }
 
 /// The administrator's own row on the board (events of the stack set itself).
-pub fn admin_target(account: &str, region: &str, stack_set: &str) -> Target {
+pub fn admin_target(account: &str, region: &str, spec: &str) -> Target {
     Target {
         account: account.to_string(),
         region: region.to_string(),
-        name: format!("stack set {stack_set}"),
+        name: format!("stack set of {spec}"),
         vars: Vec::new(),
         role_arn: String::new(),
         external_id: None,
@@ -166,13 +175,27 @@ pub fn plan_report(plan: &StackSetPlan, targets: &[Target]) -> FleetReport {
     report("plan", results)
 }
 
+/// How the confirmation reaches the targets.
+#[derive(Clone)]
+pub struct ConfirmOptions {
+    pub spec: PathBuf,
+    /// Names the run in AssumeRole's session name.
+    pub stack: String,
+    pub open: OpenOptions,
+    pub in_flight: usize,
+    pub parallelism: usize,
+}
+
 /// After the engine's apply: each target's instance status, then streamstack's own plan in
-/// each target whose instance is `CURRENT` (assuming its role): a target whose plan still
-/// shows changes failed, with the difference.
+/// each target whose instance is `CURRENT` (assuming its role), as the CloudFormation engine
+/// does in one account: what CloudFormation left short in place (an attribute an
+/// implementation skipped) is set by streamstack's executor and named in the detail
+/// (`completed_by_streamstack`); anything else the plan still shows (a create, replace or
+/// delete) fails the target with the difference.
 pub async fn confirm(
     applied: &StackSetReport,
     targets: &[Target],
-    opts: RunOptions,
+    opts: &ConfirmOptions,
     board: Arc<dyn Board>,
 ) -> Result<FleetReport> {
     let current: Vec<stacksets::Target> = applied.current_targets();
@@ -192,50 +215,135 @@ pub async fn confirm(
                 .get(&t.id())
                 .cloned()
                 .unwrap_or_else(|| "the stack set has no instance in this target".into());
-            let r = row(t, false, Some(format!("stack instance: {why}")), "apply", Value::Null);
+            let r = row(
+                t,
+                false,
+                Some(format!("stack instance: {why}")),
+                "apply",
+                Value::Null,
+            );
             board.finished(&r);
             r
         })
         .collect();
     if !to_confirm.is_empty() {
-        let quiet: Arc<dyn Board> = Arc::new(Confirming(Arc::clone(&board)));
-        let own = run::run(to_confirm, Command::Plan, opts, quiet).await?;
-        for mut r in own.targets {
-            let plan: Option<Plan> = r
-                .detail
-                .get("plan")
-                .cloned()
-                .and_then(|p| serde_json::from_value(p).ok());
-            r.phase = "confirm".into();
-            match (&plan, r.ok) {
-                (Some(p), true) if p.has_changes() => {
-                    let diff: Vec<String> = p
-                        .changes
-                        .iter()
-                        .map(|c| format!("{:?} {}", c.action, c.address))
-                        .collect();
-                    r.ok = false;
-                    r.error = Some(format!(
-                        "the instance is CURRENT but streamstack's own plan still shows changes: {}",
-                        diff.join(", ")
-                    ));
-                }
-                (None, true) => {
-                    r.ok = false;
-                    r.error = Some("streamstack's own plan gave no result".into());
-                }
-                _ => {}
+        let base_aws = AwsOptions {
+            region: opts
+                .open
+                .aws
+                .region
+                .clone()
+                .or_else(|| to_confirm.first().map(|t| t.region.clone())),
+            ..opts.open.aws.clone()
+        };
+        let base = Clients::new(&base_aws).await?;
+        let session_name = super::targets::session_name(&opts.stack, &run::run_id());
+        let done: Vec<TargetResult> = futures::stream::iter(to_confirm.into_iter().map(|t| {
+            let (base, session_name, board) = (&base, &session_name, Arc::clone(&board));
+            async move {
+                let started = Instant::now();
+                board.phase(&t, "confirm");
+                let (ok, error, detail) =
+                    match confirm_one(base, session_name, opts, &board, &t).await {
+                        Ok(Ok(detail)) => (true, None, detail),
+                        Ok(Err((why, detail))) => (false, Some(why), detail),
+                        Err(e) => (false, Some(e.to_string()), Value::Null),
+                    };
+                let mut r = row(&t, ok, error, "confirm", detail);
+                r.elapsed_s = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+                board.finished(&r);
+                r
             }
-            board.finished(&r);
-            results.push(r);
-        }
+        }))
+        .buffer_unordered(opts.in_flight.max(1))
+        .collect()
+        .await;
+        results.extend(done);
     }
     Ok(report("apply", results))
 }
 
+/// What one target's confirmation found: the detail, or why it failed and the detail.
+type Confirmed = std::result::Result<Value, (String, Value)>;
+
+async fn confirm_one(
+    base: &Clients,
+    session_name: &str,
+    opts: &ConfirmOptions,
+    board: &Arc<dyn Board>,
+    t: &Target,
+) -> Result<Confirmed> {
+    let clients = run::assume(base, &opts.open.aws, session_name, t).await?;
+    let mut o = opts.open.clone();
+    o.load.vars.extend(t.vars.iter().cloned());
+    o.load.fleet_region = Some(t.region.clone());
+    o.load.region = None;
+    o.aws.region = Some(t.region.clone());
+    let (b, target) = (Arc::clone(board), t.clone());
+    o.events = Events::call(move |e| b.event(&target, e));
+    let s = ops::open_with(&opts.spec, &o, clients).await?;
+    let live = s.live().await?;
+    let plan = s.plan(&live)?;
+    let (fix, rest): (Vec<_>, Vec<_>) = plan
+        .changes
+        .iter()
+        .cloned()
+        .partition(|c| c.action == Action::Update);
+    let mut detail = json!({"summary": plan.summary, "plan": plan});
+    if !rest.is_empty() {
+        let diff: Vec<String> = rest
+            .iter()
+            .map(|c| format!("{} {}", c.action.symbol(), c.address))
+            .collect();
+        return Ok(Err((
+            format!(
+                "the stack instance is CURRENT, but streamstack's own plan still shows: {}",
+                diff.join(", ")
+            ),
+            detail,
+        )));
+    }
+    if fix.is_empty() {
+        return Ok(Ok(detail));
+    }
+    let done: Vec<String> = fix
+        .iter()
+        .map(|c| {
+            let names: Vec<&str> = c.attributes.iter().map(|a| a.name.as_str()).collect();
+            format!("{}: {}", c.address, names.join(", "))
+        })
+        .collect();
+    board.total(t, fix.len());
+    let mut fixing = plan.clone();
+    fixing.summary = Summary::of(&fix);
+    fixing.changes = fix;
+    let r = s.apply(&fixing, &live, opts.parallelism).await;
+    detail["completed_by_streamstack"] = json!(done);
+    if !r.ok() {
+        let why: Vec<String> = r
+            .failed
+            .iter()
+            .map(|f| format!("{}: {}", f.address, f.error.message))
+            .collect();
+        return Ok(Err((
+            format!(
+                "CloudFormation left {} short, and setting it failed: {}",
+                done.join("; "),
+                why.join("; ")
+            ),
+            detail,
+        )));
+    }
+    Ok(Ok(detail))
+}
+
 /// After the engine's destroy: a target is ok when the destroy succeeded and left no instance
 /// there; a failed instance gives its reason.
-pub fn destroy_report(destroyed: &StackSetReport, targets: &[Target], board: &dyn Board) -> FleetReport {
+pub fn destroy_report(
+    destroyed: &StackSetReport,
+    targets: &[Target],
+    board: &dyn Board,
+) -> FleetReport {
     let mut reasons: BTreeMap<String, String> = BTreeMap::new();
     for o in &destroyed.operations {
         for i in &o.results {
@@ -275,22 +383,6 @@ pub fn destroy_report(destroyed: &StackSetReport, targets: &[Target], board: &dy
     report("destroy", results)
 }
 
-/// The direct fan-out's board during the confirmation: phases and events go through, each
-/// target's end is reported once the confirmation has judged it.
-struct Confirming(Arc<dyn Board>);
-
-impl Board for Confirming {
-    fn phase(&self, target: &Target, _phase: &str) {
-        self.0.phase(target, "confirm");
-    }
-    fn total(&self, _target: &Target, _total: usize) {}
-    fn event(&self, target: &Target, event: &Event) {
-        self.0.event(target, event);
-    }
-    fn finished(&self, _result: &TargetResult) {}
-    fn preflight(&self, _rows: &[Row]) {}
-}
-
 fn row(t: &Target, ok: bool, error: Option<String>, phase: &str, detail: Value) -> TargetResult {
     TargetResult {
         target: t.id(),
@@ -317,11 +409,6 @@ fn report(command: &str, mut results: Vec<TargetResult>) -> FleetReport {
     }
 }
 
-/// Seconds since `start`, to a tenth.
-pub fn elapsed(start: Instant) -> f64 {
-    (start.elapsed().as_secs_f64() * 10.0).round() / 10.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,9 +433,17 @@ mod tests {
         assert_eq!(o.max_concurrent, Some(8));
         assert_eq!(o.failure_tolerance, Some(2));
         let p = stacksets::preferences(30, &o);
-        assert_eq!((p.max_concurrent, p.failure_tolerance, p.soft), (8, 2, true));
+        assert_eq!(
+            (p.max_concurrent, p.failure_tolerance, p.soft),
+            (8, 2, true)
+        );
         // Zero in flight still moves; no tolerance given: go on whatever fails.
-        let o = options(PermissionModel::ServiceManaged, vec!["ou-a".into()], 0, None);
+        let o = options(
+            PermissionModel::ServiceManaged,
+            vec!["ou-a".into()],
+            0,
+            None,
+        );
         assert_eq!(o.max_concurrent, Some(1));
         assert_eq!(stacksets::preferences(3, &o).failure_tolerance, 2);
         assert_eq!(o.organizational_units, ["ou-a"]);
@@ -410,7 +505,10 @@ mod tests {
         let load = LoadOptions::default();
         let same = [t("111111111111", &[]), t("222222222222", &[])];
         check_one_template(&spec, &load, &same).expect("one template");
-        let differ = [t("111111111111", &[]), t("222222222222", &[("hours", "48")])];
+        let differ = [
+            t("111111111111", &[]),
+            t("222222222222", &[("hours", "48")]),
+        ];
         let e = check_one_template(&spec, &load, &differ).expect_err("two templates");
         assert!(e.to_string().contains("222222222222"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);

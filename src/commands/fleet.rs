@@ -297,7 +297,12 @@ pub fn stacksets(g: &Global, r: StackSetsRequest) -> Outcome {
         if r.json {
             let mut v = serde_json::to_value(&planned).unwrap_or_default();
             v["type"] = serde_json::json!("stackset_plan");
+            v["target"] = serde_json::json!(format!("{}/{region}", s.cx.env.account_id));
+            v["has_changes"] = serde_json::json!(planned.has_changes());
             println!("{v}");
+            for line in glue::plan_events(&planned, &all) {
+                println!("{line}");
+            }
         } else {
             println!(
                 "Stack set {} in {} ({}):",

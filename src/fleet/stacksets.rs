@@ -151,6 +151,24 @@ pub fn admin_target(account: &str, region: &str, spec: &str) -> Target {
     }
 }
 
+/// The plan's NDJSON lines per instance: `{"type":"instance_plan","target":"ACCOUNT/REGION",
+/// "change":"add|update|none|remove"}`, the fleet's targets first, then the instances no
+/// longer targeted.
+pub fn plan_events(plan: &StackSetPlan, targets: &[Target]) -> Vec<Value> {
+    let report = plan_report(plan, targets);
+    let mut out: Vec<Value> = report
+        .targets
+        .iter()
+        .map(|t| json!({"type": "instance_plan", "target": t.target, "change": t.detail["instance"]}))
+        .collect();
+    out.extend(
+        plan.remove
+            .iter()
+            .map(|t| json!({"type": "instance_plan", "target": t.to_string(), "change": "remove"})),
+    );
+    out
+}
+
 /// A plan as a fleet report: every target ok (the plan reads only), its instance change as
 /// the detail.
 pub fn plan_report(plan: &StackSetPlan, targets: &[Target]) -> FleetReport {
@@ -447,6 +465,61 @@ mod tests {
         assert_eq!(o.max_concurrent, Some(1));
         assert_eq!(stacksets::preferences(3, &o).failure_tolerance, 2);
         assert_eq!(o.organizational_units, ["ou-a"]);
+    }
+
+    #[test]
+    fn every_instance_of_a_plan_is_a_line_carrying_its_target() {
+        let targets = [t("111111111111", &[]), t("222222222222", &[])];
+        let deployed = stacksets::Deployed {
+            instances: vec![
+                stacksets::Instance {
+                    account: "222222222222".into(),
+                    region: "eu-west-1".into(),
+                    status: "CURRENT".into(),
+                    detailed_status: None,
+                    reason: None,
+                    organizational_unit: None,
+                },
+                stacksets::Instance {
+                    account: "333333333333".into(),
+                    region: "eu-west-1".into(),
+                    status: "CURRENT".into(),
+                    detailed_status: None,
+                    reason: None,
+                    organizational_unit: None,
+                },
+            ],
+            template: Some(json!({})),
+            ..Default::default()
+        };
+        let plan = stacksets::diff(
+            "lab",
+            Some(&deployed),
+            &json!({}),
+            &BTreeMap::new(),
+            &engine_targets(&targets),
+        );
+        let lines = plan_events(&plan, &targets);
+        let got: Vec<(String, String)> = lines
+            .iter()
+            .map(|l| {
+                assert_eq!(l["type"], "instance_plan");
+                (
+                    l["target"].as_str().unwrap().into(),
+                    l["change"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        let want = [
+            ("111111111111/eu-west-1", "add"),
+            ("222222222222/eu-west-1", "none"),
+            ("333333333333/eu-west-1", "remove"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -333,9 +333,14 @@ fn the_cli_deploys_a_fleet_as_a_stack_set_confirms_each_target_and_destroys_it()
     // The plan line first, then events that each carry a target; every instance's outcome
     // (a Done of `stackset.ACCOUNT/REGION`) under that very target.
     assert_eq!(events[0]["type"], "stackset_plan", "{}", events[0]);
-    for e in &events[1..] {
+    for e in events {
         assert!(e["target"].is_string(), "an event without its target: {e}");
     }
+    let adds = events
+        .iter()
+        .filter(|e| e["type"] == "instance_plan" && e["change"] == "add")
+        .count();
+    assert_eq!(adds, 3, "{}", text(&o));
     for id in &want {
         let address = format!("stackset.{id}");
         assert!(

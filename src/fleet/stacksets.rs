@@ -175,9 +175,8 @@ pub fn plan_report(plan: &StackSetPlan, targets: &[Target]) -> FleetReport {
     let change = |t: &stacksets::Target| {
         if plan.add.contains(t) {
             "add"
-        } else if plan.outdated.contains(t) {
-            "update"
-        } else if plan.template_changed || !plan.parameters.is_empty() {
+        } else if plan.outdated.contains(t) || plan.template_changed || !plan.parameters.is_empty()
+        {
             "update"
         } else {
             "none"

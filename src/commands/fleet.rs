@@ -288,8 +288,30 @@ pub fn stacksets(g: &Global, r: StackSetsRequest) -> Outcome {
             for t in &all {
                 board.phase(t, "destroy");
             }
+            let confirm_opts = confirm_options(r.spec, &stack, &open, r.fleet);
+            // CloudFormation deletes no bucket that holds objects: the force_destroy ones are
+            // emptied first; after the delete, whatever is left of the stack goes too.
+            let emptied = glue::destroy_step(
+                glue::DestroyStep::Empty,
+                &all,
+                &confirm_opts,
+                Arc::clone(&board),
+            )
+            .await?;
+            for (target, e) in &emptied {
+                if let Err(e) = e {
+                    tracing::warn!("{target}: {e}");
+                }
+            }
             let destroyed = engine::destroy(&s, &opts).await?;
-            let report = glue::destroy_report(&destroyed, &all, board.as_ref());
+            let swept = glue::destroy_step(
+                glue::DestroyStep::Sweep,
+                &all,
+                &confirm_opts,
+                Arc::clone(&board),
+            )
+            .await?;
+            let report = glue::destroy_report(&destroyed, &all, &swept, board.as_ref());
             save(&report_path, &report);
             return finish(&report, &destroyed, r.json);
         }
@@ -333,17 +355,26 @@ pub fn stacksets(g: &Global, r: StackSetsRequest) -> Outcome {
             board.phase(t, "apply");
         }
         let applied = engine::apply(&s, &planned, &opts).await?;
-        let confirm_opts = glue::ConfirmOptions {
-            spec: r.spec.to_path_buf(),
-            stack: stack.clone(),
-            open: open.clone(),
-            in_flight: r.fleet.targets_in_flight,
-            parallelism: streamstack::executor::DEFAULT_PARALLELISM,
-        };
+        let confirm_opts = confirm_options(r.spec, &stack, &open, r.fleet);
         let report = glue::confirm(&applied, &all, &confirm_opts, Arc::clone(&board)).await?;
         save(&report_path, &report);
         finish(&report, &applied, r.json)
     })
+}
+
+fn confirm_options(
+    spec: &Path,
+    stack: &str,
+    open: &streamstack::ops::OpenOptions,
+    fleet: &FleetArgs,
+) -> streamstack::fleet::stacksets::ConfirmOptions {
+    streamstack::fleet::stacksets::ConfirmOptions {
+        spec: spec.to_path_buf(),
+        stack: stack.to_string(),
+        open: open.clone(),
+        in_flight: fleet.targets_in_flight,
+        parallelism: streamstack::executor::DEFAULT_PARALLELISM,
+    }
 }
 
 fn save(path: &Path, report: &FleetReport) {

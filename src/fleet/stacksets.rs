@@ -244,17 +244,7 @@ pub async fn confirm(
         })
         .collect();
     if !to_confirm.is_empty() {
-        let base_aws = AwsOptions {
-            region: opts
-                .open
-                .aws
-                .region
-                .clone()
-                .or_else(|| to_confirm.first().map(|t| t.region.clone())),
-            ..opts.open.aws.clone()
-        };
-        let base = Clients::new(&base_aws).await?;
-        let session_name = super::targets::session_name(&opts.stack, &run::run_id());
+        let (base, session_name) = base(opts, &to_confirm).await?;
         let done: Vec<TargetResult> = futures::stream::iter(to_confirm.into_iter().map(|t| {
             let (base, session_name, board) = (&base, &session_name, Arc::clone(&board));
             async move {
@@ -290,15 +280,7 @@ async fn confirm_one(
     board: &Arc<dyn Board>,
     t: &Target,
 ) -> Result<Confirmed> {
-    let clients = run::assume(base, &opts.open.aws, session_name, t).await?;
-    let mut o = opts.open.clone();
-    o.load.vars.extend(t.vars.iter().cloned());
-    o.load.fleet_region = Some(t.region.clone());
-    o.load.region = None;
-    o.aws.region = Some(t.region.clone());
-    let (b, target) = (Arc::clone(board), t.clone());
-    o.events = Events::call(move |e| b.event(&target, e));
-    let s = ops::open_with(&opts.spec, &o, clients).await?;
+    let s = target_session(base, session_name, opts, board, t).await?;
     let live = s.live().await?;
     let plan = s.plan(&live)?;
     let (fix, rest): (Vec<_>, Vec<_>) = plan
@@ -354,11 +336,128 @@ async fn confirm_one(
     Ok(Ok(detail))
 }
 
+/// The spec's session in target `t`, its role assumed, its events on the board.
+async fn target_session(
+    base: &Clients,
+    session_name: &str,
+    opts: &ConfirmOptions,
+    board: &Arc<dyn Board>,
+    t: &Target,
+) -> Result<Session> {
+    let clients = run::assume(base, &opts.open.aws, session_name, t).await?;
+    let mut o = opts.open.clone();
+    o.load.vars.extend(t.vars.iter().cloned());
+    o.load.fleet_region = Some(t.region.clone());
+    o.load.region = None;
+    o.aws.region = Some(t.region.clone());
+    let (b, target) = (Arc::clone(board), t.clone());
+    o.events = Events::call(move |e| b.event(&target, e));
+    ops::open_with(&opts.spec, &o, clients).await
+}
+
+/// Clients in the caller's account (to assume the targets' roles) and the run's session name.
+async fn base(opts: &ConfirmOptions, targets: &[Target]) -> Result<(Clients, String)> {
+    let aws = AwsOptions {
+        region: opts
+            .open
+            .aws
+            .region
+            .clone()
+            .or_else(|| targets.first().map(|t| t.region.clone())),
+        ..opts.open.aws.clone()
+    };
+    let session_name = super::targets::session_name(&opts.stack, &run::run_id());
+    Ok((Clients::new(&aws).await?, session_name))
+}
+
+/// Which step of a destroy runs in each target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestroyStep {
+    /// Before the stack set's delete: empty the stack's `force_destroy` buckets (CloudFormation
+    /// deletes no bucket that holds objects), as `--engine cloudformation` does.
+    Empty,
+    /// After it: delete whatever of the stack is left in the target (made outside the
+    /// instance, or left by its delete) and say what remains.
+    Sweep,
+}
+
+/// `step` in every target, `in_flight` at once: per target id, what it did or why it failed.
+pub async fn destroy_step(
+    step: DestroyStep,
+    targets: &[Target],
+    opts: &ConfirmOptions,
+    board: Arc<dyn Board>,
+) -> Result<BTreeMap<String, std::result::Result<Vec<String>, String>>> {
+    let (base, session_name) = base(opts, targets).await?;
+    let done: Vec<(String, std::result::Result<Vec<String>, String>)> =
+        futures::stream::iter(targets.iter().map(|t| {
+            let (base, session_name, board) = (&base, &session_name, Arc::clone(&board));
+            async move {
+                let r = destroy_one(step, base, session_name, opts, &board, t).await;
+                (t.id(), r)
+            }
+        }))
+        .buffer_unordered(opts.in_flight.max(1))
+        .collect()
+        .await;
+    Ok(done.into_iter().collect())
+}
+
+async fn destroy_one(
+    step: DestroyStep,
+    base: &Clients,
+    session_name: &str,
+    opts: &ConfirmOptions,
+    board: &Arc<dyn Board>,
+    t: &Target,
+) -> std::result::Result<Vec<String>, String> {
+    let s = target_session(base, session_name, opts, board, t)
+        .await
+        .map_err(|e| e.to_string())?;
+    match step {
+        DestroyStep::Empty => {
+            let live = s.live().await.map_err(|e| e.to_string())?;
+            let mut emptied = Vec::new();
+            for l in live
+                .iter()
+                .filter(|l| l.address().to_string().starts_with("bucket."))
+            {
+                match crate::kinds::bucket::empty_if_force_destroy(&s.cx, l).await {
+                    Ok(true) => emptied.push(l.address().to_string()),
+                    Ok(false) => {}
+                    Err(e) => return Err(format!("emptying {}: {e}", l.address())),
+                }
+            }
+            Ok(emptied)
+        }
+        DestroyStep::Sweep => {
+            board.phase(t, "sweep");
+            let d = s.plan_destroy().await.map_err(|e| e.to_string())?;
+            let swept: Vec<String> = d.plan.changes.iter().map(|c| c.address.clone()).collect();
+            let (r, left) = s
+                .destroy(&d, opts.parallelism)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !r.ok() || !left.is_empty() {
+                let failed: Vec<String> = r
+                    .failed
+                    .iter()
+                    .map(|f| format!("{}: {}", f.address, f.error.message))
+                    .chain(left.iter().map(|l| format!("{l} still present")))
+                    .collect();
+                return Err(failed.join("; "));
+            }
+            Ok(swept)
+        }
+    }
+}
+
 /// After the engine's destroy: a target is ok when the destroy succeeded and left no instance
 /// there; a failed instance gives its reason.
 pub fn destroy_report(
     destroyed: &StackSetReport,
     targets: &[Target],
+    steps: &BTreeMap<String, std::result::Result<Vec<String>, String>>,
     board: &dyn Board,
 ) -> FleetReport {
     let mut reasons: BTreeMap<String, String> = BTreeMap::new();
@@ -392,7 +491,13 @@ pub fn destroy_report(
                             .to_string()
                     })
                 });
-            let r = row(t, error.is_none(), error, "destroy", Value::Null);
+            let (error, detail) = match (error, steps.get(&id)) {
+                (Some(e), _) => (Some(e), Value::Null),
+                (None, Some(Err(e))) => (Some(e.clone()), Value::Null),
+                (None, Some(Ok(swept))) if !swept.is_empty() => (None, json!({"swept": swept})),
+                (None, _) => (None, Value::Null),
+            };
+            let r = row(t, error.is_none(), error, "destroy", detail);
             board.finished(&r);
             r
         })
@@ -548,7 +653,7 @@ mod tests {
             makespan_s: 0.0,
         };
         let board = super::super::board::Printer::new(super::super::board::Mode::Json);
-        let r = destroy_report(&destroyed, &targets, &board);
+        let r = destroy_report(&destroyed, &targets, &BTreeMap::new(), &board);
         assert!(!r.ok);
         assert_eq!(r.targets.len(), 2);
         assert!(!r.targets[0].ok, "the operation failed as a whole");

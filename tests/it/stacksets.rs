@@ -364,8 +364,28 @@ fn the_cli_deploys_a_fleet_as_a_stack_set_confirms_each_target_and_destroys_it()
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("No changes."), "{}", text(&o));
 
+    // A student's data in a force_destroy bucket: the destroy empties it first (CloudFormation
+    // deletes no bucket that holds objects).
+    let bucket = format!("{stack}-archive-{}-{REGION}", accounts[0]);
+    let student = target_sandbox(&server, &accounts[0]);
+    rt().block_on(async {
+        let s3 = aws_sdk_s3::Client::new(&student.config);
+        s3.put_object()
+            .bucket(&bucket)
+            .key("alice/1.json")
+            .body(b"{}".to_vec().into())
+            .send()
+            .await
+            .expect("put an object");
+    });
+    let deletes_before = sb.proxy.calls_of("s3:POST ?delete").len();
     let o = run(&["destroy", "--auto-approve"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        sb.proxy.calls_of("s3:POST ?delete").len() > deletes_before,
+        "the bucket was not emptied: {:?}",
+        sb.proxy.call_names()
+    );
     rt().block_on(async {
         let cf = aws_sdk_cloudformation::Client::new(&sb.config);
         let active = cf

@@ -14,6 +14,20 @@ use super::{
 use streamstack::cli::{ApplyArgs, Global};
 
 pub fn run(g: &Global, a: &ApplyArgs) -> Outcome {
+    if a.fleet.fleet.is_some() && a.engine.engine == streamstack::cli::Engine::Stacksets {
+        return super::fleet::stacksets(
+            g,
+            super::fleet::StackSetsRequest {
+                fleet: &a.fleet,
+                spec: &a.target,
+                verb: "apply",
+                json: a.change.json,
+                ask: !a.change.auto_approve,
+                detailed_exitcode: false,
+                permission_model: a.engine.permission_model,
+            },
+        );
+    }
     if a.fleet.fleet.is_some() {
         let command = streamstack::fleet::run::Command::Apply {
             parallelism: a.parallelism,

@@ -17,6 +17,20 @@ pub fn run(g: &Global, a: &DestroyArgs) -> Outcome {
                 "destroy --fleet needs the spec file".into(),
             ));
         };
+        if a.engine.engine == streamstack::cli::Engine::Stacksets {
+            return super::fleet::stacksets(
+                g,
+                super::fleet::StackSetsRequest {
+                    fleet: &a.fleet,
+                    spec,
+                    verb: "destroy",
+                    json: a.change.json,
+                    ask: !a.change.auto_approve,
+                    detailed_exitcode: false,
+                    permission_model: a.engine.permission_model,
+                },
+            );
+        }
         let command = streamstack::fleet::run::Command::Destroy {
             parallelism: DEFAULT_PARALLELISM,
         };

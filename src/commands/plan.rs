@@ -13,6 +13,20 @@ use super::{open_options, runtime, stdout_style, Failure, Outcome};
 use streamstack::cli::{Global, PlanArgs, PlanFormat};
 
 pub fn run(g: &Global, a: &PlanArgs) -> Outcome {
+    if a.fleet.fleet.is_some() && a.engine.engine == streamstack::cli::Engine::Stacksets {
+        return super::fleet::stacksets(
+            g,
+            super::fleet::StackSetsRequest {
+                fleet: &a.fleet,
+                spec: &a.spec,
+                verb: "plan",
+                json: a.output() == streamstack::cli::PlanFormat::Json,
+                ask: false,
+                detailed_exitcode: a.detailed_exitcode,
+                permission_model: a.engine.permission_model,
+            },
+        );
+    }
     if a.fleet.fleet.is_some() {
         return super::fleet::run(
             g,

@@ -14,6 +14,7 @@ pub mod file;
 pub mod preflight;
 pub mod run;
 pub mod schema;
+pub mod stacksets;
 pub mod targets;
 
 use serde::{Deserialize, Serialize};

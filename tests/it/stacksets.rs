@@ -256,3 +256,173 @@ fn a_stack_set_streamstack_did_not_make_is_never_touched() {
         );
     });
 }
+
+/// The command line: `apply|plan|destroy SPEC --fleet F --engine stacksets` on 3 accounts × 1
+/// region. The proxy adds no account header, so the administrator is moto's default account
+/// and the confirmation's AssumeRole calls land in each target's own account.
+#[test]
+fn the_cli_deploys_a_fleet_as_a_stack_set_confirms_each_target_and_destroys_it() {
+    let anchor = unique_account_id();
+    let server = MotoServer::shared().endpoint_for(&anchor).to_string();
+    let mut accounts = Vec::new();
+    while accounts.len() < 3 {
+        let a = unique_account_id();
+        if MotoServer::shared().endpoint_for(&a) == server {
+            accounts.push(a);
+        }
+    }
+    let proxy = crate::support::proxy::Proxy::start(&server, ProxyConfig::default())
+        .expect("start the proxy");
+    let config = crate::support::moto::sdk_config(&proxy.endpoint(), REGION);
+    let sb = Sandbox {
+        proxy,
+        account_id: anchor,
+        config,
+    };
+    // A stack (and stack set) name of this run alone: the administrator account is shared.
+    let stack = format!("ss{}", accounts[0]);
+    let spec = spec_file(&SPEC.replace("stack: fleet-lab", &format!("stack: {stack}")));
+    let fleet = spec.path.with_file_name("class.yaml");
+    let targets: String = accounts
+        .iter()
+        .map(|a| format!("  - account: \"{a}\"\n"))
+        .collect();
+    std::fs::write(
+        &fleet,
+        format!("version: 1\nregions: [{REGION}]\ntargets:\n{targets}"),
+    )
+    .expect("write the fleet file");
+    let (f, s) = (p(&fleet), p(&spec.path));
+    let engine = ["--fleet", f, "--engine", "stacksets"];
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(engine);
+        all.push(s);
+        ss(&sb, &all)
+    };
+
+    let o = run(&["apply", "--auto-approve", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let (report, events) = lines.split_last().expect("a report line");
+    assert_eq!(report["type"], "report", "{report}");
+    assert_eq!(report["engine"], "stacksets", "{report}");
+    let rows = report["targets"].as_array().expect("targets");
+    let mut ids: Vec<String> = rows
+        .iter()
+        .map(|t| {
+            assert_eq!(t["ok"], true, "{t}");
+            // The confirmation: streamstack's own plan in the target, and what moto's
+            // CloudFormation skipped (a bucket's public access block) set in place, named.
+            assert_eq!(t["phase"], "confirm", "{t}");
+            assert_eq!(
+                t["detail"]["completed_by_streamstack"],
+                serde_json::json!(["bucket.archive: block_public_access"]),
+                "{t}"
+            );
+            t["target"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    ids.sort();
+    let mut want: Vec<String> = accounts.iter().map(|a| format!("{a}/{REGION}")).collect();
+    want.sort();
+    assert_eq!(ids, want, "{report}");
+    // The plan line first, then events that each carry a target; every instance's outcome
+    // (a Done of `stackset.ACCOUNT/REGION`) under that very target.
+    assert_eq!(events[0]["type"], "stackset_plan", "{}", events[0]);
+    for e in events {
+        assert!(e["target"].is_string(), "an event without its target: {e}");
+    }
+    let adds = events
+        .iter()
+        .filter(|e| e["type"] == "instance_plan" && e["change"] == "add")
+        .count();
+    assert_eq!(adds, 3, "{}", text(&o));
+    for id in &want {
+        let address = format!("stackset.{id}");
+        assert!(
+            events.iter().any(|e| e["type"] == "done"
+                && e["address"] == address.as_str()
+                && e["target"] == id.as_str()),
+            "no event of {address} under its target: {}",
+            text(&o)
+        );
+    }
+    // Each account holds the stack's resources, in its own account.
+    for a in &accounts {
+        let inv = crate::support::inventory::of(&target_sandbox(&server, a), REGION, &stack);
+        let stream = format!("{stack}-weather");
+        assert!(inv.names("stream").contains(&stream.as_str()), "{a}: {inv}");
+        assert_eq!(inv.names("bucket").len(), 1, "{a}: {inv}");
+    }
+
+    // A second plan: no changes (exit 0 with --detailed-exitcode).
+    let o = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("No changes."), "{}", text(&o));
+
+    // A student's data in a force_destroy bucket: the destroy empties it first (CloudFormation
+    // deletes no bucket that holds objects).
+    let bucket = format!("{stack}-archive-{}-{REGION}", accounts[0]);
+    let student = target_sandbox(&server, &accounts[0]);
+    rt().block_on(async {
+        let s3 = aws_sdk_s3::Client::new(&student.config);
+        s3.put_object()
+            .bucket(&bucket)
+            .key("alice/1.json")
+            .body(b"{}".to_vec().into())
+            .send()
+            .await
+            .expect("put an object");
+    });
+    let deletes_before = sb.proxy.calls_of("s3:POST ?delete").len();
+    let o = run(&["destroy", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        sb.proxy.calls_of("s3:POST ?delete").len() > deletes_before,
+        "the bucket was not emptied: {:?}",
+        sb.proxy.call_names()
+    );
+    rt().block_on(async {
+        let cf = aws_sdk_cloudformation::Client::new(&sb.config);
+        let active = cf
+            .list_stack_sets()
+            .status(aws_sdk_cloudformation::types::StackSetStatus::Active)
+            .send()
+            .await
+            .expect("list stack sets");
+        // moto lists deleted stack sets too, whatever the filter: their status says.
+        let names: Vec<&str> = active
+            .summaries()
+            .iter()
+            .filter(|x| {
+                x.status()
+                    .is_some_and(|s| *s == aws_sdk_cloudformation::types::StackSetStatus::Active)
+            })
+            .filter_map(|x| x.stack_set_name())
+            .collect();
+        assert!(!names.contains(&stack.as_str()), "{names:?}");
+    });
+    for a in &accounts {
+        crate::support::inventory::assert_nothing_remains(
+            &target_sandbox(&server, a),
+            REGION,
+            &stack,
+        );
+    }
+}
+
+/// A sandbox in `account` on `server`, to read what the account holds.
+fn target_sandbox(server: &str, account: &str) -> Sandbox {
+    let proxy = crate::support::proxy::Proxy::start(server, ProxyConfig::account(account))
+        .expect("start a proxy");
+    let config = crate::support::moto::sdk_config(&proxy.endpoint(), REGION);
+    Sandbox {
+        proxy,
+        account_id: account.to_string(),
+        config,
+    }
+}

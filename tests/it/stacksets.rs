@@ -281,7 +281,11 @@ fn the_cli_deploys_a_fleet_as_a_stack_set_confirms_each_target_and_destroys_it()
     };
     // A stack (and stack set) name of this run alone: the administrator account is shared.
     let stack = format!("ss{}", accounts[0]);
-    let spec = spec_file(&SPEC.replace("stack: fleet-lab", &format!("stack: {stack}")));
+    // With a delivery: its role's name carries the region (IAM is per account), and moto's
+    // CloudFormation skips the delivery itself, which the confirmation creates.
+    let with_delivery =
+        format!("{SPEC}deliveries:\n  to-archive:\n    from: weather\n    to: archive\n");
+    let spec = spec_file(&with_delivery.replace("stack: fleet-lab", &format!("stack: {stack}")));
     let fleet = spec.path.with_file_name("class.yaml");
     let targets: String = accounts
         .iter()
@@ -318,9 +322,10 @@ fn the_cli_deploys_a_fleet_as_a_stack_set_confirms_each_target_and_destroys_it()
             // The confirmation: streamstack's own plan in the target, and what moto's
             // CloudFormation skipped (a bucket's public access block) set in place, named.
             assert_eq!(t["phase"], "confirm", "{t}");
-            assert_eq!(
-                t["detail"]["completed_by_streamstack"],
-                serde_json::json!(["bucket.archive: block_public_access"]),
+            let completed = t["detail"]["completed_by_streamstack"].to_string();
+            assert!(
+                completed.contains("bucket.archive: block_public_access")
+                    && completed.contains("delivery.to-archive: created"),
                 "{t}"
             );
             t["target"].as_str().unwrap_or_default().to_string()
@@ -357,6 +362,8 @@ fn the_cli_deploys_a_fleet_as_a_stack_set_confirms_each_target_and_destroys_it()
         let stream = format!("{stack}-weather");
         assert!(inv.names("stream").contains(&stream.as_str()), "{a}: {inv}");
         assert_eq!(inv.names("bucket").len(), 1, "{a}: {inv}");
+        let role = format!("{stack}-to-archive-firehose-{REGION}");
+        assert!(inv.to_string().contains(&role), "{a}: {inv}");
     }
 
     // A second plan: no changes (exit 0 with --detailed-exitcode).

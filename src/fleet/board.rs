@@ -253,6 +253,9 @@ pub fn summary(r: &FleetReport) -> String {
             }
         }
     }
+    if r.command == "plan" {
+        out.push_str(&fleet_cost(r));
+    }
     out.push_str(&found(r));
     let failed = r.targets.iter().filter(|t| !t.ok).count();
     out.push_str(&format!(
@@ -417,6 +420,31 @@ mod tests {
     }
 
     #[test]
+    fn a_fleet_plan_adds_up_its_targets_costs_and_names_the_unknown_ones() {
+        let mut r = report();
+        r.command = "plan".into();
+        r.targets[0].detail = json!({"cost": {"hourly_usd": 0.05}});
+        r.targets[1].detail = json!({"cost": {"hourly_usd": 0.05}});
+        let both = fleet_cost(&r);
+        assert!(
+            both.contains("$0.1000/hour, $2.40/day, $72.00 if forgotten"),
+            "{both}"
+        );
+        assert!(!both.contains("unknown"), "{both}");
+        r.targets[1].detail = json!({"cost": {"hourly_usd": null, "reason": "unknown: region"}});
+        let one = fleet_cost(&r);
+        assert!(
+            one.contains("$0.0500/hour") && one.contains("(1 targets priced)"),
+            "{one}"
+        );
+        assert!(
+            one.contains("unknown in 1 targets") && one.contains("222222222222/eu-west-1"),
+            "{one}"
+        );
+        assert!(summary(&r).contains("Fleet cost after the plan"));
+    }
+
+    #[test]
     fn the_report_line_has_spec_shape_and_the_summary_shows_hops() {
         let r = report();
         let j = report_json(&r);
@@ -449,4 +477,43 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert!(failed_targets(&path).is_err());
     }
+}
+
+/// The fleet's cost after the plan: every target's hourly cost added up (a plan's cost is in
+/// each target's `detail.cost`), or which targets' cost is unknown.
+pub fn fleet_cost(r: &FleetReport) -> String {
+    let mut hourly = 0.0;
+    let mut unknown = Vec::new();
+    let mut priced = 0;
+    for t in &r.targets {
+        match t
+            .detail
+            .get("cost")
+            .and_then(|c| c.get("hourly_usd"))
+            .and_then(Value::as_f64)
+        {
+            Some(h) => {
+                hourly += h;
+                priced += 1;
+            }
+            None if t.detail.get("cost").is_some() => unknown.push(t.target.as_str()),
+            None => {}
+        }
+    }
+    if priced == 0 && unknown.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "\nFleet cost after the plan: ${hourly:.4}/hour, ${:.2}/day, ${:.2} if forgotten for 30 days ({priced} targets priced)\n",
+        hourly * 24.0,
+        hourly * 24.0 * 30.0
+    );
+    if !unknown.is_empty() {
+        out.push_str(&format!(
+            "Cost unknown in {} targets (no prices for their region): {}\n",
+            unknown.len(),
+            unknown.join(", ")
+        ));
+    }
+    out
 }

@@ -435,6 +435,16 @@ async fn prepare(
         board.total(t, plan.changes.len());
         rows = preflight::check(&clients, t, &plan, &s.validated.model).await?;
         p.plan_detail = json!({"summary": plan.summary, "plan": plan});
+        if matches!(command, Command::Plan) {
+            // What the target costs after the plan (prices never fail a plan); the summary adds
+            // the targets up.
+            let planned = Planned::Own {
+                plan: plan.clone(),
+                live,
+            };
+            let cost = crate::bill::plan_cost(&s, &planned, Default::default()).await;
+            p.plan_detail["cost"] = json!(cost);
+        }
     }
     p.session = Some(s);
     Ok((p, rows))

@@ -383,6 +383,45 @@ pub fn failed_targets(path: &Path) -> Result<Vec<String>> {
         .unwrap_or_default())
 }
 
+/// The fleet's cost after the plan: every target's hourly cost added up (a plan's cost is in
+/// each target's `detail.cost`), or which targets' cost is unknown.
+pub fn fleet_cost(r: &FleetReport) -> String {
+    let mut hourly = 0.0;
+    let mut unknown = Vec::new();
+    let mut priced = 0;
+    for t in &r.targets {
+        match t
+            .detail
+            .get("cost")
+            .and_then(|c| c.get("hourly_usd"))
+            .and_then(Value::as_f64)
+        {
+            Some(h) => {
+                hourly += h;
+                priced += 1;
+            }
+            None if t.detail.get("cost").is_some() => unknown.push(t.target.as_str()),
+            None => {}
+        }
+    }
+    if priced == 0 && unknown.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "\nFleet cost after the plan: ${hourly:.4}/hour, ${:.2}/day, ${:.2} if forgotten for 30 days ({priced} targets priced)\n",
+        hourly * 24.0,
+        hourly * 24.0 * 30.0
+    );
+    if !unknown.is_empty() {
+        out.push_str(&format!(
+            "Cost unknown in {} targets (no prices for their region): {}\n",
+            unknown.len(),
+            unknown.join(", ")
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,43 +516,4 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert!(failed_targets(&path).is_err());
     }
-}
-
-/// The fleet's cost after the plan: every target's hourly cost added up (a plan's cost is in
-/// each target's `detail.cost`), or which targets' cost is unknown.
-pub fn fleet_cost(r: &FleetReport) -> String {
-    let mut hourly = 0.0;
-    let mut unknown = Vec::new();
-    let mut priced = 0;
-    for t in &r.targets {
-        match t
-            .detail
-            .get("cost")
-            .and_then(|c| c.get("hourly_usd"))
-            .and_then(Value::as_f64)
-        {
-            Some(h) => {
-                hourly += h;
-                priced += 1;
-            }
-            None if t.detail.get("cost").is_some() => unknown.push(t.target.as_str()),
-            None => {}
-        }
-    }
-    if priced == 0 && unknown.is_empty() {
-        return String::new();
-    }
-    let mut out = format!(
-        "\nFleet cost after the plan: ${hourly:.4}/hour, ${:.2}/day, ${:.2} if forgotten for 30 days ({priced} targets priced)\n",
-        hourly * 24.0,
-        hourly * 24.0 * 30.0
-    );
-    if !unknown.is_empty() {
-        out.push_str(&format!(
-            "Cost unknown in {} targets (no prices for their region): {}\n",
-            unknown.len(),
-            unknown.join(", ")
-        ));
-    }
-    out
 }

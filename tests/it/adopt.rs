@@ -54,13 +54,39 @@ fn console_lab(sb: &Sandbox) -> Lab {
             .send()
             .await
             .unwrap();
-        for p in ["AmazonS3FullAccess", "AmazonKinesisFullAccess"] {
-            iam.attach_role_policy()
+        for (p, service) in [
+            ("AmazonS3FullAccess", "s3"),
+            ("AmazonKinesisFullAccess", "kinesis"),
+        ] {
+            // scripts/test starts moto without AWS's managed policies (MOTO_IAM_LOAD_MANAGED_
+            // POLICIES=false, for speed): then the account gets a policy of that name and
+            // document, which reads the same to `init --from-live` (attached, by name).
+            let aws_arn = format!("arn:aws:iam::aws:policy/{p}");
+            let attached = iam
+                .attach_role_policy()
                 .role_name("ec2-kinesis-role")
-                .policy_arn(format!("arn:aws:iam::aws:policy/{p}"))
+                .policy_arn(&aws_arn)
                 .send()
-                .await
-                .unwrap();
+                .await;
+            if attached.is_err() {
+                let doc = format!(
+                    r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"{service}:*","Resource":"*"}}]}}"#
+                );
+                let made = iam
+                    .create_policy()
+                    .policy_name(p)
+                    .policy_document(doc)
+                    .send()
+                    .await
+                    .unwrap();
+                let arn = made.policy().and_then(|x| x.arn()).unwrap().to_string();
+                iam.attach_role_policy()
+                    .role_name("ec2-kinesis-role")
+                    .policy_arn(arn)
+                    .send()
+                    .await
+                    .unwrap();
+            }
         }
         iam.create_instance_profile()
             .instance_profile_name("ec2-kinesis-role")

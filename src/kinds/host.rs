@@ -599,15 +599,13 @@ pub async fn discover(cx: &Cx, desired: &Model) -> Result<Vec<Live>> {
     Ok(found.into_iter().flatten().collect())
 }
 
-/// For `stacks`: the instances and volumes the Resource Groups Tagging API lists that are no
-/// leftovers. A terminated instance keeps its tags for a while (and stays listed); one pending,
-/// running, stopping or stopped is the costliest leftover of all. Volumes go with their
-/// instance (launched with `DeleteOnTermination`), so they are never counted on their own.
-async fn not_leftovers(clients: &crate::aws::Clients, listed: &[String]) -> Result<ListingFix> {
-    let instance_id = |arn: &String| arn.split_once(":instance/").map(|(_, id)| id.to_string());
-    let ids: Vec<String> = listed.iter().filter_map(instance_id).collect();
-    let mut existing = Vec::new();
-    // DescribeInstances takes at most 200 values per filter.
+/// The instances of `ids` that are in one of [`LIVE_STATES`] (DescribeInstances takes at most
+/// 200 values per filter, so the ids go in chunks).
+async fn live_instances(
+    clients: &crate::aws::Clients,
+    ids: &[String],
+) -> Result<Vec<aws_sdk_ec2::types::Instance>> {
+    let mut out = Vec::new();
     for chunk in ids.chunks(200) {
         let states = LIVE_STATES.iter().map(|s| s.to_string()).collect();
         let request = clients
@@ -625,13 +623,27 @@ async fn not_leftovers(clients: &crate::aws::Clients, listed: &[String]) -> Resu
             )
         )
         .await?;
-        existing.extend(
+        out.extend(
             reservations
                 .into_iter()
-                .flat_map(|r| r.instances.unwrap_or_default())
-                .filter_map(|i| i.instance_id),
+                .flat_map(|r| r.instances.unwrap_or_default()),
         );
     }
+    Ok(out)
+}
+
+/// For `stacks`: the instances and volumes the Resource Groups Tagging API lists that are no
+/// leftovers. A terminated instance keeps its tags for a while (and stays listed); one pending,
+/// running, stopping or stopped is the costliest leftover of all. Volumes go with their
+/// instance (launched with `DeleteOnTermination`), so they are never counted on their own.
+async fn not_leftovers(clients: &crate::aws::Clients, listed: &[String]) -> Result<ListingFix> {
+    let instance_id = |arn: &String| arn.split_once(":instance/").map(|(_, id)| id.to_string());
+    let ids: Vec<String> = listed.iter().filter_map(instance_id).collect();
+    let existing: Vec<String> = live_instances(clients, &ids)
+        .await?
+        .into_iter()
+        .filter_map(|i| i.instance_id)
+        .collect();
     let not_leftovers = listed
         .iter()
         .filter(|arn| {
@@ -1340,63 +1352,34 @@ async fn listed_cost(
     clients: &crate::aws::Clients,
     arns: &[String],
 ) -> Result<crate::cost::Priced> {
-    let ids: Vec<(String, String)> = arns
+    let by_id: BTreeMap<&str, &String> = arns
         .iter()
-        .filter_map(|arn| {
-            arn.split_once(":instance/")
-                .map(|(_, id)| (arn.clone(), id.to_string()))
-        })
+        .filter_map(|arn| arn.split_once(":instance/").map(|(_, id)| (id, arn)))
         .collect();
+    let ids: Vec<String> = by_id.keys().map(|id| id.to_string()).collect();
     let mut out = Vec::new();
-    for chunk in ids.chunks(200) {
-        let states = LIVE_STATES.iter().map(|s| s.to_string()).collect();
-        let request = clients
-            .ec2
-            .describe_instances()
-            .filters(filter_of(
-                "instance-id",
-                chunk.iter().map(|(_, id)| id.clone()).collect(),
-            ))
-            .filters(filter_of("instance-state-name", states));
-        let reservations = pages!(
-            "ec2:DescribeInstances",
-            request.clone(),
-            set_next_token,
-            |out| (
-                out.reservations.unwrap_or_default(),
-                next_token(out.next_token)
-            )
-        )
-        .await?;
-        for i in reservations
-            .into_iter()
-            .flat_map(|r| r.instances.unwrap_or_default())
-        {
-            let Some(arn) = chunk
-                .iter()
-                .find(|(_, id)| Some(id.as_str()) == i.instance_id.as_deref())
-                .map(|(arn, _)| arn.clone())
-            else {
-                continue;
-            };
-            let running = !matches!(
-                i.state.as_ref().and_then(|s| s.name.as_ref()),
-                Some(aws_sdk_ec2::types::InstanceStateName::Stopped)
-            );
-            let instance_type = i
-                .instance_type
-                .as_ref()
-                .map(|t| t.as_str().to_string())
-                .unwrap_or_default();
-            out.push((
-                arn,
-                instance_lines(
-                    &instance_type,
-                    running,
-                    crate::cost::Usage::default().volume_gb,
-                ),
-            ));
-        }
+    for i in live_instances(clients, &ids).await? {
+        let Some(arn) = i.instance_id.as_deref().and_then(|id| by_id.get(id)) else {
+            continue;
+        };
+        let arn = arn.to_string();
+        let running = !matches!(
+            i.state.as_ref().and_then(|s| s.name.as_ref()),
+            Some(aws_sdk_ec2::types::InstanceStateName::Stopped)
+        );
+        let instance_type = i
+            .instance_type
+            .as_ref()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default();
+        out.push((
+            arn,
+            instance_lines(
+                &instance_type,
+                running,
+                crate::cost::Usage::default().volume_gb,
+            ),
+        ));
     }
     Ok(out)
 }

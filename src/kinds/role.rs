@@ -91,7 +91,19 @@ fn cloudformation(r: &Resource, cfn: &crate::cfn::Cfn) -> Option<crate::cfn::Cfn
     // Each inline policy as an AWS::IAM::Policy on the role (the same inline policy to
     // IAM). Not the role's Policies property: moto's CloudFormation stores those as Python
     // text, which no reader can parse; AWS::IAM::Policy it stores as JSON.
-    for (name, doc) in &p.inline_policies {
+    inline_policies_cfn(&mut res, &id, &p.inline_policies, "Roles");
+    Some(res)
+}
+
+/// Each inline policy of an IAM principal (`principals`: "Roles" or "Users") as an
+/// AWS::IAM::Policy beside it, named `Policy{Name}`.
+pub(super) fn inline_policies_cfn(
+    res: &mut crate::cfn::CfnResource,
+    id: &str,
+    policies: &BTreeMap<String, Value>,
+    principals: &str,
+) {
+    for (name, doc) in policies {
         let suffix: String = name
             .split(|c: char| !c.is_ascii_alphanumeric())
             .filter(|w| !w.is_empty())
@@ -104,12 +116,11 @@ fn cloudformation(r: &Resource, cfn: &crate::cfn::Cfn) -> Option<crate::cfn::Cfn
                 "Properties": {
                     "PolicyName": name,
                     "PolicyDocument": doc,
-                    "Roles": [{"Ref": id}],
+                    principals: [{"Ref": id}],
                 },
             }),
         );
     }
-    Some(res)
 }
 
 /// The role's ARN.

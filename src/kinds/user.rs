@@ -158,19 +158,7 @@ fn cloudformation(r: &Resource, cfn: &crate::cfn::Cfn) -> Option<crate::cfn::Cfn
         Value::String(p.arn.clone()),
         "The external host's IAM user (create its access key with aws iam create-access-key)",
     );
-    for (name, doc) in &p.inline_policies {
-        res.extra.insert(
-            "Policy".to_string(),
-            json!({
-                "Type": "AWS::IAM::Policy",
-                "Properties": {
-                    "PolicyName": name,
-                    "PolicyDocument": doc,
-                    "Users": [{"Ref": id}],
-                },
-            }),
-        );
-    }
+    super::role::inline_policies_cfn(&mut res, &id, &p.inline_policies, "Users");
     Some(res)
 }
 

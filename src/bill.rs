@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::aws::{tagged_resources, AwsOptions, Clients};
+use crate::aws::{AwsOptions, Clients};
 use crate::cost::{self, Cost, Estimate, Line, PriceBook, PricesMode, UsageBook};
 use crate::deploy::Planned;
 use crate::kinds::{self, Live};
@@ -222,18 +222,7 @@ pub struct StackCost {
 /// `created-at`. Listing errors fail; prices never do.
 pub async fn list_stacks_with_cost(aws: &AwsOptions, mode: PricesMode) -> Result<Vec<StackCost>> {
     let clients = Clients::new(aws).await?;
-    let mut listed = tagged_resources(&clients, TAG_STACK, None).await?;
-    let arns: Vec<String> = listed.iter().map(|(arn, _)| arn.clone()).collect();
-    let fixes = futures::future::try_join_all(
-        kinds::REGISTRY
-            .handlers()
-            .map(|h| h.correct_listing(&clients, &arns)),
-    )
-    .await?;
-    for fix in fixes {
-        listed.retain(|(arn, _)| !fix.not_leftovers.contains(arn));
-        listed.extend(fix.unlisted);
-    }
+    let listed = crate::ops::stack_resources(&clients).await?;
     let arns: Vec<String> = listed.iter().map(|(arn, _)| arn.clone()).collect();
     let lines: Vec<(String, Vec<Line>)> = futures::future::try_join_all(
         kinds::REGISTRY

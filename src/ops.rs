@@ -67,21 +67,7 @@ pub async fn open(spec_path: &Path, opts: &OpenOptions) -> Result<Session> {
         aws.region = Some(r);
     }
     let clients = Clients::new(&aws).await?;
-    let account_id = clients.account_id().await?;
-    let load = LoadOptions {
-        ambient_region: Some(clients.region.clone()),
-        account_id: Some(account_id.clone()),
-        ..opts.load.clone()
-    };
-    let validated = derive::load_file(spec_path, &load).map_err(Error::Spec)?;
-    Ok(session(
-        spec_path.to_path_buf(),
-        sha256_hex(&text),
-        validated,
-        clients,
-        &account_id,
-        opts,
-    ))
+    open_in(spec_path, &text, opts, clients).await
 }
 
 /// [`open`] with clients already made (a fleet target's: assumed credentials, the target's
@@ -89,6 +75,16 @@ pub async fn open(spec_path: &Path, opts: &OpenOptions) -> Result<Session> {
 pub async fn open_with(spec_path: &Path, opts: &OpenOptions, clients: Clients) -> Result<Session> {
     let text = std::fs::read(spec_path)
         .map_err(|e| Error::Config(format!("cannot read {}: {e}", spec_path.display())))?;
+    open_in(spec_path, &text, opts, clients).await
+}
+
+/// The spec (its bytes `text`) derived with the account and region of `clients`.
+async fn open_in(
+    spec_path: &Path,
+    text: &[u8],
+    opts: &OpenOptions,
+    clients: Clients,
+) -> Result<Session> {
     let account_id = clients.account_id().await?;
     let load = LoadOptions {
         ambient_region: Some(clients.region.clone()),
@@ -98,7 +94,7 @@ pub async fn open_with(spec_path: &Path, opts: &OpenOptions, clients: Clients) -
     let validated = derive::load_file(spec_path, &load).map_err(Error::Spec)?;
     Ok(session(
         spec_path.to_path_buf(),
-        sha256_hex(&text),
+        sha256_hex(text),
         validated,
         clients,
         &account_id,
@@ -211,20 +207,26 @@ pub async fn list_stacks(aws: &AwsOptions) -> Result<Vec<StackInfo>> {
 
 /// [`list_stacks`] with clients already made (a fleet target's).
 pub async fn list_stacks_with(clients: &Clients) -> Result<Vec<StackInfo>> {
-    let clients = clients.clone();
-    let mut listed = tagged_resources(&clients, TAG_STACK, None).await?;
+    let listed = stack_resources(clients).await?;
+    Ok(stacks_of(listed, std::time::SystemTime::now()))
+}
+
+/// Every resource of any stack in the region (ARN and tags): the tagging API's answer as each
+/// kind corrects it (what it leaves out, what is only a leftover).
+pub async fn stack_resources(clients: &Clients) -> Result<Vec<(String, BTreeMap<String, String>)>> {
+    let mut listed = tagged_resources(clients, TAG_STACK, None).await?;
     let arns: Vec<String> = listed.iter().map(|(arn, _)| arn.clone()).collect();
     let fixes = futures::future::try_join_all(
         kinds::REGISTRY
             .handlers()
-            .map(|h| h.correct_listing(&clients, &arns)),
+            .map(|h| h.correct_listing(clients, &arns)),
     )
     .await?;
     for fix in fixes {
         listed.retain(|(arn, _)| !fix.not_leftovers.contains(arn));
         listed.extend(fix.unlisted);
     }
-    Ok(stacks_of(listed, std::time::SystemTime::now()))
+    Ok(listed)
 }
 
 /// The stacks `resources` (ARN and tags) belong to, by name, as of `now`.

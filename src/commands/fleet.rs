@@ -60,17 +60,7 @@ pub fn run(g: &Global, r: Request) -> Outcome {
     runtime()?.block_on(async {
         let opts = open_options(g, streamstack::events::Events::none());
         let base_region = opts.aws.region.clone().or_else(|| file.regions.first().cloned());
-        let needs_org = file
-            .targets
-            .iter()
-            .any(|t| matches!(t.who, streamstack::fleet::Who::OrganizationalUnit(_)));
-        let org_clients = if needs_org {
-            let aws = streamstack::aws::AwsOptions { region: base_region, ..opts.aws.clone() };
-            Some(streamstack::aws::Clients::new(&aws).await?)
-        } else {
-            None
-        };
-        let all = targets::resolve(&file, org_clients.as_ref()).await?;
+        let all = resolve_targets(&file, &opts.aws, base_region).await?;
         let mut chosen = targets::select(all, &r.fleet.only)?;
         if r.fleet.retry_failed {
             let failed = board::failed_targets(&report_path)?;
@@ -80,13 +70,7 @@ pub fn run(g: &Global, r: Request) -> Outcome {
                 return Ok(0);
             }
         }
-        let mode = if r.json {
-            Mode::Json
-        } else if std::io::stdout().is_terminal() {
-            Mode::Live
-        } else {
-            Mode::Plain
-        };
+        let mode = board_mode(r.json);
         let printer = Arc::new(Printer::new(mode));
         let run_opts = RunOptions {
             spec: r.spec.map(Path::to_path_buf),
@@ -128,6 +112,40 @@ pub fn run(g: &Global, r: Request) -> Outcome {
 
 /// The spec checked offline once (with the first target's variables and region), before any
 /// AWS call; its stack name.
+/// The fleet's targets, its organizational units expanded to their accounts with clients in
+/// `region` (made only when the file names an OU).
+async fn resolve_targets(
+    file: &streamstack::fleet::FleetFile,
+    aws: &streamstack::aws::AwsOptions,
+    region: Option<String>,
+) -> streamstack::Result<Vec<streamstack::fleet::Target>> {
+    let needs_org = file
+        .targets
+        .iter()
+        .any(|t| matches!(t.who, streamstack::fleet::Who::OrganizationalUnit(_)));
+    let org_clients = if needs_org {
+        let aws = streamstack::aws::AwsOptions {
+            region,
+            ..aws.clone()
+        };
+        Some(streamstack::aws::Clients::new(&aws).await?)
+    } else {
+        None
+    };
+    targets::resolve(file, org_clients.as_ref()).await
+}
+
+/// How the board prints: NDJSON, lines redrawn on a terminal, or plain lines.
+fn board_mode(json: bool) -> Mode {
+    if json {
+        Mode::Json
+    } else if std::io::stdout().is_terminal() {
+        Mode::Live
+    } else {
+        Mode::Plain
+    }
+}
+
 fn offline_stack(
     g: &Global,
     spec: &Path,
@@ -248,27 +266,12 @@ pub fn stacksets(g: &Global, r: StackSetsRequest) -> Outcome {
                         .into(),
                 )
             })?;
-        let org_clients = if ous.is_empty() {
-            None
-        } else {
-            let aws = streamstack::aws::AwsOptions {
-                region: Some(region.clone()),
-                ..open.aws.clone()
-            };
-            Some(streamstack::aws::Clients::new(&aws).await?)
-        };
-        let all = targets::resolve(&file, org_clients.as_ref()).await?;
+        let all = resolve_targets(&file, &open.aws, Some(region.clone())).await?;
         if all.is_empty() {
             return Err(Failure::Message("the fleet has no targets".into()));
         }
         glue::check_one_template(r.spec, &open.load, &all)?;
-        let mode = if r.json {
-            Mode::Json
-        } else if std::io::stdout().is_terminal() {
-            Mode::Live
-        } else {
-            Mode::Plain
-        };
+        let mode = board_mode(r.json);
         let printer = Arc::new(Printer::new(mode));
         let board: Arc<dyn run::Board> = printer.clone();
         let s = glue::admin_session(r.spec, &open, &region, &all, Arc::clone(&board)).await?;
